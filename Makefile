@@ -1,0 +1,96 @@
+# barelb — the two commands a newcomer types are `make demo` and `make test`.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+
+BIN := $(CURDIR)/bin
+TOOLS_DIR := e2etest/tools
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# The control-plane binaries report this version, or kubectl cannot parse it.
+KUBE_VERSION := v1.32.4
+KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=32
+# The checksum database does not know k8s.io/kubernetes and some staging
+# modules; go.sum of the tools module pins their hashes instead. This applies
+# to the tools module only, never to the product.
+TOOLS_ENV := GONOSUMDB=k8s.io,sigs.k8s.io GOFLAGS=-mod=mod
+GO_TEST_FLAGS ?= -count=1
+export KUBEBUILDER_ASSETS := $(BIN)
+
+TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
+	$(BIN)/controller-gen $(BIN)/staticcheck
+
+.PHONY: help
+help: ## Show the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the controller and speaker into bin/.
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/controller ./controller
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/speaker ./speaker
+
+.PHONY: tools
+tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, controller-gen, staticcheck from source.
+
+$(BIN)/etcd: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(TOOLS_DIR)/etcd/main.go
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ ./etcd
+$(BIN)/kube-apiserver: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+$(BIN)/kube-proxy: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-proxy
+$(BIN)/kube-controller-manager: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+$(BIN)/controller-gen: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
+$(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ honnef.co/go/tools/cmd/staticcheck
+
+.PHONY: generate
+generate: $(BIN)/controller-gen ## Generate deepcopy code for the API types.
+	$(BIN)/controller-gen object paths=./api/...
+
+.PHONY: manifests
+manifests: $(BIN)/controller-gen ## Generate CRD manifests into config/crd/bases.
+	$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+
+GENERATED = api/v1beta1/zz_generated.deepcopy.go config/crd/bases/*.yaml
+
+.PHONY: check-generated
+check-generated: $(BIN)/controller-gen ## Fail when generated files are stale (and regenerate them).
+	@before=$$(cat $(GENERATED) | sha256sum); \
+	$(MAKE) --no-print-directory generate manifests >/dev/null; \
+	after=$$(cat $(GENERATED) | sha256sum); \
+	if [ "$$before" != "$$after" ]; then \
+		echo "generated files were stale: they are regenerated now; review and commit them"; exit 1; \
+	fi; echo "generated files are current"
+
+.PHONY: lint
+lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	$(BIN)/staticcheck ./...
+
+.PHONY: unit
+unit: ## Unit tests only (no control plane, no root).
+	go test $(GO_TEST_FLAGS) -short ./...
+
+.PHONY: test
+test: deps tools check-generated lint ## Everything CI runs: lint, unit and integration tests.
+	go test $(GO_TEST_FLAGS) ./...
+
+# Debian packages the tests use; installed by `make deps` when missing.
+DEB_PACKAGES ?= git iproute2
+
+.PHONY: deps
+deps: ## Install the Debian packages the tests need, when missing.
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+.PHONY: clean
+clean: ## Remove built binaries.
+	rm -rf $(BIN)

@@ -1,0 +1,138 @@
+// Package testenv starts a real control plane (etcd and kube-apiserver,
+// built from source into the repository's bin/ by `make tools`) for
+// integration tests, with barelb's CRDs installed.
+//
+// It is imported only by tests. The binaries are never downloaded: when
+// they are missing the test fails and says to run `make tools`.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+)
+
+// Env is a running control plane.
+type Env struct {
+	// Config reaches the API server as an administrator.
+	Config *rest.Config
+	// Client is a controller-runtime client with barelb's scheme.
+	Client client.Client
+	// Scheme knows the built-in types and barelb's.
+	Scheme *runtime.Scheme
+	// RepoRoot is the repository's top folder.
+	RepoRoot string
+	// Environment is the underlying envtest environment, for its
+	// ControlPlane (to add users, for example).
+	Environment *envtest.Environment
+}
+
+// Options change what Start starts.
+type Options struct {
+	// APIServerFlags are extra kube-apiserver flags, name without dashes.
+	APIServerFlags map[string]string
+}
+
+// RepoRoot finds the repository's top folder from the working directory of
+// a test, which is its package's folder.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding the working directory: %w", err)
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && isProductModule(data) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod of module github.com/barelb/barelb above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func isProductModule(goMod []byte) bool {
+	const want = "module github.com/barelb/barelb\n"
+	return len(goMod) >= len(want) && string(goMod[:len(want)]) == want
+}
+
+// NewScheme returns a scheme with the built-in types and barelb's.
+func NewScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("adding built-in types to the scheme: %w", err)
+	}
+	if err := barelbv1beta1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("adding barelb types to the scheme: %w", err)
+	}
+	return scheme, nil
+}
+
+// Start starts etcd and kube-apiserver with barelb's CRDs installed and
+// stops them when the test ends.
+func Start(t testing.TB, opts Options) *Env {
+	t.Helper()
+	env, err := start(opts)
+	if err != nil {
+		t.Fatalf("starting the test control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Environment.Stop(); err != nil {
+			t.Errorf("stopping the test control plane: %v", err)
+		}
+	})
+	return env
+}
+
+func start(opts Options) (*Env, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join(root, "bin")
+	}
+	for _, bin := range []string{"etcd", "kube-apiserver"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return nil, fmt.Errorf("%s is missing from %s (run `make tools`): %w", bin, assets, err)
+		}
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	environment := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+		Scheme:                scheme,
+	}
+	if len(opts.APIServerFlags) > 0 {
+		args := environment.ControlPlane.GetAPIServer().Configure()
+		for name, value := range opts.APIServerFlags {
+			args.Set(name, value)
+		}
+	}
+	cfg, err := environment.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting envtest with binaries from %s: %w", assets, err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		_ = environment.Stop()
+		return nil, fmt.Errorf("creating a client: %w", err)
+	}
+	return &Env{Config: cfg, Client: c, Scheme: scheme, RepoRoot: root, Environment: environment}, nil
+}
