@@ -121,6 +121,10 @@ func TestAPIValidation(t *testing.T) {
 		}
 	})
 
+	t.Run("Go parsers agree with the API server", func(t *testing.T) {
+		testParsersAgree(ctx, t, env)
+	})
+
 	t.Run("samples apply", func(t *testing.T) {
 		applySamples(ctx, t, env)
 	})
