@@ -1,0 +1,257 @@
+package allocation
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/metrics"
+	"github.com/barelb/barelb/internal/testenv"
+)
+
+const barelbNamespace = "barelb-system"
+
+// cluster is a real API server with the allocation controllers running
+// in-process, restartable.
+type cluster struct {
+	t       *testing.T
+	env     *testenv.Env
+	c       client.Client
+	stop    context.CancelFunc
+	done    chan struct{}
+	lbClass string
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{APIServerFlags: map[string]string{
+		// Dual-stack, so that RequireDualStack Services can be created.
+		"service-cluster-ip-range": "10.0.0.0/16,fd00:10::/108",
+	}})
+	cl := &cluster{t: t, env: env, c: env.Client}
+	cl.createNamespace(barelbNamespace, nil)
+	cl.startController()
+	t.Cleanup(cl.stopController)
+	return cl
+}
+
+func (cl *cluster) startController() {
+	cl.t.Helper()
+	mgr, err := ctrl.NewManager(cl.env.Config, ctrl.Options{
+		Scheme:                 cl.env.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// The controller is restarted within one process.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+		Logger:                 zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{cl.t})),
+	})
+	if err != nil {
+		cl.t.Fatalf("creating manager: %v", err)
+	}
+	m, err := metrics.NewController(prometheus.NewRegistry())
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	if err := Setup(mgr, Options{Namespace: barelbNamespace, LoadBalancerClass: cl.lbClass, Metrics: m, PoolStatusDelay: 50 * time.Millisecond}); err != nil {
+		cl.t.Fatalf("setting up: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cl.stop, cl.done = cancel, make(chan struct{})
+	go func() {
+		defer close(cl.done)
+		if err := mgr.Start(ctx); err != nil {
+			cl.t.Errorf("manager: %v", err)
+		}
+	}()
+}
+
+func (cl *cluster) stopController() {
+	if cl.stop != nil {
+		cl.stop()
+		<-cl.done
+		cl.stop = nil
+	}
+}
+
+func (cl *cluster) restartController() {
+	cl.stopController()
+	cl.startController()
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (cl *cluster) createNamespace(name string, labels map[string]string) {
+	cl.t.Helper()
+	err := cl.c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		cl.t.Fatalf("creating namespace %s: %v", name, err)
+	}
+}
+
+// pool creates an IPAddressPool in barelb's namespace serving only the
+// given test namespace, so that tests sharing the API server never take
+// each other's addresses.
+func (cl *cluster) pool(name, testNS string, mutate func(*barelbv1beta1.IPAddressPoolSpec), addresses ...string) *barelbv1beta1.IPAddressPool {
+	cl.t.Helper()
+	p := &barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: barelbNamespace}}
+	for _, a := range addresses {
+		p.Spec.Addresses = append(p.Spec.Addresses, barelbv1beta1.AddressRange(a))
+	}
+	p.Spec.ServiceAllocation = &barelbv1beta1.ServiceAllocation{Namespaces: []string{testNS}}
+	if mutate != nil {
+		mutate(&p.Spec)
+	}
+	if err := cl.c.Create(context.Background(), p); err != nil {
+		cl.t.Fatalf("creating pool %s: %v", name, err)
+	}
+	return p
+}
+
+func (cl *cluster) updatePool(name string, mutate func(*barelbv1beta1.IPAddressPoolSpec)) {
+	cl.t.Helper()
+	var p barelbv1beta1.IPAddressPool
+	if err := cl.c.Get(context.Background(), types.NamespacedName{Namespace: barelbNamespace, Name: name}, &p); err != nil {
+		cl.t.Fatal(err)
+	}
+	mutate(&p.Spec)
+	if err := cl.c.Update(context.Background(), &p); err != nil {
+		cl.t.Fatalf("updating pool %s: %v", name, err)
+	}
+}
+
+// service creates a LoadBalancer Service with one TCP port.
+func (cl *cluster) service(ns, name string, mutate func(*corev1.Service)) *corev1.Service {
+	cl.t.Helper()
+	noNodePorts := false
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			Type:                          corev1.ServiceTypeLoadBalancer,
+			AllocateLoadBalancerNodePorts: &noNodePorts,
+			Selector:                      map[string]string{"app": name},
+			Ports:                         []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if mutate != nil {
+		mutate(svc)
+	}
+	if err := cl.c.Create(context.Background(), svc); err != nil {
+		cl.t.Fatalf("creating service %s/%s: %v", ns, name, err)
+	}
+	return svc
+}
+
+func (cl *cluster) get(ns, name string) *corev1.Service {
+	cl.t.Helper()
+	var svc corev1.Service
+	if err := cl.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &svc); err != nil {
+		cl.t.Fatalf("reading service %s/%s: %v", ns, name, err)
+	}
+	return &svc
+}
+
+func (cl *cluster) updateService(ns, name string, mutate func(*corev1.Service)) {
+	cl.t.Helper()
+	svc := cl.get(ns, name)
+	mutate(svc)
+	if err := cl.c.Update(context.Background(), svc); err != nil {
+		cl.t.Fatalf("updating service %s/%s: %v", ns, name, err)
+	}
+}
+
+func ips(svc *corev1.Service) []string {
+	var out []string
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		out = append(out, in.IP)
+	}
+	return out
+}
+
+// eventually polls cond until it returns "" or time runs out, then fails
+// with its last complaint.
+func (cl *cluster) eventually(what string, cond func() string) {
+	cl.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	last := ""
+	for time.Now().Before(deadline) {
+		if last = cond(); last == "" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cl.t.Fatalf("%s: %s", what, last)
+}
+
+// waitIPs waits until the Service's addresses are exactly want (none when
+// want is empty).
+func (cl *cluster) waitIPs(ns, name string, want ...string) *corev1.Service {
+	cl.t.Helper()
+	var svc *corev1.Service
+	cl.eventually(fmt.Sprintf("addresses of %s/%s", ns, name), func() string {
+		svc = cl.get(ns, name)
+		if got := ips(svc); strings.Join(got, ",") != strings.Join(want, ",") {
+			return fmt.Sprintf("got %v, want %v", got, want)
+		}
+		return ""
+	})
+	return svc
+}
+
+// waitEvent waits for an Event on the Service with the reason whose
+// message contains every fragment.
+func (cl *cluster) waitEvent(ns, name, reason string, fragments ...string) {
+	cl.t.Helper()
+	cl.eventually(fmt.Sprintf("event %s on %s/%s", reason, ns, name), func() string {
+		var events corev1.EventList
+		if err := cl.c.List(context.Background(), &events, client.InNamespace(ns)); err != nil {
+			return err.Error()
+		}
+		var seen []string
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name != name || e.InvolvedObject.Kind != "Service" {
+				continue
+			}
+			seen = append(seen, e.Reason+": "+e.Message)
+			if e.Reason != reason {
+				continue
+			}
+			ok := true
+			for _, f := range fragments {
+				ok = ok && strings.Contains(e.Message, f)
+			}
+			if ok {
+				return ""
+			}
+		}
+		return fmt.Sprintf("seen only %q", seen)
+	})
+}
+
+// stayPending checks that the Service has no address for a while.
+func (cl *cluster) stayPending(ns, name string) {
+	cl.t.Helper()
+	time.Sleep(500 * time.Millisecond)
+	if got := ips(cl.get(ns, name)); len(got) > 0 {
+		cl.t.Fatalf("%s/%s got %v, want none", ns, name, got)
+	}
+}

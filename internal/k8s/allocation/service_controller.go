@@ -1,0 +1,193 @@
+package allocation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/barelb/barelb/internal/config"
+)
+
+// serviceReconciler gives LoadBalancer Services their addresses.
+type serviceReconciler struct {
+	client   ctrl.Client
+	state    *state
+	recorder record.EventRecorder
+	// poolChanged tells the pool reconciler which pools' counts moved.
+	poolChanged chan<- event.GenericEvent
+}
+
+func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	key := req.String()
+	var svc corev1.Service
+	if err := r.client.Get(ctx, req.NamespacedName, &svc); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("reading Service %s: %w", key, err)
+		}
+		pools, err := r.state.release(ctx, key)
+		r.notifyPools(pools)
+		return reconcile.Result{}, err
+	}
+
+	if !config.ServesService(&svc, r.state.lbClass) {
+		return reconcile.Result{}, r.stopServing(ctx, key, &svc)
+	}
+
+	request, err := config.ParseServiceRequest(&svc)
+	if err != nil {
+		// Bad input never costs an address: the Service keeps what it has
+		// and its owner is told what to fix.
+		if f := fail(ReasonInvalidRequest, "%v", err); r.state.noteFailure(key, f) {
+			r.recorder.Event(&svc, corev1.EventTypeWarning, f.Reason, f.Message)
+			r.state.metrics.AllocationFailures.WithLabelValues(f.Reason).Inc()
+		}
+		return reconcile.Result{}, nil
+	}
+
+	nsLabels, err := r.namespaceLabels(ctx, svc.Namespace)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	d, pools, err := r.state.decideFor(ctx, key, svc.Namespace, nsLabels, labels.Set(svc.Labels), request)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	r.notifyPools(pools)
+
+	old := ingressAddresses(&svc)
+	if err := r.writeStatus(ctx, &svc, d.Addresses, d.Pool); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.tell(&svc, old, d)
+	return reconcile.Result{}, nil
+}
+
+// tell records the Events and metrics a change calls for. An unchanged
+// Service gets none, so resyncs stay quiet.
+func (r *serviceReconciler) tell(svc *corev1.Service, old []netip.Addr, d decision) {
+	if d.Failure != nil && d.FailureIsNew {
+		r.recorder.Event(svc, corev1.EventTypeWarning, d.Failure.Reason, d.Failure.Message)
+		r.state.metrics.AllocationFailures.WithLabelValues(d.Failure.Reason).Inc()
+	}
+	if slices.Equal(old, d.Addresses) {
+		return
+	}
+	switch {
+	case len(d.Addresses) == 0:
+		r.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonReleased, "released %s", addressList(old))
+	case len(old) > 0 && !overlap(old, d.Addresses):
+		r.state.metrics.AddressesMoved.Inc()
+		r.state.log.Info("Service moved to a new address", "service", ctrl.ObjectKeyFromObject(svc).String(), "from", addressList(old), "to", addressList(d.Addresses))
+		r.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonMoved, "moved from %s to %s (pool %s): the old address is no longer in a pool this Service may use", addressList(old), addressList(d.Addresses), d.Pool)
+	default:
+		r.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonAllocated, "assigned %s from pool %s", addressList(d.Addresses), d.Pool)
+	}
+}
+
+func overlap(a, b []netip.Addr) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// stopServing lets go of a Service barelb no longer serves (its type or
+// class changed) and clears the status barelb wrote. A status written by
+// another implementation is left alone.
+func (r *serviceReconciler) stopServing(ctx context.Context, key string, svc *corev1.Service) error {
+	pools, err := r.state.release(ctx, key)
+	if err != nil {
+		return err
+	}
+	r.notifyPools(pools)
+	if _, ours := svc.Annotations[config.AnnotationAllocatedFromPool]; !ours {
+		return nil
+	}
+	old := ingressAddresses(svc)
+	if err := r.writeStatus(ctx, svc, nil, ""); err != nil {
+		return err
+	}
+	if len(old) > 0 {
+		r.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonReleased, "released %s: barelb no longer serves this Service", addressList(old))
+	}
+	return nil
+}
+
+func (r *serviceReconciler) namespaceLabels(ctx context.Context, name string) (labels.Set, error) {
+	var ns corev1.Namespace
+	if err := r.client.Get(ctx, types.NamespacedName{Name: name}, &ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return labels.Set{}, nil
+		}
+		return nil, fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	return labels.Set(ns.Labels), nil
+}
+
+// writeStatus sets the Service's addresses and the pool annotation in one
+// write: the status subresource of a Service also takes metadata, so a
+// Service costs one request, not two.
+func (r *serviceReconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips []netip.Addr, pool string) error {
+	if statusMatches(svc, ips, pool) {
+		return nil
+	}
+	ingress := make([]corev1.LoadBalancerIngress, len(ips))
+	vip := corev1.LoadBalancerIPModeVIP
+	for i, ip := range ips {
+		ingress[i] = corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &vip}
+	}
+	var poolValue any
+	if pool != "" {
+		poolValue = pool
+	}
+	patch := map[string]any{
+		"metadata": map[string]any{"annotations": map[string]any{config.AnnotationAllocatedFromPool: poolValue}},
+		"status":   map[string]any{"loadBalancer": map[string]any{"ingress": ingress}},
+	}
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return fmt.Errorf("encoding status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	if err := r.client.Status().Patch(ctx, svc, ctrl.RawPatch(types.MergePatchType, data)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("writing status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+func statusMatches(svc *corev1.Service, ips []netip.Addr, pool string) bool {
+	if svc.Annotations[config.AnnotationAllocatedFromPool] != pool {
+		return false
+	}
+	ingress := svc.Status.LoadBalancer.Ingress
+	if len(ingress) != len(ips) {
+		return false
+	}
+	for i, in := range ingress {
+		if in.IP != ips[i].String() || in.Hostname != "" || in.IPMode == nil || *in.IPMode != corev1.LoadBalancerIPModeVIP {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *serviceReconciler) notifyPools(pools []string) {
+	for _, name := range pools {
+		r.poolChanged <- event.GenericEvent{Object: poolStub(name, r.state.namespace)}
+	}
+}

@@ -1,0 +1,253 @@
+// Package allocation is the controller's Kubernetes glue: it reconciles
+// LoadBalancer Services (which addresses they get) and IPAddressPools (their
+// status). The decisions themselves are made by internal/allocator and
+// internal/config on plain values; this package reads objects, calls them
+// and writes the outcome once.
+package allocation
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/allocator"
+	"github.com/barelb/barelb/internal/config"
+	"github.com/barelb/barelb/internal/metrics"
+)
+
+// state is what the reconcilers share: the allocator and the pools it was
+// given. One lock guards it; API calls are made outside it, so reconcilers
+// run in parallel except for the (fast, in-memory) decision.
+type state struct {
+	reader    client.Reader
+	namespace string
+	lbClass   string
+	log       logr.Logger
+	metrics   *metrics.Controller
+
+	mu    sync.Mutex
+	alloc *allocator.Allocator
+	// pools are the valid pools, in the order they are tried.
+	pools []*config.Pool
+	// invalid says why each invalid pool is.
+	invalid map[string]string
+	// overlaps names, for each pool, the pools sharing addresses with it.
+	overlaps map[string][]string
+	// fingerprint identifies the pool objects pools were built from.
+	fingerprint string
+	// loaded is set once every existing assignment has been recorded.
+	loaded bool
+	// failures holds each failing Service's last failure, so that a
+	// Service is told once per new failure, not on every reconcile.
+	failures map[string]string
+}
+
+func newState(reader client.Reader, namespace, lbClass string, log logr.Logger, m *metrics.Controller) *state {
+	return &state{
+		reader: reader, namespace: namespace, lbClass: lbClass, log: log, metrics: m,
+		alloc: allocator.New(), invalid: map[string]string{}, overlaps: map[string][]string{},
+		failures: map[string]string{},
+	}
+}
+
+// syncLocked brings the pools up to date with the cache and, the first
+// time, loads every existing assignment. The caller holds mu.
+func (s *state) syncLocked(ctx context.Context) error {
+	if err := s.syncPoolsLocked(ctx); err != nil {
+		return err
+	}
+	if !s.loaded {
+		if err := s.loadLocked(ctx); err != nil {
+			return err
+		}
+		s.loaded = true
+	}
+	return nil
+}
+
+// syncPoolsLocked rebuilds the pools when any pool object changed. Listing
+// a handful of pools from the cache on each reconcile is cheaper than
+// keeping a second copy of them in step.
+func (s *state) syncPoolsLocked(ctx context.Context) error {
+	var list barelbv1beta1.IPAddressPoolList
+	if err := s.reader.List(ctx, &list, client.InNamespace(s.namespace)); err != nil {
+		return fmt.Errorf("listing IPAddressPools: %w", err)
+	}
+	parts := make([]string, 0, len(list.Items))
+	for i := range list.Items {
+		parts = append(parts, list.Items[i].Name+"@"+list.Items[i].ResourceVersion)
+	}
+	sort.Strings(parts)
+	fingerprint := strings.Join(parts, ",")
+	if fingerprint == s.fingerprint {
+		return nil
+	}
+	pools := make([]*config.Pool, 0, len(list.Items))
+	invalid := map[string]string{}
+	for i := range list.Items {
+		p, err := config.PoolFromAPI(&list.Items[i])
+		if err != nil {
+			invalid[list.Items[i].Name] = err.Error()
+			s.log.Info("ignoring invalid IPAddressPool", "pool", list.Items[i].Name, "reason", err.Error())
+			continue
+		}
+		pools = append(pools, p)
+	}
+	config.SortPools(pools)
+	apiPools := make([]allocator.Pool, len(pools))
+	for i, p := range pools {
+		apiPools[i] = allocator.Pool{Name: p.Name, Ranges: p.Ranges, AvoidBuggyIPs: p.AvoidBuggyIPs}
+	}
+	s.alloc.SetPools(apiPools)
+	s.pools, s.invalid, s.overlaps, s.fingerprint = pools, invalid, config.Overlaps(pools), fingerprint
+	return nil
+}
+
+// loadLocked records every address Services hold now, before anything new
+// is handed out, so that no restart or leader change moves an address. When
+// two Services claim one address, the older (then the first by name) keeps
+// it; the other is given a new one when it is reconciled.
+func (s *state) loadLocked(ctx context.Context) error {
+	start := time.Now()
+	var list corev1.ServiceList
+	if err := s.reader.List(ctx, &list); err != nil {
+		return fmt.Errorf("listing Services: %w", err)
+	}
+	services := make([]*corev1.Service, 0, len(list.Items))
+	for i := range list.Items {
+		if config.ServesService(&list.Items[i], s.lbClass) && len(list.Items[i].Status.LoadBalancer.Ingress) > 0 {
+			services = append(services, &list.Items[i])
+		}
+	}
+	sort.Slice(services, func(i, j int) bool { return olderFirst(services[i], services[j]) })
+	loaded := 0
+	for _, svc := range services {
+		key := client.ObjectKeyFromObject(svc).String()
+		req, err := config.ParseServiceRequest(svc)
+		if err != nil {
+			// Its owner gets an Event when it is reconciled; its address
+			// is kept all the same.
+			req = config.ServiceRequest{}
+		}
+		for _, ip := range ingressAddresses(svc) {
+			if err := s.alloc.Assign(serviceFromRequest(key, req), ip, true); err != nil {
+				s.metrics.AssignmentConflicts.Inc()
+				s.log.Info("address claimed by two Services; the older keeps it", "service", key, "address", ip.String(), "reason", err.Error())
+				continue
+			}
+			loaded++
+		}
+	}
+	s.log.Info("loaded existing assignments", "services", len(services), "addresses", loaded, "duration", time.Since(start).String())
+	return nil
+}
+
+func olderFirst(a, b *corev1.Service) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// ingressAddresses reads the addresses in a Service's status.
+func ingressAddresses(svc *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if ip, err := netip.ParseAddr(in.IP); err == nil {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// decideFor runs the decision for one Service under the lock.
+func (s *state) decideFor(ctx context.Context, key, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest) (decision, []string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.syncLocked(ctx); err != nil {
+		return decision{}, nil, err
+	}
+	before := s.alloc.Addresses(key)
+	d := decide(s.alloc, s.pools, key, ns, nsLabels, svcLabels, req)
+	if d.Failure != nil {
+		d.FailureIsNew = s.noteFailureLocked(key, d.Failure)
+	} else {
+		delete(s.failures, key)
+	}
+	return d, s.poolsOfLocked(append(before, s.alloc.Addresses(key)...)), nil
+}
+
+// noteFailure records a Service's failure and tells whether it is new.
+func (s *state) noteFailure(key string, f *failure) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.noteFailureLocked(key, f)
+}
+
+func (s *state) noteFailureLocked(key string, f *failure) bool {
+	text := f.Error()
+	if s.failures[key] == text {
+		return false
+	}
+	s.failures[key] = text
+	return true
+}
+
+// release frees a Service's addresses and names the pools they were in.
+func (s *state) release(ctx context.Context, key string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.syncLocked(ctx); err != nil {
+		return nil, err
+	}
+	held := s.alloc.Addresses(key)
+	s.alloc.Release(key)
+	delete(s.failures, key)
+	return s.poolsOfLocked(held), nil
+}
+
+// poolsOfLocked names every pool containing any of ips.
+func (s *state) poolsOfLocked(ips []netip.Addr) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, ip := range ips {
+		for _, p := range s.pools {
+			if !seen[p.Name] && p.Set.Contains(ip) {
+				seen[p.Name] = true
+				out = append(out, p.Name)
+			}
+		}
+	}
+	return out
+}
+
+// poolReport is what a pool's status says.
+type poolReport struct {
+	stats    allocator.Stats
+	found    bool
+	invalid  string
+	overlaps []string
+}
+
+func (s *state) report(ctx context.Context, pool string) (poolReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.syncLocked(ctx); err != nil {
+		return poolReport{}, err
+	}
+	stats, found := s.alloc.Stats(pool)
+	return poolReport{stats: stats, found: found, invalid: s.invalid[pool], overlaps: s.overlaps[pool]}, nil
+}
