@@ -1,0 +1,95 @@
+package app
+
+import (
+	"context"
+	"flag"
+
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/k8s/allocation"
+	"github.com/barelb/barelb/internal/metrics"
+)
+
+// The controller's defaults.
+const (
+	ControllerMetricsBindAddress     = ":7472"
+	ControllerHealthProbeBindAddress = ":7474"
+	// ControllerLeaseName is the coordination.k8s.io Lease, in the
+	// --namespace, that controller replicas compete for.
+	ControllerLeaseName = "barelb-controller"
+)
+
+// ControllerOptions are the controller's settings.
+type ControllerOptions struct {
+	Options
+	// LeaderElect makes replicas elect one leader to allocate addresses,
+	// so that two never hand out the same address at once.
+	LeaderElect bool
+	// LoadBalancerClass is the spec.loadBalancerClass served; empty serves
+	// Services without one.
+	LoadBalancerClass string
+}
+
+func parseController(inv Invocation) (ControllerOptions, error) {
+	o := ControllerOptions{
+		Options:     DefaultOptions(ControllerMetricsBindAddress, ControllerHealthProbeBindAddress),
+		LeaderElect: true,
+	}
+	err := parseFlags("controller", inv, &o.Options, func(fs *flag.FlagSet) {
+		fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect,
+			"Elect one active controller among the replicas through the Lease "+ControllerLeaseName+" in --namespace. "+
+				"Turn off only when a single replica can run.")
+		fs.StringVar(&o.LoadBalancerClass, "lb-class", o.LoadBalancerClass,
+			"Serve only Services with this spec.loadBalancerClass. Empty serves Services without a class.")
+	})
+	return o, err
+}
+
+// RunController runs the controller, which allocates addresses to
+// LoadBalancer Services, until ctx ends. Its error goes to Exit.
+func RunController(ctx context.Context, inv Invocation) error {
+	o, err := parseController(inv)
+	if err != nil {
+		return err
+	}
+	if o.ShowVersion {
+		return printVersion(inv, "controller")
+	}
+	return start(ctx, inv, startup{
+		program:   "controller",
+		options:   o.Options,
+		logValues: []any{"leaderElect", o.LeaderElect, "lbClass", o.LoadBalancerClass},
+		manager: []Option{
+			WithManagerOptions(func(mo *manager.Options) {
+				mo.LeaderElection = o.LeaderElect
+				mo.LeaderElectionID = ControllerLeaseName
+				mo.LeaderElectionNamespace = o.Namespace
+				// Hand the Lease over on SIGTERM rather than make the next
+				// leader wait for it to expire. Safe because the process
+				// exits as soon as the manager returns.
+				mo.LeaderElectionReleaseOnCancel = true
+				// Pools are watched everywhere so that one created in the
+				// wrong namespace can be told it is ignored.
+				for obj := range mo.Cache.ByObject {
+					if _, ok := obj.(*barelbv1beta1.IPAddressPool); ok {
+						delete(mo.Cache.ByObject, obj)
+					}
+				}
+			}),
+			WithReadyAfterSync(configObjects()...),
+		},
+		setup: func(mgr manager.Manager) error {
+			m, err := metrics.NewController(ctrlmetrics.Registry)
+			if err != nil {
+				return err
+			}
+			return allocation.Setup(mgr, allocation.Options{
+				Namespace:         o.Namespace,
+				LoadBalancerClass: o.LoadBalancerClass,
+				Metrics:           m,
+			})
+		},
+	})
+}
