@@ -63,8 +63,10 @@ func TestParseServiceRequest(t *testing.T) {
 		}),
 		want: ServiceRequest{Families: []corev1.IPFamily{v4}, RequireAll: true, ClusterTraffic: true, Pool: "lan"},
 	}, {
-		name:    "disagreeing aliases",
-		svc:     lbService(func(s *corev1.Service) { s.Annotations = map[string]string{AnnotationAddressPool: "a", "metallb.io/address-pool": "b"} }),
+		name: "disagreeing aliases",
+		svc: lbService(func(s *corev1.Service) {
+			s.Annotations = map[string]string{AnnotationAddressPool: "a", "metallb.io/address-pool": "b"}
+		}),
 		wantErr: "disagree",
 	}, {
 		name: "deprecated spec.loadBalancerIP",

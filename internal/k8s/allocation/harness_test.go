@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -58,7 +58,7 @@ func (cl *cluster) startController() {
 		HealthProbeBindAddress: "0",
 		// The controller is restarted within one process.
 		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
-		Logger:                 zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{cl.t})),
+		Logger:     zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{cl.t})),
 	})
 	if err != nil {
 		cl.t.Fatalf("creating manager: %v", err)
