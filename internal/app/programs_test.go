@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
@@ -56,16 +55,12 @@ func TestPrograms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds both programs and starts an API server")
 	}
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := t.TempDir()
 	buildCtx, cancelBuild := context.WithCancel(context.Background())
 	t.Cleanup(cancelBuild)
 	built := make(chan error, 1)
 	began := time.Now()
-	go func() { built <- build(buildCtx, root, bin) }() // while the API server starts
+	go func() { built <- testenv.BuildPrograms(buildCtx, bin, "./controller", "./speaker") }() // while the API server starts
 
 	env := testenv.Start(t, testenv.Options{})
 	t.Logf("API server started in %v", time.Since(began).Round(time.Millisecond))
@@ -73,7 +68,7 @@ func TestPrograms(t *testing.T) {
 	if err := env.Client.Create(context.Background(), ns); err != nil {
 		t.Fatalf("creating namespace %s: %v", namespace, err)
 	}
-	kubeconfig := writeKubeconfig(t, env)
+	kubeconfig := env.WriteKubeconfig(t)
 	if err := <-built; err != nil {
 		t.Fatal(err)
 	}
@@ -160,34 +155,6 @@ func testNamespacedCache(t *testing.T, env *testenv.Env) {
 	if err := c.List(ctx, &corev1.ServiceList{}); err != nil {
 		t.Errorf("listing Services in all namespaces: %v", err)
 	}
-}
-
-func build(ctx context.Context, root, bin string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./controller", "./speaker")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go build ./controller ./speaker: %w\n%s", err, out)
-	}
-	return nil
-}
-
-// writeKubeconfig writes a kubeconfig for an administrator of env.
-func writeKubeconfig(t *testing.T, env *testenv.Env) string {
-	t.Helper()
-	user, err := env.Environment.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatalf("adding a user: %v", err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		t.Fatalf("writing the user's kubeconfig: %v", err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func waitForLeaseHolder(t *testing.T, env *testenv.Env, ok func(holder string) bool) string {

@@ -7,9 +7,11 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -135,4 +137,39 @@ func start(opts Options) (*Env, error) {
 		return nil, fmt.Errorf("creating a client: %w", err)
 	}
 	return &Env{Config: cfg, Client: c, Scheme: scheme, RepoRoot: root, Environment: environment}, nil
+}
+
+// WriteKubeconfig writes a kubeconfig for an administrator of the control
+// plane into a temporary folder of the test, for programs run by the test.
+func (e *Env) WriteKubeconfig(t testing.TB) string {
+	t.Helper()
+	user, err := e.Environment.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatalf("adding a user: %v", err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		t.Fatalf("writing the user's kubeconfig: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// BuildPrograms builds the named main packages of the repository (like
+// "./controller") into dir.
+func BuildPrograms(ctx context.Context, dir string, pkgs ...string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %v: %w\n%s", pkgs, err, out)
+	}
+	return nil
 }

@@ -28,7 +28,7 @@ func annotate(kv ...string) func(*corev1.Service) {
 }
 
 func TestAllocation(t *testing.T) {
-	cl := startCluster(t)
+	cl := startCluster(t, 1)
 	ctx := context.Background()
 
 	t.Run("a LoadBalancer Service gets the lowest free address, recorded with its pool", func(t *testing.T) {
@@ -303,6 +303,35 @@ func TestAllocation(t *testing.T) {
 			}
 			return ""
 		})
+	})
+
+	t.Run("a freed address goes to a Service that was waiting for one", func(t *testing.T) {
+		cl.t = t
+		cl.createNamespace("wait", nil)
+		cl.pool("wait", "wait", nil, "198.51.100.140/32")
+		cl.service("wait", "first", nil)
+		cl.waitIPs("wait", "first", "198.51.100.140")
+		cl.service("wait", "second", nil)
+		cl.waitEvent("wait", "second", ReasonPoolExhausted)
+		if err := cl.c.Delete(ctx, cl.get("wait", "first")); err != nil {
+			t.Fatal(err)
+		}
+		cl.waitIPs("wait", "second", "198.51.100.140")
+	})
+
+	t.Run("with --lb-class, only that class is served", func(t *testing.T) {
+		cl.t = t
+		cl.createNamespace("classed", nil)
+		cl.pool("classed", "classed", nil, "198.51.100.144/30")
+		cl.stopController()
+		cl.lbClass = "example.com/barelb"
+		defer func() { cl.lbClass = ""; cl.restartController() }()
+		cl.startController()
+		class := cl.lbClass
+		cl.service("classed", "mine", func(s *corev1.Service) { s.Spec.LoadBalancerClass = &class })
+		cl.waitIPs("classed", "mine", "198.51.100.144")
+		cl.service("classed", "unclassed", nil)
+		cl.stayPending("classed", "unclassed")
 	})
 
 	t.Run("namespace and service selectors", func(t *testing.T) {

@@ -29,37 +29,55 @@ const barelbNamespace = "barelb-system"
 // cluster is a real API server with the allocation controllers running
 // in-process, restartable.
 type cluster struct {
-	t       *testing.T
-	env     *testenv.Env
-	c       client.Client
-	stop    context.CancelFunc
-	done    chan struct{}
-	lbClass string
+	t        *testing.T
+	env      *testenv.Env
+	c        client.Client
+	replicas []*replica
+	lbClass  string
+	// leaderElect runs replicas that elect a leader, as in production.
+	leaderElect bool
 }
 
-func startCluster(t *testing.T) *cluster {
+// replica is one controller manager running in this process.
+type replica struct {
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// startCluster starts an API server and controller replicas; with more
+// than one, they elect a leader as in production.
+func startCluster(t *testing.T, replicas int) *cluster {
 	t.Helper()
 	env := testenv.Start(t, testenv.Options{APIServerFlags: map[string]string{
 		// Dual-stack, so that RequireDualStack Services can be created.
 		"service-cluster-ip-range": "10.0.0.0/16,fd00:10::/108",
 	}})
-	cl := &cluster{t: t, env: env, c: env.Client}
+	cl := &cluster{t: t, env: env, c: env.Client, leaderElect: replicas > 1}
 	cl.createNamespace(barelbNamespace, nil)
-	cl.startController()
+	for i := 0; i < replicas; i++ {
+		cl.startController()
+	}
 	t.Cleanup(cl.stopController)
 	return cl
 }
 
 func (cl *cluster) startController() {
 	cl.t.Helper()
-	mgr, err := ctrl.NewManager(cl.env.Config, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:                 cl.env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// The controller is restarted within one process.
 		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 		Logger:     zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{cl.t})),
-	})
+	}
+	if cl.leaderElect {
+		// Short timers so that a stopped leader is replaced quickly.
+		opts.LeaderElection, opts.LeaderElectionID, opts.LeaderElectionNamespace = true, "barelb-controller", barelbNamespace
+		opts.LeaderElectionReleaseOnCancel = true
+		opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = ptr.To(2*time.Second), ptr.To(1500*time.Millisecond), ptr.To(200*time.Millisecond)
+	}
+	mgr, err := ctrl.NewManager(cl.env.Config, opts)
 	if err != nil {
 		cl.t.Fatalf("creating manager: %v", err)
 	}
@@ -71,21 +89,34 @@ func (cl *cluster) startController() {
 		cl.t.Fatalf("setting up: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cl.stop, cl.done = cancel, make(chan struct{})
+	r := &replica{stop: cancel, done: make(chan struct{})}
+	t := cl.t
 	go func() {
-		defer close(cl.done)
+		defer close(r.done)
 		if err := mgr.Start(ctx); err != nil {
-			cl.t.Errorf("manager: %v", err)
+			t.Errorf("manager: %v", err)
 		}
 	}()
+	cl.replicas = append(cl.replicas, r)
 }
 
+// stopController stops every replica.
 func (cl *cluster) stopController() {
-	if cl.stop != nil {
-		cl.stop()
-		<-cl.done
-		cl.stop = nil
+	for _, r := range cl.replicas {
+		r.stop()
+		<-r.done
 	}
+	cl.replicas = nil
+}
+
+// restartOldest stops the longest-running replica, the likely leader, and
+// starts a new one.
+func (cl *cluster) restartOldest() {
+	r := cl.replicas[0]
+	r.stop()
+	<-r.done
+	cl.replicas = cl.replicas[1:]
+	cl.startController()
 }
 
 func (cl *cluster) restartController() {

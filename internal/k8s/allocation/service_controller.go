@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
@@ -26,6 +28,8 @@ type serviceReconciler struct {
 	recorder record.EventRecorder
 	// poolChanged tells the pool reconciler which pools' counts moved.
 	poolChanged chan<- event.GenericEvent
+	// retry wakes Services left without an address when one is freed.
+	retry chan<- event.GenericEvent
 }
 
 func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -36,7 +40,8 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 			return reconcile.Result{}, fmt.Errorf("reading Service %s: %w", key, err)
 		}
 		pools, err := r.state.release(ctx, key)
-		r.notifyPools(pools)
+		r.notifyPools(ctx, pools)
+		r.retryFailing(ctx, key, len(pools) > 0)
 		return reconcile.Result{}, err
 	}
 
@@ -59,11 +64,12 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	d, pools, err := r.state.decideFor(ctx, key, svc.Namespace, nsLabels, labels.Set(svc.Labels), request)
+	d, pools, freed, err := r.state.decideFor(ctx, key, svc.Namespace, nsLabels, labels.Set(svc.Labels), request)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	r.notifyPools(pools)
+	r.notifyPools(ctx, pools)
+	r.retryFailing(ctx, key, freed)
 
 	old := ingressAddresses(&svc)
 	if err := r.writeStatus(ctx, &svc, d.Addresses, d.Pool); err != nil {
@@ -112,7 +118,8 @@ func (r *serviceReconciler) stopServing(ctx context.Context, key string, svc *co
 	if err != nil {
 		return err
 	}
-	r.notifyPools(pools)
+	r.notifyPools(ctx, pools)
+	r.retryFailing(ctx, key, len(pools) > 0)
 	if _, ours := svc.Annotations[config.AnnotationAllocatedFromPool]; !ours {
 		return nil
 	}
@@ -186,8 +193,32 @@ func statusMatches(svc *corev1.Service, ips []netip.Addr, pool string) bool {
 	return true
 }
 
-func (r *serviceReconciler) notifyPools(pools []string) {
+func (r *serviceReconciler) notifyPools(ctx context.Context, pools []string) {
 	for _, name := range pools {
-		r.poolChanged <- event.GenericEvent{Object: poolStub(name, r.state.namespace)}
+		send(ctx, r.poolChanged, poolStub(name, r.state.namespace))
+	}
+}
+
+// send hands an object to a channel source, unless the manager is
+// stopping: then nobody reads the channel any more.
+func send(ctx context.Context, ch chan<- event.GenericEvent, obj ctrl.Object) {
+	select {
+	case ch <- event.GenericEvent{Object: obj}:
+	case <-ctx.Done():
+	}
+}
+
+// retryFailing reconciles again the Services still waiting for an address
+// once key freed one, since nothing else about them changed.
+func (r *serviceReconciler) retryFailing(ctx context.Context, key string, freed bool) {
+	if !freed {
+		return
+	}
+	for _, other := range r.state.failing() {
+		if other == key {
+			continue
+		}
+		ns, name, _ := strings.Cut(other, "/")
+		send(ctx, r.retry, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
 	}
 }

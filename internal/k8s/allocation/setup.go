@@ -47,18 +47,22 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	log := mgr.GetLogger().WithName("allocation")
 	st := newState(mgr.GetClient(), o.Namespace, o.LoadBalancerClass, log, o.Metrics)
 	poolChanged := make(chan event.GenericEvent, 1024)
+	retry := make(chan event.GenericEvent, 1024)
 
 	services := &serviceReconciler{
-		client: mgr.GetClient(), state: st, poolChanged: poolChanged,
+		client: mgr.GetClient(), state: st, poolChanged: poolChanged, retry: retry,
 		recorder: mgr.GetEventRecorderFor("barelb-controller"),
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("service-allocation").
 		For(&corev1.Service{}).
 		Watches(&barelbv1beta1.IPAddressPool{}, handler.EnqueueRequestsFromMapFunc(allServices(mgr.GetClient())),
-			builder.WithPredicates(inNamespace(o.Namespace))).
+			// Only spec changes matter; the pool's own status writes must
+			// not send every Service round again.
+			builder.WithPredicates(inNamespace(o.Namespace), predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(servicesIn(mgr.GetClient())),
 			builder.WithPredicates(labelsChanged())).
+		WatchesRawSource(source.Channel(retry, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.Workers}).
 		Complete(services)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -174,20 +175,36 @@ func ingressAddresses(svc *corev1.Service) []netip.Addr {
 }
 
 // decideFor runs the decision for one Service under the lock.
-func (s *state) decideFor(ctx context.Context, key, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest) (decision, []string, error) {
+func (s *state) decideFor(ctx context.Context, key, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest) (d decision, pools []string, freed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.syncLocked(ctx); err != nil {
-		return decision{}, nil, err
+		return decision{}, nil, false, err
 	}
 	before := s.alloc.Addresses(key)
-	d := decide(s.alloc, s.pools, key, ns, nsLabels, svcLabels, req)
+	d = decide(s.alloc, s.pools, key, ns, nsLabels, svcLabels, req)
 	if d.Failure != nil {
 		d.FailureIsNew = s.noteFailureLocked(key, d.Failure)
 	} else {
 		delete(s.failures, key)
 	}
-	return d, s.poolsOfLocked(append(before, s.alloc.Addresses(key)...)), nil
+	after := s.alloc.Addresses(key)
+	for _, ip := range before {
+		freed = freed || !slices.Contains(after, ip)
+	}
+	return d, s.poolsOfLocked(append(before, after...)), freed, nil
+}
+
+// failing lists the Services whose last reconcile left them short of an
+// address, to retry when addresses are freed.
+func (s *state) failing() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.failures))
+	for k := range s.failures {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // noteFailure records a Service's failure and tells whether it is new.
