@@ -346,11 +346,12 @@ func (a *Allocator) Allocate(svc Service, family Family, pools []string) (netip.
 	return netip.Addr{}, "", fmt.Errorf("allocate %s address for %s from pools %q: %w", family, svc.Key, pools, ErrPoolsExhausted)
 }
 
-// listedPoolOf returns the position and name of the pool among listed that ip
-// is reported to come from: its recorded pool if listed and still containing
-// it, otherwise the first listed pool containing it; -1 and "" when none does.
+// listedPoolOf returns the position of the first pool among listed that
+// contains ip, and the name of the pool ip is reported to come from: its
+// recorded pool if listed and still containing it, otherwise that first one.
+// It returns -1 and "" when no listed pool contains ip.
 func (a *Allocator) listedPoolOf(ip netip.Addr, listed []*poolState) (int, string) {
-	first, firstName := -1, ""
+	first, name := -1, ""
 	origin := ""
 	if h := a.holdings[ip]; h != nil {
 		origin = h.pool
@@ -359,14 +360,14 @@ func (a *Allocator) listedPoolOf(ip netip.Addr, listed []*poolState) (int, strin
 		if !ps.members.Contains(ip) {
 			continue
 		}
-		if ps.def.Name == origin && origin != "" {
-			return i, origin
-		}
 		if first < 0 {
-			first, firstName = i, ps.def.Name
+			first, name = i, ps.def.Name
+		}
+		if origin != "" && ps.def.Name == origin {
+			return first, origin
 		}
 	}
-	return first, firstName
+	return first, name
 }
 
 // findShareable finds an address of the family slot in the listed pools that

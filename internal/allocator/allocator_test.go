@@ -797,3 +797,19 @@ func TestInvalidPoolRangesAreIgnored(t *testing.T) {
 		t.Errorf("Allocate() = %v, %v; want 198.51.100.5", ip, err)
 	}
 }
+
+// Sharing prefers the earliest listed pool containing the address, even when
+// the address was allocated from a pool listed later (found by the fuzzer).
+func TestSharingOrdersByFirstListedPoolContainingTheAddress(t *testing.T) {
+	a := setUp(t, []Pool{
+		{Name: "wide", Ranges: ranges(t, "198.51.100.0/28")},
+		{Name: "narrow", Ranges: ranges(t, "198.51.100.1-198.51.100.3")},
+	}, []held{{shared("ns/y", "k", true, "", tcp80), "198.51.100.9"}})
+	if ip, pool, err := a.Allocate(shared("ns/x", "k", true, "", udp80), IPv4, []string{"narrow"}); err != nil || ip != addr("198.51.100.1") || pool != "narrow" {
+		t.Fatalf("setup Allocate() = %s from %q, %v", ip, pool, err)
+	}
+	ip, pool, err := a.Allocate(shared("ns/z", "k", true, "", tcp443), IPv4, []string{"wide", "narrow"})
+	if err != nil || ip != addr("198.51.100.1") || pool != "narrow" {
+		t.Errorf("Allocate() = %s from %q, %v; want 198.51.100.1, reported from narrow, where it was allocated", ip, pool, err)
+	}
+}

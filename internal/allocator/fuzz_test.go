@@ -3,6 +3,7 @@ package allocator
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -16,15 +17,40 @@ import (
 // Stats, Orphans and PoolOf, the lowest free address for fresh allocations,
 // and no change on error.
 func FuzzAllocator(f *testing.F) {
-	f.Add([]byte{0, 1, 0, 0, 0, 10, 2, 2, 0, 0, 0, 1, 0, 2, 1, 0, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m := newModel(t)
-		in := fuzzInput{data: data}
-		for step := 0; in.more() && step < 100; step++ {
-			m.step(&in)
-			m.checkInvariants()
-		}
+		runModel(t, data)
 	})
+}
+
+// TestAllocatorRandomOperations runs the fuzz model on seeded random inputs,
+// so every plain `go test` explores long operation sequences too, which the
+// coverage-guided fuzzer reaches only slowly.
+func TestAllocatorRandomOperations(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	runs := 300
+	if testing.Short() {
+		runs = 30
+	}
+	for range runs {
+		data := make([]byte, 600)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		runModel(t, data)
+	}
+}
+
+// runModel decodes data into a pool set and then up to 100 operations,
+// checking the invariants after each.
+func runModel(t *testing.T, data []byte) {
+	m := newModel(t)
+	in := fuzzInput{data: data}
+	m.setPools(&in)
+	m.checkInvariants()
+	for step := 0; in.more() && step < 100; step++ {
+		m.step(&in)
+		m.checkInvariants()
+	}
 }
 
 // fuzzInput hands out the fuzz bytes, then zeros.
@@ -119,14 +145,15 @@ func (m *model) service(in *fuzzInput) Service {
 
 func (m *model) step(in *fuzzInput) {
 	before := m.holdings()
-	switch in.pick(7) {
-	case 0:
+	// Pools change rarely, so allocations and releases build up state.
+	switch op := in.pick(16); {
+	case op == 0:
 		m.setPools(in)
-	case 1:
+	case op <= 3:
 		m.assign(in, before)
-	case 2, 3, 4:
+	case op <= 12:
 		m.allocate(in, before)
-	case 5:
+	case op <= 14:
 		key := fuzzKeys[in.pick(len(fuzzKeys))]
 		m.logf("Release(%s)", key)
 		m.a.Release(key)
@@ -134,7 +161,7 @@ func (m *model) step(in *fuzzInput) {
 		if got := m.a.Addresses(key); got != nil {
 			m.fatalf("after Release(%s) it holds %v", key, got)
 		}
-	case 6:
+	default:
 		key := fuzzKeys[in.pick(len(fuzzKeys))]
 		family := IPv4
 		if in.next()&1 == 1 {
@@ -157,6 +184,20 @@ func (m *model) step(in *fuzzInput) {
 			}
 		}
 	}
+}
+
+// address picks an address in one of the pools three times in four, else
+// anywhere in the fuzz space.
+func (m *model) address(in *fuzzInput) netip.Addr {
+	v6, last := in.next()&1 == 1, in.next()
+	if in.next()&3 == 0 || len(m.pools) == 0 {
+		return fuzzAddr(v6, last)
+	}
+	p := m.pools[in.pick(len(m.pools))]
+	r := p.Ranges[in.pick(len(p.Ranges))]
+	from := r.From().As16()[15]
+	size := int(r.To().As16()[15]-from) + 1
+	return fuzzAddr(r.From().Is6(), from+byte(int(last)%size))
 }
 
 func (m *model) setPools(in *fuzzInput) {
@@ -183,7 +224,7 @@ func (m *model) setPools(in *fuzzInput) {
 
 func (m *model) assign(in *fuzzInput, before holdings) {
 	s := m.service(in)
-	ip := fuzzAddr(in.next()&1 == 1, in.next())
+	ip := m.address(in)
 	outside := in.next()&1 == 1
 	m.logf("Assign(%+v, %s, %v)", s, ip, outside)
 	err := m.a.Assign(s, ip, outside)
@@ -215,9 +256,17 @@ func (m *model) allocate(in *fuzzInput, before holdings) {
 	if in.next()&1 == 1 {
 		family = IPv6
 	}
+	// Mostly pools that exist, so that allocations succeed and state builds
+	// up; rarely none, or the unknown p4.
 	var names []string
-	for range in.pick(4) {
-		names = append(names, fuzzPoolNames[in.pick(len(fuzzPoolNames))])
+	if n := in.pick(8); n > 0 {
+		for range 1 + n%3 {
+			if i := in.pick(64); i > 0 && len(m.pools) > 0 {
+				names = append(names, m.pools[i%len(m.pools)].Name)
+			} else {
+				names = append(names, "p4")
+			}
+		}
 	}
 	m.logf("Allocate(%+v, %s, %q)", s, family, names)
 	ip, pool, err := m.a.Allocate(s, family, names)

@@ -93,6 +93,7 @@ func testController(t *testing.T, env *testenv.Env, path, kubeconfig string) {
 	leader := startProgram(t, path, nil, "--kubeconfig="+kubeconfig, "--log-level=debug")
 	leader.checkEndpoints(t)
 	holder := waitForLeaseHolder(t, env, func(h string) bool { return h != "" })
+	checkAllocation(t, env, leader)
 
 	// A second replica must become ready while it stands by: readiness
 	// must not wait for leadership, or a rolling update would stall.
@@ -114,6 +115,47 @@ func testController(t *testing.T, env *testenv.Env, path, kubeconfig string) {
 	t.Logf("standby %s took the Lease %v after the leader stopped", next, time.Since(start).Round(time.Millisecond))
 	standby.stop(t)
 	waitForLeaseHolder(t, env, func(h string) bool { return h == "" })
+}
+
+// checkAllocation gives the running controller a pool and a Service, and
+// checks the Service gets its address and the metrics report it.
+func checkAllocation(t *testing.T, env *testenv.Env, controller *process) {
+	ctx := context.Background()
+	pool := &barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "programs", Namespace: namespace}}
+	pool.Spec.Addresses = []barelbv1beta1.AddressRange{"203.0.113.8/29"}
+	if err := env.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	if err := env.Client.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`barelb_allocator_addresses_in_use{family="ipv4",pool="programs"} 1`,
+		`barelb_allocator_addresses_total{family="ipv4",pool="programs"} 8`,
+		`controller_runtime_reconcile_time_seconds_count{controller="service-allocation"}`,
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(svc), svc)
+		_, body, _ := get(controller.metrics + "/metrics")
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				missing = w
+			}
+		}
+		if err == nil && len(svc.Status.LoadBalancer.Ingress) == 1 && svc.Status.LoadBalancer.Ingress[0].IP == "203.0.113.8" && missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Service status %+v (error %v); metric missing: %s", svc.Status.LoadBalancer, err, missing)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func testSpeaker(t *testing.T, path, kubeconfig string) {
