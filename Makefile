@@ -83,6 +83,11 @@ test: deps tools check-generated lint ## Everything CI runs: lint, unit and inte
 # Debian packages the tests use; installed by `make deps` when missing.
 DEB_PACKAGES ?= git iproute2
 
+.PHONY: bench
+bench: tools ## Speed and memory benchmarks: they print numbers and never fail on speed.
+	go test -run='^$$' -bench=. -benchmem ./internal/allocator/
+	go test -run='^$$' -bench=Allocation -benchtime=1x -timeout=30m ./e2etest/scale/
+
 .PHONY: deps
 deps: ## Install the Debian packages the tests need, when missing.
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \

@@ -35,8 +35,8 @@ func TestParseController(t *testing.T) {
 						LogLevel:               "info",
 						LogFormat:              "json",
 						Namespace:              "barelb-system",
-						KubeAPIQPS:             200,
-						KubeAPIBurst:           400,
+						KubeAPIQPS:             1000,
+						KubeAPIBurst:           2000,
 					},
 					LeaderElect: true,
 				}
