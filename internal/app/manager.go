@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -21,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	barelbscheme "github.com/barelb/barelb/internal/scheme"
 )
 
 // Names of the checks served under /healthz and /readyz.
@@ -30,16 +30,7 @@ const (
 )
 
 // NewScheme returns a scheme with client-go's built-in types and barelb's.
-func NewScheme() (*runtime.Scheme, error) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("adding built-in types to the scheme: %w", err)
-	}
-	if err := barelbv1beta1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("adding barelb types to the scheme: %w", err)
-	}
-	return scheme, nil
-}
+func NewScheme() (*runtime.Scheme, error) { return barelbscheme.New() }
 
 // RESTConfig finds the API server the way controller-runtime does (see
 // Options.Kubeconfig) and applies the rate limits and userAgent, which

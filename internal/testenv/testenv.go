@@ -16,12 +16,11 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/scheme"
 )
 
 // Env is a running control plane.
@@ -69,17 +68,8 @@ func isProductModule(goMod []byte) bool {
 	return len(goMod) >= len(want) && string(goMod[:len(want)]) == want
 }
 
-// NewScheme returns a scheme with the built-in types and barelb's.
-func NewScheme() (*runtime.Scheme, error) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("adding built-in types to the scheme: %w", err)
-	}
-	if err := barelbv1beta1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("adding barelb types to the scheme: %w", err)
-	}
-	return scheme, nil
-}
+// NewScheme returns the scheme barelb's programs use.
+func NewScheme() (*runtime.Scheme, error) { return scheme.New() }
 
 // Start starts etcd and kube-apiserver with barelb's CRDs installed and
 // stops them when the test ends.
@@ -111,7 +101,7 @@ func start(opts Options) (*Env, error) {
 			return nil, fmt.Errorf("%s is missing from %s (run `make tools`): %w", bin, assets, err)
 		}
 	}
-	scheme, err := NewScheme()
+	sch, err := NewScheme()
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +109,7 @@ func start(opts Options) (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
-		Scheme:                scheme,
+		Scheme:                sch,
 	}
 	if len(opts.APIServerFlags) > 0 {
 		args := environment.ControlPlane.GetAPIServer().Configure()
@@ -131,12 +121,12 @@ func start(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest with binaries from %s: %w", assets, err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.New(cfg, client.Options{Scheme: sch})
 	if err != nil {
 		_ = environment.Stop()
 		return nil, fmt.Errorf("creating a client: %w", err)
 	}
-	return &Env{Config: cfg, Client: c, Scheme: scheme, RepoRoot: root, Environment: environment}, nil
+	return &Env{Config: cfg, Client: c, Scheme: sch, RepoRoot: root, Environment: environment}, nil
 }
 
 // WriteKubeconfig writes a kubeconfig for an administrator of the control

@@ -92,18 +92,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 // free any of them.
 func allServices(c client.Client) handler.MapFunc {
 	return func(ctx context.Context, _ client.Object) []reconcile.Request {
-		var list corev1.ServiceList
-		if err := c.List(ctx, &list); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "listing Services after a pool change")
-			return nil
-		}
-		var out []reconcile.Request
-		for i := range list.Items {
-			if list.Items[i].Spec.Type == corev1.ServiceTypeLoadBalancer {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-			}
-		}
-		return out
+		return loadBalancerServices(ctx, c)
 	}
 }
 
@@ -111,19 +100,23 @@ func allServices(c client.Client) handler.MapFunc {
 // changed, for pools that select namespaces by label.
 func servicesIn(c client.Client) handler.MapFunc {
 	return func(ctx context.Context, ns client.Object) []reconcile.Request {
-		var list corev1.ServiceList
-		if err := c.List(ctx, &list, client.InNamespace(ns.GetName())); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "listing Services after a namespace change", "namespace", ns.GetName())
-			return nil
-		}
-		var out []reconcile.Request
-		for i := range list.Items {
-			if list.Items[i].Spec.Type == corev1.ServiceTypeLoadBalancer {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-			}
-		}
-		return out
+		return loadBalancerServices(ctx, c, client.InNamespace(ns.GetName()))
 	}
+}
+
+func loadBalancerServices(ctx context.Context, c client.Client, opts ...client.ListOption) []reconcile.Request {
+	var list corev1.ServiceList
+	if err := c.List(ctx, &list, opts...); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing Services to reconcile")
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		if list.Items[i].Spec.Type == corev1.ServiceTypeLoadBalancer {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return out
 }
 
 func inNamespace(ns string) predicate.Predicate {
