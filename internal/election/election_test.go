@@ -121,7 +121,11 @@ func TestScoreIsStable(t *testing.T) {
 	for _, tc := range []struct {
 		node, key string
 		want      uint64
-	}{} {
+	}{
+		{"worker-1", "198.51.100.200", 0x929c7c78edabfdf9},
+		{"node-a", "2001:db8:100::200", 0xdbd16a8dbc08f9cb},
+		{"", "", 0x813f0174a2367c13},
+	} {
 		if got := Score(tc.node, tc.key); got != tc.want {
 			t.Errorf("Score(%q, %q) = %#x, want %#x", tc.node, tc.key, got, tc.want)
 		}
