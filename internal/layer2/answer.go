@@ -1,0 +1,135 @@
+// Package layer2 makes addresses reachable on a LAN: it answers ARP
+// requests (IPv4) and Neighbor Solicitations (IPv6) for the addresses it is
+// told to announce, on one interface, and sends gratuitous ARP and
+// unsolicited Neighbor Advertisements when it starts announcing one. It
+// never decides which addresses to announce; the speaker tells it.
+//
+// The decisions about single packets are pure functions of bytes and the
+// set of owned addresses (fuzzed); the Responder around them only moves
+// packets.
+package layer2
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+)
+
+// arpAnswer returns the reply to an ARP packet, or nil when it calls for
+// none: only requests for an owned address are answered, and never a
+// request whose sender claims the address itself (a gratuitous
+// announcement from another host, which is a conflict, not a question).
+func arpAnswer(p *arp.Packet, owns func(netip.Addr) bool, hw net.HardwareAddr) *arp.Packet {
+	if p == nil || p.Operation != arp.OperationRequest || !p.TargetIP.Is4() || !owns(p.TargetIP) {
+		return nil
+	}
+	if p.SenderIP == p.TargetIP || len(p.SenderHardwareAddr) != 6 {
+		return nil
+	}
+	reply, err := arp.NewPacket(arp.OperationReply, hw, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
+	if err != nil {
+		return nil
+	}
+	return reply
+}
+
+const (
+	ipv6HeaderLen     = 40
+	protocolICMPv6    = 58
+	ndpHopLimit       = 255
+	etherTypeIPv6     = 0x86dd
+	ethernetHeaderLen = 14
+)
+
+var allNodes = netip.MustParseAddr("ff02::1")
+
+// ndpAnswer returns the Ethernet frame answering a frame that carries a
+// Neighbor Solicitation for an owned address, or nil. src is the address
+// the advertisement comes from (the interface's link-local address, or
+// the owned address itself when there is none).
+func ndpAnswer(frame []byte, owns func(netip.Addr) bool, hw net.HardwareAddr, src netip.Addr) []byte {
+	var f ethernet.Frame
+	if err := f.UnmarshalBinary(frame); err != nil || f.EtherType != etherTypeIPv6 {
+		return nil
+	}
+	p := f.Payload
+	if len(p) < ipv6HeaderLen || p[0]>>4 != 6 || p[6] != protocolICMPv6 || p[7] != ndpHopLimit {
+		return nil // RFC 4861 7.1.1: a solicitation not at hop limit 255 came from off-link
+	}
+	payloadLen := int(binary.BigEndian.Uint16(p[4:6]))
+	if len(p) < ipv6HeaderLen+payloadLen {
+		return nil
+	}
+	from := netip.AddrFrom16([16]byte(p[8:24]))
+	msg, err := ndp.ParseMessage(p[ipv6HeaderLen : ipv6HeaderLen+payloadLen])
+	if err != nil {
+		return nil
+	}
+	ns, ok := msg.(*ndp.NeighborSolicitation)
+	if !ok || !ns.TargetAddress.Is6() || ns.TargetAddress.Is4In6() || !owns(ns.TargetAddress.WithZone("")) {
+		return nil
+	}
+	target := ns.TargetAddress.WithZone("")
+	if !src.IsValid() {
+		src = target
+	}
+	na := &ndp.NeighborAdvertisement{
+		Override:      true,
+		TargetAddress: target,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: hw}},
+	}
+	dst, dstHW := from, f.Source
+	if from.IsUnspecified() {
+		// A duplicate address detection probe: the answer goes to all
+		// nodes, unsolicited (RFC 4861 7.2.4).
+		dst, dstHW = allNodes, multicastMAC(allNodes)
+	} else {
+		na.Solicited = true
+	}
+	return advertisementFrame(na, hw, src, dstHW, dst)
+}
+
+// advertisementFrame wraps a Neighbor Advertisement in IPv6 and Ethernet.
+func advertisementFrame(na *ndp.NeighborAdvertisement, hw net.HardwareAddr, src netip.Addr, dstHW net.HardwareAddr, dst netip.Addr) []byte {
+	icmp, err := ndp.MarshalMessageChecksum(na, src, dst)
+	if err != nil {
+		return nil
+	}
+	ip := make([]byte, ipv6HeaderLen+len(icmp))
+	ip[0] = 6 << 4
+	binary.BigEndian.PutUint16(ip[4:6], uint16(len(icmp)))
+	ip[6], ip[7] = protocolICMPv6, ndpHopLimit
+	s, d := src.As16(), dst.As16()
+	copy(ip[8:24], s[:])
+	copy(ip[24:40], d[:])
+	copy(ip[ipv6HeaderLen:], icmp)
+	out, err := (&ethernet.Frame{Destination: dstHW, Source: hw, EtherType: etherTypeIPv6, Payload: ip}).MarshalBinary()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// unsolicitedAdvertisement announces that ip is now at hw (Override set,
+// so that neighbours replace an older entry at once).
+func unsolicitedAdvertisement(ip netip.Addr, hw net.HardwareAddr, src netip.Addr) []byte {
+	if !src.IsValid() {
+		src = ip
+	}
+	na := &ndp.NeighborAdvertisement{
+		Override:      true,
+		TargetAddress: ip,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: hw}},
+	}
+	return advertisementFrame(na, hw, src, multicastMAC(allNodes), allNodes)
+}
+
+// multicastMAC is the Ethernet address of an IPv6 multicast group.
+func multicastMAC(group netip.Addr) net.HardwareAddr {
+	g := group.As16()
+	return net.HardwareAddr{0x33, 0x33, g[12], g[13], g[14], g[15]}
+}
