@@ -1,0 +1,89 @@
+package election
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/config"
+)
+
+func l2adv(t *testing.T, spec barelbv1beta1.L2AdvertisementSpec) *config.L2Advertisement {
+	t.Helper()
+	a, err := config.L2AdvertisementFromAPI(&barelbv1beta1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "adv"}, Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func sel(k, v string) barelbv1beta1.Selector {
+	return barelbv1beta1.Selector{MatchLabels: map[string]barelbv1beta1.LabelValue{k: barelbv1beta1.LabelValue(v)}}
+}
+
+func TestPlanL2(t *testing.T) {
+	lanPool := &config.Pool{Name: "lan", Labels: labels.Set{"tier": "public"}}
+	otherPool := &config.Pool{Name: "other"}
+	pools := map[string]*config.Pool{"lan": lanPool, "other": otherPool}
+	vip := netip.MustParseAddr("198.51.100.200")
+	nodes := []L2Node{
+		{Name: "n1", Alive: true, Labels: labels.Set{"zone": "a", "edge": "true"}},
+		{Name: "n2", Alive: true, Labels: labels.Set{"zone": "b", "edge": "true"}},
+		{Name: "n3", Alive: true, Labels: labels.Set{"zone": "b"}},
+	}
+	web := L2Service{Key: "shop/web", Pool: "lan", Addresses: []netip.Addr{vip}, Labels: labels.Set{"app": "web"}}
+	all := l2adv(t, barelbv1beta1.L2AdvertisementSpec{})
+	winnerOf := func(candidates ...string) string {
+		var ns []Node
+		for _, c := range candidates {
+			ns = append(ns, Node{Name: c, Alive: true, Selected: true})
+		}
+		w, _ := Winner(vip.String(), ns, false)
+		return w
+	}
+
+	tests := []struct {
+		name     string
+		services []L2Service
+		advs     []*config.L2Advertisement
+		nodes    []L2Node
+		want     []L2Announcement
+	}{
+		{"one advertisement for every pool", []L2Service{web}, []*config.L2Advertisement{all}, nodes,
+			[]L2Announcement{{Address: vip, Node: winnerOf("n1", "n2", "n3"), Services: []string{"shop/web"}}}},
+		{"no advertisement, no announcement", []L2Service{web}, nil, nodes, []L2Announcement{}},
+		{"advertisement of another pool", []L2Service{web},
+			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{IPAddressPools: []string{"other"}})}, nodes, []L2Announcement{}},
+		{"pool chosen by label, nodes by selector", []L2Service{web},
+			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{
+				IPAddressPoolSelectors: []barelbv1beta1.Selector{sel("tier", "public")},
+				NodeSelectors:          []barelbv1beta1.Selector{sel("zone", "b")},
+			})}, nodes,
+			[]L2Announcement{{Address: vip, Node: winnerOf("n2", "n3"), Services: []string{"shop/web"}}}},
+		{"service selector leaves the Service out", []L2Service{web},
+			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{ServiceSelectors: []barelbv1beta1.Selector{sel("app", "db")}})}, nodes, []L2Announcement{}},
+		{"local traffic: only the node with an endpoint", []L2Service{{Key: "shop/web", Pool: "lan", Addresses: []netip.Addr{vip}, LocalTraffic: true, EndpointNodes: map[string]bool{"n3": true}}},
+			[]*config.L2Advertisement{all}, nodes,
+			[]L2Announcement{{Address: vip, Node: "n3", Services: []string{"shop/web"}}}},
+		{"dead and excluded nodes never announce", []L2Service{web}, []*config.L2Advertisement{all},
+			[]L2Node{{Name: "n1", Alive: false}, {Name: "n2", Alive: true, Excluded: true}, {Name: "n3", Alive: true}},
+			[]L2Announcement{{Address: vip, Node: "n3", Services: []string{"shop/web"}}}},
+		{"preferred node wins while alive", []L2Service{web},
+			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{PreferredNodeSelectors: []barelbv1beta1.WeightedNodeSelector{{Weight: 50, Preference: sel("zone", "a")}}})}, nodes,
+			[]L2Announcement{{Address: vip, Node: "n1", Services: []string{"shop/web"}}}},
+		{"shared address: one announcement for both Services", []L2Service{web, {Key: "shop/dns", Pool: "lan", Addresses: []netip.Addr{vip}}},
+			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{NodeSelectors: []barelbv1beta1.Selector{sel("edge", "true")}, Interfaces: []string{"eth1"}}),
+				l2adv(t, barelbv1beta1.L2AdvertisementSpec{NodeSelectors: []barelbv1beta1.Selector{sel("zone", "a")}, Interfaces: []string{"eth0"}})}, nodes,
+			[]L2Announcement{{Address: vip, Node: winnerOf("n1", "n2"), Interfaces: map[string][]string{"n1": {"eth0", "eth1"}, "n2": {"eth1"}}[winnerOf("n1", "n2")], Services: []string{"shop/dns", "shop/web"}}}},
+	}
+	for _, tc := range tests {
+		got := PlanL2(tc.services, pools, tc.advs, tc.nodes)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)
+		}
+	}
+}
