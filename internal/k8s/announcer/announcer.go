@@ -1,0 +1,254 @@
+package announcer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/layer2"
+)
+
+// Members is the speakers' membership as the announcer needs it.
+type Members interface {
+	// Alive names the nodes whose speaker is a live member. ok is false
+	// when membership could not form; node readiness stands in then.
+	Alive() (alive map[string]bool, ok bool)
+}
+
+// Network is this node's network: its interfaces, and a responder per
+// interface.
+type Network interface {
+	Interfaces() ([]layer2.Interface, error)
+	Responder(ctx context.Context, name string) (Responder, error)
+}
+
+// Responder answers for addresses on one interface.
+type Responder interface {
+	Announce(netip.Addr) error
+	Withdraw(netip.Addr)
+}
+
+// Labels of ServiceL2Status objects, to find a Service's.
+const (
+	LabelServiceName      = "barelb.io/service-name"
+	LabelServiceNamespace = "barelb.io/service-namespace"
+	// ReasonAnnounced is the Event reason when a node starts announcing a
+	// Service's addresses.
+	ReasonAnnounced = "nodeAssigned"
+)
+
+// planKey is the one request every change maps to: the plan is computed
+// for all addresses at once, so a burst of changes costs one computation.
+var planKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "layer2-plan"}}
+
+// Reconciler keeps this node's answers in step with the plan.
+type Reconciler struct {
+	Client    client.Client
+	Recorder  record.EventRecorder
+	Log       logr.Logger
+	Node      string
+	Namespace string
+	LBClass   string
+	Members   Members
+	Network   Network
+
+	mu sync.Mutex
+	// answering is what this node answers for: address → interfaces.
+	answering map[netip.Addr][]string
+	// announced are the Services this node announces.
+	announced map[string]bool
+}
+
+// Reconcile recomputes the plan and applies this node's part of it.
+func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	alive, membershipOK := r.Members.Alive()
+	in, err := read(ctx, r.Client, r.Namespace, r.LBClass, alive, membershipOK)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	host, err := r.Network.Interfaces()
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
+	}
+	want := map[netip.Addr][]string{}
+	services := map[string]netip.Addr{}
+	for _, a := range election.PlanL2(in.services, in.pools, in.advs, in.nodes) {
+		if a.Node != r.Node {
+			continue
+		}
+		ifaces := layer2.SelectInterfaces(a.Address, a.Interfaces, host)
+		if len(ifaces) == 0 {
+			r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
+			continue
+		}
+		want[a.Address] = ifaces
+		for _, s := range a.Services {
+			services[s] = a.Address
+		}
+	}
+	if err := r.apply(ctx, want); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, r.report(ctx, in, want, services)
+}
+
+// apply withdraws first, so that a lost address stops being answered at
+// once, then announces.
+func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string) error {
+	if r.answering == nil {
+		r.answering = map[netip.Addr][]string{}
+	}
+	for ip, had := range r.answering {
+		for _, name := range had {
+			if !contains(want[ip], name) {
+				resp, err := r.Network.Responder(ctx, name)
+				if err != nil {
+					return err
+				}
+				resp.Withdraw(ip)
+			}
+		}
+	}
+	for ip, names := range want {
+		for _, name := range names {
+			if contains(r.answering[ip], name) {
+				continue
+			}
+			resp, err := r.Network.Responder(ctx, name)
+			if err != nil {
+				return err
+			}
+			if err := resp.Announce(ip); err != nil {
+				return fmt.Errorf("announcing %s on %s: %w", ip, name, err)
+			}
+			r.Log.Info("announcing", "address", ip.String(), "interface", name)
+		}
+	}
+	r.answering = want
+	return nil
+}
+
+// report writes ServiceL2Status objects for the Services this node
+// announces, removes the ones it no longer does, and tells a Service when
+// this node starts announcing it.
+func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) error {
+	for key, ip := range services {
+		svc := in.byKey[key]
+		if svc == nil {
+			continue
+		}
+		if err := r.writeStatus(ctx, svc, ip, want[ip]); err != nil {
+			return err
+		}
+		if !r.announced[key] {
+			r.Recorder.Eventf(svc, corev1.EventTypeNormal, ReasonAnnounced, "announcing from node %q with protocol \"layer2\" on %s", r.Node, strings.Join(want[ip], ", "))
+		}
+	}
+	for key := range r.announced {
+		if _, still := services[key]; !still {
+			if err := r.dropStatus(ctx, key); err != nil {
+				return err
+			}
+		}
+	}
+	r.announced = map[string]bool{}
+	for key := range services {
+		r.announced[key] = true
+	}
+	return nil
+}
+
+// statusName is the ServiceL2Status name of a Service: readable, and
+// unique thanks to a hash of the full key.
+func statusName(namespace, name string) string {
+	sum := sha256.Sum256([]byte(namespace + "/" + name))
+	base := namespace + "-" + name
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	return strings.TrimRight(base, "-.") + "-" + hex.EncodeToString(sum[:4])
+}
+
+func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, ip netip.Addr, ifaces []string) error {
+	obj := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{
+		Name: statusName(svc.Namespace, svc.Name), Namespace: r.Namespace,
+		Labels: map[string]string{LabelServiceName: svc.Name, LabelServiceNamespace: svc.Namespace},
+	}}
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	if apierrors.IsNotFound(err) {
+		err = r.Client.Create(ctx, obj)
+	}
+	if err != nil {
+		return fmt.Errorf("writing ServiceL2Status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	status := barelbv1beta1.ServiceL2StatusStatus{Node: r.Node, ServiceName: svc.Name, ServiceNamespace: svc.Namespace}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		status.Addresses = append(status.Addresses, in.IP)
+	}
+	sort.Strings(ifaces)
+	for _, name := range ifaces {
+		status.Interfaces = append(status.Interfaces, barelbv1beta1.InterfaceInfo{Name: name})
+	}
+	if equalStatus(obj.Status, status) {
+		return nil
+	}
+	obj.Status = status
+	if err := r.Client.Status().Update(ctx, obj); err != nil {
+		return fmt.Errorf("writing ServiceL2Status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+// dropStatus deletes a Service's ServiceL2Status if it still names this
+// node: another node that took the Service over has rewritten it, and its
+// write must not be deleted (the resource version guards the race).
+func (r *Reconciler) dropStatus(ctx context.Context, key string) error {
+	ns, name, _ := strings.Cut(key, "/")
+	obj := &barelbv1beta1.ServiceL2Status{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: statusName(ns, name)}, obj)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading ServiceL2Status of %s: %w", key, err)
+	}
+	if obj.Status.Node != r.Node {
+		return nil
+	}
+	err = r.Client.Delete(ctx, obj, client.Preconditions{ResourceVersion: &obj.ResourceVersion})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting ServiceL2Status of %s: %w", key, err)
+	}
+	return nil
+}
+
+func equalStatus(a, b barelbv1beta1.ServiceL2StatusStatus) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+func contains(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,79 @@
+package announcer
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/layer2"
+)
+
+// Setup adds the reconciler to mgr. Every watched change, and every
+// membership change sent on memberChanges, recomputes the plan.
+func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEvent) error {
+	toPlan := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{planKey}
+	})
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("layer2-announcer").
+		Watches(&corev1.Service{}, toPlan).
+		Watches(&discoveryv1.EndpointSlice{}, toPlan).
+		Watches(&corev1.Node{}, toPlan).
+		Watches(&barelbv1beta1.IPAddressPool{}, toPlan).
+		Watches(&barelbv1beta1.L2Advertisement{}, toPlan)
+	if memberChanges != nil {
+		b = b.WatchesRawSource(source.Channel(memberChanges, toPlan))
+	}
+	if err := b.Complete(r); err != nil {
+		return fmt.Errorf("setting up the layer-2 announcer: %w", err)
+	}
+	return nil
+}
+
+// HostNetwork is the network namespace the speaker runs in. Responders are
+// opened on first use and run until Ctx ends.
+type HostNetwork struct {
+	Ctx context.Context
+	Log logr.Logger
+
+	mu         sync.Mutex
+	responders map[string]*layer2.Responder
+}
+
+// Interfaces reads the host's interfaces.
+func (h *HostNetwork) Interfaces() ([]layer2.Interface, error) { return layer2.HostInterfaces() }
+
+// Responder returns the responder of interface name, opening it if needed.
+func (h *HostNetwork) Responder(_ context.Context, name string) (Responder, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r, ok := h.responders[name]; ok {
+		return r, nil
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("finding interface %s: %w", name, err)
+	}
+	r, err := layer2.NewResponder(ifi, h.Log)
+	if err != nil {
+		return nil, err
+	}
+	if h.responders == nil {
+		h.responders = map[string]*layer2.Responder{}
+	}
+	h.responders[name] = r
+	go func() { _ = r.Run(h.Ctx) }()
+	return r, nil
+}
