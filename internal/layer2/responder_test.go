@@ -40,7 +40,7 @@ func TestResponderOnALink(t *testing.T) {
 
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		t.Run("resolves "+vip.String(), func(t *testing.T) {
-						if err := r.Announce(vip); err != nil {
+			if err := r.Announce(vip); err != nil {
 				t.Fatal(err)
 			}
 			l.Touch(vip)
@@ -48,7 +48,7 @@ func TestResponderOnALink(t *testing.T) {
 		})
 
 		t.Run("gratuitous announcement replaces an old entry "+vip.String(), func(t *testing.T) {
-						r.Withdraw(vip)
+			r.Withdraw(vip)
 			l.SetNeighbour(vip, "02:00:00:00:00:99", "stale")
 			if err := r.Announce(vip); err != nil {
 				t.Fatal(err)
@@ -57,7 +57,7 @@ func TestResponderOnALink(t *testing.T) {
 		})
 
 		t.Run("answers the client's unicast re-check of a stale entry "+vip.String(), func(t *testing.T) {
-						l.SetNeighbour(vip, l.SpeakerMAC, "stale")
+			l.SetNeighbour(vip, l.SpeakerMAC, "stale")
 			// Traffic to a stale entry sends it to DELAY, then PROBE: a
 			// unicast solicitation to the address itself, which only a
 			// packet socket sees when the address is on no interface.
@@ -66,7 +66,7 @@ func TestResponderOnALink(t *testing.T) {
 		})
 
 		t.Run("stops answering when withdrawn "+vip.String(), func(t *testing.T) {
-						r.Withdraw(vip)
+			r.Withdraw(vip)
 			l.FlushNeighbour(vip)
 			l.Touch(vip)
 			time.Sleep(1500 * time.Millisecond)
