@@ -81,7 +81,8 @@ test: deps tools check-generated lint ## Everything CI runs: lint, unit and inte
 	go test $(GO_TEST_FLAGS) ./...
 
 # Debian packages the tests use; installed by `make deps` when missing.
-DEB_PACKAGES ?= git iproute2
+# iptables and conntrack: kube-proxy in the lab; frr: the lab's BGP router; curl: the lab's client.
+DEB_PACKAGES ?= git iproute2 iptables conntrack frr curl
 
 .PHONY: bench
 bench: tools ## Speed and memory benchmarks: they print numbers and never fail on speed.
@@ -95,6 +96,10 @@ deps: ## Install the Debian packages the tests need, when missing.
 		echo "installing:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+.PHONY: lab-test
+lab-test: deps $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager ## The lab's own end-to-end tests (root).
+	go test $(GO_TEST_FLAGS) -v ./e2etest/lab/
 
 .PHONY: clean
 clean: ## Remove built binaries.

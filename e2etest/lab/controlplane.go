@@ -1,0 +1,219 @@
+package lab
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// writeCredentials writes the service-account key pair and the static
+// token file of the administrator.
+func (l *Lab) writeCredentials() error {
+	dir := filepath.Join(l.state.StateDir, "pki")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generating the service-account key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encoding the service-account key: %w", err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return fmt.Errorf("encoding the service-account public key: %w", err)
+	}
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return fmt.Errorf("making a token: %w", err)
+	}
+	l.token = hex.EncodeToString(tok)
+	files := map[string][]byte{
+		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+		"tokens.csv": []byte(l.token + `,admin,admin,"system:masters"` + "\n"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func writeKubeconfig(path, server, token string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["lab"] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["lab"] = &clientcmdapi.Context{Cluster: "lab", AuthInfo: "admin"}
+	cfg.CurrentContext = "lab"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+// startControlPlane starts etcd and kube-apiserver in the control-plane
+// namespace and waits until the API server is ready.
+func (l *Lab) startControlPlane(ctx context.Context) error {
+	if err := l.writeCredentials(); err != nil {
+		return err
+	}
+	sd := l.state.StateDir
+	ns := l.state.ControlPlane.Netns
+	pki := filepath.Join(sd, "pki")
+	etcd, err := l.startProc("etcd", ns, filepath.Join(l.opts.BinDir, "etcd"),
+		"--name=lab", "--data-dir="+filepath.Join(sd, "etcd"),
+		"--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
+		"--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+		"--initial-cluster=lab=http://127.0.0.1:2380", "--unsafe-no-fsync", "--log-level=warn")
+	if err != nil {
+		return err
+	}
+	apiserver, err := l.startProc("kube-apiserver", ns, filepath.Join(l.opts.BinDir, "kube-apiserver"),
+		"--etcd-servers=http://127.0.0.1:2379",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+filepath.Join(pki, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(pki, "sa.key"),
+		"--cert-dir="+filepath.Join(sd, "pki", "apiserver"),
+		"--secure-port="+strconv.Itoa(APIServerPort),
+		"--bind-address=::",
+		"--advertise-address="+controlPlaneIP,
+		"--authorization-mode=Node,RBAC",
+		"--token-auth-file="+filepath.Join(pki, "tokens.csv"),
+		"--service-cluster-ip-range="+ServicesV4+","+ServicesV6,
+		// No serviceaccount controller runs: Pods need no ServiceAccount.
+		"--disable-admission-plugins=ServiceAccount",
+		"--allow-privileged=true",
+		"--enable-priority-and-fairness=false",
+		"--profiling=false",
+		"--v=0")
+	if err != nil {
+		return err
+	}
+	l.restCfg = &rest.Config{
+		Host:            l.state.APIServer,
+		BearerToken:     l.token,
+		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return dialIn(ctx, ns, network, address)
+		},
+		QPS:   200,
+		Burst: 400,
+	}
+	if err := l.startForwarder(); err != nil {
+		return err
+	}
+	l.state.InternalKubeconfig = filepath.Join(sd, "kubeconfig-internal")
+	if err := writeKubeconfig(l.state.InternalKubeconfig, l.state.APIServer, l.token); err != nil {
+		return err
+	}
+	l.state.Kubeconfig = filepath.Join(sd, "kubeconfig")
+	if err := writeKubeconfig(l.state.Kubeconfig, "https://"+l.state.Forwarder, l.token); err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // self-signed lab server
+		DialContext:     l.restCfg.Dial,
+	}}
+	defer hc.CloseIdleConnections()
+	return waitFor(ctx, 60*time.Second, "kube-apiserver /readyz", func() (bool, error) {
+		if err := etcd.errExited(); err != nil {
+			return false, fmt.Errorf("%w (see %s)", err, l.logPath("etcd"))
+		}
+		if err := apiserver.errExited(); err != nil {
+			return false, fmt.Errorf("%w (see %s)", err, l.logPath("kube-apiserver"))
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.state.APIServer+"/readyz", nil)
+		req.Header.Set("Authorization", "Bearer "+l.token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// startKubeControllerManager runs the real kube-controller-manager with
+// only the endpointslice controller.
+func (l *Lab) startKubeControllerManager() error {
+	_, err := l.startProc("kube-controller-manager", l.state.ControlPlane.Netns,
+		filepath.Join(l.opts.BinDir, "kube-controller-manager"),
+		"--kubeconfig="+l.state.InternalKubeconfig,
+		"--controllers=endpointslice",
+		"--leader-elect=false",
+		"--use-service-account-credentials=false",
+		"--secure-port=0",
+		"--concurrent-service-endpoint-syncs=10",
+		"--endpointslice-updates-batch-period=0s",
+		"--v=0")
+	return err
+}
+
+// startForwarder listens on a loopback port of the root namespace and
+// forwards every connection to the API server inside the lab.
+func (l *Lab) startForwarder() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listening for the API forwarder: %w", err)
+	}
+	l.listener = ln
+	l.state.Forwarder = ln.Addr().String()
+	target := net.JoinHostPort(controlPlaneIP, strconv.Itoa(APIServerPort))
+	ns := l.state.ControlPlane.Netns
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				up, err := dialIn(ctx, ns, "tcp", target)
+				cancel()
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(up, c); closeWrite(up); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(c, up); closeWrite(c); done <- struct{}{} }()
+				<-done
+				<-done
+			}()
+		}
+	}()
+	return nil
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+func (l *Lab) logPath(key string) string {
+	return filepath.Join(l.state.StateDir, "logs", key+".log")
+}

@@ -1,0 +1,124 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+const frrDir = "/usr/lib/frr"
+
+// routerConfig is bgpd's configuration: AS 64500 accepting sessions from
+// any address of the router segment.
+func routerConfig() string {
+	return fmt.Sprintf(`hostname router
+log stdout
+router bgp %d
+ bgp router-id 203.0.113.1
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor NODES peer-group
+ neighbor NODES remote-as %d
+ bgp listen range %s peer-group NODES
+ bgp listen range %s peer-group NODES
+ address-family ipv4 unicast
+  neighbor NODES activate
+ exit-address-family
+ address-family ipv6 unicast
+  neighbor NODES activate
+ exit-address-family
+!
+`, RouterASN, NodeASN, RouterSegv4, RouterSegv6)
+}
+
+// FRRDir is the folder of the router's FRR state: configuration files and
+// the vty sockets (vtysh --vty_socket FRRDir).
+func (l *Lab) FRRDir() string { return filepath.Join(l.state.StateDir, "frr") }
+
+// startRouter runs zebra, bgpd and bfdd in the router namespace, with their
+// state in STATE_DIR/frr owned by frr:frr.
+func (l *Lab) startRouter() error {
+	dir := l.FRRDir()
+	u, err := user.Lookup("frr")
+	if err != nil {
+		return fmt.Errorf("looking up user frr (is FRR installed?): %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	files := map[string]string{
+		"zebra.conf": "hostname router\nlog stdout\n",
+		"bgpd.conf":  routerConfig(),
+		"bfdd.conf":  "hostname router\nlog stdout\nbfd\n!\n",
+		"vtysh.conf": "",
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return fmt.Errorf("giving %s to frr: %w", dir, err)
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			return fmt.Errorf("giving %s to frr: %w", p, err)
+		}
+	}
+	zserv := filepath.Join(dir, "zserv.api")
+	common := func(daemon string) []string {
+		return []string{"-f", filepath.Join(dir, daemon+".conf"), "-i", filepath.Join(dir, daemon+".pid"),
+			"-z", zserv, "--vty_socket", dir, "-A", "127.0.0.1", "-P", "0", "-u", "frr", "-g", "frr"}
+	}
+	ns := l.state.Router.Netns
+	if _, err := l.startProc("router/zebra", ns, filepath.Join(frrDir, "zebra"), common("zebra")...); err != nil {
+		return err
+	}
+	// bgpd and bfdd connect to zebra's socket; they retry, but start them
+	// once it exists to keep the logs clean.
+	_ = waitFor(context.Background(), 5*time.Second, "zebra's socket", func() (bool, error) {
+		_, err := os.Stat(zserv)
+		return err == nil, nil
+	})
+	if _, err := l.startProc("router/bgpd", ns, filepath.Join(frrDir, "bgpd"), common("bgpd")...); err != nil {
+		return err
+	}
+	bfd := append(common("bfdd"), "--bfdctl", filepath.Join(dir, "bfdd.sock"))
+	if _, err := l.startProc("router/bfdd", ns, filepath.Join(frrDir, "bfdd"), bfd...); err != nil {
+		return err
+	}
+	return nil
+}
+
+// waitRouter waits until bgpd accepts connections on port 179.
+func (l *Lab) waitRouter(ctx context.Context) error {
+	addr := l.state.Router.Addr(SegmentRouter, 4).String() + ":179"
+	return waitFor(ctx, 20*time.Second, "bgpd on "+addr, func() (bool, error) {
+		l.mu.Lock()
+		p := l.procs["router/bgpd"]
+		l.mu.Unlock()
+		if err := p.errExited(); err != nil {
+			return false, fmt.Errorf("%w (see %s)", err, l.logPath("router_bgpd"))
+		}
+		c, err := dialIn(ctx, l.state.Router.Netns, "tcp", addr)
+		if err != nil {
+			return false, err
+		}
+		c.Close()
+		return true, nil
+	})
+}
+
+// Vtysh runs vtysh commands against the router's FRR.
+func (l *Lab) Vtysh(ctx context.Context, commands ...string) ([]byte, error) {
+	args := []string{"vtysh", "--vty_socket", l.FRRDir()}
+	for _, c := range commands {
+		args = append(args, "-c", c)
+	}
+	return l.Exec(ctx, "router", args...)
+}

@@ -1,0 +1,128 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is a process the lab started inside one of its namespaces.
+type proc struct {
+	key  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startProc starts name with args in namespace ns, its output going to
+// STATE_DIR/logs/KEY.log.
+func (l *Lab) startProc(key, ns, name string, args ...string) (*proc, error) {
+	logPath := filepath.Join(l.state.StateDir, "logs", strings.ReplaceAll(key, "/", "_")+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the log of %s: %w", key, err)
+	}
+	defer logf.Close()
+	cmd := nsCommand(context.Background(), ns, name, args...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	// Own process group: a Ctrl-C in the terminal reaches the lab, which
+	// tears down in order, not every process at once. Pdeathsig: nothing
+	// outlives the process that runs the lab.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", key, err)
+	}
+	p := &proc{key: key, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	l.mu.Lock()
+	if old := l.procs[key]; old != nil {
+		l.mu.Unlock()
+		old.stop(2 * time.Second)
+		l.mu.Lock()
+	}
+	l.procs[key] = p
+	l.mu.Unlock()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and, after grace, SIGKILL; grace 0 kills at once.
+func (p *proc) stop(grace time.Duration) {
+	if p.exited() {
+		return
+	}
+	sig := syscall.SIGTERM
+	if grace == 0 {
+		sig = syscall.SIGKILL
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// kill sends SIGKILL to the process with this key.
+func (l *Lab) kill(key string) error {
+	l.mu.Lock()
+	p := l.procs[key]
+	l.mu.Unlock()
+	if p == nil || p.exited() {
+		return fmt.Errorf("%s is not running", key)
+	}
+	p.stop(0)
+	return nil
+}
+
+// waitFor polls cond until it returns true, an error, or timeout.
+func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("waiting for %s: %w (last error: %v)", what, ctx.Err(), last)
+			}
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// errExited reports a process that ended while the lab waited for it.
+func (p *proc) errExited() error {
+	if !p.exited() {
+		return nil
+	}
+	return errors.Join(fmt.Errorf("%s exited", p.key), p.err)
+}

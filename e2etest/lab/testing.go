@@ -1,0 +1,61 @@
+package lab
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+)
+
+// Start brings a lab up for a test and tears it down when the test ends,
+// also when the test binary is interrupted. It skips the test when not
+// root. The test binary's TestMain must call [RunHelperMode].
+func Start(t testing.TB, opts Options) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the lab needs root (network namespaces)")
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = TestLogger(t)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, err := Up(ctx, opts)
+	if err != nil {
+		t.Fatalf("bringing the lab up: %v", err)
+	}
+	t.Logf("lab %s up in %v (state in %s)", l.Prefix(), time.Since(start).Round(time.Millisecond), l.StateDir())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			l.Down()
+			os.Exit(1)
+		case <-stop:
+		}
+	}()
+	t.Cleanup(func() {
+		signal.Stop(sigs)
+		close(stop)
+		start := time.Now()
+		l.Down()
+		t.Logf("lab %s down in %v", l.Prefix(), time.Since(start).Round(time.Millisecond))
+	})
+	return l
+}
+
+// TestLogger logs to the test's log.
+func TestLogger(t testing.TB) logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		t.Helper()
+		t.Log(prefix, args)
+	}, funcr.Options{Verbosity: 1})
+}

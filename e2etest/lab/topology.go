@@ -1,0 +1,102 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// buildTopology creates the namespaces, bridges, links, addresses and
+// routes of the plan. It adds nothing to the root namespace.
+func (l *Lab) buildTopology() error {
+	s := &l.state
+	var add []string
+	for _, ns := range s.Bridges {
+		add = append(add, "netns add "+ns)
+	}
+	for _, h := range s.hosts() {
+		add = append(add, "netns add "+h.Netns)
+	}
+	if err := ipBatch("", add); err != nil {
+		return err
+	}
+	l.netnsCreated = true
+	// Segment bridges, each in its own namespace, with one port per host.
+	segCmds := map[string][]string{}
+	for seg, ns := range s.Bridges {
+		segCmds[seg] = []string{"link set lo up", "link add br0 type bridge", "link set br0 up"}
+		_ = ns
+	}
+	hostCmds := map[string][]string{}
+	for _, h := range s.hosts() {
+		hostCmds[h.Netns] = append(hostCmds[h.Netns], "link set lo up")
+		for _, ifc := range h.Interfaces {
+			if ifc.Port != "" {
+				segCmds[ifc.Segment] = append(segCmds[ifc.Segment],
+					fmt.Sprintf("link add %s type veth peer name %s address %s netns %s", ifc.Port, ifc.Name, ifc.MAC, h.Netns),
+					fmt.Sprintf("link set %s master br0 up", ifc.Port))
+			}
+			hostCmds[h.Netns] = append(hostCmds[h.Netns], fmt.Sprintf("link set %s up", ifc.Name))
+			for _, a := range ifc.Addresses {
+				extra := ""
+				if strings.Contains(a, ":") {
+					extra = " nodad"
+				}
+				hostCmds[h.Netns] = append(hostCmds[h.Netns], fmt.Sprintf("addr add %s dev %s%s", a, ifc.Name, extra))
+			}
+		}
+	}
+	// The point-to-point link between the router and the host behind it.
+	rext, eext := s.Router.Interfaces[1], s.Ext.Interfaces[0]
+	hostCmds[s.Router.Netns] = append([]string{fmt.Sprintf("link add %s address %s type veth peer name %s address %s netns %s",
+		rext.Name, rext.MAC, eext.Name, eext.MAC, s.Ext.Netns)}, hostCmds[s.Router.Netns]...)
+	for seg, cmds := range segCmds {
+		if err := ipBatch(s.Bridges[seg], cmds); err != nil {
+			return err
+		}
+	}
+	// The router first: it creates the ext link.
+	if err := ipBatch(s.Router.Netns, hostCmds[s.Router.Netns]); err != nil {
+		return err
+	}
+	delete(hostCmds, s.Router.Netns)
+	// Routes: pod ranges between nodes over the LAN; the network behind the
+	// router through the router; the ext host's default route.
+	for _, n := range s.Nodes {
+		for _, m := range s.Nodes {
+			if m.Name == n.Name {
+				continue
+			}
+			hostCmds[n.Netns] = append(hostCmds[n.Netns],
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[0], m.Addr(SegmentLAN, 4)),
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[1], m.Addr(SegmentLAN, 6)))
+		}
+		hostCmds[n.Netns] = append(hostCmds[n.Netns],
+			fmt.Sprintf("route add %s via %s", ExtSegv4, s.Router.Addr(SegmentRouter, 4)),
+			fmt.Sprintf("route add %s via %s", ExtSegv6, s.Router.Addr(SegmentRouter, 6)),
+			// The pods' bridge.
+			"link add cni0 type bridge", "link set cni0 up",
+			"addr add "+gateway(n.PodCIDRs[0])+"/24 dev cni0",
+			"addr add "+gateway(n.PodCIDRs[1])+"/64 dev cni0 nodad")
+	}
+	hostCmds[s.Ext.Netns] = append(hostCmds[s.Ext.Netns],
+		"route add default via "+s.Router.Addr(SegmentExt, 4).String(),
+		"route add ::/0 via "+s.Router.Addr(SegmentExt, 6).String())
+	for ns, cmds := range hostCmds {
+		if err := ipBatch(ns, cmds); err != nil {
+			return err
+		}
+	}
+	forward := map[string]string{"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+	for _, h := range append([]Host{s.Router}, s.Nodes...) {
+		if err := setSysctls(h.Netns, forward); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gateway is the first address of a pod range, the node's address on cni0.
+func gateway(cidr string) string {
+	return netip.MustParsePrefix(cidr).Addr().Next().String()
+}
