@@ -77,7 +77,7 @@ unit: ## Unit tests only (no control plane, no root).
 	go test $(GO_TEST_FLAGS) -short ./...
 
 .PHONY: test
-test: deps tools check-generated lint ## Everything CI runs: lint, unit and integration tests.
+test: deps tools build check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
 	go test $(GO_TEST_FLAGS) ./...
 
 # Debian packages the tests use; installed by `make deps` when missing.
@@ -96,6 +96,12 @@ deps: ## Install the Debian packages the tests need, when missing.
 		echo "installing:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# KEEP=1 make demo leaves the lab running until Ctrl-C.
+KEEP ?=
+.PHONY: demo
+demo: deps tools build ## Start a cluster in network namespaces with barelb, get a VIP, curl it, kill its speaker (root).
+	KEEP=$(KEEP) go run ./e2etest/cmd/demo
 
 .PHONY: lab-test
 lab-test: deps $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager ## The lab's own end-to-end tests (root).

@@ -47,6 +47,13 @@ type Options struct {
 	// executable when empty (a test binary must then call
 	// [RunHelperMode] from TestMain).
 	LabBinary string
+	// Barelb runs barelb once the cluster is up: bin/controller in the
+	// control plane and bin/speaker on every node (`make build`), with a
+	// random memberlist secret shared by the speakers. Up waits until all
+	// of them are ready.
+	Barelb bool
+	// SpeakerArgs are extra flags for every speaker.
+	SpeakerArgs []string
 	// KeepOnFailure leaves whatever a failed Up made, for inspection
 	// (`lab down` removes it).
 	KeepOnFailure bool
@@ -69,6 +76,8 @@ type Lab struct {
 	listener  net.Listener
 
 	netnsCreated bool
+	// memberlistKey is the speakers' BARELB_MEMBERLIST_KEY.
+	memberlistKey string
 
 	mu      sync.Mutex
 	procs   map[string]*proc
@@ -121,6 +130,13 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, fmt.Errorf("%s is missing from %s (run `make tools`): %w", b, opts.BinDir, err)
 		}
 	}
+	if opts.Barelb {
+		for _, b := range barelbBinaries {
+			if _, err := os.Stat(filepath.Join(opts.BinDir, b)); err != nil {
+				return nil, fmt.Errorf("%s is missing from %s (run `make build`): %w", b, opts.BinDir, err)
+			}
+		}
+	}
 	if opts.LabBinary == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -144,6 +160,10 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		pods:  map[types.UID]*podRun{},
 	}
 	l.state.StateDir = filepath.Join(opts.StateRoot, opts.Prefix)
+	l.state.Barelb = opts.Barelb
+	if l.memberlistKey, err = newMemberlistKey(); err != nil {
+		return nil, err
+	}
 	l.state.LabBinary = opts.LabBinary
 	// The folder may exist (the CLI puts the lab binary there first), but
 	// not hold a lab.
@@ -212,6 +232,15 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 	if err := l.waitRouter(ctx); err != nil {
 		return nil, err
+	}
+	if err := l.createBarelbNamespace(ctx); err != nil {
+		return nil, err
+	}
+	if opts.Barelb {
+		if err := l.startBarelb(ctx); err != nil {
+			return nil, fmt.Errorf("starting barelb: %w", err)
+		}
+		l.log.Info("barelb ready", "elapsed", time.Since(start).Round(time.Millisecond))
 	}
 	if err := l.writeState(); err != nil {
 		return nil, err
@@ -357,37 +386,47 @@ func (l *Lab) DialContext(ctx context.Context, host, network, address string) (n
 	return dialIn(ctx, h.Netns, network, address)
 }
 
-// Kill sends SIGKILL to a node's "speaker" or "kube-proxy".
-func (l *Lab) Kill(node, component string) error {
-	if _, err := l.node(node); err != nil {
-		return err
-	}
-	switch component {
-	case "speaker", "kube-proxy":
-		return l.kill(node + "/" + component)
-	}
-	return fmt.Errorf("unknown component %q (speaker or kube-proxy)", component)
-}
-
-// Restart (re)starts a node's "speaker" (bin/speaker, when it exists) or
-// "kube-proxy".
-func (l *Lab) Restart(node, component string) error {
-	n, err := l.node(node)
+// Kill sends SIGKILL to a node's "speaker" or "kube-proxy" (or, with host
+// "cp", to the "controller").
+func (l *Lab) Kill(host, component string) error {
+	key, err := l.procKey(host, component)
 	if err != nil {
 		return err
 	}
-	switch component {
-	case "kube-proxy":
-		return l.startKubeProxy(n)
-	case "speaker":
-		bin := filepath.Join(l.opts.BinDir, "speaker")
-		if _, err := os.Stat(bin); err != nil {
-			return fmt.Errorf("no speaker binary (run `make build`): %w", err)
-		}
-		_, err := l.startProc(node+"/speaker", n.Netns, bin, "--node-name", node, "--kubeconfig", l.state.InternalKubeconfig)
+	return l.kill(key)
+}
+
+// Restart (re)starts a node's "speaker" (bin/speaker, when it exists) or
+// "kube-proxy" (or, with host "cp", the "controller") with the flags and
+// environment Up gave it. A running one is stopped first (SIGTERM; see
+// [Lab.Stop]). It does not wait for readiness: see [Lab.WaitReady].
+func (l *Lab) Restart(host, component string) error {
+	key, err := l.procKey(host, component)
+	if err != nil {
 		return err
 	}
-	return fmt.Errorf("unknown component %q (speaker or kube-proxy)", component)
+	if component == ComponentSpeaker || component == ComponentController {
+		if err := l.checkBarelbBinaries(); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	p := l.procs[key]
+	l.mu.Unlock()
+	if p != nil && !p.exited() {
+		// Two speakers (or controllers) cannot share their ports.
+		p.stop(stopGrace)
+	}
+	switch component {
+	case ComponentKubeProxy:
+		n, _ := l.node(host)
+		return l.startKubeProxy(n)
+	case ComponentSpeaker:
+		n, _ := l.node(host)
+		return l.startSpeaker(n)
+	default:
+		return l.startController()
+	}
 }
 
 func (l *Lab) node(name string) (Host, error) {

@@ -73,7 +73,9 @@ func TestCLI(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	out := run("up", "--nodes", "2", "--prefix", prefix)
+	// barelb has its own suites (e2etest/layer2); this one needs only
+	// `make tools`.
+	out := run("up", "--nodes", "2", "--prefix", prefix, "--barelb=false")
 	t.Logf("up took %v", time.Since(start).Round(time.Millisecond))
 	var st lab.State
 	if err := json.Unmarshal(out, &st); err != nil {

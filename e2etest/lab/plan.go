@@ -112,15 +112,17 @@ type State struct {
 	APIServer          string `json:"apiServer"`
 	Forwarder          string `json:"forwarder"`
 	SupervisorPID      int    `json:"supervisorPID,omitempty"`
-	LabBinary          string `json:"labBinary"`
-	ControlPlane       Host   `json:"controlPlane"`
-	Nodes              []Host `json:"nodes"`
-	Client             Host   `json:"client"`
-	Router             Host   `json:"router"`
-	Ext                Host   `json:"ext"`
-	RouterASN          int    `json:"routerASN"`
-	NodeASN            int    `json:"nodeASN"`
-	Pools              Pools  `json:"pools"`
+	// Barelb tells whether the lab runs barelb's controller and speakers.
+	Barelb       bool   `json:"barelb"`
+	LabBinary    string `json:"labBinary"`
+	ControlPlane Host   `json:"controlPlane"`
+	Nodes        []Host `json:"nodes"`
+	Client       Host   `json:"client"`
+	Router       Host   `json:"router"`
+	Ext          Host   `json:"ext"`
+	RouterASN    int    `json:"routerASN"`
+	NodeASN      int    `json:"nodeASN"`
+	Pools        Pools  `json:"pools"`
 	// Bridges are the namespaces holding the segments' bridges (br0).
 	Bridges map[string]string `json:"bridges"`
 }

@@ -23,6 +23,12 @@ type proc struct {
 // startProc starts name with args in namespace ns, its output going to
 // STATE_DIR/logs/KEY.log.
 func (l *Lab) startProc(key, ns, name string, args ...string) (*proc, error) {
+	return l.startProcEnv(key, ns, nil, name, args...)
+}
+
+// startProcEnv is startProc with extra environment variables (KEY=VALUE)
+// added to the lab's own environment.
+func (l *Lab) startProcEnv(key, ns string, env []string, name string, args ...string) (*proc, error) {
 	logPath := filepath.Join(l.state.StateDir, "logs", strings.ReplaceAll(key, "/", "_")+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -32,6 +38,9 @@ func (l *Lab) startProc(key, ns, name string, args ...string) (*proc, error) {
 	cmd := nsCommand(context.Background(), ns, name, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// Own process group: a Ctrl-C in the terminal reaches the lab, which
 	// tears down in order, not every process at once. Pdeathsig: nothing
 	// outlives the process that runs the lab.

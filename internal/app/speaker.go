@@ -2,7 +2,17 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
 	"flag"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/membership"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -21,15 +31,45 @@ type SpeakerOptions struct {
 	Options
 	// NodeName is the node this speaker runs on and announces from.
 	NodeName string
+	// LoadBalancerClass must match the controller's --lb-class.
+	LoadBalancerClass string
+	// MemberlistAddress is where this speaker's memberlist listens and is
+	// reached; the node's InternalIP when empty.
+	MemberlistAddress string
+	// MemberlistPort is memberlist's TCP and UDP port.
+	MemberlistPort int
+	// MemberlistKeyEnv names the environment variable holding the
+	// memberlist secret (from a Secret); unencrypted when it is unset.
+	MemberlistKeyEnv string
+	// HandOver is how long a stopping speaker keeps answering after
+	// leaving memberlist, so that the next announcer has announced before
+	// it goes quiet.
+	HandOver time.Duration
 }
+
+// MemberlistKeyEnv is the default environment variable of the memberlist
+// secret.
+const MemberlistKeyEnv = "BARELB_MEMBERLIST_KEY"
 
 func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	o := SpeakerOptions{
-		Options: DefaultOptions(SpeakerMetricsBindAddress, SpeakerHealthProbeBindAddress),
+		Options:          DefaultOptions(SpeakerMetricsBindAddress, SpeakerHealthProbeBindAddress),
+		MemberlistPort:   membership.DefaultPort,
+		MemberlistKeyEnv: MemberlistKeyEnv,
+		HandOver:         2 * time.Second,
 	}
 	err := parseFlags("speaker", inv, &o.Options, func(fs *flag.FlagSet) {
 		fs.StringVar(&o.NodeName, "node-name", "",
 			"Name of the node this speaker runs on (default $"+NodeNameEnv+").")
+		fs.StringVar(&o.LoadBalancerClass, "lb-class", "",
+			"Announce only Services with this spec.loadBalancerClass; must match the controller's.")
+		fs.StringVar(&o.MemberlistAddress, "memberlist-address", "",
+			"Address memberlist listens on and is reached at (default: the node's InternalIP).")
+		fs.IntVar(&o.MemberlistPort, "memberlist-port", o.MemberlistPort, "Memberlist's TCP and UDP port.")
+		fs.StringVar(&o.MemberlistKeyEnv, "memberlist-key-env", o.MemberlistKeyEnv,
+			"Environment variable holding the memberlist secret; gossip is unencrypted when it is unset.")
+		fs.DurationVar(&o.HandOver, "handover", o.HandOver,
+			"How long a stopping speaker keeps answering after leaving memberlist.")
 	})
 	if err != nil || o.ShowVersion {
 		return o, err
@@ -61,5 +101,66 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 		options:   o.Options,
 		logValues: []any{"node", o.NodeName},
 		manager:   []Option{WithReadyAfterSync(configObjects()...)},
+		setup:     func(mgr manager.Manager) error { return setupSpeaker(ctx, mgr, o, inv.getenv(o.MemberlistKeyEnv)) },
 	})
+}
+
+// setupSpeaker joins the speakers' memberlist and adds the layer-2
+// announcer.
+func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) error {
+	log := mgr.GetLogger().WithName("speaker")
+	addr := o.MemberlistAddress
+	if addr == "" {
+		ip, err := announcer.NodeAddress(ctx, mgr.GetAPIReader(), o.NodeName)
+		if err != nil {
+			return fmt.Errorf("finding this node's address for memberlist (or set --memberlist-address): %w", err)
+		}
+		addr = ip.String()
+	}
+	var key []byte
+	if secret != "" {
+		// Any secret makes a 256-bit key, so the Secret may hold text.
+		sum := sha256.Sum256([]byte(secret))
+		key = sum[:]
+	}
+	m, err := membership.New(membership.Config{NodeName: o.NodeName, BindAddr: addr, BindPort: o.MemberlistPort, SecretKey: key, Logger: log})
+	if err != nil {
+		return err
+	}
+	answerCtx, stopAnswering := context.WithCancel(context.Background())
+	members := &announcer.MemberlistMembers{Membership: m, Log: log}
+	changes := make(chan event.GenericEvent, 1)
+	r := &announcer.Reconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
+		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
+		Members: members, Network: &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")},
+	}
+	if err := announcer.Setup(mgr, r, changes); err != nil {
+		stopAnswering()
+		_ = m.Shutdown()
+		return err
+	}
+	self, err := netip.ParseAddr(addr)
+	if err != nil {
+		stopAnswering()
+		_ = m.Shutdown()
+		return fmt.Errorf("--memberlist-address %q: %w", addr, err)
+	}
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		go members.Forward(ctx, changes)
+		if peers, err := announcer.Peers(ctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort); err != nil {
+			log.Error(err, "finding memberlist peers")
+		} else if _, err := m.Join(ctx, peers); err != nil && ctx.Err() == nil {
+			log.Error(err, "joining memberlist; retrying in the background", "peers", peers)
+		}
+		<-ctx.Done()
+		// Leave first, so that the others elect new announcers at once,
+		// and keep answering until they have announced.
+		if err := m.Leave(time.Second); err != nil {
+			log.Error(err, "leaving memberlist")
+		}
+		time.Sleep(o.HandOver)
+		stopAnswering()
+		return m.Shutdown()
+	}))
 }

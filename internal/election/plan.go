@@ -46,49 +46,113 @@ type L2Announcement struct {
 }
 
 // PlanL2 decides, for every address of every Service, which node
-// announces it. Services sharing an address are planned together: a node
-// may announce the address when it may announce it for any of them, so
-// that one node answers for all. Addresses no node may announce are
-// absent from the plan. The result is sorted by address.
+// announces it. Addresses that belong together — the IPv4 and IPv6
+// addresses of a dual-stack Service, and addresses shared by Services —
+// form a group, elected once under the key of its lowest address, so that
+// one node answers for all of them and a Service's status names one node.
+// A node may announce an address when an advertisement lets it announce
+// the address for any Service using it; an address whose group winner may
+// not announce it is elected on its own. Addresses no node may announce
+// are absent from the plan. The result is sorted by address.
 func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.L2Advertisement, nodes []L2Node) []L2Announcement {
-	type group struct {
+	type addressPlan struct {
 		services   []string
 		candidates map[string]*candidate
 	}
-	groups := map[netip.Addr]*group{}
+	plans := map[netip.Addr]*addressPlan{}
+	groups := newUnionFind()
 	for _, svc := range services {
 		pool := pools[svc.Pool]
 		if pool == nil {
 			continue
 		}
-		for _, ip := range svc.Addresses {
-			g := groups[ip]
-			if g == nil {
-				g = &group{candidates: map[string]*candidate{}}
-				groups[ip] = g
+		for i, ip := range svc.Addresses {
+			p := plans[ip]
+			if p == nil {
+				p = &addressPlan{candidates: map[string]*candidate{}}
+				plans[ip] = p
 			}
-			g.services = append(g.services, svc.Key)
+			p.services = append(p.services, svc.Key)
 			for _, node := range nodes {
-				addCandidate(g.candidates, node, svc, pool, advs)
+				addCandidate(p.candidates, node, svc, pool, advs)
 			}
+			groups.union(svc.Addresses[0], svc.Addresses[i])
 		}
 	}
 
-	out := make([]L2Announcement, 0, len(groups))
-	for ip, g := range groups {
-		election := make([]Node, 0, len(g.candidates))
-		for _, c := range g.candidates {
-			election = append(election, c.node)
+	// Each group's winner, among the nodes that may announce any of its
+	// addresses.
+	groupCandidates := map[netip.Addr]map[string]Node{}
+	for ip, p := range plans {
+		root := groups.find(ip)
+		if groupCandidates[root] == nil {
+			groupCandidates[root] = map[string]Node{}
 		}
-		winner, ok := Winner(ip.String(), election, false)
-		if !ok {
-			continue
+		for name, c := range p.candidates {
+			if prev, ok := groupCandidates[root][name]; !ok || c.node.Preference > prev.Preference {
+				groupCandidates[root][name] = c.node
+			}
 		}
-		sort.Strings(g.services)
-		out = append(out, L2Announcement{Address: ip, Node: winner, Interfaces: g.candidates[winner].interfaces(), Services: g.services})
+	}
+	groupWinner := map[netip.Addr]string{}
+	for root, cands := range groupCandidates {
+		list := make([]Node, 0, len(cands))
+		for _, n := range cands {
+			list = append(list, n)
+		}
+		if w, ok := Winner(root.String(), list, false); ok {
+			groupWinner[root] = w
+		}
+	}
+
+	out := make([]L2Announcement, 0, len(plans))
+	for ip, p := range plans {
+		winner, ok := groupWinner[groups.find(ip)]
+		if c := p.candidates[winner]; !ok || c == nil || !c.node.Eligible(false) {
+			list := make([]Node, 0, len(p.candidates))
+			for _, c := range p.candidates {
+				list = append(list, c.node)
+			}
+			if winner, ok = Winner(ip.String(), list, false); !ok {
+				continue
+			}
+		}
+		sort.Strings(p.services)
+		out = append(out, L2Announcement{Address: ip, Node: winner, Interfaces: p.candidates[winner].interfaces(), Services: p.services})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out
+}
+
+// unionFind groups addresses; each group's root is its lowest address, so
+// that every speaker names the group alike.
+type unionFind map[netip.Addr]netip.Addr
+
+func newUnionFind() unionFind { return unionFind{} }
+
+func (u unionFind) find(ip netip.Addr) netip.Addr {
+	parent, ok := u[ip]
+	if !ok {
+		u[ip] = ip
+		return ip
+	}
+	if parent == ip {
+		return ip
+	}
+	root := u.find(parent)
+	u[ip] = root
+	return root
+}
+
+func (u unionFind) union(a, b netip.Addr) {
+	ra, rb := u.find(a), u.find(b)
+	switch {
+	case ra == rb:
+	case ra.Less(rb):
+		u[rb] = ra
+	default:
+		u[ra] = rb
+	}
 }
 
 // candidate is a node that may announce an address, with what the

@@ -87,3 +87,37 @@ func TestPlanL2(t *testing.T) {
 		}
 	}
 }
+
+// A dual-stack Service's addresses, and addresses linked through Services
+// sharing them, are always announced by one node, whatever the hashes of
+// the single addresses say.
+func TestPlanL2KeepsGroupsTogether(t *testing.T) {
+	pools := map[string]*config.Pool{"lan": {Name: "lan"}}
+	all := l2adv(t, barelbv1beta1.L2AdvertisementSpec{})
+	var nodes []L2Node
+	for _, n := range []string{"n1", "n2", "n3", "n4", "n5"} {
+		nodes = append(nodes, L2Node{Name: n, Alive: true})
+	}
+	for i := 0; i < 200; i++ {
+		v4 := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		v6 := netip.MustParseAddr("2001:db8:100::").Next()
+		for j := 0; j < i; j++ {
+			v6 = v6.Next()
+		}
+		other := netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
+		services := []L2Service{
+			{Key: "ns/dual", Pool: "lan", Addresses: []netip.Addr{v4, v6}},
+			// Shares the IPv6 address, has its own IPv4 one.
+			{Key: "ns/shares-v6", Pool: "lan", Addresses: []netip.Addr{other, v6}},
+		}
+		plan := PlanL2(services, pools, []*config.L2Advertisement{all}, nodes)
+		if len(plan) != 3 {
+			t.Fatalf("round %d: %d announcements, want 3", i, len(plan))
+		}
+		for _, a := range plan[1:] {
+			if a.Node != plan[0].Node {
+				t.Fatalf("round %d: group split over %s and %s: %+v", i, plan[0].Node, a.Node, plan)
+			}
+		}
+	}
+}

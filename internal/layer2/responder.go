@@ -136,6 +136,24 @@ func (r *Responder) Announce(ip netip.Addr) error {
 	return nil
 }
 
+// Reannounce repeats the gratuitous announcements of an address the
+// responder answers for: neighbours may have learnt another node's MAC for
+// it meanwhile, as on both sides of a network partition that has healed.
+func (r *Responder) Reannounce(ip netip.Addr) {
+	ip = ip.Unmap()
+	r.mu.Lock()
+	cancel, ok := r.owned[ip]
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	cancel()
+	burst, cancel := context.WithCancel(r.ctx)
+	r.owned[ip] = cancel
+	r.mu.Unlock()
+	go r.gratuitous(burst, ip)
+}
+
 // Withdraw stops answering for ip at once.
 func (r *Responder) Withdraw(ip netip.Addr) {
 	ip = ip.Unmap()

@@ -1,12 +1,17 @@
 // Command lab drives the barelb lab, a Kubernetes cluster made of processes
 // and network namespaces (see package github.com/barelb/barelb/e2etest/lab):
 //
-//	lab up [--nodes N] [--keep] [--prefix P]   start a lab, print its state as one JSON object
+//	lab up [--nodes N] [--keep] [--prefix P] [--barelb=false]
+//	                                           start a lab (with barelb's controller and
+//	                                           speakers unless --barelb=false), print its
+//	                                           state as one JSON object
 //	lab status                                 print the state of the lab
 //	lab down [--all]                           tear the lab (or every lab) down
 //	lab exec HOST -- CMD…                      run CMD in a host: a node, client, router, cp, ext
 //	lab kill NODE speaker|kube-proxy           SIGKILL a node's component
+//	lab stop NODE speaker|kube-proxy           SIGTERM it and wait until it exits
 //	lab restart NODE speaker|kube-proxy        (re)start a node's component
+//	(kill, stop and restart also take "cp controller")
 //
 // With several labs, choose one with --lab PREFIX or $BARELB_LAB. `up`
 // starts a detached supervisor (this binary, copied into the state folder,
@@ -56,7 +61,7 @@ func main() {
 		err = down(args)
 	case "exec":
 		err = execIn(args)
-	case "kill", "restart":
+	case "kill", "stop", "restart":
 		err = control(os.Args[1], args)
 	default:
 		usage()
@@ -72,8 +77,8 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, `usage: lab up [--nodes N] [--keep] [--prefix P]
-       lab status | down [--all] | exec HOST -- CMD... | kill NODE speaker|kube-proxy | restart NODE speaker|kube-proxy
+	fmt.Fprintln(os.Stderr, `usage: lab up [--nodes N] [--keep] [--prefix P] [--barelb=false]
+       lab status | down [--all] | exec HOST -- CMD... | kill|stop|restart NODE speaker|kube-proxy (or cp controller)
        (--lab PREFIX or $BARELB_LAB chooses among several labs)`)
 	os.Exit(2)
 }
@@ -83,6 +88,7 @@ func up(args []string) error {
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	keep := fs.Bool("keep", false, "leave what a failed up made, for inspection")
 	prefix := fs.String("prefix", "", "name prefix (default blb + 4 random hex digits)")
+	barelb := fs.Bool("barelb", true, "run barelb's controller and speakers (bin/, `make build`)")
 	_ = fs.Parse(args)
 	start := time.Now()
 	if *prefix == "" {
@@ -114,6 +120,9 @@ func up(args []string) error {
 	sargs := []string{"supervise", "--state-dir", dir, "--nodes", fmt.Sprint(*nodes), "--bin-dir", filepath.Join(root, "bin")}
 	if *keep {
 		sargs = append(sargs, "--keep")
+	}
+	if *barelb {
+		sargs = append(sargs, "--barelb")
 	}
 	cmd := exec.Command(bin, sargs...)
 	cmd.Dir = root
@@ -159,6 +168,7 @@ func supervise(args []string) error {
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	keep := fs.Bool("keep", false, "leave what a failed up made")
 	binDir := fs.String("bin-dir", "", "folder of etcd, kube-apiserver, …")
+	barelb := fs.Bool("barelb", false, "run barelb's controller and speakers")
 	_ = fs.Parse(args)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer cancel()
@@ -168,7 +178,7 @@ func supervise(args []string) error {
 	self, _ := os.Executable()
 	l, err := lab.Up(ctx, lab.Options{
 		Nodes: *nodes, Prefix: filepath.Base(*dir), StateRoot: filepath.Dir(*dir),
-		BinDir: *binDir, LabBinary: self, KeepOnFailure: *keep, Log: log,
+		BinDir: *binDir, LabBinary: self, KeepOnFailure: *keep, Log: log, Barelb: *barelb,
 	})
 	if err != nil {
 		return err
@@ -182,6 +192,11 @@ func supervise(args []string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/kill", func(w http.ResponseWriter, r *http.Request) {
 		if err := l.Kill(r.FormValue("node"), r.FormValue("component")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
+	mux.HandleFunc("/stop", func(w http.ResponseWriter, r *http.Request) {
+		if err := l.Stop(r.FormValue("node"), r.FormValue("component")); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 		}
 	})

@@ -41,6 +41,7 @@ type Network interface {
 // Responder answers for addresses on one interface.
 type Responder interface {
 	Announce(netip.Addr) error
+	Reannounce(netip.Addr)
 	Withdraw(netip.Addr)
 }
 
@@ -73,6 +74,8 @@ type Reconciler struct {
 	answering map[netip.Addr][]string
 	// announced are the Services this node announces.
 	announced map[string]bool
+	// alive is the membership the last plan was made with.
+	alive map[string]bool
 }
 
 // Reconcile recomputes the plan and applies this node's part of it.
@@ -80,6 +83,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	alive, membershipOK := r.Members.Alive()
+	// A speaker that reappears (a restart, a healed partition) may have
+	// been answering on its side all along; whoever keeps an address
+	// tells the LAN again, so that neighbours drop the other's MAC.
+	rejoined := false
+	for name := range alive {
+		rejoined = rejoined || (r.alive != nil && !r.alive[name])
+	}
+	r.alive = alive
 	in, err := read(ctx, r.Client, r.Namespace, r.LBClass, alive, membershipOK)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -104,15 +115,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			services[s] = a.Address
 		}
 	}
-	if err := r.apply(ctx, want); err != nil {
+	if err := r.apply(ctx, want, rejoined); err != nil {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{}, r.report(ctx, in, want, services)
 }
 
 // apply withdraws first, so that a lost address stops being answered at
-// once, then announces.
-func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string) error {
+// once, then announces; with reannounce, addresses kept are announced
+// again too.
+func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, reannounce bool) error {
 	if r.answering == nil {
 		r.answering = map[netip.Addr][]string{}
 	}
@@ -129,12 +141,15 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string) er
 	}
 	for ip, names := range want {
 		for _, name := range names {
-			if contains(r.answering[ip], name) {
-				continue
-			}
 			resp, err := r.Network.Responder(ctx, name)
 			if err != nil {
 				return err
+			}
+			if contains(r.answering[ip], name) {
+				if reannounce {
+					resp.Reannounce(ip)
+				}
+				continue
 			}
 			if err := resp.Announce(ip); err != nil {
 				return fmt.Errorf("announcing %s on %s: %w", ip, name, err)

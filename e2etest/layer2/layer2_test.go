@@ -1,0 +1,458 @@
+// Package layer2_test runs barelb in the lab (a real cluster in network
+// namespaces, see e2etest/lab) and proves layer-2 mode end to end: the
+// controller assigns a Service its addresses, one speaker answers ARP and
+// NDP for them, a client on the LAN reaches the backends, and another node
+// takes over when the announcing speaker dies or its node leaves the LAN.
+//
+// Outages are measured by a client sending one request every 10 ms (a new
+// TCP connection each, 200 ms timeout) and reported with t.Logf; the
+// assertions are generous bounds so that the suite does not flake on a busy
+// machine. BenchmarkFailover repeats the take-over for the record:
+//
+//	go test -run='^$' -bench=Failover -benchtime=1x ./e2etest/layer2/
+package layer2_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/barelb/barelb/e2etest/lab"
+)
+
+func TestMain(m *testing.M) {
+	lab.RunHelperMode()
+	os.Exit(m.Run())
+}
+
+// Generous bounds: the measured numbers are logged, these only catch a
+// broken take-over (which costs 20-40 s of neighbour timers).
+const (
+	maxTakeOver = 5 * time.Second
+	// maxRollingFailures is the number of failed requests (of about 100
+	// per second) a rolling restart of every speaker may cost.
+	maxRollingFailures = 5
+)
+
+func startLab(tb testing.TB) *lab.Lab {
+	tb.Helper()
+	needsLab(tb)
+	l := lab.Start(tb, lab.Options{Nodes: 3, Barelb: true})
+	applyFile(tb, l, "config/samples/l2-pool.yaml")
+	return l
+}
+
+func TestLayer2(t *testing.T) {
+	l := startLab(t)
+	steps := []struct {
+		name string
+		f    func(*testing.T, *lab.Lab)
+	}{
+		{"dual-stack Service reachable through the announcing node", testDualStack},
+		{"externalTrafficPolicy Local announced from the endpoint's node", testLocal},
+		{"take-over when the announcing speaker is SIGKILLed", testKillFailover},
+		{"take-over when the announcing node leaves the LAN", testCutFailover},
+		{"the client is pointed back when the partition heals", testHealed},
+		{"rolling restart of every speaker", testRollingRestart},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, func(t *testing.T) { s.f(t, l) }) {
+			t.Logf("logs of the lab's processes: %s/logs", l.StateDir())
+		}
+	}
+}
+
+func testDualStack(t *testing.T, l *lab.Lab) {
+	runPod(t, l, "web-0", "web", "node1")
+	runPod(t, l, "web-1", "web", "node2")
+	lbService(t, l, "web", "web", corev1.ServiceExternalTrafficPolicyCluster)
+	ips := waitIngress(t, l, "web", 2)
+	if ips[0] != "198.51.100.200" || ips[1] != "2001:db8:100::200" {
+		t.Errorf("Service web got %v, want the pool's first addresses 198.51.100.200 and 2001:db8:100::200", ips)
+	}
+	waitEndpoints(t, l, "web", 2)
+	node := waitAnnouncer(t, l, "web", "")
+	t.Logf("ServiceL2Status: %s announces web (MAC %s)", node, nodeMAC(t, l, node))
+	for _, ip := range ips {
+		seen := waitServed(t, l, ip, node, 20)
+		// kube-proxy on the announcing node may program the second
+		// endpoint a moment after the EndpointSlice lists it.
+		for i := 0; i < 100 && (seen["web-0"] == 0 || seen["web-1"] == 0); i++ {
+			answer, err := get(l, vipURL(ip), 2*time.Second)
+			if err != nil {
+				answer = "error: " + err.Error()
+			}
+			seen[answer]++
+		}
+		t.Logf("%s: %v", vipURL(ip), seen)
+		for _, backend := range []string{"web-0", "web-1"} {
+			if seen[backend] == 0 {
+				t.Errorf("%s: backend %s never answered: %v", ip, backend, seen)
+			}
+		}
+		if len(seen) != 2 {
+			t.Errorf("%s: unexpected answers: %v", ip, seen)
+		}
+		mac, state := clientNeighbour(l, ip)
+		t.Logf("client: neigh %s lladdr %s %s (%s)", ip, mac, state, nodeOfMAC(l, mac))
+	}
+}
+
+func testLocal(t *testing.T, l *lab.Lab) {
+	runPod(t, l, "local-0", "local", "node3")
+	lbService(t, l, "local", "local", corev1.ServiceExternalTrafficPolicyLocal)
+	ips := waitIngress(t, l, "local", 2)
+	waitEndpoints(t, l, "local", 1)
+	for _, move := range []struct{ pod, node string }{{"local-0", "node3"}, {"local-1", "node1"}} {
+		if move.pod != "local-0" {
+			start := time.Now()
+			deletePod(t, l, "local-0")
+			runPod(t, l, move.pod, "local", move.node)
+			waitEndpoints(t, l, "local", 1)
+			waitAnnouncer(t, l, "local", move.node)
+			t.Logf("announcement moved to %s %v after the pod's deletion", move.node, time.Since(start).Round(time.Millisecond))
+		}
+		waitAnnouncer(t, l, "local", move.node)
+		for _, ip := range ips {
+			seen := waitServed(t, l, ip, move.node, 5)
+			t.Logf("%s with the pod on %s: %v", vipURL(ip), move.node, seen)
+			if len(seen) != 1 || seen[move.pod] != 5 {
+				t.Errorf("%s: want 5 answers from %s, got %v", ip, move.pod, seen)
+			}
+		}
+		// Only that node announces: no other ServiceL2Status, and the
+		// announcer stays put for a while.
+		time.Sleep(500 * time.Millisecond)
+		if node, err := announcerOf(l, "local"); err != nil || node != move.node {
+			t.Errorf("ServiceL2Status of local names %q (%v), want %s", node, err, move.node)
+		}
+	}
+}
+
+// haService makes the Service the fail-over steps use: dual stack,
+// externalTrafficPolicy Cluster, with a backend on every node but the one
+// announcing it, so that cutting that node off loses no backend. It
+// returns the addresses and the announcing node.
+func haService(tb testing.TB, l *lab.Lab) (ips []string, node string) {
+	tb.Helper()
+	lbService(tb, l, "ha", "ha", corev1.ServiceExternalTrafficPolicyCluster)
+	ips = waitIngress(tb, l, "ha", 2)
+	node = waitAnnouncer(tb, l, "ha", "")
+	n := 0
+	for _, h := range l.Nodes() {
+		if h.Name != node {
+			runPod(tb, l, "ha-"+h.Name, "ha", h.Name)
+			n++
+		}
+	}
+	waitEndpoints(tb, l, "ha", n)
+	for _, ip := range ips {
+		waitServed(tb, l, ip, node, 0)
+	}
+	return ips, node
+}
+
+var ha struct {
+	ips  []string
+	node string
+}
+
+func haOnce(t *testing.T, l *lab.Lab) ([]string, string) {
+	if ha.ips == nil {
+		ha.ips, ha.node = haService(t, l)
+	}
+	return ha.ips, ha.node
+}
+
+// takeOver is one measured fail-over.
+type takeOver struct {
+	from, to string
+	// moved is, per address, when the client's neighbour entry first held
+	// the new node's MAC, after the failure.
+	moved []time.Duration
+	// probes are the request loops' results, per address.
+	probes []probeResult
+	// mismatches are addresses whose client neighbour entry names another
+	// node than the Service's ServiceL2Status.
+	mismatches []string
+}
+
+func (r takeOver) worst() time.Duration {
+	var w time.Duration
+	for _, p := range r.probes {
+		w = max(w, p.Outage)
+	}
+	for _, m := range r.moved {
+		w = max(w, m)
+	}
+	return w
+}
+
+func (r takeOver) log(tb testing.TB, what string, ips []string) {
+	tb.Helper()
+	for i, ip := range ips {
+		tb.Logf("%s %s→%s, %s: client neighbour entry moved after %v; request loop: %v",
+			what, r.from, r.to, ip, r.moved[i].Round(time.Millisecond), r.probes[i])
+	}
+	for _, m := range r.mismatches {
+		tb.Logf("%s %s", what, m)
+	}
+}
+
+// check fails the test when the take-over was slow or the addresses went
+// elsewhere than the ServiceL2Status says.
+func (r takeOver) check(t *testing.T) {
+	if w := r.worst(); w > maxTakeOver {
+		t.Errorf("take-over took %v, more than %v", w, maxTakeOver)
+	}
+	for _, m := range r.mismatches {
+		t.Errorf("%s: the addresses of one Service are announced by different nodes, or the status is stale", m)
+	}
+}
+
+// measureTakeOver runs a request loop per address, calls fail, and waits
+// until the client's neighbour entries name another node and the
+// ServiceL2Status agrees. The loops run 2 s past that.
+func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from string, fail func()) takeOver {
+	tb.Helper()
+	r := takeOver{from: from, moved: make([]time.Duration, len(ips))}
+	fromMAC := nodeMAC(tb, l, from)
+	var probers []*prober
+	for _, ip := range ips {
+		probers = append(probers, startProber(l, vipURL(ip)))
+	}
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	fail()
+	pending := len(ips)
+	for pending > 0 && time.Since(start) < 30*time.Second {
+		for i, ip := range ips {
+			if r.moved[i] != 0 {
+				continue
+			}
+			if mac, _ := clientNeighbour(l, ip); mac != "" && !strings.EqualFold(mac, fromMAC) {
+				r.moved[i] = time.Since(start)
+				pending--
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	for _, p := range probers {
+		r.probes = append(r.probes, p.Stop())
+	}
+	if pending > 0 {
+		tb.Fatalf("the client's neighbour entries still name %s %v after the failure", from, time.Since(start).Round(time.Millisecond))
+	}
+	eventually(tb, 10*time.Second, "a new announcer of "+svc, func() (bool, string) {
+		node, err := announcerOf(l, svc)
+		r.to = node
+		return err == nil && node != "" && node != from, fmt.Sprint(node, err)
+	})
+	for _, ip := range ips {
+		if mac, _ := clientNeighbour(l, ip); !strings.EqualFold(mac, nodeMAC(tb, l, r.to)) {
+			r.mismatches = append(r.mismatches, fmt.Sprintf("%s: the client's neighbour entry has %s (%s), the ServiceL2Status names %s",
+				ip, mac, nodeOfMAC(l, mac), r.to))
+		}
+	}
+	return r
+}
+
+// killFailover SIGKILLs the announcing speaker, measures, then restarts it
+// and waits until it announces again.
+func killFailover(tb testing.TB, l *lab.Lab, ips []string, from string) takeOver {
+	tb.Helper()
+	r := measureTakeOver(tb, l, "ha", ips, from, func() {
+		if err := l.Kill(from, lab.ComponentSpeaker); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	restartSpeaker(tb, l, from)
+	settle(tb, l, ips, from)
+	return r
+}
+
+func restartSpeaker(tb testing.TB, l *lab.Lab, node string) {
+	tb.Helper()
+	if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.WaitReady(ctx, node, lab.ComponentSpeaker); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// settle waits until node announces the addresses again (the election is
+// deterministic, so the same node wins once it is back) and the client's
+// neighbour entries point at it.
+func settle(tb testing.TB, l *lab.Lab, ips []string, node string) {
+	tb.Helper()
+	waitAnnouncer(tb, l, "ha", node)
+	for _, ip := range ips {
+		waitServed(tb, l, ip, node, 0)
+	}
+}
+
+func testKillFailover(t *testing.T, l *lab.Lab) {
+	ips, node := haOnce(t, l)
+	r := killFailover(t, l, ips, node)
+	r.log(t, "SIGKILL of the speaker:", ips)
+	r.check(t)
+}
+
+// lanPort returns the bridge namespace and the port of a node's LAN link.
+func lanPort(tb testing.TB, l *lab.Lab, node string) (ns, port string) {
+	tb.Helper()
+	h, err := l.Host(node)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, ifc := range h.Interfaces {
+		if ifc.Segment == lab.SegmentLAN {
+			return l.State().Bridges[lab.SegmentLAN], ifc.Port
+		}
+	}
+	tb.Fatalf("%s has no LAN link", node)
+	return "", ""
+}
+
+func testCutFailover(t *testing.T, l *lab.Lab) {
+	ips, node := haOnce(t, l)
+	ns, port := lanPort(t, l, node)
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if _, err := ipIn(ns, "link", "set", port, "up"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	r := measureTakeOver(t, l, "ha", ips, node, func() {
+		if _, err := ipIn(ns, "link", "set", port, "down"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r.log(t, "LAN link of the node down:", ips)
+	r.check(t)
+	start := time.Now()
+	restore()
+	// The node comes back: memberlist merges again and the same node wins;
+	// the addresses stay reachable throughout.
+	waitAnnouncer(t, l, "ha", node)
+	t.Logf("link up: %s announces again after %v", node, time.Since(start).Round(time.Millisecond))
+	for _, ip := range ips {
+		if answer, err := get(l, vipURL(ip), 2*time.Second); err != nil {
+			t.Errorf("%s after the link came back: %v", ip, err)
+		} else {
+			mac, state := clientNeighbour(l, ip)
+			t.Logf("%s after the link came back: %s, client neighbour %s %s (%s)", ip, answer, mac, state, nodeOfMAC(l, mac))
+		}
+	}
+	healed = time.Now()
+}
+
+// healed is when testCutFailover brought the cut node back.
+var healed time.Time
+
+// testHealed checks that once a partition heals, the client is pointed at
+// the node that announces the address again. The node that kept
+// announcing on its side of the partition must tell the LAN (gratuitous
+// ARP, unsolicited NA) when it wins the address back, or the client keeps
+// sending to the node that stopped announcing for as long as that node
+// forwards its traffic.
+func testHealed(t *testing.T, l *lab.Lab) {
+	if healed.IsZero() {
+		t.Skip("needs the partition of the previous step")
+	}
+	ips, node := haOnce(t, l)
+	want := nodeMAC(t, l, node)
+	var last string
+	for time.Since(healed) < 15*time.Second {
+		last = ""
+		for _, ip := range ips {
+			_, _ = get(l, vipURL(ip), time.Second)
+			if mac, state := clientNeighbour(l, ip); !strings.EqualFold(mac, want) {
+				last += fmt.Sprintf(" %s: %s %s (%s);", ip, mac, state, nodeOfMAC(l, mac))
+			}
+		}
+		if last == "" {
+			t.Logf("the client's neighbour entries point at %s %v after the link came back", node, time.Since(healed).Round(time.Millisecond))
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("%v after the partition healed, %s announces ha again (ServiceL2Status) but the client's neighbour entries still name another node:%s "+
+		"%s did not re-announce (gratuitous ARP / unsolicited NA) the addresses it kept answering for during the partition",
+		time.Since(healed).Round(time.Millisecond), node, last, node)
+}
+
+func testRollingRestart(t *testing.T, l *lab.Lab) {
+	ips, _ := haOnce(t, l)
+	var probers []*prober
+	for _, ip := range ips {
+		probers = append(probers, startProber(l, vipURL(ip)))
+	}
+	start := time.Now()
+	for _, n := range l.Nodes() {
+		before, _ := announcerOf(l, "ha")
+		s := time.Now()
+		if err := l.Stop(n.Name, lab.ComponentSpeaker); err != nil {
+			t.Fatal(err)
+		}
+		stopped := time.Since(s)
+		restartSpeaker(t, l, n.Name)
+		t.Logf("%s: speaker stopped in %v, ready again %v later (announcer of ha before: %s)",
+			n.Name, stopped.Round(time.Millisecond), (time.Since(s) - stopped).Round(time.Millisecond), before)
+		time.Sleep(2 * time.Second)
+	}
+	for i, p := range probers {
+		r := p.Stop()
+		t.Logf("rolling restart (%v), %s: %v", time.Since(start).Round(time.Millisecond), ips[i], r)
+		if r.Failed > maxRollingFailures {
+			t.Errorf("%s: %d requests failed during the rolling restart, want at most %d", ips[i], r.Failed, maxRollingFailures)
+		}
+	}
+}
+
+// BenchmarkFailover SIGKILLs the announcing speaker 20 times (restarting
+// it in between) and reports, over both families, the median and worst
+// take-over (median-ms, worst-ms: until the client's neighbour entry names
+// the new node) and outage (outage-median-ms, outage-worst-ms: the longest
+// gap in a request loop; a killed speaker's node still forwards what
+// reaches it, so this stays small).
+func BenchmarkFailover(b *testing.B) {
+	rounds := 20
+	l := startLab(b)
+	ips, node := haService(b, l)
+	var outages, moves []time.Duration
+	for range b.N {
+		for i := range rounds {
+			r := killFailover(b, l, ips, node)
+			r.log(b, fmt.Sprintf("round %d:", i+1), ips)
+			for _, p := range r.probes {
+				outages = append(outages, p.Outage)
+			}
+			moves = append(moves, r.moved...)
+		}
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	for _, m := range []struct {
+		prefix string
+		ds     []time.Duration
+	}{{"", moves}, {"outage-", outages}} {
+		sort.Slice(m.ds, func(i, j int) bool { return m.ds[i] < m.ds[j] })
+		b.ReportMetric(ms(m.ds[len(m.ds)/2]), m.prefix+"median-ms")
+		b.ReportMetric(ms(m.ds[len(m.ds)-1]), m.prefix+"worst-ms")
+	}
+	b.ReportMetric(0, "ns/op")
+}

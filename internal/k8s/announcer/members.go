@@ -1,0 +1,137 @@
+package announcer
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/barelb/barelb/internal/membership"
+)
+
+// MemberlistMembers is the speakers' memberlist as the announcer sees it.
+//
+// Until memberlist has formed (this speaker has seen another member at
+// least once), node readiness from the API stands in: every speaker then
+// decides from the same view, whereas a speaker that sees only itself
+// would announce every address, as would all the others — split brain.
+// Once formed, a member missing from memberlist is a dead speaker, even
+// where its node still looks Ready.
+type MemberlistMembers struct {
+	Membership *membership.Membership
+	Log        logr.Logger
+
+	mu     sync.Mutex
+	formed bool
+	since  time.Time
+	warned bool
+}
+
+// fallbackWarning is how long membership may stay unformed before the
+// speaker says so loudly: a DaemonSet's speakers normally find each other
+// within seconds.
+const fallbackWarning = 30 * time.Second
+
+// Alive names the live members; ok is false while memberlist has not
+// formed.
+func (m *MemberlistMembers) Alive() (map[string]bool, bool) {
+	names := m.Membership.Members()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.since.IsZero() {
+		m.since = time.Now()
+	}
+	if len(names) >= 2 && !m.formed {
+		m.formed = true
+		m.Log.Info("memberlist formed; using it to tell live speakers", "members", names)
+	}
+	if !m.formed {
+		if !m.warned && time.Since(m.since) > fallbackWarning {
+			m.warned = true
+			m.Log.Info("WARNING: memberlist has not formed; deciding from node readiness instead, which cannot see a dead speaker on a Ready node (check that TCP and UDP 7946 are open between nodes and the memberlist key is the same everywhere)")
+		}
+		return nil, false
+	}
+	alive := make(map[string]bool, len(names))
+	for _, n := range names {
+		alive[n] = true
+	}
+	return alive, true
+}
+
+// Formed tells whether memberlist has formed.
+func (m *MemberlistMembers) Formed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.formed
+}
+
+// Forward turns membership changes into events for Setup's channel until
+// ctx ends.
+func (m *MemberlistMembers) Forward(ctx context.Context, out chan<- event.GenericEvent) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.Membership.Changes():
+			select {
+			case out <- event.GenericEvent{Object: &corev1.Node{}}:
+			default: // a recomputation is pending already
+			}
+		}
+	}
+}
+
+// Peers lists the other nodes' addresses of the family of self, with the
+// memberlist port, from the API's Nodes: every node runs a speaker.
+func Peers(ctx context.Context, c client.Reader, selfNode string, self netip.Addr, port int) ([]string, error) {
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("listing Nodes for memberlist peers: %w", err)
+	}
+	var out []string
+	for _, n := range nodes.Items {
+		if n.Name == selfNode {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			ip, err := netip.ParseAddr(a.Address)
+			if a.Type != corev1.NodeInternalIP || err != nil || ip.Is4() != self.Is4() {
+				continue
+			}
+			out = append(out, netip.AddrPortFrom(ip, uint16(port)).String())
+			break
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// NodeAddress finds a node's InternalIP, IPv4 first.
+func NodeAddress(ctx context.Context, c client.Reader, name string) (netip.Addr, error) {
+	var node corev1.Node
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, &node); err != nil {
+		return netip.Addr{}, fmt.Errorf("reading node %s: %w", name, err)
+	}
+	var best netip.Addr
+	for _, a := range node.Status.Addresses {
+		ip, err := netip.ParseAddr(a.Address)
+		if a.Type != corev1.NodeInternalIP || err != nil {
+			continue
+		}
+		if !best.IsValid() || (ip.Is4() && !best.Is4()) {
+			best = ip
+		}
+	}
+	if !best.IsValid() {
+		return netip.Addr{}, fmt.Errorf("node %s has no InternalIP address", name)
+	}
+	return best, nil
+}

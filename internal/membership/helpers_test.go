@@ -1,0 +1,292 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+)
+
+const loopback = "127.0.0.1"
+
+// freePort returns a port free for both TCP and UDP on 127.0.0.1.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", loopback+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort(loopback, strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func addr(port int) string { return net.JoinHostPort(loopback, strconv.Itoa(port)) }
+
+// testLogger discards, or writes everything to stderr with
+// BARELB_TEST_LOG=1 (not t.Log: memberlist may log after a test ends).
+func testLogger(name string) logr.Logger {
+	if os.Getenv("BARELB_TEST_LOG") == "" {
+		return logr.Discard()
+	}
+	return funcr.New(func(prefix, args string) {
+		fmt.Fprintf(os.Stderr, "%s %s %s %s\n", time.Now().Format("15:04:05.000"), name, prefix, args)
+	}, funcr.Options{Verbosity: 2}).WithValues("test", name)
+}
+
+// testTiming is LANTiming, or with BARELB_TEST_TIMING="200ms,100ms,2"
+// (ProbeInterval, ProbeTimeout, SuspicionMult) another timing to compare;
+// child processes inherit it.
+func testTiming(t testing.TB) Timing {
+	tm := LANTiming()
+	s := os.Getenv("BARELB_TEST_TIMING")
+	if s == "" {
+		return tm
+	}
+	f := strings.Split(s, ",")
+	var err error
+	if len(f) != 3 {
+		t.Fatalf("BARELB_TEST_TIMING %q: want interval,timeout,mult", s)
+	}
+	if tm.ProbeInterval, err = time.ParseDuration(f[0]); err != nil {
+		t.Fatal(err)
+	}
+	if tm.ProbeTimeout, err = time.ParseDuration(f[1]); err != nil {
+		t.Fatal(err)
+	}
+	if tm.SuspicionMult, err = strconv.Atoi(f[2]); err != nil {
+		t.Fatal(err)
+	}
+	return tm
+}
+
+// member starts an in-process member on a free loopback port; it is shut
+// down when the test ends.
+type memberOpts struct {
+	key    []byte
+	port   int
+	logger *logr.Logger
+}
+
+func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
+	t.Helper()
+	if o.port == 0 {
+		o.port = freePort(t)
+	}
+	lg := testLogger(name)
+	if o.logger != nil {
+		lg = *o.logger
+	}
+	m, err := New(Config{NodeName: name, BindAddr: loopback, BindPort: o.port, SecretKey: o.key, Timing: testTiming(t), Logger: lg})
+	if err != nil {
+		t.Fatalf("New(%s): %v", name, err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	return m, o.port
+}
+
+func join(t testing.TB, m *Membership, ports ...int) {
+	t.Helper()
+	var peers []string
+	for _, p := range ports {
+		peers = append(peers, addr(p))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if _, err := m.Join(ctx, peers); err != nil {
+		t.Fatalf("Join: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func sees(ms []*Membership, want ...string) func() bool {
+	slices.Sort(want)
+	return func() bool {
+		for _, m := range ms {
+			if !slices.Equal(m.Members(), want) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func lists(m *Membership, name string) bool { return slices.Contains(m.Members(), name) }
+
+// drain empties a Changes channel.
+func drain(c <-chan struct{}) {
+	select {
+	case <-c:
+	default:
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// Child process members: the test binary re-executed with helperEnv set
+// runs one member in TestHelperProcess until killed (or its stdin closes,
+// so it never outlives the test).
+const helperEnv = "BARELB_MEMBERSHIP_HELPER"
+
+type child struct {
+	name  string
+	port  int
+	cmd   *exec.Cmd
+	stdin io.WriteCloser // held open: the child exits when it closes
+	once  sync.Once
+}
+
+func startChild(t testing.TB, name string, port int, seed int) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(),
+		helperEnv+"=1",
+		"HELPER_NAME="+name,
+		"HELPER_PORT="+strconv.Itoa(port),
+		"HELPER_SEED="+addr(seed),
+	)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := &readyWriter{ch: make(chan struct{})}
+	cmd.Stdout = ready
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{name: name, port: port, cmd: cmd, stdin: stdin}
+	t.Cleanup(c.kill)
+	select {
+	case <-ready.ch:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("child %s not ready after 30s", name)
+	}
+	return c
+}
+
+// readyWriter closes ch once "READY" has been written.
+type readyWriter struct {
+	mu   sync.Mutex
+	buf  strings.Builder
+	ch   chan struct{}
+	done bool
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.buf.Write(p)
+		if strings.Contains(w.buf.String(), "READY\n") {
+			w.done = true
+			close(w.ch)
+		}
+	}
+	return len(p), nil
+}
+
+// kill SIGKILLs the child and reaps it.
+func (c *child) kill() {
+	c.once.Do(func() {
+		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		_ = c.cmd.Wait()
+	})
+}
+
+// spin burns CPU for a moment.
+func spin() {
+	x := 0
+	for i := range 1 << 20 {
+		x += i
+	}
+	sink.Add(int64(x))
+}
+
+var sink atomic.Int64
+
+// startBurner runs a child process that spins on one thread until killed.
+func startBurner(t testing.TB) *child {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"=burn", "GOMAXPROCS=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{name: "burner", cmd: cmd, stdin: stdin}
+	t.Cleanup(c.kill)
+	return c
+}
+
+func TestHelperProcess(t *testing.T) {
+	switch os.Getenv(helperEnv) {
+	case "1":
+	case "burn":
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			os.Exit(0)
+		}()
+		for {
+			spin()
+		}
+	default:
+		return
+	}
+	port, _ := strconv.Atoi(os.Getenv("HELPER_PORT"))
+	name := os.Getenv("HELPER_NAME")
+	m, err := New(Config{NodeName: name, BindAddr: loopback, BindPort: port, Timing: testTiming(t), Logger: testLogger(name)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if _, err := m.Join(context.Background(), []string{os.Getenv("HELPER_SEED")}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	for len(m.Members()) < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	fmt.Println("READY")
+	// Live until killed, or until the parent goes away.
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
