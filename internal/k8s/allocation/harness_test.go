@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -158,14 +159,19 @@ func (cl *cluster) pool(name, testNS string, mutate func(*barelbv1beta1.IPAddres
 	return p
 }
 
+// updatePool edits a pool's spec, retrying when the controller's status
+// write got there first.
 func (cl *cluster) updatePool(name string, mutate func(*barelbv1beta1.IPAddressPoolSpec)) {
 	cl.t.Helper()
-	var p barelbv1beta1.IPAddressPool
-	if err := cl.c.Get(context.Background(), types.NamespacedName{Namespace: barelbNamespace, Name: name}, &p); err != nil {
-		cl.t.Fatal(err)
-	}
-	mutate(&p.Spec)
-	if err := cl.c.Update(context.Background(), &p); err != nil {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var p barelbv1beta1.IPAddressPool
+		if err := cl.c.Get(context.Background(), types.NamespacedName{Namespace: barelbNamespace, Name: name}, &p); err != nil {
+			return err
+		}
+		mutate(&p.Spec)
+		return cl.c.Update(context.Background(), &p)
+	})
+	if err != nil {
 		cl.t.Fatalf("updating pool %s: %v", name, err)
 	}
 }
@@ -201,11 +207,16 @@ func (cl *cluster) get(ns, name string) *corev1.Service {
 	return &svc
 }
 
+// updateService edits a Service, retrying when the controller's status
+// write got there first.
 func (cl *cluster) updateService(ns, name string, mutate func(*corev1.Service)) {
 	cl.t.Helper()
-	svc := cl.get(ns, name)
-	mutate(svc)
-	if err := cl.c.Update(context.Background(), svc); err != nil {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc := cl.get(ns, name)
+		mutate(svc)
+		return cl.c.Update(context.Background(), svc)
+	})
+	if err != nil {
 		cl.t.Fatalf("updating service %s/%s: %v", ns, name, err)
 	}
 }
