@@ -1,9 +1,10 @@
 // Package membership tells a speaker which speakers are alive.
 //
 // It wraps hashicorp/memberlist (SWIM with the Lifeguard extensions) tuned
-// for a LAN: a crashed speaker is declared dead in well under a second (see
-// LANTiming), and one that stops gracefully (Leave) is dropped by the others
-// at once. The layer-2 election feeds on Members and re-runs on Changes.
+// for a LAN: a crashed speaker is declared dead in about a second (see
+// LANTiming for the measurements and the trade-off against flapping), and
+// one that stops gracefully (Leave) is dropped by the others within one
+// gossip interval. The layer-2 election feeds on Members and re-runs on Changes.
 //
 // A member is listed from the moment it is known until it is declared dead
 // or has left; a merely suspect member stays listed, since suspicion is the

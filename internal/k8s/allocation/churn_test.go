@@ -36,7 +36,11 @@ func TestChurn(t *testing.T) {
 	}
 	t.Logf("seed %d (BARELB_CHURN_SEED=%d replays this run)", seed, seed)
 	rng := rand.New(rand.NewSource(seed))
-	cl := startCluster(t, 2)
+	replicas := 2
+	if n, err := strconv.Atoi(os.Getenv("BARELB_CHURN_REPLICAS")); err == nil && n > 0 {
+		replicas = n
+	}
+	cl := startCluster(t, replicas)
 	ctx := context.Background()
 	const ns = "churn"
 	cl.createNamespace(ns, nil)

@@ -190,6 +190,12 @@ func TestAllocation(t *testing.T) {
 		cl.waitEvent("share", "local", ReasonAddressInUse, "198.51.100.48")
 		cl.service("share", "unshared", nil)
 		cl.waitIPs("share", "unshared", "198.51.100.49")
+		// Dropping the sharing key ends the sharing: the Service moves.
+		cl.updateService("share", "dns", func(s *corev1.Service) {
+			delete(s.Annotations, "metallb.universe.tf/allow-shared-ip")
+		})
+		cl.waitIPs("share", "dns", "198.51.100.50")
+		cl.waitIPs("share", "http", "198.51.100.48")
 	})
 
 	t.Run("avoidBuggyIPs skips .0 and .255", func(t *testing.T) {

@@ -156,8 +156,12 @@ func decideAutomatic(alloc *allocator.Allocator, pools []*config.Pool, svc alloc
 	}
 	for _, family := range req.Families {
 		if ip, ok := heldIn(alloc, svc.Key, family, keep); ok {
-			d.Addresses = append(d.Addresses, ip)
-			continue
+			// Keeping an address re-checks the sharing rules: a Service
+			// whose sharing key or ports changed may no longer share it.
+			if err := alloc.Assign(svc, ip, false); err == nil {
+				d.Addresses = append(d.Addresses, ip)
+				continue
+			}
 		}
 		// An address the Service may not keep is let go before a new one is
 		// picked, so that it never holds two of a family.

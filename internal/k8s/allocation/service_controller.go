@@ -95,7 +95,7 @@ func (r *serviceReconciler) tell(svc *corev1.Service, old []netip.Addr, d decisi
 	case len(old) > 0 && !overlap(old, d.Addresses):
 		r.state.metrics.AddressesMoved.Inc()
 		r.state.log.Info("Service moved to a new address", "service", ctrl.ObjectKeyFromObject(svc).String(), "from", addressList(old), "to", addressList(d.Addresses))
-		r.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonMoved, "moved from %s to %s (pool %s): the old address is no longer in a pool this Service may use", addressList(old), addressList(d.Addresses), d.Pool)
+		r.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonMoved, "moved from %s to %s (pool %s): the old address is no longer one this Service may use (its pool changed, or it can no longer share it)", addressList(old), addressList(d.Addresses), d.Pool)
 	default:
 		r.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonAllocated, "assigned %s from pool %s", addressList(d.Addresses), d.Pool)
 	}

@@ -45,7 +45,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		o.PoolStatusDelay = 500 * time.Millisecond
 	}
 	log := mgr.GetLogger().WithName("allocation")
-	st := newState(mgr.GetClient(), o.Namespace, o.LoadBalancerClass, log, o.Metrics)
+	st := newState(mgr.GetClient(), mgr.GetAPIReader(), o.Namespace, o.LoadBalancerClass, log, o.Metrics)
 	poolChanged := make(chan event.GenericEvent, 1024)
 	retry := make(chan event.GenericEvent, 1024)
 

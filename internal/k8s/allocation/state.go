@@ -30,7 +30,11 @@ import (
 // given. One lock guards it; API calls are made outside it, so reconcilers
 // run in parallel except for the (fast, in-memory) decision.
 type state struct {
-	reader    client.Reader
+	reader client.Reader
+	// apiReader reads from the API server itself, not the cache: the
+	// start-up load must see every status written so far, including a
+	// previous leader's last writes that the cache may not have yet.
+	apiReader client.Reader
 	namespace string
 	lbClass   string
 	log       logr.Logger
@@ -53,9 +57,9 @@ type state struct {
 	failures map[string]string
 }
 
-func newState(reader client.Reader, namespace, lbClass string, log logr.Logger, m *metrics.Controller) *state {
+func newState(reader, apiReader client.Reader, namespace, lbClass string, log logr.Logger, m *metrics.Controller) *state {
 	return &state{
-		reader: reader, namespace: namespace, lbClass: lbClass, log: log, metrics: m,
+		reader: reader, apiReader: apiReader, namespace: namespace, lbClass: lbClass, log: log, metrics: m,
 		alloc: allocator.New(), invalid: map[string]string{}, overlaps: map[string][]string{},
 		failures: map[string]string{},
 	}
@@ -121,7 +125,7 @@ func (s *state) syncPoolsLocked(ctx context.Context) error {
 func (s *state) loadLocked(ctx context.Context) error {
 	start := time.Now()
 	var list corev1.ServiceList
-	if err := s.reader.List(ctx, &list); err != nil {
+	if err := s.apiReader.List(ctx, &list); err != nil {
 		return fmt.Errorf("listing Services: %w", err)
 	}
 	services := make([]*corev1.Service, 0, len(list.Items))
