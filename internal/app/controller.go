@@ -3,12 +3,13 @@ package app
 import (
 	"context"
 	"flag"
+	"reflect"
 
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/k8s/allocation"
+	"github.com/barelb/barelb/internal/k8s/strays"
 	"github.com/barelb/barelb/internal/metrics"
 )
 
@@ -81,10 +82,15 @@ func RunController(ctx context.Context, inv Invocation) error {
 				// leader wait for it to expire. Safe because the process
 				// exits as soon as the manager returns.
 				mo.LeaderElectionReleaseOnCancel = true
-				// Pools are watched everywhere so that one created in the
-				// wrong namespace can be told it is ignored.
+				// Configuration kinds are watched everywhere so that an
+				// object created in the wrong namespace can be told it is
+				// ignored.
+				config := map[reflect.Type]bool{}
+				for _, obj := range configObjects() {
+					config[reflect.TypeOf(obj)] = true
+				}
 				for obj := range mo.Cache.ByObject {
-					if _, ok := obj.(*barelbv1beta1.IPAddressPool); ok {
+					if config[reflect.TypeOf(obj)] {
 						delete(mo.Cache.ByObject, obj)
 					}
 				}
@@ -94,6 +100,9 @@ func RunController(ctx context.Context, inv Invocation) error {
 		setup: func(mgr manager.Manager) error {
 			m, err := metrics.NewController(ctrlmetrics.Registry)
 			if err != nil {
+				return err
+			}
+			if err := strays.Setup(mgr, o.Namespace); err != nil {
 				return err
 			}
 			return allocation.Setup(mgr, allocation.Options{
