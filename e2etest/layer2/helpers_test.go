@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -261,50 +260,13 @@ func ipIn(ns string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// get requests url from the client once.
-func get(l *lab.Lab, url string, timeout time.Duration) (string, error) {
-	hc := clientHTTP(l, timeout)
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return strings.TrimSpace(string(body)), nil
-}
-
-// clientHTTP is an HTTP client whose connections start in the client's
-// namespace, one new connection per request.
-func clientHTTP(l *lab.Lab, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return l.DialContext(ctx, "client", network, addr)
-		},
-	}}
-}
-
-func vipURL(ip string) string {
-	if strings.Contains(ip, ":") {
-		return "http://[" + ip + "]/"
-	}
-	return "http://" + ip + "/"
-}
-
 // waitServed waits until the client reaches ip and its neighbour entry
 // for ip holds node's MAC, and returns the answers of n more requests.
 func waitServed(tb testing.TB, l *lab.Lab, ip, node string, n int) map[string]int {
 	tb.Helper()
 	want := nodeMAC(tb, l, node)
 	eventually(tb, 30*time.Second, fmt.Sprintf("the client reaching %s through %s (%s)", ip, node, want), func() (bool, string) {
-		answer, err := get(l, vipURL(ip), time.Second)
+		answer, err := l.Get("client", lab.URL(ip), time.Second)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -313,7 +275,7 @@ func waitServed(tb testing.TB, l *lab.Lab, ip, node string, n int) map[string]in
 	})
 	seen := map[string]int{}
 	for range n {
-		answer, err := get(l, vipURL(ip), 2*time.Second)
+		answer, err := l.Get("client", lab.URL(ip), 2*time.Second)
 		if err != nil {
 			answer = "error: " + err.Error()
 		}
@@ -358,7 +320,7 @@ type prober struct {
 func startProber(l *lab.Lab, url string) *prober {
 	p := &prober{url: url, interval: 10 * time.Millisecond, timeout: 200 * time.Millisecond,
 		stop: make(chan struct{}), done: make(chan struct{}), answers: map[string]int{}}
-	p.hc = clientHTTP(l, p.timeout)
+	p.hc = l.HTTPClient("client", p.timeout)
 	p.started = time.Now()
 	go p.run()
 	return p

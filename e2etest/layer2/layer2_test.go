@@ -86,14 +86,14 @@ func testDualStack(t *testing.T, l *lab.Lab) {
 		// machine (its iptables syncs are at least a second apart).
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) && (seen["web-0"] == 0 || seen["web-1"] == 0) {
-			answer, err := get(l, vipURL(ip), 2*time.Second)
+			answer, err := l.Get("client", lab.URL(ip), 2*time.Second)
 			if err != nil {
 				answer = "error: " + err.Error()
 			}
 			seen[answer]++
 			time.Sleep(50 * time.Millisecond)
 		}
-		t.Logf("%s: %v", vipURL(ip), seen)
+		t.Logf("%s: %v", lab.URL(ip), seen)
 		for _, backend := range []string{"web-0", "web-1"} {
 			if seen[backend] == 0 {
 				t.Errorf("%s: backend %s never answered: %v", ip, backend, seen)
@@ -128,7 +128,7 @@ func testLocal(t *testing.T, l *lab.Lab) {
 		waitAnnouncer(t, l, "local", move.node)
 		for _, ip := range ips {
 			seen := waitServed(t, l, ip, move.node, 5)
-			t.Logf("%s with the pod on %s: %v", vipURL(ip), move.node, seen)
+			t.Logf("%s with the pod on %s: %v", lab.URL(ip), move.node, seen)
 			if len(seen) != 1 || seen[move.pod] != 5 {
 				t.Errorf("%s: want 5 answers from %s, got %v", ip, move.pod, seen)
 			}
@@ -232,7 +232,7 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 	fromMAC := nodeMAC(tb, l, from)
 	var probers []*prober
 	for _, ip := range ips {
-		probers = append(probers, startProber(l, vipURL(ip)))
+		probers = append(probers, startProber(l, lab.URL(ip)))
 	}
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
@@ -358,7 +358,7 @@ func testCutFailover(t *testing.T, l *lab.Lab) {
 	waitAnnouncer(t, l, "ha", node)
 	t.Logf("link up: %s announces again after %v", node, time.Since(start).Round(time.Millisecond))
 	for _, ip := range ips {
-		if answer, err := get(l, vipURL(ip), 2*time.Second); err != nil {
+		if answer, err := l.Get("client", lab.URL(ip), 2*time.Second); err != nil {
 			t.Errorf("%s after the link came back: %v", ip, err)
 		} else {
 			mac, state := clientNeighbour(l, ip)
@@ -387,7 +387,7 @@ func testHealed(t *testing.T, l *lab.Lab) {
 	for time.Since(healed) < 15*time.Second {
 		last = ""
 		for _, ip := range ips {
-			_, _ = get(l, vipURL(ip), time.Second)
+			_, _ = l.Get("client", lab.URL(ip), time.Second)
 			if mac, state := clientNeighbour(l, ip); !strings.EqualFold(mac, want) {
 				last += fmt.Sprintf(" %s: %s %s (%s);", ip, mac, state, nodeOfMAC(l, mac))
 			}
@@ -407,7 +407,7 @@ func testRollingRestart(t *testing.T, l *lab.Lab) {
 	ips, _ := haOnce(t, l)
 	var probers []*prober
 	for _, ip := range ips {
-		probers = append(probers, startProber(l, vipURL(ip)))
+		probers = append(probers, startProber(l, lab.URL(ip)))
 	}
 	start := time.Now()
 	for _, n := range l.Nodes() {

@@ -181,7 +181,7 @@ func TestNoFlapping(t *testing.T) {
 		}
 		ms = append(ms, m)
 	}
-	waitFor(t, 3*time.Second, "all see a, b, c", sees(ms, names...))
+	waitFor(t, 15*time.Second, "all see a, b, c", sees(ms, names...))
 	for _, m := range ms {
 		drain(m.Changes())
 	}
@@ -343,7 +343,7 @@ func TestRejoinAfterRestart(t *testing.T) {
 			c, pc := startMember(t, "c", memberOpts{})
 			join(t, b, pa)
 			join(t, c, pa)
-			waitFor(t, 3*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
+			waitFor(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
 
 			if tt.leave {
 				if err := c.Leave(time.Second); err != nil {
@@ -356,7 +356,7 @@ func TestRejoinAfterRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.waitDead {
-				waitFor(t, 5*time.Second, "a and b drop c", sees([]*Membership{a, b}, "a", "b"))
+				waitFor(t, 15*time.Second, "a and b drop c", sees([]*Membership{a, b}, "a", "b"))
 			}
 			drain(a.Changes())
 			port := pc
@@ -366,7 +366,7 @@ func TestRejoinAfterRestart(t *testing.T) {
 			start := time.Now()
 			c2, _ := startMember(t, "c", memberOpts{port: port})
 			join(t, c2, pa)
-			waitFor(t, 5*time.Second, "all see a, b, c again", sees([]*Membership{a, b, c2}, "a", "b", "c"))
+			waitFor(t, 15*time.Second, "all see a, b, c again", sees([]*Membership{a, b, c2}, "a", "b", "c"))
 			t.Logf("listed again by all %v after restart", time.Since(start).Round(time.Millisecond))
 			// It must stay listed: nothing about the old incarnation (a
 			// suspicion, a dead or left message) may win over the new one.
@@ -396,11 +396,11 @@ func TestRejoinAfterKill(t *testing.T) {
 	join(t, b, pa)
 	port := freePort(t)
 	c := startChild(t, "c", port, pa)
-	waitFor(t, 3*time.Second, "all see c", sees([]*Membership{a, b}, "a", "b", "c"))
+	waitFor(t, 15*time.Second, "all see c", sees([]*Membership{a, b}, "a", "b", "c"))
 	c.kill()
 	start := time.Now()
 	startChild(t, "c", port, pa) // READY means it sees another member
-	waitFor(t, 5*time.Second, "a and b list c again", sees([]*Membership{a, b}, "a", "b", "c"))
+	waitFor(t, 15*time.Second, "a and b list c again", sees([]*Membership{a, b}, "a", "b", "c"))
 	t.Logf("restarted c listed by a and b %v after its SIGKILL", time.Since(start).Round(time.Millisecond))
 	// It must stay listed: the old incarnation's suspicion must not win.
 	end := time.Now().Add(2 * time.Second)

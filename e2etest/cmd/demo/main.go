@@ -14,8 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -155,16 +153,16 @@ func run(keep bool) error {
 	step("Reaching the Service from a client on the LAN")
 	client := l.ClientHost().Netns
 	for _, ip := range ips {
-		url := vipURL(ip)
+		url := lab.URL(ip)
 		fmt.Printf("$ curl %s   (four times, from the client)\n", url)
 		if err := poll(ctx, 20*time.Second, "an answer from "+url, func() bool {
-			_, err := get(l, url, time.Second)
+			_, err := l.Get("client", url, time.Second)
 			return err == nil
 		}); err != nil {
 			return err
 		}
 		for range 4 {
-			answer, err := get(l, url, 2*time.Second)
+			answer, err := l.Get("client", url, 2*time.Second)
 			if err != nil {
 				answer = "error: " + err.Error()
 			}
@@ -182,7 +180,7 @@ func run(keep bool) error {
 	}
 
 	step("Killing %s's speaker (SIGKILL) while the client sends a request every 10 ms", node)
-	url := vipURL(ips[0])
+	url := lab.URL(ips[0])
 	p := startProber(l, url)
 	time.Sleep(time.Second)
 	killed := time.Now()
@@ -291,34 +289,6 @@ func neighbour(l *lab.Lab, ip string) string {
 	return ""
 }
 
-func vipURL(ip string) string {
-	if strings.Contains(ip, ":") {
-		return "http://[" + ip + "]/"
-	}
-	return "http://" + ip + "/"
-}
-
-func httpClient(l *lab.Lab, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return l.DialContext(ctx, "client", network, addr)
-		},
-	}}
-}
-
-func get(l *lab.Lab, url string, timeout time.Duration) (string, error) {
-	hc := httpClient(l, timeout)
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(body)), err
-}
-
 // prober requests a URL every 10 ms (200 ms timeout) until stopped.
 type prober struct {
 	stopc, done chan struct{}
@@ -330,7 +300,7 @@ func startProber(l *lab.Lab, url string) *prober {
 	p := &prober{stopc: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		hc := httpClient(l, 200*time.Millisecond)
+		hc := l.HTTPClient("client", 200*time.Millisecond)
 		last := time.Now()
 		for {
 			resp, err := hc.Get(url)
