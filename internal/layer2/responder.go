@@ -26,6 +26,8 @@ var gratuitousSchedule = []time.Duration{0, 200 * time.Millisecond, time.Second}
 // Stats count what a responder saw and sent.
 type Stats struct {
 	ARPRequests, ARPAnswers, NDPSolicitations, NDPAnswers, Gratuitous atomic.Uint64
+	// Conflicts counts addresses found in use by another host on the link.
+	Conflicts atomic.Uint64
 }
 
 // Responder answers ARP and NDP for owned addresses on one interface.
