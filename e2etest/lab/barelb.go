@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
 )
 
 // Where barelb runs in the lab.
@@ -73,6 +76,44 @@ func (l *Lab) createBarelbNamespace(ctx context.Context) error {
 	return nil
 }
 
+// applyRBAC creates the objects of every manifest in Options.RBACDir.
+func (l *Lab) applyRBAC(ctx context.Context) error {
+	files, err := filepath.Glob(filepath.Join(l.opts.RBACDir, "*.yaml"))
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", l.opts.RBACDir, err)
+	}
+	n := 0
+	for _, file := range files {
+		if filepath.Base(file) == "kustomization.yaml" {
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("reading RBAC: %w", err)
+		}
+		dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			obj := &unstructured.Unstructured{}
+			if err := dec.Decode(&obj.Object); err == io.EOF {
+				break
+			} else if err != nil {
+				return fmt.Errorf("decoding %s: %w", file, err)
+			}
+			if len(obj.Object) == 0 {
+				continue
+			}
+			if err := l.client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating %s %s from %s: %w", obj.GetKind(), obj.GetName(), file, err)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("no RBAC objects in %s", l.opts.RBACDir)
+	}
+	return nil
+}
+
 // startBarelb starts the controller in the control plane and a speaker on
 // every node, and waits until all of them are ready.
 func (l *Lab) startBarelb(ctx context.Context) error {
@@ -97,7 +138,7 @@ func (l *Lab) startBarelb(ctx context.Context) error {
 
 func (l *Lab) startController() error {
 	_, err := l.startProc(ComponentController, l.state.ControlPlane.Netns, filepath.Join(l.opts.BinDir, "controller"),
-		"--kubeconfig="+l.state.InternalKubeconfig,
+		"--kubeconfig="+identityKubeconfig(l.state.StateDir, ComponentController),
 		// One replica: no Lease to wait for after a restart.
 		"--leader-elect=false",
 		"--metrics-bind-address="+controllerMetricsAddr,
@@ -109,7 +150,7 @@ func (l *Lab) startController() error {
 func (l *Lab) startSpeaker(n Host) error {
 	args := append([]string{
 		"--node-name=" + n.Name,
-		"--kubeconfig=" + l.state.InternalKubeconfig,
+		"--kubeconfig=" + identityKubeconfig(l.state.StateDir, ComponentSpeaker),
 		"--metrics-bind-address=" + speakerMetricsAddr,
 		"--health-probe-bind-address=" + speakerProbeAddr,
 	}, l.opts.SpeakerArgs...)

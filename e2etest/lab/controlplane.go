@@ -47,10 +47,24 @@ func (l *Lab) writeCredentials() error {
 		return fmt.Errorf("making a token: %w", err)
 	}
 	l.token = hex.EncodeToString(tok)
+	tokens := l.token + `,admin,admin,"system:masters"` + "\n"
+	// barelb's programs run as their ServiceAccounts, with only the RBAC
+	// of config/rbac, so that every lab test also proves those rules
+	// suffice.
+	l.identityTokens = map[string]string{}
+	for _, component := range barelbBinaries {
+		if _, err := rand.Read(tok); err != nil {
+			return fmt.Errorf("making a token: %w", err)
+		}
+		t := hex.EncodeToString(tok)
+		l.identityTokens[component] = t
+		tokens += fmt.Sprintf("%s,%s,%s,%q\n", t, serviceAccountUser(component), component,
+			"system:serviceaccounts,system:serviceaccounts:"+BarelbNamespace+",system:authenticated")
+	}
 	files := map[string][]byte{
 		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
-		"tokens.csv": []byte(l.token + `,admin,admin,"system:masters"` + "\n"),
+		"tokens.csv": []byte(tokens),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
@@ -58,6 +72,17 @@ func (l *Lab) writeCredentials() error {
 		}
 	}
 	return nil
+}
+
+// serviceAccountUser is the user name of a barelb program's ServiceAccount
+// (barelb-controller, barelb-speaker), as the API server authenticates it.
+func serviceAccountUser(component string) string {
+	return "system:serviceaccount:" + BarelbNamespace + ":barelb-" + component
+}
+
+// identityKubeconfig is the kubeconfig a barelb program runs with.
+func identityKubeconfig(stateDir, component string) string {
+	return filepath.Join(stateDir, "kubeconfig-"+component)
 }
 
 func writeKubeconfig(path, server, token string) error {
@@ -130,6 +155,11 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	l.state.Kubeconfig = filepath.Join(sd, "kubeconfig")
 	if err := writeKubeconfig(l.state.Kubeconfig, "https://"+l.state.Forwarder, l.token); err != nil {
 		return err
+	}
+	for component, token := range l.identityTokens {
+		if err := writeKubeconfig(identityKubeconfig(sd, component), l.state.APIServer, token); err != nil {
+			return err
+		}
 	}
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // self-signed lab server

@@ -40,6 +40,10 @@ type Options struct {
 	// CRDDir holds barelb's CRDs, installed once the API server is up;
 	// the repository's config/crd/bases when empty.
 	CRDDir string
+	// RBACDir holds the RBAC barelb's programs run with (ServiceAccounts,
+	// roles and bindings), applied before they start; the repository's
+	// config/rbac when empty.
+	RBACDir string
 	// BinDir holds etcd, kube-apiserver, kube-controller-manager,
 	// kube-proxy and (once built) speaker; the repository's bin/ when empty.
 	BinDir string
@@ -63,12 +67,15 @@ type Options struct {
 
 // Lab is a running lab.
 type Lab struct {
-	opts   Options
-	log    logr.Logger
-	state  State
-	token  string
-	cancel context.CancelFunc
-	loops  sync.WaitGroup
+	opts  Options
+	log   logr.Logger
+	state State
+	token string
+	// identityTokens are the tokens of barelb's ServiceAccounts, by
+	// component.
+	identityTokens map[string]string
+	cancel         context.CancelFunc
+	loops          sync.WaitGroup
 
 	restCfg   *rest.Config
 	clientset kubernetes.Interface
@@ -117,6 +124,13 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 		opts.CRDDir = filepath.Join(root, "config", "crd", "bases")
+	}
+	if opts.RBACDir == "" {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			return nil, err
+		}
+		opts.RBACDir = filepath.Join(root, "config", "rbac")
 	}
 	if opts.BinDir == "" {
 		root, err := testenv.RepoRoot()
@@ -234,6 +248,9 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	if err := l.createBarelbNamespace(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.applyRBAC(ctx); err != nil {
 		return nil, err
 	}
 	if opts.Barelb {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"flag"
 	"reflect"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/barelb/barelb/internal/k8s/allocation"
+	"github.com/barelb/barelb/internal/k8s/memberlistkey"
 	"github.com/barelb/barelb/internal/k8s/strays"
 	"github.com/barelb/barelb/internal/metrics"
 )
@@ -41,12 +43,16 @@ type ControllerOptions struct {
 	// LoadBalancerClass is the spec.loadBalancerClass served; empty serves
 	// Services without one.
 	LoadBalancerClass string
+	// MemberlistSecret is the Secret in --namespace the controller creates
+	// with a random memberlist key when it is missing; empty creates none.
+	MemberlistSecret string
 }
 
 func parseController(inv Invocation) (ControllerOptions, error) {
 	o := ControllerOptions{
-		Options:     DefaultOptions(ControllerMetricsBindAddress, ControllerHealthProbeBindAddress),
-		LeaderElect: true,
+		Options:          DefaultOptions(ControllerMetricsBindAddress, ControllerHealthProbeBindAddress),
+		LeaderElect:      true,
+		MemberlistSecret: memberlistkey.DefaultSecretName,
 	}
 	o.KubeAPIQPS, o.KubeAPIBurst = ControllerKubeAPIQPS, ControllerKubeAPIBurst
 	err := parseFlags("controller", inv, &o.Options, func(fs *flag.FlagSet) {
@@ -55,6 +61,9 @@ func parseController(inv Invocation) (ControllerOptions, error) {
 				"Turn off only when a single replica can run.")
 		fs.StringVar(&o.LoadBalancerClass, "lb-class", o.LoadBalancerClass,
 			"Serve only Services with this spec.loadBalancerClass. Empty serves Services without a class.")
+		fs.StringVar(&o.MemberlistSecret, "memberlist-secret", o.MemberlistSecret,
+			"Secret in --namespace holding the speakers' memberlist key (data key \""+memberlistkey.DataKey+"\"); "+
+				"created with a random key when missing. Empty: create none.")
 	})
 	return o, err
 }
@@ -105,11 +114,36 @@ func RunController(ctx context.Context, inv Invocation) error {
 			if err := strays.Setup(mgr, o.Namespace); err != nil {
 				return err
 			}
+			if o.MemberlistSecret != "" {
+				if err := mgr.Add(ensureMemberlistSecret(mgr, o.Namespace, o.MemberlistSecret)); err != nil {
+					return err
+				}
+			}
 			return allocation.Setup(mgr, allocation.Options{
 				Namespace:         o.Namespace,
 				LoadBalancerClass: o.LoadBalancerClass,
 				Metrics:           m,
 			})
 		},
+	})
+}
+
+// ensureMemberlistSecret creates the memberlist Secret once the controller
+// leads, retrying while the API server refuses (say, RBAC not yet applied).
+func ensureMemberlistSecret(mgr manager.Manager, namespace, name string) manager.Runnable {
+	log := mgr.GetLogger().WithName("memberlist-secret")
+	return manager.RunnableFunc(func(ctx context.Context) error {
+		for {
+			_, err := memberlistkey.Ensure(ctx, mgr.GetAPIReader(), mgr.GetClient(), namespace, name, log)
+			if err == nil {
+				return nil
+			}
+			log.Error(err, "speakers cannot start without the memberlist Secret; retrying in 10s")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(10 * time.Second):
+			}
+		}
 	})
 }
