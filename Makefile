@@ -77,12 +77,36 @@ unit: ## Unit tests only (no control plane, no root).
 	go test $(GO_TEST_FLAGS) -short ./...
 
 .PHONY: test
-test: deps tools build check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
+test: deps tools build images check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
 	go test $(GO_TEST_FLAGS) ./...
 
 # Debian packages the tests use; installed by `make deps` when missing.
 # iptables and conntrack: kube-proxy in the lab; frr: the lab's BGP router; curl: the lab's client.
-DEB_PACKAGES ?= git iproute2 iptables conntrack frr curl
+# qemu-user-static: the image test runs the arm64 binaries too.
+DEB_PACKAGES ?= git iproute2 iptables conntrack frr curl qemu-user-static
+
+# Container images, without a container engine: static binaries per
+# platform on a minimal base, each program a multi-platform OCI image index
+# in an OCI image-layout tarball (load with `skopeo copy oci-archive:...`,
+# `ctr images import`, or `docker load` after conversion).
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_PROGRAMS := controller speaker
+IMAGES_DIR := $(BIN)/images
+
+.PHONY: images
+images: $(BIN)/imagebuild ## Build the controller and speaker images (amd64, arm64) into bin/images/ as OCI tarballs.
+	@for prog in $(IMAGE_PROGRAMS); do \
+		args=""; \
+		for platform in $(IMAGE_PLATFORMS); do \
+			os=$${platform%/*}; arch=$${platform#*/}; out=$(BIN)/$${os}_$${arch}/$$prog; \
+			CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $$out ./$$prog; \
+			args="$$args -binary $$platform=$$out"; \
+		done; \
+		$(BIN)/imagebuild -name $$prog -version $(VERSION) $$args -out $(IMAGES_DIR)/$$prog.oci.tar; \
+	done
+
+$(BIN)/imagebuild: $(TOOLS_DIR)/imagebuild/go.mod $(TOOLS_DIR)/imagebuild/go.sum $(TOOLS_DIR)/imagebuild/main.go
+	cd $(TOOLS_DIR)/imagebuild && go build -o $@ .
 
 .PHONY: bench
 bench: tools ## Speed and memory benchmarks: they print numbers and never fail on speed.
