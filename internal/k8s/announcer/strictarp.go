@@ -85,14 +85,13 @@ type Observer struct {
 // serviceRef is what an Event on a Service needs, without holding on to
 // the Service.
 type serviceRef struct {
-	Key       string
-	Namespace string
-	Name      string
-	UID       types.UID
+	Key string // namespace/name
+	UID types.UID
 }
 
 func (s serviceRef) object() *corev1.ObjectReference {
-	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: s.Namespace, Name: s.Name, UID: s.UID}
+	namespace, name, _ := strings.Cut(s.Key, "/")
+	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: namespace, Name: name, UID: s.UID}
 }
 
 // NeedLeaderElection makes the re-check run on every speaker.
@@ -139,7 +138,7 @@ func (o *Observer) planned(ctx context.Context, in *inputs, plan []election.L2An
 		if svc == nil {
 			continue
 		}
-		ref := serviceRef{Key: s.Key, Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID}
+		ref := serviceRef{Key: s.Key, UID: svc.UID}
 		for _, ip := range s.Addresses {
 			if ip.Unmap().Is4() {
 				o.vips[ip.Unmap()] = append(o.vips[ip.Unmap()], ref)
@@ -285,32 +284,38 @@ func (o *Observer) arpIgnore(iface string) int {
 // — the kernel then answers for any local address — or 1 to 3 with the
 // address on that very interface; 8 never answers.
 func KernelAnswers(vips []netip.Addr, host []layer2.Interface, arpIgnore func(iface string) int) (addrs []netip.Addr, lans []string) {
+	// kube-ipvs0 holds every Service address: index the local addresses
+	// once, and read each LAN interface's sysctls once.
+	local := map[netip.Addr][]string{}
+	for _, i := range host {
+		for _, p := range i.Prefixes {
+			if a := p.Addr().Unmap(); a.Is4() {
+				local[a] = append(local[a], i.Name)
+			}
+		}
+	}
+	type lanIgnore struct {
+		name   string
+		ignore int
+	}
+	var candidates []lanIgnore
+	for _, i := range host {
+		if i.Answerable() && hasIPv4(i.Prefixes) {
+			candidates = append(candidates, lanIgnore{i.Name, arpIgnore(i.Name)})
+		}
+	}
 	onLAN := map[string]bool{}
 	for _, ip := range vips {
 		ip = ip.Unmap()
-		if !ip.Is4() {
-			continue
-		}
-		var where []string
-		for _, i := range host {
-			for _, p := range i.Prefixes {
-				if p.Addr().Unmap() == ip {
-					where = append(where, i.Name)
-				}
-			}
-		}
-		if len(where) == 0 {
+		where := local[ip]
+		if !ip.Is4() || len(where) == 0 {
 			continue
 		}
 		answered := false
-		for _, lan := range host {
-			if !lan.Answerable() || !hasIPv4(lan.Prefixes) {
-				continue
-			}
-			ignore := arpIgnore(lan.Name)
-			if ignore == 0 || (ignore < 8 && contains(where, lan.Name)) {
+		for _, lan := range candidates {
+			if lan.ignore == 0 || (lan.ignore < 8 && contains(where, lan.name)) {
 				answered = true
-				onLAN[lan.Name] = true
+				onLAN[lan.name] = true
 			}
 		}
 		if answered {

@@ -91,3 +91,22 @@ func TestArpIgnore(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkKernelAnswers checks the cost of a check on an IPVS node, where
+// kube-ipvs0 holds every Service address (10,000 here).
+func BenchmarkKernelAnswers(b *testing.B) {
+	ipvs := layer2.Interface{Name: "kube-ipvs0", NoARP: true}
+	var vips []netip.Addr
+	ip := netip.MustParseAddr("10.96.0.0")
+	for range 10000 {
+		ip = ip.Next()
+		vips = append(vips, ip)
+		ipvs.Prefixes = append(ipvs.Prefixes, netip.PrefixFrom(ip, 32))
+	}
+	host := []layer2.Interface{{Name: "eth0", Up: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")}}, ipvs}
+	for b.Loop() {
+		if addrs, _ := KernelAnswers(vips, host, func(string) int { return 0 }); len(addrs) != len(vips) {
+			b.Fatalf("%d addresses answered, want %d", len(addrs), len(vips))
+		}
+	}
+}
