@@ -215,7 +215,13 @@ func TestObservability(t *testing.T) {
 			{Name: "lo", Up: true, Loopback: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.PrefixFrom(vip, 32)}},
 			{Name: "eth0", Up: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.11/24")}},
 		}
-		o := &Observer{Recorder: recorder, Log: testr.New(t), Node: "n1", Metrics: e.m, SysctlRoot: sysctl,
+		// kube-proxy's own configuration names the cause, when readable.
+		kubeProxy := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: "kube-system"},
+			Data: map[string]string{"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs:\n  strictARP: false\n"}}
+		if err := e.c.Create(ctx, kubeProxy); err != nil {
+			t.Fatal(err)
+		}
+		o := &Observer{APIReader: e.c, Recorder: recorder, Log: testr.New(t), Node: "n1", Metrics: e.m, SysctlRoot: sysctl,
 			Interfaces: func() ([]layer2.Interface, error) { return host, nil }, Interval: 50 * time.Millisecond}
 		svc := e.svc
 		in := &inputs{
@@ -232,7 +238,7 @@ func TestObservability(t *testing.T) {
 		setIgnore("0") // seen by the periodic re-check, no plan needed
 		msg := e.waitEvent(t, "default", "Node", "n1", corev1.EventTypeWarning, ReasonStrictARPOff)
 		t.Logf("Warning Event on Node n1: %s", msg)
-		for _, want := range []string{"198.51.100.200", "strictARP: true", "arp_ignore=1"} {
+		for _, want := range []string{"198.51.100.200", "strictARP: true", "arp_ignore=1", "mode: ipvs with strictARP: false"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("the Event does not say %q: %q", want, msg)
 			}
