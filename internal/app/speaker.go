@@ -10,6 +10,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/barelb/barelb/internal/k8s/announcer"
 	"github.com/barelb/barelb/internal/membership"
@@ -130,12 +131,17 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	answerCtx, stopAnswering := context.WithCancel(context.Background())
 	members := &announcer.MemberlistMembers{Membership: m, Log: log}
 	changes := make(chan event.GenericEvent, 1)
+	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
 	r := &announcer.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-		Members: members, Network: &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")},
+		Members: members, Network: network,
 	}
-	if err := announcer.Setup(mgr, r, changes); err != nil {
+	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
+	if err == nil {
+		err = announcer.Setup(mgr, r, changes)
+	}
+	if err != nil {
 		stopAnswering()
 		_ = m.Shutdown()
 		return err

@@ -68,6 +68,8 @@ type Reconciler struct {
 	LBClass   string
 	Members   Members
 	Network   Network
+	// Observer, when set, is told every plan (metrics and checks).
+	Observer *Observer
 
 	mu sync.Mutex
 	// answering is what this node answers for: address → interfaces.
@@ -101,7 +103,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	}
 	want := map[netip.Addr][]string{}
 	services := map[string]netip.Addr{}
-	for _, a := range election.PlanL2(in.services, in.pools, in.advs, in.nodes) {
+	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
+	for _, a := range plan {
 		if a.Node != r.Node {
 			continue
 		}
@@ -118,6 +121,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err := r.apply(ctx, want, rejoined); err != nil {
 		return reconcile.Result{}, err
 	}
+	r.Observer.planned(ctx, in, plan, want, host)
 	return reconcile.Result{}, r.report(ctx, in, want, services)
 }
 

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -30,14 +29,7 @@ type MemberlistMembers struct {
 
 	mu     sync.Mutex
 	formed bool
-	since  time.Time
-	warned bool
 }
-
-// fallbackWarning is how long membership may stay unformed before the
-// speaker says so loudly: a DaemonSet's speakers normally find each other
-// within seconds.
-const fallbackWarning = 30 * time.Second
 
 // Alive names the live members; ok is false while memberlist has not
 // formed.
@@ -45,19 +37,12 @@ func (m *MemberlistMembers) Alive() (map[string]bool, bool) {
 	names := m.Membership.Members()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.since.IsZero() {
-		m.since = time.Now()
-	}
 	if len(names) >= 2 && !m.formed {
 		m.formed = true
 		m.Log.Info("memberlist formed; using it to tell live speakers", "members", names)
 	}
 	if !m.formed {
-		if !m.warned && time.Since(m.since) > fallbackWarning {
-			m.warned = true
-			m.Log.Info("WARNING: memberlist has not formed; deciding from node readiness instead, which cannot see a dead speaker on a Ready node (check that TCP and UDP 7946 are open between nodes and the memberlist key is the same everywhere)")
-		}
-		return nil, false
+		return nil, false // MembershipWatch says so
 	}
 	alive := make(map[string]bool, len(names))
 	for _, n := range names {
