@@ -142,6 +142,7 @@ func Convert(sources []Source, opts Options) (*Result, error) {
 		}
 	}
 	c.resolveSecrets()
+	c.checkReferences()
 	return c.result()
 }
 
