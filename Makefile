@@ -26,9 +26,10 @@ help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## Build the controller and speaker into bin/.
+build: ## Build the controller, speaker and kubectl plugin into bin/.
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/controller ./controller
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/speaker ./speaker
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-barelb ./kubectl-barelb
 
 .PHONY: tools
 tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, controller-gen, staticcheck from source.

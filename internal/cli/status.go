@@ -1,0 +1,272 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/config"
+)
+
+// Labels the speakers put on ServiceL2Status and ServiceBGPStatus objects
+// to name their Service; the same as the announcer's.
+const (
+	labelServiceName      = "barelb.io/service-name"
+	labelServiceNamespace = "barelb.io/service-namespace"
+)
+
+// ServiceStatus is one line of `status`.
+type ServiceStatus struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses"`
+	// Pool is the pool the controller took the addresses from.
+	Pool string `json:"pool,omitempty"`
+	// L2Nodes announce the Service in layer-2 mode.
+	L2Nodes []string `json:"l2Nodes,omitempty"`
+	// BGP are the nodes advertising the Service and their peers.
+	BGP []BGPAnnouncement `json:"bgp,omitempty"`
+	// Problems are in words, most important first.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// BGPAnnouncement is one node advertising a Service to its peers.
+type BGPAnnouncement struct {
+	Node  string   `json:"node"`
+	Peers []string `json:"peers"`
+}
+
+func runStatus(ctx context.Context, args []string, s Streams) error {
+	cmd := newCommand("status", "status [-o table|json] [--namespace barelb-system] [kubectl connection flags]", s)
+	fs := cmd.fs
+	k := bindKubeFlags(fs)
+	lbClass := fs.String("lb-class", "", "the load-balancer class barelb serves (empty: Services without a class)")
+	if err := cmd.parse(args); err != nil {
+		return err
+	}
+	if err := k.check(); err != nil {
+		return err
+	}
+	c, err := k.client()
+	if err != nil {
+		return err
+	}
+	rows, err := Status(ctx, c, k.namespace, *lbClass)
+	if err != nil {
+		return err
+	}
+	if k.output == "json" {
+		return writeJSON(s.Out, rows)
+	}
+	return writeStatusTable(s.Out, rows)
+}
+
+// serviceKey names a Service as namespace/name.
+type serviceKey struct{ namespace, name string }
+
+// Status reads the LoadBalancer Services barelb serves and what barelb
+// reports about them: pools and status objects in namespace, and Events.
+func Status(ctx context.Context, c client.Client, namespace, lbClass string) ([]ServiceStatus, error) {
+	var services corev1.ServiceList
+	if err := c.List(ctx, &services); err != nil {
+		return nil, fmt.Errorf("listing Services: %w", err)
+	}
+	var l2 barelbv1beta1.ServiceL2StatusList
+	if err := c.List(ctx, &l2, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("listing ServiceL2Status objects in %s (are barelb's CRDs installed?): %w", namespace, err)
+	}
+	var bgp barelbv1beta1.ServiceBGPStatusList
+	if err := c.List(ctx, &bgp, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("listing ServiceBGPStatus objects in %s (are barelb's CRDs installed?): %w", namespace, err)
+	}
+	var events corev1.EventList
+	if err := c.List(ctx, &events, client.MatchingFields{"involvedObject.kind": "Service"}); err != nil {
+		return nil, fmt.Errorf("listing the Services' Events: %w", err)
+	}
+
+	l2Nodes := map[serviceKey][]string{}
+	for _, st := range l2.Items {
+		key := statusService(st.Labels, st.Status.ServiceNamespace, st.Status.ServiceName)
+		if st.Status.Node != "" {
+			l2Nodes[key] = append(l2Nodes[key], st.Status.Node)
+		}
+	}
+	bgpNodes := map[serviceKey][]BGPAnnouncement{}
+	for _, st := range bgp.Items {
+		key := statusService(st.Labels, st.Status.ServiceNamespace, st.Status.ServiceName)
+		if st.Status.Node != "" {
+			peers := append([]string(nil), st.Status.Peers...)
+			sort.Strings(peers)
+			bgpNodes[key] = append(bgpNodes[key], BGPAnnouncement{Node: st.Status.Node, Peers: peers})
+		}
+	}
+
+	var rows []ServiceStatus
+	for i := range services.Items {
+		svc := &services.Items[i]
+		if !config.ServesService(svc, lbClass) {
+			continue
+		}
+		key := serviceKey{svc.Namespace, svc.Name}
+		row := ServiceStatus{
+			Namespace: svc.Namespace,
+			Name:      svc.Name,
+			Addresses: ingressAddresses(svc),
+			Pool:      svc.Annotations[config.AnnotationAllocatedFromPool],
+			L2Nodes:   uniqueSorted(l2Nodes[key]),
+			BGP:       bgpNodes[key],
+		}
+		sort.Slice(row.BGP, func(a, b int) bool { return row.BGP[a].Node < row.BGP[b].Node })
+		if len(row.Addresses) == 0 {
+			row.Problems = append(row.Problems, "pending: no address assigned")
+		} else if len(row.L2Nodes) == 0 && len(row.BGP) == 0 {
+			row.Problems = append(row.Problems, "not announced: no node reports announcing it")
+		}
+		if w := latestWarning(svc, events.Items, len(row.Addresses) == 0); w != "" {
+			row.Problems = append(row.Problems, w)
+		}
+		rows = append(rows, row)
+	}
+	sort.Slice(rows, func(a, b int) bool {
+		if rows[a].Namespace != rows[b].Namespace {
+			return rows[a].Namespace < rows[b].Namespace
+		}
+		return rows[a].Name < rows[b].Name
+	})
+	return rows, nil
+}
+
+// statusService finds the Service a status object is about: by its labels,
+// or by its status when the labels are missing.
+func statusService(labels map[string]string, namespace, name string) serviceKey {
+	if labels[labelServiceName] != "" {
+		return serviceKey{labels[labelServiceNamespace], labels[labelServiceName]}
+	}
+	return serviceKey{namespace, name}
+}
+
+func ingressAddresses(svc *corev1.Service) []string {
+	out := []string{}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		switch {
+		case in.IP != "":
+			out = append(out, in.IP)
+		case in.Hostname != "":
+			out = append(out, in.Hostname)
+		}
+	}
+	return out
+}
+
+func uniqueSorted(in []string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// eventTime is when an Event last happened.
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	case !e.FirstTimestamp.IsZero():
+		return e.FirstTimestamp.Time
+	default:
+		return e.CreationTimestamp.Time
+	}
+}
+
+// latestWarning returns "Reason: message" of the Service's latest Warning
+// Event, if it still matters: when no Normal Event came after it (a
+// later success makes it history), or when the Service has no address
+// at all.
+func latestWarning(svc *corev1.Service, events []corev1.Event, pending bool) string {
+	var warning, normal *corev1.Event
+	for i := range events {
+		e := &events[i]
+		if e.InvolvedObject.Namespace != svc.Namespace || e.InvolvedObject.Name != svc.Name {
+			continue
+		}
+		if e.InvolvedObject.UID != "" && e.InvolvedObject.UID != svc.UID {
+			continue // about an earlier Service of the same name
+		}
+		latest := &normal
+		if e.Type == corev1.EventTypeWarning {
+			latest = &warning
+		}
+		if *latest == nil || later(e, *latest) {
+			*latest = e
+		}
+	}
+	if warning == nil || (!pending && normal != nil && !eventTime(warning).After(eventTime(normal))) {
+		return ""
+	}
+	return warning.Reason + ": " + strings.TrimSpace(warning.Message)
+}
+
+// later orders Events by time, then by name for a stable answer.
+func later(a, b *corev1.Event) bool {
+	ta, tb := eventTime(a), eventTime(b)
+	if !ta.Equal(tb) {
+		return ta.After(tb)
+	}
+	return a.Name > b.Name
+}
+
+func writeJSON(w io.Writer, v interface{}) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding JSON: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", data)
+	return err
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func writeStatusTable(w io.Writer, rows []ServiceStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tADDRESSES\tPOOL\tL2 NODE\tBGP NODE(PEERS)\tPROBLEMS")
+	for _, r := range rows {
+		addrs := strings.Join(r.Addresses, ",")
+		if addrs == "" {
+			addrs = "<pending>"
+		}
+		var bgp []string
+		for _, b := range r.BGP {
+			bgp = append(bgp, b.Node+"("+strings.Join(b.Peers, ",")+")")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Name, addrs, orNone(r.Pool),
+			orNone(strings.Join(r.L2Nodes, ",")), orNone(strings.Join(bgp, " ")), orNone(strings.Join(r.Problems, "; ")))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing the table: %w", err)
+	}
+	return nil
+}
