@@ -1,0 +1,167 @@
+package bfd
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// fastProfile is the 100 ms × 3 profile of the issue.
+var fastProfile = Profile{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3}
+
+// Generous bounds: the machine is shared and tests run side by side.
+const (
+	upTimeout     = 15 * time.Second
+	detectTimeout = 3 * time.Second
+)
+
+// TestFRR runs a session against FRR's bfdd through its life: up,
+// bfdd killed, restarted, its link down and up, an administrative
+// shutdown on FRR's side, timer changes from both sides (Poll Sequences)
+// and a removal on ours. IPv4 and IPv6.
+func TestFRR(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		ours, theirs netip.Addr
+	}{
+		{"IPv4", addrA4, addrB4},
+		{"IPv6", addrA6, addrB6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t)
+			l.startFRR()
+			configure := func() {
+				l.frrPeer(tc.ours, tc.theirs, "receive-interval 100", "transmit-interval 100", "detect-multiplier 3")
+			}
+			configure()
+			m, ev := startManager(t, l.nsA, testLog(t))
+			peer := Peer{Local: tc.ours, Remote: tc.theirs, Interface: l.ifA, Profile: fastProfile}
+			k := peer.Key()
+			start := time.Now()
+			if err := m.Add(context.Background(), peer); err != nil {
+				t.Fatal(err)
+			}
+
+			// Up, on both sides, with 100 ms timers once the Poll
+			// Sequence that follows Up is over.
+			up := ev.wait(t, k, StateUp, upTimeout)
+			t.Logf("%s: Up after %v", tc.name, up.At.Sub(start).Round(time.Millisecond))
+			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+			eventually(t, 5*time.Second, "FRR sees the session up with our 100 ms timers", func() bool {
+				s := l.frrState(tc.ours)
+				return s.Status == "up" && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100 && s.RemoteTransmit == 100
+			})
+
+			// bfdd killed: we detect it within the detection time.
+			killed := time.Now()
+			l.killBFDD()
+			down := ev.wait(t, k, StateDown, detectTimeout)
+			detection := down.At.Sub(killed)
+			t.Logf("%s: bfdd SIGKILLed -> Down in %v (diag %s)", tc.name, detection.Round(time.Millisecond), down.Diag)
+			if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
+				t.Errorf("down after a kill: diag %s, PeerFailed %v; want ControlDetectionTimeExpired, true", down.Diag, down.PeerFailed())
+			}
+			if detection > time.Second {
+				t.Errorf("detection took %v, want about 300 ms (at most 1 s)", detection)
+			}
+
+			// bfdd restarted: Up again.
+			restarted := time.Now()
+			l.startBFDD()
+			configure()
+			up = ev.wait(t, k, StateUp, upTimeout)
+			t.Logf("%s: Up again %v after restarting bfdd", tc.name, up.At.Sub(restarted).Round(time.Millisecond))
+			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+
+			// The link down on FRR's side: detected in about 300 ms.
+			cut := time.Now()
+			l.run("ip", "-n", l.nsB, "link", "set", l.ifB, "down")
+			down = ev.wait(t, k, StateDown, detectTimeout)
+			t.Logf("%s: link down -> Down in %v (diag %s)", tc.name, down.At.Sub(cut).Round(time.Millisecond), down.Diag)
+			if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
+				t.Errorf("down after a link cut: diag %s, PeerFailed %v", down.Diag, down.PeerFailed())
+			}
+			l.run("ip", "-n", l.nsB, "link", "set", l.ifB, "up")
+			up = ev.wait(t, k, StateUp, upTimeout)
+			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+
+			// FRR shuts the session down administratively: we go Down
+			// with NeighborSignaledSessionDown, not a failure (RFC 5882
+			// §3.2), and stay Down while FRR says AdminDown.
+			l.frrPeer(tc.ours, tc.theirs, "shutdown")
+			down = ev.wait(t, k, StateDown, detectTimeout)
+			t.Logf("%s: FRR shutdown -> Down, diag %s, remote state %s, remote diag %s", tc.name, down.Diag, down.RemoteState, down.RemoteDiag)
+			if down.Diag != DiagNeighborSignaledDown || down.RemoteState != StateAdminDown || down.PeerFailed() {
+				t.Errorf("down after FRR's shutdown: diag %s, remote state %s, PeerFailed %v; want NeighborSignaledSessionDown, AdminDown, false",
+					down.Diag, down.RemoteState, down.PeerFailed())
+			}
+			ev.none(t, k, time.Second)
+			if s := info(t, m, k); s.State != StateDown || s.RemoteState != StateAdminDown {
+				t.Errorf("while FRR is shut down: state %s, remote %s; want Down, AdminDown", s.State, s.RemoteState)
+			}
+			l.frrPeer(tc.ours, tc.theirs, "no shutdown")
+			ev.wait(t, k, StateUp, upTimeout)
+			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+
+			// Our timers change: a Poll Sequence, answered by FRR's
+			// Final; the session stays Up.
+			polls := info(t, m, k).Stats.PollsDone
+			slower := Profile{ReceiveInterval: 200 * time.Millisecond, TransmitInterval: 250 * time.Millisecond, DetectMultiplier: 4}
+			peer.Profile = slower
+			if err := m.Add(context.Background(), peer); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "our Poll Sequence completes", func() bool {
+				s := info(t, m, k)
+				return !s.Polling && s.Stats.PollsDone > polls
+			})
+			eventually(t, 5*time.Second, "FRR sees our new timers", func() bool {
+				s := l.frrState(tc.ours)
+				return s.Status == "up" && s.RemoteReceive == 200 && s.RemoteTransmit == 250 && s.RemoteDetectMult == 4
+			})
+			s := info(t, m, k)
+			// FRR transmits at max(its 100 ms, our 200 ms); its detect
+			// multiplier is 3.
+			if s.TxInterval != 250*time.Millisecond || s.DetectionTime != 600*time.Millisecond {
+				t.Errorf("after our change: tx %v, detection %v; want 250ms, 600ms", s.TxInterval, s.DetectionTime)
+			}
+
+			// FRR's timers change: FRR polls, we answer Final.
+			l.frrPeer(tc.ours, tc.theirs, "receive-interval 300", "transmit-interval 150")
+			eventually(t, 5*time.Second, "we see FRR's new timers", func() bool {
+				s := info(t, m, k)
+				return s.RemoteMinRxInterval == 300*time.Millisecond && s.RemoteDesiredMinTx == 150*time.Millisecond
+			})
+			eventually(t, 5*time.Second, "FRR's Poll Sequence completes", func() bool {
+				s := info(t, m, k)
+				return s.TxInterval == 300*time.Millisecond && s.DetectionTime == 3*200*time.Millisecond
+			})
+			ev.none(t, k, time.Second)
+			if st := l.frrState(tc.ours).Status; st != "up" {
+				t.Errorf("FRR's session is %s after the timer changes, want up", st)
+			}
+
+			// Removal: AdminDown reaches FRR.
+			m.Remove(k)
+			eventually(t, 5*time.Second, "FRR sees our AdminDown", func() bool {
+				s := l.frrState(tc.ours)
+				return s.Status == "down" && s.RemoteDiagnostic == "administratively down"
+			})
+			if n := len(m.Sessions()); n != 0 {
+				t.Errorf("%d sessions after Remove", n)
+			}
+			t.Logf("%s: manager stats %+v", tc.name, m.Stats())
+		})
+	}
+}
+
+// waitSettled waits until a session is Up with no Poll Sequence pending
+// and the given transmission interval and detection time.
+func waitSettled(t testing.TB, m *Manager, k Key, tx, detect time.Duration) {
+	t.Helper()
+	eventually(t, 5*time.Second, "session settles on tx "+tx.String()+", detection "+detect.String(), func() bool {
+		s := info(t, m, k)
+		return s.State == StateUp && !s.Polling && s.TxInterval == tx && s.DetectionTime == detect
+	})
+}
