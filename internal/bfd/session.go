@@ -36,8 +36,9 @@ type Session struct {
 	remoteDesiredTx  time.Duration
 	remoteDetectMult uint8
 
-	nextTx   time.Time // zero while nothing is scheduled
-	detectAt time.Time // zero while the detection timer is not armed
+	nextTx   time.Time     // zero while nothing is scheduled
+	txBase   time.Duration // the interval, before jitter, nextTx was set with
+	detectAt time.Time     // zero while the detection timer is not armed
 	rnd      *rand.Rand
 
 	stats SessionStats
@@ -202,10 +203,13 @@ func (s *Session) Receive(now time.Time, p Packet) (Step, error) {
 	case st.Transition != nil && s.canTransmit():
 		s.send(now, &st, false)
 	case s.canTransmit():
-		// Start transmitting (a passive session's first packet) or
-		// catch up with a shorter interval.
-		if next := now.Add(s.txInterval()); s.nextTx.IsZero() || next.Before(s.nextTx) {
-			s.nextTx = next
+		// Start transmitting, or catch up with an interval the peer
+		// just shortened.
+		if s.nextTx.IsZero() || s.TxInterval() < s.txBase {
+			if next := now.Add(s.txInterval()); s.nextTx.IsZero() || next.Before(s.nextTx) {
+				s.nextTx = next
+			}
+			s.txBase = s.TxInterval()
 		}
 	}
 	return st, nil
@@ -307,6 +311,7 @@ func (s *Session) send(now time.Time, st *Step, final bool) {
 	st.Packet = s.packet(final)
 	s.stats.PacketsOut++
 	s.nextTx = now.Add(s.txInterval())
+	s.txBase = s.TxInterval()
 }
 
 func (s *Session) packet(final bool) Packet {
@@ -362,6 +367,8 @@ type Info struct {
 	AdvertisedRx        time.Duration
 	Stats               SessionStats
 	DetectionDeadline   time.Time
+	// NextTransmit is when the next periodic packet is due (zero: none).
+	NextTransmit time.Time
 }
 
 // Info returns a snapshot of the session.
@@ -371,6 +378,6 @@ func (s *Session) Info() Info {
 		LocalDiscriminator: s.localDiscr, RemoteDiscriminator: s.remoteDiscr, Polling: s.polling,
 		TxInterval: s.TxInterval(), DetectionTime: s.detectionTime(),
 		RemoteMinRxInterval: s.remoteMinRx, RemoteDesiredMinTx: s.remoteDesiredTx, RemoteDetectMult: s.remoteDetectMult,
-		AdvertisedTx: s.advTx, AdvertisedRx: s.advRx, Stats: s.stats, DetectionDeadline: s.detectAt,
+		AdvertisedTx: s.advTx, AdvertisedRx: s.advRx, Stats: s.stats, DetectionDeadline: s.detectAt, NextTransmit: s.nextTx,
 	}
 }
