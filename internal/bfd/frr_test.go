@@ -2,7 +2,9 @@ package bfd
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 )
@@ -164,4 +166,75 @@ func waitSettled(t testing.TB, m *Manager, k Key, tx, detect time.Duration) {
 		s := info(t, m, k)
 		return s.State == StateUp && !s.Polling && s.TxInterval == tx && s.DetectionTime == detect
 	})
+}
+
+// BenchmarkDetection measures, against FRR's bfdd with 100 ms × 3 timers,
+// the time from the peer failing to our Down: bfdd SIGKILLed, or FRR's
+// link taken down. Each iteration waits for the session to be Up again
+// (outside the timer), so iterations take a few seconds; run it with a
+// count, e.g. -bench Detection -benchtime 20x. It reports the median,
+// minimum and maximum detection in milliseconds.
+func BenchmarkDetection(b *testing.B) {
+	for _, mode := range []string{"bfdd-killed", "link-down"} {
+		b.Run(mode, func(b *testing.B) {
+			l := newLab(b)
+			l.startFRR()
+			configure := func() {
+				l.frrPeer(addrA4, addrB4, "receive-interval 100", "transmit-interval 100", "detect-multiplier 3")
+			}
+			configure()
+			m, ev := startManager(b, l.nsA, testLog(b))
+			peer := Peer{Local: addrA4, Remote: addrB4, Interface: l.ifA, Profile: fastProfile}
+			k := peer.Key()
+			if err := m.Add(context.Background(), peer); err != nil {
+				b.Fatal(err)
+			}
+			var samples []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				if info(b, m, k).State != StateUp {
+					ev.wait(b, k, StateUp, upTimeout)
+				}
+				waitSettled(b, m, k, 100*time.Millisecond, 300*time.Millisecond)
+				// Start at a random phase of the peer's transmissions.
+				time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond)
+				b.StartTimer()
+				failed := time.Now()
+				if mode == "bfdd-killed" {
+					l.killBFDD()
+				} else {
+					l.run("ip", "-n", l.nsB, "link", "set", l.ifB, "down")
+				}
+				down := ev.wait(b, k, StateDown, detectTimeout)
+				b.StopTimer()
+				if down.Diag != DiagControlDetectionExpired {
+					b.Fatalf("diag %s", down.Diag)
+				}
+				samples = append(samples, down.At.Sub(failed))
+				if mode == "bfdd-killed" {
+					l.startBFDD()
+					configure()
+				} else {
+					l.run("ip", "-n", l.nsB, "link", "set", l.ifB, "up")
+				}
+			}
+			slices.Sort(samples)
+			med := samples[len(samples)/2]
+			b.ReportMetric(float64(med)/1e6, "median-ms")
+			b.ReportMetric(float64(samples[0])/1e6, "min-ms")
+			b.ReportMetric(float64(samples[len(samples)-1])/1e6, "max-ms")
+			b.Logf("%s: %d detections with 100 ms × 3: median %v, min %v, max %v; all %v",
+				mode, len(samples), med.Round(time.Millisecond), samples[0].Round(time.Millisecond),
+				samples[len(samples)-1].Round(time.Millisecond), roundAll(samples))
+		})
+	}
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
 }

@@ -27,6 +27,8 @@ var (
 	addrB4 = netip.MustParseAddr("198.51.100.2")
 	addrA6 = netip.MustParseAddr("2001:db8:100::1")
 	addrB6 = netip.MustParseAddr("2001:db8:100::2")
+	llA    = netip.MustParseAddr("fe80::a")
+	llB    = netip.MustParseAddr("fe80::b")
 )
 
 type lab struct {
@@ -64,12 +66,13 @@ func newLab(t testing.TB) *lab {
 	l.run("ip", "link", "add", l.ifA, "netns", l.nsA, "type", "veth", "peer", "name", l.ifB, "netns", l.nsB)
 	for _, side := range []struct {
 		ns, ifName string
-		a4, a6     netip.Addr
-	}{{l.nsA, l.ifA, addrA4, addrA6}, {l.nsB, l.ifB, addrB4, addrB6}} {
+		a4, a6, ll netip.Addr
+	}{{l.nsA, l.ifA, addrA4, addrA6, llA}, {l.nsB, l.ifB, addrB4, addrB6, llB}} {
 		// Addresses survive a link going down, as on a router port.
 		l.run("ip", "netns", "exec", side.ns, "sysctl", "-qw", "net.ipv6.conf.all.keep_addr_on_down=1")
 		l.run("ip", "-n", side.ns, "addr", "add", side.a4.String()+"/24", "dev", side.ifName)
 		l.run("ip", "-n", side.ns, "addr", "add", side.a6.String()+"/64", "dev", side.ifName, "nodad")
+		l.run("ip", "-n", side.ns, "addr", "add", side.ll.String()+"/64", "dev", side.ifName, "nodad")
 		l.run("ip", "-n", side.ns, "link", "set", "lo", "up")
 		l.run("ip", "-n", side.ns, "link", "set", side.ifName, "up")
 	}
@@ -131,7 +134,9 @@ func (ev events) wait(t testing.TB, peer Key, want State, timeout time.Duration)
 			if c.Peer == peer && c.To == want {
 				return c
 			}
-			t.Logf("(skipping change %s: %s -> %s, diag %s)", c.Peer, c.From, c.To, c.Diag)
+			if c.To != StateInit {
+				t.Logf("(skipping change %s: %s -> %s, diag %s)", c.Peer, c.From, c.To, c.Diag)
+			}
 		case <-deadline:
 			t.Fatalf("%s did not go %s within %v", peer, want, timeout)
 		}
