@@ -128,6 +128,7 @@ type Manager struct {
 	byKey    map[Key]*session
 	byDiscr  map[uint32]*session
 	byRemote map[netip.Addr][]*session
+	ports    map[uint16]bool // source ports of live sessions
 	stats    ManagerStats
 }
 
@@ -145,8 +146,11 @@ type session struct {
 	dst     *net.UDPAddr
 	ifIndex int
 	in      chan received
-	cmd     chan func(now time.Time) Step
-	done    chan struct{}
+	// stop is closed by Remove; reprofile signals a new profile in prof.
+	stop      chan struct{}
+	reprofile chan struct{}
+	done      chan struct{}
+	port      uint16
 
 	mu    sync.Mutex
 	info  Info
@@ -164,6 +168,7 @@ func Start(ctx context.Context, opts Options) (*Manager, error) {
 	m := &Manager{
 		log: opts.Log, opts: opts, ctx: ctx, cancel: cancel,
 		byKey: map[Key]*session{}, byDiscr: map[uint32]*session{}, byRemote: map[netip.Addr][]*session{},
+		ports: map[uint16]bool{},
 	}
 	var c4, c6 net.PacketConn
 	err := opts.OpenSocket(func() error {
@@ -242,7 +247,8 @@ func (m *Manager) Stats() ManagerStats {
 var ErrPeer = errors.New("invalid BFD peer")
 
 // Add starts a session, or changes the profile of the session with the
-// same Key (a Poll Sequence when it is Up).
+// same Key (a Poll Sequence when it is Up). ctx bounds the opening of the
+// session's socket.
 func (m *Manager) Add(ctx context.Context, p Peer) error {
 	if err := p.Profile.Validate(); err != nil {
 		return err
@@ -262,11 +268,13 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 	m.mu.Lock()
 	if s, ok := m.byKey[k]; ok {
 		m.mu.Unlock()
-		return m.update(ctx, s, p.Profile)
+		m.update(s, p.Profile)
+		return nil
 	}
 	m.mu.Unlock()
 
-	s := &session{peer: p, key: k, prof: p.Profile, in: make(chan received, inboxLen), cmd: make(chan func(time.Time) Step), done: make(chan struct{})}
+	s := &session{peer: p, key: k, prof: p.Profile, in: make(chan received, inboxLen),
+		stop: make(chan struct{}), reprofile: make(chan struct{}, 1), done: make(chan struct{})}
 	zone := ""
 	if k.Remote.Is6() && (k.Remote.IsLinkLocalUnicast() || k.Local.IsLinkLocalUnicast()) {
 		zone = p.Interface
@@ -281,7 +289,7 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 			s.ifIndex = ifi.Index
 		}
 		var err error
-		s.conn, err = openSender(ctx, k.Local.WithZone(zone), p.Interface)
+		s.conn, s.port, err = m.openSender(ctx, k.Local.WithZone(zone), p.Interface)
 		if err != nil {
 			return fmt.Errorf("BFD peer %s: %w", k, err)
 		}
@@ -295,6 +303,7 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 	defer m.mu.Unlock()
 	if _, ok := m.byKey[k]; ok { // lost a race with another Add
 		_ = s.conn.Close()
+		delete(m.ports, s.port)
 		return nil
 	}
 	discr := rand.Uint32()
@@ -305,6 +314,7 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 	s.sm, err = NewSession(now, p.Profile, discr, nil)
 	if err != nil {
 		_ = s.conn.Close()
+		delete(m.ports, s.port)
 		return err
 	}
 	s.info, s.since = s.sm.Info(), now
@@ -318,32 +328,23 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 	return nil
 }
 
-func (m *Manager) update(ctx context.Context, s *session, p Profile) error {
+func (m *Manager) update(s *session, p Profile) {
 	s.mu.Lock()
 	same := s.prof == p
 	s.prof = p
 	s.mu.Unlock()
-	if same {
-		return nil
-	}
-	errc := make(chan error, 1)
-	f := func(now time.Time) Step {
-		errc <- s.sm.SetProfile(now, p)
-		return Step{}
-	}
-	select {
-	case s.cmd <- f:
-		return <-errc
-	case <-s.done:
-		return fmt.Errorf("BFD session %s ended", s.key)
-	case <-ctx.Done():
-		return ctx.Err()
+	if !same {
+		select {
+		case s.reprofile <- struct{}{}:
+		default: // a signal is pending; the session reads the latest profile
+		}
 	}
 }
 
 // Remove ends a session: it goes AdminDown and, for about the peer's
 // detection time, tells the peer so (RFC 5880 §6.8.16), then closes its
-// socket. A peer that is not Added is not an error.
+// socket. A peer that is not Added is not an error. Remove and Add never
+// wait for a session's goroutine, so OnChange may call them.
 func (m *Manager) Remove(k Key) {
 	k = Key{Local: k.Local.WithZone("").Unmap(), Remote: k.Remote.WithZone("").Unmap(), Interface: k.Interface}
 	m.mu.Lock()
@@ -352,12 +353,8 @@ func (m *Manager) Remove(k Key) {
 		m.unlink(s)
 	}
 	m.mu.Unlock()
-	if !ok {
-		return
-	}
-	select {
-	case s.cmd <- nil: // nil: drain and end
-	case <-s.done:
+	if ok {
+		close(s.stop)
 	}
 }
 
@@ -401,11 +398,17 @@ func (m *Manager) Sessions() []SessionInfo {
 func (m *Manager) run(s *session) {
 	defer m.wg.Done()
 	defer close(s.done)
-	defer s.conn.Close()
+	defer func() {
+		_ = s.conn.Close()
+		m.mu.Lock()
+		delete(m.ports, s.port)
+		m.mu.Unlock()
+	}()
 	log := m.log.WithValues("peer", s.key.String())
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var drainUntil time.Time
+	stop := s.stop
 	for {
 		next := s.sm.Next()
 		wait := time.Hour
@@ -422,14 +425,21 @@ func (m *Manager) run(s *session) {
 			if st, err = s.sm.Receive(rx.at, rx.p); err != nil {
 				log.V(1).Info("discarded a BFD packet", "error", err.Error())
 			}
-		case f := <-s.cmd:
+		case <-stop:
+			// Tell the peer for about its detection time of us.
+			stop = nil
 			now := time.Now()
-			if f == nil {
-				st = s.sm.AdminDown(now)
-				info := s.sm.Info()
-				drainUntil = now.Add(min(maxDrain, time.Duration(s.peer.Profile.DetectMultiplier)*max(info.TxInterval, info.RemoteDesiredMinTx)))
-			} else {
-				st = f(now)
+			st = s.sm.AdminDown(now)
+			s.mu.Lock()
+			mult := s.prof.DetectMultiplier
+			s.mu.Unlock()
+			drainUntil = now.Add(min(maxDrain, time.Duration(mult)*s.sm.TxInterval()))
+		case <-s.reprofile:
+			s.mu.Lock()
+			p := s.prof
+			s.mu.Unlock()
+			if err := s.sm.SetProfile(time.Now(), p); err != nil {
+				log.Error(err, "changing the BFD profile")
 			}
 		case <-timer.C:
 			st = s.sm.Tick(time.Now())
@@ -575,9 +585,10 @@ func (m *Manager) lookup(p Packet, a arrival) *session {
 	return nil
 }
 
-// openSender opens a session's socket: bound to the local address, a free
-// port in 49152–65535 and the interface, sending with TTL 255.
-func openSender(ctx context.Context, local netip.Addr, ifName string) (*net.UDPConn, error) {
+// openSender opens a session's socket: bound to the local address, the
+// interface and a port in 49152–65535 that no other session of the
+// Manager uses (RFC 5881 §4), sending with TTL 255.
+func (m *Manager) openSender(ctx context.Context, local netip.Addr, ifName string) (*net.UDPConn, uint16, error) {
 	network := "udp4"
 	if local.Is6() {
 		network = "udp6"
@@ -610,22 +621,33 @@ func openSender(ctx context.Context, local netip.Addr, ifName string) (*net.UDPC
 		}
 		return serr
 	}}
-	// Start at a random port and walk the range: ports in use are skipped.
+	// Start at a random port and walk the range, skipping the ports of
+	// other sessions and ports in use on the host.
 	const span = MaxSourcePort - MinSourcePort + 1
 	first := rand.IntN(span)
-	var lastErr error
+	lastErr := errors.New("all ports are taken by other sessions")
 	for i := 0; i < span; i++ {
 		port := uint16(MinSourcePort + (first+i)%span)
+		m.mu.Lock()
+		taken := m.ports[port]
+		m.ports[port] = true
+		m.mu.Unlock()
+		if taken {
+			continue
+		}
 		c, err := lc.ListenPacket(ctx, network, netip.AddrPortFrom(local, port).String())
 		if err == nil {
-			return c.(*net.UDPConn), nil
+			return c.(*net.UDPConn), port, nil
 		}
+		m.mu.Lock()
+		delete(m.ports, port)
+		m.mu.Unlock()
 		lastErr = err
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 	}
-	return nil, fmt.Errorf("opening a UDP socket on %s with a source port in %d–%d: %w", local, MinSourcePort, MaxSourcePort, lastErr)
+	return nil, 0, fmt.Errorf("opening a UDP socket on %s with a source port in %d–%d: %w", local, MinSourcePort, MaxSourcePort, lastErr)
 }
 
 func reuseAddr(_, _ string, c syscall.RawConn) error {

@@ -229,3 +229,106 @@ func ExampleManager() {
 		fmt.Println(err)
 	}
 }
+
+// TestSharedListener runs three sessions at once between the same two
+// managers (IPv4, IPv6, IPv6 link-local): each comes Up on its own
+// discriminator and source port, and removing one leaves the others Up.
+func TestSharedListener(t *testing.T) {
+	l := newLab(t)
+	ma, evA := startManager(t, l.nsA, testLog(t).WithName("a"))
+	mb, _ := startManager(t, l.nsB, testLog(t).WithName("b"))
+	pairs := [][2]netip.Addr{{addrA4, addrB4}, {addrA6, addrB6}, {llA, llB}}
+	var keys []Key
+	for _, ab := range pairs {
+		pa := Peer{Local: ab[0], Remote: ab[1], Interface: l.ifA, Profile: fastProfile}
+		pb := Peer{Local: ab[1], Remote: ab[0], Interface: l.ifB, Profile: fastProfile}
+		if err := ma.Add(context.Background(), pa); err != nil {
+			t.Fatal(err)
+		}
+		if err := mb.Add(context.Background(), pb); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, pa.Key())
+	}
+	for _, k := range keys {
+		waitSettled(t, ma, k, 100*time.Millisecond, 300*time.Millisecond)
+	}
+	discrs, ports := map[uint32]bool{}, map[uint16]bool{}
+	for _, s := range ma.Sessions() {
+		discrs[s.LocalDiscriminator] = true
+	}
+	for _, s := range ma.byKeySnapshot() {
+		ports[s.port] = true
+	}
+	if len(discrs) != 3 || len(ports) != 3 {
+		t.Fatalf("discriminators %v, ports %v: want three distinct of each", discrs, ports)
+	}
+	for len(evA) > 0 {
+		<-evA
+	}
+	mb.Remove(Key{Local: addrB6, Remote: addrA6, Interface: l.ifB})
+	down := evA.wait(t, keys[1], StateDown, detectTimeout)
+	if down.RemoteState != StateAdminDown {
+		t.Errorf("removed session: %+v", down.Transition)
+	}
+	evA.none(t, keys[0], time.Second)
+	for _, k := range []Key{keys[0], keys[2]} {
+		if s := info(t, ma, k); s.State != StateUp {
+			t.Errorf("%s is %s after another session was removed", k, s.State)
+		}
+	}
+}
+
+// byKeySnapshot lists the sessions (test helper).
+func (m *Manager) byKeySnapshot() []*session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*session
+	for _, s := range m.byKey {
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestCallbackMayCallManager: OnChange runs on the session's goroutine;
+// calling Remove and Add from it must not deadlock.
+func TestCallbackMayCallManager(t *testing.T) {
+	l := newLab(t)
+	mb, _ := startManager(t, l.nsB, testLog(t).WithName("b"))
+	if err := mb.Add(context.Background(), Peer{Local: addrB4, Remote: addrA4, Profile: fastProfile}); err != nil {
+		t.Fatal(err)
+	}
+	var ma *Manager
+	done := make(chan error, 1)
+	pa := Peer{Local: addrA4, Remote: addrB4, Profile: fastProfile}
+	ma, err := Start(context.Background(), Options{
+		Log:        testLog(t).WithName("a"),
+		OpenSocket: func(open func() error) error { return inNetns(l.nsA, open) },
+		OnChange: func(c Change) {
+			if c.To != StateUp {
+				return
+			}
+			slower := pa
+			slower.Profile.TransmitInterval = 200 * time.Millisecond
+			err := ma.Add(context.Background(), slower)
+			ma.Remove(c.Peer)
+			done <- err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ma.Close)
+	if err := ma.Add(context.Background(), pa); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(upTimeout):
+		t.Fatal("the callback never ran or blocked")
+	}
+	eventually(t, 5*time.Second, "the session is gone", func() bool { return len(ma.Sessions()) == 0 })
+}
