@@ -238,3 +238,40 @@ func roundAll(ds []time.Duration) []time.Duration {
 	}
 	return out
 }
+
+// TestFRRPassive: a passive side waits for the other's first packet
+// (RFC 5880 §6.1), whichever side it is.
+func TestFRRPassive(t *testing.T) {
+	passive := fastProfile
+	passive.Passive = true
+	for _, tc := range []struct {
+		name     string
+		ours     Profile
+		frrExtra []string
+	}{
+		{"we are passive", passive, nil},
+		{"FRR is passive", fastProfile, []string{"passive-mode"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t)
+			l.startFRR()
+			m, ev := startManager(t, l.nsA, testLog(t))
+			peer := Peer{Local: addrA4, Remote: addrB4, Interface: l.ifA, Profile: tc.ours}
+			if err := m.Add(context.Background(), peer); err != nil {
+				t.Fatal(err)
+			}
+			k := peer.Key()
+			if tc.ours.Passive {
+				// Alone, a passive session says nothing.
+				time.Sleep(1500 * time.Millisecond)
+				if s := info(t, m, k); s.Stats.PacketsOut != 0 {
+					t.Fatalf("a passive session sent %d packets before hearing its peer", s.Stats.PacketsOut)
+				}
+			}
+			l.frrPeer(addrA4, addrB4, append([]string{"receive-interval 100", "transmit-interval 100", "detect-multiplier 3"}, tc.frrExtra...)...)
+			ev.wait(t, k, StateUp, upTimeout)
+			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+			eventually(t, 5*time.Second, "FRR up", func() bool { return l.frrState(addrA4).Status == "up" })
+		})
+	}
+}
