@@ -39,9 +39,13 @@ type lab struct {
 	bfdd, zebr *exec.Cmd
 }
 
-// requireRoot skips a test that needs network namespaces when not root.
+// requireRoot skips a test that needs network namespaces when not root
+// or with -short.
 func requireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped with -short: makes network namespaces")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: needs root to create network namespaces (run the tests as root)")
 	}
