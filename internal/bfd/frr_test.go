@@ -49,7 +49,7 @@ func TestFRR(t *testing.T) {
 			// Sequence that follows Up is over.
 			up := ev.wait(t, k, StateUp, upTimeout)
 			t.Logf("%s: Up after %v", tc.name, up.At.Sub(start).Round(time.Millisecond))
-			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
 			eventually(t, 5*time.Second, "FRR sees the session up with our 100 ms timers", func() bool {
 				s := l.frrState(tc.ours)
 				return s.Status == "up" && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100 && s.RemoteTransmit == 100
@@ -58,7 +58,7 @@ func TestFRR(t *testing.T) {
 			// bfdd killed: we detect it within the detection time.
 			killed := time.Now()
 			l.killBFDD()
-			down := ev.wait(t, k, StateDown, detectTimeout)
+			down := ev.waitAfter(t, k, StateDown, killed, detectTimeout)
 			detection := down.At.Sub(killed)
 			t.Logf("%s: bfdd SIGKILLed -> Down in %v (diag %s)", tc.name, detection.Round(time.Millisecond), down.Diag)
 			if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
@@ -72,27 +72,30 @@ func TestFRR(t *testing.T) {
 			restarted := time.Now()
 			l.startBFDD()
 			configure()
-			up = ev.wait(t, k, StateUp, upTimeout)
+			up = ev.waitAfter(t, k, StateUp, restarted, upTimeout)
 			t.Logf("%s: Up again %v after restarting bfdd", tc.name, up.At.Sub(restarted).Round(time.Millisecond))
-			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
 
 			// The link down on FRR's side: detected in about 300 ms.
 			cut := time.Now()
 			l.run("ip", "-n", l.nsB, "link", "set", l.ifB, "down")
-			down = ev.wait(t, k, StateDown, detectTimeout)
+			down = ev.waitAfter(t, k, StateDown, cut, detectTimeout)
 			t.Logf("%s: link down -> Down in %v (diag %s)", tc.name, down.At.Sub(cut).Round(time.Millisecond), down.Diag)
 			if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
 				t.Errorf("down after a link cut: diag %s, PeerFailed %v", down.Diag, down.PeerFailed())
 			}
 			l.run("ip", "-n", l.nsB, "link", "set", l.ifB, "up")
-			up = ev.wait(t, k, StateUp, upTimeout)
-			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+			ev.wait(t, k, StateUp, upTimeout)
+			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
 
 			// FRR shuts the session down administratively: we go Down
 			// with NeighborSignaledSessionDown, not a failure (RFC 5882
 			// §3.2), and stay Down while FRR says AdminDown.
+			shut := time.Now()
 			l.frrPeer(tc.ours, tc.theirs, "shutdown")
-			down = ev.wait(t, k, StateDown, detectTimeout)
+			down = ev.next(t, k, shut, detectTimeout, "Down on FRR's AdminDown", func(c Change) bool {
+				return c.To == StateDown && c.RemoteState == StateAdminDown
+			})
 			t.Logf("%s: FRR shutdown -> Down, diag %s, remote state %s, remote diag %s", tc.name, down.Diag, down.RemoteState, down.RemoteDiag)
 			if down.Diag != DiagNeighborSignaledDown || down.RemoteState != StateAdminDown || down.PeerFailed() {
 				t.Errorf("down after FRR's shutdown: diag %s, remote state %s, PeerFailed %v; want NeighborSignaledSessionDown, AdminDown, false",
@@ -104,7 +107,7 @@ func TestFRR(t *testing.T) {
 			}
 			l.frrPeer(tc.ours, tc.theirs, "no shutdown")
 			ev.wait(t, k, StateUp, upTimeout)
-			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
+			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
 
 			// Our timers change: a Poll Sequence, answered by FRR's
 			// Final; the session stays Up.
@@ -196,7 +199,7 @@ func BenchmarkDetection(b *testing.B) {
 				if info(b, m, k).State != StateUp {
 					ev.wait(b, k, StateUp, upTimeout)
 				}
-				waitSettled(b, m, k, 100*time.Millisecond, 300*time.Millisecond)
+				settle(b, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
 				// Start at a random phase of the peer's transmissions.
 				time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond)
 				b.StartTimer()
@@ -206,7 +209,7 @@ func BenchmarkDetection(b *testing.B) {
 				} else {
 					l.run("ip", "-n", l.nsB, "link", "set", l.ifB, "down")
 				}
-				down := ev.wait(b, k, StateDown, detectTimeout)
+				down := ev.waitAfter(b, k, StateDown, failed, detectTimeout)
 				b.StopTimer()
 				if down.Diag != DiagControlDetectionExpired {
 					b.Fatalf("diag %s", down.Diag)

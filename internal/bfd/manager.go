@@ -129,6 +129,8 @@ type Manager struct {
 	byDiscr  map[uint32]*session
 	byRemote map[netip.Addr][]*session
 	ports    map[uint16]bool // source ports of live sessions
+	// draining holds removed sessions that still send AdminDown.
+	draining map[Key]*session
 	stats    ManagerStats
 }
 
@@ -146,8 +148,11 @@ type session struct {
 	dst     *net.UDPAddr
 	ifIndex int
 	in      chan received
-	// stop is closed by Remove; reprofile signals a new profile in prof.
+	// stop is closed by Remove; reprofile signals a new profile in prof;
+	// quit, closed by an Add of the same key, ends the AdminDown drain of
+	// a removed session at once.
 	stop      chan struct{}
+	quit      chan struct{}
 	reprofile chan struct{}
 	done      chan struct{}
 	port      uint16
@@ -168,7 +173,7 @@ func Start(ctx context.Context, opts Options) (*Manager, error) {
 	m := &Manager{
 		log: opts.Log, opts: opts, ctx: ctx, cancel: cancel,
 		byKey: map[Key]*session{}, byDiscr: map[uint32]*session{}, byRemote: map[netip.Addr][]*session{},
-		ports: map[uint16]bool{},
+		ports: map[uint16]bool{}, draining: map[Key]*session{},
 	}
 	var c4, c6 net.PacketConn
 	err := opts.OpenSocket(func() error {
@@ -232,7 +237,10 @@ func closeAll(cancel context.CancelFunc, conns ...net.PacketConn) error {
 // Close stops all sessions (without notifying the peers) and the
 // listeners, and waits for them.
 func (m *Manager) Close() {
+	// Under m.mu, so that no Add starts a goroutine after Wait began.
+	m.mu.Lock()
 	m.cancel()
+	m.mu.Unlock()
 	m.wg.Wait()
 }
 
@@ -274,7 +282,7 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 	m.mu.Unlock()
 
 	s := &session{peer: p, key: k, prof: p.Profile, in: make(chan received, inboxLen),
-		stop: make(chan struct{}), reprofile: make(chan struct{}, 1), done: make(chan struct{})}
+		stop: make(chan struct{}), quit: make(chan struct{}), reprofile: make(chan struct{}, 1), done: make(chan struct{})}
 	zone := ""
 	if k.Remote.Is6() && (k.Remote.IsLinkLocalUnicast() || k.Local.IsLinkLocalUnicast()) {
 		zone = p.Interface
@@ -301,6 +309,11 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.ctx.Err() != nil { // Close ran meanwhile
+		_ = s.conn.Close()
+		delete(m.ports, s.port)
+		return fmt.Errorf("BFD manager stopped: %w", m.ctx.Err())
+	}
 	if _, ok := m.byKey[k]; ok { // lost a race with another Add
 		_ = s.conn.Close()
 		delete(m.ports, s.port)
@@ -318,6 +331,13 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 		return err
 	}
 	s.info, s.since = s.sm.Info(), now
+	// A removed session of this key must stop telling the peer AdminDown:
+	// the peer (whose discriminator is unchanged) would take the new
+	// session down.
+	if old, ok := m.draining[k]; ok {
+		close(old.quit)
+		delete(m.draining, k)
+	}
 	m.byKey[k] = s
 	m.byDiscr[discr] = s
 	m.byRemote[k.Remote] = append(m.byRemote[k.Remote], s)
@@ -351,6 +371,7 @@ func (m *Manager) Remove(k Key) {
 	s, ok := m.byKey[k]
 	if ok {
 		m.unlink(s)
+		m.draining[k] = s
 	}
 	m.mu.Unlock()
 	if ok {
@@ -402,6 +423,9 @@ func (m *Manager) run(s *session) {
 		_ = s.conn.Close()
 		m.mu.Lock()
 		delete(m.ports, s.port)
+		if m.draining[s.key] == s {
+			delete(m.draining, s.key)
+		}
 		m.mu.Unlock()
 	}()
 	log := m.log.WithValues("peer", s.key.String())
@@ -419,6 +443,9 @@ func (m *Manager) run(s *session) {
 		var st Step
 		select {
 		case <-m.ctx.Done():
+			return
+		case <-s.quit:
+			log.V(1).Info("BFD session replaced while telling the peer AdminDown")
 			return
 		case rx := <-s.in:
 			var err error
@@ -454,6 +481,9 @@ func (m *Manager) run(s *session) {
 
 func (m *Manager) apply(log logr.Logger, s *session, st Step) {
 	if st.Send {
+		if l := log.V(2); l.Enabled() {
+			l.Info("BFD packet out", "packet", fmt.Sprintf("%+v", st.Packet))
+		}
 		b, err := st.Packet.Marshal()
 		if err == nil {
 			_, err = s.conn.WriteToUDP(b, s.dst)
@@ -547,6 +577,9 @@ func (m *Manager) dispatch(a arrival) {
 		m.stats.BadTTL++
 		m.log.V(1).Info("dropped a BFD packet without TTL 255", "from", a.src.String(), "ttl", a.ttl)
 		return
+	}
+	if l := m.log.V(2); l.Enabled() {
+		l.Info("BFD packet in", "from", a.src.String(), "ttl", a.ttl, "packet", fmt.Sprintf("%+v", p))
 	}
 	s := m.lookup(p, a)
 	if s == nil {

@@ -46,15 +46,18 @@ func TestManagers(t *testing.T) {
 			ka, kb := pa.Key(), pb.Key()
 			evA.wait(t, ka, StateUp, upTimeout)
 			evB.wait(t, kb, StateUp, upTimeout)
-			waitSettled(t, ma, ka, 100*time.Millisecond, 300*time.Millisecond)
 			waitSettled(t, mb, kb, 100*time.Millisecond, 300*time.Millisecond)
+			settle(t, ma, evA, ka, 100*time.Millisecond, 300*time.Millisecond)
 			if got, want := info(t, ma, ka).RemoteDiscriminator, info(t, mb, kb).LocalDiscriminator; got != want {
 				t.Errorf("a knows b as %d, b is %d", got, want)
 			}
 
 			// b removes its session: a goes Down, told AdminDown.
+			removed := time.Now()
 			mb.Remove(kb)
-			down := evA.wait(t, ka, StateDown, detectTimeout)
+			down := evA.next(t, ka, removed, detectTimeout, "Down on b's AdminDown", func(c Change) bool {
+				return c.To == StateDown && c.RemoteState == StateAdminDown
+			})
 			if down.Diag != DiagNeighborSignaledDown || down.RemoteState != StateAdminDown || down.RemoteDiag != DiagAdminDown || down.PeerFailed() {
 				t.Errorf("a after b's Remove: %+v, PeerFailed %v", down.Transition, down.PeerFailed())
 			}
@@ -62,12 +65,12 @@ func TestManagers(t *testing.T) {
 				t.Fatal(err)
 			}
 			evA.wait(t, ka, StateUp, upTimeout)
-			waitSettled(t, ma, ka, 100*time.Millisecond, 300*time.Millisecond)
+			settle(t, ma, evA, ka, 100*time.Millisecond, 300*time.Millisecond)
 
 			// b's manager stops dead.
 			stopped := time.Now()
 			mb.Close()
-			down = evA.wait(t, ka, StateDown, detectTimeout)
+			down = evA.waitAfter(t, ka, StateDown, stopped, detectTimeout)
 			d := down.At.Sub(stopped)
 			t.Logf("%s: peer manager stopped -> Down in %v (diag %s)", tc.name, d.Round(time.Millisecond), down.Diag)
 			if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
@@ -207,11 +210,15 @@ func ExampleManager() {
 	ctx := context.Background()
 	m, err := Start(ctx, Options{
 		OnChange: func(c Change) {
-			if c.PeerFailed() {
-				// The BGP layer resets its session with c.Peer.Remote at
-				// once (GoBGP: ResetPeer / DisablePeer), without waiting
-				// for the hold timer.
+			switch {
+			case c.PeerFailed():
+				// The BGP layer takes its session with c.Peer.Remote
+				// down at once instead of waiting for the hold timer
+				// (GoBGP: DisablePeer with a Communication naming BFD),
+				// and lets it up again when BFD is Up (EnablePeer).
 				fmt.Println("peer down:", c.Peer.Remote, c.Diag)
+			case c.To == StateUp:
+				fmt.Println("peer up:", c.Peer.Remote)
 			}
 		},
 	})
@@ -266,17 +273,15 @@ func TestSharedListener(t *testing.T) {
 	for len(evA) > 0 {
 		<-evA
 	}
+	removed := time.Now()
 	mb.Remove(Key{Local: addrB6, Remote: addrA6, Interface: l.ifB})
-	down := evA.wait(t, keys[1], StateDown, detectTimeout)
+	down := evA.next(t, keys[1], removed, detectTimeout, "Down on b's AdminDown", func(c Change) bool {
+		return c.To == StateDown && c.RemoteState == StateAdminDown
+	})
 	if down.RemoteState != StateAdminDown {
 		t.Errorf("removed session: %+v", down.Transition)
 	}
-	evA.none(t, keys[0], time.Second)
-	for _, k := range []Key{keys[0], keys[2]} {
-		if s := info(t, ma, k); s.State != StateUp {
-			t.Errorf("%s is %s after another session was removed", k, s.State)
-		}
-	}
+	evA.noAdminDown(t, time.Second, keys[0], keys[2])
 }
 
 // byKeySnapshot lists the sessions (test helper).
@@ -331,4 +336,38 @@ func TestCallbackMayCallManager(t *testing.T) {
 		t.Fatal("the callback never ran or blocked")
 	}
 	eventually(t, 5*time.Second, "the session is gone", func() bool { return len(ma.Sessions()) == 0 })
+}
+
+// TestReAddWhileDraining: a session removed and added again at once must
+// not be taken down by the removed one, which is still telling the peer
+// AdminDown, as the peer keeps its discriminator (FRR does).
+func TestReAddWhileDraining(t *testing.T) {
+	l := newLab(t)
+	ma, evA := startManager(t, l.nsA, testLog(t).WithName("a"))
+	mb, evB := startManager(t, l.nsB, testLog(t).WithName("b"))
+	pa := Peer{Local: addrA4, Remote: addrB4, Profile: fastProfile}
+	pb := Peer{Local: addrB4, Remote: addrA4, Profile: fastProfile}
+	for _, add := range []struct {
+		m *Manager
+		p Peer
+	}{{mb, pb}, {ma, pa}} {
+		if err := add.m.Add(context.Background(), add.p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ka, kb := pa.Key(), pb.Key()
+	waitSettled(t, ma, ka, 100*time.Millisecond, 300*time.Millisecond)
+	for i := 0; i < 3; i++ {
+		readded := time.Now()
+		ma.Remove(ka)
+		time.Sleep(50 * time.Millisecond) // the peer hears AdminDown and goes Down
+		if err := ma.Add(context.Background(), pa); err != nil {
+			t.Fatal(err)
+		}
+		evA.waitAfter(t, ka, StateUp, readded, upTimeout)
+		evB.waitAfter(t, kb, StateUp, readded, upTimeout)
+		// The removed session sent AdminDown for up to 3 s; it must have
+		// stopped.
+		evB.noAdminDown(t, 1500*time.Millisecond, kb)
+	}
 }
