@@ -19,6 +19,9 @@
 //     source port in 49152–65535 and TTL/hop limit 255, and received
 //     packets must carry TTL/hop limit 255.
 //
+// Remove sends AdminDown for about the peer's detection time before the
+// session's socket closes; adding the same key again ends that at once.
+//
 // Echo mode, demand mode (as the local side) and authentication are not
 // implemented. The Manager reports every state change through a callback;
 // Change.PeerFailed tells a failure of the path (the BGP session must be
