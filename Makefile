@@ -113,6 +113,7 @@ $(BIN)/imagebuild: $(TOOLS_DIR)/imagebuild/go.mod $(TOOLS_DIR)/imagebuild/go.sum
 bench: tools ## Speed and memory benchmarks: they print numbers and never fail on speed.
 	go test -run='^$$' -bench=. -benchmem ./internal/allocator/
 	go test -run='^$$' -bench=Allocation -benchtime=1x -timeout=30m ./e2etest/scale/
+	go test -run='^$$' -bench=Detection -benchtime=20x ./internal/bfd/
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests need, when missing.
