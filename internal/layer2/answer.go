@@ -2,7 +2,10 @@
 // requests (IPv4) and Neighbor Solicitations (IPv6) for the addresses it is
 // told to announce, on one interface, and sends gratuitous ARP and
 // unsolicited Neighbor Advertisements when it starts announcing one. It
-// never decides which addresses to announce; the speaker tells it.
+// never decides which addresses to announce; the speaker tells it. Asked
+// to, it first probes the link for an address (RFC 5227, duplicate address
+// detection) and does not answer for one another host uses; it reports
+// such conflicts, and those it sees while answering.
 //
 // The decisions about single packets are pure functions of bytes and the
 // set of owned addresses (fuzzed); the Responder around them only moves
@@ -90,12 +93,12 @@ func ndpAnswer(frame []byte, owns func(netip.Addr) bool, hw net.HardwareAddr, sr
 	} else {
 		na.Solicited = true
 	}
-	return advertisementFrame(na, hw, src, dstHW, dst)
+	return icmpFrame(na, hw, src, dstHW, dst)
 }
 
-// advertisementFrame wraps a Neighbor Advertisement in IPv6 and Ethernet.
-func advertisementFrame(na *ndp.NeighborAdvertisement, hw net.HardwareAddr, src netip.Addr, dstHW net.HardwareAddr, dst netip.Addr) []byte {
-	icmp, err := ndp.MarshalMessageChecksum(na, src, dst)
+// icmpFrame wraps an NDP message in IPv6 and Ethernet.
+func icmpFrame(msg ndp.Message, hw net.HardwareAddr, src netip.Addr, dstHW net.HardwareAddr, dst netip.Addr) []byte {
+	icmp, err := ndp.MarshalMessageChecksum(msg, src, dst)
 	if err != nil {
 		return nil
 	}
@@ -125,7 +128,7 @@ func unsolicitedAdvertisement(ip netip.Addr, hw net.HardwareAddr, src netip.Addr
 		TargetAddress: ip,
 		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: hw}},
 	}
-	return advertisementFrame(na, hw, src, multicastMAC(allNodes), allNodes)
+	return icmpFrame(na, hw, src, multicastMAC(allNodes), allNodes)
 }
 
 // multicastMAC is the Ethernet address of an IPv6 multicast group.
