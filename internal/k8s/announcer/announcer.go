@@ -150,6 +150,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	}
 	want := map[netip.Addr][]string{}
 	services := map[string]netip.Addr{}
+	// servicesOf are the Services of each address (a dual-stack Service
+	// has two).
+	servicesOf := map[netip.Addr][]string{}
 	// probe: addresses that no other node announced for any of their
 	// Services, new to the cluster, are probed before being answered; a
 	// take-over is not.
@@ -167,18 +170,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		probe[a.Address] = true
 		for _, s := range a.Services {
 			services[s] = a.Address
+			servicesOf[a.Address] = append(servicesOf[a.Address], s)
 			probe[a.Address] = probe[a.Address] && !taken[s]
 		}
 	}
 	if err := r.apply(ctx, want, rejoined, probe); err != nil {
 		return reconcile.Result{}, err
 	}
-	conflicted, err := r.conflicts(ctx, in, want, services)
+	conflicted, err := r.conflicts(ctx, in, want, servicesOf)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	for key, ip := range services {
-		if conflicted[ip] {
+	// A Service with an address in conflict gets no ServiceL2Status:
+	// whoever announces it next probes again.
+	for ip := range conflicted {
+		for _, key := range servicesOf[ip] {
 			delete(services, key)
 		}
 	}
@@ -206,11 +212,13 @@ func (r *Reconciler) announcedElsewhere(ctx context.Context) (map[string]bool, e
 // on some interface), and tells their Services once per conflict: a
 // Warning Event for a new conflict, found by a probe or seen while
 // answering.
-func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) (map[netip.Addr]bool, error) {
+func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (map[netip.Addr]bool, error) {
 	byAddr := map[netip.Addr][]*corev1.Service{}
-	for key, ip := range services {
-		if svc := in.byKey[key]; svc != nil {
-			byAddr[ip] = append(byAddr[ip], svc)
+	for ip, keys := range servicesOf {
+		for _, key := range keys {
+			if svc := in.byKey[key]; svc != nil {
+				byAddr[ip] = append(byAddr[ip], svc)
+			}
 		}
 	}
 	r.cmu.Lock()
@@ -231,16 +239,18 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 	}
 	conflicted := map[netip.Addr]bool{}
 	for ip, names := range want {
+		inConflict := false
 		for _, name := range names {
 			resp, err := r.Network.Responder(ctx, name)
 			if err != nil {
 				return nil, err
 			}
-			conflicted[ip] = conflicted[ip] || resp.InConflict(ip)
+			inConflict = inConflict || resp.InConflict(ip)
 		}
-		if !conflicted[ip] {
+		if !inConflict {
 			continue
 		}
+		conflicted[ip] = true
 		c := last[ip]
 		if r.reportedConflict[ip] == c.MAC.String() {
 			continue
