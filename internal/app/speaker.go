@@ -145,7 +145,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 		Members: members, Network: network,
 	}
-	network.Options = layer2.Options{OnConflict: r.HandleConflict, GratuitousInterval: o.GratuitousInterval}
+	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
 	if err := announcer.Setup(mgr, r, changes); err != nil {
 		stopAnswering()
 		_ = m.Shutdown()

@@ -37,6 +37,10 @@ type Options struct {
 	// finds or sees (see ConflictKind). It is called from the responder's
 	// goroutines, never with a lock held, and must not block for long.
 	OnConflict func(Conflict)
+	// OnProbed, when set, is told when an address announced with a probe
+	// starts being answered (the probe found it free). Called like
+	// OnConflict.
+	OnProbed func(netip.Addr)
 	// GratuitousInterval, when positive, repeats the gratuitous
 	// announcement of every answered address this often, to keep
 	// switches' MAC tables and neighbours' entries fresh. 0 is off.
@@ -279,6 +283,9 @@ func (r *Responder) probeUntilFree(ctx context.Context, ip netip.Addr, o *owned)
 			if reported != nil {
 				r.log.Info("address conflict over; announcing", "address", ip.String())
 				r.report(Conflict{Kind: ConflictResolved, Address: ip})
+			}
+			if r.opts.OnProbed != nil {
+				r.opts.OnProbed(ip)
 			}
 			r.gratuitous(ctx, ip)
 			return

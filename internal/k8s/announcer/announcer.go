@@ -44,6 +44,9 @@ type Responder interface {
 	Announce(netip.Addr, layer2.AnnounceOptions) error
 	Reannounce(netip.Addr)
 	Withdraw(netip.Addr)
+	// Owns tells whether an announced address is answered (not while its
+	// probe runs, nor while another host uses it).
+	Owns(netip.Addr) bool
 	// InConflict tells whether an announced address is not answered
 	// because another host on the link uses it.
 	InConflict(netip.Addr) bool
@@ -114,6 +117,15 @@ func (r *Reconciler) HandleConflict(c layer2.Conflict) {
 		r.seen = append(r.seen, c)
 	}
 	r.cmu.Unlock()
+	r.wake()
+}
+
+// HandleProbed takes a responder's news that a probed address is now
+// answered (wire it to layer2.Options.OnProbed) and recomputes the plan,
+// which reports it.
+func (r *Reconciler) HandleProbed(netip.Addr) { r.wake() }
+
+func (r *Reconciler) wake() {
 	if r.conflictChanges == nil {
 		return
 	}
@@ -177,13 +189,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err := r.apply(ctx, want, rejoined, probe); err != nil {
 		return reconcile.Result{}, err
 	}
-	conflicted, err := r.conflicts(ctx, in, want, servicesOf)
+	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	// A Service with an address in conflict gets no ServiceL2Status:
-	// whoever announces it next probes again.
-	for ip := range conflicted {
+	// A Service with an address not answered yet (its probe runs) or in
+	// conflict gets no ServiceL2Status and no Event yet: whoever
+	// announces it next probes again.
+	for ip := range unanswered {
 		for _, key := range servicesOf[ip] {
 			delete(services, key)
 		}
@@ -208,8 +221,8 @@ func (r *Reconciler) announcedElsewhere(ctx context.Context) (map[string]bool, e
 	return out, nil
 }
 
-// conflicts returns the wanted addresses another host uses (not answered
-// on some interface), and tells their Services once per conflict: a
+// conflicts returns the wanted addresses not answered on any interface
+// (probed, or in conflict on some interface), and tells their Services once per conflict: a
 // Warning Event for a new conflict, found by a probe or seen while
 // answering.
 func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (map[netip.Addr]bool, error) {
@@ -237,15 +250,19 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 	if r.reportedConflict == nil {
 		r.reportedConflict, r.reportedSeen = map[netip.Addr]string{}, map[netip.Addr]string{}
 	}
-	conflicted := map[netip.Addr]bool{}
+	conflicted, unanswered := map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	for ip, names := range want {
-		inConflict := false
+		inConflict, answered := false, false
 		for _, name := range names {
 			resp, err := r.Network.Responder(ctx, name)
 			if err != nil {
 				return nil, err
 			}
 			inConflict = inConflict || resp.InConflict(ip)
+			answered = answered || resp.Owns(ip)
+		}
+		if inConflict || !answered {
+			unanswered[ip] = true
 		}
 		if !inConflict {
 			continue
@@ -288,7 +305,7 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 			delete(r.reportedSeen, ip)
 		}
 	}
-	return conflicted, nil
+	return unanswered, nil
 }
 
 // apply withdraws first, so that a lost address stops being answered at

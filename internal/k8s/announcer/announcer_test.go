@@ -135,7 +135,7 @@ func TestAnnouncer(t *testing.T) {
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: testr.New(t),
 		Node: "n1", Namespace: namespace, Members: m, Network: network,
 	}
-	network.opts = layer2.Options{OnConflict: r.HandleConflict, ReprobeInterval: 300 * time.Millisecond}
+	network.opts = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, ReprobeInterval: 300 * time.Millisecond}
 	must(Setup(mgr, r, changes))
 	go func() { _ = mgr.Start(ctx) }()
 

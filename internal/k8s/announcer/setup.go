@@ -49,8 +49,8 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 type HostNetwork struct {
 	Ctx context.Context
 	Log logr.Logger
-	// Options are every responder's (OnConflict: the Reconciler's
-	// HandleConflict).
+	// Options are every responder's (OnConflict and OnProbed: the
+	// Reconciler's HandleConflict and HandleProbed).
 	Options layer2.Options
 
 	mu         sync.Mutex
