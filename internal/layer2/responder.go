@@ -89,6 +89,7 @@ type Responder struct {
 	opts      Options
 	linkLocal netip.Addr
 	arp       *arp.Client
+	arpConn   *packet.Conn // arp's socket, read and written directly on the answer path
 	ndp       *packet.Conn
 	// Stats are updated as packets come and go.
 	Stats Stats
@@ -116,7 +117,11 @@ func NewResponder(ifi *net.Interface, log logr.Logger, opts Options) (*Responder
 		}
 	}
 	var err error
-	if r.arp, err = arp.Dial(ifi); err != nil {
+	if r.arpConn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil); err != nil {
+		return nil, fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
+	}
+	if r.arp, err = arp.New(ifi, r.arpConn); err != nil {
+		r.arpConn.Close()
 		return nil, fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
 	}
 	if r.ndp, err = packet.Listen(ifi, packet.Raw, etherTypeIPv6, nil); err != nil {
@@ -524,28 +529,50 @@ func (r *Responder) sendGratuitous(ip netip.Addr) error {
 	return nil
 }
 
+// serveARP reads ARP packets and answers requests for owned addresses.
+// It is the hot path (a speaker may own thousands of addresses, and every
+// host on the LAN asks): it reads into one buffer and writes replies from
+// another with plain read(2) and write(2) on the bound packet socket,
+// without a per-packet sockaddr, frame or reply allocation.
 func (r *Responder) serveARP(ctx context.Context) {
 	hw := r.ifi.HardwareAddr
+	raw, err := r.arpConn.SyscallConn()
+	if err != nil {
+		r.log.Error(err, "reaching the ARP socket")
+		return
+	}
+	buf, out := make([]byte, 128), make([]byte, arpFrameLen)
+	var n int
+	var readErr, writeErr error
+	read := func(fd uintptr) bool {
+		n, readErr = unix.Read(int(fd), buf)
+		return readErr != unix.EAGAIN
+	}
+	write := func(fd uintptr) bool {
+		_, writeErr = unix.Write(int(fd), out)
+		return writeErr != unix.EAGAIN
+	}
+	var p arp.Packet
 	for {
-		p, eth, err := r.arp.Read()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
+		if err := raw.Read(read); err != nil || ctx.Err() != nil {
+			return // closed
+		}
+		if readErr != nil || n < arpFrameLen || buf[12] != 0x08 || buf[13] != 0x06 || p.UnmarshalBinary(buf[ethernetHeaderLen:n]) != nil {
 			continue // not an Ethernet/IPv4 ARP packet
 		}
-		if c, ok := arpClaim(p, eth.Source, hw); ok {
+		if c, ok := arpClaim(&p, buf[6:12], hw); ok {
 			r.observe(c)
 		}
-		if p.Operation == arp.OperationRequest {
-			r.Stats.ARPRequests.Add(1)
-		}
-		reply := arpAnswer(p, r.Owns, hw)
-		if reply == nil {
+		if p.Operation != arp.OperationRequest {
 			continue
 		}
-		if err := r.arp.WriteTo(reply, p.SenderHardwareAddr); err != nil {
-			r.log.Error(err, "answering ARP", "address", p.TargetIP.String())
+		r.Stats.ARPRequests.Add(1)
+		if !shouldAnswerARP(&p, r.Owns) {
+			continue
+		}
+		putARPReply(out, hw, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
+		if err := raw.Write(write); err != nil || writeErr != nil {
+			r.log.Error(errors.Join(err, writeErr), "answering ARP", "address", p.TargetIP.String())
 			continue
 		}
 		r.Stats.ARPAnswers.Add(1)
