@@ -13,6 +13,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -46,6 +47,9 @@ type SpeakerOptions struct {
 	// leaving memberlist, so that the next announcer has announced before
 	// it goes quiet.
 	HandOver time.Duration
+	// GratuitousInterval repeats the gratuitous announcement of every
+	// announced address this often; 0 is off.
+	GratuitousInterval time.Duration
 }
 
 // MemberlistKeyEnv is the default environment variable of the memberlist
@@ -71,6 +75,8 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Environment variable holding the memberlist secret; gossip is unencrypted when it is unset.")
 		fs.DurationVar(&o.HandOver, "handover", o.HandOver,
 			"How long a stopping speaker keeps answering after leaving memberlist.")
+		fs.DurationVar(&o.GratuitousInterval, "gratuitous-interval", 0,
+			"Repeat the gratuitous ARP/unsolicited advertisement of every announced address this often, to keep switches' MAC tables fresh; 0 is off.")
 	})
 	if err != nil || o.ShowVersion {
 		return o, err
@@ -83,6 +89,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	}
 	if errs := validation.IsDNS1123Subdomain(o.NodeName); len(errs) > 0 {
 		return o, usageErrorf("node name %q is not a node name: %v", o.NodeName, errs)
+	}
+	if o.GratuitousInterval < 0 {
+		return o, usageErrorf("--gratuitous-interval %v is negative", o.GratuitousInterval)
 	}
 	return o, nil
 }
@@ -137,6 +146,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 		Members: members, Network: network,
 	}
+	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
 	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
 	if err == nil {
 		err = announcer.Setup(mgr, r, changes)

@@ -2,7 +2,10 @@
 // requests (IPv4) and Neighbor Solicitations (IPv6) for the addresses it is
 // told to announce, on one interface, and sends gratuitous ARP and
 // unsolicited Neighbor Advertisements when it starts announcing one. It
-// never decides which addresses to announce; the speaker tells it.
+// never decides which addresses to announce; the speaker tells it. Asked
+// to, it first probes the link for an address (RFC 5227, duplicate address
+// detection) and does not answer for one another host uses; it reports
+// such conflicts, and those it sees while answering.
 //
 // The decisions about single packets are pure functions of bytes and the
 // set of owned addresses (fuzzed); the Responder around them only moves
@@ -24,10 +27,7 @@ import (
 // request whose sender claims the address itself (a gratuitous
 // announcement from another host, which is a conflict, not a question).
 func arpAnswer(p *arp.Packet, owns func(netip.Addr) bool, hw net.HardwareAddr) *arp.Packet {
-	if p == nil || p.Operation != arp.OperationRequest || !p.TargetIP.Is4() || !owns(p.TargetIP) {
-		return nil
-	}
-	if p.SenderIP == p.TargetIP || len(p.SenderHardwareAddr) != 6 {
+	if !shouldAnswerARP(p, owns) {
 		return nil
 	}
 	reply, err := arp.NewPacket(arp.OperationReply, hw, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
@@ -35,6 +35,37 @@ func arpAnswer(p *arp.Packet, owns func(netip.Addr) bool, hw net.HardwareAddr) *
 		return nil
 	}
 	return reply
+}
+
+// shouldAnswerARP is arpAnswer's decision.
+func shouldAnswerARP(p *arp.Packet, owns func(netip.Addr) bool) bool {
+	if p == nil || p.Operation != arp.OperationRequest || !p.TargetIP.Is4() || !p.SenderIP.Is4() || len(p.SenderHardwareAddr) != 6 {
+		return false
+	}
+	return p.SenderIP != p.TargetIP && owns(p.TargetIP)
+}
+
+// arpFrameLen is the length of an Ethernet frame carrying an Ethernet/IPv4
+// ARP packet (without padding).
+const arpFrameLen = ethernetHeaderLen + 28
+
+// putARPReply writes into out (arpFrameLen bytes) the frame of the ARP
+// reply from hw at ip to dstHW at dstIP: what arpAnswer's reply is on the
+// wire, unicast to the asker.
+func putARPReply(out []byte, hw net.HardwareAddr, ip netip.Addr, dstHW net.HardwareAddr, dstIP netip.Addr) {
+	copy(out[0:6], dstHW)
+	copy(out[6:12], hw)
+	binary.BigEndian.PutUint16(out[12:14], uint16(ethernet.EtherTypeARP))
+	binary.BigEndian.PutUint16(out[14:16], 1) // Ethernet
+	binary.BigEndian.PutUint16(out[16:18], uint16(ethernet.EtherTypeIPv4))
+	out[18], out[19] = 6, 4
+	binary.BigEndian.PutUint16(out[20:22], uint16(arp.OperationReply))
+	copy(out[22:28], hw)
+	a := ip.As4()
+	copy(out[28:32], a[:])
+	copy(out[32:38], dstHW)
+	d := dstIP.As4()
+	copy(out[38:42], d[:])
 }
 
 const (
@@ -90,12 +121,12 @@ func ndpAnswer(frame []byte, owns func(netip.Addr) bool, hw net.HardwareAddr, sr
 	} else {
 		na.Solicited = true
 	}
-	return advertisementFrame(na, hw, src, dstHW, dst)
+	return icmpFrame(na, hw, src, dstHW, dst)
 }
 
-// advertisementFrame wraps a Neighbor Advertisement in IPv6 and Ethernet.
-func advertisementFrame(na *ndp.NeighborAdvertisement, hw net.HardwareAddr, src netip.Addr, dstHW net.HardwareAddr, dst netip.Addr) []byte {
-	icmp, err := ndp.MarshalMessageChecksum(na, src, dst)
+// icmpFrame wraps an NDP message in IPv6 and Ethernet.
+func icmpFrame(msg ndp.Message, hw net.HardwareAddr, src netip.Addr, dstHW net.HardwareAddr, dst netip.Addr) []byte {
+	icmp, err := ndp.MarshalMessageChecksum(msg, src, dst)
 	if err != nil {
 		return nil
 	}
@@ -125,7 +156,7 @@ func unsolicitedAdvertisement(ip netip.Addr, hw net.HardwareAddr, src netip.Addr
 		TargetAddress: ip,
 		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: hw}},
 	}
-	return advertisementFrame(na, hw, src, multicastMAC(allNodes), allNodes)
+	return icmpFrame(na, hw, src, multicastMAC(allNodes), allNodes)
 }
 
 // multicastMAC is the Ethernet address of an IPv6 multicast group.

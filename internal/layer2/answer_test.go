@@ -180,3 +180,31 @@ func FuzzNDPAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestPutARPReply: the answer path's hand-built frame is arpAnswer's reply
+// as mdlayher/arp would put it on the wire.
+func TestPutARPReply(t *testing.T) {
+	req, err := arp.NewPacket(arp.OperationRequest, clientMAC, client4, ethernet.Broadcast, vip4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := arpAnswer(req, ownsVIPs, ourMAC)
+	pb, err := reply.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := (&ethernet.Frame{Destination: clientMAC, Source: ourMAC, EtherType: ethernet.EtherTypeARP, Payload: pb}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, arpFrameLen)
+	putARPReply(got, ourMAC, vip4, clientMAC, client4)
+	// MarshalBinary pads the frame to Ethernet's minimum; the kernel pads
+	// what write(2) sends.
+	if !bytes.Equal(got, want[:arpFrameLen]) {
+		t.Errorf("frame\n%x, want\n%x", got, want[:arpFrameLen])
+	}
+	if allocs := testing.AllocsPerRun(100, func() { putARPReply(got, ourMAC, vip4, clientMAC, client4) }); allocs != 0 {
+		t.Errorf("%v allocations per reply", allocs)
+	}
+}

@@ -1,6 +1,7 @@
 package layer2
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,28 +31,84 @@ type Stats struct {
 	Conflicts atomic.Uint64
 }
 
+// Options change what a Responder does beyond answering.
+type Options struct {
+	// OnConflict, when set, receives the address conflicts the responder
+	// finds or sees (see ConflictKind). It is called from the responder's
+	// goroutines, never with a lock held, and must not block for long.
+	OnConflict func(Conflict)
+	// OnProbed, when set, is told when an address announced with a probe
+	// starts being answered (the probe found it free). Called like
+	// OnConflict.
+	OnProbed func(netip.Addr)
+	// GratuitousInterval, when positive, repeats the gratuitous
+	// announcement of every answered address this often, to keep
+	// switches' MAC tables and neighbours' entries fresh. 0 is off.
+	GratuitousInterval time.Duration
+	// ReprobeInterval is the first wait before probing an address in
+	// conflict again (DefaultReprobeInterval when 0); it doubles up to
+	// three times that.
+	ReprobeInterval time.Duration
+}
+
+// AnnounceOptions change how Announce starts announcing an address.
+type AnnounceOptions struct {
+	// Probe checks that no other host on the link uses the address before
+	// answering for it (about 250 ms); an address found in use is not
+	// answered but probed again from time to time, and OnConflict is told.
+	// Leave it off when taking an address over from another node: the
+	// previous announcer may still answer, and failover must not wait.
+	Probe bool
+}
+
+// addrState is where an owned address stands.
+type addrState uint8
+
+const (
+	stateAnswering addrState = iota
+	stateProbing             // the first probe runs: not answered yet
+	stateConflict            // another host uses it: not answered, probed again later
+)
+
+// owned is an address the responder was told to announce.
+type owned struct {
+	state addrState
+	// cancel ends the address's gratuitous burst or its probing.
+	cancel context.CancelFunc
+	// claims receives the MAC of another host claiming the address while
+	// it is probed.
+	claims chan net.HardwareAddr
+	// defended is when the responder last defended the address.
+	defended time.Time
+}
+
 // Responder answers ARP and NDP for owned addresses on one interface.
 type Responder struct {
 	ifi       *net.Interface
 	log       logr.Logger
+	opts      Options
 	linkLocal netip.Addr
 	arp       *arp.Client
+	arpConn   *packet.Conn // arp's socket, read and written directly on the answer path
 	ndp       *packet.Conn
 	// Stats are updated as packets come and go.
 	Stats Stats
 
 	mu    sync.RWMutex
-	owned map[netip.Addr]context.CancelFunc // cancels the address's gratuitous burst
+	owned map[netip.Addr]*owned
 	ctx   context.Context
 }
 
 // NewResponder opens the packet sockets of interface ifi. The caller runs
 // Run and eventually cancels its context, which closes them.
-func NewResponder(ifi *net.Interface, log logr.Logger) (*Responder, error) {
+func NewResponder(ifi *net.Interface, log logr.Logger, opts Options) (*Responder, error) {
 	if len(ifi.HardwareAddr) != 6 {
 		return nil, fmt.Errorf("interface %s has no Ethernet address", ifi.Name)
 	}
-	r := &Responder{ifi: ifi, log: log.WithValues("interface", ifi.Name), owned: map[netip.Addr]context.CancelFunc{}, ctx: context.Background()}
+	if opts.ReprobeInterval <= 0 {
+		opts.ReprobeInterval = DefaultReprobeInterval
+	}
+	r := &Responder{ifi: ifi, log: log.WithValues("interface", ifi.Name), opts: opts, owned: map[netip.Addr]*owned{}, ctx: context.Background()}
 	if addrs, err := ifi.Addrs(); err == nil {
 		for _, a := range addrs {
 			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
@@ -60,21 +117,27 @@ func NewResponder(ifi *net.Interface, log logr.Logger) (*Responder, error) {
 		}
 	}
 	var err error
-	if r.arp, err = arp.Dial(ifi); err != nil {
+	if r.arpConn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil); err != nil {
+		return nil, fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
+	}
+	if r.arp, err = arp.New(ifi, r.arpConn); err != nil {
+		r.arpConn.Close()
 		return nil, fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
 	}
 	if r.ndp, err = packet.Listen(ifi, packet.Raw, etherTypeIPv6, nil); err != nil {
 		r.arp.Close()
 		return nil, fmt.Errorf("opening IPv6 packet socket on %s: %w", ifi.Name, err)
 	}
-	// Only Neighbor Solicitations reach the program; a packet socket sees
-	// the unicast ones sent to the address itself too, which a socket bound
-	// to an IPv6 address misses when the address is on no interface.
+	// Only Neighbor Solicitations and Advertisements reach the program; a
+	// packet socket sees the unicast ones sent to the address itself too,
+	// which a socket bound to an IPv6 address misses when the address is
+	// on no interface.
 	filter, err := bpf.Assemble([]bpf.Instruction{
 		bpf.LoadAbsolute{Off: ethernetHeaderLen + 6, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protocolICMPv6, SkipTrue: 3},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protocolICMPv6, SkipTrue: 4},
 		bpf.LoadAbsolute{Off: ethernetHeaderLen + ipv6HeaderLen, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 135, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 135, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 136, SkipTrue: 1},
 		bpf.RetConstant{Val: 0xffff},
 		bpf.RetConstant{Val: 0},
 	})
@@ -103,30 +166,50 @@ func (r *Responder) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); r.serveARP(ctx) }()
 	go func() { defer wg.Done(); r.serveNDP(ctx) }()
+	if r.opts.GratuitousInterval > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.periodic(ctx) }()
+	}
 	<-ctx.Done()
 	r.Close()
 	wg.Wait()
 	return nil
 }
 
-// Owns tells whether the responder answers for ip.
+// Owns tells whether the responder answers for ip: it was told to
+// announce it, and it is not being probed or in conflict.
 func (r *Responder) Owns(ip netip.Addr) bool {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	_, ok := r.owned[ip]
-	return ok
+	o := r.owned[ip]
+	answering := o != nil && o.state == stateAnswering
+	r.mu.RUnlock()
+	return answering
 }
 
-// Announce starts answering for ip and tells the LAN at once.
-func (r *Responder) Announce(ip netip.Addr) error {
+// InConflict tells whether ip is not answered because another host uses
+// it.
+func (r *Responder) InConflict(ip netip.Addr) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	o := r.owned[ip.Unmap()]
+	return o != nil && o.state == stateConflict
+}
+
+// Announce starts answering for ip and tells the LAN at once; with
+// opts.Probe, only once a probe found the address free.
+func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 	ip = ip.Unmap()
 	r.mu.Lock()
 	if _, ok := r.owned[ip]; ok {
 		r.mu.Unlock()
 		return nil
 	}
-	burst, cancel := context.WithCancel(r.ctx)
-	r.owned[ip] = cancel
+	ctx, cancel := context.WithCancel(r.ctx)
+	o := &owned{cancel: cancel}
+	if opts.Probe {
+		o.state, o.claims = stateProbing, make(chan net.HardwareAddr, 1)
+	}
+	r.owned[ip] = o
 	r.mu.Unlock()
 	if ip.Is6() {
 		if err := r.membership(ip, unix.PACKET_ADD_MEMBERSHIP); err != nil {
@@ -134,7 +217,11 @@ func (r *Responder) Announce(ip netip.Addr) error {
 			return err
 		}
 	}
-	go r.gratuitous(burst, ip)
+	if opts.Probe {
+		go r.probeUntilFree(ctx, ip, o)
+		return nil
+	}
+	go r.gratuitous(ctx, ip)
 	return nil
 }
 
@@ -144,32 +231,223 @@ func (r *Responder) Announce(ip netip.Addr) error {
 func (r *Responder) Reannounce(ip netip.Addr) {
 	ip = ip.Unmap()
 	r.mu.Lock()
-	cancel, ok := r.owned[ip]
-	if !ok {
+	o, ok := r.owned[ip]
+	if !ok || o.state != stateAnswering {
 		r.mu.Unlock()
 		return
 	}
-	cancel()
+	o.cancel()
 	burst, cancel := context.WithCancel(r.ctx)
-	r.owned[ip] = cancel
+	o.cancel = cancel
 	r.mu.Unlock()
 	go r.gratuitous(burst, ip)
 }
 
-// Withdraw stops answering for ip at once.
+// Withdraw stops answering for ip at once (and probing it).
 func (r *Responder) Withdraw(ip netip.Addr) {
 	ip = ip.Unmap()
 	r.mu.Lock()
-	cancel, ok := r.owned[ip]
+	o, ok := r.owned[ip]
 	delete(r.owned, ip)
 	r.mu.Unlock()
 	if !ok {
 		return
 	}
-	cancel()
+	o.cancel()
 	if ip.Is6() {
 		if err := r.membership(ip, unix.PACKET_DROP_MEMBERSHIP); err != nil {
 			r.log.Error(err, "leaving solicited-node group", "address", ip.String())
+		}
+	}
+}
+
+// probeUntilFree probes ip until no other host answers for it, then
+// answers for it. It reports a conflict when it starts and when the other
+// host changes, and its end.
+func (r *Responder) probeUntilFree(ctx context.Context, ip netip.Addr, o *owned) {
+	wait := r.opts.ReprobeInterval
+	var reported net.HardwareAddr
+	for {
+		other, err := r.probe(ctx, ip, o)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			// Failing open: an address that cannot be probed is announced,
+			// as it was before probing existed.
+			r.log.Error(err, "probing; announcing without", "address", ip.String())
+		}
+		if other == nil {
+			r.mu.Lock()
+			if r.owned[ip] != o {
+				r.mu.Unlock()
+				return
+			}
+			o.state = stateAnswering
+			r.mu.Unlock()
+			if reported != nil {
+				r.log.Info("address conflict over; announcing", "address", ip.String())
+				r.report(Conflict{Kind: ConflictResolved, Address: ip})
+			}
+			if r.opts.OnProbed != nil {
+				r.opts.OnProbed(ip)
+			}
+			r.gratuitous(ctx, ip)
+			return
+		}
+		r.mu.Lock()
+		if r.owned[ip] != o {
+			r.mu.Unlock()
+			return
+		}
+		o.state = stateConflict
+		r.mu.Unlock()
+		if !bytes.Equal(other, reported) {
+			reported = other
+			r.Stats.Conflicts.Add(1)
+			r.log.Info("address in use by another host; not announcing it", "address", ip.String(), "mac", other.String())
+			r.report(Conflict{Kind: ConflictProbed, Address: ip, MAC: other})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxReprobeFactor*r.opts.ReprobeInterval)
+	}
+}
+
+// probe sends probeCount probes for ip and returns the MAC of a host that
+// claimed it meanwhile, or nil.
+func (r *Responder) probe(ctx context.Context, ip netip.Addr, o *owned) (net.HardwareAddr, error) {
+	select {
+	case <-o.claims: // a claim seen between probes; the probe tells afresh
+	default:
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for i := range probeCount {
+		if err := r.sendProbe(ip); err != nil {
+			return nil, err
+		}
+		if i == probeCount-1 {
+			timer.Reset(probeWait)
+		} else {
+			timer.Reset(probeInterval)
+		}
+		select {
+		case mac := <-o.claims:
+			return mac, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+	}
+	return nil, nil
+}
+
+func (r *Responder) sendProbe(ip netip.Addr) error {
+	if ip.Is4() {
+		p, err := arpProbe(ip, r.ifi.HardwareAddr)
+		if err != nil {
+			return fmt.Errorf("building ARP probe: %w", err)
+		}
+		if err := r.arp.WriteTo(p, broadcast); err != nil {
+			return fmt.Errorf("sending ARP probe: %w", err)
+		}
+		return nil
+	}
+	frame := dadProbe(ip, r.ifi.HardwareAddr)
+	if frame == nil {
+		return errors.New("building duplicate address detection probe")
+	}
+	if _, err := r.ndp.WriteTo(frame, &packet.Addr{HardwareAddr: net.HardwareAddr(frame[0:6])}); err != nil {
+		return fmt.Errorf("sending duplicate address detection probe: %w", err)
+	}
+	return nil
+}
+
+// observe handles another host's claim on an address: while probing it is
+// a conflict; while answering, a claim (not a probe, which the answer
+// path answers) is counted, reported and defended, at most once every
+// defendInterval.
+func (r *Responder) observe(c claim) {
+	r.mu.RLock()
+	o := r.owned[c.Address]
+	var state addrState
+	if o != nil {
+		state = o.state
+	}
+	r.mu.RUnlock()
+	if o == nil {
+		return
+	}
+	if state != stateAnswering {
+		select {
+		case o.claims <- c.MAC:
+		default:
+		}
+		return
+	}
+	if c.Probe {
+		return
+	}
+	r.mu.Lock()
+	if r.owned[c.Address] != o || time.Since(o.defended) < defendInterval {
+		r.mu.Unlock()
+		return
+	}
+	o.defended = time.Now()
+	r.mu.Unlock()
+	r.Stats.Conflicts.Add(1)
+	mac := append(net.HardwareAddr(nil), c.MAC...)
+	r.log.Info("another host claims an address we answer for; defending it", "address", c.Address.String(), "mac", mac.String())
+	if err := r.sendGratuitous(c.Address); err != nil {
+		r.log.Error(err, "defending address", "address", c.Address.String())
+	} else {
+		r.Stats.Gratuitous.Add(1)
+	}
+	r.report(Conflict{Kind: ConflictSeen, Address: c.Address, MAC: mac})
+}
+
+func (r *Responder) report(c Conflict) {
+	if r.opts.OnConflict == nil {
+		return
+	}
+	c.Interface = r.ifi.Name
+	r.opts.OnConflict(c)
+}
+
+// periodic repeats the gratuitous announcement of every answered address
+// every GratuitousInterval until ctx ends.
+func (r *Responder) periodic(ctx context.Context) {
+	t := time.NewTicker(r.opts.GratuitousInterval)
+	defer t.Stop()
+	var ips []netip.Addr
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ips = ips[:0]
+		r.mu.RLock()
+		for ip, o := range r.owned {
+			if o.state == stateAnswering {
+				ips = append(ips, ip)
+			}
+		}
+		r.mu.RUnlock()
+		for _, ip := range ips {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := r.sendGratuitous(ip); err != nil {
+				r.log.Error(err, "sending periodic gratuitous announcement", "address", ip.String())
+				continue
+			}
+			r.Stats.Gratuitous.Add(1)
 		}
 	}
 }
@@ -251,24 +529,50 @@ func (r *Responder) sendGratuitous(ip netip.Addr) error {
 	return nil
 }
 
+// serveARP reads ARP packets and answers requests for owned addresses.
+// It is the hot path (a speaker may own thousands of addresses, and every
+// host on the LAN asks): it reads into one buffer and writes replies from
+// another with plain read(2) and write(2) on the bound packet socket,
+// without a per-packet sockaddr, frame or reply allocation.
 func (r *Responder) serveARP(ctx context.Context) {
+	hw := r.ifi.HardwareAddr
+	raw, err := r.arpConn.SyscallConn()
+	if err != nil {
+		r.log.Error(err, "reaching the ARP socket")
+		return
+	}
+	buf, out := make([]byte, 128), make([]byte, arpFrameLen)
+	var n int
+	var readErr, writeErr error
+	read := func(fd uintptr) bool {
+		n, readErr = unix.Read(int(fd), buf)
+		return readErr != unix.EAGAIN
+	}
+	write := func(fd uintptr) bool {
+		_, writeErr = unix.Write(int(fd), out)
+		return writeErr != unix.EAGAIN
+	}
+	var p arp.Packet
 	for {
-		p, _, err := r.arp.Read()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
+		if err := raw.Read(read); err != nil || ctx.Err() != nil {
+			return // closed
+		}
+		if readErr != nil || n < arpFrameLen || buf[12] != 0x08 || buf[13] != 0x06 || p.UnmarshalBinary(buf[ethernetHeaderLen:n]) != nil {
 			continue // not an Ethernet/IPv4 ARP packet
 		}
-		if p.Operation == arp.OperationRequest {
-			r.Stats.ARPRequests.Add(1)
+		if c, ok := arpClaim(&p, buf[6:12], hw); ok {
+			r.observe(c)
 		}
-		reply := arpAnswer(p, r.Owns, r.ifi.HardwareAddr)
-		if reply == nil {
+		if p.Operation != arp.OperationRequest {
 			continue
 		}
-		if err := r.arp.WriteTo(reply, p.SenderHardwareAddr); err != nil {
-			r.log.Error(err, "answering ARP", "address", p.TargetIP.String())
+		r.Stats.ARPRequests.Add(1)
+		if !shouldAnswerARP(&p, r.Owns) {
+			continue
+		}
+		putARPReply(out, hw, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
+		if err := raw.Write(write); err != nil || writeErr != nil {
+			r.log.Error(errors.Join(err, writeErr), "answering ARP", "address", p.TargetIP.String())
 			continue
 		}
 		r.Stats.ARPAnswers.Add(1)
@@ -284,6 +588,12 @@ func (r *Responder) serveNDP(ctx context.Context) {
 				return
 			}
 			continue
+		}
+		if c, ok := ndpClaim(buf[:n], r.ifi.HardwareAddr); ok {
+			r.observe(c)
+		}
+		if n <= ethernetHeaderLen+ipv6HeaderLen || buf[ethernetHeaderLen+ipv6HeaderLen] != 135 {
+			continue // an advertisement
 		}
 		r.Stats.NDPSolicitations.Add(1)
 		reply := ndpAnswer(buf[:n], r.Owns, r.ifi.HardwareAddr, r.linkLocal)

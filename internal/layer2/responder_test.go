@@ -13,7 +13,7 @@ import (
 )
 
 // startResponder opens a responder inside the link's speaker namespace.
-func startResponder(ctx context.Context, t *testing.T, l *testenv.Link) *Responder {
+func startResponder(ctx context.Context, t *testing.T, l *testenv.Link, opts Options) *Responder {
 	t.Helper()
 	var r *Responder
 	err := l.InSpeaker(func() error {
@@ -21,7 +21,7 @@ func startResponder(ctx context.Context, t *testing.T, l *testenv.Link) *Respond
 		if err != nil {
 			return err
 		}
-		r, err = NewResponder(ifi, testr.New(t))
+		r, err = NewResponder(ifi, testr.New(t), opts)
 		return err
 	})
 	if err != nil {
@@ -35,12 +35,12 @@ func TestResponderOnALink(t *testing.T) {
 	l := testenv.NewLink(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r := startResponder(ctx, t, l)
+	r := startResponder(ctx, t, l, Options{})
 	ours, reachableOurs := testenv.ResolvesTo(l.SpeakerMAC), testenv.ReachableAt(l.SpeakerMAC)
 
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		t.Run("resolves "+vip.String(), func(t *testing.T) {
-			if err := r.Announce(vip); err != nil {
+			if err := r.Announce(vip, AnnounceOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			l.Touch(vip)
@@ -50,7 +50,7 @@ func TestResponderOnALink(t *testing.T) {
 		t.Run("gratuitous announcement replaces an old entry "+vip.String(), func(t *testing.T) {
 			r.Withdraw(vip)
 			l.SetNeighbour(vip, "02:00:00:00:00:99", "stale")
-			if err := r.Announce(vip); err != nil {
+			if err := r.Announce(vip, AnnounceOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			l.WaitNeighbour(t, vip, "our MAC after the gratuitous announcement", ours)

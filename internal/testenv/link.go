@@ -26,7 +26,7 @@ type Link struct {
 }
 
 // NewLink makes a Link. It needs root; a test run with -short skips it.
-func NewLink(t *testing.T) *Link {
+func NewLink(t testing.TB) *Link {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("makes network namespaces, which needs root")

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
@@ -40,9 +41,15 @@ type Network interface {
 
 // Responder answers for addresses on one interface.
 type Responder interface {
-	Announce(netip.Addr) error
+	Announce(netip.Addr, layer2.AnnounceOptions) error
 	Reannounce(netip.Addr)
 	Withdraw(netip.Addr)
+	// Owns tells whether an announced address is answered (not while its
+	// probe runs, nor while another host uses it).
+	Owns(netip.Addr) bool
+	// InConflict tells whether an announced address is not answered
+	// because another host on the link uses it.
+	InConflict(netip.Addr) bool
 }
 
 // Labels of ServiceL2Status objects, to find a Service's.
@@ -52,6 +59,9 @@ const (
 	// ReasonAnnounced is the Event reason when a node starts announcing a
 	// Service's addresses.
 	ReasonAnnounced = "nodeAssigned"
+	// ReasonAddressConflict is the Warning Event reason when another host
+	// on the LAN uses a Service's address.
+	ReasonAddressConflict = "AddressConflict"
 )
 
 // planKey is the one request every change maps to: the plan is computed
@@ -78,6 +88,53 @@ type Reconciler struct {
 	announced map[string]bool
 	// alive is the membership the last plan was made with.
 	alive map[string]bool
+	// reportedConflict and reportedSeen are the other host's MAC last told
+	// to the Services of an address (a probe found it in use; it was seen
+	// claiming an address we answer), so that each conflict makes one
+	// Event, not one per plan.
+	reportedConflict, reportedSeen map[netip.Addr]string
+
+	// conflictChanges wakes the reconciler when a responder reports a
+	// conflict; Setup makes it.
+	conflictChanges chan event.GenericEvent
+	cmu             sync.Mutex
+	// lastConflict is the last probed conflict reported per address.
+	lastConflict map[netip.Addr]layer2.Conflict
+	// seen are the conflicts seen while answering, not yet told.
+	seen []layer2.Conflict
+}
+
+// HandleConflict takes a responder's conflict report (wire it to
+// layer2.Options.OnConflict) and recomputes the plan, which tells the
+// Services.
+func (r *Reconciler) HandleConflict(c layer2.Conflict) {
+	r.cmu.Lock()
+	switch c.Kind {
+	case layer2.ConflictProbed:
+		if r.lastConflict == nil {
+			r.lastConflict = map[netip.Addr]layer2.Conflict{}
+		}
+		r.lastConflict[c.Address] = c
+	case layer2.ConflictSeen:
+		r.seen = append(r.seen, c)
+	}
+	r.cmu.Unlock()
+	r.wake()
+}
+
+// HandleProbed takes a responder's news that a probed address is now
+// answered (wire it to layer2.Options.OnProbed) and recomputes the plan,
+// which reports it.
+func (r *Reconciler) HandleProbed(netip.Addr) { r.wake() }
+
+func (r *Reconciler) wake() {
+	if r.conflictChanges == nil {
+		return
+	}
+	select {
+	case r.conflictChanges <- event.GenericEvent{Object: &corev1.Service{}}:
+	default: // a plan is pending already
+	}
 }
 
 // Reconcile recomputes the plan and applies this node's part of it.
@@ -101,8 +158,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
 	}
+	taken, err := r.announcedElsewhere(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
 	want := map[netip.Addr][]string{}
 	services := map[string]netip.Addr{}
+	// servicesOf are the Services of each address (a dual-stack Service
+	// has two).
+	servicesOf := map[netip.Addr][]string{}
+	// probe: addresses that no other node announced for any of their
+	// Services, new to the cluster, are probed before being answered; a
+	// take-over is not.
+	probe := map[netip.Addr]bool{}
 	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
 	for _, a := range plan {
 		if a.Node != r.Node {
@@ -114,21 +182,140 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			continue
 		}
 		want[a.Address] = ifaces
+		probe[a.Address] = true
 		for _, s := range a.Services {
 			services[s] = a.Address
+			servicesOf[a.Address] = append(servicesOf[a.Address], s)
+			probe[a.Address] = probe[a.Address] && !taken[s]
 		}
 	}
-	if err := r.apply(ctx, want, rejoined); err != nil {
+	if err := r.apply(ctx, want, rejoined, probe); err != nil {
 		return reconcile.Result{}, err
 	}
 	r.Observer.planned(ctx, in, plan, want, host)
+	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	// A Service with an address not answered yet (its probe runs) or in
+	// conflict gets no ServiceL2Status and no Event yet: whoever
+	// announces it next probes again.
+	for ip := range unanswered {
+		for _, key := range servicesOf[ip] {
+			delete(services, key)
+		}
+	}
 	return reconcile.Result{}, r.report(ctx, in, want, services)
 }
 
+// announcedElsewhere names the Services whose ServiceL2Status names
+// another node: their addresses are known to the cluster, and whoever
+// takes them over does not probe.
+func (r *Reconciler) announcedElsewhere(ctx context.Context) (map[string]bool, error) {
+	var list barelbv1beta1.ServiceL2StatusList
+	if err := r.Client.List(ctx, &list, client.InNamespace(r.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing ServiceL2Statuses: %w", err)
+	}
+	out := map[string]bool{}
+	for _, s := range list.Items {
+		if s.Status.Node != "" && s.Status.Node != r.Node {
+			out[s.Status.ServiceNamespace+"/"+s.Status.ServiceName] = true
+		}
+	}
+	return out, nil
+}
+
+// conflicts returns the wanted addresses not answered on any interface
+// (probed, or in conflict on some interface), and tells their Services once per conflict: a
+// Warning Event for a new conflict, found by a probe or seen while
+// answering.
+func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (map[netip.Addr]bool, error) {
+	byAddr := map[netip.Addr][]*corev1.Service{}
+	for ip, keys := range servicesOf {
+		for _, key := range keys {
+			if svc := in.byKey[key]; svc != nil {
+				byAddr[ip] = append(byAddr[ip], svc)
+			}
+		}
+	}
+	r.cmu.Lock()
+	last := map[netip.Addr]layer2.Conflict{}
+	for ip, c := range r.lastConflict {
+		if _, ok := want[ip]; ok {
+			last[ip] = c
+		} else {
+			delete(r.lastConflict, ip)
+		}
+	}
+	seen := r.seen
+	r.seen = nil
+	r.cmu.Unlock()
+
+	if r.reportedConflict == nil {
+		r.reportedConflict, r.reportedSeen = map[netip.Addr]string{}, map[netip.Addr]string{}
+	}
+	conflicted, unanswered := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for ip, names := range want {
+		inConflict, answered := false, false
+		for _, name := range names {
+			resp, err := r.Network.Responder(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			inConflict = inConflict || resp.InConflict(ip)
+			answered = answered || resp.Owns(ip)
+		}
+		if inConflict || !answered {
+			unanswered[ip] = true
+		}
+		if !inConflict {
+			continue
+		}
+		conflicted[ip] = true
+		c := last[ip]
+		if r.reportedConflict[ip] == c.MAC.String() {
+			continue
+		}
+		r.reportedConflict[ip] = c.MAC.String()
+		r.Log.Info("address in use by another host; not announcing it", "address", ip.String(), "mac", c.MAC.String(), "interface", c.Interface)
+		for _, svc := range byAddr[ip] {
+			r.Recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAddressConflict,
+				"address %s is in use by another host (MAC %s, on interface %s of node %q); not announcing it until it is free",
+				ip, c.MAC, c.Interface, r.Node)
+		}
+	}
+	for ip := range r.reportedConflict {
+		if !conflicted[ip] {
+			delete(r.reportedConflict, ip)
+			if _, ok := want[ip]; ok {
+				r.Log.Info("address conflict over; announcing", "address", ip.String())
+			}
+		}
+	}
+	for _, c := range seen {
+		if _, ok := want[c.Address]; !ok || r.reportedSeen[c.Address] == c.MAC.String() {
+			continue
+		}
+		r.reportedSeen[c.Address] = c.MAC.String()
+		r.Log.Info("another host claims an announced address; defending it", "address", c.Address.String(), "mac", c.MAC.String(), "interface", c.Interface)
+		for _, svc := range byAddr[c.Address] {
+			r.Recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAddressConflict,
+				"another host (MAC %s, on interface %s of node %q) claims address %s; still announcing and defending it",
+				c.MAC, c.Interface, r.Node, c.Address)
+		}
+	}
+	for ip := range r.reportedSeen {
+		if _, ok := want[ip]; !ok {
+			delete(r.reportedSeen, ip)
+		}
+	}
+	return unanswered, nil
+}
+
 // apply withdraws first, so that a lost address stops being answered at
-// once, then announces; with reannounce, addresses kept are announced
-// again too.
-func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, reannounce bool) error {
+// once, then announces (after a probe for the addresses in probe); with
+// reannounce, addresses kept are announced again too.
+func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, reannounce bool, probe map[netip.Addr]bool) error {
 	if r.answering == nil {
 		r.answering = map[netip.Addr][]string{}
 	}
@@ -155,10 +342,10 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 				}
 				continue
 			}
-			if err := resp.Announce(ip); err != nil {
+			if err := resp.Announce(ip, layer2.AnnounceOptions{Probe: probe[ip]}); err != nil {
 				return fmt.Errorf("announcing %s on %s: %w", ip, name, err)
 			}
-			r.Log.Info("announcing", "address", ip.String(), "interface", name)
+			r.Log.Info("announcing", "address", ip.String(), "interface", name, "probe", probe[ip])
 		}
 	}
 	r.answering = want

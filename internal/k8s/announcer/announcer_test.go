@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +58,7 @@ type linkNetwork struct {
 	link *testenv.Link
 	mu   sync.Mutex
 	resp *layer2.Responder
+	opts layer2.Options
 }
 
 func (n *linkNetwork) Interfaces() ([]layer2.Interface, error) {
@@ -76,7 +78,7 @@ func (n *linkNetwork) Responder(_ context.Context, name string) (Responder, erro
 		if err != nil {
 			return err
 		}
-		n.resp, err = layer2.NewResponder(ifi, testr.New(n.t))
+		n.resp, err = layer2.NewResponder(ifi, testr.New(n.t), n.opts)
 		return err
 	})
 	if err != nil {
@@ -128,18 +130,32 @@ func TestAnnouncer(t *testing.T) {
 	replan := func() { changes <- event.GenericEvent{Object: &corev1.Node{}} }
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: testr.New(t)})
 	must(err)
+	network := &linkNetwork{t: t, ctx: ctx, link: link}
 	r := &Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: testr.New(t),
-		Node: "n1", Namespace: namespace, Members: m, Network: &linkNetwork{t: t, ctx: ctx, link: link},
+		Node: "n1", Namespace: namespace, Members: m, Network: network,
 	}
+	network.opts = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, ReprobeInterval: 300 * time.Millisecond}
 	must(Setup(mgr, r, changes))
 	go func() { _ = mgr.Start(ctx) }()
 
 	ours, reachable := testenv.ResolvesTo(link.SpeakerMAC), testenv.ReachableAt(link.SpeakerMAC)
-	statusOf := func() (*barelbv1beta1.ServiceL2Status, error) {
+	statusOfService := func(name string) (*barelbv1beta1.ServiceL2Status, error) {
 		var s barelbv1beta1.ServiceL2Status
-		err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: statusName("default", "web")}, &s)
+		err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: statusName("default", name)}, &s)
 		return &s, err
+	}
+	statusOf := func() (*barelbv1beta1.ServiceL2Status, error) { return statusOfService("web") }
+	eventsOf := func(name, reason string) []corev1.Event {
+		var events corev1.EventList
+		_ = c.List(ctx, &events, client.InNamespace("default"))
+		var out []corev1.Event
+		for _, e := range events.Items {
+			if e.Reason == reason && e.InvolvedObject.Name == name {
+				out = append(out, e)
+			}
+		}
+		return out
 	}
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
@@ -202,5 +218,45 @@ func TestAnnouncer(t *testing.T) {
 			link.WaitNeighbour(t, vip, "our MAC after the gratuitous announcement", ours)
 		}
 		waitFor("ServiceL2Status naming n1 again", func() bool { s, err := statusOf(); return err == nil && s.Status.Node == "n1" })
+	})
+
+	t.Run("an address another host uses is not announced until it is free", func(t *testing.T) {
+		taken := netip.MustParseAddr("198.51.100.201")
+		link.Run("ip", "-n", link.Client, "addr", "add", taken.String()+"/24", "dev", link.ClientIf)
+		other := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: "default", Annotations: map[string]string{config.AnnotationAllocatedFromPool: "lan"}},
+			Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		must(c.Create(ctx, other))
+		other.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: taken.String()}}
+		must(c.Status().Update(ctx, other))
+		waitFor("an AddressConflict Event", func() bool { return len(eventsOf("taken", ReasonAddressConflict)) > 0 })
+		e := eventsOf("taken", ReasonAddressConflict)[0]
+		t.Logf("Event: %s %s: %s", e.Type, e.Reason, e.Message)
+		if e.Type != corev1.EventTypeWarning || !strings.Contains(e.Message, "02:00:00:00:00:64") || !strings.Contains(e.Message, link.SpeakerIf) {
+			t.Errorf("Event does not name the client's MAC and the interface: %s", e.Message)
+		}
+		// Plans go on (a replan on every re-probe would be one per
+		// 300 ms here); the conflict is told once.
+		replan()
+		time.Sleep(time.Second)
+		if _, err := statusOfService("taken"); err == nil {
+			t.Error("ServiceL2Status written for an address in conflict")
+		}
+		if n := len(eventsOf("taken", ReasonAddressConflict)); n != 1 || eventsOf("taken", ReasonAddressConflict)[0].Count != 1 {
+			t.Errorf("%d AddressConflict Events (count %d), want one", n, eventsOf("taken", ReasonAddressConflict)[0].Count)
+		}
+		if len(eventsOf("taken", ReasonAnnounced)) != 0 {
+			t.Error("a nodeAssigned Event for an address in conflict")
+		}
+
+		link.Run("ip", "-n", link.Client, "addr", "del", taken.String()+"/24", "dev", link.ClientIf)
+		waitFor("ServiceL2Status of the freed address naming n1", func() bool {
+			s, err := statusOfService("taken")
+			return err == nil && s.Status.Node == "n1"
+		})
+		waitFor("a nodeAssigned Event", func() bool { return len(eventsOf("taken", ReasonAnnounced)) > 0 })
+		link.Touch(taken)
+		link.WaitNeighbour(t, taken, "our MAC", reachable)
 	})
 }

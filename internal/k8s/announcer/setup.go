@@ -36,6 +36,8 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 	if memberChanges != nil {
 		b = b.WatchesRawSource(source.Channel(memberChanges, toPlan))
 	}
+	r.conflictChanges = make(chan event.GenericEvent, 1)
+	b = b.WatchesRawSource(source.Channel(r.conflictChanges, toPlan))
 	if err := b.Complete(r); err != nil {
 		return fmt.Errorf("setting up the layer-2 announcer: %w", err)
 	}
@@ -47,6 +49,9 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 type HostNetwork struct {
 	Ctx context.Context
 	Log logr.Logger
+	// Options are every responder's (OnConflict and OnProbed: the
+	// Reconciler's HandleConflict and HandleProbed).
+	Options layer2.Options
 
 	mu         sync.Mutex
 	responders map[string]*layer2.Responder
@@ -66,7 +71,7 @@ func (h *HostNetwork) Responder(_ context.Context, name string) (Responder, erro
 	if err != nil {
 		return nil, fmt.Errorf("finding interface %s: %w", name, err)
 	}
-	r, err := layer2.NewResponder(ifi, h.Log)
+	r, err := layer2.NewResponder(ifi, h.Log, h.Options)
 	if err != nil {
 		return nil, err
 	}
