@@ -87,7 +87,7 @@ func TestFRRLab(t *testing.T) {
 		HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, ConnectRetry: 2 * time.Second,
 		NextHopV6: netip.MustParseAddr("2001:db8:100::1")}
 	ibgp := Peer{Name: "ibgp", Address: netip.MustParseAddr(routerV4), ASN: routerASN, LocalASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.2"),
-		RouterID: netip.MustParseAddr("198.51.100.2"), ConnectRetry: 2 * time.Second}
+		RouterID: netip.MustParseAddr("198.51.100.2"), ConnectRetry: 2 * time.Second, GracefulRestart: true}
 	v6 := Peer{Name: "v6", Address: netip.MustParseAddr(routerV6), ASN: routerASN, SourceAddress: netip.MustParseAddr("2001:db8:100::1"),
 		ConnectRetry: 2 * time.Second, DisableMP: true}
 
@@ -102,6 +102,12 @@ func TestFRRLab(t *testing.T) {
 	for _, n := range []string{"198.51.100.1", "198.51.100.2", "2001:db8:100::1"} {
 		if st := router.neighborState(t, n); st != "Established" {
 			t.Errorf("FRR's neighbour %s is %q", n, st)
+		}
+	}
+	// Graceful restart only where asked.
+	for n, want := range map[string]bool{"198.51.100.1": false, "198.51.100.2": true} {
+		if got := strings.Contains(router.capability(t, n, "gracefulRestart"), "eceived"); got != want {
+			t.Errorf("FRR's neighbour %s: graceful restart received %v, want %v", n, got, want)
 		}
 	}
 
@@ -401,6 +407,20 @@ func (f *frr) neighborState(t *testing.T, addr string) string {
 		t.Fatalf("neighbour JSON: %v\n%s", err, out)
 	}
 	return n[addr].State
+}
+
+// capability is how FRR describes a capability of a neighbour
+// ("advertisedAndReceived", "advertised", …).
+func (f *frr) capability(t *testing.T, addr, name string) string {
+	t.Helper()
+	var n map[string]struct {
+		Capabilities map[string]any `json:"neighborCapabilities"`
+	}
+	out := f.vtysh(t, "show bgp neighbors "+addr+" json")
+	if err := json.Unmarshal(out, &n); err != nil {
+		t.Fatalf("neighbour JSON: %v\n%s", err, out)
+	}
+	return fmt.Sprint(n[addr].Capabilities[name])
 }
 
 // frrPath is one path of `show bgp AFI unicast PREFIX json`.

@@ -18,6 +18,15 @@
 //
 // GoBGP's Serve loop never ends, so a server whose peer is removed is
 // stopped (StopBgp) and kept for the next new peer rather than leaked.
+//
+// Known limitation: GoBGP v3 keeps two route-selection settings in package
+// variables (table.SelectionOptions, table.UseMultiplePaths) that every
+// StartBgp writes and every server reads while propagating paths. The
+// Speaker never sets them, so every write stores the same zero values and
+// nothing observable changes, but the race detector reports starting a
+// server while another one sends routes. Removing it means one GoBGP
+// server with per-neighbour export policies (or servers all started
+// before any session opens).
 package bgp
 
 import (
