@@ -239,6 +239,13 @@ func TestFRRLab(t *testing.T) {
 		waitUp(t, sp, "ebgp", 15*time.Second)
 		t.Logf("MEASURED bgpd restarted: ebgp established %v later (connect retry 2 s)", time.Since(start).Round(time.Millisecond))
 	})
+	if log, err := os.ReadFile(filepath.Join(router.dir, "bgpd.log")); err == nil {
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "2001:db8:100::1") && !strings.Contains(line, "connect") {
+				t.Logf("FRR: %s", line)
+			}
+		}
+	}
 	events.mu.Lock()
 	for _, e := range events.events {
 		t.Logf("event %s %s %s up=%v wasUp=%v reason=%q", e.Time.Format("15:04:05.000"), e.Peer, e.State, e.Up, e.WasUp, e.Reason)

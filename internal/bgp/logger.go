@@ -59,6 +59,16 @@ func (g *gobgpLogger) note(msg string, fields gobgplog.Fields) {
 		reason = fmt.Sprint(fields["Reason"])
 	case "failed to connect":
 		reason = fmt.Sprint(fields["Error"])
+	case "state changed":
+		// A session that fails before Established (a NOTIFICATION in
+		// reply to our OPEN) gets no "Peer Down"; its reason is here.
+		if fields["new"] != "BGP_FSM_IDLE" || fields["reason"] == nil {
+			return
+		}
+		reason = fmt.Sprint(fields["reason"])
+		if reason == "<nil>" {
+			return
+		}
 	case "Peer Up":
 		reason = ""
 	default:
