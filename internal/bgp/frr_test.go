@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	apipb "github.com/osrg/gobgp/v3/api"
 
 	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/testenv"
@@ -141,6 +142,14 @@ func TestFRRLab(t *testing.T) {
 		if r.Peer != "2001:db8:100::1" {
 			t.Errorf("2001:db8:5::8/128 learnt from %q, want the IPv6 session", r.Peer)
 		}
+		// What FRR sends back (it passes each session's routes on to the
+		// others) stays out of the speaker's RIBs: each holds its own.
+		time.Sleep(500 * time.Millisecond)
+		for name, want := range map[string]int{"ebgp": 2, "ibgp": 1, "v6": 1} {
+			if got := ribSize(t, sp, name); got != want {
+				t.Errorf("session %s: %d paths in GoBGP's RIB, want %d (its own)", name, got, want)
+			}
+		}
 		// Per-peer routes: 203.0.113.8 went to ibgp only.
 		if paths := router.routes(t, "ipv4", "203.0.113.8/32"); len(paths) != 1 {
 			t.Errorf("203.0.113.8/32 has %d paths, want 1 (ibgp only): %+v", len(paths), paths)
@@ -251,6 +260,22 @@ func TestFRRLab(t *testing.T) {
 		t.Logf("event %s %s %s up=%v wasUp=%v reason=%q", e.Time.Format("15:04:05.000"), e.Peer, e.State, e.Up, e.WasUp, e.Reason)
 	}
 	events.mu.Unlock()
+}
+
+func ribSize(t *testing.T, sp *Speaker, name string) int {
+	t.Helper()
+	sp.mu.Lock()
+	sess := sp.sessions[name]
+	sp.mu.Unlock()
+	n := 0
+	for _, f := range []*apipb.Family{familyV4, familyV6} {
+		err := sess.srv.ListPath(context.Background(), &apipb.ListPathRequest{TableType: apipb.TableType_GLOBAL, Family: f},
+			func(d *apipb.Destination) { n += len(d.Paths) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
 }
 
 type eventLog struct {

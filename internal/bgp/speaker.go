@@ -347,6 +347,10 @@ func (sess *session) start(ctx context.Context, p Peer, opts Options) error {
 	}}); err != nil {
 		return fmt.Errorf("starting BGP (router ID %s, ASN %d): %w", routerID, asn, err)
 	}
+	if err := dropReceivedRoutes(ctx, sess.srv); err != nil {
+		_ = sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
+		return err
+	}
 	// The watch is registered after StartBgp: a stopped server forgets
 	// its watchers' filters along with its global state.
 	wctx, cancel := context.WithCancel(context.Background())
@@ -363,6 +367,34 @@ func (sess *session) start(ctx context.Context, p Peer, opts Options) error {
 	sess.peer = p
 	sess.routes = map[netip.Prefix]installed{}
 	sess.log.setCancel(cancel)
+	return nil
+}
+
+// importPolicy is the name of the policy dropping routes from the peer.
+const importPolicy = "barelb-drop-received"
+
+// dropReceivedRoutes keeps what the router sends out of the server's RIB:
+// the speaker only advertises, and a router may send a full table. GoBGP's
+// global import policy also judges locally added paths, so the policy
+// rejects routes learnt over iBGP and eBGP and accepts the rest (local).
+func dropReceivedRoutes(ctx context.Context, srv *server.BgpServer) error {
+	reject := func(name string, t apipb.Conditions_RouteType) *apipb.Statement {
+		return &apipb.Statement{Name: name, Conditions: &apipb.Conditions{RouteType: t},
+			Actions: &apipb.Actions{RouteAction: apipb.RouteAction_REJECT}}
+	}
+	policy := &apipb.Policy{Name: importPolicy, Statements: []*apipb.Statement{
+		reject(importPolicy+"-ibgp", apipb.Conditions_ROUTE_TYPE_INTERNAL),
+		reject(importPolicy+"-ebgp", apipb.Conditions_ROUTE_TYPE_EXTERNAL),
+	}}
+	if err := srv.AddPolicy(ctx, &apipb.AddPolicyRequest{Policy: policy}); err != nil {
+		return fmt.Errorf("adding the import policy: %w", err)
+	}
+	if err := srv.AddPolicyAssignment(ctx, &apipb.AddPolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
+		Name: "global", Direction: apipb.PolicyDirection_IMPORT,
+		Policies: []*apipb.Policy{{Name: importPolicy}}, DefaultAction: apipb.RouteAction_ACCEPT,
+	}}); err != nil {
+		return fmt.Errorf("assigning the import policy: %w", err)
+	}
 	return nil
 }
 
