@@ -227,7 +227,7 @@ func TestFRRLab(t *testing.T) {
 		}
 	})
 
-	t.Run("router starts after us: connect retry", func(t *testing.T) {
+	t.Run("router crashes, then a session set up before the router starts", func(t *testing.T) {
 		router.stopBGPD(t)
 		deadline := time.Now().Add(15 * time.Second)
 		for status(sp, "ebgp").Up {
@@ -241,12 +241,24 @@ func TestFRRLab(t *testing.T) {
 		} else {
 			t.Logf("MEASURED down event: state %s reason %q", ev.State, ev.Reason)
 		}
-		// Let a few connection attempts fail first.
-		time.Sleep(3 * time.Second)
+		// A fresh session (no leftover idle hold), configured while no
+		// bgpd runs: its attempts are refused until bgpd starts.
+		if err := sp.SetPeers(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.SetPeers(ctx, []Peer{ebgp}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		st := status(sp, "ebgp")
+		if st.Up || st.Reason == "" {
+			t.Errorf("with no bgpd: %+v, want down with a reason", st)
+		}
+		t.Logf("MEASURED no bgpd yet: state %s, reason %q", st.State, st.Reason)
 		start := time.Now()
 		router.startBGPD(t)
 		waitUp(t, sp, "ebgp", 15*time.Second)
-		t.Logf("MEASURED bgpd restarted: ebgp established %v later (connect retry 2 s)", time.Since(start).Round(time.Millisecond))
+		t.Logf("MEASURED bgpd started after the session was set: established %v after bgpd's start (connect retry 2 s: GoBGP waits 2-4 s between attempts)", time.Since(start).Round(time.Millisecond))
 	})
 	if log, err := os.ReadFile(filepath.Join(router.dir, "bgpd.log")); err == nil {
 		for _, line := range strings.Split(string(log), "\n") {
