@@ -1,0 +1,563 @@
+package bgp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	apipb "github.com/osrg/gobgp/v3/api"
+
+	"github.com/barelb/barelb/internal/config"
+	"github.com/barelb/barelb/internal/testenv"
+)
+
+// The lab: testenv.NewLink joins a speaker namespace (198.51.100.1,
+// 2001:db8:100::1, plus .2 and .3 added here) and a router namespace
+// (198.51.100.100, 2001:db8:100::100) where FRR's zebra and bgpd run by
+// hand. GoBGP dials from its own goroutines, which may run on any thread,
+// so the Speaker cannot live in a namespace entered by one thread: the
+// test runs itself again, whole, inside the speaker namespace.
+const (
+	labEnv      = "BARELB_BGP_LAB"
+	routerASN   = 64501
+	speakerASN  = 64500
+	routerV4    = "198.51.100.100"
+	routerV6    = "2001:db8:100::100"
+	md5Password = "s3cret"
+)
+
+// labSpec is handed to the test run inside the speaker namespace.
+type labSpec struct {
+	Router string // router namespace
+}
+
+func TestFRR(t *testing.T) {
+	if os.Getenv(labEnv) != "" {
+		t.Skip("the outer half of the lab test")
+	}
+	link := testenv.NewLink(t)
+	for _, a := range []string{"198.51.100.2/24", "198.51.100.3/24"} {
+		link.Run("ip", "-n", link.Speaker, "addr", "add", a, "dev", link.SpeakerIf)
+	}
+	spec, _ := json.Marshal(labSpec{Router: link.Client})
+	args := []string{"netns", "exec", link.Speaker, os.Args[0], "-test.run", "^TestFRRLab$", "-test.v", "-test.count=1"}
+	cmd := exec.Command("ip", args...)
+	cmd.Env = append(os.Environ(), labEnv+"="+string(spec))
+	out, err := cmd.CombinedOutput()
+	t.Logf("inside the speaker namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("the lab test failed: %v", err)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestFRRLab") {
+		t.Fatal("the lab test did not run")
+	}
+}
+
+// TestFRRLab runs inside the speaker namespace, started by TestFRR.
+func TestFRRLab(t *testing.T) {
+	raw := os.Getenv(labEnv)
+	if raw == "" {
+		t.Skip("run by TestFRR inside the speaker namespace")
+	}
+	var spec labSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	router := startFRR(t, spec.Router)
+
+	events := &eventLog{}
+	sp := New(Options{RouterID: netip.MustParseAddr("198.51.100.1"), ASN: speakerASN, Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 0}), OnEvent: events.add})
+	if err := sp.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Stop(context.Background()) })
+
+	ebgp := Peer{Name: "ebgp", Address: netip.MustParseAddr(routerV4), ASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.1"),
+		HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, ConnectRetry: 2 * time.Second,
+		NextHopV6: netip.MustParseAddr("2001:db8:100::1")}
+	ibgp := Peer{Name: "ibgp", Address: netip.MustParseAddr(routerV4), ASN: routerASN, LocalASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.2"),
+		RouterID: netip.MustParseAddr("198.51.100.2"), ConnectRetry: 2 * time.Second, GracefulRestart: true}
+	v6 := Peer{Name: "v6", Address: netip.MustParseAddr(routerV6), ASN: routerASN, SourceAddress: netip.MustParseAddr("2001:db8:100::1"),
+		ConnectRetry: 2 * time.Second, DisableMP: true}
+
+	start := time.Now()
+	if err := sp.SetPeers(ctx, []Peer{ebgp, ibgp, v6}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ebgp", "ibgp", "v6"} {
+		waitUp(t, sp, name, 15*time.Second)
+		t.Logf("MEASURED session %s established %v after SetPeers", name, time.Since(start).Round(time.Millisecond))
+	}
+	for _, n := range []string{"198.51.100.1", "198.51.100.2", "2001:db8:100::1"} {
+		if st := router.neighborState(t, n); st != "Established" {
+			t.Errorf("FRR's neighbour %s is %q", n, st)
+		}
+	}
+	// Graceful restart only where asked.
+	for n, want := range map[string]bool{"198.51.100.1": false, "198.51.100.2": true} {
+		if got := strings.Contains(router.capability(t, n, "gracefulRestart"), "eceived"); got != want {
+			t.Errorf("FRR's neighbour %s: graceful restart received %v, want %v", n, got, want)
+		}
+	}
+
+	t.Run("routes with attributes", func(t *testing.T) {
+		start := time.Now()
+		err := sp.SetRoutes(ctx, map[string][]Route{
+			"ebgp": {
+				{Prefix: netip.MustParsePrefix("203.0.113.7/32"), LocalPref: 300, // not sent: eBGP
+					Communities: []config.Community{config.StandardCommunity(64500, 1), config.LargeCommunity(64500, 7, 7)}},
+				{Prefix: netip.MustParsePrefix("2001:db8:5::7/128"), Communities: []config.Community{config.StandardCommunity(64500, 6)}},
+			},
+			"ibgp": {{Prefix: netip.MustParsePrefix("203.0.113.8/32"), LocalPref: 250}},
+			"v6":   {{Prefix: netip.MustParsePrefix("2001:db8:5::8/128")}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := router.waitRoute(t, "ipv4", "203.0.113.7/32", 10*time.Second)
+		t.Logf("MEASURED 203.0.113.7/32 visible in FRR %v after SetRoutes", time.Since(start).Round(time.Millisecond))
+		r.expect(t, "198.51.100.1", "64500", []string{"64500:1"}, []string{"64500:7:7"}, 0)
+		r = router.waitRoute(t, "ipv4", "203.0.113.8/32", 10*time.Second)
+		r.expect(t, "198.51.100.2", "Local", nil, nil, 250) // iBGP: empty AS path
+		r = router.waitRoute(t, "ipv6", "2001:db8:5::7/128", 10*time.Second)
+		t.Logf("MEASURED 2001:db8:5::7/128 (IPv6 over the IPv4 session) visible %v after SetRoutes", time.Since(start).Round(time.Millisecond))
+		r.expect(t, "2001:db8:100::1", "64500", []string{"64500:6"}, nil, 0)
+		if r.Peer != "198.51.100.1" {
+			t.Errorf("2001:db8:5::7/128 learnt from %q, want the IPv4 session 198.51.100.1", r.Peer)
+		}
+		r = router.waitRoute(t, "ipv6", "2001:db8:5::8/128", 10*time.Second)
+		r.expect(t, "2001:db8:100::1", "64500", nil, nil, 0)
+		if r.Peer != "2001:db8:100::1" {
+			t.Errorf("2001:db8:5::8/128 learnt from %q, want the IPv6 session", r.Peer)
+		}
+		// What FRR sends back (it passes each session's routes on to the
+		// others) stays out of the speaker's RIBs: each holds its own.
+		time.Sleep(500 * time.Millisecond)
+		for name, want := range map[string]int{"ebgp": 2, "ibgp": 1, "v6": 1} {
+			if got := ribSize(t, sp, name); got != want {
+				t.Errorf("session %s: %d paths in GoBGP's RIB, want %d (its own)", name, got, want)
+			}
+		}
+		// Per-peer routes: 203.0.113.8 went to ibgp only.
+		if paths := router.routes(t, "ipv4", "203.0.113.8/32"); len(paths) != 1 {
+			t.Errorf("203.0.113.8/32 has %d paths, want 1 (ibgp only): %+v", len(paths), paths)
+		}
+	})
+
+	t.Run("attributes change and withdraw", func(t *testing.T) {
+		start := time.Now()
+		if err := sp.SetRoutes(ctx, map[string][]Route{
+			"ebgp": {{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Communities: []config.Community{config.StandardCommunity(64500, 2)}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, gone := range []struct{ afi, prefix string }{{"ipv4", "203.0.113.8/32"}, {"ipv6", "2001:db8:5::7/128"}, {"ipv6", "2001:db8:5::8/128"}} {
+			router.waitGone(t, gone.afi, gone.prefix, 10*time.Second)
+		}
+		t.Logf("MEASURED withdrawals gone from FRR %v after SetRoutes", time.Since(start).Round(time.Millisecond))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := router.waitRoute(t, "ipv4", "203.0.113.7/32", time.Second)
+			if len(r.Communities) == 1 && r.Communities[0] == "64500:2" && len(r.Large) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("203.0.113.7/32 still carries %v %v", r.Communities, r.Large)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := sp.SetRoutes(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		router.waitGone(t, "ipv4", "203.0.113.7/32", 10*time.Second)
+	})
+
+	t.Run("wrong MD5 password, then the right one", func(t *testing.T) {
+		md5 := Peer{Name: "md5", Address: netip.MustParseAddr(routerV4), ASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.3"),
+			ConnectRetry: 2 * time.Second, Password: "wrong"}
+		if err := sp.SetPeers(ctx, []Peer{ebgp, ibgp, v6, md5}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(6 * time.Second)
+		st := status(sp, "md5")
+		if st.Up {
+			t.Fatal("a session with the wrong MD5 password came up")
+		}
+		if st.Reason == "" {
+			t.Error("no reason reported for the session that does not come up")
+		}
+		t.Logf("MEASURED wrong password after 6 s: state %s, reason %q", st.State, st.Reason)
+		if s := router.neighborState(t, "198.51.100.3"); s == "Established" {
+			t.Fatalf("FRR's neighbour with a password is %s", s)
+		}
+		md5.Password = md5Password
+		start := time.Now()
+		if err := sp.SetPeers(ctx, []Peer{ebgp, ibgp, v6, md5}); err != nil {
+			t.Fatal(err)
+		}
+		waitUp(t, sp, "md5", 15*time.Second)
+		t.Logf("MEASURED right password: established %v after SetPeers", time.Since(start).Round(time.Millisecond))
+		if sp.Peers()[0].Peer != "ebgp" || !status(sp, "ebgp").Up {
+			t.Error("changing one peer disturbed another")
+		}
+	})
+
+	t.Run("peer removed: session closed, reason reported", func(t *testing.T) {
+		if err := sp.SetPeers(ctx, []Peer{ebgp, ibgp, v6}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for router.neighborState(t, "198.51.100.3") == "Established" {
+			if time.Now().After(deadline) {
+				t.Fatal("FRR still has the removed session")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
+	t.Run("router crashes, then a session set up before the router starts", func(t *testing.T) {
+		router.stopBGPD(t)
+		deadline := time.Now().Add(15 * time.Second)
+		for status(sp, "ebgp").Up {
+			if time.Now().After(deadline) {
+				t.Fatal("the session stayed up with bgpd gone")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if ev := events.last("ebgp"); ev.Up || ev.Reason == "" {
+			t.Errorf("last event of ebgp %+v: want down with a reason", ev)
+		} else {
+			t.Logf("MEASURED down event: state %s reason %q", ev.State, ev.Reason)
+		}
+		// A fresh session (no leftover idle hold), configured while no
+		// bgpd runs: its attempts are refused until bgpd starts.
+		if err := sp.SetPeers(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.SetPeers(ctx, []Peer{ebgp}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		st := status(sp, "ebgp")
+		if st.Up || st.Reason == "" {
+			t.Errorf("with no bgpd: %+v, want down with a reason", st)
+		}
+		t.Logf("MEASURED no bgpd yet: state %s, reason %q", st.State, st.Reason)
+		start := time.Now()
+		router.startBGPD(t)
+		waitUp(t, sp, "ebgp", 15*time.Second)
+		t.Logf("MEASURED bgpd started after the session was set: established %v after bgpd's start (connect retry 2 s: GoBGP waits 2-4 s between attempts)", time.Since(start).Round(time.Millisecond))
+	})
+	if log, err := os.ReadFile(filepath.Join(router.dir, "bgpd.log")); err == nil {
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "2001:db8:100::1") && !strings.Contains(line, "connect") {
+				t.Logf("FRR: %s", line)
+			}
+		}
+	}
+	events.mu.Lock()
+	for _, e := range events.events {
+		t.Logf("event %s %s %s up=%v wasUp=%v reason=%q", e.Time.Format("15:04:05.000"), e.Peer, e.State, e.Up, e.WasUp, e.Reason)
+	}
+	events.mu.Unlock()
+}
+
+func ribSize(t *testing.T, sp *Speaker, name string) int {
+	t.Helper()
+	sp.mu.Lock()
+	sess := sp.sessions[name]
+	sp.mu.Unlock()
+	n := 0
+	for _, f := range []*apipb.Family{familyV4, familyV6} {
+		err := sess.srv.ListPath(context.Background(), &apipb.ListPathRequest{TableType: apipb.TableType_GLOBAL, Family: f},
+			func(d *apipb.Destination) { n += len(d.Paths) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+type eventLog struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (l *eventLog) add(e Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+func (l *eventLog) last(peer string) Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.events) - 1; i >= 0; i-- {
+		if l.events[i].Peer == peer {
+			return l.events[i]
+		}
+	}
+	return Event{}
+}
+
+func status(sp *Speaker, name string) PeerStatus {
+	for _, st := range sp.Peers() {
+		if st.Peer == name {
+			return st
+		}
+	}
+	return PeerStatus{}
+}
+
+func waitUp(t *testing.T, sp *Speaker, name string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !status(sp, name).Up {
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s not established after %v: %+v", name, timeout, status(sp, name))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// frr is zebra and bgpd run by hand in a namespace, with their state in a
+// folder of the test owned by frr:frr.
+type frr struct {
+	netns, dir string
+}
+
+func startFRR(t *testing.T, netns string) *frr {
+	t.Helper()
+	if _, err := os.Stat("/usr/lib/frr/bgpd"); err != nil {
+		t.Skip("FRR is not installed (apt-get install frr)")
+	}
+	dir, err := os.MkdirTemp("", "barelb-frr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &frr{netns: netns, dir: dir}
+	t.Cleanup(func() {
+		for _, d := range []string{"bgpd", "zebra"} {
+			f.kill(d)
+		}
+		_ = os.RemoveAll(dir)
+	})
+	conf := fmt.Sprintf(`frr defaults traditional
+hostname router
+log file %s/bgpd.log
+!
+router bgp %d
+ bgp router-id %s
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 198.51.100.1 remote-as %d
+ neighbor 198.51.100.2 remote-as %d
+ neighbor 198.51.100.3 remote-as %d
+ neighbor 198.51.100.3 password %s
+ neighbor %s remote-as %d
+ address-family ipv6 unicast
+  neighbor 198.51.100.1 activate
+  neighbor %s activate
+ exit-address-family
+!
+`, dir, routerASN, routerV4, speakerASN, routerASN, speakerASN, md5Password, "2001:db8:100::1", speakerASN, "2001:db8:100::1")
+	if err := os.WriteFile(filepath.Join(dir, "bgpd.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "zebra.conf"), []byte("hostname router\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chown", "-R", "frr:frr", dir).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
+	}
+	f.daemon(t, "zebra")
+	f.startBGPD(t)
+	return f
+}
+
+func (f *frr) daemon(t *testing.T, name string) {
+	t.Helper()
+	args := []string{"netns", "exec", f.netns, "/usr/lib/frr/" + name, "-d", "-f", filepath.Join(f.dir, name+".conf"),
+		"-i", filepath.Join(f.dir, name+".pid"), "-z", filepath.Join(f.dir, "zserv.api"), "--vty_socket", f.dir, "-A", "127.0.0.1", "-P", "0"}
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("starting %s: %v\n%s", name, err, out)
+	}
+	// Wait for its vty socket.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(f.dir, name+".vty")); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not open its vty socket", name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (f *frr) startBGPD(t *testing.T) { f.daemon(t, "bgpd") }
+
+// stopBGPD kills bgpd at once (SIGKILL, as a crash): the kernel closes its
+// TCP connections.
+func (f *frr) stopBGPD(t *testing.T) {
+	t.Helper()
+	if !f.kill("bgpd") {
+		t.Fatal("bgpd was not running")
+	}
+	_ = os.Remove(filepath.Join(f.dir, "bgpd.vty"))
+}
+
+func (f *frr) kill(name string) bool {
+	data, err := os.ReadFile(filepath.Join(f.dir, name+".pid"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return false
+	}
+	_ = os.Remove(filepath.Join(f.dir, name+".pid"))
+	return syscall.Kill(pid, syscall.SIGKILL) == nil
+}
+
+func (f *frr) vtysh(t *testing.T, cmd string) []byte {
+	t.Helper()
+	out, err := exec.Command("vtysh", "--vty_socket", f.dir, "-c", cmd).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vtysh -c %q: %v\n%s", cmd, err, out)
+	}
+	return out
+}
+
+func (f *frr) neighborState(t *testing.T, addr string) string {
+	t.Helper()
+	var n map[string]struct {
+		State string `json:"bgpState"`
+	}
+	out := f.vtysh(t, "show bgp neighbors "+addr+" json")
+	if err := json.Unmarshal(out, &n); err != nil {
+		t.Fatalf("neighbour JSON: %v\n%s", err, out)
+	}
+	return n[addr].State
+}
+
+// capability is how FRR describes a capability of a neighbour
+// ("advertisedAndReceived", "advertised", …).
+func (f *frr) capability(t *testing.T, addr, name string) string {
+	t.Helper()
+	var n map[string]struct {
+		Capabilities map[string]any `json:"neighborCapabilities"`
+	}
+	out := f.vtysh(t, "show bgp neighbors "+addr+" json")
+	if err := json.Unmarshal(out, &n); err != nil {
+		t.Fatalf("neighbour JSON: %v\n%s", err, out)
+	}
+	return fmt.Sprint(n[addr].Capabilities[name])
+}
+
+// frrPath is one path of `show bgp AFI unicast PREFIX json`.
+type frrPath struct {
+	Peer        string
+	NextHop     string
+	ASPath      string
+	Communities []string
+	Large       []string
+	LocalPref   uint32
+	Valid       bool
+}
+
+func (r frrPath) expect(t *testing.T, nexthop, asPath string, communities, large []string, localPref uint32) {
+	t.Helper()
+	if r.NextHop != nexthop || r.ASPath != asPath || strings.Join(r.Communities, " ") != strings.Join(communities, " ") ||
+		strings.Join(r.Large, " ") != strings.Join(large, " ") || r.LocalPref != localPref || !r.Valid {
+		t.Errorf("route %+v, want next hop %s, AS path %q, communities %v, large %v, local-pref %d, valid", r, nexthop, asPath, communities, large, localPref)
+	}
+}
+
+func (f *frr) routes(t *testing.T, afi, prefix string) []frrPath {
+	t.Helper()
+	var doc struct {
+		Paths []struct {
+			ASPath struct {
+				String string `json:"string"`
+			} `json:"aspath"`
+			Community *struct {
+				String string `json:"string"`
+			} `json:"community"`
+			Large *struct {
+				String string `json:"string"`
+			} `json:"largeCommunity"`
+			LocalPref  *uint32 `json:"locPrf"`
+			LocalPref2 *uint32 `json:"localpref"`
+			Valid      bool    `json:"valid"`
+			Nexthops   []struct {
+				IP    string `json:"ip"`
+				Scope string `json:"scope"`
+			} `json:"nexthops"`
+			Peer struct {
+				PeerID string `json:"peerId"`
+			} `json:"peer"`
+		} `json:"paths"`
+	}
+	out := f.vtysh(t, fmt.Sprintf("show bgp %s unicast %s json", afi, prefix))
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("route JSON: %v\n%s", err, out)
+	}
+	var paths []frrPath
+	for _, p := range doc.Paths {
+		fp := frrPath{Peer: p.Peer.PeerID, ASPath: p.ASPath.String, Valid: p.Valid}
+		if len(p.Nexthops) > 0 {
+			fp.NextHop = p.Nexthops[0].IP
+		}
+		if p.Community != nil {
+			fp.Communities = strings.Fields(p.Community.String)
+		}
+		if p.Large != nil {
+			fp.Large = strings.Fields(p.Large.String)
+		}
+		if p.LocalPref != nil {
+			fp.LocalPref = *p.LocalPref
+		} else if p.LocalPref2 != nil {
+			fp.LocalPref = *p.LocalPref2
+		}
+		paths = append(paths, fp)
+	}
+	return paths
+}
+
+func (f *frr) waitRoute(t *testing.T, afi, prefix string, timeout time.Duration) frrPath {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if paths := f.routes(t, afi, prefix); len(paths) > 0 {
+			return paths[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("FRR has no route to %s after %v", prefix, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (f *frr) waitGone(t *testing.T, afi, prefix string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(f.routes(t, afi, prefix)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("FRR still has %s after %v", prefix, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
