@@ -166,17 +166,26 @@ func BenchmarkSpeaker(b *testing.B) {
 
 // labBinDir builds the controller and speaker of this tree into a
 // temporary folder next to links to the control-plane tools of bin/, so
-// that the lab runs exactly the code under test.
+// that the lab runs exactly the code under test. With
+// BARELB_BENCH_PROGRAMS set, it links the controller and speaker built in
+// that folder instead (to measure another version, say).
 func labBinDir(b *testing.B) string {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	if err := testenv.BuildPrograms(context.Background(), dir, "./controller", "./speaker"); err != nil {
+	tools := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy"}
+	if prebuilt := os.Getenv("BARELB_BENCH_PROGRAMS"); prebuilt != "" {
+		for _, p := range []string{"controller", "speaker"} {
+			if err := os.Symlink(filepath.Join(prebuilt, p), filepath.Join(dir, p)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	} else if err := testenv.BuildPrograms(context.Background(), dir, "./controller", "./speaker"); err != nil {
 		b.Fatal(err)
 	}
-	for _, tool := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy"} {
+	for _, tool := range tools {
 		if err := os.Symlink(filepath.Join(root, "bin", tool), filepath.Join(dir, tool)); err != nil {
 			b.Fatal(err)
 		}
