@@ -9,7 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -154,7 +154,7 @@ func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatu
 // or Nodes from the speaker's cache sees only these fields:
 //
 //   - Service: name, namespace, UID, resource version (for Events),
-//     labels, barelb.io/ annotations, spec.type,
+//     labels, the barelb.io/ip-allocated-from-pool annotation, spec.type,
 //     spec.loadBalancerClass, spec.externalTrafficPolicy and the IPs of
 //     status.loadBalancer.ingress;
 //   - EndpointSlice: name, namespace, the kubernetes.io/service-name
@@ -167,14 +167,14 @@ func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatu
 // Managed fields are stripped from every kind (see internal/app).
 func CacheTransforms() map[client.Object]toolscache.TransformFunc {
 	return map[client.Object]toolscache.TransformFunc{
-		&corev1.Service{}:                slimService,
+		&corev1.Service{}:                (&poolAnnotations{}).slimService,
 		&discoveryv1.EndpointSlice{}:     slimEndpointSlice,
 		&corev1.Node{}:                   slimNode,
 		&barelbv1beta1.ServiceL2Status{}: slimStatus,
 	}
 }
 
-func slimService(in any) (any, error) {
+func (p *poolAnnotations) slimService(in any) (any, error) {
 	svc, ok := in.(*corev1.Service)
 	if !ok {
 		return in, nil
@@ -190,13 +190,8 @@ func slimService(in any) (any, error) {
 			ExternalTrafficPolicy: svc.Spec.ExternalTrafficPolicy,
 		},
 	}
-	for k, v := range svc.Annotations {
-		if strings.HasPrefix(k, barelbAnnotationPrefix) {
-			if out.Annotations == nil {
-				out.Annotations = map[string]string{}
-			}
-			out.Annotations[k] = v
-		}
+	if pool, ok := svc.Annotations[config.AnnotationAllocatedFromPool]; ok {
+		out.Annotations = p.of(pool)
 	}
 	if n := len(svc.Status.LoadBalancer.Ingress); n > 0 {
 		out.Status.LoadBalancer.Ingress = make([]corev1.LoadBalancerIngress, 0, n)
@@ -207,9 +202,19 @@ func slimService(in any) (any, error) {
 	return out, nil
 }
 
-// barelbAnnotationPrefix is what the annotations a Service keeps in the
-// speaker's cache start with.
-const barelbAnnotationPrefix = "barelb.io/"
+// poolAnnotations hands out one annotations map per pool, shared by the
+// Services in the speaker's cache: a map costs 300 bytes, and 10,000
+// Services name a handful of pools. Nothing modifies an object in the
+// cache (readers get copies, or promise not to), so sharing is safe.
+type poolAnnotations struct{ byPool sync.Map } // pool name → map[string]string
+
+func (p *poolAnnotations) of(pool string) map[string]string {
+	if m, ok := p.byPool.Load(pool); ok {
+		return m.(map[string]string)
+	}
+	m, _ := p.byPool.LoadOrStore(pool, map[string]string{config.AnnotationAllocatedFromPool: pool})
+	return m.(map[string]string)
+}
 
 func slimEndpointSlice(in any) (any, error) {
 	slice, ok := in.(*discoveryv1.EndpointSlice)
