@@ -100,7 +100,9 @@ func testTrimmedCache(t *testing.T, env *testenv.Env) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "trimmed", Namespace: "default",
 			Annotations: map[string]string{config.AnnotationAllocatedFromPool: "lan", "other": "x"}},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+		// Not a LoadBalancer: the controller tested alongside must not
+		// give it an address.
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Port: 80}}},
 	}
 	status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "trimmed", Namespace: namespace,
 		Labels: map[string]string{announcer.LabelServiceName: "trimmed"}}}
@@ -131,7 +133,8 @@ func testTrimmedCache(t *testing.T, env *testenv.Env) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(svc), &cached); err != nil {
 		t.Fatal(err)
 	}
-	if len(cached.ManagedFields) > 0 || len(cached.Spec.Ports) > 0 || len(cached.Annotations) != 1 || cached.Annotations[config.AnnotationAllocatedFromPool] != "lan" || cached.UID == "" {
+	if len(cached.ManagedFields) > 0 || len(cached.Spec.Ports) > 0 || cached.Spec.Type != corev1.ServiceTypeClusterIP ||
+		len(cached.Annotations) != 1 || cached.Annotations[config.AnnotationAllocatedFromPool] != "lan" || cached.UID == "" {
 		t.Errorf("cached Service not trimmed: %+v", cached)
 	}
 	var cachedStatus barelbv1beta1.ServiceL2Status
