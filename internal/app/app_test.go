@@ -11,6 +11,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	"github.com/barelb/barelb/internal/k8s/announcer"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -384,5 +388,42 @@ func TestNamespacedBarelbObjects(t *testing.T) {
 		if strings.HasSuffix(kind, "List") {
 			t.Errorf("list kind %s in the cache options", kind)
 		}
+	}
+}
+
+func TestAddTransforms(t *testing.T) {
+	scheme, err := NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byObject, err := namespacedBarelbObjects(scheme, "lb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := cache.Options{ByObject: byObject}
+	kinds := len(byObject)
+	if err := addTransforms(&opts, scheme, announcer.CacheTransforms()); err != nil {
+		t.Fatal(err)
+	}
+	if opts.DefaultTransform == nil {
+		t.Error("managed fields are not stripped by default")
+	}
+	// Services, EndpointSlices and Nodes are added; ServiceL2Status keeps
+	// its entry, and its namespace.
+	if got, want := len(opts.ByObject), kinds+3; got != want {
+		t.Errorf("%d kinds in the cache options, want %d", got, want)
+	}
+	transformed := 0
+	for obj, by := range opts.ByObject {
+		kind := reflect.TypeOf(obj).Elem().Name()
+		if by.Transform != nil {
+			transformed++
+		}
+		if kind == "ServiceL2Status" && (by.Transform == nil || len(by.Namespaces) != 1) {
+			t.Errorf("ServiceL2Status: transform %v, namespaces %v; want a transform in namespace lb only", by.Transform != nil, by.Namespaces)
+		}
+	}
+	if transformed != 4 {
+		t.Errorf("%d kinds with a transform, want 4", transformed)
 	}
 }

@@ -26,6 +26,8 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/app"
+	"github.com/barelb/barelb/internal/config"
+	"github.com/barelb/barelb/internal/k8s/announcer"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
@@ -86,6 +88,62 @@ func TestPrograms(t *testing.T) {
 		t.Parallel()
 		testNamespacedCache(t, env)
 	})
+	t.Run("speaker's cache keeps only what the announcer reads", func(t *testing.T) {
+		t.Parallel()
+		testTrimmedCache(t, env)
+	})
+}
+
+func testTrimmedCache(t *testing.T, env *testenv.Env) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "trimmed", Namespace: "default",
+			Annotations: map[string]string{config.AnnotationAllocatedFromPool: "lan", "other": "x"}},
+		// Not a LoadBalancer: the controller tested alongside must not
+		// give it an address.
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "trimmed", Namespace: namespace,
+		Labels: map[string]string{announcer.LabelServiceName: "trimmed"}}}
+	for _, obj := range []client.Object{svc, status} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := app.DefaultOptions("0", "0")
+	o.Namespace = namespace
+	mgr, err := app.NewManager(env.Config, o, app.WithCacheTransforms(announcer.CacheTransforms()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-stopped; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		t.Fatal("the cache did not start")
+	}
+	c := mgr.GetClient()
+	var cached corev1.Service
+	if err := c.Get(ctx, client.ObjectKeyFromObject(svc), &cached); err != nil {
+		t.Fatal(err)
+	}
+	if len(cached.ManagedFields) > 0 || len(cached.Spec.Ports) > 0 || cached.Spec.Type != corev1.ServiceTypeClusterIP ||
+		len(cached.Annotations) != 1 || cached.Annotations[config.AnnotationAllocatedFromPool] != "lan" || cached.UID == "" {
+		t.Errorf("cached Service not trimmed: %+v", cached)
+	}
+	var cachedStatus barelbv1beta1.ServiceL2Status
+	if err := c.Get(ctx, client.ObjectKeyFromObject(status), &cachedStatus); err != nil {
+		t.Fatal(err)
+	}
+	if len(cachedStatus.ManagedFields) > 0 || len(cachedStatus.Labels) > 0 {
+		t.Errorf("cached ServiceL2Status not trimmed: %+v", cachedStatus.ObjectMeta)
+	}
 }
 
 func testController(t *testing.T, env *testenv.Env, path, kubeconfig string) {

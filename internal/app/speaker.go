@@ -110,7 +110,7 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 		program:   "speaker",
 		options:   o.Options,
 		logValues: []any{"node", o.NodeName},
-		manager:   []Option{WithReadyAfterSync(configObjects()...)},
+		manager:   []Option{WithReadyAfterSync(configObjects()...), WithCacheTransforms(announcer.CacheTransforms())},
 		setup:     func(mgr manager.Manager) error { return setupSpeaker(ctx, mgr, o, inv.getenv(o.MemberlistKeyEnv)) },
 	})
 }

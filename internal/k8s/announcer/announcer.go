@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -205,7 +206,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			delete(services, key)
 		}
 	}
-	return reconcile.Result{}, r.report(ctx, in, want, services)
+	retry, err := r.report(ctx, in, want, services)
+	return reconcile.Result{RequeueAfter: retry}, err
 }
 
 // announcedElsewhere names the Services whose ServiceL2Status names
@@ -355,14 +357,34 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 // report writes ServiceL2Status objects for the Services this node
 // announces, removes the ones it no longer does, and tells a Service when
 // this node starts announcing it.
-func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) error {
+//
+// It compares with the ServiceL2Status objects in the cache and writes
+// only what differs, so that an event costs no write for the thousands of
+// Services whose status is right already; since the cache sees every
+// writer, a status someone else changed or deleted differs, and is written
+// again. A write the cache has not caught up with yet fails on its stale
+// resource version; report then asks for another look shortly instead of
+// failing (retryAfter).
+func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
+	var list barelbv1beta1.ServiceL2StatusList
+	if err := r.Client.List(ctx, &list, client.InNamespace(r.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return 0, fmt.Errorf("listing ServiceL2Statuses: %w", err)
+	}
+	existing := make(map[string]*barelbv1beta1.ServiceL2Status, len(list.Items))
+	for i := range list.Items {
+		existing[list.Items[i].Name] = &list.Items[i]
+	}
+	stale := false
 	for key, ip := range services {
 		svc := in.byKey[key]
 		if svc == nil {
 			continue
 		}
-		if err := r.writeStatus(ctx, svc, ip, want[ip]); err != nil {
-			return err
+		err := r.writeStatus(ctx, existing[statusName(svc.Namespace, svc.Name)], svc, ip, want[ip])
+		if isStale(err) {
+			stale = true
+		} else if err != nil {
+			return 0, err
 		}
 		if !r.announced[key] {
 			r.Recorder.Eventf(svc, corev1.EventTypeNormal, ReasonAnnounced, "announcing from node %q with protocol \"layer2\" on %s", r.Node, strings.Join(want[ip], ", "))
@@ -370,16 +392,30 @@ func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr
 	}
 	for key := range r.announced {
 		if _, still := services[key]; !still {
-			if err := r.dropStatus(ctx, key); err != nil {
-				return err
+			ns, name, _ := strings.Cut(key, "/")
+			if err := r.dropStatus(ctx, existing[statusName(ns, name)], key); err != nil {
+				return 0, err
 			}
 		}
 	}
-	r.announced = map[string]bool{}
+	r.announced = make(map[string]bool, len(services))
 	for key := range services {
 		r.announced[key] = true
 	}
-	return nil
+	if stale {
+		return staleRetry, nil
+	}
+	return 0, nil
+}
+
+// staleRetry is how soon report looks again after a write failed because
+// the cache had not seen the latest version of a ServiceL2Status yet.
+const staleRetry = time.Second
+
+// isStale tells a write refused because it was based on an outdated
+// cache: the object was created or changed meanwhile.
+func isStale(err error) bool {
+	return err != nil && (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err))
 }
 
 // statusName is the ServiceL2Status name of a Service: readable, and
@@ -393,61 +429,76 @@ func statusName(namespace, name string) string {
 	return strings.TrimRight(base, "-.") + "-" + hex.EncodeToString(sum[:4])
 }
 
-func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, ip netip.Addr, ifaces []string) error {
+// writeStatus makes the ServiceL2Status of svc say that this node
+// announces ip on ifaces. cached is the object in the cache (nil when there
+// is none); it is shared with the cache and never modified.
+func (r *Reconciler) writeStatus(ctx context.Context, cached *barelbv1beta1.ServiceL2Status, svc *corev1.Service, ip netip.Addr, ifaces []string) error {
+	if !sort.StringsAreSorted(ifaces) {
+		ifaces = append([]string(nil), ifaces...) // the caller's slice is r.answering's
+		sort.Strings(ifaces)
+	}
+	if cached != nil && r.statusSays(cached.Status, svc, ifaces) {
+		return nil
+	}
 	obj := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{
 		Name: statusName(svc.Namespace, svc.Name), Namespace: r.Namespace,
 		Labels: map[string]string{LabelServiceName: svc.Name, LabelServiceNamespace: svc.Namespace},
 	}}
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-	if apierrors.IsNotFound(err) {
-		err = r.Client.Create(ctx, obj)
+	if cached == nil {
+		if err := r.Client.Create(ctx, obj); err != nil {
+			return fmt.Errorf("writing ServiceL2Status of %s/%s: %w", svc.Namespace, svc.Name, err)
+		}
+	} else {
+		obj.ResourceVersion = cached.ResourceVersion
 	}
-	if err != nil {
-		return fmt.Errorf("writing ServiceL2Status of %s/%s: %w", svc.Namespace, svc.Name, err)
-	}
-	status := barelbv1beta1.ServiceL2StatusStatus{Node: r.Node, ServiceName: svc.Name, ServiceNamespace: svc.Namespace}
+	obj.Status = barelbv1beta1.ServiceL2StatusStatus{Node: r.Node, ServiceName: svc.Name, ServiceNamespace: svc.Namespace}
 	for _, in := range svc.Status.LoadBalancer.Ingress {
-		status.Addresses = append(status.Addresses, in.IP)
+		obj.Status.Addresses = append(obj.Status.Addresses, in.IP)
 	}
-	sort.Strings(ifaces)
 	for _, name := range ifaces {
-		status.Interfaces = append(status.Interfaces, barelbv1beta1.InterfaceInfo{Name: name})
+		obj.Status.Interfaces = append(obj.Status.Interfaces, barelbv1beta1.InterfaceInfo{Name: name})
 	}
-	if equalStatus(obj.Status, status) {
-		return nil
-	}
-	obj.Status = status
 	if err := r.Client.Status().Update(ctx, obj); err != nil {
 		return fmt.Errorf("writing ServiceL2Status of %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	return nil
 }
 
+// statusSays tells whether status is what writeStatus would write: this
+// node, the Service's names and addresses, and the sorted interfaces. It
+// allocates nothing, as it runs for every announced Service on every event.
+func (r *Reconciler) statusSays(status barelbv1beta1.ServiceL2StatusStatus, svc *corev1.Service, ifaces []string) bool {
+	if status.Node != r.Node || status.ServiceName != svc.Name || status.ServiceNamespace != svc.Namespace ||
+		len(status.Addresses) != len(svc.Status.LoadBalancer.Ingress) || len(status.Interfaces) != len(ifaces) {
+		return false
+	}
+	for i, in := range svc.Status.LoadBalancer.Ingress {
+		if status.Addresses[i] != in.IP {
+			return false
+		}
+	}
+	for i, name := range ifaces {
+		if status.Interfaces[i] != (barelbv1beta1.InterfaceInfo{Name: name}) {
+			return false
+		}
+	}
+	return true
+}
+
 // dropStatus deletes a Service's ServiceL2Status if it still names this
 // node: another node that took the Service over has rewritten it, and its
 // write must not be deleted (the resource version guards the race).
-func (r *Reconciler) dropStatus(ctx context.Context, key string) error {
-	ns, name, _ := strings.Cut(key, "/")
-	obj := &barelbv1beta1.ServiceL2Status{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: statusName(ns, name)}, obj)
-	if apierrors.IsNotFound(err) {
+// cached is the object in the cache, nil when there is none.
+func (r *Reconciler) dropStatus(ctx context.Context, cached *barelbv1beta1.ServiceL2Status, key string) error {
+	if cached == nil || cached.Status.Node != r.Node {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("reading ServiceL2Status of %s: %w", key, err)
-	}
-	if obj.Status.Node != r.Node {
-		return nil
-	}
-	err = r.Client.Delete(ctx, obj, client.Preconditions{ResourceVersion: &obj.ResourceVersion})
+	obj := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: cached.Name, Namespace: cached.Namespace}}
+	err := r.Client.Delete(ctx, obj, client.Preconditions{ResourceVersion: &cached.ResourceVersion})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting ServiceL2Status of %s: %w", key, err)
 	}
 	return nil
-}
-
-func equalStatus(a, b barelbv1beta1.ServiceL2StatusStatus) bool {
-	return fmt.Sprint(a) == fmt.Sprint(b)
 }
 
 func contains(names []string, name string) bool {

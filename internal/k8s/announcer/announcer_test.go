@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -258,5 +259,63 @@ func TestAnnouncer(t *testing.T) {
 		waitFor("a nodeAssigned Event", func() bool { return len(eventsOf("taken", ReasonAnnounced)) > 0 })
 		link.Touch(taken)
 		link.WaitNeighbour(t, taken, "our MAC", reachable)
+	})
+
+	// The speaker writes a status only where the one it finds differs;
+	// these prove that what it finds is what is there, whoever wrote it.
+	// Each step waits until the speaker's cache has seen the change
+	// before asking for a plan, as the speaker would see it at its next
+	// event.
+	cached := func(what string, ok func(s *barelbv1beta1.ServiceL2Status, err error) bool) {
+		t.Helper()
+		waitFor(what+" in the speaker's cache", func() bool {
+			var s barelbv1beta1.ServiceL2Status
+			err := mgr.GetClient().Get(ctx, types.NamespacedName{Namespace: namespace, Name: statusName("default", "web")}, &s)
+			return ok(&s, err)
+		})
+	}
+	namesN1 := func() bool {
+		s, err := statusOf()
+		return err == nil && s.Status.Node == "n1" && len(s.Status.Addresses) == 2
+	}
+
+	t.Run("a status someone else rewrote is written again", func(t *testing.T) {
+		s, err := statusOf()
+		must(err)
+		s.Status.Node, s.Status.Addresses = "n2", []string{"198.51.100.99"}
+		must(c.Status().Update(ctx, s))
+		cached("the foreign status", func(s *barelbv1beta1.ServiceL2Status, err error) bool { return err == nil && s.Status.Node == "n2" })
+		replan()
+		waitFor("ServiceL2Status naming n1 again", namesN1)
+	})
+
+	t.Run("a status someone else deleted is written again", func(t *testing.T) {
+		s, err := statusOf()
+		must(err)
+		must(c.Delete(ctx, s))
+		cached("the deletion", func(_ *barelbv1beta1.ServiceL2Status, err error) bool { return apierrors.IsNotFound(err) })
+		replan()
+		waitFor("ServiceL2Status recreated naming n1", func() bool {
+			again, err := statusOf()
+			return err == nil && again.UID != s.UID && namesN1()
+		})
+	})
+
+	t.Run("after a take-over and return the other node's status is rewritten", func(t *testing.T) {
+		m.set("n1", "n2") // the preferred n2 is back: n1 withdraws and drops its status
+		replan()
+		waitFor("ServiceL2Status removed", func() bool { _, err := statusOf(); return apierrors.IsNotFound(err) })
+		theirs := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{
+			Name: statusName("default", "web"), Namespace: namespace,
+			Labels: map[string]string{LabelServiceName: "web", LabelServiceNamespace: "default"},
+		}}
+		must(c.Create(ctx, theirs)) // n2 announces and says so
+		theirs.Status = barelbv1beta1.ServiceL2StatusStatus{Node: "n2", ServiceName: "web", ServiceNamespace: "default",
+			Addresses: []string{vip4.String(), vip6.String()}, Interfaces: []barelbv1beta1.InterfaceInfo{{Name: "eth0"}}}
+		must(c.Status().Update(ctx, theirs))
+		cached("n2's status", func(s *barelbv1beta1.ServiceL2Status, err error) bool { return err == nil && s.Status.Node == "n2" })
+		m.set("n1") // n2 dies: n1 takes the Service back
+		replan()
+		waitFor("ServiceL2Status naming n1 again", namesN1)
 	})
 }

@@ -9,10 +9,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
@@ -38,6 +41,10 @@ type inputs struct {
 func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive map[string]bool, membershipOK bool) (*inputs, error) {
 	in := &inputs{byKey: map[string]*corev1.Service{}, pools: map[string]*config.Pool{}}
 
+	// The big lists are read without copying them out of the cache (a
+	// copy of every Service on every event was most of the speaker's
+	// garbage): everything read here is read-only, and so are the
+	// Services report gets from in.byKey.
 	var poolList barelbv1beta1.IPAddressPoolList
 	if err := c.List(ctx, &poolList, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing IPAddressPools: %w", err)
@@ -58,7 +65,7 @@ func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive
 	}
 
 	var nodeList corev1.NodeList
-	if err := c.List(ctx, &nodeList); err != nil {
+	if err := c.List(ctx, &nodeList, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Nodes: %w", err)
 	}
 	for i := range nodeList.Items {
@@ -77,7 +84,7 @@ func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive
 	}
 
 	var svcList corev1.ServiceList
-	if err := c.List(ctx, &svcList); err != nil {
+	if err := c.List(ctx, &svcList, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Services: %w", err)
 	}
 	for i := range svcList.Items {
@@ -116,7 +123,7 @@ func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive
 // endpointNodes names the nodes with a ready endpoint of the Service.
 func endpointNodes(ctx context.Context, c client.Reader, svc *corev1.Service) (map[string]bool, error) {
 	var slices discoveryv1.EndpointSliceList
-	if err := c.List(ctx, &slices, client.InNamespace(svc.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
+	if err := c.List(ctx, &slices, client.InNamespace(svc.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices of %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	out := map[string]bool{}
@@ -137,4 +144,128 @@ func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatu
 		}
 	}
 	return corev1.ConditionUnknown
+}
+
+// CacheTransforms trim the objects the speaker caches to what the
+// announcer reads: at 10,000 Services the caches are most of the
+// speaker's memory, and a Service, its EndpointSlice or a Node carries
+// much that the speaker never looks at. The speaker's cache applies them
+// (internal/app), so that anything else reading Services, EndpointSlices
+// or Nodes from the speaker's cache sees only these fields:
+//
+//   - Service: name, namespace, UID, resource version (for Events),
+//     labels, the barelb.io/ip-allocated-from-pool annotation, spec.type,
+//     spec.loadBalancerClass, spec.externalTrafficPolicy and the IPs of
+//     status.loadBalancer.ingress;
+//   - EndpointSlice: name, namespace, the kubernetes.io/service-name
+//     label, and each endpoint's nodeName and ready condition;
+//   - Node: name, UID, resource version, labels, status.addresses and
+//     the Ready and NetworkUnavailable conditions (type and status);
+//   - ServiceL2Status: everything but labels (report compares statuses;
+//     labels are for people and tools finding a Service's status).
+//
+// Managed fields are stripped from every kind (see internal/app).
+func CacheTransforms() map[client.Object]toolscache.TransformFunc {
+	return map[client.Object]toolscache.TransformFunc{
+		&corev1.Service{}:                (&poolAnnotations{}).slimService,
+		&discoveryv1.EndpointSlice{}:     slimEndpointSlice,
+		&corev1.Node{}:                   slimNode,
+		&barelbv1beta1.ServiceL2Status{}: slimStatus,
+	}
+}
+
+func (p *poolAnnotations) slimService(in any) (any, error) {
+	svc, ok := in.(*corev1.Service)
+	if !ok {
+		return in, nil
+	}
+	out := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: svc.Name, Namespace: svc.Namespace, UID: svc.UID, ResourceVersion: svc.ResourceVersion,
+			Labels: svc.Labels,
+		},
+		Spec: corev1.ServiceSpec{
+			Type:                  svc.Spec.Type,
+			LoadBalancerClass:     svc.Spec.LoadBalancerClass,
+			ExternalTrafficPolicy: svc.Spec.ExternalTrafficPolicy,
+		},
+	}
+	if pool, ok := svc.Annotations[config.AnnotationAllocatedFromPool]; ok {
+		out.Annotations = p.of(pool)
+	}
+	if n := len(svc.Status.LoadBalancer.Ingress); n > 0 {
+		out.Status.LoadBalancer.Ingress = make([]corev1.LoadBalancerIngress, 0, n)
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			out.Status.LoadBalancer.Ingress = append(out.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ing.IP})
+		}
+	}
+	return out, nil
+}
+
+// poolAnnotations hands out one annotations map per pool, shared by the
+// Services in the speaker's cache: a map costs 300 bytes, and 10,000
+// Services name a handful of pools. Nothing modifies an object in the
+// cache (readers get copies, or promise not to), so sharing is safe.
+type poolAnnotations struct{ byPool sync.Map } // pool name → map[string]string
+
+func (p *poolAnnotations) of(pool string) map[string]string {
+	if m, ok := p.byPool.Load(pool); ok {
+		return m.(map[string]string)
+	}
+	m, _ := p.byPool.LoadOrStore(pool, map[string]string{config.AnnotationAllocatedFromPool: pool})
+	return m.(map[string]string)
+}
+
+func slimEndpointSlice(in any) (any, error) {
+	slice, ok := in.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return in, nil
+	}
+	out := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: slice.Name, Namespace: slice.Namespace, UID: slice.UID, ResourceVersion: slice.ResourceVersion,
+		},
+		AddressType: slice.AddressType,
+	}
+	if name, ok := slice.Labels[discoveryv1.LabelServiceName]; ok {
+		out.Labels = map[string]string{discoveryv1.LabelServiceName: name}
+	}
+	for _, ep := range slice.Endpoints {
+		if ep.NodeName == nil {
+			continue // endpointNodes skips these
+		}
+		out.Endpoints = append(out.Endpoints, discoveryv1.Endpoint{
+			NodeName:   ep.NodeName,
+			Conditions: discoveryv1.EndpointConditions{Ready: ep.Conditions.Ready},
+		})
+	}
+	return out, nil
+}
+
+func slimNode(in any) (any, error) {
+	node, ok := in.(*corev1.Node)
+	if !ok {
+		return in, nil
+	}
+	out := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: node.Name, UID: node.UID, ResourceVersion: node.ResourceVersion, Labels: node.Labels,
+		},
+		Status: corev1.NodeStatus{Addresses: node.Status.Addresses},
+	}
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady || c.Type == corev1.NodeNetworkUnavailable {
+			out.Status.Conditions = append(out.Status.Conditions, corev1.NodeCondition{Type: c.Type, Status: c.Status})
+		}
+	}
+	return out, nil
+}
+
+func slimStatus(in any) (any, error) {
+	if s, ok := in.(*barelbv1beta1.ServiceL2Status); ok {
+		s.Labels = nil
+		s.ManagedFields = nil
+		s.Annotations = nil
+	}
+	return in, nil
 }

@@ -9,10 +9,13 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -26,13 +29,14 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 	toPlan := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{planKey}
 	})
+	changed := builder.WithPredicates(contentChanged())
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("layer2-announcer").
-		Watches(&corev1.Service{}, toPlan).
-		Watches(&discoveryv1.EndpointSlice{}, toPlan).
-		Watches(&corev1.Node{}, toPlan).
-		Watches(&barelbv1beta1.IPAddressPool{}, toPlan).
-		Watches(&barelbv1beta1.L2Advertisement{}, toPlan)
+		Watches(&corev1.Service{}, toPlan, changed).
+		Watches(&discoveryv1.EndpointSlice{}, toPlan, changed).
+		Watches(&corev1.Node{}, toPlan, changed).
+		Watches(&barelbv1beta1.IPAddressPool{}, toPlan, changed).
+		Watches(&barelbv1beta1.L2Advertisement{}, toPlan, changed)
 	if memberChanges != nil {
 		b = b.WatchesRawSource(source.Channel(memberChanges, toPlan))
 	}
@@ -42,6 +46,27 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 		return fmt.Errorf("setting up the layer-2 announcer: %w", err)
 	}
 	return nil
+}
+
+// contentChanged lets through every event but an update that changes
+// nothing the cache holds besides the resource version: a Node's
+// heartbeat, an EndpointSlice's addresses or a Service's ports, once the
+// cache has trimmed what the announcer does not read (CacheTransforms).
+// The plan is computed from the cache alone, so such an update cannot
+// change it, and at 10,000 Services a plan costs real time.
+func contentChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		if e.ObjectOld == nil || e.ObjectNew == nil {
+			return true
+		}
+		old, ok := e.ObjectOld.DeepCopyObject().(client.Object)
+		if !ok {
+			return true
+		}
+		old.SetResourceVersion(e.ObjectNew.GetResourceVersion())
+		old.SetManagedFields(e.ObjectNew.GetManagedFields())
+		return !equality.Semantic.DeepEqual(old, e.ObjectNew)
+	}}
 }
 
 // HostNetwork is the network namespace the speaker runs in. Responders are

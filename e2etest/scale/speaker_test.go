@@ -1,0 +1,555 @@
+package scale
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/e2etest/lab"
+	"github.com/barelb/barelb/internal/testenv"
+)
+
+// speakerNode is the lab's only node.
+const speakerNode = "node1"
+
+// BenchmarkSpeaker measures one real speaker announcing every Service of a
+// large cluster (10,000 by default, BARELB_SCALE_SERVICES), in a one-node
+// lab (e2etest/lab) with the real controller, API server and
+// endpointslice controller (an EndpointSlice per Service, as in a real
+// cluster). It prints:
+//   - announce-all-s: from the first Service created until the speaker has
+//     written a ServiceL2Status naming its node for every one;
+//   - speaker-RSS-MiB and speaker-HWM-MiB: VmRSS and VmHWM from /proc once
+//     the speaker is idle with every Service announced (the target is
+//     resident memory under 64 MiB), and the Go heap from its metrics;
+//   - one-more-ms: the median time one more Service takes from its creation
+//     until its ServiceL2Status names the node (controller allocation plus
+//     one full plan recomputation by the speaker), and plan-ms, the speaker's
+//     mean reconcile time while doing so;
+//   - restart-s, restart-RSS-MiB, restart-HWM-MiB, restart-writes: a new
+//     speaker process until it is ready and has reconciled once, its memory
+//     then, and how many ServiceL2Status writes it made (nothing changed,
+//     so 0 is right).
+//
+// kube-proxy is stopped once the lab is up: its iptables syncs of 10,000
+// Services are not what is measured and would take the CPU the speaker
+// needs. BARELB_SPEAKER_ENV sets environment variables of the speaker
+// alone (BARELB_SPEAKER_ENV=GOMEMLIMIT=48MiB); BARELB_SPEAKER_ARGS adds
+// flags to it.
+//
+// Run it once, as root: go test -run=^$ -bench=Speaker -benchtime=1x -timeout=60m ./e2etest/scale/
+func BenchmarkSpeaker(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the lab needs root (network namespaces)")
+	}
+	n := servicesWanted()
+	ctx := context.Background()
+	bin := labBinDir(b)
+	l := lab.Start(b, lab.Options{Nodes: 1, Barelb: true, BinDir: bin, SpeakerArgs: strings.Fields(os.Getenv("BARELB_SPEAKER_ARGS"))})
+	if err := l.Stop(speakerNode, lab.ComponentKubeProxy); err != nil {
+		b.Fatal(err)
+	}
+	c := l.Client()
+	cs := unlimitedClientset(b, l.RESTConfig())
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	// The lab's pods use 198.18.N.0/24 and its ClusterIPs 198.19.0.0/16;
+	// this quarter of the benchmarking range is free. The speaker answers
+	// on the lab's LAN (eth0 of the node) only; no traffic is sent to it.
+	pool := &barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "scale", Namespace: barelbNamespace}}
+	pool.Spec.Addresses = []barelbv1beta1.AddressRange{"198.18.64.0/18"}
+	adv := &barelbv1beta1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "scale", Namespace: barelbNamespace}}
+	adv.Spec.IPAddressPools = []string{"scale"}
+	adv.Spec.Interfaces = []string{"eth0"}
+	for _, obj := range []client.Object{pool, adv} {
+		if err := c.Create(ctx, obj); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sp := &speakerProcess{l: l}
+	sw := watchStatuses(b, l)
+	defer sw.stop()
+	base := sp.memory(b)
+	b.Logf("speaker idle with no Service: VmRSS %.1f MiB, VmHWM %.1f MiB", base.rss, base.hwm)
+
+	b.ResetTimer()
+	began := time.Now()
+	parallel(b, n, func(i int) error {
+		_, err := cs.CoreV1().Services(benchNamespace).Create(ctx, service(i), metav1.CreateOptions{})
+		return err
+	})
+	created := time.Since(began)
+	b.Logf("created %d Services in %v", n, created.Round(time.Millisecond))
+	sw.waitAnnounced(b, n, 45*time.Minute, sp)
+	announceAll := time.Since(began)
+	b.Logf("the speaker announced all %d Services %v after the first was created", n, announceAll.Round(time.Millisecond))
+	sp.waitIdle(b, 5*time.Minute)
+	time.Sleep(5 * time.Second)
+	steady := sp.memory(b)
+	b.Logf("speaker with %d Services announced: VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB",
+		n, steady.rss, steady.hwm, steady.heapInuse)
+
+	// One more Service at this scale, a few times.
+	var oneMore, assigned []time.Duration
+	sum0, count0 := sp.reconcileTime(b)
+	for k := 0; k < 5; k++ {
+		i := n + k
+		t0 := time.Now()
+		if _, err := cs.CoreV1().Services(benchNamespace).Create(ctx, service(i), metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		assigned = append(assigned, waitAssigned(b, cs, i, t0))
+		sw.waitService(b, fmt.Sprintf("svc-%05d", i), time.Minute)
+		oneMore = append(oneMore, time.Since(t0))
+		sp.waitIdle(b, time.Minute)
+	}
+	sum1, count1 := sp.reconcileTime(b)
+	planMs := 0.0
+	if count1 > count0 {
+		planMs = 1000 * (sum1 - sum0) / (count1 - count0)
+	}
+	after := sp.memory(b)
+	b.Logf("one more Service: announced after %v (median of %v), of which the controller took %v; speaker's mean plan (reconcile) %.0f ms over %.0f reconciles; VmRSS %.1f MiB",
+		median(oneMore), oneMore, median(assigned), planMs, count1-count0, after.rss)
+
+	// A new speaker process with every Service announced already.
+	writesBefore := sw.writes()
+	began = time.Now()
+	if err := l.Restart(speakerNode, lab.ComponentSpeaker); err != nil {
+		b.Fatal(err)
+	}
+	sp.pid = 0
+	if err := l.WaitReady(ctx, speakerNode, lab.ComponentSpeaker); err != nil {
+		b.Fatal(err)
+	}
+	sp.waitReconciled(b, 5*time.Minute)
+	restart := time.Since(began)
+	time.Sleep(5 * time.Second)
+	restarted := sp.memory(b)
+	restartWrites := sw.writes() - writesBefore
+	b.StopTimer()
+	if got := sw.announced(); got < n+5 {
+		b.Errorf("after the restart only %d Services are announced by %s, want %d", got, speakerNode, n+5)
+	}
+	b.Logf("new speaker: ready and reconciled in %v, %d ServiceL2Status writes, VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB",
+		restart.Round(time.Millisecond), restartWrites, restarted.rss, restarted.hwm, restarted.heapInuse)
+
+	b.ReportMetric(announceAll.Seconds(), "announce-all-s")
+	b.ReportMetric(created.Seconds(), "create-all-s")
+	b.ReportMetric(steady.rss, "speaker-RSS-MiB")
+	b.ReportMetric(steady.hwm, "speaker-HWM-MiB")
+	b.ReportMetric(steady.heapInuse, "speaker-heap-MiB")
+	b.ReportMetric(float64(median(oneMore).Milliseconds()), "one-more-ms")
+	b.ReportMetric(planMs, "plan-ms")
+	b.ReportMetric(restart.Seconds(), "restart-s")
+	b.ReportMetric(restarted.rss, "restart-RSS-MiB")
+	b.ReportMetric(restarted.hwm, "restart-HWM-MiB")
+	b.ReportMetric(float64(restartWrites), "restart-writes")
+}
+
+// labBinDir builds the controller and speaker of this tree into a
+// temporary folder next to links to the control-plane tools of bin/, so
+// that the lab runs exactly the code under test. With
+// BARELB_BENCH_PROGRAMS set, it links the controller and speaker built in
+// that folder instead (to measure another version, say).
+func labBinDir(b *testing.B) string {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	tools := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy"}
+	if prebuilt := os.Getenv("BARELB_BENCH_PROGRAMS"); prebuilt != "" {
+		for _, p := range []string{"controller", "speaker"} {
+			if err := os.Symlink(filepath.Join(prebuilt, p), filepath.Join(dir, p)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	} else if err := testenv.BuildPrograms(context.Background(), dir, "./controller", "./speaker"); err != nil {
+		b.Fatal(err)
+	}
+	if env := os.Getenv("BARELB_SPEAKER_ENV"); env != "" {
+		// Only the speaker gets these (GOMEMLIMIT=…, say); the lab's other
+		// programs are Go programs too. exec keeps the speaker's PID.
+		realPath := filepath.Join(dir, "speaker.real")
+		if err := os.Rename(filepath.Join(dir, "speaker"), realPath); err != nil {
+			b.Fatal(err)
+		}
+		script := fmt.Sprintf("#!/bin/sh\nexec env %s %s \"$@\"\n", env, realPath)
+		if err := os.WriteFile(filepath.Join(dir, "speaker"), []byte(script), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, tool := range tools {
+		if err := os.Symlink(filepath.Join(root, "bin", tool), filepath.Join(dir, tool)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// waitAssigned polls Service i until the controller has given it an
+// address and returns the time since since.
+func waitAssigned(b *testing.B, cs *kubernetes.Clientset, i int, since time.Time) time.Duration {
+	deadline := since.Add(time.Minute)
+	for time.Now().Before(deadline) {
+		svc, err := cs.CoreV1().Services(benchNamespace).Get(context.Background(), fmt.Sprintf("svc-%05d", i), metav1.GetOptions{})
+		if err == nil && len(svc.Status.LoadBalancer.Ingress) > 0 {
+			return time.Since(since)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Fatalf("Service %d got no address within a minute", i)
+	return 0
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2].Round(time.Millisecond)
+}
+
+// statusWatch follows the ServiceL2Status objects of the lab.
+type statusWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	node    map[string]string // Service name → node named
+	nwrites int
+	changed chan struct{}
+}
+
+func watchStatuses(b *testing.B, l *lab.Lab) *statusWatch {
+	wc, err := client.NewWithWatch(l.RESTConfig(), client.Options{Scheme: l.Client().Scheme()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sw := &statusWatch{cancel: cancel, done: make(chan struct{}), node: map[string]string{}, changed: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		defer close(sw.done)
+		first := true
+		for ctx.Err() == nil {
+			var list barelbv1beta1.ServiceL2StatusList
+			if err := wc.List(ctx, &list, client.InNamespace(barelbNamespace)); err != nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			sw.mu.Lock()
+			sw.node = map[string]string{}
+			for _, s := range list.Items {
+				sw.node[s.Status.ServiceName] = s.Status.Node
+			}
+			sw.notify()
+			sw.mu.Unlock()
+			w, err := wc.Watch(ctx, &barelbv1beta1.ServiceL2StatusList{}, client.InNamespace(barelbNamespace),
+				&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+			if err != nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			if first {
+				close(ready)
+				first = false
+			}
+			for ev := range w.ResultChan() {
+				s, ok := ev.Object.(*barelbv1beta1.ServiceL2Status)
+				if !ok {
+					continue
+				}
+				sw.mu.Lock()
+				switch ev.Type {
+				case watch.Added, watch.Modified:
+					sw.nwrites++
+					sw.node[s.Status.ServiceName] = s.Status.Node
+				case watch.Deleted:
+					sw.nwrites++
+					delete(sw.node, s.Status.ServiceName)
+				}
+				sw.notify()
+				sw.mu.Unlock()
+			}
+			w.Stop()
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(time.Minute):
+		b.Fatal("could not watch ServiceL2Status objects")
+	}
+	return sw
+}
+
+// notify wakes the waiters; sw.mu is held.
+func (sw *statusWatch) notify() {
+	close(sw.changed)
+	sw.changed = make(chan struct{})
+}
+
+func (sw *statusWatch) stop() {
+	sw.cancel()
+	<-sw.done
+}
+
+func (sw *statusWatch) announced() int {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	count := 0
+	for _, node := range sw.node {
+		if node == speakerNode {
+			count++
+		}
+	}
+	return count
+}
+
+func (sw *statusWatch) writes() int {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.nwrites
+}
+
+// wait waits until ok holds (checked under sw.mu) or limit passes.
+func (sw *statusWatch) wait(limit time.Duration, ok func() bool) bool {
+	deadline := time.After(limit)
+	for {
+		sw.mu.Lock()
+		done, changed := ok(), sw.changed
+		sw.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+func (sw *statusWatch) waitAnnounced(b *testing.B, n int, limit time.Duration, sp *speakerProcess) {
+	progress := time.NewTicker(30 * time.Second)
+	defer progress.Stop()
+	go func() {
+		for range progress.C {
+			m := sp.memoryOrZero()
+			b.Logf("… %d Services announced; speaker VmRSS %.1f MiB, VmHWM %.1f MiB", sw.announced(), m.rss, m.hwm)
+		}
+	}()
+	if !sw.wait(limit, func() bool {
+		count := 0
+		for _, node := range sw.node {
+			if node == speakerNode {
+				count++
+			}
+		}
+		return count >= n
+	}) {
+		b.Fatalf("only %d of %d Services announced within %v", sw.announced(), n, limit)
+	}
+}
+
+func (sw *statusWatch) waitService(b *testing.B, name string, limit time.Duration) {
+	if !sw.wait(limit, func() bool { return sw.node[name] == speakerNode }) {
+		b.Fatalf("Service %s not announced by %s within %v", name, speakerNode, limit)
+	}
+}
+
+// speakerProcess is the lab's speaker, seen from /proc and its metrics.
+type speakerProcess struct {
+	l   *lab.Lab
+	pid int
+	hc  *http.Client
+}
+
+// memoryUse is what memory reads.
+type memoryUse struct{ rss, hwm, heapInuse float64 }
+
+func (p *speakerProcess) memory(b *testing.B) memoryUse {
+	m, err := p.readMemory()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func (p *speakerProcess) memoryOrZero() memoryUse {
+	m, _ := p.readMemory()
+	return m
+}
+
+func (p *speakerProcess) readMemory() (memoryUse, error) {
+	var m memoryUse
+	if err := p.findPID(); err != nil {
+		return m, err
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
+	if err != nil {
+		return m, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		for key, dst := range map[string]*float64{"VmRSS:": &m.rss, "VmHWM:": &m.hwm} {
+			if v, ok := strings.CutPrefix(line, key); ok {
+				kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+				if err != nil {
+					return m, err
+				}
+				*dst = kb / 1024
+			}
+		}
+	}
+	metrics, err := p.scrape()
+	if err == nil {
+		m.heapInuse = metrics["go_memstats_heap_inuse_bytes"] / (1 << 20)
+	}
+	return m, nil
+}
+
+// findPID finds the speaker among the processes: the lab runs it with its
+// own kubeconfig path in its arguments.
+func (p *speakerProcess) findPID() error {
+	if p.pid != 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.pid)); err == nil {
+			return nil
+		}
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	want := "--kubeconfig=" + p.l.InternalKubeconfig()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(args) > 1 && strings.HasPrefix(filepath.Base(args[0]), "speaker") && contains(args, want) && contains(args, "--node-name="+speakerNode) {
+			p.pid = pid
+			return nil
+		}
+	}
+	return fmt.Errorf("no speaker process of the lab found")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// scrape reads the speaker's metrics, summing series of one name.
+func (p *speakerProcess) scrape() (map[string]float64, error) {
+	if p.hc == nil {
+		p.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return p.l.DialContext(ctx, speakerNode, network, addr)
+			},
+		}}
+	}
+	resp, err := p.hc.Get("http://127.0.0.1:7473/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		name := line[:i]
+		if j := strings.IndexByte(name, '{'); j >= 0 {
+			out[name] += v // the series itself, labels and all
+			if !strings.Contains(name, `controller="layer2-announcer"`) && !strings.Contains(name, `name="layer2-announcer"`) {
+				continue
+			}
+			name = name[:j]
+		}
+		out[name] += v
+	}
+	return out, sc.Err()
+}
+
+// reconcileTime is the sum and count of the announcer's reconcile times.
+func (p *speakerProcess) reconcileTime(b *testing.B) (sum, count float64) {
+	m, err := p.scrape()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m["controller_runtime_reconcile_time_seconds_sum"], m["controller_runtime_reconcile_time_seconds_count"]
+}
+
+// waitIdle waits until the announcer has nothing queued and no reconcile
+// running for a second. The lab's node heartbeat (every 10 s) makes the
+// speaker recompute the plan now and then, so idle never lasts long.
+func (p *speakerProcess) waitIdle(b *testing.B, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	quiet := 0
+	for time.Now().Before(deadline) {
+		m, err := p.scrape()
+		if err == nil && m["workqueue_depth"] == 0 && m["controller_runtime_active_workers"] == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		if quiet >= 5 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Logf("WARNING: the speaker was still busy after %v", limit)
+}
+
+// waitReconciled waits until a new speaker has reconciled at least once
+// successfully and has nothing queued.
+func (p *speakerProcess) waitReconciled(b *testing.B, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if m, err := p.scrape(); err == nil && m[`controller_runtime_reconcile_total{controller="layer2-announcer",result="success"}`] >= 1 && m["workqueue_depth"] == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("the new speaker did not reconcile within %v", limit)
+}

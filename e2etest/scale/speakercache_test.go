@@ -1,0 +1,112 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"runtime"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/app"
+	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/testenv"
+)
+
+// BenchmarkSpeakerCache measures what the speaker's cache keeps per
+// object of each kind it holds (live heap after a full GC, store and
+// index included), with the speaker's cache options and without them:
+// the objects are what a Service announced by one node brings along (the
+// Service as the controller leaves it, an EndpointSlice with one endpoint,
+// a ServiceL2Status). No speaker runs; only the cache is started.
+//
+//	go test -run=^$ -bench=SpeakerCache -benchtime=1x ./e2etest/scale/
+func BenchmarkSpeakerCache(b *testing.B) {
+	n := servicesWanted() / 4
+	ctx := context.Background()
+	env := testenv.Start(b, testenv.Options{APIServerFlags: map[string]string{"service-cluster-ip-range": "10.0.0.0/16"}})
+	cs := unlimitedClientset(b, env.Config)
+	for _, ns := range []string{barelbNamespace, benchNamespace} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	parallel(b, n, func(i int) error {
+		if _, err := cs.CoreV1().Services(benchNamespace).Create(ctx, service(i), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if err := writeStatus(ctx, cs, i, benchAddress(i).String(), "scale"); err != nil {
+			return err
+		}
+		name := fmt.Sprintf("svc-%05d", i)
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-x7k2p", Labels: map[string]string{
+				discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{benchAddress(i).String()}, NodeName: ptr.To("node1"),
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: benchNamespace, Name: name + "-6d4cf56db6-abcde", UID: "0b3c2e4a-1f7d-4c55-9d3e-2a1b0c9d8e7f"}}},
+			Ports: []discoveryv1.EndpointPort{{Name: ptr.To(""), Port: ptr.To[int32](80), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		}
+		if _, err := cs.DiscoveryV1().EndpointSlices(benchNamespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "scale-" + name + "-0a1b2c3d", Namespace: barelbNamespace,
+			Labels: map[string]string{announcer.LabelServiceName: name, announcer.LabelServiceNamespace: benchNamespace}}}
+		if err := env.Client.Create(ctx, status); err != nil {
+			return err
+		}
+		status.Status = barelbv1beta1.ServiceL2StatusStatus{Node: "node1", ServiceName: name, ServiceNamespace: benchNamespace,
+			Addresses: []string{benchAddress(i).String()}, Interfaces: []barelbv1beta1.InterfaceInfo{{Name: "eth0"}}}
+		return env.Client.Status().Update(ctx, status)
+	})
+	kinds := []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &barelbv1beta1.ServiceL2Status{}}
+	b.ResetTimer()
+	for _, trimmed := range []bool{false, true} {
+		var opts []app.Option
+		if trimmed {
+			opts = append(opts, app.WithCacheTransforms(announcer.CacheTransforms()))
+		}
+		o := app.DefaultOptions("0", "0")
+		o.Namespace = barelbNamespace
+		mgr, err := app.NewManager(env.Config, o, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		go func() { _ = mgr.Start(mctx) }()
+		if !mgr.GetCache().WaitForCacheSync(mctx) {
+			b.Fatal("cache did not start")
+		}
+		before := liveHeap()
+		for _, kind := range kinds {
+			if _, err := mgr.GetCache().GetInformer(mctx, kind); err != nil {
+				b.Fatal(err)
+			}
+			after := liveHeap()
+			per := float64(after-before) / float64(n)
+			name := reflect.TypeOf(kind).Elem().Name()
+			if !trimmed {
+				name += "-untrimmed"
+			}
+			b.Logf("%s: %.0f bytes per object in the cache", name, per)
+			b.ReportMetric(per, "B/"+name)
+			before = after
+		}
+		cancel()
+	}
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}

@@ -1,0 +1,144 @@
+package announcer
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/config"
+	barelbscheme "github.com/barelb/barelb/internal/scheme"
+)
+
+// TestCacheTransformsKeepWhatReadReads proves the speaker's cache
+// transforms correct: the plan's inputs read from trimmed objects are the
+// inputs read from the objects as the API server sends them.
+func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
+	managed := []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate}}
+	class := "other"
+	svc := func(name string, mutate func(*corev1.Service)) *corev1.Service {
+		s := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name, Namespace: "default", UID: types.UID("uid-" + name), ResourceVersion: "7",
+				Labels:        map[string]string{"app": name},
+				Annotations:   map[string]string{config.AnnotationAllocatedFromPool: "lan", "kubectl.kubernetes.io/last-applied-configuration": "{…}"},
+				ManagedFields: managed,
+			},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}},
+				Selector: map[string]string{"app": name}, ClusterIP: "10.0.0.1",
+			},
+			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{
+				{IP: "198.51.100.200", IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}, {IP: "2001:db8::200"},
+			}}},
+		}
+		mutate(s)
+		return s
+	}
+	slice := func(name, service string, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", ManagedFields: managed,
+				Labels: map[string]string{discoveryv1.LabelServiceName: service, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   eps,
+			Ports:       []discoveryv1.EndpointPort{{Port: ptr.To[int32](80)}},
+		}
+	}
+	ep := func(node *string, ready *bool) discoveryv1.Endpoint {
+		return discoveryv1.Endpoint{Addresses: []string{"10.1.0.1"}, NodeName: node, Conditions: discoveryv1.EndpointConditions{Ready: ready, Serving: ptr.To(true)},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "p"}}
+	}
+	node := func(name string, labels map[string]string, conds ...corev1.NodeCondition) *corev1.Node {
+		return &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, ManagedFields: managed, Annotations: map[string]string{"node.alpha.kubernetes.io/ttl": "0"}},
+			Spec:       corev1.NodeSpec{PodCIDR: "10.1.0.0/24"},
+			Status: corev1.NodeStatus{
+				Conditions: conds,
+				Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.11"}},
+				Images:     []corev1.ContainerImage{{Names: []string{"registry/image:tag"}, SizeBytes: 1 << 20}},
+			},
+		}
+	}
+	cond := func(typ corev1.NodeConditionType, status corev1.ConditionStatus) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: typ, Status: status, Reason: "KubeletReady", Message: "kubelet is posting ready status"}
+	}
+	objects := []client.Object{
+		svc("cluster", func(*corev1.Service) {}),
+		svc("local", func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }),
+		svc("other-class", func(s *corev1.Service) { s.Spec.LoadBalancerClass = &class }),
+		svc("no-pool", func(s *corev1.Service) { s.Annotations = nil }),
+		svc("cluster-ip", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeClusterIP }),
+		slice("local-a", "local", ep(ptr.To("n1"), ptr.To(true)), ep(ptr.To("n2"), ptr.To(false)), ep(nil, ptr.To(true))),
+		slice("local-b", "local", ep(ptr.To("n3"), nil)),
+		slice("cluster-a", "cluster", ep(ptr.To("n2"), ptr.To(true))),
+		node("n1", map[string]string{"zone": "a"}, cond(corev1.NodeReady, corev1.ConditionTrue)),
+		node("n2", map[string]string{"zone": "b", ExcludeLabel: ""}, cond(corev1.NodeReady, corev1.ConditionTrue)),
+		node("n3", nil, cond(corev1.NodeReady, corev1.ConditionFalse), cond(corev1.NodeNetworkUnavailable, corev1.ConditionTrue),
+			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse)),
+	}
+	transforms := CacheTransforms()
+	trim := func(obj client.Object) client.Object {
+		for kind, tf := range transforms {
+			if reflect.TypeOf(kind) == reflect.TypeOf(obj) {
+				out, err := tf(obj.DeepCopyObject())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out.(client.Object)
+			}
+		}
+		return obj
+	}
+	scheme, err := barelbscheme.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll := func(objs []client.Object, membershipOK bool) *inputs {
+		c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
+			WithStatusSubresource(&corev1.Service{}, &corev1.Node{}, &barelbv1beta1.ServiceL2Status{}).Build()
+		in, err := read(context.Background(), c, namespace, "", map[string]bool{"n1": true, "n3": true}, membershipOK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	var trimmed []client.Object
+	for _, obj := range objects {
+		trimmed = append(trimmed, trim(obj))
+		if got := trimmed[len(trimmed)-1]; len(got.GetManagedFields()) > 0 {
+			t.Errorf("%T %s keeps its managed fields", got, got.GetName())
+		}
+	}
+	for _, membershipOK := range []bool{true, false} {
+		full, slim := readAll(objects, membershipOK), readAll(trimmed, membershipOK)
+		if !reflect.DeepEqual(full.services, slim.services) {
+			t.Errorf("membership %v: services differ:\nfull %+v\nslim %+v", membershipOK, full.services, slim.services)
+		}
+		if !reflect.DeepEqual(full.nodes, slim.nodes) {
+			t.Errorf("membership %v: nodes differ:\nfull %+v\nslim %+v", membershipOK, full.nodes, slim.nodes)
+		}
+		if len(full.services) != 2 || len(full.nodes) != 3 {
+			t.Errorf("the test reads %d services and %d nodes, want 2 and 3", len(full.services), len(full.nodes))
+		}
+		for key, s := range full.byKey {
+			if got := slim.byKey[key]; got == nil || !reflect.DeepEqual(got.Status.LoadBalancer.Ingress[0].IP, s.Status.LoadBalancer.Ingress[0].IP) || got.UID != s.UID {
+				t.Errorf("Service %s as report sees it differs: %+v", key, got)
+			}
+		}
+	}
+
+	status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "s", Labels: map[string]string{LabelServiceName: "web"}, ManagedFields: managed},
+		Status: barelbv1beta1.ServiceL2StatusStatus{Node: "n1", ServiceName: "web", Addresses: []string{"198.51.100.200"}}}
+	got := trim(status).(*barelbv1beta1.ServiceL2Status)
+	if !reflect.DeepEqual(got.Status, status.Status) || got.Labels != nil || got.ManagedFields != nil {
+		t.Errorf("ServiceL2Status trimmed to %+v", got)
+	}
+}
