@@ -132,8 +132,8 @@ func image(name, version, user, osName, arch, binary string) (v1.Image, error) {
 	cfg.Config.WorkingDir = "/"
 	cfg.Config.Env = []string{"PATH=/"}
 	cfg.Config.Labels = map[string]string{
-		"org.opencontainers.image.title":   "barelb-" + name,
-		"org.opencontainers.image.version": version,
+		"org.opencontainers.image.title":    "barelb-" + name,
+		"org.opencontainers.image.version":  version,
 		"org.opencontainers.image.licenses": "Apache-2.0",
 	}
 	img, err = mutate.ConfigFile(img, cfg)
