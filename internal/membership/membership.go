@@ -62,6 +62,7 @@ type Membership struct {
 	self    netip.AddrPort
 	list    *memberlist.Memberlist
 	changes chan struct{}
+	fast    *fastPath
 
 	mu       sync.Mutex
 	left     bool
@@ -106,6 +107,7 @@ func New(cfg Config) (*Membership, error) {
 		self:    netip.AddrPortFrom(addr, uint16(port)),
 		changes: make(chan struct{}, 1),
 	}
+	m.fast = newFastPath(cfg.NodeName, m.log, timing, m.notify)
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeName
@@ -126,13 +128,26 @@ func New(cfg Config) (*Membership, error) {
 		mc.SecretKey = slices.Clone(cfg.SecretKey)
 	}
 	mc.Events = events{m}
+	mc.Delegate = delegate{m.fast}
+	mc.Ping = delegate{m.fast}
 	mc.Logger = log.New(logWriter{cfg.Logger.WithName("memberlist")}, "", 0)
-
-	list, err := memberlist.Create(mc)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{mc.BindAddr},
+		BindPort:  port,
+		Logger:    mc.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("membership: start member %q on %s: %w", cfg.NodeName, m.self, err)
 	}
+	mc.Transport = &transport{NetTransport: nt, fp: m.fast}
+
+	list, err := memberlist.Create(mc)
+	if err != nil {
+		_ = nt.Shutdown()
+		return nil, fmt.Errorf("membership: start member %q on %s: %w", cfg.NodeName, m.self, err)
+	}
 	m.list = list
+	m.fast.list.Store(list)
 	m.log.Info("Member started", "node", cfg.NodeName, "address", m.self.String(), "encrypted", len(cfg.SecretKey) > 0)
 	if len(cfg.SecretKey) == 0 {
 		m.log.Info("WARNING: membership gossip is neither encrypted nor authenticated; set a secret key so that no one on the network can join or forge member state")
@@ -140,13 +155,16 @@ func New(cfg Config) (*Membership, error) {
 	return m, nil
 }
 
-// Members returns the names of the live members, this one included, sorted.
+// Members returns the names of the live members, this one included, sorted:
+// those memberlist lists (alive or suspect) less those marked down on
+// kernel-level evidence (see the package documentation).
 func (m *Membership) Members() []string {
 	nodes := m.list.Members()
 	names := make([]string, 0, len(nodes))
 	for _, n := range nodes {
 		names = append(names, n.Name)
 	}
+	names = m.fast.filter(names)
 	slices.Sort(names)
 	return names
 }
@@ -207,12 +225,14 @@ func (m *Membership) notify() {
 type events struct{ m *Membership }
 
 func (e events) NotifyJoin(n *memberlist.Node) {
+	e.m.fast.forget(n.Name)
 	e.m.log.Info("Member joined", "member", n.Name, "address", n.Address())
 	e.m.notify()
 }
 
 // NotifyLeave is called both for a member that left and one declared dead.
 func (e events) NotifyLeave(n *memberlist.Node) {
+	e.m.fast.forget(n.Name)
 	e.m.log.Info("Member gone (left or declared dead)", "member", n.Name, "address", n.Address())
 	e.m.notify()
 }
