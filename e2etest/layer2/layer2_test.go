@@ -437,15 +437,64 @@ func testRollingRestart(t *testing.T, l *lab.Lab) {
 // the new node) and outage (outage-median-ms, outage-worst-ms: the longest
 // gap in a request loop; a killed speaker's node still forwards what
 // reaches it, so this stays small).
+//
+//	go test -run='^$' -bench='^BenchmarkFailover$' -benchtime=1x ./e2etest/layer2/
 func BenchmarkFailover(b *testing.B) {
+	benchTakeOver(b, "SIGKILL", killFailover)
+}
+
+// cutFailover takes the announcing node's LAN port down, measures, then
+// brings it back and waits until that node announces again (memberlist
+// merges the two sides within RejoinInterval).
+func cutFailover(tb testing.TB, l *lab.Lab, ips []string, from string) takeOver {
+	tb.Helper()
+	ns, port := lanPort(tb, l, from)
+	up := false
+	restore := func() {
+		if !up {
+			up = true
+			if _, err := ipIn(ns, "link", "set", port, "up"); err != nil {
+				tb.Error(err)
+			}
+		}
+	}
+	tb.Cleanup(restore)
+	r := measureTakeOver(tb, l, "ha", ips, from, func() {
+		if _, err := ipIn(ns, "link", "set", port, "down"); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	restore()
+	settle(tb, l, ips, from)
+	return r
+}
+
+// BenchmarkCutFailover takes the announcing node's LAN link down 20 times
+// (bringing it back in between) and reports the same metrics as
+// BenchmarkFailover. The outage here is real: the cut node's backends and
+// forwarding are gone until the client's neighbour entry moves.
+//
+//	go test -run='^$' -bench=CutFailover -benchtime=1x ./e2etest/layer2/
+func BenchmarkCutFailover(b *testing.B) {
+	benchTakeOver(b, "LAN link down", cutFailover)
+}
+
+// benchTakeOver repeats a fail-over 20 times (BARELB_ROUNDS) and reports
+// the metrics BenchmarkFailover describes.
+func benchTakeOver(b *testing.B, what string, failover func(testing.TB, *lab.Lab, []string, string) takeOver) {
 	rounds := 20
+	if s := os.Getenv("BARELB_ROUNDS"); s != "" {
+		if _, err := fmt.Sscan(s, &rounds); err != nil || rounds < 1 {
+			b.Fatalf("BARELB_ROUNDS %q: want a positive number", s)
+		}
+	}
 	l := startLab(b)
 	ips, node := haService(b, l)
 	var outages, moves []time.Duration
 	for range b.N {
 		for i := range rounds {
-			r := killFailover(b, l, ips, node)
-			r.log(b, fmt.Sprintf("round %d:", i+1), ips)
+			r := failover(b, l, ips, node)
+			r.log(b, fmt.Sprintf("%s, round %d:", what, i+1), ips)
 			for _, p := range r.probes {
 				outages = append(outages, p.Outage)
 			}

@@ -91,9 +91,11 @@ func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fa
 		// A LAN answers a SYN in well under a millisecond, a loaded
 		// kernel in a few: 50 ms of silence from both SYNs is no hiccup.
 		minSilence: timing.ProbeTimeout / 2,
-		// What a probe's TCP fallback gets too: the rest of the probe
-		// interval after the UDP ping's timeout.
-		window:     timing.ProbeInterval - timing.ProbeTimeout,
+		// A verification follows a hint, whose sender saw its SYNs go
+		// unanswered for at least minSilence (normally the whole rest of
+		// its probe interval): the verifier's own minSilence is a
+		// second, independent observation.
+		window:     timing.ProbeTimeout/2 + timing.ProbeTimeout/8,
 		tcpTimeout: timing.TCPTimeout,
 		marks:      make(map[string]*mark),
 		holdoff:    make(map[string]time.Time),

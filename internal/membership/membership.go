@@ -11,6 +11,60 @@
 // window in which a slow but healthy member refutes. A member restarting
 // under the same name is listed again as soon as it rejoins: memberlist
 // resolves the old and new incarnations.
+//
+// # Fast path: kernel-level evidence
+//
+// memberlist cannot tell a dead speaker from one that gets no CPU: both
+// miss their acks, so it must wait out the suspicion window (600 ms to
+// 1.2 s with LANTiming) for a refutation that never comes. The kernel of
+// the speaker's node can tell, and does so whatever the processes on
+// either side are doing. When one of memberlist's probes gets no UDP ack
+// within ProbeTimeout, memberlist tries a TCP connect for the rest of the
+// probe interval; this package makes that connect (two SYNs, two sockets)
+// and reads its outcome from the kernel:
+//
+//   - refused (a RST): the node is up and nothing listens on the
+//     memberlist port — the speaker process is gone;
+//   - unanswered: both sockets are still in SYN_SENT (TCP_INFO) after at
+//     least ProbeTimeout/2 (50 ms), measured from after connect(2)
+//     returned to before the state was read, while memberlist's own health
+//     score is 0 — the node's kernel does not answer: it is down or off
+//     the LAN.
+//
+// Either marks the member down at once: Members leaves it out and Changes
+// fires, while memberlist's own detector runs on unchanged (same timing,
+// same false-death rate) and declares the member dead a few hundred
+// milliseconds later. The member that found the evidence tells the others
+// (a user message, sent directly and gossiped); each checks for itself with
+// its own connect (refused, or unanswered for 50 ms) before marking, and
+// ignores the hint if the connect succeeds. A forged or mistaken hint can
+// therefore mark nothing.
+//
+// Why a live member cannot be marked: a speaker that is alive but starved
+// (CPU, a GC pause, SIGSTOP) still has a listening socket, and its
+// kernel answers the SYN and completes the handshake from the accept
+// backlog without the process running — the connect succeeds and nothing
+// happens (memberlist may still suspect it, and it refutes as before). On
+// the prober's side, a starved prober cannot produce "unanswered": a
+// SYN-ACK that arrives while it waits for a CPU is processed by its
+// kernel, the socket leaves SYN_SENT, and the state is read from the
+// kernel, not inferred from a timer firing late; the silence counted is
+// only the time the SYN was provably out. One lost packet is covered by
+// the second SYN. A prober that is itself cut off would see everyone
+// unanswered: its failed probes raise its health score (no nacks from
+// anyone), and a score above 0 disables "unanswered"; its first
+// verdicts, if any, only change its own view while it cannot reach anyone.
+// What is left: a node whose kernel does not answer a SYN for 50 ms while
+// memberlist's UDP ping also went unanswered for 100 ms — a VM paused by
+// its hypervisor, say — is taken for down, as memberlist would after its
+// suspicion window.
+//
+// A mark is cleared when the member acks one of memberlist's pings, when
+// a TCP connect to it succeeds, and when memberlist itself decides (the
+// member joins again, leaves or is declared dead). A mark memberlist has
+// not confirmed after 10 s is dropped (memberlist disagrees, so it wins),
+// and the fast path then ignores evidence about that member for a minute,
+// so an unforeseen false verdict costs at most one move and back.
 package membership
 
 import (
