@@ -81,19 +81,27 @@ type soakResult struct {
 	watchRestarts int
 }
 
+// log prints the result to stdout (a benchmark's log is cut after a few
+// lines) and to the benchmark's log.
 func (r soakResult) log(tb testing.TB) {
 	tb.Helper()
-	tb.Logf("soak of %v with 2 busy loops on %d CPUs (load average at the end: %s; a goroutine's 10 ms sleep woke late by p50 %v, p99 %v, max %v):",
-		r.d, runtime.NumCPU(), r.load, r.stallP50.Round(time.Millisecond), r.stallP99.Round(time.Millisecond), r.stallMax.Round(time.Millisecond))
-	tb.Logf("  %d announcer changes, %d \"Member gone\", %d \"Member down (kernel-level evidence)\" (watch re-established %d times)",
-		len(r.changes), len(r.gone), len(r.down), r.watchRestarts)
+	lines := []string{
+		fmt.Sprintf("soak of %v with 2 busy loops on %d CPUs (load average at the end: %s; a goroutine's 10 ms sleep woke late by p50 %v, p99 %v, max %v):",
+			r.d, runtime.NumCPU(), r.load, r.stallP50.Round(time.Millisecond), r.stallP99.Round(time.Millisecond), r.stallMax.Round(time.Millisecond)),
+		fmt.Sprintf("  %d announcer changes, %d \"Member gone\", %d \"Member down (kernel-level evidence)\" (watch re-established %d times)",
+			len(r.changes), len(r.gone), len(r.down), r.watchRestarts),
+	}
 	for _, c := range r.changes {
-		tb.Logf("  announcer change: %s", c)
+		lines = append(lines, "  announcer change: "+c)
 	}
 	for _, g := range append(slices.Clone(r.gone), r.down...) {
-		tb.Logf("  speaker log: %s", g)
+		lines = append(lines, "  speaker log: "+g)
 	}
-	tb.Logf("  announcers at the end: %v", r.announcers)
+	lines = append(lines, fmt.Sprintf("  announcers at the end: %v", r.announcers))
+	for _, l := range lines {
+		fmt.Println(l)
+		tb.Log(l)
+	}
 }
 
 func soak(tb testing.TB, l *lab.Lab, svcs []string, d time.Duration) soakResult {

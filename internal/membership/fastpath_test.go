@@ -55,6 +55,13 @@ func (l *markLog) counts() (downs, fromHint, clears int) {
 	return len(l.downs), fromHint, len(l.clears)
 }
 
+// lines returns copies of the recorded lines.
+func (l *markLog) lines() (downs, clears []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.downs), slices.Clone(l.clears)
+}
+
 func (l *markLog) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -87,11 +94,12 @@ func TestFastPathKill(t *testing.T) {
 		reps, median(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond), roundAll(ds), downs, fromHint)
 	// Each kill is seen by both survivors unless memberlist gets there
 	// first on a loaded machine; most must be the fast path's.
+	lines, _ := ml.lines()
 	if downs < reps {
-		t.Errorf("%d kill-evidence marks over %d kills by 2 survivors, want at least %d: %v", downs, reps, reps, ml.downs)
+		t.Errorf("%d kill-evidence marks over %d kills by 2 survivors, want at least %d: %v", downs, reps, reps, lines)
 	}
 	if fromHint == 0 {
-		t.Errorf("no survivor marked the victim after a hint: %v", ml.downs)
+		t.Errorf("no survivor marked the victim after a hint: %v", lines)
 	}
 }
 
@@ -135,8 +143,8 @@ func TestFastPathStall(t *testing.T) {
 		}
 		t.Logf("stall %d of %v: dropped by memberlist or the fast path: %v", i, stall.Round(time.Millisecond), dropped)
 	}
-	if downs, _, _ := ml.counts(); downs > 0 {
-		t.Errorf("a stalled but live member was marked down: %v", ml.downs)
+	if downs, _ := ml.lines(); len(downs) > 0 {
+		t.Errorf("a stalled but live member was marked down: %v", downs)
 	}
 }
 
@@ -151,8 +159,8 @@ func TestFastPathHintAboutLiveMember(t *testing.T) {
 	delegate{b.fast}.NotifyMsg(encodeHint("a", "liar"))
 	b.fast.verify("a", "liar") // the same, synchronously
 	time.Sleep(100 * time.Millisecond)
-	if downs, _, _ := ml.counts(); downs > 0 || !lists(b, "a") {
-		t.Errorf("b believed a hint about live a: %v, members %v", ml.downs, b.Members())
+	if downs, _ := ml.lines(); len(downs) > 0 || !lists(b, "a") {
+		t.Errorf("b believed a hint about live a: %v, members %v", downs, b.Members())
 	}
 	// Malformed messages are ignored.
 	for _, msg := range []string{"", "barelb/down\x00", "other", hintPrefix + "\x00x"} {
@@ -186,8 +194,8 @@ func TestFastPathMarkClears(t *testing.T) {
 	default:
 		t.Error("no Changes signal for the cleared mark")
 	}
-	if _, _, clears := ml.counts(); clears != 1 || !strings.Contains(ml.clears[0], "acked a ping") {
-		t.Errorf("clears %v, want one after an acked ping", ml.clears)
+	if _, clears := ml.lines(); len(clears) != 1 || !strings.Contains(clears[0], "acked a ping") {
+		t.Errorf("clears %v, want one after an acked ping", clears)
 	}
 	// A mark about something that is not a member's address is ignored.
 	a.fast.mark("b", netip.MustParseAddrPort(addr(pb+1)), "test", "test", false)
