@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -77,7 +78,11 @@ type fastPath struct {
 	list       atomic.Pointer[memberlist.Memberlist]
 	queue      *memberlist.TransmitLimitedQueue
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// addrs are the listed members' addresses (this one's too), kept
+	// from memberlist's events: the *Node values Memberlist.Members
+	// returns are written by memberlist while we read them.
+	addrs     map[string]netip.AddrPort
 	marks     map[string]*mark
 	holdoff   map[string]time.Time // no new mark before
 	verifying map[string]bool      // a hint's verification is running
@@ -97,6 +102,7 @@ func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fa
 		// second, independent observation.
 		window:     timing.ProbeTimeout/2 + timing.ProbeTimeout/8,
 		tcpTimeout: timing.TCPTimeout,
+		addrs:      make(map[string]netip.AddrPort),
 		marks:      make(map[string]*mark),
 		holdoff:    make(map[string]time.Time),
 		verifying:  make(map[string]bool),
@@ -136,24 +142,45 @@ func (fp *fastPath) filter(names []string) []string {
 	return out
 }
 
-// member returns the address memberlist has for a listed member (alive or
-// suspect) other than this one.
-func (fp *fastPath) member(name string) (*memberlist.Node, netip.AddrPort, bool) {
-	l := fp.list.Load()
-	if l == nil || name == fp.self {
-		return nil, netip.AddrPort{}, false
+// member returns the address of a listed member (alive or suspect) other
+// than this one.
+func (fp *fastPath) member(name string) (netip.AddrPort, bool) {
+	if name == fp.self {
+		return netip.AddrPort{}, false
 	}
-	for _, n := range l.Members() {
-		if n.Name != name {
-			continue
-		}
-		a, ok := netip.AddrFromSlice(n.Addr)
-		if !ok {
-			return nil, netip.AddrPort{}, false
-		}
-		return n, netip.AddrPortFrom(a.Unmap(), n.Port), true
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	ap, ok := fp.addrs[name]
+	return ap, ok
+}
+
+// addresses returns the listed members' addresses, this one's included.
+func (fp *fastPath) addresses() map[string]netip.AddrPort {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return maps.Clone(fp.addrs)
+}
+
+// joined records a member memberlist lists (again), possibly at a new
+// address, and drops its mark: memberlist decided. Called from
+// memberlist's events, with its state lock held, which makes reading n
+// safe.
+func (fp *fastPath) joined(n *memberlist.Node) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if a, ok := netip.AddrFromSlice(n.Addr); ok {
+		fp.addrs[n.Name] = netip.AddrPortFrom(a.Unmap(), n.Port)
 	}
-	return nil, netip.AddrPort{}, false
+	fp.forgetLocked(n.Name)
+}
+
+// gone forgets a member memberlist no longer lists (left or declared
+// dead), mark included. Called like joined.
+func (fp *fastPath) gone(n *memberlist.Node) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	delete(fp.addrs, n.Name)
+	fp.forgetLocked(n.Name)
 }
 
 // healthy is memberlist's local health score being 0: this member's own
@@ -183,7 +210,7 @@ func (fp *fastPath) observe(name string, ap netip.AddrPort, r dialResult, health
 
 // mark marks name down if it is a listed member at ap.
 func (fp *fastPath) mark(name string, ap netip.AddrPort, why, source string, share bool) {
-	if _, cur, ok := fp.member(name); !ok || cur != ap {
+	if cur, ok := fp.member(name); !ok || cur != ap {
 		return // not a member, or the evidence is about an old address
 	}
 	fp.mu.Lock()
@@ -225,11 +252,8 @@ func (fp *fastPath) clear(name, why string) {
 	}
 }
 
-// forget removes name's mark because memberlist itself decided about it
-// (joined again, left, or declared dead); the caller signals Changes.
-func (fp *fastPath) forget(name string) {
-	fp.mu.Lock()
-	defer fp.mu.Unlock()
+// forgetLocked removes name's mark, if any; fp.mu held.
+func (fp *fastPath) forgetLocked(name string) {
 	if mk := fp.marks[name]; mk != nil {
 		mk.timer.Stop()
 		delete(fp.marks, name)
@@ -260,19 +284,20 @@ func (fp *fastPath) share(name string) {
 	}
 	msg := encodeHint(name, fp.self)
 	fp.queue.QueueBroadcast(hint{name: name, msg: msg})
-	for _, n := range l.Members() {
-		if n.Name == fp.self || n.Name == name || fp.marked(n.Name) {
+	for to, ap := range fp.addresses() {
+		if to == fp.self || to == name || fp.marked(to) {
 			continue
 		}
+		n := &memberlist.Node{Name: to, Addr: ap.Addr().AsSlice(), Port: ap.Port()}
 		if err := l.SendBestEffort(n, msg); err != nil {
-			fp.log.V(1).Info("Sending a down hint failed", "to", n.Name, "error", err.Error())
+			fp.log.V(1).Info("Sending a down hint failed", "to", to, "error", err.Error())
 		}
 	}
 }
 
 // verify checks a hint with a dial of this member's own.
 func (fp *fastPath) verify(name, from string) {
-	_, ap, ok := fp.member(name)
+	ap, ok := fp.member(name)
 	if !ok {
 		return
 	}

@@ -149,6 +149,17 @@ func sees(ms []*Membership, want ...string) func() bool {
 
 func lists(m *Membership, name string) bool { return slices.Contains(m.Members(), name) }
 
+// memberlistLists tells whether memberlist itself lists name (alive or
+// suspect), whatever the fast path says.
+func memberlistLists(m *Membership, name string) bool {
+	for _, n := range m.list.Members() {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // drain empties a Changes channel.
 func drain(c <-chan struct{}) {
 	select {

@@ -59,6 +59,10 @@
 // its hypervisor, say — is taken for down, as memberlist would after its
 // suspicion window.
 //
+// A marked member is still known to memberlist until it declares it dead:
+// a speaker that comes back under the same name from another address in
+// that window is refused by memberlist until then, as before.
+//
 // A mark is cleared when the member acks one of memberlist's pings, when
 // a TCP connect to it succeeds, and when memberlist itself decides (the
 // member joins again, leaves or is declared dead). A mark memberlist has
@@ -279,14 +283,14 @@ func (m *Membership) notify() {
 type events struct{ m *Membership }
 
 func (e events) NotifyJoin(n *memberlist.Node) {
-	e.m.fast.forget(n.Name)
+	e.m.fast.joined(n)
 	e.m.log.Info("Member joined", "member", n.Name, "address", n.Address())
 	e.m.notify()
 }
 
 // NotifyLeave is called both for a member that left and one declared dead.
 func (e events) NotifyLeave(n *memberlist.Node) {
-	e.m.fast.forget(n.Name)
+	e.m.fast.gone(n)
 	e.m.log.Info("Member gone (left or declared dead)", "member", n.Name, "address", n.Address())
 	e.m.notify()
 }
