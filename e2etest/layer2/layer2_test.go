@@ -7,15 +7,20 @@
 // Outages are measured by a client sending one request every 10 ms (a new
 // TCP connection each, 200 ms timeout) and reported with t.Logf; the
 // assertions are generous bounds so that the suite does not flake on a busy
-// machine. BenchmarkFailover repeats the take-over for the record:
+// machine. BenchmarkFailover (SIGKILL) and BenchmarkCutFailover (LAN link
+// down) repeat the take-over for the record, and BenchmarkNoFalseFailover
+// (soak_test.go) counts announcer changes while busy loops load the CPUs:
 //
-//	go test -run='^$' -bench=Failover -benchtime=1x ./e2etest/layer2/
+//	go test -run='^$' -bench='^Benchmark(Cut)?Failover$' -benchtime=1x ./e2etest/layer2/
+//	BARELB_SOAK=10m go test -run='^$' -bench=NoFalseFailover -benchtime=1x -timeout=30m ./e2etest/layer2/
 package layer2_test
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -525,6 +530,14 @@ func benchTakeOver(b *testing.B, what string, failover func(testing.TB, *lab.Lab
 		for i := range rounds {
 			r := failover(b, l, ips, node)
 			healMisses += r.healMisses
+			if r.worst() > maxTakeOver {
+				// Keep the lab's logs of a broken take-over (Down
+				// removes them) for a look afterwards.
+				keep := filepath.Join(os.TempDir(), fmt.Sprintf("barelb-slow-%s-round%d", l.Prefix(), i+1))
+				out, err := exec.Command("cp", "-r", filepath.Join(l.StateDir(), "logs"), keep).CombinedOutput()
+				fmt.Printf("%s, round %d: take-over %v from %s to %s; lab logs kept in %s (%v %s)\n",
+					what, i+1, r.worst().Round(time.Millisecond), r.from, r.to, keep, err, out)
+			}
 			r.log(b, fmt.Sprintf("%s, round %d:", what, i+1), ips)
 			for _, p := range r.probes {
 				outages = append(outages, p.Outage)
