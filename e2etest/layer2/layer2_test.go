@@ -263,6 +263,10 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 		r.probes = append(r.probes, p.Stop())
 	}
 	if pending > 0 {
+		keep := filepath.Join(os.TempDir(), fmt.Sprintf("barelb-broken-%s-%d", l.Prefix(), time.Now().Unix()))
+		_ = exec.Command("cp", "-r", filepath.Join(l.StateDir(), "logs"), keep).Run()
+		tb.Logf("lab logs kept in %s", keep)
+		fmt.Printf("broken take-over from %s: lab logs kept in %s\n", from, keep)
 		tb.Fatalf("the client's neighbour entries still name %s %v after the failure", from, time.Since(start).Round(time.Millisecond))
 	}
 	eventually(tb, 10*time.Second, "a new announcer of "+svc, func() (bool, string) {

@@ -83,6 +83,7 @@ type fastPath struct {
 	// from memberlist's events: the *Node values Memberlist.Members
 	// returns are written by memberlist while we read them.
 	addrs     map[string]netip.AddrPort
+	wasGone   map[string]bool // members memberlist dropped once
 	marks     map[string]*mark
 	holdoff   map[string]time.Time // no new mark before
 	verifying map[string]bool      // a hint's verification is running
@@ -103,6 +104,7 @@ func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fa
 		window:     timing.ProbeTimeout/2 + timing.ProbeTimeout/8,
 		tcpTimeout: timing.TCPTimeout,
 		addrs:      make(map[string]netip.AddrPort),
+		wasGone:    make(map[string]bool),
 		marks:      make(map[string]*mark),
 		holdoff:    make(map[string]time.Time),
 		verifying:  make(map[string]bool),
@@ -162,16 +164,20 @@ func (fp *fastPath) addresses() map[string]netip.AddrPort {
 }
 
 // joined records a member memberlist lists (again), possibly at a new
-// address, and drops its mark: memberlist decided. Called from
+// address, and drops its mark: memberlist decided. It tells whether the
+// member had been dropped before (left or declared dead). Called from
 // memberlist's events, with its state lock held, which makes reading n
 // safe.
-func (fp *fastPath) joined(n *memberlist.Node) {
+func (fp *fastPath) joined(n *memberlist.Node) (again bool) {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
+	again = fp.wasGone[n.Name]
+	delete(fp.wasGone, n.Name)
 	if a, ok := netip.AddrFromSlice(n.Addr); ok {
 		fp.addrs[n.Name] = netip.AddrPortFrom(a.Unmap(), n.Port)
 	}
 	fp.forgetLocked(n.Name)
+	return again
 }
 
 // gone forgets a member memberlist no longer lists (left or declared
@@ -180,6 +186,7 @@ func (fp *fastPath) gone(n *memberlist.Node) {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
 	delete(fp.addrs, n.Name)
+	fp.wasGone[n.Name] = true
 	fp.forgetLocked(n.Name)
 }
 

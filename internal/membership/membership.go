@@ -271,6 +271,20 @@ func (m *Membership) Shutdown() error {
 	return nil
 }
 
+// syncWith exchanges the full state with the member at addr (a
+// push/pull); errors only mean the periodic push/pull or rejoin will do.
+func (m *Membership) syncWith(addr string) {
+	m.mu.Lock()
+	closed := m.closed || m.left
+	m.mu.Unlock()
+	if closed {
+		return
+	}
+	if _, err := m.list.Join([]string{addr}); err != nil {
+		m.log.V(1).Info("State exchange with a returning member failed", "address", addr, "error", err.Error())
+	}
+}
+
 func (m *Membership) notify() {
 	select {
 	case m.changes <- struct{}{}:
@@ -283,7 +297,14 @@ func (m *Membership) notify() {
 type events struct{ m *Membership }
 
 func (e events) NotifyJoin(n *memberlist.Node) {
-	e.m.fast.joined(n)
+	if e.m.fast.joined(n) && n.Name != e.m.fast.self {
+		// A member back from the dead, typically across a healed
+		// partition: it may still be dead in the views of the members
+		// that have not heard from it, and until it hears so itself
+		// it does not refute (RejoinInterval or a push/pull later).
+		// A full state exchange now tells it, both ways.
+		go e.m.syncWith(n.Address())
+	}
 	e.m.log.Info("Member joined", "member", n.Name, "address", n.Address())
 	e.m.notify()
 }
