@@ -88,17 +88,19 @@ type Timing struct {
 // probe interval (and the other members have checked with a 60 ms connect
 // of their own). Detection is then about
 //
-//	up to ProbeInterval (until someone probes it) + ProbeTimeout
-//	(the UDP ping) + 0 (refused) or ProbeInterval-ProbeTimeout
-//	(unanswered SYNs) [+ 60 ms for a member that heard it from another]
+//	until the first probe of it (about ProbeInterval with two or more
+//	survivors, at worst (members-1) × ProbeInterval) + ProbeTimeout (the
+//	UDP ping) + 0 (refused) or ProbeInterval-ProbeTimeout (unanswered
+//	SYNs) [+ ~60 ms for a member that heard it from another]
 //
-// Measured (same machine, load average 20-28 from other work): SIGKILL
-// 121-460 ms, median 213 ms over 6 kills (TestFastPathKill; 3 members); a
-// node whose packets are all dropped 303-839 ms, median 392-493 ms
-// (TestFastPathUnreachable); in the lab, client moved to the new node
-// after a SIGKILL in 282 ms median, 458 ms worst of 40 (20 kills, both
-// families; was 764 / 1103 ms) — BenchmarkFailover and
-// BenchmarkCutFailover in e2etest/layer2 have the end-to-end numbers.
+// Measured on the same 2-core machine, at a load average of 20-35 from
+// other work (BenchmarkDetection, 20 failures each): SIGKILL, 3 members:
+// median 268 ms, worst 616 ms (was 946 / 1187 ms); a pair: 337 / 453 ms
+// (was 1045 / 1168 ms); a node whose packets are all dropped, 3 members:
+// 408 / 766 ms. End to end in the lab (e2etest/layer2, 20 rounds, both
+// families: until the client's neighbour entry names the new node):
+// SIGKILL median 280 ms, worst 682 ms (was 764 / 1103 ms); LAN link down
+// median 401 ms, worst 777 ms (was 0.86-1.09 s).
 func LANTiming() Timing {
 	return Timing{
 		// 200 ms (memberlist default 1 s): detection is a few probe
