@@ -99,8 +99,9 @@ type Timing struct {
 // (was 1045 / 1168 ms); a node whose packets are all dropped, 3 members:
 // 408 / 766 ms. End to end in the lab (e2etest/layer2, 20 rounds, both
 // families: until the client's neighbour entry names the new node):
-// SIGKILL median 280 ms, worst 682 ms (was 764 / 1103 ms); LAN link down
-// median 401 ms, worst 777 ms (was 0.86-1.09 s).
+// SIGKILL median 181-282 ms, worst 386-682 ms over three runs (was 764 /
+// 1103 ms); LAN link down median 375-401 ms, worst 604-777 ms over two
+// runs (was 0.86-1.09 s).
 func LANTiming() Timing {
 	return Timing{
 		// 200 ms (memberlist default 1 s): detection is a few probe
