@@ -7,15 +7,20 @@
 // Outages are measured by a client sending one request every 10 ms (a new
 // TCP connection each, 200 ms timeout) and reported with t.Logf; the
 // assertions are generous bounds so that the suite does not flake on a busy
-// machine. BenchmarkFailover repeats the take-over for the record:
+// machine. BenchmarkFailover (SIGKILL) and BenchmarkCutFailover (LAN link
+// down) repeat the take-over for the record, and BenchmarkNoFalseFailover
+// (soak_test.go) counts announcer changes while busy loops load the CPUs:
 //
-//	go test -run='^$' -bench=Failover -benchtime=1x ./e2etest/layer2/
+//	go test -run='^$' -bench='^Benchmark(Cut)?Failover$' -benchtime=1x ./e2etest/layer2/
+//	BARELB_SOAK=10m go test -run='^$' -bench=NoFalseFailover -benchtime=1x -timeout=30m ./e2etest/layer2/
 package layer2_test
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -188,6 +193,9 @@ type takeOver struct {
 	// mismatches are addresses whose client neighbour entry names another
 	// node than the Service's ServiceL2Status.
 	mismatches []string
+	// healMisses counts addresses whose client neighbour entry did not
+	// move back to the cut node after the partition healed (cutFailover).
+	healMisses int
 }
 
 func (r takeOver) worst() time.Duration {
@@ -255,6 +263,10 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 		r.probes = append(r.probes, p.Stop())
 	}
 	if pending > 0 {
+		keep := filepath.Join(os.TempDir(), fmt.Sprintf("barelb-broken-%s-%d", l.Prefix(), time.Now().Unix()))
+		_ = exec.Command("cp", "-r", filepath.Join(l.StateDir(), "logs"), keep).Run()
+		tb.Logf("lab logs kept in %s", keep)
+		fmt.Printf("broken take-over from %s: lab logs kept in %s\n", from, keep)
 		tb.Fatalf("the client's neighbour entries still name %s %v after the failure", from, time.Since(start).Round(time.Millisecond))
 	}
 	eventually(tb, 10*time.Second, "a new announcer of "+svc, func() (bool, string) {
@@ -437,15 +449,100 @@ func testRollingRestart(t *testing.T, l *lab.Lab) {
 // the new node) and outage (outage-median-ms, outage-worst-ms: the longest
 // gap in a request loop; a killed speaker's node still forwards what
 // reaches it, so this stays small).
+//
+//	go test -run='^$' -bench='^BenchmarkFailover$' -benchtime=1x ./e2etest/layer2/
 func BenchmarkFailover(b *testing.B) {
+	benchTakeOver(b, "SIGKILL", killFailover)
+}
+
+// cutFailover takes the announcing node's LAN port down, measures, then
+// brings it back and waits until that node announces again (memberlist
+// merges the two sides within RejoinInterval).
+func cutFailover(tb testing.TB, l *lab.Lab, ips []string, from string) takeOver {
+	tb.Helper()
+	ns, port := lanPort(tb, l, from)
+	up := false
+	restore := func() {
+		if !up {
+			up = true
+			if _, err := ipIn(ns, "link", "set", port, "up"); err != nil {
+				tb.Error(err)
+			}
+		}
+	}
+	tb.Cleanup(restore)
+	r := measureTakeOver(tb, l, "ha", ips, from, func() {
+		if _, err := ipIn(ns, "link", "set", port, "down"); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	restore()
+	waitAnnouncer(tb, l, "ha", from)
+	// Once the partition heals, from wins the addresses back and must
+	// point the client at itself again (testHealed). When that does not
+	// happen the round is reported and the client's entries are flushed,
+	// so that the next rounds still measure the take-over.
+	want := nodeMAC(tb, l, from)
+	deadline := time.Now().Add(15 * time.Second)
+	for _, ip := range ips {
+		for {
+			_, _ = l.Get("client", lab.URL(ip), time.Second)
+			mac, state := clientNeighbour(l, ip)
+			if strings.EqualFold(mac, want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				r.healMisses++
+				tb.Logf("WARNING: %s announces %s again but the client's neighbour entry still names %s (%s, %s) 15 s after the link came back; flushing it",
+					from, ip, nodeOfMAC(l, mac), mac, state)
+				if _, err := ipIn(l.ClientHost().Netns, "neigh", "flush", "to", ip); err != nil {
+					tb.Error(err)
+				}
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	settle(tb, l, ips, from)
+	return r
+}
+
+// BenchmarkCutFailover takes the announcing node's LAN link down 20 times
+// (bringing it back in between) and reports the same metrics as
+// BenchmarkFailover. The outage here is real: the cut node's backends and
+// forwarding are gone until the client's neighbour entry moves.
+//
+//	go test -run='^$' -bench=CutFailover -benchtime=1x ./e2etest/layer2/
+func BenchmarkCutFailover(b *testing.B) {
+	benchTakeOver(b, "LAN link down", cutFailover)
+}
+
+// benchTakeOver repeats a fail-over 20 times (BARELB_ROUNDS) and reports
+// the metrics BenchmarkFailover describes.
+func benchTakeOver(b *testing.B, what string, failover func(testing.TB, *lab.Lab, []string, string) takeOver) {
 	rounds := 20
+	if s := os.Getenv("BARELB_ROUNDS"); s != "" {
+		if _, err := fmt.Sscan(s, &rounds); err != nil || rounds < 1 {
+			b.Fatalf("BARELB_ROUNDS %q: want a positive number", s)
+		}
+	}
 	l := startLab(b)
 	ips, node := haService(b, l)
 	var outages, moves []time.Duration
+	healMisses := 0
 	for range b.N {
 		for i := range rounds {
-			r := killFailover(b, l, ips, node)
-			r.log(b, fmt.Sprintf("round %d:", i+1), ips)
+			r := failover(b, l, ips, node)
+			healMisses += r.healMisses
+			if r.worst() > maxTakeOver {
+				// Keep the lab's logs of a broken take-over (Down
+				// removes them) for a look afterwards.
+				keep := filepath.Join(os.TempDir(), fmt.Sprintf("barelb-slow-%s-round%d", l.Prefix(), i+1))
+				out, err := exec.Command("cp", "-r", filepath.Join(l.StateDir(), "logs"), keep).CombinedOutput()
+				fmt.Printf("%s, round %d: take-over %v from %s to %s; lab logs kept in %s (%v %s)\n",
+					what, i+1, r.worst().Round(time.Millisecond), r.from, r.to, keep, err, out)
+			}
+			r.log(b, fmt.Sprintf("%s, round %d:", what, i+1), ips)
 			for _, p := range r.probes {
 				outages = append(outages, p.Outage)
 			}
@@ -453,6 +550,10 @@ func BenchmarkFailover(b *testing.B) {
 		}
 	}
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	// The benchmark's log is cut after a few lines; every round's
+	// take-over goes to stdout too.
+	fmt.Printf("%s take-overs (client neighbour entry moved), in order: %v\n", what, roundMs(moves))
+	fmt.Printf("%s outages (longest gap of a request loop), in order: %v\n", what, roundMs(outages))
 	for _, m := range []struct {
 		prefix string
 		ds     []time.Duration
@@ -461,5 +562,16 @@ func BenchmarkFailover(b *testing.B) {
 		b.ReportMetric(ms(m.ds[len(m.ds)/2]), m.prefix+"median-ms")
 		b.ReportMetric(ms(m.ds[len(m.ds)-1]), m.prefix+"worst-ms")
 	}
+	if healMisses > 0 {
+		b.ReportMetric(float64(healMisses), "heal-misses")
+	}
 	b.ReportMetric(0, "ns/op")
+}
+
+func roundMs(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
 }

@@ -85,12 +85,16 @@ func testTiming(t testing.TB) Timing {
 // down when the test ends.
 type memberOpts struct {
 	key    []byte
+	bind   string // default 127.0.0.1
 	port   int
 	logger *logr.Logger
 }
 
 func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
 	t.Helper()
+	if o.bind == "" {
+		o.bind = loopback
+	}
 	if o.port == 0 {
 		o.port = freePort(t)
 	}
@@ -98,7 +102,7 @@ func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
 	if o.logger != nil {
 		lg = *o.logger
 	}
-	m, err := New(Config{NodeName: name, BindAddr: loopback, BindPort: o.port, SecretKey: o.key, Timing: testTiming(t), Logger: lg})
+	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: testTiming(t), Logger: lg})
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}
@@ -145,6 +149,17 @@ func sees(ms []*Membership, want ...string) func() bool {
 
 func lists(m *Membership, name string) bool { return slices.Contains(m.Members(), name) }
 
+// memberlistLists tells whether memberlist itself lists name (alive or
+// suspect), whatever the fast path says.
+func memberlistLists(m *Membership, name string) bool {
+	for _, n := range m.list.Members() {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // drain empties a Changes channel.
 func drain(c <-chan struct{}) {
 	select {
@@ -174,12 +189,34 @@ type child struct {
 
 func startChild(t testing.TB, name string, port int, seed int) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	return startChildAt(t, childOpts{name: name, port: port, seed: addr(seed)})
+}
+
+// childOpts places a child member: bind address (default 127.0.0.1),
+// seed "ip:port", and the network namespace to run it in (default this
+// process's).
+type childOpts struct {
+	name, bind, seed, netns string
+	port                    int
+}
+
+func startChildAt(t testing.TB, o childOpts) *child {
+	t.Helper()
+	name, port := o.name, o.port
+	if o.bind == "" {
+		o.bind = loopback
+	}
+	args := []string{os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1"}
+	if o.netns != "" {
+		args = append([]string{"ip", "netns", "exec", o.netns}, args...) // ip execs the binary: same PID
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(),
 		helperEnv+"=1",
 		"HELPER_NAME="+name,
+		"HELPER_BIND="+o.bind,
 		"HELPER_PORT="+strconv.Itoa(port),
-		"HELPER_SEED="+addr(seed),
+		"HELPER_SEED="+o.seed,
 	)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -273,7 +310,7 @@ func TestHelperProcess(t *testing.T) {
 	}
 	port, _ := strconv.Atoi(os.Getenv("HELPER_PORT"))
 	name := os.Getenv("HELPER_NAME")
-	m, err := New(Config{NodeName: name, BindAddr: loopback, BindPort: port, Timing: testTiming(t), Logger: testLogger(name)})
+	m, err := New(Config{NodeName: name, BindAddr: os.Getenv("HELPER_BIND"), BindPort: port, Timing: testTiming(t), Logger: testLogger(name)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -131,10 +131,8 @@ func (m *Membership) rejoinLoop(ctx context.Context, targets []netip.AddrPort) {
 // missing returns the targets that are not the address of a live member.
 func (m *Membership) missing(targets []netip.AddrPort) []netip.AddrPort {
 	live := make(map[netip.AddrPort]bool)
-	for _, n := range m.list.Members() {
-		if a, ok := netip.AddrFromSlice(n.Addr); ok {
-			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
-		}
+	for _, ap := range m.fast.addresses() {
+		live[ap] = true
 	}
 	var out []netip.AddrPort
 	for _, t := range targets {

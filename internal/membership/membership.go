@@ -11,6 +11,64 @@
 // window in which a slow but healthy member refutes. A member restarting
 // under the same name is listed again as soon as it rejoins: memberlist
 // resolves the old and new incarnations.
+//
+// # Fast path: kernel-level evidence
+//
+// memberlist cannot tell a dead speaker from one that gets no CPU: both
+// miss their acks, so it must wait out the suspicion window (600 ms to
+// 1.2 s with LANTiming) for a refutation that never comes. The kernel of
+// the speaker's node can tell, and does so whatever the processes on
+// either side are doing. When one of memberlist's probes gets no UDP ack
+// within ProbeTimeout, memberlist tries a TCP connect for the rest of the
+// probe interval; this package makes that connect (two SYNs, two sockets)
+// and reads its outcome from the kernel:
+//
+//   - refused (a RST): the node is up and nothing listens on the
+//     memberlist port — the speaker process is gone;
+//   - unanswered: both sockets are still in SYN_SENT (TCP_INFO) after at
+//     least ProbeTimeout/2 (50 ms), measured from after connect(2)
+//     returned to before the state was read, while memberlist's own health
+//     score is 0 — the node's kernel does not answer: it is down or off
+//     the LAN.
+//
+// Either marks the member down at once: Members leaves it out and Changes
+// fires, while memberlist's own detector runs on unchanged (same timing,
+// same false-death rate) and declares the member dead a few hundred
+// milliseconds later. The member that found the evidence tells the others
+// (a user message, sent directly and gossiped); each checks for itself with
+// its own connect (refused, or unanswered for 50 ms) before marking, and
+// ignores the hint if the connect succeeds. A forged or mistaken hint can
+// therefore mark nothing.
+//
+// Why a live member cannot be marked: a speaker that is alive but starved
+// (CPU, a GC pause, SIGSTOP) still has a listening socket, and its
+// kernel answers the SYN and completes the handshake from the accept
+// backlog without the process running — the connect succeeds and nothing
+// happens (memberlist may still suspect it, and it refutes as before). On
+// the prober's side, a starved prober cannot produce "unanswered": a
+// SYN-ACK that arrives while it waits for a CPU is processed by its
+// kernel, the socket leaves SYN_SENT, and the state is read from the
+// kernel, not inferred from a timer firing late; the silence counted is
+// only the time the SYN was provably out. One lost packet is covered by
+// the second SYN. A prober that is itself cut off would see everyone
+// unanswered: its failed probes raise its health score (no nacks from
+// anyone), and a score above 0 disables "unanswered"; its first
+// verdicts, if any, only change its own view while it cannot reach anyone.
+// What is left: a node whose kernel does not answer a SYN for 50 ms while
+// memberlist's UDP ping also went unanswered for 100 ms — a VM paused by
+// its hypervisor, say — is taken for down, as memberlist would after its
+// suspicion window.
+//
+// A marked member is still known to memberlist until it declares it dead:
+// a speaker that comes back under the same name from another address in
+// that window is refused by memberlist until then, as before.
+//
+// A mark is cleared when the member acks one of memberlist's pings, when
+// a TCP connect to it succeeds, and when memberlist itself decides (the
+// member joins again, leaves or is declared dead). A mark memberlist has
+// not confirmed after 10 s is dropped (memberlist disagrees, so it wins),
+// and the fast path then ignores evidence about that member for a minute,
+// so an unforeseen false verdict costs at most one move and back.
 package membership
 
 import (
@@ -62,6 +120,7 @@ type Membership struct {
 	self    netip.AddrPort
 	list    *memberlist.Memberlist
 	changes chan struct{}
+	fast    *fastPath
 
 	mu       sync.Mutex
 	left     bool
@@ -106,6 +165,7 @@ func New(cfg Config) (*Membership, error) {
 		self:    netip.AddrPortFrom(addr, uint16(port)),
 		changes: make(chan struct{}, 1),
 	}
+	m.fast = newFastPath(cfg.NodeName, m.log, timing, m.notify)
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeName
@@ -126,13 +186,26 @@ func New(cfg Config) (*Membership, error) {
 		mc.SecretKey = slices.Clone(cfg.SecretKey)
 	}
 	mc.Events = events{m}
+	mc.Delegate = delegate{m.fast}
+	mc.Ping = delegate{m.fast}
 	mc.Logger = log.New(logWriter{cfg.Logger.WithName("memberlist")}, "", 0)
-
-	list, err := memberlist.Create(mc)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{mc.BindAddr},
+		BindPort:  port,
+		Logger:    mc.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("membership: start member %q on %s: %w", cfg.NodeName, m.self, err)
 	}
+	mc.Transport = &transport{NetTransport: nt, fp: m.fast}
+
+	list, err := memberlist.Create(mc)
+	if err != nil {
+		_ = nt.Shutdown()
+		return nil, fmt.Errorf("membership: start member %q on %s: %w", cfg.NodeName, m.self, err)
+	}
 	m.list = list
+	m.fast.list.Store(list)
 	m.log.Info("Member started", "node", cfg.NodeName, "address", m.self.String(), "encrypted", len(cfg.SecretKey) > 0)
 	if len(cfg.SecretKey) == 0 {
 		m.log.Info("WARNING: membership gossip is neither encrypted nor authenticated; set a secret key so that no one on the network can join or forge member state")
@@ -140,13 +213,16 @@ func New(cfg Config) (*Membership, error) {
 	return m, nil
 }
 
-// Members returns the names of the live members, this one included, sorted.
+// Members returns the names of the live members, this one included, sorted:
+// those memberlist lists (alive or suspect) less those marked down on
+// kernel-level evidence (see the package documentation).
 func (m *Membership) Members() []string {
 	nodes := m.list.Members()
 	names := make([]string, 0, len(nodes))
 	for _, n := range nodes {
 		names = append(names, n.Name)
 	}
+	names = m.fast.filter(names)
 	slices.Sort(names)
 	return names
 }
@@ -195,6 +271,20 @@ func (m *Membership) Shutdown() error {
 	return nil
 }
 
+// syncWith exchanges the full state with the member at addr (a
+// push/pull); errors only mean the periodic push/pull or rejoin will do.
+func (m *Membership) syncWith(addr string) {
+	m.mu.Lock()
+	closed := m.closed || m.left
+	m.mu.Unlock()
+	if closed {
+		return
+	}
+	if _, err := m.list.Join([]string{addr}); err != nil {
+		m.log.V(1).Info("State exchange with a returning member failed", "address", addr, "error", err.Error())
+	}
+}
+
 func (m *Membership) notify() {
 	select {
 	case m.changes <- struct{}{}:
@@ -207,12 +297,21 @@ func (m *Membership) notify() {
 type events struct{ m *Membership }
 
 func (e events) NotifyJoin(n *memberlist.Node) {
+	if e.m.fast.joined(n) && n.Name != e.m.fast.self {
+		// A member back from the dead, typically across a healed
+		// partition: it may still be dead in the views of the members
+		// that have not heard from it, and until it hears so itself
+		// it does not refute (RejoinInterval or a push/pull later).
+		// A full state exchange now tells it, both ways.
+		go e.m.syncWith(n.Address())
+	}
 	e.m.log.Info("Member joined", "member", n.Name, "address", n.Address())
 	e.m.notify()
 }
 
 // NotifyLeave is called both for a member that left and one declared dead.
 func (e events) NotifyLeave(n *memberlist.Node) {
+	e.m.fast.gone(n)
 	e.m.log.Info("Member gone (left or declared dead)", "member", n.Name, "address", n.Address())
 	e.m.notify()
 }

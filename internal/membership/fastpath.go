@@ -1,0 +1,420 @@
+package membership
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/hashicorp/memberlist"
+)
+
+// The fast path: kernel-level evidence that a member is down, taken while
+// memberlist's own failure detector is still making up its mind. See the
+// package documentation for the rules and why a slow but live member
+// cannot produce such evidence.
+
+const (
+	// markTTL bounds a mark that memberlist never confirms. memberlist
+	// declares a silent member dead within a few seconds (see Timing);
+	// a mark that outlives this contradicts it (the member answers
+	// memberlist's UDP probes, or others refute for it), and memberlist
+	// wins: the member is listed again.
+	markTTL = 10 * time.Second
+	// markHoldoff is how long after such an expired mark the fast path
+	// ignores new evidence about that member, so that a member whose
+	// evidence is wrong in some way not foreseen here flaps at most once.
+	markHoldoff = time.Minute
+	// hintPrefix starts the user message "this member looks down".
+	hintPrefix = "barelb/down\x00"
+)
+
+type verdict int
+
+const (
+	verdictUnknown    verdict = iota
+	verdictAnswered           // a connection was established
+	verdictRefused            // the node's kernel reset the connection
+	verdictUnanswered         // no SYN-ACK within the silence measured
+)
+
+// dialResult is what kernelDial saw.
+type dialResult struct {
+	verdict verdict
+	conn    net.Conn      // when answered
+	silence time.Duration // how long the SYNs went unanswered, at least
+	err     error
+}
+
+// timeoutError is the dial error for SYNs that went unanswered.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout: SYNs unanswered" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// mark records that a member is down on kernel-level evidence.
+type mark struct {
+	since time.Time
+	why   string
+	timer *time.Timer // expires the mark after markTTL
+}
+
+// fastPath holds the marks and gathers and shares the evidence.
+type fastPath struct {
+	self       string
+	log        logr.Logger
+	notify     func()
+	minSilence time.Duration // unanswered SYNs: the least silence that counts
+	window     time.Duration // a verification dial's window
+	tcpTimeout time.Duration // memberlist's stream dials use this timeout
+	list       atomic.Pointer[memberlist.Memberlist]
+	queue      *memberlist.TransmitLimitedQueue
+
+	mu sync.Mutex
+	// addrs are the listed members' addresses (this one's too), kept
+	// from memberlist's events: the *Node values Memberlist.Members
+	// returns are written by memberlist while we read them.
+	addrs     map[string]netip.AddrPort
+	wasGone   map[string]bool // members memberlist dropped once
+	marks     map[string]*mark
+	holdoff   map[string]time.Time // no new mark before
+	verifying map[string]bool      // a hint's verification is running
+}
+
+func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fastPath {
+	fp := &fastPath{
+		self:   self,
+		log:    log,
+		notify: notify,
+		// A LAN answers a SYN in well under a millisecond, a loaded
+		// kernel in a few: 50 ms of silence from both SYNs is no hiccup.
+		minSilence: timing.ProbeTimeout / 2,
+		// A verification follows a hint, whose sender saw its SYNs go
+		// unanswered for at least minSilence (normally the whole rest of
+		// its probe interval): the verifier's own minSilence is a
+		// second, independent observation.
+		window:     timing.ProbeTimeout/2 + timing.ProbeTimeout/8,
+		tcpTimeout: timing.TCPTimeout,
+		addrs:      make(map[string]netip.AddrPort),
+		wasGone:    make(map[string]bool),
+		marks:      make(map[string]*mark),
+		holdoff:    make(map[string]time.Time),
+		verifying:  make(map[string]bool),
+	}
+	fp.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes: func() int {
+			if l := fp.list.Load(); l != nil {
+				return l.NumMembers()
+			}
+			return 1
+		},
+		RetransmitMult: 3,
+	}
+	return fp
+}
+
+// marked tells whether name is marked down.
+func (fp *fastPath) marked(name string) bool {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return fp.marks[name] != nil
+}
+
+// filter drops the marked names.
+func (fp *fastPath) filter(names []string) []string {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if len(fp.marks) == 0 {
+		return names
+	}
+	out := names[:0]
+	for _, n := range names {
+		if fp.marks[n] == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// member returns the address of a listed member (alive or suspect) other
+// than this one.
+func (fp *fastPath) member(name string) (netip.AddrPort, bool) {
+	if name == fp.self {
+		return netip.AddrPort{}, false
+	}
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	ap, ok := fp.addrs[name]
+	return ap, ok
+}
+
+// addresses returns the listed members' addresses, this one's included.
+func (fp *fastPath) addresses() map[string]netip.AddrPort {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return maps.Clone(fp.addrs)
+}
+
+// joined records a member memberlist lists (again), possibly at a new
+// address, and drops its mark: memberlist decided. It tells whether the
+// member had been dropped before (left or declared dead). Called from
+// memberlist's events, with its state lock held, which makes reading n
+// safe.
+func (fp *fastPath) joined(n *memberlist.Node) (again bool) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	again = fp.wasGone[n.Name]
+	delete(fp.wasGone, n.Name)
+	if a, ok := netip.AddrFromSlice(n.Addr); ok {
+		fp.addrs[n.Name] = netip.AddrPortFrom(a.Unmap(), n.Port)
+	}
+	fp.forgetLocked(n.Name)
+	return again
+}
+
+// gone forgets a member memberlist no longer lists (left or declared
+// dead), mark included. Called like joined.
+func (fp *fastPath) gone(n *memberlist.Node) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	delete(fp.addrs, n.Name)
+	fp.wasGone[n.Name] = true
+	fp.forgetLocked(n.Name)
+}
+
+// healthy is memberlist's local health score being 0: this member's own
+// recent probes did not fail unexplained (Lifeguard), so it is not the one
+// cut off or starved.
+func (fp *fastPath) healthy() bool {
+	l := fp.list.Load()
+	return l != nil && l.GetHealthScore() == 0
+}
+
+// observe acts on a dial to member name at ap. healthy is this member's
+// health at the start of the dial; share broadcasts a new mark.
+func (fp *fastPath) observe(name string, ap netip.AddrPort, r dialResult, healthy bool, source string, share bool) {
+	switch r.verdict {
+	case verdictAnswered:
+		fp.clear(name, "answered a TCP connect")
+	case verdictRefused:
+		fp.mark(name, ap, "connection refused (nothing listens)", source, share)
+	case verdictUnanswered:
+		if !healthy {
+			fp.log.V(1).Info("Ignoring unanswered SYNs: this member's own health is degraded", "member", name, "silence", r.silence.String())
+			return
+		}
+		fp.mark(name, ap, fmt.Sprintf("%d SYNs unanswered for %v", synsPerDial, r.silence.Round(time.Millisecond)), source, share)
+	}
+}
+
+// mark marks name down if it is a listed member at ap.
+func (fp *fastPath) mark(name string, ap netip.AddrPort, why, source string, share bool) {
+	if cur, ok := fp.member(name); !ok || cur != ap {
+		return // not a member, or the evidence is about an old address
+	}
+	fp.mu.Lock()
+	if fp.marks[name] != nil {
+		fp.mu.Unlock()
+		return
+	}
+	if until, ok := fp.holdoff[name]; ok {
+		if time.Now().Before(until) {
+			fp.mu.Unlock()
+			fp.log.V(1).Info("Ignoring kernel-level evidence: an earlier mark was not confirmed", "member", name, "evidence", why)
+			return
+		}
+		delete(fp.holdoff, name)
+	}
+	mk := &mark{since: time.Now(), why: why}
+	mk.timer = time.AfterFunc(markTTL, func() { fp.expire(name, mk) })
+	fp.marks[name] = mk
+	fp.mu.Unlock()
+	fp.log.Info("Member down (kernel-level evidence)", "member", name, "address", ap.String(), "evidence", why, "source", source)
+	fp.notify()
+	if share {
+		fp.share(name)
+	}
+}
+
+// clear removes name's mark, if any.
+func (fp *fastPath) clear(name, why string) {
+	fp.mu.Lock()
+	mk := fp.marks[name]
+	if mk != nil {
+		mk.timer.Stop()
+		delete(fp.marks, name)
+	}
+	fp.mu.Unlock()
+	if mk != nil {
+		fp.log.Info("Member mark cleared", "member", name, "reason", why, "markedFor", time.Since(mk.since).Round(time.Millisecond).String())
+		fp.notify()
+	}
+}
+
+// forgetLocked removes name's mark, if any; fp.mu held.
+func (fp *fastPath) forgetLocked(name string) {
+	if mk := fp.marks[name]; mk != nil {
+		mk.timer.Stop()
+		delete(fp.marks, name)
+	}
+}
+
+func (fp *fastPath) expire(name string, mk *mark) {
+	fp.mu.Lock()
+	if fp.marks[name] != mk {
+		fp.mu.Unlock()
+		return
+	}
+	delete(fp.marks, name)
+	fp.holdoff[name] = time.Now().Add(markHoldoff)
+	fp.mu.Unlock()
+	fp.log.Info("WARNING: memberlist did not confirm a member marked down; listing it again and ignoring kernel-level evidence about it for a while",
+		"member", name, "evidence", mk.why, "markedFor", markTTL.String(), "holdoff", markHoldoff.String())
+	fp.notify()
+}
+
+// share tells the other members that name looks down: at once to each
+// (UDP, best effort) and piggybacked on the next gossip rounds. Each
+// receiver checks for itself (verify) before marking.
+func (fp *fastPath) share(name string) {
+	l := fp.list.Load()
+	if l == nil {
+		return
+	}
+	msg := encodeHint(name, fp.self)
+	fp.queue.QueueBroadcast(hint{name: name, msg: msg})
+	for to, ap := range fp.addresses() {
+		if to == fp.self || to == name || fp.marked(to) {
+			continue
+		}
+		n := &memberlist.Node{Name: to, Addr: ap.Addr().AsSlice(), Port: ap.Port()}
+		if err := l.SendBestEffort(n, msg); err != nil {
+			fp.log.V(1).Info("Sending a down hint failed", "to", to, "error", err.Error())
+		}
+	}
+}
+
+// verify checks a hint with a dial of this member's own.
+func (fp *fastPath) verify(name, from string) {
+	ap, ok := fp.member(name)
+	if !ok {
+		return
+	}
+	fp.mu.Lock()
+	if fp.marks[name] != nil || fp.verifying[name] {
+		fp.mu.Unlock()
+		return
+	}
+	fp.verifying[name] = true
+	fp.mu.Unlock()
+	defer func() {
+		fp.mu.Lock()
+		delete(fp.verifying, name)
+		fp.mu.Unlock()
+	}()
+	healthy := fp.healthy()
+	r := kernelDial(ap, fp.window, fp.minSilence)
+	if r.conn != nil {
+		_ = r.conn.Close()
+		fp.log.V(1).Info("Down hint not confirmed: the member answered", "member", name, "from", from)
+	}
+	fp.observe(name, ap, r, healthy, "hint from "+from, false)
+}
+
+func encodeHint(name, from string) []byte {
+	return []byte(hintPrefix + name + "\x00" + from)
+}
+
+func decodeHint(b []byte) (name, from string, ok bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(hintPrefix))
+	if !ok {
+		return "", "", false
+	}
+	n, f, ok := bytes.Cut(rest, []byte{0})
+	if !ok || len(n) == 0 {
+		return "", "", false
+	}
+	return string(n), string(f), true
+}
+
+// hint is a queued down hint; a newer one about the same member replaces it.
+type hint struct {
+	name string
+	msg  []byte
+}
+
+func (h hint) Invalidates(other memberlist.Broadcast) bool {
+	o, ok := other.(hint)
+	return ok && o.name == h.name
+}
+func (h hint) Message() []byte { return h.msg }
+func (h hint) Finished()       {}
+
+// delegate receives hints, hands out queued ones, and clears marks on
+// acked pings.
+type delegate struct{ fp *fastPath }
+
+func (delegate) NodeMeta(int) []byte { return nil }
+
+// NotifyMsg must not block: memberlist's packet handling waits for it.
+func (d delegate) NotifyMsg(b []byte) {
+	if name, from, ok := decodeHint(b); ok {
+		go d.fp.verify(name, from)
+	}
+}
+
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.fp.queue.GetBroadcasts(overhead, limit)
+}
+func (delegate) LocalState(bool) []byte        { return nil }
+func (delegate) MergeRemoteState([]byte, bool) {}
+func (delegate) AckPayload() []byte            { return nil }
+func (d delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
+	d.fp.clear(n.Name, "acked a ping")
+}
+
+// transport is memberlist's own NetTransport with the TCP dials watched:
+// the TCP fallback of a probe (a dial with less than TCPTimeout, after the
+// UDP ping got no ack in ProbeTimeout) goes through kernelDial and its
+// verdict is evidence; a refused stream dial (push/pull, Join) is
+// evidence too.
+type transport struct {
+	*memberlist.NetTransport
+	fp *fastPath
+}
+
+func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(a.Addr)
+	if err != nil || a.Name == "" {
+		return t.NetTransport.DialAddressTimeout(a, timeout)
+	}
+	if timeout >= t.fp.tcpTimeout {
+		c, err := t.NetTransport.DialAddressTimeout(a, timeout)
+		switch {
+		case err == nil:
+			t.fp.observe(a.Name, ap, dialResult{verdict: verdictAnswered}, false, "stream", false)
+		case errors.Is(err, syscall.ECONNREFUSED):
+			t.fp.observe(a.Name, ap, dialResult{verdict: verdictRefused}, false, "stream", true)
+		}
+		return c, err
+	}
+	healthy := t.fp.healthy()
+	r := kernelDial(ap, timeout, t.fp.minSilence)
+	t.fp.observe(a.Name, ap, r, healthy, "probe", true)
+	if r.verdict == verdictAnswered {
+		return r.conn, nil
+	}
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: r.err}
+}

@@ -1,0 +1,366 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+)
+
+// markLog records the fast path's log lines of the members it is given to.
+type markLog struct {
+	mu     sync.Mutex
+	downs  []string // the log lines of marks
+	clears []string // the log lines of cleared marks
+}
+
+func (l *markLog) logger(name string) *logr.Logger {
+	tee := testLogger(name)
+	lg := funcr.New(func(prefix, args string) {
+		l.mu.Lock()
+		switch {
+		case strings.Contains(args, "Member down (kernel-level evidence)"):
+			l.downs = append(l.downs, name+": "+args)
+		case strings.Contains(args, "Member mark cleared"):
+			l.clears = append(l.clears, name+": "+args)
+		}
+		l.mu.Unlock()
+		if tee.Enabled() {
+			tee.Info(args, "prefix", prefix)
+		}
+	}, funcr.Options{Verbosity: 0})
+	return &lg
+}
+
+func (l *markLog) counts() (downs, fromHint, clears int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, d := range l.downs {
+		if strings.Contains(d, `"source"="hint from`) {
+			fromHint++
+		}
+	}
+	return len(l.downs), fromHint, len(l.clears)
+}
+
+// lines returns copies of the recorded lines.
+func (l *markLog) lines() (downs, clears []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.downs), slices.Clone(l.clears)
+}
+
+func (l *markLog) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.downs, l.clears = nil, nil
+}
+
+// TestFastPathKill: a SIGKILLed member is marked down on kernel-level
+// evidence (its kernel refuses the probe's TCP fallback), and the down hint
+// makes the other survivor mark it too, after its own check.
+func TestFastPathKill(t *testing.T) {
+	reps := 6
+	if testing.Short() {
+		reps = 3
+	}
+	var ml markLog
+	a, pa := startMember(t, "a", memberOpts{logger: ml.logger("a")})
+	b, _ := startMember(t, "b", memberOpts{logger: ml.logger("b")})
+	join(t, b, pa)
+	port := freePort(t)
+	var ds []time.Duration
+	for i := range reps {
+		d := detect(t, []*Membership{a, b}, pa, "victim", port)
+		ds = append(ds, d)
+		if d > 5*time.Second {
+			t.Errorf("kill %d: dropped after %v, want < 5s", i, d)
+		}
+	}
+	downs, fromHint, _ := ml.counts()
+	t.Logf("SIGKILL detection over %d kills: median %v, worst %v, all %v; %d marks, %d of them after a hint",
+		reps, median(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond), roundAll(ds), downs, fromHint)
+	// Each kill is seen by both survivors unless memberlist gets there
+	// first on a loaded machine; most must be the fast path's.
+	lines, _ := ml.lines()
+	if downs < reps {
+		t.Errorf("%d kill-evidence marks over %d kills by 2 survivors, want at least %d: %v", downs, reps, reps, lines)
+	}
+	if fromHint == 0 {
+		t.Errorf("no survivor marked the victim after a hint: %v", lines)
+	}
+}
+
+// TestFastPathStall: a member that is alive but gets no CPU (SIGSTOP) for
+// less than memberlist's suspicion window is never marked down: its kernel
+// still completes the TCP handshake. memberlist may suspect it, and it
+// refutes once it runs again.
+func TestFastPathStall(t *testing.T) {
+	reps := 5
+	if testing.Short() {
+		reps = 2
+	}
+	var ml markLog
+	a, pa := startMember(t, "a", memberOpts{logger: ml.logger("a")})
+	b, _ := startMember(t, "b", memberOpts{logger: ml.logger("b")})
+	join(t, b, pa)
+	c := startChild(t, "c", freePort(t), pa)
+	ms := []*Membership{a, b}
+	for i := range reps {
+		waitFor(t, 30*time.Second, "a and b list c and are healthy", func() bool {
+			return sees(ms, "a", "b", "c")() && a.list.GetHealthScore() == 0 && b.list.GetHealthScore() == 0
+		})
+		stall := 500*time.Millisecond + rand.N(100*time.Millisecond)
+		if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		dropped := false
+		end := time.Now().Add(stall)
+		for time.Now().Before(end) {
+			dropped = dropped || !lists(a, "c") || !lists(b, "c")
+			time.Sleep(time.Millisecond)
+		}
+		if err := c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		// Watch for a while after: a late verdict would show now.
+		end = time.Now().Add(time.Second)
+		for time.Now().Before(end) {
+			dropped = dropped || !lists(a, "c") || !lists(b, "c")
+			time.Sleep(time.Millisecond)
+		}
+		t.Logf("stall %d of %v: dropped by memberlist or the fast path: %v", i, stall.Round(time.Millisecond), dropped)
+	}
+	if downs, _ := ml.lines(); len(downs) > 0 {
+		t.Errorf("a stalled but live member was marked down: %v", downs)
+	}
+}
+
+// TestFastPathHintAboutLiveMember: a hint about a member that answers is
+// not believed.
+func TestFastPathHintAboutLiveMember(t *testing.T) {
+	var ml markLog
+	a, pa := startMember(t, "a", memberOpts{logger: ml.logger("a")})
+	b, _ := startMember(t, "b", memberOpts{logger: ml.logger("b")})
+	join(t, b, pa)
+	waitFor(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
+	delegate{b.fast}.NotifyMsg(encodeHint("a", "liar"))
+	b.fast.verify("a", "liar") // the same, synchronously
+	time.Sleep(100 * time.Millisecond)
+	if downs, _ := ml.lines(); len(downs) > 0 || !lists(b, "a") {
+		t.Errorf("b believed a hint about live a: %v, members %v", downs, b.Members())
+	}
+	// Malformed messages are ignored.
+	for _, msg := range []string{"", "barelb/down\x00", "other", hintPrefix + "\x00x"} {
+		delegate{b.fast}.NotifyMsg([]byte(msg))
+	}
+}
+
+// TestFastPathMarkClears: a mark on a member that answers memberlist's
+// next ping is cleared, and Changes fires both times.
+func TestFastPathMarkClears(t *testing.T) {
+	var ml markLog
+	a, pa := startMember(t, "a", memberOpts{logger: ml.logger("a")})
+	b, pb := startMember(t, "b", memberOpts{logger: ml.logger("b")})
+	join(t, b, pa)
+	waitFor(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
+	drain(a.Changes())
+	a.fast.mark("b", netip.MustParseAddrPort(addr(pb)), "test", "test", false)
+	if lists(a, "b") {
+		t.Fatalf("a still lists marked b: %v", a.Members())
+	}
+	select {
+	case <-a.Changes():
+	default:
+		t.Error("no Changes signal for the mark")
+	}
+	start := time.Now()
+	waitFor(t, 10*time.Second, "a lists b again", func() bool { return lists(a, "b") })
+	t.Logf("mark cleared after %v", time.Since(start).Round(time.Millisecond))
+	select {
+	case <-a.Changes():
+	default:
+		t.Error("no Changes signal for the cleared mark")
+	}
+	if _, clears := ml.lines(); len(clears) != 1 || !strings.Contains(clears[0], "acked a ping") {
+		t.Errorf("clears %v, want one after an acked ping", clears)
+	}
+	// A mark about something that is not a member's address is ignored.
+	a.fast.mark("b", netip.MustParseAddrPort(addr(pb+1)), "test", "test", false)
+	a.fast.mark("nobody", netip.MustParseAddrPort(addr(pb)), "test", "test", false)
+	a.fast.mark("a", netip.MustParseAddrPort(addr(pa)), "test", "test", false)
+	if !sees([]*Membership{a}, "a", "b")() {
+		t.Errorf("a sees %v after marks that do not apply, want a, b", a.Members())
+	}
+}
+
+// TestFastPathRestart: a killed member restarted at once on the same
+// address is listed again (the mark clears when it answers).
+func TestFastPathRestart(t *testing.T) {
+	var ml markLog
+	a, pa := startMember(t, "a", memberOpts{logger: ml.logger("a")})
+	b, _ := startMember(t, "b", memberOpts{logger: ml.logger("b")})
+	join(t, b, pa)
+	port := freePort(t)
+	c := startChild(t, "c", port, pa)
+	ms := []*Membership{a, b}
+	waitFor(t, 15*time.Second, "a and b list c", sees(ms, "a", "b", "c"))
+	c.kill()
+	waitFor(t, 15*time.Second, "a and b drop c", sees(ms, "a", "b"))
+	startChild(t, "c", port, pa)
+	waitFor(t, 15*time.Second, "a and b list c again", sees(ms, "a", "b", "c"))
+	end := time.Now().Add(2 * time.Second)
+	for time.Now().Before(end) {
+		if !sees(ms, "a", "b", "c")() {
+			t.Fatalf("restarted c dropped: a %v, b %v", a.Members(), b.Members())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHintCoding(t *testing.T) {
+	name, from, ok := decodeHint(encodeHint("node-1", "node-2"))
+	if !ok || name != "node-1" || from != "node-2" {
+		t.Errorf("decode(encode) = %q, %q, %v", name, from, ok)
+	}
+}
+
+// Unreachable members need a network of their own: the survivors run in a
+// re-executed test process inside one network namespace, the victim in
+// another behind a veth pair, and the victim's namespace drops every
+// packet (iptables) to cut it off.
+const (
+	netnsEnv    = "BARELB_MEMBERSHIP_NETNS" // the victim's namespace, set in the inner process
+	netnsRepEnv = "BARELB_MEMBERSHIP_REPS"
+	survivorIP  = "198.51.100.1"
+	victimIP    = "198.51.100.2"
+)
+
+// cutDetections runs reps cut-offs in namespaces and returns how long each
+// took until both survivors dropped the victim.
+func cutDetections(tb testing.TB, reps int) []time.Duration {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root for network namespaces")
+	}
+	for _, p := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(p); err != nil {
+			tb.Skipf("needs %s", p)
+		}
+	}
+	prefix := fmt.Sprintf("blfd%d", os.Getpid())
+	nsS, nsV := prefix+"s", prefix+"v"
+	run := func(args ...string) {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	tb.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "del", nsS).Run()
+		_ = exec.Command("ip", "netns", "del", nsV).Run()
+	})
+	run("ip", "netns", "add", nsS)
+	run("ip", "netns", "add", nsV)
+	run("ip", "-n", nsS, "link", "add", "s0", "type", "veth", "peer", "name", "v0", "netns", nsV)
+	run("ip", "-n", nsS, "addr", "add", survivorIP+"/24", "dev", "s0")
+	run("ip", "-n", nsV, "addr", "add", victimIP+"/24", "dev", "v0")
+	for _, ns := range []string{nsS, nsV} {
+		run("ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run("ip", "-n", nsS, "link", "set", "s0", "up")
+	run("ip", "-n", nsV, "link", "set", "v0", "up")
+
+	cmd := exec.Command("ip", "netns", "exec", nsS, os.Args[0], "-test.run=^TestFastPathUnreachable$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), netnsEnv+"="+nsV, netnsRepEnv+"="+strconv.Itoa(reps))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		tb.Fatalf("inner run: %v\n%s", err, out)
+	}
+	var ds []time.Duration
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "CUT-DETECTION "); ok {
+			d, err := time.ParseDuration(rest)
+			if err != nil {
+				tb.Fatalf("inner run: %q: %v", line, err)
+			}
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) != reps {
+		tb.Fatalf("inner run reported %d detections, want %d:\n%s", len(ds), reps, out)
+	}
+	if testing.Verbose() {
+		tb.Logf("inner run:\n%s", out)
+	}
+	return ds
+}
+
+// TestFastPathUnreachable: a member whose node stops answering anything is
+// marked down on unanswered SYNs, by both survivors.
+func TestFastPathUnreachable(t *testing.T) {
+	nsV := os.Getenv(netnsEnv)
+	if nsV == "" {
+		reps := 5
+		if testing.Short() {
+			reps = 2
+		}
+		ds := cutDetections(t, reps)
+		t.Logf("cut-off detection over %d cuts: median %v, worst %v, all %v",
+			reps, median(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond), roundAll(ds))
+		return
+	}
+	reps, _ := strconv.Atoi(os.Getenv(netnsRepEnv))
+	var ml markLog
+	a, _ := startMember(t, "a", memberOpts{bind: survivorIP, port: 7946, logger: ml.logger("a")})
+	b, _ := startMember(t, "b", memberOpts{bind: survivorIP, port: 7947, logger: ml.logger("b")})
+	seed := survivorIP + ":7946"
+	if _, err := b.Join(context.Background(), []string{seed}); err != nil {
+		t.Fatal(err)
+	}
+	ms := []*Membership{a, b}
+	ipt := func(op string) {
+		for _, chain := range []string{"INPUT", "OUTPUT"} {
+			args := []string{"netns", "exec", nsV, "iptables", op, chain, "-j", "DROP"}
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				t.Fatalf("iptables %s %s: %v\n%s", op, chain, err, out)
+			}
+		}
+	}
+	for i := range reps {
+		c := startChildAt(t, childOpts{name: "victim", bind: victimIP, port: 7950, seed: seed, netns: nsV})
+		waitFor(t, 30*time.Second, "survivors list the victim and are healthy", func() bool {
+			return sees(ms, "a", "b", "victim")() && a.list.GetHealthScore() == 0 && b.list.GetHealthScore() == 0
+		})
+		ml.reset()
+		time.Sleep(rand.N(testTiming(t).ProbeInterval))
+		start := time.Now()
+		ipt("-I")
+		waitFor(t, 30*time.Second, "survivors drop the victim", sees(ms, "a", "b"))
+		d := time.Since(start)
+		downs, fromHint, _ := ml.counts()
+		fmt.Printf("CUT-DETECTION %v\n", d)
+		t.Logf("cut %d: dropped by both after %v; %d marks, %d after a hint", i, d.Round(time.Millisecond), downs, fromHint)
+		if downs == 0 {
+			t.Errorf("cut %d: no survivor marked the victim on unanswered SYNs", i)
+		}
+		if d > 5*time.Second {
+			t.Errorf("cut %d: dropped after %v, want < 5s", i, d)
+		}
+		c.kill()
+		ipt("-D")
+		// Let memberlist declare the old victim dead before the next one.
+		time.Sleep(2 * time.Second)
+	}
+}
