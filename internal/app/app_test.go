@@ -42,7 +42,8 @@ func TestParseController(t *testing.T) {
 						KubeAPIQPS:             1000,
 						KubeAPIBurst:           2000,
 					},
-					LeaderElect: true,
+					LeaderElect:      true,
+					MemberlistSecret: "barelb-memberlist",
 				}
 				if o != want {
 					t.Errorf("got %+v, want %+v", o, want)
@@ -54,7 +55,7 @@ func TestParseController(t *testing.T) {
 			args: []string{
 				"--kubeconfig=/k", "--metrics-bind-address=127.0.0.1:1", "--health-probe-bind-address=0",
 				"--log-level=debug", "--log-format=text", "--namespace=lb", "--kube-api-qps=5.5",
-				"--kube-api-burst=7", "--leader-elect=false",
+				"--kube-api-burst=7", "--leader-elect=false", "--memberlist-secret=",
 			},
 			check: func(t *testing.T, o ControllerOptions) {
 				want := ControllerOptions{

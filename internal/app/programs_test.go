@@ -21,12 +21,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/app"
-	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/k8s/announcer"
 	"github.com/barelb/barelb/internal/testenv"
 )
@@ -99,10 +99,13 @@ func testTrimmedCache(t *testing.T, env *testenv.Env) {
 	defer cancel()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "trimmed", Namespace: "default",
-			Annotations: map[string]string{config.AnnotationAllocatedFromPool: "lan", "other": "x"}},
-		// Not a LoadBalancer: the controller tested alongside must not
-		// give it an address.
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Port: 80}}},
+			Annotations: map[string]string{"other": "x"}},
+		// Another load-balancer class: the controller tested alongside
+		// leaves it alone. (It clears the pool annotation of a Service it
+		// does not serve, so the annotation kept by the transform is
+		// checked by the announcer's own TestCacheTransformsKeepWhatReadReads.)
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("example.com/other"),
+			Ports: []corev1.ServicePort{{Port: 80}}},
 	}
 	status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "trimmed", Namespace: namespace,
 		Labels: map[string]string{announcer.LabelServiceName: "trimmed"}}}
@@ -133,8 +136,8 @@ func testTrimmedCache(t *testing.T, env *testenv.Env) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(svc), &cached); err != nil {
 		t.Fatal(err)
 	}
-	if len(cached.ManagedFields) > 0 || len(cached.Spec.Ports) > 0 || cached.Spec.Type != corev1.ServiceTypeClusterIP ||
-		len(cached.Annotations) != 1 || cached.Annotations[config.AnnotationAllocatedFromPool] != "lan" || cached.UID == "" {
+	if len(cached.ManagedFields) > 0 || len(cached.Spec.Ports) > 0 || cached.Spec.Type != corev1.ServiceTypeLoadBalancer ||
+		len(cached.Annotations) != 0 || cached.UID == "" {
 		t.Errorf("cached Service not trimmed: %+v", cached)
 	}
 	var cachedStatus barelbv1beta1.ServiceL2Status

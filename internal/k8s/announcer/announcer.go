@@ -159,10 +159,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
 	}
-	taken, err := r.announcedElsewhere(ctx)
+	statuses, err := r.statuses(ctx)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	taken := r.announcedElsewhere(statuses)
 	want := map[netip.Addr][]string{}
 	services := map[string]netip.Addr{}
 	// servicesOf are the Services of each address (a dual-stack Service
@@ -206,25 +207,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			delete(services, key)
 		}
 	}
-	retry, err := r.report(ctx, in, want, services)
+	retry, err := r.report(ctx, in, statuses, want, services)
 	return reconcile.Result{RequeueAfter: retry}, err
+}
+
+// statuses returns the ServiceL2Status objects in the cache by name. They
+// are shared with the cache (not copied: there are as many as Services)
+// and never modified.
+func (r *Reconciler) statuses(ctx context.Context) (map[string]*barelbv1beta1.ServiceL2Status, error) {
+	var list barelbv1beta1.ServiceL2StatusList
+	if err := r.Client.List(ctx, &list, client.InNamespace(r.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing ServiceL2Statuses: %w", err)
+	}
+	existing := make(map[string]*barelbv1beta1.ServiceL2Status, len(list.Items))
+	for i := range list.Items {
+		existing[list.Items[i].Name] = &list.Items[i]
+	}
+	return existing, nil
 }
 
 // announcedElsewhere names the Services whose ServiceL2Status names
 // another node: their addresses are known to the cluster, and whoever
 // takes them over does not probe.
-func (r *Reconciler) announcedElsewhere(ctx context.Context) (map[string]bool, error) {
-	var list barelbv1beta1.ServiceL2StatusList
-	if err := r.Client.List(ctx, &list, client.InNamespace(r.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing ServiceL2Statuses: %w", err)
-	}
+func (r *Reconciler) announcedElsewhere(statuses map[string]*barelbv1beta1.ServiceL2Status) map[string]bool {
 	out := map[string]bool{}
-	for _, s := range list.Items {
+	for _, s := range statuses {
 		if s.Status.Node != "" && s.Status.Node != r.Node {
 			out[s.Status.ServiceNamespace+"/"+s.Status.ServiceName] = true
 		}
 	}
-	return out, nil
+	return out
 }
 
 // conflicts returns the wanted addresses not answered on any interface
@@ -365,15 +377,7 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 // again. A write the cache has not caught up with yet fails on its stale
 // resource version; report then asks for another look shortly instead of
 // failing (retryAfter).
-func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
-	var list barelbv1beta1.ServiceL2StatusList
-	if err := r.Client.List(ctx, &list, client.InNamespace(r.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return 0, fmt.Errorf("listing ServiceL2Statuses: %w", err)
-	}
-	existing := make(map[string]*barelbv1beta1.ServiceL2Status, len(list.Items))
-	for i := range list.Items {
-		existing[list.Items[i].Name] = &list.Items[i]
-	}
+func (r *Reconciler) report(ctx context.Context, in *inputs, existing map[string]*barelbv1beta1.ServiceL2Status, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
 	stale := false
 	for key, ip := range services {
 		svc := in.byKey[key]
