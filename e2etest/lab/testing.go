@@ -3,7 +3,9 @@ package lab
 import (
 	"context"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +47,16 @@ func Start(t testing.TB, opts Options) *Lab {
 	t.Cleanup(func() {
 		signal.Stop(sigs)
 		close(stop)
+		if t.Failed() {
+			// The state folder goes with the lab; its processes' logs
+			// are what explains a failure.
+			kept := filepath.Join(os.TempDir(), "barelb-failed-"+l.Prefix())
+			if out, err := exec.Command("cp", "-r", filepath.Join(l.StateDir(), "logs"), kept).CombinedOutput(); err != nil {
+				t.Logf("keeping the lab's logs: %v %s", err, out)
+			} else {
+				t.Logf("the lab's logs are kept in %s", kept)
+			}
+		}
 		start := time.Now()
 		l.Down()
 		t.Logf("lab %s down in %v", l.Prefix(), time.Since(start).Round(time.Millisecond))

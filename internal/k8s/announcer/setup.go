@@ -36,7 +36,8 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 		Watches(&discoveryv1.EndpointSlice{}, toPlan, changed).
 		Watches(&corev1.Node{}, toPlan, changed).
 		Watches(&barelbv1beta1.IPAddressPool{}, toPlan, changed).
-		Watches(&barelbv1beta1.L2Advertisement{}, toPlan, changed)
+		Watches(&barelbv1beta1.L2Advertisement{}, toPlan, changed).
+		Watches(&barelbv1beta1.ServiceL2Status{}, toPlan, builder.WithPredicates(deletedOnly()))
 	if memberChanges != nil {
 		b = b.WatchesRawSource(source.Channel(memberChanges, toPlan))
 	}
@@ -46,6 +47,23 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 		return fmt.Errorf("setting up the layer-2 announcer: %w", err)
 	}
 	return nil
+}
+
+// deletedOnly lets through only deletions. A ServiceL2Status is deleted
+// by a node that stopped announcing its Service; when the new announcer
+// wrote it before that node (late to learn it lost) wrote it back and
+// then deleted it, the new announcer must hear of the deletion, or the
+// Service shows no announcer until the next unrelated event. Other changes
+// by other writers are left to the next plan: reacting to them would have
+// two speakers that both think they announce (a split brain) overwrite
+// each other's writes without end.
+func deletedOnly() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 // contentChanged lets through every event but an update that changes
