@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -285,23 +284,6 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // checkControllerRuns runs the real controller as its ServiceAccount: it
 // must create the memberlist Secret, take the Lease and assign an
 // address, and never be refused by the API server.
@@ -326,7 +308,7 @@ func checkControllerRuns(t *testing.T, env *testenv.Env) {
 	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	cmd := exec.Command(filepath.Join(dir, "controller"), "--kubeconfig="+kcPath, "--namespace="+namespace,
 		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -295,7 +293,7 @@ func deref(s *string) string {
 type process struct {
 	name    string
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testenv.SyncBuffer
 	metrics string // base URLs
 	probes  string
 	exited  chan struct{} // nil for a manager in this process
@@ -311,7 +309,7 @@ func startProgram(t *testing.T, path string, env []string, args ...string) *proc
 	p := &process{
 		name:    filepath.Base(path),
 		cmd:     exec.Command(path, args...),
-		out:     &syncBuffer{},
+		out:     &testenv.SyncBuffer{},
 		metrics: "http://" + metrics,
 		probes:  "http://" + probes,
 		exited:  make(chan struct{}),
@@ -427,22 +425,4 @@ func freeAddress(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
-}
-
-// syncBuffer is a bytes.Buffer a process and a test can share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

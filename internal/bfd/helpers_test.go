@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +16,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
-	"golang.org/x/sys/unix"
+
+	"github.com/barelb/barelb/internal/testenv"
 )
 
 // The lab: two network namespaces joined by a veth pair, "a" (ours) and
@@ -91,38 +91,6 @@ func (l *lab) run(args ...string) string {
 		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// inNetns runs f on a thread inside the named namespace.
-func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/var/run/netns/" + name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", name, err)
-			return
-		}
-		err = f()
-		// Only a thread back in its own namespace may serve other
-		// goroutines; otherwise it ends, still locked.
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }
 
 // events collects a Manager's changes.
@@ -239,7 +207,7 @@ func startManager(t testing.TB, ns string, log logr.Logger) (*Manager, events) {
 	m, err := Start(context.Background(), Options{
 		Log:        log,
 		OnChange:   func(c Change) { ev <- c },
-		OpenSocket: func(open func() error) error { return inNetns(ns, open) },
+		OpenSocket: func(open func() error) error { return testenv.InNetns(ns, open) },
 	})
 	if err != nil {
 		t.Fatalf("starting the manager in %s: %v", ns, err)

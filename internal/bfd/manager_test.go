@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/barelb/barelb/internal/testenv"
 )
 
 // TestManagers runs two of our Managers against each other, one in each
@@ -136,7 +138,7 @@ func TestReceiveChecks(t *testing.T) {
 // limit to port 3784.
 func send(t *testing.T, ns string, src, dst netip.Addr, ttl int, b []byte) {
 	t.Helper()
-	err := inNetns(ns, func() error {
+	err := testenv.InNetns(ns, func() error {
 		network := "udp4"
 		if src.Is6() {
 			network = "udp6"
@@ -308,7 +310,7 @@ func TestCallbackMayCallManager(t *testing.T) {
 	pa := Peer{Local: addrA4, Remote: addrB4, Profile: fastProfile}
 	ma, err := Start(context.Background(), Options{
 		Log:        testLog(t).WithName("a"),
-		OpenSocket: func(open func() error) error { return inNetns(l.nsA, open) },
+		OpenSocket: func(open func() error) error { return testenv.InNetns(l.nsA, open) },
 		OnChange: func(c Change) {
 			if c.To != StateUp {
 				return
