@@ -1,8 +1,10 @@
 // Package membership tells a speaker which speakers are alive.
 //
 // It wraps hashicorp/memberlist (SWIM with the Lifeguard extensions) tuned
-// for a LAN: a crashed speaker is declared dead in about a second (see
-// LANTiming for the measurements and the trade-off against flapping), and
+// for a LAN: memberlist itself declares a crashed speaker dead in about a
+// second (see LANTiming for the measurements and the trade-off against
+// flapping), the fast path below drops it in a few hundred milliseconds
+// on kernel-level evidence, and
 // one that stops gracefully (Leave) is dropped by the others within one
 // gossip interval. The layer-2 election feeds on Members and re-runs on Changes.
 //

@@ -203,7 +203,7 @@ func run(keep bool) error {
 	}
 	fmt.Printf("    %s took over: the client's neighbour entry for %s pointed at it %v after the kill\n", to, ips[0], moved.Round(time.Millisecond))
 	fmt.Printf("    request loop: %d answered, %d failed; longest time without an answer: %v\n", r.ok, r.failed, r.outage.Round(time.Millisecond))
-	fmt.Println("    (a killed speaker's node still forwards traffic that reaches it; cutting the node off the LAN costs about a second)")
+	fmt.Println("    (a killed speaker's node still forwards traffic that reaches it; cutting the node off the LAN costs about 400 ms)")
 	if err := kubectl("get", "servicel2statuses", "-n", lab.BarelbNamespace); err != nil {
 		return err
 	}
