@@ -208,11 +208,11 @@ func Start(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m.listeners = append(m.listeners, c4)
 	m.wg.Add(1)
-	go m.read4(p4)
+	go m.serve("IPv4", func(buf []byte) (arrival, error) { return read4(p4, buf) })
 	if p6 != nil {
 		m.listeners = append(m.listeners, c6)
 		m.wg.Add(1)
-		go m.read6(p6)
+		go m.serve("IPv6", func(buf []byte) (arrival, error) { return read6(p6, buf) })
 	}
 	go func() {
 		<-ctx.Done()
@@ -515,48 +515,53 @@ type arrival struct {
 	ifIndex  int
 }
 
-func (m *Manager) read4(c *ipv4.PacketConn) {
-	defer m.wg.Done()
-	buf := make([]byte, 1500)
-	for {
-		n, cm, src, err := c.ReadFrom(buf)
-		if err != nil {
-			if m.ctx.Err() == nil {
-				m.log.Error(err, "reading the IPv4 BFD listener")
-			}
-			return
-		}
-		a := arrival{b: buf[:n], ttl: -1}
-		if ua, ok := src.(*net.UDPAddr); ok {
-			a.src = ua.AddrPort().Addr().Unmap()
-		}
-		if cm != nil {
-			a.ttl, a.ifIndex = cm.TTL, cm.IfIndex
-			a.dst, _ = netip.AddrFromSlice(cm.Dst)
-			a.dst = a.dst.Unmap()
-		}
-		m.dispatch(a)
+// read4 reads an IPv4 datagram with its TTL, destination and interface.
+func read4(c *ipv4.PacketConn, buf []byte) (arrival, error) {
+	n, cm, src, err := c.ReadFrom(buf)
+	if err != nil {
+		return arrival{}, err
 	}
+	a := arrival{b: buf[:n], ttl: -1}
+	if ua, ok := src.(*net.UDPAddr); ok {
+		a.src = ua.AddrPort().Addr().Unmap()
+	}
+	if cm != nil {
+		a.ttl, a.ifIndex = cm.TTL, cm.IfIndex
+		a.dst, _ = netip.AddrFromSlice(cm.Dst)
+		a.dst = a.dst.Unmap()
+	}
+	return a, nil
 }
 
-func (m *Manager) read6(c *ipv6.PacketConn) {
+// read6 reads an IPv6 datagram with its hop limit, destination and
+// interface.
+func read6(c *ipv6.PacketConn, buf []byte) (arrival, error) {
+	n, cm, src, err := c.ReadFrom(buf)
+	if err != nil {
+		return arrival{}, err
+	}
+	a := arrival{b: buf[:n], ttl: -1}
+	if ua, ok := src.(*net.UDPAddr); ok {
+		a.src = ua.AddrPort().Addr().WithZone("").Unmap()
+	}
+	if cm != nil {
+		a.ttl, a.ifIndex = cm.HopLimit, cm.IfIndex
+		a.dst, _ = netip.AddrFromSlice(cm.Dst)
+	}
+	return a, nil
+}
+
+// serve hands every datagram of a listener to dispatch until it closes.
+func (m *Manager) serve(family string, read func(buf []byte) (arrival, error)) {
 	defer m.wg.Done()
 	buf := make([]byte, 1500)
 	for {
-		n, cm, src, err := c.ReadFrom(buf)
+		a, err := read(buf)
 		if err != nil {
 			if m.ctx.Err() == nil {
-				m.log.Error(err, "reading the IPv6 BFD listener")
+				m.log.Error(err, "reading the "+family+" BFD listener")
 			}
 			return
-		}
-		a := arrival{b: buf[:n], ttl: -1}
-		if ua, ok := src.(*net.UDPAddr); ok {
-			a.src = ua.AddrPort().Addr().WithZone("").Unmap()
-		}
-		if cm != nil {
-			a.ttl, a.ifIndex = cm.HopLimit, cm.IfIndex
-			a.dst, _ = netip.AddrFromSlice(cm.Dst)
 		}
 		m.dispatch(a)
 	}
