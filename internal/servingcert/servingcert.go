@@ -97,6 +97,8 @@ func Renew(stored *Bundle, o Options, now time.Time) (next *Bundle, changed bool
 		reasons = append(reasons, "dropped expired or unreadable previous CAs")
 	}
 	switch {
+	case len(stored.CACert) == 0:
+		reasons = append(reasons, "no CA stored yet")
 	case caErr != nil:
 		reasons = append(reasons, "no usable CA ("+caErr.Error()+")")
 	case !ca.IsCA:
@@ -162,6 +164,9 @@ func dueForRenewal(c *x509.Certificate, now time.Time) bool {
 
 // certProblem says why the serving certificate must be replaced, or "".
 func certProblem(certPEM, keyPEM []byte, ca *x509.Certificate, o Options, now time.Time) string {
+	if len(certPEM) == 0 {
+		return "no serving certificate stored yet"
+	}
 	cert, _, err := parsePair(certPEM, keyPEM)
 	if err != nil {
 		return "no usable serving certificate (" + err.Error() + ")"

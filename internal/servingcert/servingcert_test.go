@@ -61,7 +61,7 @@ func renew(t *testing.T, b *Bundle, o Options, now time.Time, wantChanged bool, 
 }
 
 func TestRenewLifecycle(t *testing.T) {
-	b := renew(t, nil, opts, t0, true, "no usable CA")
+	b := renew(t, nil, opts, t0, true, "no CA stored yet; no serving certificate stored yet")
 	ca := parseCerts(b.CACert)[0]
 	cert := verify(t, b, opts, t0)
 	if got := cert.NotAfter.Sub(t0); got != opts.CertLifetime {

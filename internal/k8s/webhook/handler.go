@@ -26,8 +26,12 @@ type Validator struct {
 	// Namespace is barelb's namespace; objects elsewhere are allowed
 	// without a look (barelb ignores them and says so on the object).
 	Namespace string
-	// Reader reads pools, peers and Services (the manager's cache).
-	Reader client.Reader
+	// Live reads barelb's objects of the namespace from the API server, so
+	// that an object created a moment ago counts (a cache may lag behind
+	// a kubectl apply of several objects); there are few of them.
+	Live client.Reader
+	// Cache reads Services (the manager's cache: there may be thousands).
+	Cache client.Reader
 	// Writer makes the dry-run create that tells whether a Secret exists
 	// without reading it.
 	Writer  client.Writer
@@ -121,7 +125,7 @@ func (v *Validator) pool(ctx context.Context, req admission.Request) (decide.Ver
 		old, _ = config.PoolFromAPI(&oldObj) // an old object that does not parse counts as none
 	}
 	var list barelbv1beta1.IPAddressPoolList
-	if err := v.Reader.List(ctx, &list, client.InNamespace(v.Namespace)); err != nil {
+	if err := v.Live.List(ctx, &list, client.InNamespace(v.Namespace)); err != nil {
 		return decide.Verdict{}, fmt.Errorf("listing IPAddressPools: %w", err)
 	}
 	var others []*config.Pool
@@ -133,7 +137,7 @@ func (v *Validator) pool(ctx context.Context, req admission.Request) (decide.Ver
 	var assigned []decide.Assignment
 	if req.Operation != "CREATE" {
 		var services corev1.ServiceList
-		if err := v.Reader.List(ctx, &services); err != nil {
+		if err := v.Cache.List(ctx, &services); err != nil {
 			return decide.Verdict{}, fmt.Errorf("listing Services: %w", err)
 		}
 		for i := range services.Items {
@@ -155,7 +159,7 @@ func (v *Validator) pool(ctx context.Context, req admission.Request) (decide.Ver
 
 func (v *Validator) poolNames(ctx context.Context) (map[string]bool, error) {
 	var pools barelbv1beta1.IPAddressPoolList
-	if err := v.Reader.List(ctx, &pools, client.InNamespace(v.Namespace)); err != nil {
+	if err := v.Live.List(ctx, &pools, client.InNamespace(v.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing IPAddressPools: %w", err)
 	}
 	names := make(map[string]bool, len(pools.Items))
@@ -190,7 +194,7 @@ func (v *Validator) bgpAdvertisement(ctx context.Context, req admission.Request)
 		return decide.Verdict{}, err
 	}
 	var peers barelbv1beta1.BGPPeerList
-	if err := v.Reader.List(ctx, &peers, client.InNamespace(v.Namespace)); err != nil {
+	if err := v.Live.List(ctx, &peers, client.InNamespace(v.Namespace)); err != nil {
 		return decide.Verdict{}, fmt.Errorf("listing BGPPeers: %w", err)
 	}
 	peerNames := make(map[string]bool, len(peers.Items))
@@ -215,7 +219,7 @@ func (v *Validator) bgpPeer(ctx context.Context, req admission.Request) (decide.
 		old, _ = config.BGPPeerFromAPI(&oldObj, config.BGPPeerOptions{})
 	}
 	var list barelbv1beta1.BGPPeerList
-	if err := v.Reader.List(ctx, &list, client.InNamespace(v.Namespace)); err != nil {
+	if err := v.Live.List(ctx, &list, client.InNamespace(v.Namespace)); err != nil {
 		return decide.Verdict{}, fmt.Errorf("listing BGPPeers: %w", err)
 	}
 	var others []*config.BGPPeer

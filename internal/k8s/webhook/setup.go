@@ -56,7 +56,7 @@ func DNSNames(service, namespace string) []string {
 
 // Setup adds the certificate keeper and the HTTPS server to mgr (both run
 // on every replica) and a readiness check that passes once the webhook
-// serves. The handler reads through mgr's cache.
+// serves. The handler reads Services through mgr's cache.
 func Setup(mgr manager.Manager, o Options) (*Server, error) {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
@@ -87,7 +87,8 @@ func Setup(mgr manager.Manager, o Options) (*Server, error) {
 		Log:         log,
 		Handler: &Validator{
 			Namespace: o.Namespace,
-			Reader:    mgr.GetClient(),
+			Live:      mgr.GetAPIReader(),
+			Cache:     mgr.GetClient(),
 			Writer:    mgr.GetClient(),
 			Decoder:   admission.NewDecoder(mgr.GetScheme()),
 			Log:       log,
