@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -106,6 +107,7 @@ var clusterScoped = map[string]bool{
 
 func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 	kinds := map[string]int{}
+	controllerPorts, servicePorts := map[string]bool{}, map[string]bool{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
 		if !clusterScoped[o.GetKind()] && o.GetNamespace() != namespace {
@@ -135,6 +137,21 @@ func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 				t.Error("controller may run as root")
 			}
 			checkContainer(t, "controller", pod.Containers, nil)
+			for _, p := range pod.Containers[0].Ports {
+				controllerPorts[p.Name] = true
+			}
+		case "Service":
+			var svc corev1.Service
+			convert(t, o, &svc)
+			for _, p := range svc.Spec.Ports {
+				servicePorts[p.TargetPort.String()] = true
+			}
+		case "ValidatingWebhookConfiguration":
+			var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+			convert(t, o, &vwc)
+			for _, w := range vwc.Webhooks {
+				checkWebhook(t, w)
+			}
 		case "DaemonSet":
 			var ds appsv1.DaemonSet
 			convert(t, o, &ds)
@@ -152,6 +169,11 @@ func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 			}
 		}
 	}
+	for port := range servicePorts {
+		if !controllerPorts[port] {
+			t.Errorf("the webhook Service targets port %q, which the controller container does not name", port)
+		}
+	}
 	for kind, n := range map[string]int{
 		"Namespace": 1, "CustomResourceDefinition": 8, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
 		"Role": 2, "RoleBinding": 2, "Deployment": 1, "DaemonSet": 1, "PodDisruptionBudget": 1,
@@ -160,6 +182,32 @@ func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 		if kinds[kind] != n {
 			t.Errorf("%d %s objects, want %d", kinds[kind], kind, n)
 		}
+	}
+}
+
+// checkWebhook checks what keeps the webhook from getting in the way: it
+// is called for barelb's namespace only, has no side effects, answers
+// quickly, and is ignored when the controller cannot answer (so that
+// installing configuration together with barelb cannot deadlock).
+func checkWebhook(t *testing.T, w admissionregistrationv1.ValidatingWebhook) {
+	t.Helper()
+	if w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Ignore {
+		t.Errorf("webhook %s: failurePolicy %v, want Ignore", w.Name, w.FailurePolicy)
+	}
+	if w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNone {
+		t.Errorf("webhook %s: sideEffects %v, want None", w.Name, w.SideEffects)
+	}
+	if w.TimeoutSeconds == nil || *w.TimeoutSeconds > 10 {
+		t.Errorf("webhook %s: timeoutSeconds %v, want at most 10", w.Name, w.TimeoutSeconds)
+	}
+	if w.NamespaceSelector == nil || w.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != namespace {
+		t.Errorf("webhook %s: namespaceSelector %v does not limit it to %s", w.Name, w.NamespaceSelector, namespace)
+	}
+	if svc := w.ClientConfig.Service; svc == nil || svc.Name != "barelb-webhook-service" || svc.Namespace != namespace {
+		t.Errorf("webhook %s: clientConfig %+v does not name the webhook Service", w.Name, w.ClientConfig)
+	}
+	if len(w.ClientConfig.CABundle) != 0 {
+		t.Errorf("webhook %s: a caBundle in the manifests; the controller writes its own", w.Name)
 	}
 }
 
@@ -229,6 +277,11 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"update", "coordination.k8s.io", "leases", "", namespace, "barelb-controller", true},
 			{"create", "", "secrets", "", namespace, "", true},
 			{"get", "", "secrets", "", namespace, "barelb-memberlist", true},
+			{"get", "", "secrets", "", namespace, "barelb-webhook-cert", true},
+			{"update", "", "secrets", "", namespace, "barelb-webhook-cert", true},
+			{"get", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", true},
+			{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", true},
+			{"patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", true},
 			// What it must not do.
 			{"update", "", "services", "", other, "web", false},
 			{"patch", "", "services", "", other, "web", false},
@@ -237,6 +290,13 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"list", "", "secrets", "", namespace, "", false},
 			{"get", "", "secrets", "", other, "anything", false},
 			{"update", "", "secrets", "", namespace, "barelb-memberlist", false},
+			{"delete", "", "secrets", "", namespace, "barelb-webhook-cert", false},
+			{"get", "", "secrets", "", other, "barelb-webhook-cert", false},
+			{"update", "", "secrets", "", namespace, "bgp-password", false},
+			{"list", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "", false},
+			{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "someone-elses", false},
+			{"delete", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", false},
+			{"update", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "barelb-validating-webhook", false},
 			{"update", "barelb.io", "ipaddresspools", "", namespace, "lan", false},
 			{"create", "barelb.io", "servicel2statuses", "", namespace, "", false},
 			{"list", "", "nodes", "", "", "", false},
@@ -264,7 +324,9 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"create", "barelb.io", "servicel2statuses", "", other, "", false},
 			{"list", "barelb.io", "ipaddresspools", "", "", "", false},
 			{"get", "", "secrets", "", namespace, "barelb-memberlist", false},
+			{"get", "", "secrets", "", namespace, "barelb-webhook-cert", false},
 			{"list", "", "secrets", "", "", "", false},
+			{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", false},
 			{"create", "", "pods", "", namespace, "", false},
 		},
 	}
@@ -291,7 +353,11 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 
 // checkControllerRuns runs the real controller as its ServiceAccount: it
 // must create the memberlist Secret, take the Lease and assign an
-// address, and never be refused by the API server.
+// address, make the webhook's certificate and write its CA into the
+// installed ValidatingWebhookConfiguration, and never be refused by the
+// API server. The pool is applied while the webhook cannot be reached (the
+// controller runs outside the cluster, so the webhook Service has no
+// endpoints): failurePolicy Ignore must let it through.
 func checkControllerRuns(t *testing.T, env *testenv.Env) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -354,6 +420,21 @@ func checkControllerRuns(t *testing.T, env *testenv.Env) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("assigned %s; memberlist Secret created", svc.Status.LoadBalancer.Ingress[0].IP)
+	var cert corev1.Secret
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	for {
+		errCert := env.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "barelb-webhook-cert"}, &cert)
+		errVWC := env.Client.Get(ctx, types.NamespacedName{Name: "barelb-validating-webhook"}, &vwc)
+		if errCert == nil && errVWC == nil && len(cert.Data["ca.crt"]) > 0 && len(vwc.Webhooks) > 0 &&
+			bytes.HasPrefix(vwc.Webhooks[0].ClientConfig.CABundle, cert.Data["ca.crt"]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60 s: webhook certificate Secret err %v, configuration err %v, webhooks %+v", errCert, errVWC, vwc.Webhooks)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Log("webhook certificate Secret created and its CA written into the ValidatingWebhookConfiguration")
 	if len(secret.Data["secretkey"]) < 32 {
 		t.Errorf("memberlist Secret key is %d bytes, want a random key of at least 32", len(secret.Data["secretkey"]))
 	}
