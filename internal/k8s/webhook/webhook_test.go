@@ -425,11 +425,13 @@ func (s *suite) testOtherNamespace(t *testing.T) {
 func (s *suite) testBadRequests(t *testing.T) {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: s.caPool(t), ServerName: "127.0.0.1"}}}
-	review := func(kind, object string) string {
+	reviewIn := func(ns, kind, object string) string {
 		return fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1",`+
 			`"kind":{"group":"barelb.io","version":"v1beta1","kind":%q},"resource":{"group":"barelb.io","version":"v1beta1","resource":"x"},`+
-			`"namespace":%q,"name":"n","operation":"CREATE","userInfo":{},"object":%s}}`, kind, namespace, object)
+			`"namespace":%q,"name":"n","operation":"CREATE","userInfo":{},"object":%s}}`, kind, ns, object)
 	}
+	review := func(kind, object string) string { return reviewIn(namespace, kind, object) }
+	overlapping := `{"metadata":{"name":"n"},"spec":{"addresses":["198.51.100.0/24"]}}` // overlaps barelb-system/lan
 	for _, tc := range []struct {
 		name, body string
 		// want is part of the response body; allowed tells what it says.
@@ -445,6 +447,10 @@ func (s *suite) testBadRequests(t *testing.T) {
 		{"a pool without addresses", review("IPAddressPool", `{"metadata":{"name":"n"},"spec":{}}`), `addresses is empty`},
 		{"a peer with an unknown field only", review("BGPPeer", `{"metadata":{"name":"n"},"spec":{"bogus":1}}`), `"allowed":false`},
 		{"an advertisement of null", review("L2Advertisement", `null`), `"allowed":false`},
+		// Should another configuration send objects of other namespaces,
+		// the handler still leaves them alone.
+		{"an overlapping pool in barelb's namespace", review("IPAddressPool", overlapping), `overlap IPAddressPool \"lan\"`},
+		{"the same pool in another namespace", reviewIn("other", "IPAddressPool", overlapping), `"allowed":true`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := hc.Post(s.webhook, "application/json", strings.NewReader(tc.body))
