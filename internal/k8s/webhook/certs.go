@@ -54,13 +54,21 @@ type CertKeeper struct {
 	Interval time.Duration
 	// RetryInterval is the wait after a failure.
 	RetryInterval time.Duration
-	Log           logr.Logger
+	// BundleDelay is how long a new CA bundle is given to reach the API
+	// server before a certificate it alone trusts is served; 0 means
+	// DefaultBundleDelay.
+	BundleDelay time.Duration
+	Log         logr.Logger
 
 	current atomic.Pointer[tls.Certificate]
 	// missingConfig remembers that the configuration was missing, so that
 	// this is logged once rather than at every round.
 	missingConfig bool
 }
+
+// DefaultBundleDelay is ample for an API server's informer to see a
+// changed webhook configuration.
+const DefaultBundleDelay = 5 * time.Second
 
 // errConflict means another replica wrote first; read again at once.
 var errConflict = errors.New("another replica wrote first")
@@ -106,8 +114,10 @@ func (k *CertKeeper) Start(ctx context.Context) error {
 	}
 }
 
-// Sync runs one round: read, renew if due, store, load, publish the CA
-// bundle. next is when a renewal falls due.
+// Sync runs one round: read, renew if due, store, publish the CA bundle,
+// serve the new certificate. next is when to look again: when a renewal
+// falls due, or soon when a new certificate waits for its CA to reach the
+// API server.
 func (k *CertKeeper) Sync(ctx context.Context) (next time.Time, err error) {
 	bundle, err := k.syncSecret(ctx)
 	if err != nil {
@@ -117,7 +127,22 @@ func (k *CertKeeper) Sync(ctx context.Context) (next time.Time, err error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	if old := k.current.Load(); old == nil || !bytes.Equal(old.Certificate[0], cert.Certificate[0]) {
+	old := k.current.Load()
+	published, err := k.publishCABundle(ctx, bundle.CABundle())
+	if err != nil && old != nil {
+		// Keep serving the old certificate, which the API server trusts.
+		return time.Time{}, err
+	}
+	next = servingcert.NextRenewal(bundle)
+	switch {
+	case old != nil && bytes.Equal(old.Certificate[0], cert.Certificate[0]):
+	case old != nil && published && stillValid(old):
+		// The API server learns a new CA bundle through its informer, a
+		// moment after the write: a certificate of the new CA served
+		// before that would be refused. The old one is still trusted
+		// (the old CA stays in the bundle), so switch next round.
+		next = time.Now().Add(k.bundleDelay())
+	default:
 		k.current.Store(cert)
 		var notAfter time.Time
 		if cert.Leaf != nil {
@@ -125,10 +150,18 @@ func (k *CertKeeper) Sync(ctx context.Context) (next time.Time, err error) {
 		}
 		k.Log.Info("Serving the webhook with a new certificate", "notAfter", notAfter.UTC().Format(time.RFC3339))
 	}
-	if err := k.publishCABundle(ctx, bundle.CABundle()); err != nil {
-		return time.Time{}, err
+	return next, err
+}
+
+func (k *CertKeeper) bundleDelay() time.Duration {
+	if k.BundleDelay > 0 {
+		return k.BundleDelay
 	}
-	return servingcert.NextRenewal(bundle), nil
+	return DefaultBundleDelay
+}
+
+func stillValid(c *tls.Certificate) bool {
+	return c.Leaf != nil && time.Now().Before(c.Leaf.NotAfter)
 }
 
 func (k *CertKeeper) syncSecret(ctx context.Context) (*servingcert.Bundle, error) {
@@ -187,19 +220,19 @@ func (k *CertKeeper) syncSecret(ctx context.Context) (*servingcert.Bundle, error
 // configuration that lacks it. A missing configuration is not an error
 // (installs without the webhook, like the e2e lab, run the controller
 // without one): it is logged once and looked for again next round.
-func (k *CertKeeper) publishCABundle(ctx context.Context, caBundle []byte) error {
+func (k *CertKeeper) publishCABundle(ctx context.Context, caBundle []byte) (published bool, err error) {
 	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
-	err := k.Reader.Get(ctx, types.NamespacedName{Name: k.ConfigurationName}, &vwc)
+	err = k.Reader.Get(ctx, types.NamespacedName{Name: k.ConfigurationName}, &vwc)
 	if apierrors.IsNotFound(err) {
 		if !k.missingConfig {
 			k.Log.Info("The ValidatingWebhookConfiguration does not exist; the API server does not call the webhook. Looking again later",
 				"name", k.ConfigurationName, "every", k.Interval.String())
 			k.missingConfig = true
 		}
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", k.ConfigurationName, err)
+		return false, fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", k.ConfigurationName, err)
 	}
 	k.missingConfig = false
 	stale := 0
@@ -210,13 +243,13 @@ func (k *CertKeeper) publishCABundle(ctx context.Context, caBundle []byte) error
 		}
 	}
 	if stale == 0 {
-		return nil
+		return false, nil
 	}
 	if err := k.Writer.Update(ctx, &vwc); apierrors.IsConflict(err) {
-		return errConflict
+		return false, errConflict
 	} else if err != nil {
-		return fmt.Errorf("writing the CA bundle into ValidatingWebhookConfiguration %s: %w", k.ConfigurationName, err)
+		return false, fmt.Errorf("writing the CA bundle into ValidatingWebhookConfiguration %s: %w", k.ConfigurationName, err)
 	}
 	k.Log.Info("Wrote the webhook CA bundle", "configuration", k.ConfigurationName, "webhooks", stale)
-	return nil
+	return true, nil
 }

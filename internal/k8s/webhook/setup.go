@@ -44,6 +44,8 @@ type Options struct {
 	// Interval and RetryInterval default to DefaultInterval and
 	// DefaultRetryInterval.
 	Interval, RetryInterval time.Duration
+	// BundleDelay defaults to DefaultBundleDelay (see CertKeeper).
+	BundleDelay time.Duration
 }
 
 // DNSNames are the names the API server may dial the Service by.
@@ -79,6 +81,7 @@ func Setup(mgr manager.Manager, o Options) (*Server, error) {
 		Writer:        mgr.GetClient(),
 		Interval:      o.Interval,
 		RetryInterval: o.RetryInterval,
+		BundleDelay:   o.BundleDelay,
 		Log:           log.WithName("certificate"),
 	}
 	srv := &Server{

@@ -37,9 +37,11 @@ import (
 
 const (
 	namespace = "barelb-system"
-	// certLifetime is short so that the serving certificate is renewed
-	// (at two thirds of it) several times while the tests run.
+	// certLifetime and caLifetime are short so that the serving
+	// certificate and the CA are renewed (at two thirds of their
+	// lifetimes) while the tests run.
 	certLifetime = 12 * time.Second
+	caLifetime   = 3 * certLifetime
 )
 
 // warnings collects the API server's warnings for one client.
@@ -87,7 +89,7 @@ func TestWebhook(t *testing.T) {
 	t.Run("BGP peers", s.testPeers)
 	t.Run("objects outside barelb's namespace are not checked", s.testOtherNamespace)
 	t.Run("bad requests get an answer, never a panic", s.testBadRequests)
-	t.Run("the serving certificate is renewed and calls keep succeeding", s.testRotation)
+	t.Run("the serving certificate and the CA are renewed and calls keep succeeding", s.testRotation)
 	t.Run("replicas racing at first start end up serving one certificate", s.testReplicasAgree)
 }
 
@@ -116,6 +118,7 @@ func start(t *testing.T) *suite {
 		ServiceName:       webhook.DefaultServiceName,
 		ExtraIPs:          []net.IP{net.IPv4(127, 0, 0, 1)},
 		CertLifetime:      certLifetime,
+		CALifetime:        caLifetime,
 		Interval:          500 * time.Millisecond,
 		RetryInterval:     500 * time.Millisecond,
 	})
@@ -472,27 +475,30 @@ func (s *suite) testBadRequests(t *testing.T) {
 func (s *suite) testRotation(t *testing.T) {
 	ctx := context.Background()
 	first := s.servedCertificate(t)
-	seen := map[string]bool{first.SerialNumber.String(): true}
+	certs := map[string]bool{first.SerialNumber.String(): true}
+	cas := map[string]bool{first.Issuer.String(): true}
 	calls := 0
-	deadline := time.Now().Add(20 * certLifetime)
-	for len(seen) < 3 {
+	deadline := time.Now().Add(20 * caLifetime)
+	for len(certs) < 3 || len(cas) < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("saw %d serving certificates in %s, want 3 (renewed twice)", len(seen), 20*certLifetime)
+			t.Fatalf("saw %d serving certificates and %d CAs in %s, want the certificate renewed twice and the CA once", len(certs), len(cas), 20*caLifetime)
 		}
 		// Through the API server: with failurePolicy Fail, a call the
 		// webhook cannot take fails the write.
 		if err := s.c.Create(ctx, pool("rotation", "203.0.113.0/24"), client.DryRunAll); err != nil {
-			t.Fatalf("after %d calls and %d certificates: %v", calls, len(seen), err)
+			t.Fatalf("after %d calls, %d certificates and %d CAs: %v", calls, len(certs), len(cas), err)
 		}
 		calls++
 		cert := s.servedCertificate(t) // verified against the current caBundle
-		if cert.NotAfter.Sub(cert.NotBefore) > certLifetime+certLifetime/10+time.Second {
-			t.Fatalf("certificate lives %s, want %s", cert.NotAfter.Sub(cert.NotBefore), certLifetime)
+		if life := cert.NotAfter.Sub(cert.NotBefore); life > certLifetime+certLifetime/10+time.Second {
+			t.Fatalf("certificate lives %s, want %s", life, certLifetime)
 		}
-		seen[cert.SerialNumber.String()] = true
+		certs[cert.SerialNumber.String()] = true
+		cas[cert.Issuer.String()] = true
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("%d calls through the API server succeeded while the serving certificate was renewed %d times", calls, len(seen)-1)
+	t.Logf("%d calls through the API server succeeded while the serving certificate was renewed %d times and the CA %d times",
+		calls, len(certs)-1, len(cas)-1)
 }
 
 func (s *suite) testReplicasAgree(t *testing.T) {
