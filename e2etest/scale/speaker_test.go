@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -62,7 +63,12 @@ func BenchmarkSpeaker(b *testing.B) {
 	n := servicesWanted()
 	ctx := context.Background()
 	bin := labBinDir(b)
-	l := lab.Start(b, lab.Options{Nodes: 1, Barelb: true, BinDir: bin, SpeakerArgs: strings.Fields(os.Getenv("BARELB_SPEAKER_ARGS"))})
+	speakerArgs := strings.Fields(os.Getenv("BARELB_SPEAKER_ARGS"))
+	profiles := os.Getenv("BARELB_SPEAKER_PROFILES")
+	if profiles != "" {
+		speakerArgs = append(speakerArgs, "--pprof-bind-address="+speakerPprofAddress)
+	}
+	l := lab.Start(b, lab.Options{Nodes: 1, Barelb: true, BinDir: bin, SpeakerArgs: speakerArgs})
 	if err := l.Stop(speakerNode, lab.ComponentKubeProxy); err != nil {
 		b.Fatal(err)
 	}
@@ -104,8 +110,9 @@ func BenchmarkSpeaker(b *testing.B) {
 	sp.waitIdle(b, 5*time.Minute)
 	time.Sleep(5 * time.Second)
 	steady := sp.memory(b)
-	b.Logf("speaker with %d Services announced: VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB",
-		n, steady.rss, steady.hwm, steady.heapInuse)
+	b.Logf("speaker with %d Services announced: VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB (live after the last GC %.1f MiB), %.0f goroutines",
+		n, steady.rss, steady.hwm, steady.heapInuse, steady.heapLive, steady.goroutines)
+	sp.saveProfiles(b, profiles, "steady")
 
 	// One more Service at this scale, a few times.
 	var oneMore, assigned []time.Duration
@@ -149,8 +156,9 @@ func BenchmarkSpeaker(b *testing.B) {
 	if got := sw.announced(); got < n+5 {
 		b.Errorf("after the restart only %d Services are announced by %s, want %d", got, speakerNode, n+5)
 	}
-	b.Logf("new speaker: ready and reconciled in %v, %d ServiceL2Status writes, VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB",
-		restart.Round(time.Millisecond), restartWrites, restarted.rss, restarted.hwm, restarted.heapInuse)
+	b.Logf("new speaker: ready and reconciled in %v, %d ServiceL2Status writes, VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB (live after the last GC %.1f MiB), %.0f goroutines",
+		restart.Round(time.Millisecond), restartWrites, restarted.rss, restarted.hwm, restarted.heapInuse, restarted.heapLive, restarted.goroutines)
+	sp.saveProfiles(b, profiles, "restart")
 
 	b.ReportMetric(announceAll.Seconds(), "announce-all-s")
 	b.ReportMetric(created.Seconds(), "create-all-s")
@@ -386,7 +394,7 @@ type speakerProcess struct {
 }
 
 // memoryUse is what memory reads.
-type memoryUse struct{ rss, hwm, heapInuse float64 }
+type memoryUse struct{ rss, hwm, heapInuse, heapLive, goroutines float64 }
 
 func (p *speakerProcess) memory(b *testing.B) memoryUse {
 	m, err := p.readMemory()
@@ -424,12 +432,14 @@ func (p *speakerProcess) readMemory() (memoryUse, error) {
 	metrics, err := p.scrape()
 	if err == nil {
 		m.heapInuse = metrics["go_memstats_heap_inuse_bytes"] / (1 << 20)
+		m.heapLive = metrics["go_memstats_heap_alloc_bytes"] / (1 << 20)
+		m.goroutines = metrics["go_goroutines"]
 	}
 	return m, nil
 }
 
-// findPID finds the speaker among the processes: the lab runs it with its
-// own kubeconfig path in its arguments.
+// findPID finds the speaker among the processes: the lab runs it with a
+// kubeconfig of its own (its ServiceAccount's) in the lab's state folder.
 func (p *speakerProcess) findPID() error {
 	if p.pid != 0 {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.pid)); err == nil {
@@ -440,7 +450,7 @@ func (p *speakerProcess) findPID() error {
 	if err != nil {
 		return err
 	}
-	want := "--kubeconfig=" + p.l.InternalKubeconfig()
+	want := "--kubeconfig=" + filepath.Join(filepath.Dir(p.l.InternalKubeconfig()), "kubeconfig-"+lab.ComponentSpeaker)
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -509,6 +519,34 @@ func (p *speakerProcess) scrape() (map[string]float64, error) {
 		out[name] += v
 	}
 	return out, sc.Err()
+}
+
+// speakerPprofAddress is where the speaker serves its profiles when
+// BARELB_SPEAKER_PROFILES is set.
+const speakerPprofAddress = "127.0.0.1:7476"
+
+// saveProfiles writes the speaker's heap (after a GC) and goroutine
+// profiles into dir as NAME-heap.pb.gz and NAME-goroutine.txt, when dir is
+// set (BARELB_SPEAKER_PROFILES); read them with go tool pprof.
+func (p *speakerProcess) saveProfiles(b *testing.B, dir, name string) {
+	if dir == "" {
+		return
+	}
+	for file, path := range map[string]string{name + "-heap.pb.gz": "/debug/pprof/heap?gc=1", name + "-goroutine.txt": "/debug/pprof/goroutine?debug=1"} {
+		resp, err := p.hc.Get("http://" + speakerPprofAddress + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("speaker profiles written to %s/%s-*", dir, name)
 }
 
 // reconcileTime is the sum and count of the announcer's reconcile times.

@@ -13,6 +13,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
 
@@ -50,6 +51,9 @@ type SpeakerOptions struct {
 	// GratuitousInterval repeats the gratuitous announcement of every
 	// announced address this often; 0 is off.
 	GratuitousInterval time.Duration
+	// PprofBindAddress serves net/http/pprof (heap and goroutine
+	// profiles, to see where memory goes); empty or "0" is off.
+	PprofBindAddress string
 }
 
 // MemberlistKeyEnv is the default environment variable of the memberlist
@@ -77,6 +81,8 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"How long a stopping speaker keeps answering after leaving memberlist.")
 		fs.DurationVar(&o.GratuitousInterval, "gratuitous-interval", 0,
 			"Repeat the gratuitous ARP/unsolicited advertisement of every announced address this often, to keep switches' MAC tables fresh; 0 is off.")
+		fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", "",
+			`Address (host:port) to serve Go's /debug/pprof profiles on over HTTP; empty or "0" is off.`)
 	})
 	if err != nil || o.ShowVersion {
 		return o, err
@@ -89,6 +95,11 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	}
 	if errs := validation.IsDNS1123Subdomain(o.NodeName); len(errs) > 0 {
 		return o, usageErrorf("node name %q is not a node name: %v", o.NodeName, errs)
+	}
+	if o.PprofBindAddress != "" {
+		if err := validateBindAddress(o.PprofBindAddress); err != nil {
+			return o, usageErrorf("--pprof-bind-address: %w", err)
+		}
 	}
 	if o.GratuitousInterval < 0 {
 		return o, usageErrorf("--gratuitous-interval %v is negative", o.GratuitousInterval)
@@ -110,8 +121,9 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 		program:   "speaker",
 		options:   o.Options,
 		logValues: []any{"node", o.NodeName},
-		manager:   []Option{WithReadyAfterSync(configObjects()...), WithCacheTransforms(announcer.CacheTransforms())},
-		setup:     func(mgr manager.Manager) error { return setupSpeaker(ctx, mgr, o, inv.getenv(o.MemberlistKeyEnv)) },
+		manager: []Option{WithReadyAfterSync(configObjects()...), WithCacheTransforms(announcer.CacheTransforms()),
+			WithManagerOptions(func(mo *manager.Options) { mo.PprofBindAddress = o.PprofBindAddress })},
+		setup: func(mgr manager.Manager) error { return setupSpeaker(ctx, mgr, o, inv.getenv(o.MemberlistKeyEnv)) },
 	})
 }
 
@@ -137,6 +149,20 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	if err != nil {
 		return err
 	}
+	// One cache of Services, endpoints' nodes and ServiceL2Statuses for
+	// every reconciler of the speaker, as compact records (see
+	// servicecache); /readyz waits for it too.
+	services, err := servicecache.New(mgr.GetConfig(), servicecache.Options{StatusNamespace: o.Namespace, Log: log.WithName("servicecache")})
+	if err == nil {
+		err = mgr.Add(services)
+	}
+	if err == nil {
+		err = mgr.AddReadyzCheck("service-cache", services.ReadyCheck)
+	}
+	if err != nil {
+		_ = m.Shutdown()
+		return fmt.Errorf("setting up the service cache: %w", err)
+	}
 	answerCtx, stopAnswering := context.WithCancel(context.Background())
 	members := &announcer.MemberlistMembers{Membership: m, Log: log}
 	changes := make(chan event.GenericEvent, 1)
@@ -144,7 +170,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	r := &announcer.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-		Members: members, Network: network,
+		Members: members, Network: network, Services: services,
 	}
 	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
 	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)

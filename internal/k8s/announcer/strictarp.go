@@ -168,7 +168,7 @@ func (o *Observer) reportNoInterface(in *inputs, plan []election.L2Announcement,
 			if len(a.Interfaces) > 0 {
 				named = "interfaces " + strings.Join(a.Interfaces, ", ")
 			}
-			o.Recorder.Eventf(svc, corev1.EventTypeWarning, ReasonNoInterface,
+			o.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonNoInterface,
 				"node %q won %s but none of %s exists there and can answer ARP/NDP; it is not announced", o.Node, a.Address, named)
 		}
 	}
