@@ -94,7 +94,7 @@ func BenchmarkSpeaker(b *testing.B) {
 	sw := watchStatuses(b, l)
 	defer sw.stop()
 	base := sp.memory(b)
-	b.Logf("speaker idle with no Service: VmRSS %.1f MiB, VmHWM %.1f MiB", base.rss, base.hwm)
+	b.Logf("speaker idle with no Service: VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB, %.0f goroutines (%s)", base.rss, base.hwm, base.heapInuse, base.goroutines, base.detail)
 
 	b.ResetTimer()
 	began := time.Now()
@@ -110,8 +110,8 @@ func BenchmarkSpeaker(b *testing.B) {
 	sp.waitIdle(b, 5*time.Minute)
 	time.Sleep(5 * time.Second)
 	steady := sp.memory(b)
-	b.Logf("speaker with %d Services announced: VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB (live after the last GC %.1f MiB), %.0f goroutines",
-		n, steady.rss, steady.hwm, steady.heapInuse, steady.heapLive, steady.goroutines)
+	b.Logf("speaker with %d Services announced: VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB (allocated %.1f MiB), %.0f goroutines (%s)",
+		n, steady.rss, steady.hwm, steady.heapInuse, steady.heapLive, steady.goroutines, steady.detail)
 	sp.saveProfiles(b, profiles, "steady")
 
 	// One more Service at this scale, a few times.
@@ -156,8 +156,8 @@ func BenchmarkSpeaker(b *testing.B) {
 	if got := sw.announced(); got < n+5 {
 		b.Errorf("after the restart only %d Services are announced by %s, want %d", got, speakerNode, n+5)
 	}
-	b.Logf("new speaker: ready and reconciled in %v, %d ServiceL2Status writes, VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB (live after the last GC %.1f MiB), %.0f goroutines",
-		restart.Round(time.Millisecond), restartWrites, restarted.rss, restarted.hwm, restarted.heapInuse, restarted.heapLive, restarted.goroutines)
+	b.Logf("new speaker: ready and reconciled in %v, %d ServiceL2Status writes, VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB (allocated %.1f MiB), %.0f goroutines (%s)",
+		restart.Round(time.Millisecond), restartWrites, restarted.rss, restarted.hwm, restarted.heapInuse, restarted.heapLive, restarted.goroutines, restarted.detail)
 	sp.saveProfiles(b, profiles, "restart")
 
 	b.ReportMetric(announceAll.Seconds(), "announce-all-s")
@@ -394,7 +394,11 @@ type speakerProcess struct {
 }
 
 // memoryUse is what memory reads.
-type memoryUse struct{ rss, hwm, heapInuse, heapLive, goroutines float64 }
+type memoryUse struct {
+	rss, hwm, heapInuse, heapLive, goroutines float64
+	// detail breaks VmRSS down, for the log.
+	detail string
+}
 
 func (p *speakerProcess) memory(b *testing.B) memoryUse {
 	m, err := p.readMemory()
@@ -419,6 +423,9 @@ func (p *speakerProcess) readMemory() (memoryUse, error) {
 		return m, err
 	}
 	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "RssAnon:") || strings.HasPrefix(line, "RssFile:") {
+			m.detail += strings.Join(strings.Fields(line), " ") + " "
+		}
 		for key, dst := range map[string]*float64{"VmRSS:": &m.rss, "VmHWM:": &m.hwm} {
 			if v, ok := strings.CutPrefix(line, key); ok {
 				kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
@@ -434,6 +441,9 @@ func (p *speakerProcess) readMemory() (memoryUse, error) {
 		m.heapInuse = metrics["go_memstats_heap_inuse_bytes"] / (1 << 20)
 		m.heapLive = metrics["go_memstats_heap_alloc_bytes"] / (1 << 20)
 		m.goroutines = metrics["go_goroutines"]
+		for _, name := range []string{"heap_idle", "heap_released", "stack_inuse", "next_gc", "sys"} {
+			m.detail += fmt.Sprintf("%s %.1f MiB ", name, metrics["go_memstats_"+name+"_bytes"]/(1<<20))
+		}
 	}
 	return m, nil
 }
