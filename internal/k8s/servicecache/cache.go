@@ -14,7 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	discoveryv1client "k8s.io/client-go/kubernetes/typed/discovery/v1"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,10 +43,13 @@ type Options struct {
 // Cache holds the records. Start it (it is a manager.Runnable) and wait
 // for WaitForSync before reading: until then it may miss objects.
 type Cache struct {
-	opts    Options
-	core    kubernetes.Interface
-	barelb  client.WithWatch
-	pending atomic.Int32 // stores not synced yet
+	opts Options
+	// core and discovery are typed clients of their groups alone: the
+	// whole clientset links every group's client into the speaker.
+	core      corev1client.CoreV1Interface
+	discovery discoveryv1client.DiscoveryV1Interface
+	barelb    client.WithWatch
+	pending   atomic.Int32 // stores not synced yet
 
 	mu       sync.RWMutex
 	services map[string]*Service       // namespace/name →
@@ -75,12 +79,16 @@ func New(cfg *rest.Config, opts Options) (*Cache, error) {
 	pb := rest.CopyConfig(cfg)
 	pb.ContentType = "application/vnd.kubernetes.protobuf"
 	pb.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	core, err := kubernetes.NewForConfig(pb)
+	core, err := corev1client.NewForConfig(pb)
+	if err != nil {
+		return nil, fmt.Errorf("service cache: %w", err)
+	}
+	discovery, err := discoveryv1client.NewForConfig(pb)
 	if err != nil {
 		return nil, fmt.Errorf("service cache: %w", err)
 	}
 	c := &Cache{
-		opts: opts, core: core,
+		opts: opts, core: core, discovery: discovery,
 		services: map[string]*Service{}, slices: map[string]*endpointSlice{}, sliceOf: map[string][]string{},
 		statuses: map[string]*Status{}, strings: map[string]string{}, synced: make(chan struct{}),
 	}
@@ -133,10 +141,10 @@ func (c *Cache) Start(ctx context.Context) error {
 	}
 	sources := []source{
 		{"Services", c.listWatch(ctx, c.listServices, func(o metav1.ListOptions) (watch.Interface, error) {
-			return c.core.CoreV1().Services("").Watch(ctx, o)
+			return c.core.Services("").Watch(ctx, o)
 		}), &corev1.Service{}, &store{c: c, kind: kindService}},
 		{"EndpointSlices", c.listWatch(ctx, c.listSlices, func(o metav1.ListOptions) (watch.Interface, error) {
-			return c.core.DiscoveryV1().EndpointSlices("").Watch(ctx, o)
+			return c.discovery.EndpointSlices("").Watch(ctx, o)
 		}), &discoveryv1.EndpointSlice{}, &store{c: c, kind: kindSlice}},
 	}
 	if c.barelb != nil {

@@ -61,7 +61,7 @@ func (c *Cache) listServices(ctx context.Context) (*itemList, error) {
 	out := &itemList{}
 	opts := metav1.ListOptions{Limit: c.opts.PageSize}
 	for {
-		page, err := c.core.CoreV1().Services("").List(ctx, opts)
+		page, err := c.core.Services("").List(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("listing Services: %w", err)
 		}
@@ -83,7 +83,7 @@ func (c *Cache) listSlices(ctx context.Context) (*itemList, error) {
 	out := &itemList{}
 	opts := metav1.ListOptions{Limit: c.opts.PageSize}
 	for {
-		page, err := c.core.DiscoveryV1().EndpointSlices("").List(ctx, opts)
+		page, err := c.discovery.EndpointSlices("").List(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("listing EndpointSlices: %w", err)
 		}
