@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"k8s.io/client-go/tools/record"
@@ -52,6 +53,10 @@ type SpeakerOptions struct {
 	// GratuitousInterval repeats the gratuitous announcement of every
 	// announced address this often; 0 is off.
 	GratuitousInterval time.Duration
+	// MemoryLimitRatio is the share of the container's memory limit set
+	// as the Go runtime's soft memory limit, unless GOMEMLIMIT is set; 0
+	// is off.
+	MemoryLimitRatio float64
 	// PprofBindAddress serves net/http/pprof (heap and goroutine
 	// profiles, to see where memory goes); empty or "0" is off.
 	PprofBindAddress string
@@ -71,6 +76,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 		MemberlistPort:   membership.DefaultPort,
 		MemberlistKeyEnv: MemberlistKeyEnv,
 		HandOver:         2 * time.Second,
+		MemoryLimitRatio: DefaultMemoryLimitRatio,
 	}
 	err := parseFlags("speaker", inv, &o.Options, func(fs *flag.FlagSet) {
 		fs.StringVar(&o.NodeName, "node-name", "",
@@ -86,6 +92,8 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"How long a stopping speaker keeps answering after leaving memberlist.")
 		fs.DurationVar(&o.GratuitousInterval, "gratuitous-interval", 0,
 			"Repeat the gratuitous ARP/unsolicited advertisement of every announced address this often, to keep switches' MAC tables fresh; 0 is off.")
+		fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio,
+			"Share of the container's memory limit (its cgroup's) set as the Go runtime's soft memory limit, unless $GOMEMLIMIT sets one; 0 is off.")
 		fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", "",
 			`Address (host:port) to serve Go's /debug/pprof profiles on over HTTP; empty or "0" is off.`)
 	})
@@ -105,6 +113,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 		if err := validateBindAddress(o.PprofBindAddress); err != nil {
 			return o, usageErrorf("--pprof-bind-address: %w", err)
 		}
+	}
+	if o.MemoryLimitRatio < 0 || o.MemoryLimitRatio > 1 {
+		return o, usageErrorf("--memory-limit-ratio %v: want a number from 0 to 1", o.MemoryLimitRatio)
 	}
 	if o.GratuitousInterval < 0 {
 		return o, usageErrorf("--gratuitous-interval %v is negative", o.GratuitousInterval)
@@ -138,7 +149,10 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 				//lint:ignore SA1019 the only way to set the correlator's options in controller-runtime v0.20
 				mo.EventBroadcaster = record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{LRUCacheSize: speakerEventCacheSize}))
 			})},
-		setup: func(mgr manager.Manager) error { return setupSpeaker(ctx, mgr, o, inv.getenv(o.MemberlistKeyEnv)) },
+		setup: func(mgr manager.Manager) error {
+			applySoftMemoryLimit(mgr.GetLogger().WithName("speaker"), o.MemoryLimitRatio, inv.getenv("GOMEMLIMIT"), os.ReadFile)
+			return setupSpeaker(ctx, mgr, o, inv.getenv(o.MemberlistKeyEnv))
+		},
 	})
 }
 

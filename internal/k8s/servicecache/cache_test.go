@@ -101,7 +101,7 @@ func TestCache(t *testing.T) {
 	}
 	web0 := cache.Service("default/web0")
 	want := &Service{Namespace: "default", Name: "web0", UID: services[0].UID, ResourceVersion: web0.ResourceVersion,
-		Labels: map[string]string{"app": "web0"}, Pool: "lan", Addresses: []netip.Addr{netip.MustParseAddr("198.51.100.200")}}
+		Labels: map[string]string{"app": "web0"}, Pool: "lan", Addresses: []netip.Addr{netip.MustParseAddr("198.51.100.200")}, key: "default/web0"}
 	if !reflect.DeepEqual(web0, want) {
 		t.Errorf("web0 is\n%+v, want\n%+v", web0, want)
 	}

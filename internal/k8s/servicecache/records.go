@@ -45,10 +45,17 @@ type Service struct {
 	// Addresses are the IPs of status.loadBalancer.ingress, in order
 	// (entries that are not an IP are left out).
 	Addresses []netip.Addr
+
+	key string // namespace/name, made once: every plan reads it
 }
 
 // Key is namespace/name, as client.ObjectKey prints it.
-func (s *Service) Key() string { return s.Namespace + "/" + s.Name }
+func (s *Service) Key() string {
+	if s.key == "" {
+		return s.Namespace + "/" + s.Name
+	}
+	return s.key
+}
 
 // ServedBy tells whether barelb with load-balancer class lbClass ("" for
 // the default) is in charge of the Service (see config.ServesService).
@@ -106,6 +113,7 @@ func serviceRecord(svc *corev1.Service, intern func(string) string) *Service {
 		LocalTraffic: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 		Pool:         intern(svc.Annotations[config.AnnotationAllocatedFromPool]),
 	}
+	out.key = out.Namespace + "/" + out.Name
 	if len(out.Labels) == 0 {
 		out.Labels = nil
 	}
