@@ -169,8 +169,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
 	}
-	statuses := r.Services.Statuses()
-	taken := r.announcedElsewhere(statuses)
+	taken := r.announcedElsewhere()
 	want := map[netip.Addr][]string{}
 	services := map[string]netip.Addr{}
 	// servicesOf are the Services of each address (a dual-stack Service
@@ -214,20 +213,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			delete(services, key)
 		}
 	}
-	retry, err := r.report(ctx, in, statuses, want, services)
+	retry, err := r.report(ctx, in, want, services)
 	return reconcile.Result{RequeueAfter: retry}, err
 }
 
 // announcedElsewhere names the Services whose ServiceL2Status names
 // another node: their addresses are known to the cluster, and whoever
 // takes them over does not probe.
-func (r *Reconciler) announcedElsewhere(statuses map[string]*servicecache.Status) map[string]bool {
+func (r *Reconciler) announcedElsewhere() map[string]bool {
 	out := map[string]bool{}
-	for _, s := range statuses {
+	r.Services.EachStatus(func(s *servicecache.Status) {
 		if s.Status.Node != "" && s.Status.Node != r.Node {
 			out[s.Status.ServiceNamespace+"/"+s.Status.ServiceName] = true
 		}
-	}
+	})
 	return out
 }
 
@@ -236,13 +235,15 @@ func (r *Reconciler) announcedElsewhere(statuses map[string]*servicecache.Status
 // Warning Event for a new conflict, found by a probe or seen while
 // answering.
 func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (map[netip.Addr]bool, error) {
-	byAddr := map[netip.Addr][]*servicecache.Service{}
-	for ip, keys := range servicesOf {
-		for _, key := range keys {
+	// The Services of an address, for the few addresses in conflict.
+	servicesAt := func(ip netip.Addr) []*servicecache.Service {
+		var out []*servicecache.Service
+		for _, key := range servicesOf[ip] {
 			if svc := in.byKey[key]; svc != nil {
-				byAddr[ip] = append(byAddr[ip], svc)
+				out = append(out, svc)
 			}
 		}
+		return out
 	}
 	r.cmu.Lock()
 	last := map[netip.Addr]layer2.Conflict{}
@@ -284,7 +285,7 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 		}
 		r.reportedConflict[ip] = c.MAC.String()
 		r.Log.Info("address in use by another host; not announcing it", "address", ip.String(), "mac", c.MAC.String(), "interface", c.Interface)
-		for _, svc := range byAddr[ip] {
+		for _, svc := range servicesAt(ip) {
 			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonAddressConflict,
 				"address %s is in use by another host (MAC %s, on interface %s of node %q); not announcing it until it is free",
 				ip, c.MAC, c.Interface, r.Node)
@@ -304,7 +305,7 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 		}
 		r.reportedSeen[c.Address] = c.MAC.String()
 		r.Log.Info("another host claims an announced address; defending it", "address", c.Address.String(), "mac", c.MAC.String(), "interface", c.Interface)
-		for _, svc := range byAddr[c.Address] {
+		for _, svc := range servicesAt(c.Address) {
 			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonAddressConflict,
 				"another host (MAC %s, on interface %s of node %q) claims address %s; still announcing and defending it",
 				c.MAC, c.Interface, r.Node, c.Address)
@@ -369,14 +370,14 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 // again. A write the cache has not caught up with yet fails on its stale
 // resource version; report then asks for another look shortly instead of
 // failing (retryAfter).
-func (r *Reconciler) report(ctx context.Context, in *inputs, existing map[string]*servicecache.Status, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
+func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
 	stale := false
 	for key, ip := range services {
 		svc := in.byKey[key]
 		if svc == nil {
 			continue
 		}
-		err := r.writeStatus(ctx, existing[statusName(svc.Namespace, svc.Name)], svc, ip, want[ip])
+		err := r.writeStatus(ctx, r.Services.Status(statusName(svc.Namespace, svc.Name)), svc, ip, want[ip])
 		if isStale(err) {
 			stale = true
 		} else if err != nil {
@@ -389,7 +390,7 @@ func (r *Reconciler) report(ctx context.Context, in *inputs, existing map[string
 	for key := range r.announced {
 		if _, still := services[key]; !still {
 			ns, name, _ := strings.Cut(key, "/")
-			if err := r.dropStatus(ctx, existing[statusName(ns, name)], key); err != nil {
+			if err := r.dropStatus(ctx, r.Services.Status(statusName(ns, name)), key); err != nil {
 				return 0, err
 			}
 		}

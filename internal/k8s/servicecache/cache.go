@@ -246,6 +246,24 @@ func (c *Cache) Statuses() map[string]*Status {
 	return out
 }
 
+// Status returns the ServiceL2Status record of that name; nil when there
+// is none (or without Options.StatusNamespace).
+func (c *Cache) Status(name string) *Status {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.statuses[name]
+}
+
+// EachStatus calls fn with every ServiceL2Status record, holding the
+// cache's read lock: fn must not call the cache.
+func (c *Cache) EachStatus(fn func(*Status)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, s := range c.statuses {
+		fn(s)
+	}
+}
+
 // intern returns one shared copy of s: namespaces, pool, class, node and
 // interface names repeat across thousands of records. The set is small
 // (bounded by the cluster's namespaces, nodes and pools) and kept for the
