@@ -556,7 +556,13 @@ func (p *speakerProcess) saveProfiles(b *testing.B, dir, name string) {
 			b.Fatal(err)
 		}
 	}
-	b.Logf("speaker profiles written to %s/%s-*", dir, name)
+	// The heap profile ran a garbage collection: what is allocated now is
+	// about what is live.
+	live := 0.0
+	if m, err := p.scrape(); err == nil {
+		live = m["go_memstats_heap_alloc_bytes"] / (1 << 20)
+	}
+	b.Logf("speaker profiles written to %s/%s-*; live heap after a forced collection about %.1f MiB", dir, name, live)
 }
 
 // reconcileTime is the sum and count of the announcer's reconcile times.

@@ -71,26 +71,34 @@ const (
 
 // owned is an address the responder was told to announce, and where its
 // timed work stands (see schedule.go). Its fields are guarded by the
-// responder's mu.
+// responder's mu. A speaker may own 10,000 of them: it is kept to 48
+// bytes, what only probing needs hanging off probe.
 type owned struct {
-	ip    netip.Addr
-	state addrState
+	ip netip.Addr
 	// gen is the generation of the address's pending task.
-	gen uint32
+	gen   uint32
+	state addrState
 	// burst is how many gratuitous announcements of the current burst
-	// are sent or scheduled, from burstStart.
-	burst      int
-	burstStart time.Time
-	// probesSent counts the probes of the current round; claim is the MAC
-	// of a host that claimed the address during it.
-	probesSent int
-	claim      net.HardwareAddr
+	// are sent or scheduled.
+	burst uint8
+	// probesSent counts the probes of the current round.
+	probesSent uint8
+	// defended is when the responder last defended the address, as time
+	// since the responder started; 0 is never.
+	defended time.Duration
+	// probe is the state of probing, from the first probe on.
+	probe *probeState
+}
+
+// probeState is what probing an address needs beyond owned.
+type probeState struct {
+	// claim is the MAC of a host that claimed the address during the
+	// current round.
+	claim net.HardwareAddr
 	// reported is the other host last reported using the address; reprobe
 	// is the wait before the next probe round while in conflict.
 	reported net.HardwareAddr
 	reprobe  time.Duration
-	// defended is when the responder last defended the address.
-	defended time.Time
 }
 
 // Responder answers ARP and NDP for owned addresses on one interface.
@@ -111,6 +119,8 @@ type Responder struct {
 	// a task is due sooner than it waits for.
 	tasks taskHeap
 	wake  chan struct{}
+	// started is when the responder was made: owned times count from it.
+	started time.Time
 }
 
 // NewResponder opens the packet sockets of interface ifi. The caller runs
@@ -122,7 +132,7 @@ func NewResponder(ifi *net.Interface, log logr.Logger, opts Options) (*Responder
 	if opts.ReprobeInterval <= 0 {
 		opts.ReprobeInterval = DefaultReprobeInterval
 	}
-	r := &Responder{ifi: ifi, log: log.WithValues("interface", ifi.Name), opts: opts, owned: map[netip.Addr]*owned{}, wake: make(chan struct{}, 1)}
+	r := &Responder{ifi: ifi, log: log.WithValues("interface", ifi.Name), opts: opts, owned: map[netip.Addr]*owned{}, wake: make(chan struct{}, 1), started: time.Now()}
 	if addrs, err := ifi.Addrs(); err == nil {
 		for _, a := range addrs {
 			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
@@ -217,9 +227,9 @@ func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 		r.mu.Unlock()
 		return nil
 	}
-	o := &owned{ip: ip, reprobe: r.opts.ReprobeInterval}
+	o := &owned{ip: ip}
 	if opts.Probe {
-		o.state = stateProbing
+		o.state, o.probe = stateProbing, &probeState{reprobe: r.opts.ReprobeInterval}
 	}
 	r.owned[ip] = o
 	r.mu.Unlock()
@@ -316,8 +326,8 @@ func (r *Responder) observe(c claim) {
 		// A claim during a probe round ends it at once; between rounds
 		// (in conflict, waiting) the next round finds out afresh.
 		r.mu.Lock()
-		if r.owned[c.Address] == o && o.state != stateAnswering && o.probesSent > 0 && o.claim == nil {
-			o.claim = append(net.HardwareAddr(nil), c.MAC...)
+		if r.owned[c.Address] == o && o.state != stateAnswering && o.probesSent > 0 && o.probe.claim == nil {
+			o.probe.claim = append(net.HardwareAddr(nil), c.MAC...)
 			r.scheduleLocked(o, taskProbe, time.Now())
 		}
 		r.mu.Unlock()
@@ -327,11 +337,12 @@ func (r *Responder) observe(c claim) {
 		return
 	}
 	r.mu.Lock()
-	if r.owned[c.Address] != o || time.Since(o.defended) < defendInterval {
+	now := time.Since(r.started)
+	if r.owned[c.Address] != o || (o.defended != 0 && now-o.defended < defendInterval) {
 		r.mu.Unlock()
 		return
 	}
-	o.defended = time.Now()
+	o.defended = max(now, 1)
 	r.mu.Unlock()
 	r.Stats.Conflicts.Add(1)
 	mac := append(net.HardwareAddr(nil), c.MAC...)

@@ -121,8 +121,8 @@ func (r *Responder) runTasks(ctx context.Context) {
 // startBurstLocked starts the gratuitous announcements of o now. r.mu is
 // held.
 func (r *Responder) startBurstLocked(o *owned) {
-	o.burst, o.burstStart = 0, time.Now()
-	r.scheduleLocked(o, taskGratuitous, o.burstStart)
+	o.burst = 0
+	r.scheduleLocked(o, taskGratuitous, time.Now())
 }
 
 // gratuitousStep sends the gratuitous announcement due and schedules the
@@ -134,8 +134,10 @@ func (r *Responder) gratuitousStep(t task) {
 		r.mu.Unlock()
 		return
 	}
-	if o.burst++; o.burst < len(gratuitousSchedule) {
-		r.scheduleLocked(o, taskGratuitous, o.burstStart.Add(gratuitousSchedule[o.burst]))
+	if o.burst++; int(o.burst) < len(gratuitousSchedule) {
+		// Due times count from the burst's start, which was due at
+		// t.at minus the previous step.
+		r.scheduleLocked(o, taskGratuitous, t.at.Add(gratuitousSchedule[o.burst]-gratuitousSchedule[o.burst-1]))
 	}
 	r.mu.Unlock()
 	if err := r.sendGratuitous(o.ip); err != nil {
@@ -147,7 +149,11 @@ func (r *Responder) gratuitousStep(t task) {
 
 // startProbeLocked starts a probe round of o now. r.mu is held.
 func (r *Responder) startProbeLocked(o *owned, at time.Time) {
-	o.probesSent, o.claim = 0, nil
+	o.probesSent = 0
+	if o.probe == nil {
+		o.probe = &probeState{reprobe: r.opts.ReprobeInterval}
+	}
+	o.probe.claim = nil
 	r.scheduleLocked(o, taskProbe, at)
 }
 
@@ -162,7 +168,7 @@ func (r *Responder) probeStep(t task) {
 		r.mu.Unlock()
 		return
 	}
-	if o.claim == nil && o.probesSent < probeCount {
+	if o.probe.claim == nil && o.probesSent < probeCount {
 		o.probesSent++
 		next := probeInterval
 		if o.probesSent == probeCount {
@@ -184,18 +190,18 @@ func (r *Responder) probeStep(t task) {
 		}
 		return
 	}
-	r.endProbeLocked(o, o.claim)
+	r.endProbeLocked(o, o.probe.claim)
 }
 
 // endProbeLocked ends a probe round of o: other is the MAC of the host
 // that claimed the address, nil when it is free. It unlocks r.mu before
 // telling anyone.
 func (r *Responder) endProbeLocked(o *owned, other net.HardwareAddr) {
-	o.probesSent, o.claim = 0, nil
+	o.probesSent = 0
 	if other == nil {
 		o.state = stateAnswering
-		reported := o.reported
-		o.reported = nil
+		reported := o.probe.reported
+		o.probe = nil // answered: nothing of probing is needed any more
 		r.startBurstLocked(o)
 		r.mu.Unlock()
 		if reported != nil {
@@ -208,11 +214,11 @@ func (r *Responder) endProbeLocked(o *owned, other net.HardwareAddr) {
 		return
 	}
 	o.state = stateConflict
-	r.startProbeLocked(o, time.Now().Add(o.reprobe))
-	o.reprobe = min(2*o.reprobe, maxReprobeFactor*r.opts.ReprobeInterval)
-	isNew := !bytes.Equal(other, o.reported)
+	r.startProbeLocked(o, time.Now().Add(o.probe.reprobe))
+	o.probe.reprobe = min(2*o.probe.reprobe, maxReprobeFactor*r.opts.ReprobeInterval)
+	isNew := !bytes.Equal(other, o.probe.reported)
 	if isNew {
-		o.reported = other
+		o.probe.reported = other
 	}
 	r.mu.Unlock()
 	if isNew {
