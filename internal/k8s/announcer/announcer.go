@@ -170,16 +170,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
 	}
 	taken := r.announcedElsewhere()
-	want := map[netip.Addr][]string{}
-	services := map[string]netip.Addr{}
+	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
+	// The maps are made at the size this node's part of the plan had last
+	// time: at 10,000 addresses, growing them is much of a plan's garbage.
+	size := len(r.answering)
+	want := make(map[netip.Addr][]string, size)
+	services := make(map[string]netip.Addr, size)
 	// servicesOf are the Services of each address (a dual-stack Service
-	// has two).
-	servicesOf := map[netip.Addr][]string{}
+	// has two addresses), sorted: the plan's lists.
+	servicesOf := make(map[netip.Addr][]string, size)
 	// probe: addresses that no other node announced for any of their
 	// Services, new to the cluster, are probed before being answered; a
 	// take-over is not.
-	probe := map[netip.Addr]bool{}
-	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
+	probe := make(map[netip.Addr]bool, size)
 	for _, a := range plan {
 		if a.Node != r.Node {
 			continue
@@ -190,10 +193,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			continue
 		}
 		want[a.Address] = ifaces
+		servicesOf[a.Address] = a.Services
 		probe[a.Address] = true
 		for _, s := range a.Services {
 			services[s] = a.Address
-			servicesOf[a.Address] = append(servicesOf[a.Address], s)
 			probe[a.Address] = probe[a.Address] && !taken[s]
 		}
 	}

@@ -91,7 +91,10 @@ func read(ctx context.Context, c client.Reader, services ServiceSource, namespac
 
 	// The records are shared with the cache and read-only, and so are
 	// their labels and addresses handed to the plan.
-	for _, svc := range services.Services() {
+	all := services.Services()
+	in.services = make([]election.L2Service, 0, len(all))
+	in.byKey = make(map[string]*servicecache.Service, len(all))
+	for _, svc := range all {
 		if !svc.ServedBy(lbClass) || svc.Pool == "" || len(svc.Addresses) == 0 {
 			continue
 		}
