@@ -13,7 +13,23 @@
 //
 // Records are immutable once stored: readers get shared pointers and must
 // not modify them. Every speaker reconciler (layer 2, BGP) reads the same
-// Cache and subscribes to its changes.
+// Cache, made once by the speaker's wiring, and subscribes to its changes:
+//
+//	ctrl.NewControllerManagedBy(mgr).Named("...").
+//		WatchesRawSource(source.Channel(cache.Subscribe(), toPlan))...
+//	// in Reconcile, once cache.WaitForSync(ctx):
+//	for _, svc := range cache.Services() {
+//		if !svc.ServedBy(lbClass) || svc.Pool == "" || len(svc.Addresses) == 0 {
+//			continue
+//		}
+//		nodes := cache.EndpointNodes(svc.Key()) // for LocalTraffic
+//		recorder.Event(svc.Ref(), ...)
+//	}
+//
+// Nodes, pools and advertisements, a handful each, stay in the manager's
+// typed cache. Reading Services or EndpointSlices through the manager's
+// client would start typed informers of them again, and with them the
+// memory this package saves.
 package servicecache
 
 import (
