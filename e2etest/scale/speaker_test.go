@@ -71,9 +71,10 @@ const speakerNode = "node1"
 // 0.11 s; restart RSS 72.5 MiB (HWM 89 MiB). The floor is the program's
 // own pages (RssFile, 35-39 MiB, there before any Service) plus the live
 // heap (7 MiB with no Service, 16-18 MiB with 10,000) plus the runtime's
-// few MiB: about 60 MiB with no room for garbage. GOMEMLIMIT=28MiB holds
-// VmRSS at 62.8 MiB (HWM 66.9 MiB), at the price of plans of 1.4 s
-// instead of 0.11 s: the collector runs all the time.
+// few MiB: about 60 MiB with no room for garbage. GOMEMLIMIT=32MiB holds
+// VmRSS at 61.7 MiB (HWM 64.7 MiB, RssFile 34.8 MiB in that run) with
+// plans of 0.26 s; GOMEMLIMIT=28MiB at 62.8 MiB (HWM 66.9 MiB) with plans
+// of 1.4 s, the collector running all the time.
 //
 // Run it once, as root: go test -run=^$ -bench=Speaker -benchtime=1x -timeout=60m ./e2etest/scale/
 func BenchmarkSpeaker(b *testing.B) {
