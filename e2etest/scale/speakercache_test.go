@@ -16,15 +16,18 @@ import (
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/app"
 	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
-// BenchmarkSpeakerCache measures what the speaker's cache keeps per
-// object of each kind it holds (live heap after a full GC, store and
-// index included), with the speaker's cache options and without them:
-// the objects are what a Service announced by one node brings along (the
-// Service as the controller leaves it, an EndpointSlice with one endpoint,
-// a ServiceL2Status). No speaker runs; only the cache is started.
+// BenchmarkSpeakerCache measures what a cache keeps per Service announced
+// by one node (live heap after a full GC, stores and indexes included):
+// the Service as the controller leaves it, an EndpointSlice with one
+// endpoint, a ServiceL2Status. It measures the speaker's cache,
+// internal/k8s/servicecache (B/servicecache: the three records together),
+// and for comparison controller-runtime's typed cache of each kind with the
+// announcer's trimming transforms and without them. No speaker runs; only
+// the caches are started.
 //
 //	go test -run=^$ -bench=SpeakerCache -benchtime=1x ./e2etest/scale/
 func BenchmarkSpeakerCache(b *testing.B) {
@@ -68,6 +71,28 @@ func BenchmarkSpeakerCache(b *testing.B) {
 	})
 	kinds := []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &barelbv1beta1.ServiceL2Status{}}
 	b.ResetTimer()
+	{
+		before := liveHeap()
+		sc, err := servicecache.New(env.Config, servicecache.Options{StatusNamespace: barelbNamespace})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = sc.Start(sctx) }()
+		if !sc.WaitForSync(sctx) {
+			b.Fatal("the service cache did not sync")
+		}
+		if got := len(sc.Services()); got != n {
+			b.Fatalf("the service cache holds %d Services, want %d", got, n)
+		}
+		per := float64(liveHeap()-before) / float64(n)
+		b.Logf("servicecache: %.0f bytes per Service with its EndpointSlice and ServiceL2Status", per)
+		b.ReportMetric(per, "B/servicecache")
+		cancel()
+		<-done
+		runtime.KeepAlive(sc)
+	}
 	for _, trimmed := range []bool{false, true} {
 		var opts []app.Option
 		if trimmed {

@@ -2,6 +2,7 @@ package election
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -55,88 +56,115 @@ type L2Announcement struct {
 // not announce it is elected on its own. Addresses no node may announce
 // are absent from the plan. The result is sorted by address.
 func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.L2Advertisement, nodes []L2Node) []L2Announcement {
+	// The plan runs on every event for every address (10,000 in a large
+	// cluster), so it makes little garbage: an address's candidates are a
+	// slice of exactly their number, and only addresses that share a group
+	// with others get group bookkeeping.
 	type addressPlan struct {
-		services   []string
-		candidates map[string]*candidate
+		services []string
+		// candidates and ifaces are parallel: the nodes that may announce
+		// the address, and the interfaces the advertisements name.
+		candidates []Node
+		ifaces     []interfaceChoice
 	}
-	plans := map[netip.Addr]*addressPlan{}
+	plans := make(map[netip.Addr]*addressPlan, len(services))
 	groups := newUnionFind()
+	var scratch []candidate
 	for _, svc := range services {
 		pool := pools[svc.Pool]
 		if pool == nil {
 			continue
 		}
+		scratch = scratch[:0]
+		for _, node := range nodes {
+			if c, ok := candidateFor(node, svc, pool, advs); ok {
+				scratch = append(scratch, c)
+			}
+		}
 		for i, ip := range svc.Addresses {
 			p := plans[ip]
 			if p == nil {
-				p = &addressPlan{candidates: map[string]*candidate{}}
+				p = &addressPlan{candidates: make([]Node, 0, len(scratch)), ifaces: make([]interfaceChoice, 0, len(scratch))}
 				plans[ip] = p
 			}
 			p.services = append(p.services, svc.Key)
-			for _, node := range nodes {
-				addCandidate(p.candidates, node, svc, pool, advs)
+			for _, c := range scratch {
+				k := -1
+				if len(p.services) > 1 {
+					k = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == c.node.Name })
+				}
+				if k < 0 {
+					p.candidates = append(p.candidates, c.node)
+					p.ifaces = append(p.ifaces, c.interfaceChoice)
+					continue
+				}
+				p.candidates[k].Preference = max(p.candidates[k].Preference, c.node.Preference)
+				p.ifaces[k].merge(c.interfaceChoice)
 			}
 			groups.union(svc.Addresses[0], svc.Addresses[i])
 		}
 	}
 
 	// Each group's winner, among the nodes that may announce any of its
-	// addresses.
-	groupCandidates := map[netip.Addr]map[string]Node{}
+	// addresses, with the best preference any of them gives a node.
+	groupCandidates := map[netip.Addr][]Node{}
 	for ip, p := range plans {
-		root := groups.find(ip)
-		if groupCandidates[root] == nil {
-			groupCandidates[root] = map[string]Node{}
+		root, grouped := groups.root(ip)
+		if !grouped {
+			continue
 		}
-		for name, c := range p.candidates {
-			if prev, ok := groupCandidates[root][name]; !ok || c.node.Preference > prev.Preference {
-				groupCandidates[root][name] = c.node
+		cands := groupCandidates[root]
+		for _, c := range p.candidates {
+			k := slices.IndexFunc(cands, func(n Node) bool { return n.Name == c.Name })
+			switch {
+			case k < 0:
+				cands = append(cands, c)
+			case c.Preference > cands[k].Preference:
+				cands[k] = c
 			}
 		}
+		groupCandidates[root] = cands
 	}
-	groupWinner := map[netip.Addr]string{}
+	groupWinner := make(map[netip.Addr]string, len(groupCandidates))
 	for root, cands := range groupCandidates {
-		list := make([]Node, 0, len(cands))
-		for _, n := range cands {
-			list = append(list, n)
-		}
-		if w, ok := Winner(root.String(), list, false); ok {
+		if w, ok := Winner(root.String(), cands, false); ok {
 			groupWinner[root] = w
 		}
 	}
 
 	out := make([]L2Announcement, 0, len(plans))
 	for ip, p := range plans {
-		winner, ok := groupWinner[groups.find(ip)]
-		if c := p.candidates[winner]; !ok || c == nil || !c.node.Eligible(false) {
-			list := make([]Node, 0, len(p.candidates))
-			for _, c := range p.candidates {
-				list = append(list, c.node)
-			}
-			if winner, ok = Winner(ip.String(), list, false); !ok {
+		// An address alone in its group is its own group: the group's
+		// election is its own.
+		var winner string
+		ok, k := false, -1
+		if root, grouped := groups.root(ip); grouped {
+			winner, ok = groupWinner[root]
+			k = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner })
+		}
+		if !ok || k < 0 || !p.candidates[k].Eligible(false) {
+			if winner, ok = Winner(ip.String(), p.candidates, false); !ok {
 				continue
 			}
+			k = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner })
 		}
 		sort.Strings(p.services)
-		out = append(out, L2Announcement{Address: ip, Node: winner, Interfaces: p.candidates[winner].interfaces(), Services: p.services})
+		out = append(out, L2Announcement{Address: ip, Node: winner, Interfaces: p.ifaces[k].interfaces(), Services: p.services})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out
 }
 
 // unionFind groups addresses; each group's root is its lowest address, so
-// that every speaker names the group alike.
+// that every speaker names the group alike. An address never united with
+// another is in no entry: it is a group of its own.
 type unionFind map[netip.Addr]netip.Addr
 
 func newUnionFind() unionFind { return unionFind{} }
 
 func (u unionFind) find(ip netip.Addr) netip.Addr {
 	parent, ok := u[ip]
-	if !ok {
-		u[ip] = ip
-		return ip
-	}
-	if parent == ip {
+	if !ok || parent == ip {
 		return ip
 	}
 	root := u.find(parent)
@@ -144,64 +172,87 @@ func (u unionFind) find(ip netip.Addr) netip.Addr {
 	return root
 }
 
+// root is the root of ip's group, and whether the group has other
+// addresses.
+func (u unionFind) root(ip netip.Addr) (netip.Addr, bool) {
+	_, grouped := u[ip]
+	return u.find(ip), grouped
+}
+
 func (u unionFind) union(a, b netip.Addr) {
 	ra, rb := u.find(a), u.find(b)
 	switch {
 	case ra == rb:
+		return
 	case ra.Less(rb):
 		u[rb] = ra
 	default:
 		u[ra] = rb
+	}
+	// Both roots are in the map from now on, so that every member of a
+	// group has an entry.
+	for _, r := range []netip.Addr{ra, rb} {
+		if _, ok := u[r]; !ok {
+			u[r] = r
+		}
 	}
 }
 
 // candidate is a node that may announce an address, with what the
 // advertisements that allow it say.
 type candidate struct {
-	node          Node
-	allInterfaces bool
-	named         map[string]bool
+	node Node
+	interfaceChoice
 }
 
-func (c *candidate) interfaces() []string {
-	if c.allInterfaces || len(c.named) == 0 {
+// interfaceChoice is where the advertisements allowing a node let it
+// answer: all (the default rule), or the interfaces named.
+type interfaceChoice struct {
+	all   bool
+	named []string // without repeats
+}
+
+func (c *interfaceChoice) interfaces() []string {
+	if c.all || len(c.named) == 0 {
 		return nil
 	}
-	out := make([]string, 0, len(c.named))
-	for name := range c.named {
-		out = append(out, name)
-	}
+	out := slices.Clone(c.named)
 	sort.Strings(out)
 	return out
 }
 
-// addCandidate records node as a candidate for the Service's address when
-// an advertisement covering the Service's pool selects the Service and the
-// node (and, for Local traffic, the node holds an endpoint).
-func addCandidate(candidates map[string]*candidate, node L2Node, svc L2Service, pool *config.Pool, advs []*config.L2Advertisement) {
+// merge adds the interfaces o allows to c. c.named may share its array
+// with an advertisement's interfaces: it is never written to, only
+// replaced (slices.Clip makes append copy).
+func (c *interfaceChoice) merge(o interfaceChoice) {
+	c.all = c.all || o.all
+	for _, name := range o.named {
+		if !slices.Contains(c.named, name) {
+			c.named = append(slices.Clip(c.named), name)
+		}
+	}
+}
+
+// candidateFor tells whether node is a candidate for the Service's
+// address: an advertisement covering the Service's pool selects the
+// Service and the node (and, for Local traffic, the node holds an
+// endpoint); c says what the advertisements that do allow.
+func candidateFor(node L2Node, svc L2Service, pool *config.Pool, advs []*config.L2Advertisement) (c candidate, ok bool) {
 	if svc.LocalTraffic && !svc.EndpointNodes[node.Name] {
-		return
+		return c, false
 	}
 	for _, adv := range advs {
 		if !adv.CoversPool(pool) || !adv.SelectsService(svc.Labels) || !adv.SelectsNode(node.Labels) {
 			continue
 		}
-		c := candidates[node.Name]
-		if c == nil {
-			c = &candidate{
-				node:  Node{Name: node.Name, Alive: node.Alive, Excluded: node.Excluded, Selected: true, HasEndpoint: true},
-				named: map[string]bool{},
-			}
-			candidates[node.Name] = c
+		if !ok {
+			c.node, ok = Node{Name: node.Name, Alive: node.Alive, Excluded: node.Excluded, Selected: true, HasEndpoint: true}, true
+			c.node.Preference = max(0, adv.Preference(node.Labels))
+			c.interfaceChoice = interfaceChoice{all: len(adv.Interfaces) == 0, named: adv.Interfaces}
+			continue
 		}
-		if pref := adv.Preference(node.Labels); pref > c.node.Preference {
-			c.node.Preference = pref
-		}
-		if len(adv.Interfaces) == 0 {
-			c.allInterfaces = true
-		}
-		for _, name := range adv.Interfaces {
-			c.named[name] = true
-		}
+		c.node.Preference = max(c.node.Preference, adv.Preference(node.Labels))
+		c.merge(interfaceChoice{all: len(adv.Interfaces) == 0, named: adv.Interfaces})
 	}
+	return c, ok
 }

@@ -1,6 +1,7 @@
 package election
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -12,7 +13,7 @@ import (
 	"github.com/barelb/barelb/internal/config"
 )
 
-func l2adv(t *testing.T, spec barelbv1beta1.L2AdvertisementSpec) *config.L2Advertisement {
+func l2adv(t testing.TB, spec barelbv1beta1.L2AdvertisementSpec) *config.L2Advertisement {
 	t.Helper()
 	a, err := config.L2AdvertisementFromAPI(&barelbv1beta1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "adv"}, Spec: spec})
 	if err != nil {
@@ -118,6 +119,26 @@ func TestPlanL2KeepsGroupsTogether(t *testing.T) {
 			if a.Node != plan[0].Node {
 				t.Fatalf("round %d: group split over %s and %s: %+v", i, plan[0].Node, a.Node, plan)
 			}
+		}
+	}
+}
+
+// BenchmarkPlanL2 is one plan of a large cluster: 10,000 Services of one
+// pool, three nodes, one advertisement. The plan runs on every event in
+// every speaker; its allocations are most of the speaker's garbage.
+func BenchmarkPlanL2(b *testing.B) {
+	pools := map[string]*config.Pool{"lan": {Name: "lan"}}
+	advs := []*config.L2Advertisement{l2adv(b, barelbv1beta1.L2AdvertisementSpec{})}
+	nodes := []L2Node{{Name: "n1", Alive: true}, {Name: "n2", Alive: true}, {Name: "n3", Alive: true}}
+	var services []L2Service
+	for i := range 10000 {
+		ip := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+		services = append(services, L2Service{Key: fmt.Sprintf("bench/svc-%05d", i), Pool: "lan", Addresses: []netip.Addr{ip}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := PlanL2(services, pools, advs, nodes); len(got) != len(services) {
+			b.Fatalf("%d announcements, want %d", len(got), len(services))
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package layer2
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -70,16 +69,36 @@ const (
 	stateConflict            // another host uses it: not answered, probed again later
 )
 
-// owned is an address the responder was told to announce.
+// owned is an address the responder was told to announce, and where its
+// timed work stands (see schedule.go). Its fields are guarded by the
+// responder's mu. A speaker may own 10,000 of them: it is kept to 48
+// bytes, what only probing needs hanging off probe.
 type owned struct {
+	ip netip.Addr
+	// gen is the generation of the address's pending task.
+	gen   uint32
 	state addrState
-	// cancel ends the address's gratuitous burst or its probing.
-	cancel context.CancelFunc
-	// claims receives the MAC of another host claiming the address while
-	// it is probed.
-	claims chan net.HardwareAddr
-	// defended is when the responder last defended the address.
-	defended time.Time
+	// burst is how many gratuitous announcements of the current burst
+	// are sent or scheduled.
+	burst uint8
+	// probesSent counts the probes of the current round.
+	probesSent uint8
+	// defended is when the responder last defended the address, as time
+	// since the responder started; 0 is never.
+	defended time.Duration
+	// probe is the state of probing, from the first probe on.
+	probe *probeState
+}
+
+// probeState is what probing an address needs beyond owned.
+type probeState struct {
+	// claim is the MAC of a host that claimed the address during the
+	// current round.
+	claim net.HardwareAddr
+	// reported is the other host last reported using the address; reprobe
+	// is the wait before the next probe round while in conflict.
+	reported net.HardwareAddr
+	reprobe  time.Duration
 }
 
 // Responder answers ARP and NDP for owned addresses on one interface.
@@ -96,7 +115,12 @@ type Responder struct {
 
 	mu    sync.RWMutex
 	owned map[netip.Addr]*owned
-	ctx   context.Context
+	// tasks are the addresses' timed work; runTasks is woken on wake when
+	// a task is due sooner than it waits for.
+	tasks taskHeap
+	wake  chan struct{}
+	// started is when the responder was made: owned times count from it.
+	started time.Time
 }
 
 // NewResponder opens the packet sockets of interface ifi. The caller runs
@@ -108,7 +132,7 @@ func NewResponder(ifi *net.Interface, log logr.Logger, opts Options) (*Responder
 	if opts.ReprobeInterval <= 0 {
 		opts.ReprobeInterval = DefaultReprobeInterval
 	}
-	r := &Responder{ifi: ifi, log: log.WithValues("interface", ifi.Name), opts: opts, owned: map[netip.Addr]*owned{}, ctx: context.Background()}
+	r := &Responder{ifi: ifi, log: log.WithValues("interface", ifi.Name), opts: opts, owned: map[netip.Addr]*owned{}, wake: make(chan struct{}, 1), started: time.Now()}
 	if addrs, err := ifi.Addrs(); err == nil {
 		for _, a := range addrs {
 			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
@@ -159,13 +183,11 @@ func (r *Responder) Close() {
 
 // Run answers until ctx ends, then closes the sockets.
 func (r *Responder) Run(ctx context.Context) error {
-	r.mu.Lock()
-	r.ctx = ctx
-	r.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); r.serveARP(ctx) }()
 	go func() { defer wg.Done(); r.serveNDP(ctx) }()
+	go func() { defer wg.Done(); r.runTasks(ctx) }()
 	if r.opts.GratuitousInterval > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.periodic(ctx) }()
@@ -196,7 +218,8 @@ func (r *Responder) InConflict(ip netip.Addr) bool {
 }
 
 // Announce starts answering for ip and tells the LAN at once; with
-// opts.Probe, only once a probe found the address free.
+// opts.Probe, only once a probe found the address free. The announcements
+// and probes are sent while Run runs.
 func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 	ip = ip.Unmap()
 	r.mu.Lock()
@@ -204,10 +227,9 @@ func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 		r.mu.Unlock()
 		return nil
 	}
-	ctx, cancel := context.WithCancel(r.ctx)
-	o := &owned{cancel: cancel}
+	o := &owned{ip: ip}
 	if opts.Probe {
-		o.state, o.claims = stateProbing, make(chan net.HardwareAddr, 1)
+		o.state, o.probe = stateProbing, &probeState{reprobe: r.opts.ReprobeInterval}
 	}
 	r.owned[ip] = o
 	r.mu.Unlock()
@@ -217,11 +239,16 @@ func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 			return err
 		}
 	}
-	if opts.Probe {
-		go r.probeUntilFree(ctx, ip, o)
-		return nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owned[ip] != o {
+		return nil // withdrawn meanwhile
 	}
-	go r.gratuitous(ctx, ip)
+	if opts.Probe {
+		r.startProbeLocked(o, time.Now())
+	} else {
+		r.startBurstLocked(o)
+	}
 	return nil
 }
 
@@ -231,16 +258,12 @@ func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 func (r *Responder) Reannounce(ip netip.Addr) {
 	ip = ip.Unmap()
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	o, ok := r.owned[ip]
 	if !ok || o.state != stateAnswering {
-		r.mu.Unlock()
 		return
 	}
-	o.cancel()
-	burst, cancel := context.WithCancel(r.ctx)
-	o.cancel = cancel
-	r.mu.Unlock()
-	go r.gratuitous(burst, ip)
+	r.startBurstLocked(o)
 }
 
 // Withdraw stops answering for ip at once (and probing it).
@@ -249,102 +272,18 @@ func (r *Responder) Withdraw(ip netip.Addr) {
 	r.mu.Lock()
 	o, ok := r.owned[ip]
 	delete(r.owned, ip)
+	if ok {
+		r.cancelLocked(o)
+	}
 	r.mu.Unlock()
 	if !ok {
 		return
 	}
-	o.cancel()
 	if ip.Is6() {
 		if err := r.membership(ip, unix.PACKET_DROP_MEMBERSHIP); err != nil {
 			r.log.Error(err, "leaving solicited-node group", "address", ip.String())
 		}
 	}
-}
-
-// probeUntilFree probes ip until no other host answers for it, then
-// answers for it. It reports a conflict when it starts and when the other
-// host changes, and its end.
-func (r *Responder) probeUntilFree(ctx context.Context, ip netip.Addr, o *owned) {
-	wait := r.opts.ReprobeInterval
-	var reported net.HardwareAddr
-	for {
-		other, err := r.probe(ctx, ip, o)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			// Failing open: an address that cannot be probed is announced,
-			// as it was before probing existed.
-			r.log.Error(err, "probing; announcing without", "address", ip.String())
-		}
-		if other == nil {
-			r.mu.Lock()
-			if r.owned[ip] != o {
-				r.mu.Unlock()
-				return
-			}
-			o.state = stateAnswering
-			r.mu.Unlock()
-			if reported != nil {
-				r.log.Info("address conflict over; announcing", "address", ip.String())
-				r.report(Conflict{Kind: ConflictResolved, Address: ip})
-			}
-			if r.opts.OnProbed != nil {
-				r.opts.OnProbed(ip)
-			}
-			r.gratuitous(ctx, ip)
-			return
-		}
-		r.mu.Lock()
-		if r.owned[ip] != o {
-			r.mu.Unlock()
-			return
-		}
-		o.state = stateConflict
-		r.mu.Unlock()
-		if !bytes.Equal(other, reported) {
-			reported = other
-			r.Stats.Conflicts.Add(1)
-			r.log.Info("address in use by another host; not announcing it", "address", ip.String(), "mac", other.String())
-			r.report(Conflict{Kind: ConflictProbed, Address: ip, MAC: other})
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, maxReprobeFactor*r.opts.ReprobeInterval)
-	}
-}
-
-// probe sends probeCount probes for ip and returns the MAC of a host that
-// claimed it meanwhile, or nil.
-func (r *Responder) probe(ctx context.Context, ip netip.Addr, o *owned) (net.HardwareAddr, error) {
-	select {
-	case <-o.claims: // a claim seen between probes; the probe tells afresh
-	default:
-	}
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-	for i := range probeCount {
-		if err := r.sendProbe(ip); err != nil {
-			return nil, err
-		}
-		if i == probeCount-1 {
-			timer.Reset(probeWait)
-		} else {
-			timer.Reset(probeInterval)
-		}
-		select {
-		case mac := <-o.claims:
-			return mac, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-timer.C:
-		}
-	}
-	return nil, nil
 }
 
 func (r *Responder) sendProbe(ip netip.Addr) error {
@@ -384,21 +323,26 @@ func (r *Responder) observe(c claim) {
 		return
 	}
 	if state != stateAnswering {
-		select {
-		case o.claims <- c.MAC:
-		default:
+		// A claim during a probe round ends it at once; between rounds
+		// (in conflict, waiting) the next round finds out afresh.
+		r.mu.Lock()
+		if r.owned[c.Address] == o && o.state != stateAnswering && o.probesSent > 0 && o.probe.claim == nil {
+			o.probe.claim = append(net.HardwareAddr(nil), c.MAC...)
+			r.scheduleLocked(o, taskProbe, time.Now())
 		}
+		r.mu.Unlock()
 		return
 	}
 	if c.Probe {
 		return
 	}
 	r.mu.Lock()
-	if r.owned[c.Address] != o || time.Since(o.defended) < defendInterval {
+	now := time.Since(r.started)
+	if r.owned[c.Address] != o || (o.defended != 0 && now-o.defended < defendInterval) {
 		r.mu.Unlock()
 		return
 	}
-	o.defended = time.Now()
+	o.defended = max(now, 1)
 	r.mu.Unlock()
 	r.Stats.Conflicts.Add(1)
 	mac := append(net.HardwareAddr(nil), c.MAC...)
@@ -480,25 +424,6 @@ func (r *Responder) membership(ip netip.Addr, op int) error {
 func solicitedNodeMAC(ip netip.Addr) net.HardwareAddr {
 	a := ip.As16()
 	return multicastMAC(netip.AddrFrom16([16]byte{0xff, 0x02, 11: 0x01, 12: 0xff, 13: a[13], 14: a[14], 15: a[15]}))
-}
-
-// gratuitous sends gratuitous ARP (request and reply) or an unsolicited
-// advertisement for ip on gratuitousSchedule, until ctx ends (the address
-// was withdrawn).
-func (r *Responder) gratuitous(ctx context.Context, ip netip.Addr) {
-	start := time.Now()
-	for _, at := range gratuitousSchedule {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Until(start.Add(at))):
-		}
-		if err := r.sendGratuitous(ip); err != nil {
-			r.log.Error(err, "sending gratuitous announcement", "address", ip.String())
-			continue
-		}
-		r.Stats.Gratuitous.Add(1)
-	}
 }
 
 var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}

@@ -23,6 +23,7 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 )
 
@@ -79,6 +80,10 @@ type Reconciler struct {
 	LBClass   string
 	Members   Members
 	Network   Network
+	// Services is where Services, their endpoints' nodes and the
+	// ServiceL2Status objects are read; Setup makes one when it is nil
+	// (a speaker shares one among its reconcilers).
+	Services *servicecache.Cache
 	// Observer, when set, is told every plan (metrics and checks).
 	Observer *Observer
 
@@ -142,6 +147,11 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// An unsynced cache would make this node drop the statuses and
+	// addresses of Services not listed yet.
+	if !r.Services.WaitForSync(ctx) {
+		return reconcile.Result{}, ctx.Err()
+	}
 	alive, membershipOK := r.Members.Alive()
 	// A speaker that reappears (a restart, a healed partition) may have
 	// been answering on its side all along; whoever keeps an address
@@ -151,7 +161,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		rejoined = rejoined || (r.alive != nil && !r.alive[name])
 	}
 	r.alive = alive
-	in, err := read(ctx, r.Client, r.Namespace, r.LBClass, alive, membershipOK)
+	in, err := read(ctx, r.Client, r.Services, r.Namespace, r.LBClass, alive, membershipOK)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -159,21 +169,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
 	}
-	statuses, err := r.statuses(ctx)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	taken := r.announcedElsewhere(statuses)
-	want := map[netip.Addr][]string{}
-	services := map[string]netip.Addr{}
+	taken := r.announcedElsewhere()
+	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
+	// The maps are made at the size this node's part of the plan had last
+	// time: at 10,000 addresses, growing them is much of a plan's garbage.
+	size := len(r.answering)
+	want := make(map[netip.Addr][]string, size)
+	services := make(map[string]netip.Addr, size)
 	// servicesOf are the Services of each address (a dual-stack Service
-	// has two).
-	servicesOf := map[netip.Addr][]string{}
+	// has two addresses), sorted: the plan's lists.
+	servicesOf := make(map[netip.Addr][]string, size)
 	// probe: addresses that no other node announced for any of their
 	// Services, new to the cluster, are probed before being answered; a
 	// take-over is not.
-	probe := map[netip.Addr]bool{}
-	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
+	probe := make(map[netip.Addr]bool, size)
 	for _, a := range plan {
 		if a.Node != r.Node {
 			continue
@@ -184,10 +193,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			continue
 		}
 		want[a.Address] = ifaces
+		servicesOf[a.Address] = a.Services
 		probe[a.Address] = true
 		for _, s := range a.Services {
 			services[s] = a.Address
-			servicesOf[a.Address] = append(servicesOf[a.Address], s)
 			probe[a.Address] = probe[a.Address] && !taken[s]
 		}
 	}
@@ -207,35 +216,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			delete(services, key)
 		}
 	}
-	retry, err := r.report(ctx, in, statuses, want, services)
+	retry, err := r.report(ctx, in, want, services)
 	return reconcile.Result{RequeueAfter: retry}, err
-}
-
-// statuses returns the ServiceL2Status objects in the cache by name. They
-// are shared with the cache (not copied: there are as many as Services)
-// and never modified.
-func (r *Reconciler) statuses(ctx context.Context) (map[string]*barelbv1beta1.ServiceL2Status, error) {
-	var list barelbv1beta1.ServiceL2StatusList
-	if err := r.Client.List(ctx, &list, client.InNamespace(r.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing ServiceL2Statuses: %w", err)
-	}
-	existing := make(map[string]*barelbv1beta1.ServiceL2Status, len(list.Items))
-	for i := range list.Items {
-		existing[list.Items[i].Name] = &list.Items[i]
-	}
-	return existing, nil
 }
 
 // announcedElsewhere names the Services whose ServiceL2Status names
 // another node: their addresses are known to the cluster, and whoever
 // takes them over does not probe.
-func (r *Reconciler) announcedElsewhere(statuses map[string]*barelbv1beta1.ServiceL2Status) map[string]bool {
+func (r *Reconciler) announcedElsewhere() map[string]bool {
 	out := map[string]bool{}
-	for _, s := range statuses {
+	r.Services.EachStatus(func(s *servicecache.Status) {
 		if s.Status.Node != "" && s.Status.Node != r.Node {
 			out[s.Status.ServiceNamespace+"/"+s.Status.ServiceName] = true
 		}
-	}
+	})
 	return out
 }
 
@@ -244,13 +238,15 @@ func (r *Reconciler) announcedElsewhere(statuses map[string]*barelbv1beta1.Servi
 // Warning Event for a new conflict, found by a probe or seen while
 // answering.
 func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (map[netip.Addr]bool, error) {
-	byAddr := map[netip.Addr][]*corev1.Service{}
-	for ip, keys := range servicesOf {
-		for _, key := range keys {
+	// The Services of an address, for the few addresses in conflict.
+	servicesAt := func(ip netip.Addr) []*servicecache.Service {
+		var out []*servicecache.Service
+		for _, key := range servicesOf[ip] {
 			if svc := in.byKey[key]; svc != nil {
-				byAddr[ip] = append(byAddr[ip], svc)
+				out = append(out, svc)
 			}
 		}
+		return out
 	}
 	r.cmu.Lock()
 	last := map[netip.Addr]layer2.Conflict{}
@@ -292,8 +288,8 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 		}
 		r.reportedConflict[ip] = c.MAC.String()
 		r.Log.Info("address in use by another host; not announcing it", "address", ip.String(), "mac", c.MAC.String(), "interface", c.Interface)
-		for _, svc := range byAddr[ip] {
-			r.Recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAddressConflict,
+		for _, svc := range servicesAt(ip) {
+			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonAddressConflict,
 				"address %s is in use by another host (MAC %s, on interface %s of node %q); not announcing it until it is free",
 				ip, c.MAC, c.Interface, r.Node)
 		}
@@ -312,8 +308,8 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 		}
 		r.reportedSeen[c.Address] = c.MAC.String()
 		r.Log.Info("another host claims an announced address; defending it", "address", c.Address.String(), "mac", c.MAC.String(), "interface", c.Interface)
-		for _, svc := range byAddr[c.Address] {
-			r.Recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAddressConflict,
+		for _, svc := range servicesAt(c.Address) {
+			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonAddressConflict,
 				"another host (MAC %s, on interface %s of node %q) claims address %s; still announcing and defending it",
 				c.MAC, c.Interface, r.Node, c.Address)
 		}
@@ -377,27 +373,27 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 // again. A write the cache has not caught up with yet fails on its stale
 // resource version; report then asks for another look shortly instead of
 // failing (retryAfter).
-func (r *Reconciler) report(ctx context.Context, in *inputs, existing map[string]*barelbv1beta1.ServiceL2Status, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
+func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
 	stale := false
 	for key, ip := range services {
 		svc := in.byKey[key]
 		if svc == nil {
 			continue
 		}
-		err := r.writeStatus(ctx, existing[statusName(svc.Namespace, svc.Name)], svc, ip, want[ip])
+		err := r.writeStatus(ctx, r.Services.Status(statusName(svc.Namespace, svc.Name)), svc, ip, want[ip])
 		if isStale(err) {
 			stale = true
 		} else if err != nil {
 			return 0, err
 		}
 		if !r.announced[key] {
-			r.Recorder.Eventf(svc, corev1.EventTypeNormal, ReasonAnnounced, "announcing from node %q with protocol \"layer2\" on %s", r.Node, strings.Join(want[ip], ", "))
+			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeNormal, ReasonAnnounced, "announcing from node %q with protocol \"layer2\" on %s", r.Node, strings.Join(want[ip], ", "))
 		}
 	}
 	for key := range r.announced {
 		if _, still := services[key]; !still {
 			ns, name, _ := strings.Cut(key, "/")
-			if err := r.dropStatus(ctx, existing[statusName(ns, name)], key); err != nil {
+			if err := r.dropStatus(ctx, r.Services.Status(statusName(ns, name)), key); err != nil {
 				return 0, err
 			}
 		}
@@ -436,7 +432,7 @@ func statusName(namespace, name string) string {
 // writeStatus makes the ServiceL2Status of svc say that this node
 // announces ip on ifaces. cached is the object in the cache (nil when there
 // is none); it is shared with the cache and never modified.
-func (r *Reconciler) writeStatus(ctx context.Context, cached *barelbv1beta1.ServiceL2Status, svc *corev1.Service, ip netip.Addr, ifaces []string) error {
+func (r *Reconciler) writeStatus(ctx context.Context, cached *servicecache.Status, svc *servicecache.Service, ip netip.Addr, ifaces []string) error {
 	if !sort.StringsAreSorted(ifaces) {
 		ifaces = append([]string(nil), ifaces...) // the caller's slice is r.answering's
 		sort.Strings(ifaces)
@@ -456,8 +452,8 @@ func (r *Reconciler) writeStatus(ctx context.Context, cached *barelbv1beta1.Serv
 		obj.ResourceVersion = cached.ResourceVersion
 	}
 	obj.Status = barelbv1beta1.ServiceL2StatusStatus{Node: r.Node, ServiceName: svc.Name, ServiceNamespace: svc.Namespace}
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		obj.Status.Addresses = append(obj.Status.Addresses, in.IP)
+	for _, a := range svc.Addresses {
+		obj.Status.Addresses = append(obj.Status.Addresses, a.String())
 	}
 	for _, name := range ifaces {
 		obj.Status.Interfaces = append(obj.Status.Interfaces, barelbv1beta1.InterfaceInfo{Name: name})
@@ -471,13 +467,13 @@ func (r *Reconciler) writeStatus(ctx context.Context, cached *barelbv1beta1.Serv
 // statusSays tells whether status is what writeStatus would write: this
 // node, the Service's names and addresses, and the sorted interfaces. It
 // allocates nothing, as it runs for every announced Service on every event.
-func (r *Reconciler) statusSays(status barelbv1beta1.ServiceL2StatusStatus, svc *corev1.Service, ifaces []string) bool {
+func (r *Reconciler) statusSays(status barelbv1beta1.ServiceL2StatusStatus, svc *servicecache.Service, ifaces []string) bool {
 	if status.Node != r.Node || status.ServiceName != svc.Name || status.ServiceNamespace != svc.Namespace ||
-		len(status.Addresses) != len(svc.Status.LoadBalancer.Ingress) || len(status.Interfaces) != len(ifaces) {
+		len(status.Addresses) != len(svc.Addresses) || len(status.Interfaces) != len(ifaces) {
 		return false
 	}
-	for i, in := range svc.Status.LoadBalancer.Ingress {
-		if status.Addresses[i] != in.IP {
+	for i, a := range svc.Addresses {
+		if written, err := netip.ParseAddr(status.Addresses[i]); err != nil || written != a {
 			return false
 		}
 	}
@@ -493,7 +489,7 @@ func (r *Reconciler) statusSays(status barelbv1beta1.ServiceL2StatusStatus, svc 
 // node: another node that took the Service over has rewritten it, and its
 // write must not be deleted (the resource version guards the race).
 // cached is the object in the cache, nil when there is none.
-func (r *Reconciler) dropStatus(ctx context.Context, cached *barelbv1beta1.ServiceL2Status, key string) error {
+func (r *Reconciler) dropStatus(ctx context.Context, cached *servicecache.Status, key string) error {
 	if cached == nil || cached.Status.Node != r.Node {
 		return nil
 	}

@@ -8,7 +8,6 @@ package announcer
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,30 +20,35 @@ import (
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
 )
 
 // ExcludeLabel keeps a node out of external load balancing, as for cloud
 // load balancers.
 const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 
-// inputs is everything the plan is computed from, read from the cache.
+// inputs is everything the plan is computed from, read from the caches.
 type inputs struct {
 	services []election.L2Service
-	byKey    map[string]*corev1.Service
+	byKey    map[string]*servicecache.Service
 	pools    map[string]*config.Pool
 	advs     []*config.L2Advertisement
 	nodes    []election.L2Node
 }
 
-// read gathers the plan's inputs. alive names the live speakers; ok is
-// false when membership is unavailable, and node readiness stands in.
-func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive map[string]bool, membershipOK bool) (*inputs, error) {
-	in := &inputs{byKey: map[string]*corev1.Service{}, pools: map[string]*config.Pool{}}
+// ServiceSource is where the announcer reads Services and their endpoints'
+// nodes: a *servicecache.Cache.
+type ServiceSource interface {
+	Services() []*servicecache.Service
+	EndpointNodes(key string) map[string]bool
+}
 
-	// The big lists are read without copying them out of the cache (a
-	// copy of every Service on every event was most of the speaker's
-	// garbage): everything read here is read-only, and so are the
-	// Services report gets from in.byKey.
+// read gathers the plan's inputs: Services and endpoints from services,
+// the rest from c. alive names the live speakers; ok is false when
+// membership is unavailable, and node readiness stands in.
+func read(ctx context.Context, c client.Reader, services ServiceSource, namespace, lbClass string, alive map[string]bool, membershipOK bool) (*inputs, error) {
+	in := &inputs{byKey: map[string]*servicecache.Service{}, pools: map[string]*config.Pool{}}
+
 	var poolList barelbv1beta1.IPAddressPoolList
 	if err := c.List(ctx, &poolList, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing IPAddressPools: %w", err)
@@ -64,6 +68,8 @@ func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive
 		}
 	}
 
+	// Nodes are read without copying them out of the cache: everything
+	// read here is read-only.
 	var nodeList corev1.NodeList
 	if err := c.List(ctx, &nodeList, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Nodes: %w", err)
@@ -83,58 +89,30 @@ func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive
 		})
 	}
 
-	var svcList corev1.ServiceList
-	if err := c.List(ctx, &svcList, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing Services: %w", err)
-	}
-	for i := range svcList.Items {
-		svc := &svcList.Items[i]
-		pool := svc.Annotations[config.AnnotationAllocatedFromPool]
-		if !config.ServesService(svc, lbClass) || pool == "" {
+	// The records are shared with the cache and read-only, and so are
+	// their labels and addresses handed to the plan.
+	all := services.Services()
+	in.services = make([]election.L2Service, 0, len(all))
+	in.byKey = make(map[string]*servicecache.Service, len(all))
+	for _, svc := range all {
+		if !svc.ServedBy(lbClass) || svc.Pool == "" || len(svc.Addresses) == 0 {
 			continue
 		}
+		key := svc.Key()
 		s := election.L2Service{
-			Key:          client.ObjectKeyFromObject(svc).String(),
+			Key:          key,
 			Labels:       labels.Set(svc.Labels),
-			Pool:         pool,
-			LocalTraffic: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-		}
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			if ip, err := netip.ParseAddr(ing.IP); err == nil {
-				s.Addresses = append(s.Addresses, ip)
-			}
-		}
-		if len(s.Addresses) == 0 {
-			continue
+			Pool:         svc.Pool,
+			LocalTraffic: svc.LocalTraffic,
+			Addresses:    svc.Addresses,
 		}
 		if s.LocalTraffic {
-			nodes, err := endpointNodes(ctx, c, svc)
-			if err != nil {
-				return nil, err
-			}
-			s.EndpointNodes = nodes
+			s.EndpointNodes = services.EndpointNodes(key)
 		}
 		in.services = append(in.services, s)
-		in.byKey[s.Key] = svc
+		in.byKey[key] = svc
 	}
 	return in, nil
-}
-
-// endpointNodes names the nodes with a ready endpoint of the Service.
-func endpointNodes(ctx context.Context, c client.Reader, svc *corev1.Service) (map[string]bool, error) {
-	var slices discoveryv1.EndpointSliceList
-	if err := c.List(ctx, &slices, client.InNamespace(svc.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing EndpointSlices of %s/%s: %w", svc.Namespace, svc.Name, err)
-	}
-	out := map[string]bool{}
-	for _, slice := range slices.Items {
-		for _, ep := range slice.Endpoints {
-			if ep.NodeName != nil && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
-				out[*ep.NodeName] = true
-			}
-		}
-	}
-	return out, nil
 }
 
 func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatus {

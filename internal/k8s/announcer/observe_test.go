@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
 	"github.com/barelb/barelb/internal/metrics"
@@ -226,7 +227,7 @@ func TestObservability(t *testing.T) {
 		svc := e.svc
 		in := &inputs{
 			services: []election.L2Service{{Key: "default/web", Addresses: []netip.Addr{vip}}},
-			byKey:    map[string]*corev1.Service{"default/web": svc},
+			byKey:    map[string]*servicecache.Service{"default/web": servicecache.ServiceRecord(svc)},
 		}
 		plan := []election.L2Announcement{{Address: vip, Node: "n2", Services: []string{"default/web"}}}
 		o.planned(ctx, in, plan, nil, host)
@@ -263,7 +264,7 @@ func TestObservability(t *testing.T) {
 		o := &Observer{Recorder: recorder, Log: testr.New(t), Node: "n1", Metrics: e.m, SysctlRoot: t.TempDir()}
 		in := &inputs{
 			services: []election.L2Service{{Key: "default/web", Addresses: []netip.Addr{vip}}},
-			byKey:    map[string]*corev1.Service{"default/web": e.svc},
+			byKey:    map[string]*servicecache.Service{"default/web": servicecache.ServiceRecord(e.svc)},
 		}
 		plan := []election.L2Announcement{{Address: vip, Node: "n1", Interfaces: []string{"nope0"}, Services: []string{"default/web"}}}
 		o.planned(ctx, in, plan, map[netip.Addr][]string{}, nil)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -20,24 +19,37 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 )
 
 // Setup adds the reconciler to mgr. Every watched change, and every
-// membership change sent on memberChanges, recomputes the plan.
+// membership change sent on memberChanges, recomputes the plan. Services,
+// EndpointSlices and ServiceL2Statuses are read from r.Services, which
+// Setup makes and adds to mgr when it is nil; a change there that the plan
+// can see (see servicecache.Cache.Subscribe: not a Service's ports, not an
+// EndpointSlice's addresses, not a status written) recomputes it too.
 func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEvent) error {
+	if r.Services == nil {
+		services, err := servicecache.New(mgr.GetConfig(), servicecache.Options{StatusNamespace: r.Namespace, Log: r.Log})
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(services); err != nil {
+			return fmt.Errorf("adding the service cache: %w", err)
+		}
+		r.Services = services
+	}
 	toPlan := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{planKey}
 	})
 	changed := builder.WithPredicates(contentChanged())
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("layer2-announcer").
-		Watches(&corev1.Service{}, toPlan, changed).
-		Watches(&discoveryv1.EndpointSlice{}, toPlan, changed).
 		Watches(&corev1.Node{}, toPlan, changed).
 		Watches(&barelbv1beta1.IPAddressPool{}, toPlan, changed).
 		Watches(&barelbv1beta1.L2Advertisement{}, toPlan, changed).
-		Watches(&barelbv1beta1.ServiceL2Status{}, toPlan, builder.WithPredicates(deletedOnly()))
+		WatchesRawSource(source.Channel(r.Services.Subscribe(), toPlan))
 	if memberChanges != nil {
 		b = b.WatchesRawSource(source.Channel(memberChanges, toPlan))
 	}
@@ -49,27 +61,10 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 	return nil
 }
 
-// deletedOnly lets through only deletions. A ServiceL2Status is deleted
-// by a node that stopped announcing its Service; when the new announcer
-// wrote it before that node (late to learn it lost) wrote it back and
-// then deleted it, the new announcer must hear of the deletion, or the
-// Service shows no announcer until the next unrelated event. Other changes
-// by other writers are left to the next plan: reacting to them would have
-// two speakers that both think they announce (a split brain) overwrite
-// each other's writes without end.
-func deletedOnly() predicate.Predicate {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		UpdateFunc:  func(event.UpdateEvent) bool { return false },
-		DeleteFunc:  func(event.DeleteEvent) bool { return true },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-	}
-}
-
 // contentChanged lets through every event but an update that changes
 // nothing the cache holds besides the resource version: a Node's
-// heartbeat, an EndpointSlice's addresses or a Service's ports, once the
-// cache has trimmed what the announcer does not read (CacheTransforms).
+// heartbeat, once the cache has trimmed what the announcer does not read
+// (CacheTransforms).
 // The plan is computed from the cache alone, so such an update cannot
 // change it, and at 10,000 Services a plan costs real time.
 func contentChanged() predicate.Predicate {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/metrics"
 )
@@ -71,8 +72,8 @@ type Observer struct {
 
 	mu sync.Mutex
 	// vips are the assigned IPv4 addresses of the last plan, with their
-	// Services.
-	vips map[netip.Addr][]serviceRef
+	// Services (records shared with the cache).
+	vips map[netip.Addr][]*servicecache.Service
 	// answered is what the kernel answered for at the last check, as
 	// logged ("" when nothing).
 	answered string
@@ -80,18 +81,6 @@ type Observer struct {
 	warned map[string]bool
 	// noInterface are the Services told that no interface may answer.
 	noInterface map[string]bool
-}
-
-// serviceRef is what an Event on a Service needs, without holding on to
-// the Service.
-type serviceRef struct {
-	Key string // namespace/name
-	UID types.UID
-}
-
-func (s serviceRef) object() *corev1.ObjectReference {
-	namespace, name, _ := strings.Cut(s.Key, "/")
-	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: namespace, Name: name, UID: s.UID}
 }
 
 // NeedLeaderElection makes the re-check run on every speaker.
@@ -132,16 +121,15 @@ func (o *Observer) planned(ctx context.Context, in *inputs, plan []election.L2An
 	if o.Metrics != nil {
 		o.Metrics.AddressesAnnounced.Set(float64(len(want)))
 	}
-	o.vips = map[netip.Addr][]serviceRef{}
+	o.vips = make(map[netip.Addr][]*servicecache.Service, len(o.vips))
 	for _, s := range in.services {
 		svc := in.byKey[s.Key]
 		if svc == nil {
 			continue
 		}
-		ref := serviceRef{Key: s.Key, UID: svc.UID}
 		for _, ip := range s.Addresses {
 			if ip.Unmap().Is4() {
-				o.vips[ip.Unmap()] = append(o.vips[ip.Unmap()], ref)
+				o.vips[ip.Unmap()] = append(o.vips[ip.Unmap()], svc)
 			}
 		}
 	}
@@ -168,7 +156,7 @@ func (o *Observer) reportNoInterface(in *inputs, plan []election.L2Announcement,
 			if len(a.Interfaces) > 0 {
 				named = "interfaces " + strings.Join(a.Interfaces, ", ")
 			}
-			o.Recorder.Eventf(svc, corev1.EventTypeWarning, ReasonNoInterface,
+			o.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonNoInterface,
 				"node %q won %s but none of %s exists there and can answer ARP/NDP; it is not announced", o.Node, a.Address, named)
 		}
 	}
@@ -210,12 +198,13 @@ func (o *Observer) checkStrictARP(ctx context.Context, host []layer2.Interface) 
 		o.warned = map[string]bool{}
 	}
 	for _, ip := range addrs {
-		for _, ref := range o.vips[ip] {
-			if o.warned[ref.Key] {
+		for _, svc := range o.vips[ip] {
+			key := svc.Key()
+			if o.warned[key] {
 				continue
 			}
-			o.warned[ref.Key] = true
-			o.Recorder.Eventf(ref.object(), corev1.EventTypeWarning, ReasonStrictARPOff,
+			o.warned[key] = true
+			o.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonStrictARPOff,
 				"node %q's kernel answers ARP for %s by itself, as does every node where kube-proxy (IPVS) put it: clients may reach any of them; %s",
 				o.Node, ip, strictARPAdvice)
 		}
