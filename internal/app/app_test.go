@@ -151,7 +151,10 @@ func TestParseSpeaker(t *testing.T) {
 		args     []string
 		env      map[string]string
 		wantNode string
-		wantErr  string // a usage error containing this
+		// wantMemberlistOff: --memberlist=false; memberlist is on by
+		// default.
+		wantMemberlistOff bool
+		wantErr           string // a usage error containing this
 	}{
 		{name: "node from environment", env: map[string]string{"NODE_NAME": "worker-1"}, wantNode: "worker-1"},
 		{name: "flag beats environment", args: []string{"--node-name=worker-2"}, env: map[string]string{"NODE_NAME": "worker-1"}, wantNode: "worker-2"},
@@ -161,6 +164,12 @@ func TestParseSpeaker(t *testing.T) {
 		{name: "bad node name", args: []string{"--node-name=Not A Node"}, wantErr: `"Not A Node"`},
 		{name: "bad shared flag", args: []string{"--log-format=xml"}, env: map[string]string{"NODE_NAME": "w"}, wantErr: "--log-format"},
 		{name: "version needs no node name", args: []string{"--version"}},
+		{name: "memberlist off", args: []string{"--node-name=w", "--memberlist=false"}, wantNode: "w", wantMemberlistOff: true},
+		{name: "memberlist off with its other flags", args: []string{"--node-name=w", "--memberlist=false", "--memberlist-port=7000", "--memberlist-key-env=K"},
+			wantNode: "w", wantMemberlistOff: true},
+		{name: "memberlist on explicitly", args: []string{"--node-name=w", "--memberlist=true"}, wantNode: "w"},
+		{name: "memberlist as a bare flag", args: []string{"--node-name=w", "--memberlist"}, wantNode: "w"},
+		{name: "memberlist not a boolean", args: []string{"--node-name=w", "--memberlist=off"}, wantErr: `invalid boolean value "off" for -memberlist`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,6 +188,9 @@ func TestParseSpeaker(t *testing.T) {
 			}
 			if o.NodeName != tt.wantNode {
 				t.Errorf("NodeName = %q, want %q", o.NodeName, tt.wantNode)
+			}
+			if o.Memberlist == tt.wantMemberlistOff {
+				t.Errorf("Memberlist = %v, want %v", o.Memberlist, !tt.wantMemberlistOff)
 			}
 			if o.MetricsBindAddress != ":7473" || o.HealthProbeBindAddress != ":7475" {
 				t.Errorf("addresses %q and %q, want the speaker's defaults", o.MetricsBindAddress, o.HealthProbeBindAddress)

@@ -38,6 +38,13 @@ type SpeakerOptions struct {
 	NodeName string
 	// LoadBalancerClass must match the controller's --lb-class.
 	LoadBalancerClass string
+	// Memberlist runs memberlist among the speakers to tell live ones
+	// (the default). Without it node readiness from the API alone tells
+	// them, and a dead speaker on a Ready node keeps its addresses until
+	// the node turns NotReady: for clusters where the memberlist port
+	// cannot be opened between nodes (MetalLB's
+	// speaker.memberlist.enabled=false).
+	Memberlist bool
 	// MemberlistAddress is where this speaker's memberlist listens and is
 	// reached; the node's InternalIP when empty.
 	MemberlistAddress string
@@ -73,6 +80,7 @@ const MemberlistKeyEnv = "BARELB_MEMBERLIST_KEY"
 func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	o := SpeakerOptions{
 		Options:          DefaultOptions(SpeakerMetricsBindAddress, SpeakerHealthProbeBindAddress),
+		Memberlist:       true,
 		MemberlistPort:   membership.DefaultPort,
 		MemberlistKeyEnv: MemberlistKeyEnv,
 		HandOver:         2 * time.Second,
@@ -83,6 +91,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Name of the node this speaker runs on (default $"+NodeNameEnv+").")
 		fs.StringVar(&o.LoadBalancerClass, "lb-class", "",
 			"Announce only Services with this spec.loadBalancerClass; must match the controller's.")
+		fs.BoolVar(&o.Memberlist, "memberlist", o.Memberlist,
+			"Run memberlist among the speakers to tell live ones; with --memberlist=false node readiness from the API alone decides, "+
+				"so a dead speaker on a Ready node keeps its addresses until the node turns NotReady (the --memberlist-* flags are then ignored).")
 		fs.StringVar(&o.MemberlistAddress, "memberlist-address", "",
 			"Address memberlist listens on and is reached at (default: the node's InternalIP).")
 		fs.IntVar(&o.MemberlistPort, "memberlist-port", o.MemberlistPort, "Memberlist's TCP and UDP port.")
@@ -151,14 +162,21 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 			})},
 		setup: func(mgr manager.Manager) error {
 			applySoftMemoryLimit(mgr.GetLogger().WithName("speaker"), o.MemoryLimitRatio, inv.getenv("GOMEMLIMIT"), os.ReadFile)
-			return setupSpeaker(ctx, mgr, o, inv.getenv(o.MemberlistKeyEnv))
+			var secret string
+			if o.Memberlist {
+				secret = inv.getenv(o.MemberlistKeyEnv)
+			}
+			return setupSpeaker(ctx, mgr, o, secret)
 		},
 	})
 }
 
-// setupSpeaker joins the speakers' memberlist and adds the layer-2
-// announcer.
+// setupSpeaker joins the speakers' memberlist (unless o.Memberlist is
+// off) and adds the layer-2 announcer.
 func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) error {
+	if !o.Memberlist {
+		return setupSpeakerWithoutMemberlist(mgr, o)
+	}
 	log := mgr.GetLogger().WithName("speaker")
 	addr := o.MemberlistAddress
 	if addr == "" {
@@ -233,5 +251,51 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		time.Sleep(o.HandOver)
 		stopAnswering()
 		return m.Shutdown()
+	}))
+}
+
+// setupSpeakerWithoutMemberlist adds the layer-2 announcer electing from
+// node readiness alone (--memberlist=false).
+func setupSpeakerWithoutMemberlist(mgr manager.Manager, o SpeakerOptions) error {
+	log := mgr.GetLogger().WithName("speaker")
+	log.Info("memberlist is off (--memberlist=false): node readiness from the API alone decides which speakers are alive; " +
+		"a dead speaker on a Ready node keeps its addresses until the node turns NotReady")
+	services, err := servicecache.New(mgr.GetConfig(), servicecache.Options{StatusNamespace: o.Namespace, Log: log.WithName("servicecache")})
+	if err == nil {
+		err = mgr.Add(services)
+	}
+	if err == nil {
+		err = mgr.AddReadyzCheck("service-cache", services.ReadyCheck)
+	}
+	if err != nil {
+		return fmt.Errorf("setting up the service cache: %w", err)
+	}
+	answerCtx, stopAnswering := context.WithCancel(context.Background())
+	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
+	r := &announcer.Reconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
+		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
+		Members: announcer.NodeReadiness{}, Network: network, Services: services,
+	}
+	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
+	err = announcer.Observe(mgr, r, nil, network, ctrlmetrics.Registry)
+	if err == nil {
+		// Node changes (readiness among them) recompute the plan; there
+		// are no membership changes.
+		err = announcer.Setup(mgr, r, nil)
+	}
+	if err != nil {
+		stopAnswering()
+		return err
+	}
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		// No other speaker learns that this one stops: its node stays
+		// Ready. Keep answering for the hand-over anyway, which covers a
+		// node going NotReady as it shuts down, so that clients are not
+		// left without an answer before another node has announced.
+		time.Sleep(o.HandOver)
+		stopAnswering()
+		return nil
 	}))
 }

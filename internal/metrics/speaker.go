@@ -24,6 +24,10 @@ type Speaker struct {
 	// MembershipFallback is 1 while memberlist has not formed and node
 	// readiness stands in for it.
 	MembershipFallback prometheus.Gauge
+	// MemberlistEnabled is 1 when the speaker runs memberlist and 0 when
+	// it was started with --memberlist=false and node readiness alone
+	// tells live speakers.
+	MemberlistEnabled prometheus.Gauge
 	// KernelAnswersARP counts the assigned IPv4 addresses the kernel of
 	// this node answers ARP for by itself (an address on a local interface,
 	// kube-ipvs0 or lo, with arp_ignore 0): every such node answers, split
@@ -42,6 +46,7 @@ func NewSpeaker(reg prometheus.Registerer) (*Speaker, error) {
 		AddressesAnnounced: gauge("addresses_announced", "Addresses (VIPs) this node answers ARP/NDP for."),
 		MemberlistMembers:  gauge("memberlist_members", "Live speakers in memberlist as this speaker sees them, itself included."),
 		MembershipFallback: gauge("membership_fallback", "1 while memberlist has not formed and node readiness from the API decides which speakers are alive, which cannot see a dead speaker on a Ready node."),
+		MemberlistEnabled:  gauge("memberlist_enabled", "1 when this speaker runs memberlist; 0 when it was started with --memberlist=false and node readiness from the API alone decides which speakers are alive."),
 		KernelAnswersARP: gauge("kernel_answers_arp",
 			"Assigned IPv4 addresses configured on a local interface (kube-ipvs0, lo, ...) that this node's kernel answers ARP for "+
 				"because arp_ignore is 0 on the LAN interface: every such node answers, split brain. "+
@@ -56,6 +61,9 @@ func NewSpeaker(reg prometheus.Registerer) (*Speaker, error) {
 		return nil, err
 	}
 	if m.MembershipFallback, err = register(reg, m.MembershipFallback); err != nil {
+		return nil, err
+	}
+	if m.MemberlistEnabled, err = register(reg, m.MemberlistEnabled); err != nil {
 		return nil, err
 	}
 	if m.KernelAnswersARP, err = register(reg, m.KernelAnswersARP); err != nil {

@@ -104,9 +104,10 @@ func TestSpeakerGauges(t *testing.T) {
 	m.MemberlistMembers.Set(3)
 	SetBool(m.MembershipFallback, true)
 	SetBool(m.MembershipFallback, false)
+	SetBool(m.MemberlistEnabled, true)
 	m.KernelAnswersARP.Set(1)
 	for name, want := range map[string]float64{
-		"addresses_announced": 2, "memberlist_members": 3, "membership_fallback": 0, "kernel_answers_arp": 1,
+		"addresses_announced": 2, "memberlist_members": 3, "membership_fallback": 0, "memberlist_enabled": 1, "kernel_answers_arp": 1,
 	} {
 		var got float64
 		mfs, err := reg.Gather()

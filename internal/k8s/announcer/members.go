@@ -58,6 +58,18 @@ func (m *MemberlistMembers) Formed() bool {
 	return m.formed
 }
 
+// NodeReadiness is the speakers' membership without memberlist (the
+// speaker's --memberlist=false): every speaker decides from the API's node
+// readiness alone, the same view for all of them, so they elect the same
+// announcers. The price is the one memberlist exists for: a dead speaker
+// on a Ready node keeps its addresses, unanswered, until the node turns
+// NotReady.
+type NodeReadiness struct{}
+
+// Alive reports no membership (ok false), which makes the announcer take
+// node readiness instead, as it does while memberlist has not formed.
+func (NodeReadiness) Alive() (map[string]bool, bool) { return nil, false }
+
 // Forward turns membership changes into events for Setup's channel until
 // ctx ends.
 func (m *MemberlistMembers) Forward(ctx context.Context, out chan<- event.GenericEvent) {

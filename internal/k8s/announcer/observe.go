@@ -29,19 +29,29 @@ const (
 // registered on reg (the responders' counters, addresses announced,
 // membership), the Observer's strictARP and interface checks, and the
 // MembershipWatch.
+//
+// members is nil when the speaker runs without memberlist
+// (--memberlist=false): node readiness then decides by the operator's
+// choice, not as a fallback, so there is no MembershipWatch to warn about
+// it; memberlist_enabled says 0 and membership_fallback stays 0.
 func Observe(mgr ctrl.Manager, r *Reconciler, members *MemberlistMembers, network *HostNetwork, reg prometheus.Registerer) error {
 	m, err := metrics.NewSpeaker(reg)
 	if err != nil {
 		return err
 	}
 	m.SetResponderSource(network.ResponderCounts)
+	metrics.SetBool(m.MemberlistEnabled, members != nil)
+	metrics.SetBool(m.MembershipFallback, false)
 	recorder := mgr.GetEventRecorderFor("barelb-speaker")
 	r.Observer = &Observer{
 		APIReader: mgr.GetAPIReader(), Recorder: recorder, Log: r.Log.WithName("checks"),
 		Node: r.Node, Metrics: m, Interfaces: network.Interfaces,
 	}
-	watch := &MembershipWatch{Members: members, Recorder: recorder, Log: r.Log.WithName("membership"), Node: r.Node, Metrics: m}
-	for _, runnable := range []interface{ Start(context.Context) error }{r.Observer, watch} {
+	runnables := []interface{ Start(context.Context) error }{r.Observer}
+	if members != nil {
+		runnables = append(runnables, &MembershipWatch{Members: members, Recorder: recorder, Log: r.Log.WithName("membership"), Node: r.Node, Metrics: m})
+	}
+	for _, runnable := range runnables {
 		if err := mgr.Add(runnableFunc(runnable.Start)); err != nil {
 			return fmt.Errorf("adding the speaker's checks: %w", err)
 		}
