@@ -38,7 +38,7 @@ func (l *Lab) registerNodes(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("creating node %s: %w", n.Name, err)
 		}
-		setNodeStatus(created, n)
+		setNodeStatus(created, n, true)
 		if _, err := l.clientset.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("writing the status of node %s: %w", n.Name, err)
 		}
@@ -46,7 +46,9 @@ func (l *Lab) registerNodes(ctx context.Context) error {
 	return nil
 }
 
-func setNodeStatus(node *corev1.Node, n Host) {
+// setNodeStatus writes the status a kubelet would: addresses, conditions
+// (Ready as told) and capacity.
+func setNodeStatus(node *corev1.Node, n Host, ready bool) {
 	now := metav1.Now()
 	node.Status.Addresses = []corev1.NodeAddress{
 		{Type: corev1.NodeInternalIP, Address: n.Addr(SegmentLAN, 4).String()},
@@ -56,19 +58,24 @@ func setNodeStatus(node *corev1.Node, n Host) {
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
 	}
-	keep := map[corev1.NodeConditionType]metav1.Time{}
+	// A condition keeps its transition time while its status stays.
+	before := map[corev1.NodeConditionType]corev1.NodeCondition{}
 	for _, c := range node.Status.Conditions {
-		keep[c.Type] = c.LastTransitionTime
+		before[c.Type] = c
+	}
+	readyCond := cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady")
+	if !ready {
+		readyCond = cond(corev1.NodeReady, corev1.ConditionFalse, "KubeletNotReady")
 	}
 	node.Status.Conditions = []corev1.NodeCondition{
-		cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady"),
+		readyCond,
 		cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory"),
 		cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
 		cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
 	}
 	for i, c := range node.Status.Conditions {
-		if t, ok := keep[c.Type]; ok {
-			node.Status.Conditions[i].LastTransitionTime = t
+		if b, ok := before[c.Type]; ok && b.Status == c.Status {
+			node.Status.Conditions[i].LastTransitionTime = b.LastTransitionTime
 		}
 	}
 	capacity := corev1.ResourceList{
@@ -162,21 +169,56 @@ func (l *Lab) startLoops(ctx context.Context) {
 	}()
 }
 
-// heartbeat keeps every node Ready.
+// heartbeat keeps every node Ready, but those SetNodeReady made NotReady.
 func (l *Lab) heartbeat(ctx context.Context) {
 	for _, n := range l.state.Nodes {
-		node, err := l.clientset.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
-		if err != nil {
-			if ctx.Err() == nil {
-				l.log.Error(err, "reading node", "node", n.Name)
-			}
-			continue
-		}
-		setNodeStatus(node, n)
-		if _, err := l.clientset.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
-			l.log.Error(err, "writing node status", "node", n.Name)
+		if err := l.writeNodeStatus(ctx, n); err != nil && ctx.Err() == nil {
+			l.log.Error(err, "heartbeat", "node", n.Name)
 		}
 	}
+}
+
+// writeNodeStatus writes a node's status once, Ready unless SetNodeReady
+// said otherwise. statusMu makes the read of that setting and the write
+// one step, so that a heartbeat cannot undo SetNodeReady.
+func (l *Lab) writeNodeStatus(ctx context.Context, n Host) error {
+	l.statusMu.Lock()
+	defer l.statusMu.Unlock()
+	node, err := l.clientset.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading node %s: %w", n.Name, err)
+	}
+	setNodeStatus(node, n, !l.notReady[n.Name])
+	if _, err := l.clientset.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("writing the status of node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// SetNodeReady sets a node's Ready condition, as its kubelet would when it
+// stops (False) or recovers (True), writes it at once and keeps it in
+// every heartbeat. Nothing runs on the node changes: its speaker and pods
+// go on as before.
+func (l *Lab) SetNodeReady(ctx context.Context, name string, ready bool) error {
+	n, err := l.node(name)
+	if err != nil {
+		return err
+	}
+	l.statusMu.Lock()
+	if l.notReady == nil {
+		l.notReady = map[string]bool{}
+	}
+	l.notReady[name] = !ready
+	l.statusMu.Unlock()
+	// Another writer of the Node in between makes this write conflict;
+	// retry.
+	return waitFor(ctx, 10*time.Second, "the status of node "+name, func() (bool, error) {
+		err := l.writeNodeStatus(ctx, n)
+		if apierrors.IsConflict(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
 }
 
 // podRun is a pod the lab runs.

@@ -86,6 +86,12 @@ type Lab struct {
 	// memberlistKey is the speakers' BARELB_MEMBERLIST_KEY.
 	memberlistKey string
 
+	// statusMu makes each write of a Node's status one step (see
+	// writeNodeStatus); notReady names the nodes SetNodeReady made
+	// NotReady.
+	statusMu sync.Mutex
+	notReady map[string]bool
+
 	mu      sync.Mutex
 	procs   map[string]*proc
 	pods    map[types.UID]*podRun
