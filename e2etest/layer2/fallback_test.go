@@ -44,6 +44,7 @@ func TestMembershipFallback(t *testing.T) {
 		for _, n := range l.Nodes() {
 			waitMetric(t, l, n.Name, "barelb_speaker_membership_fallback", func(v float64) bool { return v == 1 }, "1")
 			waitMetric(t, l, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 1 }, "1 (itself)")
+			waitMetric(t, l, n.Name, "barelb_speaker_memberlist_enabled", func(v float64) bool { return v == 1 }, "1")
 		}
 		runPod(t, l, "fb-0", "fb", "node1")
 		createService(t, l, svcSpec{name: "fb", app: "fb", port: 80, ipv4Only: true})
