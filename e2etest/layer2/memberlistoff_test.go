@@ -21,7 +21,10 @@ import (
 // memberlist_enabled is 0 and membership_fallback stays 0, and no
 // MembershipFallback Event appears, not even after the 30 s that raise it
 // when memberlist fails to form. One node announces a Service, and another
-// takes over once the announcing node turns NotReady in the API.
+// takes over once the announcing node turns NotReady in the API. A
+// stopping speaker keeps answering for its hand-over; after that, with its
+// node still Ready, no one answers: the price of running without
+// memberlist.
 func TestMemberlistOff(t *testing.T) {
 	needsLab(t)
 	l := lab.Start(t, lab.Options{Nodes: 3, Barelb: true, SpeakerArgs: []string{"--memberlist=false"}})
@@ -66,12 +69,12 @@ func TestMemberlistOff(t *testing.T) {
 		t.FailNow()
 	}
 
+	var next string
 	t.Run("another node takes over when the announcing node turns NotReady", func(t *testing.T) {
 		start := time.Now()
 		if err := l.SetNodeReady(ctx, first, false); err != nil {
 			t.Fatal(err)
 		}
-		var next string
 		eventually(t, 30*time.Second, "ServiceL2Status of mo naming a node other than "+first, func() (bool, string) {
 			var err error
 			next, err = announcerOf(l, "mo")
@@ -109,6 +112,36 @@ func TestMemberlistOff(t *testing.T) {
 				t.Errorf("%s: the speaker's log warns that memberlist has not formed", n.Name)
 			}
 		}
+	})
+	if next == "" {
+		t.FailNow()
+	}
+
+	// Last, as it leaves the address unannounced: a stopping speaker
+	// keeps answering for its hand-over (2 s), but no other speaker learns
+	// that it stops while its node stays Ready.
+	t.Run("a stopping speaker keeps answering for the hand-over, then no one answers", func(t *testing.T) {
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped := make(chan error, 1)
+		sigterm := time.Now()
+		go func() { stopped <- l.Stop(next, lab.ComponentSpeaker) }()
+		time.Sleep(200 * time.Millisecond)
+		macs := arpAnswerers(t, l, addr, 500*time.Millisecond)
+		if len(macs) != 1 || !strings.EqualFold(macs[0], nodeMAC(t, l, next)) {
+			t.Errorf("ARP answers for %s during %s's hand-over from %v, want %s alone", ip, next, macs, nodeMAC(t, l, next))
+		}
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("the speaker of %s exited %v after SIGTERM", next, time.Since(sigterm).Round(time.Millisecond))
+		if macs := arpAnswerers(t, l, addr, time.Second); len(macs) != 0 {
+			t.Errorf("ARP answers for %s after %s's speaker stopped on a Ready node from %v, want none (nothing tells the others)", ip, next, macs)
+		}
+		node, err := announcerOf(l, "mo")
+		t.Logf("after the stop, ServiceL2Status of mo names %q (%v)", node, err)
 	})
 }
 
