@@ -188,4 +188,3 @@ func slimSecret(in any) (any, error) {
 	}
 	return out, nil
 }
-
