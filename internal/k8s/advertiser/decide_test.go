@@ -118,7 +118,9 @@ func TestDecideSessions(t *testing.T) {
 			peers:     []bgp.Peer{with(func(p *bgp.Peer) { p.Password = "s3cret" })},
 			passwords: map[string]string{"router": "md5"}},
 		{name: "passwordSecret in another namespace is refused",
-			change:  func(w *world) { w.Peers[0].Spec.PasswordSecret = &barelbv1beta1.SecretRef{Name: "md5", Namespace: "kube-system"} },
+			change: func(w *world) {
+				w.Peers[0].Spec.PasswordSecret = &barelbv1beta1.SecretRef{Name: "md5", Namespace: "kube-system"}
+			},
 			problem: "must be in the peer's own namespace"},
 		{name: "impossible ASN mix",
 			change:  func(w *world) { w.Peers[0].Spec.DynamicASN = "external" },
