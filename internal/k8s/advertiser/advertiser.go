@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
@@ -106,7 +107,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 func (r *Reconciler) read(ctx context.Context) (world, error) {
 	var w world
 	var node corev1.Node
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.Node}, &node); err != nil {
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.Node}, &node); apierrors.IsNotFound(err) {
+		// No Node object (deleted, or not registered yet): nothing to
+		// advertise from it, and no session to open until it exists.
+		r.Log.Info("this node's Node object does not exist; no BGP sessions", "node", r.Node)
+		w.Node.Name = r.Node
+		return w, nil
+	} else if err != nil {
 		return w, fmt.Errorf("reading node %s: %w", r.Node, err)
 	}
 	w.Node, w.NodeIPs = nodeOf(&node)

@@ -34,8 +34,8 @@ type Options struct {
 	// LBClass is the controller's --lb-class.
 	Node, Namespace, LBClass string
 	// RouterID is the default BGP router ID (a BGPPeer's routerID wins);
-	// when invalid, the node's IPv4 InternalIP, or the last four bytes of
-	// its IPv6 one on an IPv6-only node.
+	// when invalid, the node's InternalIP. An IPv6 address stands for its
+	// last four bytes (a router ID is 32 bits).
 	RouterID netip.Addr
 	// Registerer takes the BGP metrics.
 	Registerer prometheus.Registerer
@@ -54,7 +54,7 @@ type Options struct {
 // manager stops. No session opens until a BGPPeer selects the node.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	log := mgr.GetLogger().WithName("bgp")
-	routerID := o.RouterID
+	routerID := routerIDFrom(o.RouterID)
 	if !routerID.IsValid() {
 		ip, err := announcer.NodeAddress(ctx, mgr.GetAPIReader(), o.Node)
 		if err != nil {
@@ -165,7 +165,7 @@ const placeholderASN = 64512
 // routerIDFrom is a BGP router ID (an IPv4 address) from a node address.
 func routerIDFrom(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()
-	if ip.Is4() {
+	if !ip.IsValid() || ip.Is4() {
 		return ip
 	}
 	b := ip.As16()
