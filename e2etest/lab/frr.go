@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -121,4 +122,29 @@ func (l *Lab) Vtysh(ctx context.Context, commands ...string) ([]byte, error) {
 		args = append(args, "-c", c)
 	}
 	return l.Exec(ctx, "router", args...)
+}
+
+// RouterPeerGroup is the peer group of bgpd that accepts the nodes'
+// sessions (listen ranges of the router segment, remote AS NodeASN).
+const RouterPeerGroup = "NODES"
+
+// ConfigureRouter changes the router's running FRR configuration: the
+// lines are typed into vtysh after `configure terminal`, in order, with the
+// context they open (e.g. "router bgp 64500", "neighbor NODES password x",
+// "exit"; "bfd", "profile fast", "receive-interval 100"). It fails when
+// FRR refuses a line. Use it to give the router what one test needs and to
+// take it back afterwards.
+func (l *Lab) ConfigureRouter(ctx context.Context, lines ...string) error {
+	out, err := l.Vtysh(ctx, append([]string{"configure terminal"}, lines...)...)
+	// vtysh reports a refused line on its output ("% Unknown command",
+	// "% Invalid …") but not always in its exit status.
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "%") {
+			return fmt.Errorf("configuring the router: %s (lines %q)", strings.TrimSpace(line), lines)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("configuring the router: %w: %s", err, out)
+	}
+	return nil
 }
