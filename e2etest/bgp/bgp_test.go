@@ -606,4 +606,3 @@ func testLinkFlap(t *testing.T, l *lab.Lab) {
 	t.Logf("link up: the router routes %s via node3 again after %v", v4, time.Since(start).Round(time.Millisecond))
 	waitBFD(t, l)
 }
-
