@@ -17,6 +17,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -414,8 +415,18 @@ func testMD5(t *testing.T, l *lab.Lab) {
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "router-md5", Namespace: lab.BarelbNamespace},
 		Type: corev1.SecretTypeBasicAuth, StringData: map[string]string{"password": "wrong"}}
 	create(t, l, secret)
-	configureRouter(t, l, []string{"router bgp " + rasn, "neighbor " + lab.RouterPeerGroup + " password " + md5Password},
-		[]string{"router bgp " + rasn, "no neighbor " + lab.RouterPeerGroup + " password " + md5Password})
+	// Only a restart takes the password off the router (see
+	// lab.RestartRouter); the end of this step does it, this is for a
+	// failure half-way.
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			if err := l.RestartRouter(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	configureRouter(t, l, []string{"router bgp " + rasn, "neighbor " + lab.RouterPeerGroup + " password " + md5Password}, nil)
 	since := time.Now()
 	update(t, l, peer, func(p *barelbv1beta1.BGPPeer) {
 		p.Spec.PasswordSecret = &barelbv1beta1.SecretRef{Name: "router-md5"}
@@ -440,6 +451,18 @@ func testMD5(t *testing.T, l *lab.Lab) {
 	waitSessions(t, l, allNodes(l), 60*time.Second)
 	waitPaths(t, l, host(v4), allNodes(l), 30*time.Second)
 	t.Logf("with the right password: sessions up and %s learnt %v after the Secret's update", v4, time.Since(start).Round(time.Millisecond))
+
+	// Back to no password, which also shows the sessions coming back by
+	// themselves after a router restart.
+	update(t, l, peer, func(p *barelbv1beta1.BGPPeer) { p.Spec.PasswordSecret = nil })
+	start = time.Now()
+	restarted = true
+	if err := l.RestartRouter(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitSessions(t, l, allNodes(l), 60*time.Second)
+	waitKernelNodes(t, l, host(v4), allNodes(l), 30*time.Second)
+	t.Logf("router restarted without the password: sessions and the route to %s back after %v", v4, time.Since(start).Round(time.Millisecond))
 }
 
 // haService makes the Service of the failure steps: Cluster, with its

@@ -399,7 +399,11 @@ func waitKernelNodes(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []str
 		if len(got) == 0 {
 			got = nil
 		}
-		return fmt.Sprint(got) == want || (len(nodes) == 0 && len(got) == 0), fmt.Sprintf("via %v", got)
+		if fmt.Sprint(got) == want || (len(nodes) == 0 && len(got) == 0) {
+			return true, ""
+		}
+		sessions, _ := routerSessions(l, "ipv4Unicast")
+		return false, fmt.Sprintf("via %v; the router's IPv4 sessions: %v", got, sessions)
 	})
 	return time.Since(start)
 }
@@ -508,13 +512,16 @@ func bfdPeers(l *lab.Lab) (map[string]string, error) {
 }
 
 // configureRouter changes the router's FRR configuration (see
-// lab.ConfigureRouter) and, when the test ends, applies undo.
+// lab.ConfigureRouter) and, when the test ends, applies undo (if any).
 func configureRouter(tb testing.TB, l *lab.Lab, do, undo []string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := l.ConfigureRouter(ctx, do...); err != nil {
 		tb.Fatal(err)
+	}
+	if len(undo) == 0 {
+		return
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

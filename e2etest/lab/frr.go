@@ -86,7 +86,7 @@ func (l *Lab) startRouter() error {
 		_, err := os.Stat(zserv)
 		return err == nil, nil
 	})
-	if _, err := l.startProc("router/bgpd", ns, filepath.Join(frrDir, "bgpd"), common("bgpd")...); err != nil {
+	if err := l.startBgpd(); err != nil {
 		return err
 	}
 	bfd := append(common("bfdd"), "--bfdctl", filepath.Join(dir, "bfdd.sock"))
@@ -94,6 +94,37 @@ func (l *Lab) startRouter() error {
 		return err
 	}
 	return nil
+}
+
+// bgpdArgs are bgpd's flags (see startRouter).
+func (l *Lab) bgpdArgs() []string {
+	dir := l.FRRDir()
+	return []string{"-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid"),
+		"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-A", "127.0.0.1", "-P", "0", "-u", "frr", "-g", "frr"}
+}
+
+func (l *Lab) startBgpd() error {
+	_, err := l.startProc("router/bgpd", l.state.Router.Netns, filepath.Join(frrDir, "bgpd"), l.bgpdArgs()...)
+	return err
+}
+
+// RestartRouter restarts the router's bgpd (SIGTERM, as a router reboot
+// or an operator's restart does) with the configuration Up gave it, which
+// undoes every ConfigureRouter of its BGP part, and waits until it accepts
+// connections again. Besides testing recovery, it is the only sure way to
+// take a TCP MD5 password off the router's listen ranges: FRR 8.4 keeps
+// the key on its listening socket after `no neighbor GROUP password`.
+func (l *Lab) RestartRouter(ctx context.Context) error {
+	l.mu.Lock()
+	p := l.procs["router/bgpd"]
+	l.mu.Unlock()
+	if p != nil {
+		p.stop(stopGrace)
+	}
+	if err := l.startBgpd(); err != nil {
+		return fmt.Errorf("restarting bgpd: %w", err)
+	}
+	return l.waitRouter(ctx)
 }
 
 // waitRouter waits until bgpd accepts connections on port 179.
