@@ -71,6 +71,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, err
 	}
 	d := decide(w)
+	linkNextHops(d.Peers)
 	r.tell(ctx, d)
 
 	var errs []error
