@@ -271,6 +271,39 @@ func (s *Speaker) takeSession() *session {
 	return newSession(s.opts)
 }
 
+// ResetPeer closes the session with a peer at once and opens it anew
+// with the same configuration and routes, reporting the fall (an Event
+// with reason) when it was up. It is what BFD's verdict "peer down" does:
+// unlike holding the session down until BFD is up again, it cannot
+// deadlock with a router that runs BFD only while the BGP session exists
+// (FRR's dynamic neighbours); a peer that is really gone simply does not
+// answer the new session's connection attempts. It is synchronous: GoBGP
+// drops an admin state request that arrives while another is pending.
+func (s *Speaker) ResetPeer(ctx context.Context, name, reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.sessions[name]
+	if sess == nil {
+		return nil
+	}
+	was, p := sess.status(), sess.peer
+	if err := sess.stop(ctx); err != nil {
+		return fmt.Errorf("resetting peer %s: %w", name, err)
+	}
+	if err := sess.start(ctx, p, s.opts, s.disabled[name]); err != nil {
+		s.idle = append(s.idle, sess)
+		delete(s.sessions, name)
+		return fmt.Errorf("resetting peer %s: %w", name, err)
+	}
+	if was.Up && s.opts.OnEvent != nil {
+		s.opts.OnEvent(Event{Peer: name, Address: p.Address, State: "idle", WasUp: true, Reason: reason, Time: time.Now()})
+	}
+	if err := sess.setRoutes(ctx, s.routes[name]); err != nil {
+		return fmt.Errorf("routes to peer %s: %w", name, err)
+	}
+	return nil
+}
+
 // SetPeerEnabled brings the session with the named peer down at once and
 // keeps it down (GoBGP's administrative shutdown: a Cease notification,
 // the TCP connection closed, so the peer drops every route of the

@@ -18,10 +18,11 @@ import (
 // peerSwitch brings BGP sessions down and up (bgp.Speaker.SetPeerEnabled).
 type peerSwitch interface {
 	SetPeerEnabled(ctx context.Context, name string, enabled bool) error
+	ResetPeer(ctx context.Context, name, reason string) error
 }
 
 // bfdControl runs a BFD session for every BGPPeer with a bfdProfile and
-// holds that peer's BGP session down while BFD says the peer is down. Its
+// resets that peer's BGP session the moment BFD says the peer is down. Its
 // Manager (the UDP listeners on port 3784) starts with the first such
 // peer, so that a node without BFD peers opens no BFD socket.
 type bfdControl struct {
@@ -44,6 +45,9 @@ type bfdControl struct {
 type bfdWork struct {
 	names   []string
 	enabled bool
+	// reset, when set, resets the sessions (bgp.Speaker.ResetPeer) with
+	// this reason instead of setting enabled.
+	reset string
 }
 
 func newBFDControl(log logr.Logger, peers peerSwitch, m *metrics.SpeakerBGP) *bfdControl {
@@ -61,8 +65,14 @@ func (b *bfdControl) run(ctx context.Context) {
 		select {
 		case w := <-b.work:
 			for _, name := range w.names {
-				if err := b.peers.SetPeerEnabled(ctx, name, w.enabled); err != nil && ctx.Err() == nil {
-					b.log.Error(err, "acting on BFD", "peer", name, "enabled", w.enabled)
+				var err error
+				if w.reset != "" {
+					err = b.peers.ResetPeer(ctx, name, w.reset)
+				} else {
+					err = b.peers.SetPeerEnabled(ctx, name, w.enabled)
+				}
+				if err != nil && ctx.Err() == nil {
+					b.log.Error(err, "acting on BFD", "peer", name, "enabled", w.enabled, "reset", w.reset)
 				}
 			}
 		case <-ctx.Done():
@@ -169,7 +179,8 @@ func (b *bfdControl) unname(k bfd.Key, name string) {
 }
 
 // onChange is the Manager's OnChange: a failure takes the BGP sessions
-// over that peer down at once; Up lets them up again.
+// over that peer down at once (and lets them reconnect); Up lets up
+// sessions held down before.
 func (b *bfdControl) onChange(c bfd.Change) {
 	b.mu.Lock()
 	names := append([]string(nil), b.names[c.Peer]...)
@@ -184,7 +195,14 @@ func (b *bfdControl) onChange(c bfd.Change) {
 	switch {
 	case c.PeerFailed():
 		b.tell(names, true, c.Diag.String())
-		b.queue(bfdWork{names: names, enabled: false})
+		// Tear the session down now and open it anew, rather than hold
+		// it down until BFD is up: FRR runs BFD
+		// for a dynamic neighbour (bgp listen range) only while that
+		// neighbour's BGP session exists, so waiting for BFD would keep
+		// the session down for good after one failure (seen in
+		// e2etest/bgp after a link flap). A peer that is really gone
+		// simply does not answer the connection attempts.
+		b.queue(bfdWork{names: names, reset: "BFD declared the peer down (" + c.Diag.String() + ")"})
 	case c.To == bfd.StateUp:
 		b.tell(names, false, "")
 		b.queue(bfdWork{names: names, enabled: true})
