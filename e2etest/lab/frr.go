@@ -164,7 +164,8 @@ const RouterPeerGroup = "NODES"
 // context they open (e.g. "router bgp 64500", "neighbor NODES password x",
 // "exit"; "bfd", "profile fast", "receive-interval 100"). It fails when
 // FRR refuses a line. Use it to give the router what one test needs and to
-// take it back afterwards.
+// take it back afterwards (or RestartRouter, which returns bgpd to the
+// configuration Up wrote; the changes are never saved).
 func (l *Lab) ConfigureRouter(ctx context.Context, lines ...string) error {
 	out, err := l.Vtysh(ctx, append([]string{"configure terminal"}, lines...)...)
 	// vtysh reports a refused line on its output ("% Unknown command",
