@@ -71,19 +71,29 @@ func (b *bfdControl) run(ctx context.Context) {
 	}
 }
 
-// close ends every BFD session, telling the peers AdminDown (which they
-// must not take for a failure), and the Manager.
+// close ends every BFD session and the Manager. It runs after the BGP
+// sessions are closed, so the routers have dropped this node's routes
+// already; the sessions are Removed first, which sends AdminDown where
+// it is quick enough, but the Manager does not wait for the drain.
 func (b *bfdControl) close() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.mgr == nil {
+	mgr := b.mgr
+	b.mgr = nil
+	keys := make([]bfd.Key, 0, len(b.running))
+	for _, p := range b.running {
+		keys = append(keys, p.Key())
+	}
+	b.running, b.names = map[string]bfd.Peer{}, map[bfd.Key][]string{}
+	b.mu.Unlock()
+	if mgr == nil {
 		return
 	}
-	for _, p := range b.running {
-		b.mgr.Remove(p.Key())
+	// Outside the lock: Close waits for the sessions' goroutines, which
+	// may be waiting for it in onChange.
+	for _, k := range keys {
+		mgr.Remove(k)
 	}
-	b.mgr.Close()
-	b.mgr = nil
+	mgr.Close()
 }
 
 // set makes the BFD sessions those of want (by BGPPeer name). A peer that

@@ -347,6 +347,27 @@ func TestAdvertiserLab(t *testing.T) {
 		t.Logf("MEASURED BGP session back %v after bfdd restarted", time.Since(start).Round(time.Millisecond))
 	})
 
+	t.Run("a link flap with BFD: down at once, back by itself", func(t *testing.T) {
+		waitFor(t, "barelb_speaker_bfd_session_up 1", 30*time.Second, func() bool { return metric("barelb_speaker_bfd_session_up", "bfd") == 1 })
+		start := time.Now()
+		router.link(t, spec.RouterIf, "down")
+		t.Cleanup(func() { router.link(t, spec.RouterIf, "up") })
+		waitFor(t, "the BGP session with peer bfd down", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "bfd") == 0 })
+		t.Logf("MEASURED link down: BGP session down %v after", time.Since(start).Round(time.Millisecond))
+		time.Sleep(2 * time.Second)
+		start = time.Now()
+		router.link(t, spec.RouterIf, "up")
+		deadline := time.Now().Add(60 * time.Second)
+		for metric("barelb_speaker_bgp_session_up", "bfd") != 1 {
+			if time.Now().After(deadline) {
+				t.Logf("FRR's BFD peers:\n%s", router.vtysh(t, "show bfd peers"))
+				t.Fatal("the BGP session with peer bfd did not come back after the link flap")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("MEASURED link up: BGP session back %v after", time.Since(start).Round(time.Millisecond))
+	})
+
 	t.Run("stopping closes the sessions and deletes the node's statuses", func(t *testing.T) {
 		again := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "again", Namespace: "default", Annotations: map[string]string{config.AnnotationAllocatedFromPool: "vips"}},
@@ -471,6 +492,14 @@ func (f *frr) kill(t *testing.T, name string) {
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	delete(f.procs, name)
+}
+
+// link sets the router's interface up or down.
+func (f *frr) link(t *testing.T, ifName, state string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "-n", f.netns, "link", "set", ifName, state).CombinedOutput(); err != nil {
+		t.Fatalf("link %s %s: %v %s", ifName, state, err, out)
+	}
 }
 
 func (f *frr) vtysh(t *testing.T, cmd string) []byte {

@@ -144,8 +144,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		<-ctx.Done()
 		// Close every session (a Cease notification each: the routers
 		// withdraw this node's routes at once, not at hold time), then
-		// BFD, telling the routers AdminDown so that they do not take it
-		// for a failure; then delete this node's ServiceBGPStatuses.
+		// BFD; then delete this node's ServiceBGPStatuses.
 		r.stopping.Store(true)
 		r.mu.Lock()
 		defer r.mu.Unlock()
