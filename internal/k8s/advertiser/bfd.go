@@ -15,18 +15,24 @@ import (
 	"github.com/barelb/barelb/internal/metrics"
 )
 
-// peerSwitch brings BGP sessions down and up (bgp.Speaker.SetPeerEnabled).
-type peerSwitch interface {
-	SetPeerEnabled(ctx context.Context, name string, enabled bool) error
+// peerResetter closes BGP sessions at once (bgp.Speaker.ResetPeer).
+type peerResetter interface {
+	ResetPeer(ctx context.Context, name, reason string) error
 }
 
 // bfdControl runs a BFD session for every BGPPeer with a bfdProfile and
-// holds that peer's BGP session down while BFD says the peer is down. Its
-// Manager (the UDP listeners on port 3784) starts with the first such
-// peer, so that a node without BFD peers opens no BFD socket.
+// closes that peer's BGP session the moment BFD declares the peer down,
+// so that the router drops this node's routes now rather than at the
+// hold time. The session then reconnects as usual, without waiting for
+// BFD (RFC 5882's non-strict use, as FRR's default): a router that runs
+// BFD only for established sessions, as FRR does for dynamic neighbours
+// (bgp listen range), would otherwise never bring BFD back, and the
+// session would stay down for good. Its Manager (the UDP listeners on
+// port 3784) starts with the first such peer, so that a node without BFD
+// peers opens no BFD socket.
 type bfdControl struct {
 	log     logr.Logger
-	peers   peerSwitch
+	peers   peerResetter
 	metrics *metrics.SpeakerBGP
 	// localFor finds the address the kernel sends from to reach remote.
 	localFor func(remote netip.Addr) (netip.Addr, error)
@@ -41,18 +47,19 @@ type bfdControl struct {
 	work    chan bfdWork
 }
 
+// bfdWork is a reset of the BGP sessions over a failed BFD session.
 type bfdWork struct {
-	names   []string
-	enabled bool
+	names  []string
+	reason string
 }
 
-func newBFDControl(log logr.Logger, peers peerSwitch, m *metrics.SpeakerBGP) *bfdControl {
+func newBFDControl(log logr.Logger, peers peerResetter, m *metrics.SpeakerBGP) *bfdControl {
 	return &bfdControl{log: log, peers: peers, metrics: m, localFor: kernelSource,
 		running: map[string]bfd.Peer{}, names: map[bfd.Key][]string{}, work: make(chan bfdWork, 64)}
 }
 
 // run applies BFD's verdicts to the BGP sessions, in order, until ctx
-// ends; then it closes the Manager after telling the peers (AdminDown).
+// ends.
 func (b *bfdControl) run(ctx context.Context) {
 	b.mu.Lock()
 	b.ctx = ctx
@@ -61,8 +68,8 @@ func (b *bfdControl) run(ctx context.Context) {
 		select {
 		case w := <-b.work:
 			for _, name := range w.names {
-				if err := b.peers.SetPeerEnabled(ctx, name, w.enabled); err != nil && ctx.Err() == nil {
-					b.log.Error(err, "acting on BFD", "peer", name, "enabled", w.enabled)
+				if err := b.peers.ResetPeer(ctx, name, w.reason); err != nil && ctx.Err() == nil {
+					b.log.Error(err, "closing the BGP session BFD declared down", "peer", name)
 				}
 			}
 		case <-ctx.Done():
@@ -96,8 +103,7 @@ func (b *bfdControl) close() {
 	mgr.Close()
 }
 
-// set makes the BFD sessions those of want (by BGPPeer name). A peer that
-// loses BFD gets its BGP session back if BFD held it down.
+// set makes the BFD sessions those of want (by BGPPeer name).
 func (b *bfdControl) set(ctx context.Context, want map[string]bfd.Peer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -136,8 +142,6 @@ func (b *bfdControl) set(ctx context.Context, want map[string]bfd.Peer) error {
 		}
 		if _, still := resolved[name]; !still {
 			b.metrics.BFDSessionUp.DeleteLabelValues(name)
-			// BFD no longer decides: let the session up.
-			b.queue(bfdWork{names: []string{name}, enabled: true})
 		}
 	}
 	names := make([]string, 0, len(resolved))
@@ -178,8 +182,8 @@ func (b *bfdControl) unname(k bfd.Key, name string) {
 	}
 }
 
-// onChange is the Manager's OnChange: a failure takes the BGP sessions
-// over that peer down at once; Up lets them up again.
+// onChange is the Manager's OnChange: a failure closes the BGP sessions
+// over that peer at once.
 func (b *bfdControl) onChange(c bfd.Change) {
 	b.mu.Lock()
 	names := append([]string(nil), b.names[c.Peer]...)
@@ -194,10 +198,9 @@ func (b *bfdControl) onChange(c bfd.Change) {
 	switch {
 	case c.PeerFailed():
 		b.tell(names, true, c.Diag.String())
-		b.queue(bfdWork{names: names, enabled: false})
+		b.queue(bfdWork{names: names, reason: "BFD declared the peer down (" + c.Diag.String() + ")"})
 	case c.To == bfd.StateUp:
 		b.tell(names, false, "")
-		b.queue(bfdWork{names: names, enabled: true})
 	}
 }
 
