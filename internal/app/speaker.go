@@ -140,6 +140,8 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		return err
 	}
 	answerCtx, stopAnswering := context.WithCancel(context.Background())
+	// BGP sessions close on stopping once layer 2 has handed over.
+	handedOver := make(chan struct{})
 	members := &announcer.MemberlistMembers{Membership: m, Log: log}
 	changes := make(chan event.GenericEvent, 1)
 	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
@@ -158,7 +160,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		// node's InternalIP unless --memberlist-address says otherwise).
 		routerID, _ := netip.ParseAddr(addr)
 		err = advertiser.Setup(ctx, mgr, advertiser.Options{Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-			RouterID: routerID, Registerer: ctrlmetrics.Registry})
+			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second})
 	}
 	if err != nil {
 		stopAnswering()
@@ -186,6 +188,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		}
 		time.Sleep(o.HandOver)
 		stopAnswering()
+		close(handedOver)
 		return m.Shutdown()
 	}))
 }

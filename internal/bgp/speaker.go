@@ -139,14 +139,11 @@ type Speaker struct {
 	sessions map[string]*session
 	idle     []*session         // stopped servers, kept for reuse
 	routes   map[string][]Route // desired routes by peer name
-	// disabled are the peers held down by SetPeerEnabled, by name; a
-	// session (re)started for one of them starts administratively down.
-	disabled map[string]bool
 }
 
 // New returns a Speaker; Start starts it.
 func New(opts Options) *Speaker {
-	return &Speaker{opts: opts, sessions: map[string]*session{}, routes: map[string][]Route{}, disabled: map[string]bool{}}
+	return &Speaker{opts: opts, sessions: map[string]*session{}, routes: map[string][]Route{}}
 }
 
 // Start checks the options; sessions open as SetPeers adds them.
@@ -231,7 +228,7 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 		} else {
 			sess = s.takeSession()
 		}
-		if err := sess.start(ctx, p, s.opts, s.disabled[name]); err != nil {
+		if err := sess.start(ctx, p, s.opts); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", name, err))
 			s.idle = append(s.idle, sess)
 			delete(s.sessions, name)
@@ -271,14 +268,15 @@ func (s *Speaker) takeSession() *session {
 	return newSession(s.opts)
 }
 
-// ResetPeer closes the session with a peer at once and opens it anew
-// with the same configuration and routes, reporting the fall (an Event
-// with reason) when it was up. It is what BFD's verdict "peer down" does:
-// unlike holding the session down until BFD is up again, it cannot
-// deadlock with a router that runs BFD only while the BGP session exists
-// (FRR's dynamic neighbours); a peer that is really gone simply does not
-// answer the new session's connection attempts. It is synchronous: GoBGP
-// drops an admin state request that arrives while another is pending.
+// ResetPeer closes the session with the named peer at once (a Cease
+// notification, administrative reset, then the TCP connection closed, so
+// the peer drops every route of the session at once) and lets it
+// reconnect after its connect time, as usual. BFD uses it: a peer BFD
+// declares down loses its session now instead of at the hold time. The
+// session is not held down until BFD is up again: a router that runs BFD
+// only for established sessions (FRR's dynamic neighbours do) would never
+// bring BFD back up, and the session would never return. Naming a peer
+// not (yet) set is not an error.
 func (s *Speaker) ResetPeer(ctx context.Context, name, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -286,56 +284,8 @@ func (s *Speaker) ResetPeer(ctx context.Context, name, reason string) error {
 	if sess == nil {
 		return nil
 	}
-	was, p := sess.status(), sess.peer
-	if err := sess.stop(ctx); err != nil {
-		return fmt.Errorf("resetting peer %s: %w", name, err)
-	}
-	if err := sess.start(ctx, p, s.opts, s.disabled[name]); err != nil {
-		s.idle = append(s.idle, sess)
-		delete(s.sessions, name)
-		return fmt.Errorf("resetting peer %s: %w", name, err)
-	}
-	if was.Up && s.opts.OnEvent != nil {
-		s.opts.OnEvent(Event{Peer: name, Address: p.Address, State: "idle", WasUp: true, Reason: reason, Time: time.Now()})
-	}
-	if err := sess.setRoutes(ctx, s.routes[name]); err != nil {
-		return fmt.Errorf("routes to peer %s: %w", name, err)
-	}
-	return nil
-}
-
-// SetPeerEnabled brings the session with the named peer down at once and
-// keeps it down (GoBGP's administrative shutdown: a Cease notification,
-// the TCP connection closed, so the peer drops every route of the
-// session), or lets it come up again. BFD uses it: a peer BFD declares
-// down loses its session now instead of at the hold time. The setting
-// outlives SetPeers (a peer added or changed while disabled starts down)
-// and is forgotten only when enabled again; naming a peer not (yet) set
-// is not an error.
-func (s *Speaker) SetPeerEnabled(ctx context.Context, name string, enabled bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.disabled[name] == !enabled {
-		return nil
-	}
-	if enabled {
-		delete(s.disabled, name)
-	} else {
-		s.disabled[name] = true
-	}
-	sess := s.sessions[name]
-	if sess == nil {
-		return nil
-	}
-	addr := sess.peer.Address.String()
-	var err error
-	if enabled {
-		err = sess.srv.EnablePeer(ctx, &apipb.EnablePeerRequest{Address: addr})
-	} else {
-		err = sess.srv.DisablePeer(ctx, &apipb.DisablePeerRequest{Address: addr, Communication: "BFD declared the peer down"})
-	}
-	if err != nil {
-		return fmt.Errorf("setting peer %s enabled=%v: %w", name, enabled, err)
+	if err := sess.srv.ResetPeer(ctx, &apipb.ResetPeerRequest{Address: sess.peer.Address.String(), Communication: reason}); err != nil {
+		return fmt.Errorf("resetting the session with %s: %w", name, err)
 	}
 	return nil
 }
@@ -405,7 +355,7 @@ func newSession(opts Options) *session {
 }
 
 // start starts the server's BGP instance for p and adds p.
-func (sess *session) start(ctx context.Context, p Peer, opts Options, disabled bool) error {
+func (sess *session) start(ctx context.Context, p Peer, opts Options) error {
 	routerID, asn := opts.RouterID, opts.ASN
 	if p.RouterID.IsValid() {
 		routerID = p.RouterID
@@ -434,9 +384,7 @@ func (sess *session) start(ctx context.Context, p Peer, opts Options, disabled b
 		_ = sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
 		return fmt.Errorf("watching peer events: %w", err)
 	}
-	conf := apiPeer(p)
-	conf.Conf.AdminDown = disabled
-	if err := sess.srv.AddPeer(ctx, &apipb.AddPeerRequest{Peer: conf}); err != nil {
+	if err := sess.srv.AddPeer(ctx, &apipb.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
 		cancel()
 		_ = sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
 		return fmt.Errorf("adding the peer %s: %w", p.Address, err)
@@ -612,6 +560,9 @@ func apiPeer(p Peer) *apipb.Peer {
 			ConnectRetry:      secs(connect),
 			HoldTime:          secs(p.HoldTime),
 			KeepaliveInterval: secs(p.KeepaliveTime),
+			// After ResetPeer, reconnect as soon as after a failed
+			// attempt (GoBGP's own default waits 30 s).
+			IdleHoldTimeAfterReset: secs(connect),
 		}},
 		Transport: &apipb.Transport{RemotePort: port, PassiveMode: false},
 	}

@@ -15,19 +15,24 @@ import (
 	"github.com/barelb/barelb/internal/metrics"
 )
 
-// peerSwitch brings BGP sessions down and up (bgp.Speaker.SetPeerEnabled).
-type peerSwitch interface {
-	SetPeerEnabled(ctx context.Context, name string, enabled bool) error
+// peerResetter closes BGP sessions at once (bgp.Speaker.ResetPeer).
+type peerResetter interface {
 	ResetPeer(ctx context.Context, name, reason string) error
 }
 
 // bfdControl runs a BFD session for every BGPPeer with a bfdProfile and
-// resets that peer's BGP session the moment BFD says the peer is down. Its
-// Manager (the UDP listeners on port 3784) starts with the first such
-// peer, so that a node without BFD peers opens no BFD socket.
+// closes that peer's BGP session the moment BFD declares the peer down,
+// so that the router drops this node's routes now rather than at the
+// hold time. The session then reconnects as usual, without waiting for
+// BFD (RFC 5882's non-strict use, as FRR's default): a router that runs
+// BFD only for established sessions, as FRR does for dynamic neighbours
+// (bgp listen range), would otherwise never bring BFD back, and the
+// session would stay down for good. Its Manager (the UDP listeners on
+// port 3784) starts with the first such peer, so that a node without BFD
+// peers opens no BFD socket.
 type bfdControl struct {
 	log     logr.Logger
-	peers   peerSwitch
+	peers   peerResetter
 	metrics *metrics.SpeakerBGP
 	// localFor finds the address the kernel sends from to reach remote.
 	localFor func(remote netip.Addr) (netip.Addr, error)
@@ -42,21 +47,19 @@ type bfdControl struct {
 	work    chan bfdWork
 }
 
+// bfdWork is a reset of the BGP sessions over a failed BFD session.
 type bfdWork struct {
-	names   []string
-	enabled bool
-	// reset, when set, resets the sessions (bgp.Speaker.ResetPeer) with
-	// this reason instead of setting enabled.
-	reset string
+	names  []string
+	reason string
 }
 
-func newBFDControl(log logr.Logger, peers peerSwitch, m *metrics.SpeakerBGP) *bfdControl {
+func newBFDControl(log logr.Logger, peers peerResetter, m *metrics.SpeakerBGP) *bfdControl {
 	return &bfdControl{log: log, peers: peers, metrics: m, localFor: kernelSource,
 		running: map[string]bfd.Peer{}, names: map[bfd.Key][]string{}, work: make(chan bfdWork, 64)}
 }
 
 // run applies BFD's verdicts to the BGP sessions, in order, until ctx
-// ends; then it closes the Manager after telling the peers (AdminDown).
+// ends.
 func (b *bfdControl) run(ctx context.Context) {
 	b.mu.Lock()
 	b.ctx = ctx
@@ -65,14 +68,8 @@ func (b *bfdControl) run(ctx context.Context) {
 		select {
 		case w := <-b.work:
 			for _, name := range w.names {
-				var err error
-				if w.reset != "" {
-					err = b.peers.ResetPeer(ctx, name, w.reset)
-				} else {
-					err = b.peers.SetPeerEnabled(ctx, name, w.enabled)
-				}
-				if err != nil && ctx.Err() == nil {
-					b.log.Error(err, "acting on BFD", "peer", name, "enabled", w.enabled, "reset", w.reset)
+				if err := b.peers.ResetPeer(ctx, name, w.reason); err != nil && ctx.Err() == nil {
+					b.log.Error(err, "closing the BGP session BFD declared down", "peer", name)
 				}
 			}
 		case <-ctx.Done():
@@ -81,23 +78,32 @@ func (b *bfdControl) run(ctx context.Context) {
 	}
 }
 
-// close ends every BFD session, telling the peers AdminDown (which they
-// must not take for a failure), and the Manager.
+// close ends every BFD session and the Manager. It runs after the BGP
+// sessions are closed, so the routers have dropped this node's routes
+// already; the sessions are Removed first, which sends AdminDown where
+// it is quick enough, but the Manager does not wait for the drain.
 func (b *bfdControl) close() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.mgr == nil {
+	mgr := b.mgr
+	b.mgr = nil
+	keys := make([]bfd.Key, 0, len(b.running))
+	for _, p := range b.running {
+		keys = append(keys, p.Key())
+	}
+	b.running, b.names = map[string]bfd.Peer{}, map[bfd.Key][]string{}
+	b.mu.Unlock()
+	if mgr == nil {
 		return
 	}
-	for _, p := range b.running {
-		b.mgr.Remove(p.Key())
+	// Outside the lock: Close waits for the sessions' goroutines, which
+	// may be waiting for it in onChange.
+	for _, k := range keys {
+		mgr.Remove(k)
 	}
-	b.mgr.Close()
-	b.mgr = nil
+	mgr.Close()
 }
 
-// set makes the BFD sessions those of want (by BGPPeer name). A peer that
-// loses BFD gets its BGP session back if BFD held it down.
+// set makes the BFD sessions those of want (by BGPPeer name).
 func (b *bfdControl) set(ctx context.Context, want map[string]bfd.Peer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -136,8 +142,6 @@ func (b *bfdControl) set(ctx context.Context, want map[string]bfd.Peer) error {
 		}
 		if _, still := resolved[name]; !still {
 			b.metrics.BFDSessionUp.DeleteLabelValues(name)
-			// BFD no longer decides: let the session up.
-			b.queue(bfdWork{names: []string{name}, enabled: true})
 		}
 	}
 	names := make([]string, 0, len(resolved))
@@ -178,9 +182,8 @@ func (b *bfdControl) unname(k bfd.Key, name string) {
 	}
 }
 
-// onChange is the Manager's OnChange: a failure takes the BGP sessions
-// over that peer down at once (and lets them reconnect); Up lets up
-// sessions held down before.
+// onChange is the Manager's OnChange: a failure closes the BGP sessions
+// over that peer at once.
 func (b *bfdControl) onChange(c bfd.Change) {
 	b.mu.Lock()
 	names := append([]string(nil), b.names[c.Peer]...)
@@ -195,17 +198,9 @@ func (b *bfdControl) onChange(c bfd.Change) {
 	switch {
 	case c.PeerFailed():
 		b.tell(names, true, c.Diag.String())
-		// Tear the session down now and open it anew, rather than hold
-		// it down until BFD is up: FRR runs BFD
-		// for a dynamic neighbour (bgp listen range) only while that
-		// neighbour's BGP session exists, so waiting for BFD would keep
-		// the session down for good after one failure (seen in
-		// e2etest/bgp after a link flap). A peer that is really gone
-		// simply does not answer the connection attempts.
-		b.queue(bfdWork{names: names, reset: "BFD declared the peer down (" + c.Diag.String() + ")"})
+		b.queue(bfdWork{names: names, reason: "BFD declared the peer down (" + c.Diag.String() + ")"})
 	case c.To == bfd.StateUp:
 		b.tell(names, false, "")
-		b.queue(bfdWork{names: names, enabled: true})
 	}
 }
 

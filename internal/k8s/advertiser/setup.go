@@ -45,6 +45,10 @@ type Options struct {
 	NotEstablishedAfter time.Duration
 	// StopTimeout bounds closing the sessions when the speaker stops.
 	StopTimeout time.Duration
+	// StopAfter, when set, is closed when the sessions may close on
+	// stopping: the speaker closes it once layer 2 has handed its
+	// addresses over. It is waited for at most StopTimeout.
+	StopAfter <-chan struct{}
 }
 
 // Setup adds the BGP advertiser to mgr: the reconciler, its own small
@@ -142,10 +146,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		go r.bfd.run(ctx)
 		go r.statuses.run(ctx)
 		<-ctx.Done()
+		if o.StopAfter != nil {
+			select {
+			case <-o.StopAfter:
+			case <-time.After(stopTimeout):
+			}
+		}
 		// Close every session (a Cease notification each: the routers
 		// withdraw this node's routes at once, not at hold time), then
-		// BFD, telling the routers AdminDown so that they do not take it
-		// for a failure; then delete this node's ServiceBGPStatuses.
+		// BFD; then delete this node's ServiceBGPStatuses.
 		r.stopping.Store(true)
 		r.mu.Lock()
 		defer r.mu.Unlock()
