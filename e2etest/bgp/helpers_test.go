@@ -489,7 +489,9 @@ func waitSessions(tb testing.TB, l *lab.Lab, nodes []string, timeout time.Durati
 	})
 }
 
-// bfdPeers returns the router's BFD sessions: peer address → status.
+// bfdPeers returns the router's BFD sessions: peer address → status,
+// "up" only once the session has been up for 2 s (a session that has just
+// come back may still run at the slow pace of RFC 5880 6.8.3).
 func bfdPeers(l *lab.Lab) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -500,6 +502,7 @@ func bfdPeers(l *lab.Lab) (map[string]string, error) {
 	var peers []struct {
 		Peer   string `json:"peer"`
 		Status string `json:"status"`
+		Uptime int    `json:"uptime"`
 	}
 	if err := json.Unmarshal(out, &peers); err != nil {
 		return nil, fmt.Errorf("parsing %s: %w", out, err)
@@ -507,6 +510,9 @@ func bfdPeers(l *lab.Lab) (map[string]string, error) {
 	res := map[string]string{}
 	for _, p := range peers {
 		res[p.Peer] = p.Status
+		if p.Status == "up" && p.Uptime < 2 {
+			res[p.Peer] = fmt.Sprintf("up for %d s", p.Uptime)
+		}
 	}
 	return res, nil
 }
