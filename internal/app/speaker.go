@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/barelb/barelb/internal/k8s/advertiser"
 	"github.com/barelb/barelb/internal/k8s/announcer"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
@@ -157,7 +158,8 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 }
 
 // setupSpeaker joins the speakers' memberlist and adds the layer-2
-// announcer.
+// announcer and the BGP advertiser (which opens sessions only once
+// BGPPeers select the node).
 func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) error {
 	log := mgr.GetLogger().WithName("speaker")
 	addr := o.MemberlistAddress
@@ -193,6 +195,8 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		return fmt.Errorf("setting up the service cache: %w", err)
 	}
 	answerCtx, stopAnswering := context.WithCancel(context.Background())
+	// BGP sessions close on stopping once layer 2 has handed over.
+	handedOver := make(chan struct{})
 	members := &announcer.MemberlistMembers{Membership: m, Log: log}
 	changes := make(chan event.GenericEvent, 1)
 	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
@@ -205,6 +209,13 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
 	if err == nil {
 		err = announcer.Setup(mgr, r, changes)
+	}
+	if err == nil {
+		// The BGP router ID defaults to the address memberlist uses (the
+		// node's InternalIP unless --memberlist-address says otherwise).
+		routerID, _ := netip.ParseAddr(addr)
+		err = advertiser.Setup(ctx, mgr, advertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
+			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second})
 	}
 	if err != nil {
 		stopAnswering()
@@ -232,6 +243,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		}
 		time.Sleep(o.HandOver)
 		stopAnswering()
+		close(handedOver)
 		return m.Shutdown()
 	}))
 }
