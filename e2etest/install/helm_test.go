@@ -1,0 +1,402 @@
+package install_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/barelb/barelb/internal/testenv"
+)
+
+// The chart's release: its namespace is the one config/default installs to.
+const (
+	release = "barelb"
+	chart   = "config/helm/barelb"
+)
+
+// objects are rendered manifests by kind/namespace/name.
+type objects map[string]*unstructured.Unstructured
+
+func key(u *unstructured.Unstructured) string {
+	return u.GetKind() + "/" + u.GetNamespace() + "/" + u.GetName()
+}
+
+func (o objects) keys() []string {
+	keys := make([]string, 0, len(o))
+	for k := range o {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (o objects) clone() objects {
+	out := objects{}
+	for k, u := range o {
+		out[k] = u.DeepCopy()
+	}
+	return out
+}
+
+// decode parses a multi-document YAML stream.
+func decode(t *testing.T, what string, manifests []byte) objects {
+	t.Helper()
+	out := objects{}
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifests), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("decoding %s: %v", what, err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if _, dup := out[key(u)]; dup {
+			t.Fatalf("%s renders %s twice", what, key(u))
+		}
+		out[key(u)] = u
+	}
+	return out
+}
+
+type chartEnv struct {
+	root, helm string
+}
+
+func needsHelm(t *testing.T) chartEnv {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs bin/helm, which `make tools` builds; not in -short")
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm := filepath.Join(root, "bin", "helm")
+	if _, err := os.Stat(helm); err != nil {
+		t.Fatalf("bin/helm is missing: run `make bin/helm` (make test builds it): %v", err)
+	}
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Fatalf("kubectl is needed to render the kustomizations: %v", err)
+	}
+	return chartEnv{root: root, helm: helm}
+}
+
+func (e chartEnv) run(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = e.root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.String())
+	}
+	return out
+}
+
+// template renders the chart with --set style flags (each element of set
+// is passed as is: "--set", "a=b" or "--set-json", "a=[...]").
+func (e chartEnv) template(t *testing.T, set ...string) objects {
+	t.Helper()
+	args := append([]string{"template", release, chart, "--namespace", namespace, "--include-crds"}, set...)
+	return decode(t, "helm template", e.run(t, e.helm, args...))
+}
+
+func (e chartEnv) kustomize(t *testing.T, dir string) objects {
+	t.Helper()
+	return decode(t, "kubectl kustomize "+dir, e.run(t, "kubectl", "kustomize", dir))
+}
+
+// sameObjects fails with a per-object diff when got and want differ.
+func sameObjects(t *testing.T, got, want objects) {
+	t.Helper()
+	for _, k := range want.keys() {
+		if got[k] == nil {
+			t.Errorf("%s is missing", k)
+		} else if d := cmp.Diff(want[k].Object, got[k].Object); d != "" {
+			t.Errorf("%s differs (-want +got):\n%s", k, d)
+		}
+	}
+	for _, k := range got.keys() {
+		if want[k] == nil {
+			t.Errorf("%s is rendered but not expected", k)
+		}
+	}
+}
+
+func TestHelmChartCRDsAreCopies(t *testing.T) {
+	e := needsHelm(t)
+	bases, _ := filepath.Glob(filepath.Join(e.root, "config", "crd", "bases", "*.yaml"))
+	copies, _ := filepath.Glob(filepath.Join(e.root, chart, "crds", "*.yaml"))
+	if len(bases) == 0 || len(bases) != len(copies) {
+		t.Fatalf("%d CRDs in config/crd/bases, %d in %s/crds: `make manifests` copies them", len(bases), len(copies), chart)
+	}
+	for _, b := range bases {
+		want, err := os.ReadFile(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(e.root, chart, "crds", filepath.Base(b)))
+		if err != nil {
+			t.Fatalf("%v (`make manifests` copies the CRDs into the chart)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s/crds/%s is not a copy of config/crd/bases/%[2]s: run `make manifests`", chart, filepath.Base(b))
+		}
+	}
+}
+
+func TestHelmLint(t *testing.T) {
+	e := needsHelm(t)
+	for _, set := range [][]string{
+		nil,
+		{"--set", "namespace.create=true,serviceMonitor.enabled=true,memberlist.secretName="},
+	} {
+		out := e.run(t, e.helm, append([]string{"lint", "--strict", chart}, set...)...)
+		t.Logf("helm lint %v:\n%s", set, out)
+	}
+}
+
+// TestHelmChartRendersConfigDefault: the chart with its default values is
+// config/default, object for object and field for field, but for the
+// Namespace, which a `helm install --create-namespace` makes (and
+// namespace.create renders).
+func TestHelmChartRendersConfigDefault(t *testing.T) {
+	e := needsHelm(t)
+	kustomized := e.kustomize(t, "config/default")
+	ns := "Namespace//" + namespace
+	if kustomized[ns] == nil {
+		t.Fatalf("config/default has no Namespace %s", namespace)
+	}
+	t.Run("default values", func(t *testing.T) {
+		want := kustomized.clone()
+		delete(want, ns)
+		sameObjects(t, e.template(t), want)
+	})
+	t.Run("namespace.create", func(t *testing.T) {
+		sameObjects(t, e.template(t, "--set", "namespace.create=true"), kustomized)
+	})
+	t.Run("serviceMonitor.enabled renders config/prometheus", func(t *testing.T) {
+		want := kustomized.clone()
+		delete(want, ns)
+		for k, u := range e.kustomize(t, "config/prometheus") {
+			want[k] = u
+		}
+		sameObjects(t, e.template(t, "--set", "serviceMonitor.enabled=true"), want)
+	})
+}
+
+// container is the only container of a Deployment's or DaemonSet's pod.
+func container(t *testing.T, u *unstructured.Unstructured) map[string]any {
+	t.Helper()
+	cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+	if len(cs) != 1 {
+		t.Fatalf("%s has %d containers, want 1", key(u), len(cs))
+	}
+	return cs[0].(map[string]any)
+}
+
+// setContainer runs edit on the only container of u.
+func setContainer(t *testing.T, u *unstructured.Unstructured, edit func(c map[string]any)) {
+	t.Helper()
+	c := container(t, u)
+	edit(c)
+	if err := unstructured.SetNestedSlice(u.Object, []any{c}, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func setPod(t *testing.T, u *unstructured.Unstructured, value any, fields ...string) {
+	t.Helper()
+	if err := unstructured.SetNestedField(u.Object, value, append([]string{"spec", "template", "spec"}, fields...)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func appendArgs(c map[string]any, args ...string) {
+	for _, a := range args {
+		c["args"] = append(c["args"].([]any), a)
+	}
+}
+
+func replaceArg(c map[string]any, old, new string) {
+	for i, a := range c["args"].([]any) {
+		if a == old {
+			c["args"].([]any)[i] = new
+		}
+	}
+}
+
+const (
+	controllerKey = "Deployment/" + namespace + "/barelb-controller"
+	speakerKey    = "DaemonSet/" + namespace + "/barelb-speaker"
+)
+
+// TestHelmValues: each value changes what it should and nothing else. The
+// expected objects are the default render with the expected edits.
+func TestHelmValues(t *testing.T) {
+	e := needsHelm(t)
+	defaults := e.template(t)
+	for _, tc := range []struct {
+		name string
+		set  []string
+		edit func(t *testing.T, want objects)
+	}{{
+		name: "images",
+		set: []string{"--set", "controller.image.repository=registry.example/lb/controller,controller.image.tag=v1.2.3," +
+			"controller.image.pullPolicy=Always,speaker.image.repository=registry.example/lb/speaker,speaker.image.tag=v1.2.4"},
+		edit: func(t *testing.T, want objects) {
+			setContainer(t, want[controllerKey], func(c map[string]any) {
+				c["image"], c["imagePullPolicy"] = "registry.example/lb/controller:v1.2.3", "Always"
+			})
+			setContainer(t, want[speakerKey], func(c map[string]any) { c["image"] = "registry.example/lb/speaker:v1.2.4" })
+		},
+	}, {
+		name: "scheduling",
+		set: []string{
+			"--set-json", `speaker.tolerations=[{"operator":"Exists"}]`,
+			"--set-json", `speaker.nodeSelector={"kubernetes.io/os":"linux"}`,
+			"--set-json", `controller.nodeSelector={"node-role.kubernetes.io/control-plane":""}`,
+			"--set-json", `controller.tolerations=[{"key":"node-role.kubernetes.io/control-plane","operator":"Exists","effect":"NoSchedule"}]`,
+			"--set-json", `controller.affinity=null`,
+			"--set", "controller.replicas=3,speaker.priorityClassName=",
+		},
+		edit: func(t *testing.T, want objects) {
+			setPod(t, want[speakerKey], []any{map[string]any{"operator": "Exists"}}, "tolerations")
+			setPod(t, want[speakerKey], map[string]any{"kubernetes.io/os": "linux"}, "nodeSelector")
+			unstructured.RemoveNestedField(want[speakerKey].Object, "spec", "template", "spec", "priorityClassName")
+			setPod(t, want[controllerKey], map[string]any{"node-role.kubernetes.io/control-plane": ""}, "nodeSelector")
+			setPod(t, want[controllerKey], []any{map[string]any{
+				"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}}, "tolerations")
+			unstructured.RemoveNestedField(want[controllerKey].Object, "spec", "template", "spec", "affinity")
+			if err := unstructured.SetNestedField(want[controllerKey].Object, float64(3), "spec", "replicas"); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}, {
+		name: "log level, extra args, resources",
+		set: []string{
+			"--set", "controller.logLevel=debug,speaker.logLevel=warn",
+			"--set-json", `speaker.extraArgs=["--gratuitous-interval=1m"]`,
+			"--set-json", `controller.extraArgs=["--lb-class=barelb","--kube-api-burst=50"]`,
+			"--set-json", `speaker.resources={"requests":{"cpu":"10m","memory":"32Mi"}}`,
+		},
+		edit: func(t *testing.T, want objects) {
+			setContainer(t, want[controllerKey], func(c map[string]any) {
+				replaceArg(c, "--log-level=info", "--log-level=debug")
+				appendArgs(c, "--lb-class=barelb", "--kube-api-burst=50")
+			})
+			setContainer(t, want[speakerKey], func(c map[string]any) {
+				replaceArg(c, "--log-level=info", "--log-level=warn")
+				appendArgs(c, "--gratuitous-interval=1m")
+				// Helm merges maps: the default limits stay.
+				c["resources"].(map[string]any)["requests"] = map[string]any{"cpu": "10m", "memory": "32Mi"}
+			})
+		},
+	}, {
+		name: "memberlist unencrypted, other port",
+		set:  []string{"--set", "memberlist.secretName=,memberlist.port=7950"},
+		edit: func(t *testing.T, want objects) {
+			setContainer(t, want[controllerKey], func(c map[string]any) { appendArgs(c, "--memberlist-secret=") })
+			setContainer(t, want[speakerKey], func(c map[string]any) {
+				appendArgs(c, "--memberlist-port=7950")
+				var env []any
+				for _, v := range c["env"].([]any) {
+					if v.(map[string]any)["name"] != "BARELB_MEMBERLIST_KEY" {
+						env = append(env, v)
+					}
+				}
+				c["env"] = env
+				for _, p := range c["ports"].([]any) {
+					if p := p.(map[string]any); strings.HasPrefix(p["name"].(string), "memberlist-") {
+						p["containerPort"] = float64(7950)
+					}
+				}
+			})
+			// The controller may no longer create or read Secrets.
+			role := want["Role/"+namespace+"/barelb-controller"]
+			rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+			var kept []any
+			for _, r := range rules {
+				if fmt.Sprint(r.(map[string]any)["resources"]) != "[secrets]" {
+					kept = append(kept, r)
+				}
+			}
+			if len(kept) == len(rules) {
+				t.Fatal("the default controller Role has no Secret rule to drop")
+			}
+			if err := unstructured.SetNestedSlice(role.Object, kept, "rules"); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}, {
+		name: "no PodDisruptionBudget",
+		set:  []string{"--set", "controller.podDisruptionBudget.enabled=false"},
+		edit: func(t *testing.T, want objects) {
+			delete(want, "PodDisruptionBudget/"+namespace+"/barelb-controller")
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := defaults.clone()
+			tc.edit(t, want)
+			sameObjects(t, e.template(t, tc.set...), want)
+		})
+	}
+}
+
+// TestHelmInstall applies the chart's default render (with its Namespace)
+// to a real API server, checks its RBAC rule by rule like config/default's,
+// and has the server accept a render with non-default values (server-side
+// dry run).
+func TestHelmInstall(t *testing.T) {
+	e := needsHelm(t)
+	needsControlPlane(t)
+	env := testenv.Start(t, testenv.Options{})
+	kubeconfig := env.WriteKubeconfig(t)
+	apply := func(t *testing.T, manifests []byte, extra ...string) {
+		t.Helper()
+		cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side", "-f", "-"}, extra...)...)
+		cmd.Stdin = bytes.NewReader(manifests)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl apply %v: %v\n%s", extra, err, out)
+		}
+		t.Logf("kubectl apply %v:\n%s", extra, out)
+	}
+	args := []string{"template", release, chart, "--namespace", namespace, "--include-crds", "--set", "namespace.create=true"}
+	manifests := e.run(t, e.helm, args...)
+	apply(t, manifests)
+	ctx := context.Background()
+	rendered := decode(t, "helm template", manifests)
+	for _, k := range rendered.keys() {
+		want := rendered[k]
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(want.GroupVersionKind())
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
+			t.Errorf("%s was not created: %v", k, err)
+		}
+	}
+	t.Run("RBAC is least privilege", func(t *testing.T) { checkAccess(t, env) })
+	t.Run("non-default values are accepted", func(t *testing.T) {
+		other := e.run(t, e.helm, append(args,
+			"--set", "memberlist.secretName=,memberlist.port=7950,controller.replicas=3,speaker.image.tag=v9",
+			"--set-json", `speaker.tolerations=[{"operator":"Exists"}]`,
+			"--set-json", `controller.nodeSelector={"kubernetes.io/os":"linux"}`)...)
+		apply(t, other, "--dry-run=server")
+	})
+}
