@@ -99,12 +99,16 @@ func convert(t *testing.T, u *unstructured.Unstructured, into any) {
 	}
 }
 
+var clusterScoped = map[string]bool{
+	"Namespace": true, "CustomResourceDefinition": true, "ClusterRole": true, "ClusterRoleBinding": true,
+	"ValidatingWebhookConfiguration": true,
+}
+
 func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 	kinds := map[string]int{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
-		if o.GetKind() != "Namespace" && o.GetKind() != "CustomResourceDefinition" &&
-			o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" && o.GetNamespace() != namespace {
+		if !clusterScoped[o.GetKind()] && o.GetNamespace() != namespace {
 			t.Errorf("%s %s is in namespace %q, want %s", o.GetKind(), o.GetName(), o.GetNamespace(), namespace)
 		}
 		switch o.GetKind() {
@@ -151,6 +155,7 @@ func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 	for kind, n := range map[string]int{
 		"Namespace": 1, "CustomResourceDefinition": 8, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
 		"Role": 2, "RoleBinding": 2, "Deployment": 1, "DaemonSet": 1, "PodDisruptionBudget": 1,
+		"Service": 1, "ValidatingWebhookConfiguration": 1,
 	} {
 		if kinds[kind] != n {
 			t.Errorf("%d %s objects, want %d", kinds[kind], kind, n)
