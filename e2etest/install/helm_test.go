@@ -242,6 +242,65 @@ func replaceArg(c map[string]any, old, new string) {
 	}
 }
 
+func dropEnv(c map[string]any, name string) {
+	var env []any
+	for _, v := range c["env"].([]any) {
+		if v.(map[string]any)["name"] != name {
+			env = append(env, v)
+		}
+	}
+	c["env"] = env
+}
+
+// dropRules removes the rules of a Role or ClusterRole whose resourceNames
+// print as names ("[]" for none) and that are about Secrets or webhook
+// configurations; it fails when there is none.
+func dropRules(t *testing.T, role *unstructured.Unstructured, names string) {
+	t.Helper()
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	var kept []any
+	for _, r := range rules {
+		r := r.(map[string]any)
+		resources, ruleNames := fmt.Sprint(r["resources"]), "[]"
+		if r["resourceNames"] != nil {
+			ruleNames = fmt.Sprint(r["resourceNames"])
+		}
+		if (resources == "[secrets]" || resources == "[validatingwebhookconfigurations]") && ruleNames == names {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if len(kept) == len(rules) {
+		t.Fatalf("%s has no rule on %s to drop", key(role), names)
+	}
+	if err := unstructured.SetNestedSlice(role.Object, kept, "rules"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// noWebhook is the default render without the admission webhook.
+func noWebhook(t *testing.T, want objects) {
+	t.Helper()
+	delete(want, "Service/"+namespace+"/barelb-webhook-service")
+	delete(want, "ValidatingWebhookConfiguration//barelb-validating-webhook")
+	setContainer(t, want[controllerKey], func(c map[string]any) {
+		var args, ports []any
+		for _, a := range c["args"].([]any) {
+			if !strings.HasPrefix(a.(string), "--webhook-port=") {
+				args = append(args, a)
+			}
+		}
+		for _, p := range c["ports"].([]any) {
+			if p.(map[string]any)["name"] != "webhook" {
+				ports = append(ports, p)
+			}
+		}
+		c["args"], c["ports"] = args, ports
+	})
+	dropRules(t, want["ClusterRole//barelb-controller"], "[barelb-validating-webhook]")
+	dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[barelb-webhook-cert]")
+}
+
 const (
 	controllerKey = "Deployment/" + namespace + "/barelb-controller"
 	speakerKey    = "DaemonSet/" + namespace + "/barelb-speaker"
@@ -315,34 +374,29 @@ func TestHelmValues(t *testing.T) {
 			setContainer(t, want[controllerKey], func(c map[string]any) { appendArgs(c, "--memberlist-secret=") })
 			setContainer(t, want[speakerKey], func(c map[string]any) {
 				appendArgs(c, "--memberlist-port=7950")
-				var env []any
-				for _, v := range c["env"].([]any) {
-					if v.(map[string]any)["name"] != "BARELB_MEMBERLIST_KEY" {
-						env = append(env, v)
-					}
-				}
-				c["env"] = env
+				dropEnv(c, "BARELB_MEMBERLIST_KEY")
 				for _, p := range c["ports"].([]any) {
 					if p := p.(map[string]any); strings.HasPrefix(p["name"].(string), "memberlist-") {
 						p["containerPort"] = float64(7950)
 					}
 				}
 			})
-			// The controller may no longer create or read Secrets.
-			role := want["Role/"+namespace+"/barelb-controller"]
-			rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
-			var kept []any
-			for _, r := range rules {
-				if fmt.Sprint(r.(map[string]any)["resources"]) != "[secrets]" {
-					kept = append(kept, r)
-				}
-			}
-			if len(kept) == len(rules) {
-				t.Fatal("the default controller Role has no Secret rule to drop")
-			}
-			if err := unstructured.SetNestedSlice(role.Object, kept, "rules"); err != nil {
-				t.Fatal(err)
-			}
+			// The controller may no longer read a memberlist Secret.
+			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[barelb-memberlist]")
+		},
+	}, {
+		name: "webhook off",
+		set:  []string{"--set", "webhook.enabled=false"},
+		edit: func(t *testing.T, want objects) { noWebhook(t, want) },
+	}, {
+		name: "webhook off, memberlist unencrypted: no Secret access at all",
+		set:  []string{"--set", "webhook.enabled=false,memberlist.secretName="},
+		edit: func(t *testing.T, want objects) {
+			noWebhook(t, want)
+			setContainer(t, want[controllerKey], func(c map[string]any) { appendArgs(c, "--memberlist-secret=") })
+			setContainer(t, want[speakerKey], func(c map[string]any) { dropEnv(c, "BARELB_MEMBERLIST_KEY") })
+			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[barelb-memberlist]")
+			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[]") // create secrets
 		},
 	}, {
 		name: "no PodDisruptionBudget",
@@ -394,7 +448,7 @@ func TestHelmInstall(t *testing.T) {
 	t.Run("RBAC is least privilege", func(t *testing.T) { checkAccess(t, env) })
 	t.Run("non-default values are accepted", func(t *testing.T) {
 		other := e.run(t, e.helm, append(args,
-			"--set", "memberlist.secretName=,memberlist.port=7950,controller.replicas=3,speaker.image.tag=v9",
+			"--set", "memberlist.secretName=,memberlist.port=7950,controller.replicas=3,speaker.image.tag=v9,webhook.enabled=false",
 			"--set-json", `speaker.tolerations=[{"operator":"Exists"}]`,
 			"--set-json", `controller.nodeSelector={"kubernetes.io/os":"linux"}`)...)
 		apply(t, other, "--dry-run=server")
