@@ -315,7 +315,7 @@ func checkControllerRuns(t *testing.T, env *testenv.Env) {
 	}
 	var logs testenv.SyncBuffer
 	cmd := exec.Command(filepath.Join(dir, "controller"), "--kubeconfig="+kcPath, "--namespace="+namespace,
-		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0")
+		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0", "--webhook-port=0")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

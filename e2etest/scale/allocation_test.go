@@ -332,7 +332,7 @@ func startController(b *testing.B, path, kubeconfig string) *controllerProcess {
 		b.Fatal(err)
 	}
 	args := []string{"--kubeconfig=" + kubeconfig, "--namespace=" + barelbNamespace, "--log-level=error",
-		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + probes}
+		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + probes, "--webhook-port=0"}
 	args = append(args, strings.Fields(os.Getenv("BARELB_CONTROLLER_ARGS"))...)
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

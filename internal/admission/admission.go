@@ -43,23 +43,32 @@ type Assignment struct {
 	Addresses []netip.Addr
 }
 
-// CheckPool judges a pool being created or changed. others are the other
-// pools of barelb's namespace (the pool itself, by name, is skipped);
-// assigned are the Services that hold addresses from this pool now.
+// CheckPool judges a pool being created or changed. old is the pool before
+// the change (nil on create); others are the other pools of barelb's
+// namespace (the pool itself, by name, is skipped); assigned are the
+// Services that hold addresses from this pool now.
 //
 // A pool that shares an address with another is denied: the address would
 // belong to two pools, and which one hands it out would depend on the
-// order they are tried. A change that leaves assigned addresses outside
-// the pool is allowed with a warning, because shrinking a pool is a
-// legitimate operation; those Services are then moved to new addresses.
-func CheckPool(pool *config.Pool, others []*config.Pool, assigned []Assignment) Verdict {
+// order they are tried. An overlap the pool already had before the change
+// (made before the webhook ran) is only a warning, so that it does not
+// block unrelated edits of the pool or the edit that fixes it. A change
+// that leaves assigned addresses outside the pool is allowed with a
+// warning, because shrinking a pool is a legitimate operation; those
+// Services are then moved to new addresses.
+func CheckPool(pool, old *config.Pool, others []*config.Pool, assigned []Assignment) Verdict {
 	var v Verdict
 	for _, other := range sortedPools(others) {
 		if other.Name == pool.Name || other.Set == nil || !pool.Set.Overlaps(other.Set) {
 			continue
 		}
-		v.Denials = append(v.Denials, fmt.Sprintf("addresses overlap IPAddressPool %q on %s; an address may belong to one pool only",
-			other.Name, describeSet(intersect(pool.Set, other.Set))))
+		msg := fmt.Sprintf("addresses overlap IPAddressPool %q on %s; an address may belong to one pool only",
+			other.Name, describeSet(intersect(pool.Set, other.Set)))
+		if old != nil && old.Set != nil && old.Set.Overlaps(other.Set) {
+			v.Warnings = append(v.Warnings, msg+" (the overlap predates this change)")
+			continue
+		}
+		v.Denials = append(v.Denials, msg)
 	}
 	var outside []string
 	for _, a := range sortedAssignments(assigned) {
@@ -102,7 +111,9 @@ func CheckAdvertisement(pools, peers []string, poolExists, peerExists map[string
 }
 
 // CheckBGPPeer judges a BGPPeer being created or changed against the other
-// peers of barelb's namespace (the peer itself, by name, is skipped).
+// peers of barelb's namespace (the peer itself, by name, is skipped). old
+// is the peer before the change (nil on create): a conflict it already
+// had is only a warning, as for pools.
 // secretExists tells whether its passwordSecret exists; it is ignored when
 // the peer names none.
 //
@@ -116,7 +127,7 @@ func CheckAdvertisement(pools, peers []string, poolExists, peerExists map[string
 // A missing password Secret is a warning: `kubectl apply -f` of a folder
 // may create the peer before the Secret, and the session is opened once
 // the Secret exists.
-func CheckBGPPeer(peer *config.BGPPeer, others []*config.BGPPeer, secretExists bool) Verdict {
+func CheckBGPPeer(peer, old *config.BGPPeer, others []*config.BGPPeer, secretExists bool) Verdict {
 	var v Verdict
 	for _, other := range sortedPeers(others) {
 		if other.Name == peer.Name || sessionOf(other) != sessionOf(peer) {
@@ -124,6 +135,9 @@ func CheckBGPPeer(peer *config.BGPPeer, others []*config.BGPPeer, secretExists b
 		}
 		switch why, certain := nodesInCommon(peer, other); {
 		case why == "":
+		case certain && old != nil && sessionOf(old) == sessionOf(other) && certainlyShared(old, other):
+			v.Warnings = append(v.Warnings, fmt.Sprintf("BGPPeer %q is also for %s, and %s; a node opens one session per peer, so one of them is never used (the conflict predates this change)",
+				other.Name, sessionOf(peer), why))
 		case certain:
 			v.Denials = append(v.Denials, fmt.Sprintf("BGPPeer %q is also for %s, and %s; a node opens one session per peer, so one of them would never be used",
 				other.Name, sessionOf(peer), why))
@@ -185,6 +199,11 @@ func nodesInCommon(a, b *config.BGPPeer) (why string, certain bool) {
 		}
 	}
 	return "", false
+}
+
+func certainlyShared(a, b *config.BGPPeer) bool {
+	_, certain := nodesInCommon(a, b)
+	return certain
 }
 
 func intersect(a, b *netipx.IPSet) *netipx.IPSet {

@@ -89,7 +89,7 @@ func TestCheckPool(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name              string
-		pool              *config.Pool
+		pool, old         *config.Pool
 		others            []*config.Pool
 		assigned          []Assignment
 		denials, warnings []string
@@ -111,6 +111,10 @@ func TestCheckPool(t *testing.T) {
 		{name: "two overlaps, sorted by name", pool: pool(t, "lan", "198.51.100.0/24", "2001:db8::/64"),
 			others:  []*config.Pool{pool(t, "z6", "2001:db8::1/128"), pool(t, "a4", "198.51.100.255/32")},
 			denials: []string{`"a4" on 198.51.100.255`, `"z6" on 2001:db8::1`}},
+		{name: "an overlap the old pool had too is a warning", pool: pool(t, "lan", "198.51.100.0/24"), old: pool(t, "lan", "198.51.100.0/25"),
+			others:   []*config.Pool{pool(t, "dmz", "198.51.100.0/26"), pool(t, "new", "198.51.100.128/26")},
+			denials:  []string{`"new" on 198.51.100.128/26`},
+			warnings: []string{`"dmz" on 198.51.100.0/26; an address may belong to one pool only (the overlap predates this change)`}},
 		{name: "assignments inside the pool", pool: pool(t, "lan", "198.51.100.0/24"),
 			assigned: []Assignment{svc("default/web", "198.51.100.5"), svc("default/dual", "198.51.100.6", "2001:db8::6")},
 			// 2001:db8::6 of a dual-stack Service is outside this IPv4-only pool:
@@ -124,7 +128,7 @@ func TestCheckPool(t *testing.T) {
 			denials:  []string{`"dmz" on 198.51.100.0/25`}, warnings: []string{"default/web (198.51.100.130)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			check(t, CheckPool(tc.pool, tc.others, tc.assigned), tc.denials, tc.warnings)
+			check(t, CheckPool(tc.pool, tc.old, tc.others, tc.assigned), tc.denials, tc.warnings)
 		})
 	}
 }
@@ -156,7 +160,7 @@ func TestCheckBGPPeer(t *testing.T) {
 	withSecret.PasswordSecret = &config.SecretRef{Namespace: "barelb-system", Name: "tor1-md5"}
 	for _, tc := range []struct {
 		name              string
-		peer              *config.BGPPeer
+		peer, old         *config.BGPPeer
 		others            []*config.BGPPeer
 		secretExists      bool
 		denials, warnings []string
@@ -187,12 +191,20 @@ func TestCheckBGPPeer(t *testing.T) {
 		{name: "selectors that may meet on one node", peer: peer(t, "tor-a", "198.51.100.1", 0, rackA),
 			others:   []*config.BGPPeer{peer(t, "zone1", "198.51.100.1", 0, labelsSel("zone", "1"))},
 			warnings: []string{`BGPPeer "zone1" is also for 198.51.100.1 port 179, and a node labelled to match both "rack=a" and "zone=1"`}},
+		{name: "a duplicate that predates the change is a warning", peer: peer(t, "tor1", "198.51.100.1", 0, rackA),
+			old:      peer(t, "tor1", "198.51.100.1", 0),
+			others:   []*config.BGPPeer{peer(t, "dup", "198.51.100.1", 0)},
+			warnings: []string{"the other selects every node, including those this peer selects; a node opens one session per peer, so one of them is never used (the conflict predates this change)"}},
+		{name: "an edit that makes a duplicate is denied", peer: peer(t, "tor1", "198.51.100.1", 0),
+			old:     peer(t, "tor1", "198.51.100.2", 0),
+			others:  []*config.BGPPeer{peer(t, "dup", "198.51.100.1", 0)},
+			denials: []string{"both select every node"}},
 		{name: "password Secret present", peer: withSecret, secretExists: true},
 		{name: "password Secret missing", peer: withSecret,
 			warnings: []string{`passwordSecret "tor1-md5" does not exist in namespace barelb-system`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			check(t, CheckBGPPeer(tc.peer, tc.others, tc.secretExists), tc.denials, tc.warnings)
+			check(t, CheckBGPPeer(tc.peer, tc.old, tc.others, tc.secretExists), tc.denials, tc.warnings)
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
@@ -44,6 +45,10 @@ func TestParseController(t *testing.T) {
 					},
 					LeaderElect:      true,
 					MemberlistSecret: "barelb-memberlist",
+					Webhook: WebhookOptions{
+						Port: 9443, CertSecret: "barelb-webhook-cert", Configuration: "barelb-validating-webhook",
+						Service: "barelb-webhook-service", CertLifetime: 90 * 24 * time.Hour,
+					},
 				}
 				if o != want {
 					t.Errorf("got %+v, want %+v", o, want)
@@ -56,6 +61,8 @@ func TestParseController(t *testing.T) {
 				"--kubeconfig=/k", "--metrics-bind-address=127.0.0.1:1", "--health-probe-bind-address=0",
 				"--log-level=debug", "--log-format=text", "--namespace=lb", "--kube-api-qps=5.5",
 				"--kube-api-burst=7", "--leader-elect=false", "--memberlist-secret=",
+				"--webhook-port=0", "--webhook-cert-secret=c", "--webhook-configuration=v", "--webhook-service=s",
+				"--webhook-cert-lifetime=2h",
 			},
 			check: func(t *testing.T, o ControllerOptions) {
 				want := ControllerOptions{
@@ -70,6 +77,7 @@ func TestParseController(t *testing.T) {
 						KubeAPIBurst:           7,
 					},
 					LeaderElect: false,
+					Webhook:     WebhookOptions{Port: 0, CertSecret: "c", Configuration: "v", Service: "s", CertLifetime: 2 * time.Hour},
 				}
 				if o != want {
 					t.Errorf("got %+v, want %+v", o, want)
@@ -86,6 +94,18 @@ func TestParseController(t *testing.T) {
 		{name: "NaN qps", args: []string{"--kube-api-qps=NaN"}, wantCode: 2, wantErr: "--kube-api-qps"},
 		{name: "zero burst", args: []string{"--kube-api-burst=0"}, wantCode: 2, wantErr: "--kube-api-burst"},
 		{name: "unknown flag", args: []string{"--bogus"}, wantCode: 2, wantErr: "bogus"},
+		{name: "webhook port out of range", args: []string{"--webhook-port=70000"}, wantCode: 2, wantErr: "--webhook-port"},
+		{name: "webhook secret not a name", args: []string{"--webhook-cert-secret=A B"}, wantCode: 2, wantErr: "--webhook-cert-secret"},
+		{name: "webhook certificate lifetime too short", args: []string{"--webhook-cert-lifetime=5s"}, wantCode: 2, wantErr: "--webhook-cert-lifetime"},
+		{
+			name: "a disabled webhook's settings are not checked",
+			args: []string{"--disable-webhook", "--webhook-cert-secret="},
+			check: func(t *testing.T, o ControllerOptions) {
+				if !o.Webhook.Disable {
+					t.Error("Disable is false")
+				}
+			},
+		},
 		{name: "flag without value", args: []string{"--log-level"}, wantCode: 2, wantErr: "log-level"},
 		{name: "stray argument", args: []string{"run"}, wantCode: 2, wantErr: `unexpected argument "run"`},
 		{name: "help", args: []string{"-h"}, wantCode: 0, wantErr: flag.ErrHelp.Error()},

@@ -3,8 +3,11 @@ package app
 import (
 	"context"
 	"flag"
+	"fmt"
 	"reflect"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -12,7 +15,9 @@ import (
 	"github.com/barelb/barelb/internal/k8s/allocation"
 	"github.com/barelb/barelb/internal/k8s/memberlistkey"
 	"github.com/barelb/barelb/internal/k8s/strays"
+	"github.com/barelb/barelb/internal/k8s/webhook"
 	"github.com/barelb/barelb/internal/metrics"
+	"github.com/barelb/barelb/internal/servingcert"
 )
 
 // The controller's defaults.
@@ -46,6 +51,61 @@ type ControllerOptions struct {
 	// MemberlistSecret is the Secret in --namespace the controller creates
 	// with a random memberlist key when it is missing; empty creates none.
 	MemberlistSecret string
+	// Webhook configures the validating admission webhook.
+	Webhook WebhookOptions
+}
+
+// WebhookOptions configure the admission webhook every controller replica
+// serves (see internal/k8s/webhook).
+type WebhookOptions struct {
+	// Disable turns the webhook off: no server, no certificate.
+	Disable bool
+	// Port is the HTTPS port on every address; 0 picks a free one.
+	Port int
+	// CertSecret, Configuration and Service name the certificate Secret
+	// in --namespace, the ValidatingWebhookConfiguration whose caBundle
+	// the controller writes, and the Service the API server calls.
+	CertSecret, Configuration, Service string
+	// CertLifetime is the serving certificate's; it is renewed when a
+	// third of it remains.
+	CertLifetime time.Duration
+}
+
+func (w *WebhookOptions) bindFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&w.Disable, "disable-webhook", w.Disable,
+		"Do not serve the validating admission webhook (and make no certificate for it).")
+	fs.IntVar(&w.Port, "webhook-port", w.Port, "HTTPS port of the admission webhook; 0 picks a free port.")
+	fs.StringVar(&w.CertSecret, "webhook-cert-secret", w.CertSecret,
+		"Secret in --namespace holding the webhook's CA and serving certificate; created and renewed by the controller.")
+	fs.StringVar(&w.Configuration, "webhook-configuration", w.Configuration,
+		"ValidatingWebhookConfiguration whose webhooks get the CA bundle.")
+	fs.StringVar(&w.Service, "webhook-service", w.Service,
+		"Service in --namespace the API server calls the webhook through; the certificate is made for its DNS names.")
+	fs.DurationVar(&w.CertLifetime, "webhook-cert-lifetime", w.CertLifetime,
+		"Lifetime of the webhook's serving certificate; it is renewed when a third of it remains.")
+}
+
+func (w *WebhookOptions) validate() error {
+	if w.Disable {
+		return nil
+	}
+	if w.Port < 0 || w.Port > 65535 {
+		return usageErrorf("--webhook-port %d: want a port number from 0 to 65535", w.Port)
+	}
+	for _, f := range []struct{ flag, value string }{
+		{"--webhook-cert-secret", w.CertSecret}, {"--webhook-configuration", w.Configuration},
+	} {
+		if errs := validation.IsDNS1123Subdomain(f.value); len(errs) > 0 {
+			return usageErrorf("%s %q is not an object name: %v", f.flag, f.value, errs)
+		}
+	}
+	if errs := validation.IsDNS1035Label(w.Service); len(errs) > 0 {
+		return usageErrorf("--webhook-service %q is not a Service name: %v", w.Service, errs)
+	}
+	if w.CertLifetime < time.Minute {
+		return usageErrorf("--webhook-cert-lifetime %s: want at least 1m", w.CertLifetime)
+	}
+	return nil
 }
 
 func parseController(inv Invocation) (ControllerOptions, error) {
@@ -53,6 +113,13 @@ func parseController(inv Invocation) (ControllerOptions, error) {
 		Options:          DefaultOptions(ControllerMetricsBindAddress, ControllerHealthProbeBindAddress),
 		LeaderElect:      true,
 		MemberlistSecret: memberlistkey.DefaultSecretName,
+		Webhook: WebhookOptions{
+			Port:          webhook.DefaultPort,
+			CertSecret:    webhook.DefaultSecretName,
+			Configuration: webhook.DefaultConfigurationName,
+			Service:       webhook.DefaultServiceName,
+			CertLifetime:  servingcert.DefaultCertLifetime,
+		},
 	}
 	o.KubeAPIQPS, o.KubeAPIBurst = ControllerKubeAPIQPS, ControllerKubeAPIBurst
 	err := parseFlags("controller", inv, &o.Options, func(fs *flag.FlagSet) {
@@ -64,7 +131,11 @@ func parseController(inv Invocation) (ControllerOptions, error) {
 		fs.StringVar(&o.MemberlistSecret, "memberlist-secret", o.MemberlistSecret,
 			"Secret in --namespace holding the speakers' memberlist key (data key \""+memberlistkey.DataKey+"\"); "+
 				"created with a random key when missing. Empty: create none.")
+		o.Webhook.bindFlags(fs)
 	})
+	if err == nil && !o.ShowVersion {
+		err = o.Webhook.validate()
+	}
 	return o, err
 }
 
@@ -81,7 +152,7 @@ func RunController(ctx context.Context, inv Invocation) error {
 	return start(ctx, inv, startup{
 		program:   "controller",
 		options:   o.Options,
-		logValues: []any{"leaderElect", o.LeaderElect, "lbClass", o.LoadBalancerClass},
+		logValues: []any{"leaderElect", o.LeaderElect, "lbClass", o.LoadBalancerClass, "webhook", !o.Webhook.Disable},
 		manager: []Option{
 			WithManagerOptions(func(mo *manager.Options) {
 				mo.LeaderElection = o.LeaderElect
@@ -116,6 +187,18 @@ func RunController(ctx context.Context, inv Invocation) error {
 			}
 			if o.MemberlistSecret != "" {
 				if err := mgr.Add(ensureMemberlistSecret(mgr, o.Namespace, o.MemberlistSecret)); err != nil {
+					return err
+				}
+			}
+			if !o.Webhook.Disable {
+				if _, err := webhook.Setup(mgr, webhook.Options{
+					Namespace:         o.Namespace,
+					BindAddress:       fmt.Sprintf(":%d", o.Webhook.Port),
+					SecretName:        o.Webhook.CertSecret,
+					ConfigurationName: o.Webhook.Configuration,
+					ServiceName:       o.Webhook.Service,
+					CertLifetime:      o.Webhook.CertLifetime,
+				}); err != nil {
 					return err
 				}
 			}

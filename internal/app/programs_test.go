@@ -149,14 +149,14 @@ func testTrimmedCache(t *testing.T, env *testenv.Env) {
 
 func testController(t *testing.T, env *testenv.Env, path, kubeconfig string) {
 	ctx := context.Background()
-	leader := startProgram(t, path, nil, "--kubeconfig="+kubeconfig, "--log-level=debug")
+	leader := startProgram(t, path, nil, "--kubeconfig="+kubeconfig, "--log-level=debug", "--webhook-port=0")
 	leader.checkEndpoints(t)
 	holder := waitForLeaseHolder(t, env, func(h string) bool { return h != "" })
 	checkAllocation(t, env, leader)
 
 	// A second replica must become ready while it stands by: readiness
 	// must not wait for leadership, or a rolling update would stall.
-	standby := startProgram(t, path, nil, "--kubeconfig="+kubeconfig)
+	standby := startProgram(t, path, nil, "--kubeconfig="+kubeconfig, "--webhook-port=0")
 	standby.waitReady(t)
 	var lease coordinationv1.Lease
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: app.ControllerLeaseName}, &lease); err != nil {
