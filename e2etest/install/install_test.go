@@ -253,6 +253,14 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"update", "barelb.io", "servicel2statuses", "status", namespace, "x", true},
 			{"delete", "barelb.io", "servicel2statuses", "", namespace, "x", true},
 			{"create", "barelb.io", "servicebgpstatuses", "", namespace, "", true},
+			{"update", "barelb.io", "servicebgpstatuses", "status", namespace, "x", true},
+			{"delete", "barelb.io", "servicebgpstatuses", "", namespace, "x", true},
+			{"watch", "barelb.io", "bfdprofiles", "", namespace, "", true},
+			{"watch", "barelb.io", "communities", "", namespace, "", true},
+			// BGPPeers' passwordSecrets, in barelb's namespace only.
+			{"get", "", "secrets", "", namespace, "bgp-password", true},
+			{"list", "", "secrets", "", namespace, "", true},
+			{"watch", "", "secrets", "", namespace, "", true},
 			{"create", "", "events", "", other, "", true},
 			// What it must not do.
 			{"update", "", "services", "", other, "web", false},
@@ -263,8 +271,11 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"update", "barelb.io", "ipaddresspools", "status", namespace, "lan", false},
 			{"create", "barelb.io", "servicel2statuses", "", other, "", false},
 			{"list", "barelb.io", "ipaddresspools", "", "", "", false},
-			{"get", "", "secrets", "", namespace, "barelb-memberlist", false},
 			{"list", "", "secrets", "", "", "", false},
+			{"watch", "", "secrets", "", "", "", false},
+			{"get", "", "secrets", "", other, "anything", false},
+			{"update", "", "secrets", "", namespace, "bgp-password", false},
+			{"create", "", "secrets", "", namespace, "", false},
 			{"create", "", "pods", "", namespace, "", false},
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/barelb/barelb/internal/k8s/advertiser"
 	"github.com/barelb/barelb/internal/k8s/announcer"
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
@@ -116,7 +117,8 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 }
 
 // setupSpeaker joins the speakers' memberlist and adds the layer-2
-// announcer.
+// announcer and the BGP advertiser (which opens sessions only once
+// BGPPeers select the node).
 func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) error {
 	log := mgr.GetLogger().WithName("speaker")
 	addr := o.MemberlistAddress
@@ -150,6 +152,9 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
 	if err == nil {
 		err = announcer.Setup(mgr, r, changes)
+	}
+	if err == nil {
+		err = advertiser.Setup(ctx, mgr, advertiser.Options{Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass, Registerer: ctrlmetrics.Registry})
 	}
 	if err != nil {
 		stopAnswering()

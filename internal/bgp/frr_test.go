@@ -227,6 +227,46 @@ func TestFRRLab(t *testing.T) {
 		}
 	})
 
+	t.Run("peer disabled (BFD down) and enabled again", func(t *testing.T) {
+		if err := sp.SetRoutes(ctx, map[string][]Route{"ebgp": {{Prefix: netip.MustParsePrefix("203.0.113.9/32")}}}); err != nil {
+			t.Fatal(err)
+		}
+		router.waitRoute(t, "ipv4", "203.0.113.9/32", 10*time.Second)
+		start := time.Now()
+		if err := sp.SetPeerEnabled(ctx, "ebgp", false); err != nil {
+			t.Fatal(err)
+		}
+		router.waitGone(t, "ipv4", "203.0.113.9/32", 5*time.Second)
+		t.Logf("MEASURED disabled peer: route gone from FRR %v after SetPeerEnabled(false)", time.Since(start).Round(time.Millisecond))
+		if status(sp, "ebgp").Up {
+			t.Error("the disabled session is still up")
+		}
+		// A disabled peer stays down when SetPeers restarts its session.
+		changed := ebgp
+		changed.HoldTime, changed.KeepaliveTime = 12*time.Second, 4*time.Second
+		if err := sp.SetPeers(ctx, []Peer{changed, ibgp, v6}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		if st := status(sp, "ebgp"); st.Up || router.neighborState(t, "198.51.100.1") == "Established" {
+			t.Fatalf("a disabled peer came up after SetPeers: %+v", st)
+		}
+		start = time.Now()
+		if err := sp.SetPeerEnabled(ctx, "ebgp", true); err != nil {
+			t.Fatal(err)
+		}
+		waitUp(t, sp, "ebgp", 15*time.Second)
+		router.waitRoute(t, "ipv4", "203.0.113.9/32", 10*time.Second)
+		t.Logf("MEASURED enabled again: route back in FRR %v after SetPeerEnabled(true)", time.Since(start).Round(time.Millisecond))
+		if err := sp.SetPeers(ctx, []Peer{ebgp, ibgp, v6}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.SetRoutes(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitUp(t, sp, "ebgp", 15*time.Second)
+	})
+
 	t.Run("router crashes, then a session set up before the router starts", func(t *testing.T) {
 		router.stopBGPD(t)
 		deadline := time.Now().Add(15 * time.Second)

@@ -139,11 +139,14 @@ type Speaker struct {
 	sessions map[string]*session
 	idle     []*session         // stopped servers, kept for reuse
 	routes   map[string][]Route // desired routes by peer name
+	// disabled are the peers held down by SetPeerEnabled, by name; a
+	// session (re)started for one of them starts administratively down.
+	disabled map[string]bool
 }
 
 // New returns a Speaker; Start starts it.
 func New(opts Options) *Speaker {
-	return &Speaker{opts: opts, sessions: map[string]*session{}, routes: map[string][]Route{}}
+	return &Speaker{opts: opts, sessions: map[string]*session{}, routes: map[string][]Route{}, disabled: map[string]bool{}}
 }
 
 // Start checks the options; sessions open as SetPeers adds them.
@@ -194,7 +197,7 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 			errs = append(errs, fmt.Errorf("peer %s is listed twice", p.Name))
 			continue
 		}
-		if err := s.checkPeer(p); err != nil {
+		if err := p.Check(); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", p.Name, err))
 			continue
 		}
@@ -228,7 +231,7 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 		} else {
 			sess = s.takeSession()
 		}
-		if err := sess.start(ctx, p, s.opts); err != nil {
+		if err := sess.start(ctx, p, s.opts, s.disabled[name]); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", name, err))
 			s.idle = append(s.idle, sess)
 			delete(s.sessions, name)
@@ -242,7 +245,10 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 	return errors.Join(errs...)
 }
 
-func (s *Speaker) checkPeer(p Peer) error {
+// Check tells whether SetPeers can open a session with p; SetPeers
+// refuses such a peer, and callers may check first to tell which peer is
+// wrong.
+func (p Peer) Check() error {
 	switch {
 	case p.Name == "":
 		return errors.New("no name")
@@ -263,6 +269,42 @@ func (s *Speaker) takeSession() *session {
 		return sess
 	}
 	return newSession(s.opts)
+}
+
+// SetPeerEnabled brings the session with the named peer down at once and
+// keeps it down (GoBGP's administrative shutdown: a Cease notification,
+// the TCP connection closed, so the peer drops every route of the
+// session), or lets it come up again. BFD uses it: a peer BFD declares
+// down loses its session now instead of at the hold time. The setting
+// outlives SetPeers (a peer added or changed while disabled starts down)
+// and is forgotten only when enabled again; naming a peer not (yet) set
+// is not an error.
+func (s *Speaker) SetPeerEnabled(ctx context.Context, name string, enabled bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disabled[name] == !enabled {
+		return nil
+	}
+	if enabled {
+		delete(s.disabled, name)
+	} else {
+		s.disabled[name] = true
+	}
+	sess := s.sessions[name]
+	if sess == nil {
+		return nil
+	}
+	addr := sess.peer.Address.String()
+	var err error
+	if enabled {
+		err = sess.srv.EnablePeer(ctx, &apipb.EnablePeerRequest{Address: addr})
+	} else {
+		err = sess.srv.DisablePeer(ctx, &apipb.DisablePeerRequest{Address: addr, Communication: "BFD declared the peer down"})
+	}
+	if err != nil {
+		return fmt.Errorf("setting peer %s enabled=%v: %w", name, enabled, err)
+	}
+	return nil
 }
 
 // SetRoutes makes the routes sent to each peer those of desired (by peer
@@ -330,7 +372,7 @@ func newSession(opts Options) *session {
 }
 
 // start starts the server's BGP instance for p and adds p.
-func (sess *session) start(ctx context.Context, p Peer, opts Options) error {
+func (sess *session) start(ctx context.Context, p Peer, opts Options, disabled bool) error {
 	routerID, asn := opts.RouterID, opts.ASN
 	if p.RouterID.IsValid() {
 		routerID = p.RouterID
@@ -359,7 +401,9 @@ func (sess *session) start(ctx context.Context, p Peer, opts Options) error {
 		_ = sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
 		return fmt.Errorf("watching peer events: %w", err)
 	}
-	if err := sess.srv.AddPeer(ctx, &apipb.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+	conf := apiPeer(p)
+	conf.Conf.AdminDown = disabled
+	if err := sess.srv.AddPeer(ctx, &apipb.AddPeerRequest{Peer: conf}); err != nil {
 		cancel()
 		_ = sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
 		return fmt.Errorf("adding the peer %s: %w", p.Address, err)

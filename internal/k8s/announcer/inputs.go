@@ -108,7 +108,7 @@ func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive
 			continue
 		}
 		if s.LocalTraffic {
-			nodes, err := endpointNodes(ctx, c, svc)
+			nodes, err := EndpointNodes(ctx, c, svc)
 			if err != nil {
 				return nil, err
 			}
@@ -120,8 +120,9 @@ func read(ctx context.Context, c client.Reader, namespace, lbClass string, alive
 	return in, nil
 }
 
-// endpointNodes names the nodes with a ready endpoint of the Service.
-func endpointNodes(ctx context.Context, c client.Reader, svc *corev1.Service) (map[string]bool, error) {
+// EndpointNodes names the nodes with a ready endpoint of the Service (the
+// BGP advertiser reads them the same way).
+func EndpointNodes(ctx context.Context, c client.Reader, svc *corev1.Service) (map[string]bool, error) {
 	var slices discoveryv1.EndpointSliceList
 	if err := c.List(ctx, &slices, client.InNamespace(svc.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices of %s/%s: %w", svc.Namespace, svc.Name, err)
@@ -232,7 +233,7 @@ func slimEndpointSlice(in any) (any, error) {
 	}
 	for _, ep := range slice.Endpoints {
 		if ep.NodeName == nil {
-			continue // endpointNodes skips these
+			continue // EndpointNodes skips these
 		}
 		out.Endpoints = append(out.Endpoints, discoveryv1.Endpoint{
 			NodeName:   ep.NodeName,

@@ -1,0 +1,299 @@
+package advertiser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/bgp"
+	"github.com/barelb/barelb/internal/bgpplan"
+	"github.com/barelb/barelb/internal/config"
+	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/metrics"
+)
+
+// planKey is the one request every change maps to: the plan is made for
+// every peer and Service at once, so a burst of changes costs one plan.
+var planKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "bgp-plan"}}
+
+// Reconciler keeps the node's BGP sessions and routes in step with the
+// plan.
+type Reconciler struct {
+	// Client reads the watched kinds from the manager's cache and writes.
+	Client client.Client
+	// Own reads the advertiser's own cache: the Secrets of Namespace and
+	// this node's ServiceBGPStatus objects.
+	Own       client.Reader
+	Recorder  record.EventRecorder
+	Log       logr.Logger
+	Node      string
+	Namespace string
+	LBClass   string
+	Speaker   *bgp.Speaker
+	Metrics   *metrics.SpeakerBGP
+
+	bfd      *bfdControl
+	sessions *sessionWatch
+	stopping atomic.Bool
+
+	mu           sync.Mutex
+	peerProblems problemTracker
+	advProblems  problemTracker
+	// sent are the routes last handed to each peer's session.
+	sent map[string][]bgp.Route
+}
+
+// Reconcile makes the plan and applies it.
+func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping.Load() {
+		return reconcile.Result{}, nil
+	}
+	w, err := r.read(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	d := decide(w)
+	r.tell(ctx, d)
+
+	var errs []error
+	if err := r.Speaker.SetPeers(ctx, d.Peers); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.Speaker.SetRoutes(ctx, d.Routes); err != nil {
+		errs = append(errs, err)
+	}
+	r.countUpdates(d)
+	infos := make(map[string]sessionInfo, len(d.Peers))
+	for _, p := range d.Peers {
+		source, hasPassword := d.Passwords[p.Name]
+		infos[p.Name] = sessionInfo{Address: p.Address, Password: hasPassword, PasswordSecret: source, Namespace: r.Namespace}
+	}
+	r.sessions.configure(infos)
+	if err := r.bfd.set(ctx, d.BFD); err != nil {
+		errs = append(errs, err)
+	}
+	retry, err := r.report(ctx, d.Statuses)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		// Per-peer errors of the speaker leave the other peers set; log
+		// them and look again later rather than spin.
+		r.Log.Error(errors.Join(errs...), "applying the BGP plan; retrying")
+		return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+	}
+	return reconcile.Result{RequeueAfter: retry}, nil
+}
+
+// read gathers the world from the caches.
+func (r *Reconciler) read(ctx context.Context) (world, error) {
+	var w world
+	var node corev1.Node
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.Node}, &node); err != nil {
+		return w, fmt.Errorf("reading node %s: %w", r.Node, err)
+	}
+	w.Node, w.NodeIPs = nodeOf(&node)
+
+	ns := client.InNamespace(r.Namespace)
+	var pools barelbv1beta1.IPAddressPoolList
+	if err := r.Client.List(ctx, &pools, ns); err != nil {
+		return w, fmt.Errorf("listing IPAddressPools: %w", err)
+	}
+	w.Pools = map[string]*config.Pool{}
+	for i := range pools.Items {
+		if p, err := config.PoolFromAPI(&pools.Items[i]); err == nil {
+			w.Pools[p.Name] = p
+		}
+	}
+	var peers barelbv1beta1.BGPPeerList
+	if err := r.Client.List(ctx, &peers, ns); err != nil {
+		return w, fmt.Errorf("listing BGPPeers: %w", err)
+	}
+	for i := range peers.Items {
+		w.Peers = append(w.Peers, &peers.Items[i])
+	}
+	var advs barelbv1beta1.BGPAdvertisementList
+	if err := r.Client.List(ctx, &advs, ns); err != nil {
+		return w, fmt.Errorf("listing BGPAdvertisements: %w", err)
+	}
+	for i := range advs.Items {
+		w.Advs = append(w.Advs, &advs.Items[i])
+	}
+	var communities barelbv1beta1.CommunityList
+	if err := r.Client.List(ctx, &communities, ns); err != nil {
+		return w, fmt.Errorf("listing Communities: %w", err)
+	}
+	w.Communities = communities.Items
+	var profiles barelbv1beta1.BFDProfileList
+	if err := r.Client.List(ctx, &profiles, ns); err != nil {
+		return w, fmt.Errorf("listing BFDProfiles: %w", err)
+	}
+	for i := range profiles.Items {
+		w.Profiles = append(w.Profiles, &profiles.Items[i])
+	}
+	var secrets corev1.SecretList
+	if err := r.Own.List(ctx, &secrets, ns); err != nil {
+		return w, fmt.Errorf("listing Secrets of %s: %w", r.Namespace, err)
+	}
+	w.Secrets = make(map[string]*corev1.Secret, len(secrets.Items))
+	for i := range secrets.Items {
+		w.Secrets[secrets.Items[i].Name] = &secrets.Items[i]
+	}
+
+	// Services are read without copying them out of the cache (read-only
+	// here), as the layer-2 announcer does.
+	var services corev1.ServiceList
+	if err := r.Client.List(ctx, &services, client.UnsafeDisableDeepCopy); err != nil {
+		return w, fmt.Errorf("listing Services: %w", err)
+	}
+	for i := range services.Items {
+		svc := &services.Items[i]
+		pool := svc.Annotations[config.AnnotationAllocatedFromPool]
+		if !config.ServesService(svc, r.LBClass) || pool == "" {
+			continue
+		}
+		s := bgpplan.Service{
+			Key: svc.Namespace + "/" + svc.Name, Labels: labels.Set(svc.Labels), Pool: pool,
+			LocalTraffic: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+		}
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if ip, err := netip.ParseAddr(ing.IP); err == nil {
+				s.Addresses = append(s.Addresses, ip.Unmap())
+			}
+		}
+		if len(s.Addresses) == 0 {
+			continue
+		}
+		if s.LocalTraffic {
+			nodes, err := announcer.EndpointNodes(ctx, r.Client, svc)
+			if err != nil {
+				return w, err
+			}
+			s.EndpointNodes = nodes
+		}
+		w.Services = append(w.Services, s)
+	}
+	return w, nil
+}
+
+// tell sends the Events of new or changed problems.
+func (r *Reconciler) tell(ctx context.Context, d decision) {
+	if r.peerProblems.reason == "" {
+		r.peerProblems.reason, r.advProblems.reason = ReasonPeerInvalid, ReasonAdvertisementInvalid
+	}
+	for _, n := range r.peerProblems.update(d.PeerProblems) {
+		r.Log.Info("BGPPeer not usable", "peer", n.Object, "problem", n.Message)
+		n.Message = fmt.Sprintf("node %q: %s", r.Node, n.Message)
+		r.record(ctx, &barelbv1beta1.BGPPeer{}, n)
+	}
+	for _, n := range r.advProblems.update(d.AdvProblems) {
+		r.Log.Info("BGPAdvertisement not usable", "advertisement", n.Object, "problem", n.Message)
+		n.Message = fmt.Sprintf("node %q: %s", r.Node, n.Message)
+		r.record(ctx, &barelbv1beta1.BGPAdvertisement{}, n)
+	}
+}
+
+// record sends an Event on the named object of barelb's namespace, read
+// from the cache (an object gone meanwhile gets none).
+func (r *Reconciler) record(ctx context.Context, obj client.Object, n news) {
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: n.Object}, obj); err != nil {
+		r.Log.V(1).Info("no object for an Event", "name", n.Object, "reason", n.Reason, "error", err.Error())
+		return
+	}
+	r.Recorder.Event(obj, n.Type, n.Reason, n.Message)
+}
+
+// countUpdates counts the route changes handed to each session and sets
+// the prefix gauges; series of peers no longer opened are deleted.
+func (r *Reconciler) countUpdates(d decision) {
+	now := make(map[string][]bgp.Route, len(d.Peers))
+	for _, p := range d.Peers {
+		routes := d.Routes[p.Name]
+		now[p.Name] = routes
+		if n := routeChanges(r.sent[p.Name], routes); n > 0 {
+			r.Metrics.UpdatesSent.WithLabelValues(p.Name).Add(float64(n))
+		} else {
+			r.Metrics.UpdatesSent.WithLabelValues(p.Name).Add(0)
+		}
+		r.Metrics.PrefixesAdvertised.WithLabelValues(p.Name).Set(float64(len(routes)))
+	}
+	for name := range r.sent {
+		if _, ok := now[name]; !ok {
+			r.Metrics.DeletePeer(name)
+		}
+	}
+	r.sent = now
+}
+
+// routeChanges counts the prefixes added, changed or withdrawn from old
+// to new.
+func routeChanges(old, new []bgp.Route) int {
+	before := make(map[netip.Prefix]bgp.Route, len(old))
+	for _, r := range old {
+		before[r.Prefix.Masked()] = r
+	}
+	n := 0
+	for _, r := range new {
+		p := r.Prefix.Masked()
+		if o, ok := before[p]; !ok || !reflect.DeepEqual(o, r) {
+			n++
+		}
+		delete(before, p)
+	}
+	return n + len(before)
+}
+
+// report writes this node's ServiceBGPStatus objects: one per Service it
+// advertises, naming the peers; the others of this node are deleted. Only
+// differences from the cache are written.
+func (r *Reconciler) report(ctx context.Context, want map[string][]string) (time.Duration, error) {
+	var list barelbv1beta1.ServiceBGPStatusList
+	if err := r.Own.List(ctx, &list, client.InNamespace(r.Namespace), client.MatchingLabels{LabelNode: r.Node}); err != nil {
+		return 0, fmt.Errorf("listing ServiceBGPStatuses: %w", err)
+	}
+	existing := make(map[string]*barelbv1beta1.ServiceBGPStatus, len(list.Items))
+	for i := range list.Items {
+		existing[list.Items[i].Name] = &list.Items[i]
+	}
+	write, drop := statusChanges(r.Node, want, existing)
+	stale := false
+	var errs []error
+	for _, key := range write {
+		ns, name, _ := strings.Cut(key, "/")
+		err := writeStatus(ctx, r.Client, r.Namespace, r.Node, key, want[key], existing[statusName(r.Node, ns, name)])
+		if isStale(err) {
+			stale = true
+		} else if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, st := range drop {
+		err := dropStatus(ctx, r.Client, st)
+		if isStale(err) {
+			stale = true
+		} else if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if stale {
+		return time.Second, errors.Join(errs...)
+	}
+	return 0, errors.Join(errs...)
+}
