@@ -286,9 +286,10 @@ func noWebhook(t *testing.T, want objects) {
 	setContainer(t, want[controllerKey], func(c map[string]any) {
 		var args, ports []any
 		for _, a := range c["args"].([]any) {
-			if !strings.HasPrefix(a.(string), "--webhook-port=") {
-				args = append(args, a)
+			if strings.HasPrefix(a.(string), "--webhook-port=") {
+				a = "--disable-webhook"
 			}
+			args = append(args, a)
 		}
 		for _, p := range c["ports"].([]any) {
 			if p.(map[string]any)["name"] != "webhook" {
