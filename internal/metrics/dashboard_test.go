@@ -16,12 +16,16 @@ import (
 // dashboard is the Grafana dashboard shipped for barelb's metrics.
 const dashboard = "../../config/grafana/barelb.json"
 
-// describedNames records the names of every metric registered on it, from
-// the collectors' descriptors: a Vec with no series yet and a collector
-// read at scrape time have no samples to gather, but a descriptor each.
-type describedNames map[string]bool
+// describedNames records the name and labels of every metric registered
+// on it, from the collectors' descriptors: a Vec with no series yet and a
+// collector read at scrape time have no samples to gather, but a
+// descriptor each.
+type describedNames map[string][]string
 
-var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+var (
+	fqName         = regexp.MustCompile(`fqName: "([^"]+)"`)
+	variableLabels = regexp.MustCompile(`variableLabels: \{([^}]*)\}`)
+)
 
 func (n describedNames) Register(c prometheus.Collector) error {
 	ch := make(chan *prometheus.Desc)
@@ -30,8 +34,13 @@ func (n describedNames) Register(c prometheus.Collector) error {
 		close(ch)
 	}()
 	for d := range ch {
-		if m := fqName.FindStringSubmatch(d.String()); m != nil {
-			n[m[1]] = true
+		name := fqName.FindStringSubmatch(d.String())
+		if name == nil {
+			continue
+		}
+		n[name[1]] = []string{}
+		if labels := variableLabels.FindStringSubmatch(d.String()); labels != nil && labels[1] != "" {
+			n[name[1]] = strings.Split(labels[1], ",")
 		}
 	}
 	return nil
@@ -53,6 +62,9 @@ func registeredNames(t *testing.T) describedNames {
 		t.Fatal(err)
 	}
 	if _, err := metrics.NewSpeaker(names); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metrics.NewSpeakerBGP(names); err != nil {
 		t.Fatal(err)
 	}
 	if len(names) < 10 {
@@ -108,23 +120,67 @@ func exprs(t *testing.T) map[string]string {
 	return out
 }
 
-// barelbMetric matches the metric names in a PromQL expression.
-var barelbMetric = regexp.MustCompile(`\bbarelb_[a-z0-9_]+`)
+// barelbMetric matches the metric names in a PromQL expression; byLabels
+// the label lists of its aggregations.
+var (
+	barelbMetric = regexp.MustCompile(`\bbarelb_[a-z0-9_]+`)
+	byLabels     = regexp.MustCompile(`\bby \(([^)]*)\)`)
+)
 
-// TestDashboard: every metric a panel queries is one barelb registers, and
-// every metric barelb registers is on the dashboard.
+// targetLabels are the labels Prometheus adds to every scraped series.
+var targetLabels = []string{"instance", "job"}
+
+// balanced tells whether the brackets of expr pair up.
+func balanced(expr string) bool {
+	var stack []rune
+	pairs := map[rune]rune{')': '(', ']': '[', '}': '{'}
+	for _, r := range expr {
+		switch r {
+		case '(', '[', '{':
+			stack = append(stack, r)
+		case ')', ']', '}':
+			if len(stack) == 0 || stack[len(stack)-1] != pairs[r] {
+				return false
+			}
+			stack = stack[:len(stack)-1]
+		}
+	}
+	return len(stack) == 0
+}
+
+// TestDashboard: every metric a panel queries is one barelb registers, it
+// aggregates by labels those metrics have, and every metric barelb
+// registers is on the dashboard.
 func TestDashboard(t *testing.T) {
 	registered := registeredNames(t)
 	shown := map[string]bool{}
 	for expr, title := range exprs(t) {
+		if !balanced(expr) {
+			t.Errorf("panel %q: unbalanced brackets in %s", title, expr)
+		}
 		names := barelbMetric.FindAllString(expr, -1)
 		if len(names) == 0 {
 			t.Errorf("panel %q queries no barelb metric: %s", title, expr)
 		}
+		known := map[string]bool{}
+		for _, l := range targetLabels {
+			known[l] = true
+		}
 		for _, n := range names {
 			shown[n] = true
-			if !registered[n] {
+			labels, ok := registered[n]
+			if !ok {
 				t.Errorf("panel %q queries %s, which barelb does not export", title, n)
+			}
+			for _, l := range labels {
+				known[l] = true
+			}
+		}
+		for _, by := range byLabels.FindAllStringSubmatch(expr, -1) {
+			for _, l := range strings.Split(by[1], ",") {
+				if l = strings.TrimSpace(l); !known[l] {
+					t.Errorf("panel %q aggregates by %q, a label none of its metrics has: %s", title, l, expr)
+				}
 			}
 		}
 	}
