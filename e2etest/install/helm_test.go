@@ -88,7 +88,7 @@ func needsHelm(t *testing.T) chartEnv {
 	}
 	helm := filepath.Join(root, "bin", "helm")
 	if _, err := os.Stat(helm); err != nil {
-		t.Fatalf("bin/helm is missing: run `make bin/helm` (make test builds it): %v", err)
+		t.Fatalf("bin/helm is missing: run `make tools` (make test does): %v", err)
 	}
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.Fatalf("kubectl is needed to render the kustomizations: %v", err)
