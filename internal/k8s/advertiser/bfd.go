@@ -30,6 +30,8 @@ type bfdControl struct {
 	metrics *metrics.SpeakerBGP
 	// localFor finds the address the kernel sends from to reach remote.
 	localFor func(remote netip.Addr) (netip.Addr, error)
+	// verdict, when set, hears BFD's verdicts before they are acted on.
+	verdict func(name string, down bool, diag string)
 
 	mu      sync.Mutex
 	ctx     context.Context // runs the Manager; set by run
@@ -181,9 +183,20 @@ func (b *bfdControl) onChange(c bfd.Change) {
 	b.log.Info("BFD session changed", "peer", c.Peer.String(), "bgpPeers", names, "from", c.From.String(), "to", c.To.String(), "diag", c.Diag.String(), "peerFailed", c.PeerFailed())
 	switch {
 	case c.PeerFailed():
+		b.tell(names, true, c.Diag.String())
 		b.queue(bfdWork{names: names, enabled: false})
 	case c.To == bfd.StateUp:
+		b.tell(names, false, "")
 		b.queue(bfdWork{names: names, enabled: true})
+	}
+}
+
+func (b *bfdControl) tell(names []string, down bool, diag string) {
+	if b.verdict == nil {
+		return
+	}
+	for _, name := range names {
+		b.verdict(name, down, diag)
 	}
 }
 

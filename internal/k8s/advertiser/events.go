@@ -61,6 +61,8 @@ type trackedSession struct {
 	downSince time.Time
 	// told is set once BGPSessionNotEstablished was sent for this wait.
 	told bool
+	// bfdDown says why BFD declared the peer down, until BFD is up again.
+	bfdDown string
 }
 
 func newSessionTracker(node string, after time.Duration) *sessionTracker {
@@ -92,6 +94,19 @@ func (t *sessionTracker) configure(now time.Time, sessions map[string]sessionInf
 	}
 }
 
+// bfd takes BFD's verdict on a peer: down (with BFD's diagnostic) makes
+// the speaker close the session, and the BGPSessionDown Event says so.
+func (t *sessionTracker) bfd(name string, down bool, diag string) {
+	s := t.peers[name]
+	if s == nil {
+		return
+	}
+	s.bfdDown = ""
+	if down {
+		s.bfdDown = diag
+	}
+}
+
 // event takes one of the speaker's session events.
 func (t *sessionTracker) event(ev bgp.Event) []news {
 	s := t.peers[ev.Peer]
@@ -108,6 +123,9 @@ func (t *sessionTracker) event(ev bgp.Event) []news {
 		reason := ev.Reason
 		if reason == "" {
 			reason = "no reason given"
+		}
+		if s.bfdDown != "" {
+			reason = fmt.Sprintf("BFD declared the peer down (%s), so the session was closed at once; GoBGP says: %s", s.bfdDown, reason)
 		}
 		return []news{{Object: ev.Peer, Type: corev1.EventTypeWarning, Reason: ReasonSessionDown,
 			Message: fmt.Sprintf("node %q: BGP session with %s went down (%s): %s", t.node, s.info.Address, ev.State, reason)}}

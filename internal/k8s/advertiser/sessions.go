@@ -40,6 +40,14 @@ func (s *sessionWatch) onEvent(ev bgp.Event) {
 	}
 }
 
+// bfdVerdict tells the tracker that BFD declared a peer down or up; it
+// is called before the session is closed, so the Event can say why.
+func (s *sessionWatch) bfdVerdict(name string, down bool, diag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tracker.bfd(name, down, diag)
+}
+
 // configure tells the sessions the node opens now.
 func (s *sessionWatch) configure(infos map[string]sessionInfo) {
 	s.mu.Lock()

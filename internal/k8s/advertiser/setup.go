@@ -93,6 +93,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		sessions: sessions,
 		bfd:      newBFDControl(log.WithName("bfd"), speaker, m),
 	}
+	r.bfd.verdict = sessions.bfdVerdict
 	sessions.speaker = speaker
 	sessions.record = func(ctx context.Context, n news) { r.record(ctx, &barelbv1beta1.BGPPeer{}, n) }
 
