@@ -197,8 +197,81 @@ func TestHelmChartRendersConfigDefault(t *testing.T) {
 		for k, u := range e.kustomize(t, "config/prometheus") {
 			want[k] = u
 		}
-		sameObjects(t, e.template(t, "--set", "serviceMonitor.enabled=true"), want)
+		got := e.template(t, "--set", "serviceMonitor.enabled=true")
+		sameObjects(t, got, want)
+		checkScrapeChain(t, got)
 	})
+}
+
+// checkScrapeChain follows each ServiceMonitor to its metrics Service and
+// on to the pods: the selector picks exactly one Service, whose port it
+// names, and that Service selects the pods of a workload whose container
+// has the port the Service targets. (The monitoring.coreos.com CRDs are
+// not available to the test's API server.)
+func checkScrapeChain(t *testing.T, objs objects) {
+	t.Helper()
+	matches := func(selector, labels map[string]any) bool {
+		for k, v := range selector {
+			if labels[k] != v {
+				return false
+			}
+		}
+		return len(selector) > 0
+	}
+	monitors := 0
+	for _, k := range objs.keys() {
+		sm := objs[k]
+		if sm.GetKind() != "ServiceMonitor" {
+			continue
+		}
+		monitors++
+		selector, _, _ := unstructured.NestedMap(sm.Object, "spec", "selector", "matchLabels")
+		endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+		var services []*unstructured.Unstructured
+		for _, o := range objs {
+			labels, _, _ := unstructured.NestedMap(o.Object, "metadata", "labels")
+			if o.GetKind() == "Service" && o.GetNamespace() == sm.GetNamespace() && matches(selector, labels) {
+				services = append(services, o)
+			}
+		}
+		if len(services) != 1 || len(endpoints) != 1 {
+			t.Errorf("%s selects %d Services with %d endpoints, want 1 and 1", k, len(services), len(endpoints))
+			continue
+		}
+		svc := services[0]
+		port := endpoints[0].(map[string]any)["port"]
+		ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+		var target any
+		for _, p := range ports {
+			if p.(map[string]any)["name"] == port {
+				target = p.(map[string]any)["targetPort"]
+			}
+		}
+		if target == nil {
+			t.Errorf("%s scrapes port %v, which %s does not have", k, port, key(svc))
+			continue
+		}
+		podSelector, _, _ := unstructured.NestedMap(svc.Object, "spec", "selector")
+		found := false
+		for _, w := range objs {
+			if w.GetKind() != "Deployment" && w.GetKind() != "DaemonSet" {
+				continue
+			}
+			podLabels, _, _ := unstructured.NestedMap(w.Object, "spec", "template", "metadata", "labels")
+			if !matches(podSelector, podLabels) {
+				continue
+			}
+			for _, p := range container(t, w)["ports"].([]any) {
+				found = found || p.(map[string]any)["name"] == target
+			}
+		}
+		if !found {
+			t.Errorf("%s selects no pods with a container port %v", key(svc), target)
+		}
+	}
+	if monitors != 2 {
+		t.Errorf("%d ServiceMonitors, want one per program", monitors)
+	}
 }
 
 // container is the only container of a Deployment's or DaemonSet's pod.
@@ -450,6 +523,28 @@ func TestHelmInstall(t *testing.T) {
 		}
 	}
 	t.Run("RBAC is least privilege", func(t *testing.T) { checkAccess(t, env) })
+	t.Run("the metrics Services of config/prometheus are accepted", func(t *testing.T) {
+		// Only the Services: the monitoring.coreos.com CRDs are not here.
+		var services []byte
+		prometheus := e.kustomize(t, "config/prometheus")
+		for _, k := range prometheus.keys() {
+			if strings.HasPrefix(k, "Service/") {
+				services = append(services, []byte("---\n")...)
+				j, err := prometheus[k].MarshalJSON()
+				if err != nil {
+					t.Fatal(err)
+				}
+				services = append(append(services, j...), '\n')
+			}
+		}
+		cmd := exec.Command("kubectl", "--kubeconfig", kubeconfig, "create", "--dry-run=server", "-f", "-")
+		cmd.Stdin = bytes.NewReader(services)
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.Count(string(out), "created (server dry run)") != 2 {
+			t.Fatalf("kubectl create --dry-run=server of the metrics Services: %v\n%s", err, out)
+		}
+		t.Logf("%s", out)
+	})
 	t.Run("non-default values are accepted", func(t *testing.T) {
 		set := []string{"--namespace", namespace,
 			"--set", "memberlist.secretName=,memberlist.port=7950,controller.replicas=3,speaker.image.tag=v9,webhook.enabled=false",
