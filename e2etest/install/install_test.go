@@ -255,6 +255,7 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"create", "barelb.io", "servicebgpstatuses", "", namespace, "", true},
 			{"update", "barelb.io", "servicebgpstatuses", "status", namespace, "x", true},
 			{"delete", "barelb.io", "servicebgpstatuses", "", namespace, "x", true},
+			{"deletecollection", "barelb.io", "servicebgpstatuses", "", namespace, "", true},
 			{"watch", "barelb.io", "bfdprofiles", "", namespace, "", true},
 			{"watch", "barelb.io", "communities", "", namespace, "", true},
 			// BGPPeers' passwordSecrets, in barelb's namespace only.

@@ -154,7 +154,11 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		err = announcer.Setup(mgr, r, changes)
 	}
 	if err == nil {
-		err = advertiser.Setup(ctx, mgr, advertiser.Options{Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass, Registerer: ctrlmetrics.Registry})
+		// The BGP router ID defaults to the address memberlist uses (the
+		// node's InternalIP unless --memberlist-address says otherwise).
+		routerID, _ := netip.ParseAddr(addr)
+		err = advertiser.Setup(ctx, mgr, advertiser.Options{Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
+			RouterID: routerID, Registerer: ctrlmetrics.Registry})
 	}
 	if err != nil {
 		stopAnswering()

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
@@ -49,6 +49,7 @@ type Reconciler struct {
 
 	bfd      *bfdControl
 	sessions *sessionWatch
+	statuses *statusWriter
 	stopping atomic.Bool
 
 	mu           sync.Mutex
@@ -70,6 +71,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, err
 	}
 	d := decide(w)
+	linkNextHops(d.Peers)
 	r.tell(ctx, d)
 
 	var errs []error
@@ -89,24 +91,29 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err := r.bfd.set(ctx, d.BFD); err != nil {
 		errs = append(errs, err)
 	}
-	retry, err := r.report(ctx, d.Statuses)
-	if err != nil {
-		errs = append(errs, err)
-	}
+	// The statuses are written apart, so that routes never wait for
+	// thousands of status writes.
+	r.statuses.set(d.Statuses)
 	if len(errs) > 0 {
 		// Per-peer errors of the speaker leave the other peers set; log
 		// them and look again later rather than spin.
 		r.Log.Error(errors.Join(errs...), "applying the BGP plan; retrying")
 		return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
 	}
-	return reconcile.Result{RequeueAfter: retry}, nil
+	return reconcile.Result{}, nil
 }
 
 // read gathers the world from the caches.
 func (r *Reconciler) read(ctx context.Context) (world, error) {
 	var w world
 	var node corev1.Node
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.Node}, &node); err != nil {
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.Node}, &node); apierrors.IsNotFound(err) {
+		// No Node object (deleted, or not registered yet): nothing to
+		// advertise from it, and no session to open until it exists.
+		r.Log.Info("this node's Node object does not exist; no BGP sessions", "node", r.Node)
+		w.Node.Name = r.Node
+		return w, nil
+	} else if err != nil {
 		return w, fmt.Errorf("reading node %s: %w", r.Node, err)
 	}
 	w.Node, w.NodeIPs = nodeOf(&node)
@@ -258,42 +265,4 @@ func routeChanges(old, new []bgp.Route) int {
 		delete(before, p)
 	}
 	return n + len(before)
-}
-
-// report writes this node's ServiceBGPStatus objects: one per Service it
-// advertises, naming the peers; the others of this node are deleted. Only
-// differences from the cache are written.
-func (r *Reconciler) report(ctx context.Context, want map[string][]string) (time.Duration, error) {
-	var list barelbv1beta1.ServiceBGPStatusList
-	if err := r.Own.List(ctx, &list, client.InNamespace(r.Namespace), client.MatchingLabels{LabelNode: r.Node}); err != nil {
-		return 0, fmt.Errorf("listing ServiceBGPStatuses: %w", err)
-	}
-	existing := make(map[string]*barelbv1beta1.ServiceBGPStatus, len(list.Items))
-	for i := range list.Items {
-		existing[list.Items[i].Name] = &list.Items[i]
-	}
-	write, drop := statusChanges(r.Node, want, existing)
-	stale := false
-	var errs []error
-	for _, key := range write {
-		ns, name, _ := strings.Cut(key, "/")
-		err := writeStatus(ctx, r.Client, r.Namespace, r.Node, key, want[key], existing[statusName(r.Node, ns, name)])
-		if isStale(err) {
-			stale = true
-		} else if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, st := range drop {
-		err := dropStatus(ctx, r.Client, st)
-		if isStale(err) {
-			stale = true
-		} else if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if stale {
-		return time.Second, errors.Join(errs...)
-	}
-	return 0, errors.Join(errs...)
 }

@@ -347,7 +347,16 @@ func TestAdvertiserLab(t *testing.T) {
 		t.Logf("MEASURED BGP session back %v after bfdd restarted", time.Since(start).Round(time.Millisecond))
 	})
 
-	t.Run("stopping closes the sessions", func(t *testing.T) {
+	t.Run("stopping closes the sessions and deletes the node's statuses", func(t *testing.T) {
+		again := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "again", Namespace: "default", Annotations: map[string]string{config.AnnotationAllocatedFromPool: "vips"}},
+			Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		must(c.Create(ctx, again))
+		again.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.9"}}
+		must(c.Status().Update(ctx, again))
+		router.waitRoute(t, "203.0.113.9/32", 30*time.Second)
+		waitFor(t, "ServiceBGPStatus of again", 20*time.Second, func() bool { _, err := statusOf("again"); return err == nil })
 		cancel()
 		select {
 		case err := <-mgrDone:
@@ -361,6 +370,11 @@ func TestAdvertiserLab(t *testing.T) {
 			if st := router.neighborState(t, n); st == "Established" {
 				t.Errorf("FRR's neighbour %s still Established after the speaker stopped", n)
 			}
+		}
+		var left barelbv1beta1.ServiceBGPStatusList
+		must(c.List(context.Background(), &left, client.InNamespace(namespace)))
+		if len(left.Items) != 0 {
+			t.Errorf("%d ServiceBGPStatuses left after the speaker stopped", len(left.Items))
 		}
 	})
 }

@@ -2,6 +2,7 @@ package advertiser
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -34,8 +35,8 @@ type Options struct {
 	// LBClass is the controller's --lb-class.
 	Node, Namespace, LBClass string
 	// RouterID is the default BGP router ID (a BGPPeer's routerID wins);
-	// when invalid, the node's IPv4 InternalIP, or the last four bytes of
-	// its IPv6 one on an IPv6-only node.
+	// when invalid, the node's InternalIP. An IPv6 address stands for its
+	// last four bytes (a router ID is 32 bits).
 	RouterID netip.Addr
 	// Registerer takes the BGP metrics.
 	Registerer prometheus.Registerer
@@ -54,7 +55,7 @@ type Options struct {
 // manager stops. No session opens until a BGPPeer selects the node.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	log := mgr.GetLogger().WithName("bgp")
-	routerID := o.RouterID
+	routerID := routerIDFrom(o.RouterID)
 	if !routerID.IsValid() {
 		ip, err := announcer.NodeAddress(ctx, mgr.GetAPIReader(), o.Node)
 		if err != nil {
@@ -92,6 +93,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Node: o.Node, Namespace: o.Namespace, LBClass: o.LBClass, Speaker: speaker, Metrics: m,
 		sessions: sessions,
 		bfd:      newBFDControl(log.WithName("bfd"), speaker, m),
+		statuses: newStatusWriter(mgr.GetClient(), own, log.WithName("status"), o.Node, o.Namespace),
 	}
 	r.bfd.verdict = sessions.bfdVerdict
 	sessions.speaker = speaker
@@ -138,11 +140,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		go sessions.run(ctx)
 		go r.bfd.run(ctx)
+		go r.statuses.run(ctx)
 		<-ctx.Done()
 		// Close every session (a Cease notification each: the routers
 		// withdraw this node's routes at once, not at hold time), then
 		// BFD, telling the routers AdminDown so that they do not take it
-		// for a failure.
+		// for a failure; then delete this node's ServiceBGPStatuses.
 		r.stopping.Store(true)
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -151,10 +154,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		err := speaker.Stop(stopCtx)
 		r.bfd.close()
 		if err != nil {
-			return fmt.Errorf("closing the BGP sessions: %w", err)
+			err = fmt.Errorf("closing the BGP sessions: %w", err)
+		} else {
+			log.Info("BGP sessions closed")
 		}
-		log.Info("BGP sessions closed")
-		return nil
+		return errors.Join(err, r.statuses.clear(stopCtx))
 	}))
 }
 
@@ -165,7 +169,7 @@ const placeholderASN = 64512
 // routerIDFrom is a BGP router ID (an IPv4 address) from a node address.
 func routerIDFrom(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()
-	if ip.Is4() {
+	if !ip.IsValid() || ip.Is4() {
 		return ip
 	}
 	b := ip.As16()
