@@ -19,7 +19,10 @@ GO_TEST_FLAGS ?= -count=1
 export KUBEBUILDER_ASSETS := $(BIN)
 
 TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
-	$(BIN)/controller-gen $(BIN)/staticcheck
+	$(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm
+# Helm, for the chart tests: Debian has no package, so it is built from the
+# module proxy in its own module (e2etest/tools/helm), at this version.
+HELM_VERSION := v3.17.3
 
 .PHONY: help
 help: ## Show the targets.
@@ -32,7 +35,7 @@ build: ## Build the controller, speaker and kubectl plugin into bin/.
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-barelb ./kubectl-barelb
 
 .PHONY: tools
-tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, controller-gen, staticcheck from source.
+tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, controller-gen, staticcheck, helm from source.
 
 $(BIN)/etcd: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(TOOLS_DIR)/etcd/main.go
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ ./etcd
@@ -46,16 +49,19 @@ $(BIN)/controller-gen: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
 $(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ honnef.co/go/tools/cmd/staticcheck
+$(BIN)/helm: $(TOOLS_DIR)/helm/go.mod $(TOOLS_DIR)/helm/go.sum
+	cd $(TOOLS_DIR)/helm && go build -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" -o $@ helm.sh/helm/v3/cmd/helm
 
 .PHONY: generate
 generate: $(BIN)/controller-gen ## Generate deepcopy code for the API types.
 	$(BIN)/controller-gen object paths=./api/...
 
 .PHONY: manifests
-manifests: $(BIN)/controller-gen ## Generate CRD manifests into config/crd/bases.
+manifests: $(BIN)/controller-gen ## Generate CRD manifests into config/crd/bases (and their copies in the Helm chart).
 	$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	rm -f config/helm/barelb/crds/*.yaml && cp config/crd/bases/*.yaml config/helm/barelb/crds/
 
-GENERATED = api/v1beta1/zz_generated.deepcopy.go config/crd/bases/*.yaml
+GENERATED = api/v1beta1/zz_generated.deepcopy.go config/crd/bases/*.yaml config/helm/barelb/crds/*.yaml
 
 .PHONY: check-generated
 check-generated: $(BIN)/controller-gen ## Fail when generated files are stale (and regenerate them).

@@ -313,6 +313,15 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"update", "barelb.io", "servicel2statuses", "status", namespace, "x", true},
 			{"delete", "barelb.io", "servicel2statuses", "", namespace, "x", true},
 			{"create", "barelb.io", "servicebgpstatuses", "", namespace, "", true},
+			{"update", "barelb.io", "servicebgpstatuses", "status", namespace, "x", true},
+			{"delete", "barelb.io", "servicebgpstatuses", "", namespace, "x", true},
+			{"deletecollection", "barelb.io", "servicebgpstatuses", "", namespace, "", true},
+			{"watch", "barelb.io", "bfdprofiles", "", namespace, "", true},
+			{"watch", "barelb.io", "communities", "", namespace, "", true},
+			// BGPPeers' passwordSecrets, in barelb's namespace only.
+			{"get", "", "secrets", "", namespace, "bgp-password", true},
+			{"list", "", "secrets", "", namespace, "", true},
+			{"watch", "", "secrets", "", namespace, "", true},
 			{"create", "", "events", "", other, "", true},
 			// What it must not do.
 			{"update", "", "services", "", other, "web", false},
@@ -323,10 +332,15 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"update", "barelb.io", "ipaddresspools", "status", namespace, "lan", false},
 			{"create", "barelb.io", "servicel2statuses", "", other, "", false},
 			{"list", "barelb.io", "ipaddresspools", "", "", "", false},
-			{"get", "", "secrets", "", namespace, "barelb-memberlist", false},
-			{"get", "", "secrets", "", namespace, "barelb-webhook-cert", false},
-			{"list", "", "secrets", "", "", "", false},
+			// The speaker reads BGP passwords from Secrets of barelb's
+			// namespace (their names are the operator's choice, so RBAC
+			// cannot list them by name, as with MetalLB); nothing beyond.
 			{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", false},
+			{"list", "", "secrets", "", "", "", false},
+			{"watch", "", "secrets", "", "", "", false},
+			{"get", "", "secrets", "", other, "anything", false},
+			{"update", "", "secrets", "", namespace, "bgp-password", false},
+			{"create", "", "secrets", "", namespace, "", false},
 			{"create", "", "pods", "", namespace, "", false},
 		},
 	}

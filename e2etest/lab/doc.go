@@ -28,7 +28,11 @@
 //   - client: a host on the LAN (the laptop);
 //   - router: FRR (zebra, bgpd, bfdd) on a second segment that every node
 //     joins with a second link, AS 64500, accepting BGP sessions from any
-//     address of the router segment (peer group NODES, remote AS 64512);
+//     address of the router segment (peer group NODES, remote AS 64512),
+//     spreading flows over equal-cost routes by ports too
+//     (fib_multipath_hash_policy 1). Tests change its configuration with
+//     [Lab.ConfigureRouter] (vtysh) and restart bgpd, back to this
+//     configuration, with [Lab.RestartRouter];
 //   - ext: a host behind the router, on a third link.
 //
 // # Address plan

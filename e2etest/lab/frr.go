@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -85,7 +86,7 @@ func (l *Lab) startRouter() error {
 		_, err := os.Stat(zserv)
 		return err == nil, nil
 	})
-	if _, err := l.startProc("router/bgpd", ns, filepath.Join(frrDir, "bgpd"), common("bgpd")...); err != nil {
+	if err := l.startBgpd(); err != nil {
 		return err
 	}
 	bfd := append(common("bfdd"), "--bfdctl", filepath.Join(dir, "bfdd.sock"))
@@ -93,6 +94,37 @@ func (l *Lab) startRouter() error {
 		return err
 	}
 	return nil
+}
+
+// bgpdArgs are bgpd's flags (see startRouter).
+func (l *Lab) bgpdArgs() []string {
+	dir := l.FRRDir()
+	return []string{"-f", filepath.Join(dir, "bgpd.conf"), "-i", filepath.Join(dir, "bgpd.pid"),
+		"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-A", "127.0.0.1", "-P", "0", "-u", "frr", "-g", "frr"}
+}
+
+func (l *Lab) startBgpd() error {
+	_, err := l.startProc("router/bgpd", l.state.Router.Netns, filepath.Join(frrDir, "bgpd"), l.bgpdArgs()...)
+	return err
+}
+
+// RestartRouter restarts the router's bgpd (SIGTERM, as a router reboot
+// or an operator's restart does) with the configuration Up gave it, which
+// undoes every ConfigureRouter of its BGP part, and waits until it accepts
+// connections again. Besides testing recovery, it is the only sure way to
+// take a TCP MD5 password off the router's listen ranges: FRR 8.4 keeps
+// the key on its listening socket after `no neighbor GROUP password`.
+func (l *Lab) RestartRouter(ctx context.Context) error {
+	l.mu.Lock()
+	p := l.procs["router/bgpd"]
+	l.mu.Unlock()
+	if p != nil {
+		p.stop(stopGrace)
+	}
+	if err := l.startBgpd(); err != nil {
+		return fmt.Errorf("restarting bgpd: %w", err)
+	}
+	return l.waitRouter(ctx)
 }
 
 // waitRouter waits until bgpd accepts connections on port 179.
@@ -121,4 +153,30 @@ func (l *Lab) Vtysh(ctx context.Context, commands ...string) ([]byte, error) {
 		args = append(args, "-c", c)
 	}
 	return l.Exec(ctx, "router", args...)
+}
+
+// RouterPeerGroup is the peer group of bgpd that accepts the nodes'
+// sessions (listen ranges of the router segment, remote AS NodeASN).
+const RouterPeerGroup = "NODES"
+
+// ConfigureRouter changes the router's running FRR configuration: the
+// lines are typed into vtysh after `configure terminal`, in order, with the
+// context they open (e.g. "router bgp 64500", "neighbor NODES password x",
+// "exit"; "bfd", "profile fast", "receive-interval 100"). It fails when
+// FRR refuses a line. Use it to give the router what one test needs and to
+// take it back afterwards (or RestartRouter, which returns bgpd to the
+// configuration Up wrote; the changes are never saved).
+func (l *Lab) ConfigureRouter(ctx context.Context, lines ...string) error {
+	out, err := l.Vtysh(ctx, append([]string{"configure terminal"}, lines...)...)
+	// vtysh reports a refused line on its output ("% Unknown command",
+	// "% Invalid …") but not always in its exit status.
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "%") {
+			return fmt.Errorf("configuring the router: %s (lines %q)", strings.TrimSpace(line), lines)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("configuring the router: %w: %s", err, out)
+	}
+	return nil
 }

@@ -93,7 +93,10 @@ func (l *Lab) buildTopology() error {
 			return err
 		}
 	}
-	return nil
+	// The router spreads flows over the nodes' equal-cost routes by ports
+	// too (policy 0 hashes addresses only: one client, one node).
+	return setSysctls(s.Router.Netns, map[string]string{
+		"net.ipv4.fib_multipath_hash_policy": "1", "net.ipv6.fib_multipath_hash_policy": "1"})
 }
 
 // gateway is the first address of a pod range, the node's address on cni0.

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/barelb/barelb/internal/k8s/advertiser"
 	"github.com/barelb/barelb/internal/k8s/announcer"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
@@ -172,29 +173,27 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 }
 
 // setupSpeaker joins the speakers' memberlist (unless o.Memberlist is
-// off) and adds the layer-2 announcer.
+// off) and adds the layer-2 announcer and the BGP advertiser (which opens
+// sessions only once BGPPeers select the node).
 func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) error {
-	if !o.Memberlist {
-		return setupSpeakerWithoutMemberlist(mgr, o)
-	}
 	log := mgr.GetLogger().WithName("speaker")
-	addr := o.MemberlistAddress
-	if addr == "" {
-		ip, err := announcer.NodeAddress(ctx, mgr.GetAPIReader(), o.NodeName)
-		if err != nil {
-			return fmt.Errorf("finding this node's address for memberlist (or set --memberlist-address): %w", err)
+	// m and addr stay zero without memberlist.
+	var m *membership.Membership
+	var addr string
+	if o.Memberlist {
+		var err error
+		if m, addr, err = startMemberlist(ctx, mgr, o, secret); err != nil {
+			return err
 		}
-		addr = ip.String()
+	} else {
+		log.Info("memberlist is off (--memberlist=false): node readiness from the API alone decides which speakers are alive; " +
+			"a dead speaker on a Ready node keeps its addresses until the node turns NotReady")
 	}
-	var key []byte
-	if secret != "" {
-		// Any secret makes a 256-bit key, so the Secret may hold text.
-		sum := sha256.Sum256([]byte(secret))
-		key = sum[:]
-	}
-	m, err := membership.New(membership.Config{NodeName: o.NodeName, BindAddr: addr, BindPort: o.MemberlistPort, SecretKey: key, Logger: log})
-	if err != nil {
-		return err
+	shutdown := func() error {
+		if m == nil {
+			return nil
+		}
+		return m.Shutdown()
 	}
 	// One cache of Services, endpoints' nodes and ServiceL2Statuses for
 	// every reconciler of the speaker, as compact records (see
@@ -207,95 +206,105 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		err = mgr.AddReadyzCheck("service-cache", services.ReadyCheck)
 	}
 	if err != nil {
-		_ = m.Shutdown()
+		_ = shutdown()
 		return fmt.Errorf("setting up the service cache: %w", err)
 	}
 	answerCtx, stopAnswering := context.WithCancel(context.Background())
-	members := &announcer.MemberlistMembers{Membership: m, Log: log}
-	changes := make(chan event.GenericEvent, 1)
+	// BGP sessions close on stopping once layer 2 has handed over.
+	handedOver := make(chan struct{})
+	// Without memberlist, node readiness stands for the membership, and
+	// Node changes (readiness among them) are the only membership changes.
+	var members *announcer.MemberlistMembers
+	var changes chan event.GenericEvent
+	var alive announcer.Members = announcer.NodeReadiness{}
+	if m != nil {
+		members = &announcer.MemberlistMembers{Membership: m, Log: log}
+		changes = make(chan event.GenericEvent, 1)
+		alive = members
+	}
 	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
 	r := &announcer.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-		Members: members, Network: network, Services: services,
+		Members: alive, Network: network, Services: services,
 	}
 	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
 	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
 	if err == nil {
 		err = announcer.Setup(mgr, r, changes)
 	}
+	if err == nil {
+		// The BGP router ID defaults to the address memberlist uses (the
+		// node's InternalIP unless --memberlist-address says otherwise);
+		// without memberlist, the advertiser looks the InternalIP up.
+		routerID, _ := netip.ParseAddr(addr)
+		err = advertiser.Setup(ctx, mgr, advertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
+			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second})
+	}
 	if err != nil {
 		stopAnswering()
-		_ = m.Shutdown()
+		_ = shutdown()
 		return err
 	}
-	self, err := netip.ParseAddr(addr)
-	if err != nil {
-		stopAnswering()
-		_ = m.Shutdown()
-		return fmt.Errorf("--memberlist-address %q: %w", addr, err)
-	}
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		go members.Forward(ctx, changes)
-		if peers, err := announcer.Peers(ctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort); err != nil {
-			log.Error(err, "finding memberlist peers")
-		} else if _, err := m.Join(ctx, peers); err != nil && ctx.Err() == nil {
-			log.Error(err, "joining memberlist; retrying in the background", "peers", peers)
+		if m != nil {
+			go members.Forward(ctx, changes)
+			joinMemberlist(ctx, mgr, o, m, addr)
 		}
 		<-ctx.Done()
 		// Leave first, so that the others elect new announcers at once,
-		// and keep answering until they have announced.
-		if err := m.Leave(time.Second); err != nil {
-			log.Error(err, "leaving memberlist")
+		// and keep answering until they have announced. Without
+		// memberlist no other speaker learns that this one stops (its
+		// node stays Ready); keep answering for the hand-over anyway,
+		// which covers a node turning NotReady as it shuts down.
+		if m != nil {
+			if err := m.Leave(time.Second); err != nil {
+				log.Error(err, "leaving memberlist")
+			}
 		}
 		time.Sleep(o.HandOver)
 		stopAnswering()
-		return m.Shutdown()
+		close(handedOver)
+		return shutdown()
 	}))
 }
 
-// setupSpeakerWithoutMemberlist adds the layer-2 announcer electing from
-// node readiness alone (--memberlist=false).
-func setupSpeakerWithoutMemberlist(mgr manager.Manager, o SpeakerOptions) error {
+// startMemberlist starts this speaker's memberlist on its address (the
+// node's InternalIP unless --memberlist-address), which it returns too.
+func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) (*membership.Membership, string, error) {
+	addr := o.MemberlistAddress
+	if addr == "" {
+		ip, err := announcer.NodeAddress(ctx, mgr.GetAPIReader(), o.NodeName)
+		if err != nil {
+			return nil, "", fmt.Errorf("finding this node's address for memberlist (or set --memberlist-address): %w", err)
+		}
+		addr = ip.String()
+	}
+	if _, err := netip.ParseAddr(addr); err != nil {
+		return nil, "", fmt.Errorf("--memberlist-address %q: %w", addr, err)
+	}
+	var key []byte
+	if secret != "" {
+		// Any secret makes a 256-bit key, so the Secret may hold text.
+		sum := sha256.Sum256([]byte(secret))
+		key = sum[:]
+	}
+	m, err := membership.New(membership.Config{NodeName: o.NodeName, BindAddr: addr, BindPort: o.MemberlistPort, SecretKey: key,
+		Logger: mgr.GetLogger().WithName("speaker")})
+	if err != nil {
+		return nil, "", err
+	}
+	return m, addr, nil
+}
+
+// joinMemberlist joins the other nodes' speakers, listed from the API's
+// Nodes; memberlist retries in the background when none answers.
+func joinMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, m *membership.Membership, addr string) {
 	log := mgr.GetLogger().WithName("speaker")
-	log.Info("memberlist is off (--memberlist=false): node readiness from the API alone decides which speakers are alive; " +
-		"a dead speaker on a Ready node keeps its addresses until the node turns NotReady")
-	services, err := servicecache.New(mgr.GetConfig(), servicecache.Options{StatusNamespace: o.Namespace, Log: log.WithName("servicecache")})
-	if err == nil {
-		err = mgr.Add(services)
+	self, _ := netip.ParseAddr(addr) // checked by startMemberlist
+	if peers, err := announcer.Peers(ctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort); err != nil {
+		log.Error(err, "finding memberlist peers")
+	} else if _, err := m.Join(ctx, peers); err != nil && ctx.Err() == nil {
+		log.Error(err, "joining memberlist; retrying in the background", "peers", peers)
 	}
-	if err == nil {
-		err = mgr.AddReadyzCheck("service-cache", services.ReadyCheck)
-	}
-	if err != nil {
-		return fmt.Errorf("setting up the service cache: %w", err)
-	}
-	answerCtx, stopAnswering := context.WithCancel(context.Background())
-	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
-	r := &announcer.Reconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
-		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-		Members: announcer.NodeReadiness{}, Network: network, Services: services,
-	}
-	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
-	err = announcer.Observe(mgr, r, nil, network, ctrlmetrics.Registry)
-	if err == nil {
-		// Node changes (readiness among them) recompute the plan; there
-		// are no membership changes.
-		err = announcer.Setup(mgr, r, nil)
-	}
-	if err != nil {
-		stopAnswering()
-		return err
-	}
-	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		<-ctx.Done()
-		// No other speaker learns that this one stops: its node stays
-		// Ready. Keep answering for the hand-over anyway, which covers a
-		// node going NotReady as it shuts down, so that clients are not
-		// left without an answer before another node has announced.
-		time.Sleep(o.HandOver)
-		stopAnswering()
-		return nil
-	}))
 }

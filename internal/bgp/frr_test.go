@@ -227,6 +227,31 @@ func TestFRRLab(t *testing.T) {
 		}
 	})
 
+	t.Run("peer reset (BFD down): routes gone at once, back by themselves", func(t *testing.T) {
+		if err := sp.SetRoutes(ctx, map[string][]Route{"ebgp": {{Prefix: netip.MustParsePrefix("203.0.113.9/32")}}}); err != nil {
+			t.Fatal(err)
+		}
+		router.waitRoute(t, "ipv4", "203.0.113.9/32", 10*time.Second)
+		start := time.Now()
+		if err := sp.ResetPeer(ctx, "ebgp", "BFD declared the peer down"); err != nil {
+			t.Fatal(err)
+		}
+		router.waitGone(t, "ipv4", "203.0.113.9/32", 5*time.Second)
+		t.Logf("MEASURED reset: route gone from FRR %v after ResetPeer", time.Since(start).Round(time.Millisecond))
+		if ev := events.last("ebgp"); ev.Up || !ev.WasUp {
+			t.Errorf("last event of ebgp %+v: want the session's down", ev)
+		}
+		router.waitRoute(t, "ipv4", "203.0.113.9/32", 20*time.Second)
+		t.Logf("MEASURED reset: route back in FRR %v after ResetPeer (connect retry 2 s)", time.Since(start).Round(time.Millisecond))
+		if err := sp.ResetPeer(ctx, "no-such-peer", "x"); err != nil {
+			t.Errorf("resetting an unknown peer: %v", err)
+		}
+		if err := sp.SetRoutes(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitUp(t, sp, "ebgp", 15*time.Second)
+	})
+
 	t.Run("router crashes, then a session set up before the router starts", func(t *testing.T) {
 		router.stopBGPD(t)
 		deadline := time.Now().Add(15 * time.Second)

@@ -194,7 +194,7 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 			errs = append(errs, fmt.Errorf("peer %s is listed twice", p.Name))
 			continue
 		}
-		if err := s.checkPeer(p); err != nil {
+		if err := p.Check(); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", p.Name, err))
 			continue
 		}
@@ -242,7 +242,10 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 	return errors.Join(errs...)
 }
 
-func (s *Speaker) checkPeer(p Peer) error {
+// Check tells whether SetPeers can open a session with p; SetPeers
+// refuses such a peer, and callers may check first to tell which peer is
+// wrong.
+func (p Peer) Check() error {
 	switch {
 	case p.Name == "":
 		return errors.New("no name")
@@ -263,6 +266,28 @@ func (s *Speaker) takeSession() *session {
 		return sess
 	}
 	return newSession(s.opts)
+}
+
+// ResetPeer closes the session with the named peer at once (a Cease
+// notification, administrative reset, then the TCP connection closed, so
+// the peer drops every route of the session at once) and lets it
+// reconnect after its connect time, as usual. BFD uses it: a peer BFD
+// declares down loses its session now instead of at the hold time. The
+// session is not held down until BFD is up again: a router that runs BFD
+// only for established sessions (FRR's dynamic neighbours do) would never
+// bring BFD back up, and the session would never return. Naming a peer
+// not (yet) set is not an error.
+func (s *Speaker) ResetPeer(ctx context.Context, name, reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.sessions[name]
+	if sess == nil {
+		return nil
+	}
+	if err := sess.srv.ResetPeer(ctx, &apipb.ResetPeerRequest{Address: sess.peer.Address.String(), Communication: reason}); err != nil {
+		return fmt.Errorf("resetting the session with %s: %w", name, err)
+	}
+	return nil
 }
 
 // SetRoutes makes the routes sent to each peer those of desired (by peer
@@ -535,6 +560,9 @@ func apiPeer(p Peer) *apipb.Peer {
 			ConnectRetry:      secs(connect),
 			HoldTime:          secs(p.HoldTime),
 			KeepaliveInterval: secs(p.KeepaliveTime),
+			// After ResetPeer, reconnect as soon as after a failed
+			// attempt (GoBGP's own default waits 30 s).
+			IdleHoldTimeAfterReset: secs(connect),
 		}},
 		Transport: &apipb.Transport{RemotePort: port, PassiveMode: false},
 	}

@@ -43,7 +43,7 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 	toPlan := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{planKey}
 	})
-	changed := builder.WithPredicates(contentChanged())
+	changed := builder.WithPredicates(ContentChanged())
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("layer2-announcer").
 		Watches(&corev1.Node{}, toPlan, changed).
@@ -61,13 +61,13 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 	return nil
 }
 
-// contentChanged lets through every event but an update that changes
+// ContentChanged (used by the BGP advertiser too) lets through every event but an update that changes
 // nothing the cache holds besides the resource version: a Node's
 // heartbeat, once the cache has trimmed what the announcer does not read
 // (CacheTransforms).
 // The plan is computed from the cache alone, so such an update cannot
 // change it, and at 10,000 Services a plan costs real time.
-func contentChanged() predicate.Predicate {
+func ContentChanged() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		if e.ObjectOld == nil || e.ObjectNew == nil {
 			return true

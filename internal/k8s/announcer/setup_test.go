@@ -18,7 +18,7 @@ func TestContentChanged(t *testing.T) {
 	}
 	now := time.Now()
 	old := node("1", now, map[string]string{"zone": "a"}, corev1.ConditionTrue)
-	p := contentChanged()
+	p := ContentChanged()
 	for _, c := range []struct {
 		name string
 		new  *corev1.Node
