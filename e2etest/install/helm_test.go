@@ -459,6 +459,24 @@ func TestHelmValues(t *testing.T) {
 			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[barelb-memberlist]")
 		},
 	}, {
+		name: "memberlist off",
+		set:  []string{"--set", "memberlist.enabled=false"},
+		edit: func(t *testing.T, want objects) {
+			setContainer(t, want[controllerKey], func(c map[string]any) { appendArgs(c, "--memberlist-secret=") })
+			setContainer(t, want[speakerKey], func(c map[string]any) {
+				appendArgs(c, "--memberlist=false")
+				dropEnv(c, "BARELB_MEMBERLIST_KEY")
+				var ports []any
+				for _, p := range c["ports"].([]any) {
+					if !strings.HasPrefix(p.(map[string]any)["name"].(string), "memberlist-") {
+						ports = append(ports, p)
+					}
+				}
+				c["ports"] = ports
+			})
+			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[barelb-memberlist]")
+		},
+	}, {
 		name: "webhook off",
 		set:  []string{"--set", "webhook.enabled=false"},
 		edit: func(t *testing.T, want objects) { noWebhook(t, want) },

@@ -8,3 +8,8 @@ app.kubernetes.io/component: {{ . }}
 {{- define "barelb.image" -}}
 {{ .repository }}:{{ .tag }}
 {{- end }}
+
+{{/* The memberlist key Secret's name: none when memberlist is off or unencrypted. */}}
+{{- define "barelb.memberlistSecret" -}}
+{{- if .Values.memberlist.enabled }}{{ .Values.memberlist.secretName }}{{ end -}}
+{{- end }}
