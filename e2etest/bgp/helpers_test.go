@@ -1,13 +1,9 @@
 package bgp_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -638,49 +634,6 @@ func waitEvent(tb testing.TB, l *lab.Lab, peer, typ, reason string, since time.T
 	return msg
 }
 
-// speakerMetricsAddr is where the lab's speakers serve /metrics, on the
-// loopback of their node (see e2etest/lab/barelb.go).
-const speakerMetricsAddr = "127.0.0.1:7473"
-
-// scrapeSpeaker reads a node's speaker /metrics: series (name with
-// labels, as exposed) → value.
-func scrapeSpeaker(l *lab.Lab, node string) (map[string]float64, error) {
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return l.DialContext(ctx, node, network, addr)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://" + speakerMetricsAddr + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("scraping the speaker of %s: %w", node, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("scraping the speaker of %s: %s: %s", node, resp.Status, body)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
-}
-
 // peerMetric sums the series of a metric whose peer label is peer.
 func peerMetric(m map[string]float64, name, peer string) (float64, bool) {
 	var sum float64
@@ -700,7 +653,7 @@ func waitMetric(tb testing.TB, l *lab.Lab, node, name, peer string, ok func(floa
 	tb.Helper()
 	var v float64
 	eventually(tb, 60*time.Second, fmt.Sprintf("%s{peer=%q} on %s to be %s", name, peer, node, what), func() (bool, string) {
-		m, err := scrapeSpeaker(l, node)
+		m, err := l.SpeakerMetrics(node)
 		if err != nil {
 			return false, err.Error()
 		}
