@@ -2,11 +2,9 @@ package bgp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -48,29 +46,14 @@ func TestFRR(t *testing.T) {
 	for _, a := range []string{"198.51.100.2/24", "198.51.100.3/24"} {
 		link.Run("ip", "-n", link.Speaker, "addr", "add", a, "dev", link.SpeakerIf)
 	}
-	spec, _ := json.Marshal(labSpec{Router: link.Client})
-	args := []string{"netns", "exec", link.Speaker, os.Args[0], "-test.run", "^TestFRRLab$", "-test.v", "-test.count=1"}
-	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), labEnv+"="+string(spec))
-	out, err := cmd.CombinedOutput()
-	t.Logf("inside the speaker namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("the lab test failed: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestFRRLab") {
-		t.Fatal("the lab test did not run")
-	}
+	testenv.RerunInNetns(t, link.Speaker, "TestFRRLab", labEnv, labSpec{Router: link.Client})
 }
 
 // TestFRRLab runs inside the speaker namespace, started by TestFRR.
 func TestFRRLab(t *testing.T) {
-	raw := os.Getenv(labEnv)
-	if raw == "" {
-		t.Skip("run by TestFRR inside the speaker namespace")
-	}
 	var spec labSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		t.Fatal(err)
+	if !testenv.ReadRerunSpec(t, labEnv, &spec) {
+		t.Skip("run by TestFRR inside the speaker namespace")
 	}
 	ctx := context.Background()
 	router := startFRR(t, spec.Router)

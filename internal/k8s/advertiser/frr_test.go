@@ -2,7 +2,6 @@ package advertiser
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,29 +58,15 @@ func TestAdvertiserFRR(t *testing.T) {
 	for _, a := range []string{"198.51.100.2/24", "198.51.100.3/24"} {
 		link.Run("ip", "-n", link.Speaker, "addr", "add", a, "dev", link.SpeakerIf)
 	}
-	spec, _ := json.Marshal(labSpec{Router: link.Client, RouterIf: link.ClientIf})
-	cmd := exec.Command("ip", "netns", "exec", link.Speaker, os.Args[0], "-test.run", "^TestAdvertiserLab$", "-test.v", "-test.count=1", "-test.timeout=10m")
-	cmd.Env = append(os.Environ(), labEnv+"="+string(spec))
-	out, err := cmd.CombinedOutput()
-	t.Logf("inside the speaker namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("the lab test failed: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestAdvertiserLab") {
-		t.Fatal("the lab test did not run")
-	}
+	testenv.RerunInNetns(t, link.Speaker, "TestAdvertiserLab", labEnv, labSpec{Router: link.Client, RouterIf: link.ClientIf})
 }
 
 // TestAdvertiserLab runs inside the speaker namespace, started by
 // TestAdvertiserFRR.
 func TestAdvertiserLab(t *testing.T) {
-	raw := os.Getenv(labEnv)
-	if raw == "" {
-		t.Skip("run by TestAdvertiserFRR inside the speaker namespace")
-	}
 	var spec labSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		t.Fatal(err)
+	if !testenv.ReadRerunSpec(t, labEnv, &spec) {
+		t.Skip("run by TestAdvertiserFRR inside the speaker namespace")
 	}
 	router := startFRR(t, spec.Router, spec.RouterIf)
 	env := testenv.Start(t, testenv.Options{})
