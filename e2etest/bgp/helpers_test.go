@@ -14,7 +14,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -34,22 +33,6 @@ func needsLab(tb testing.TB) {
 	}
 	if os.Geteuid() != 0 {
 		tb.Fatal("the lab makes network namespaces and must run as root (CI does)")
-	}
-}
-
-// eventually polls cond every 50 ms until it holds or timeout passes.
-func eventually(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %v still waiting for %s: %s", timeout, what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -123,20 +106,6 @@ func runPod(tb testing.TB, l *lab.Lab, name, app, node string) {
 	create(tb, l, pod)
 }
 
-// deletePod deletes a pod and waits until it is gone.
-func deletePod(tb testing.TB, l *lab.Lab, name string) {
-	tb.Helper()
-	ctx := context.Background()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
-	if err := l.Client().Delete(ctx, pod); err != nil {
-		tb.Fatal(err)
-	}
-	eventually(tb, 30*time.Second, "pod "+name+" gone", func() (bool, string) {
-		err := l.Client().Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
-		return apierrors.IsNotFound(err), fmt.Sprint(err)
-	})
-}
-
 // lbService creates a dual-stack LoadBalancer Service selecting app=APP,
 // port 80 to the pods' 8080, with addresses from the named pool.
 func lbService(tb testing.TB, l *lab.Lab, name, app, fromPool string, policy corev1.ServiceExternalTrafficPolicy) *corev1.Service {
@@ -171,7 +140,7 @@ func deleteService(tb testing.TB, l *lab.Lab, name string) {
 // returns them, IPv4 first.
 func waitIngress(tb testing.TB, l *lab.Lab, name string) (v4, v6 netip.Addr) {
 	tb.Helper()
-	eventually(tb, 30*time.Second, "addresses of Service "+name, func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, "addresses of Service "+name, func() (bool, string) {
 		var svc corev1.Service
 		if err := l.Client().Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, &svc); err != nil {
 			return false, err.Error()
@@ -188,28 +157,6 @@ func waitIngress(tb testing.TB, l *lab.Lab, name string) (v4, v6 netip.Addr) {
 	})
 	tb.Logf("Service %s has %s and %s", name, v4, v6)
 	return v4, v6
-}
-
-// waitEndpoints waits until the Service's EndpointSlices list n ready
-// endpoints per family.
-func waitEndpoints(tb testing.TB, l *lab.Lab, svc string, n int) {
-	tb.Helper()
-	eventually(tb, 30*time.Second, "ready endpoints of "+svc, func() (bool, string) {
-		var slices discoveryv1.EndpointSliceList
-		if err := l.Client().List(context.Background(), &slices, client.InNamespace("default"),
-			client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {
-			return false, err.Error()
-		}
-		perFamily := map[discoveryv1.AddressType]int{}
-		for _, s := range slices.Items {
-			for _, e := range s.Endpoints {
-				if e.Conditions.Ready != nil && *e.Conditions.Ready {
-					perFamily[s.AddressType]++
-				}
-			}
-		}
-		return perFamily[discoveryv1.AddressTypeIPv4] == n && perFamily[discoveryv1.AddressTypeIPv6] == n, fmt.Sprint(perFamily)
-	})
 }
 
 // host prefix of an address: /32 or /128.
@@ -386,7 +333,7 @@ func waitKernelNodes(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []str
 	tb.Helper()
 	start := time.Now()
 	want := fmt.Sprint(nodes)
-	eventually(tb, timeout, fmt.Sprintf("the router's kernel route to %s via %s", prefix, want), func() (bool, string) {
+	lab.Eventually(tb, timeout, fmt.Sprintf("the router's kernel route to %s via %s", prefix, want), func() (bool, string) {
 		gws, err := kernelNextHops(l, prefix)
 		if err != nil {
 			return false, err.Error()
@@ -410,7 +357,7 @@ func waitPaths(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []string, t
 	tb.Helper()
 	var paths []bgpPath
 	want := fmt.Sprint(nodes)
-	eventually(tb, timeout, fmt.Sprintf("BGP paths to %s from %s on the router", prefix, want), func() (bool, string) {
+	lab.Eventually(tb, timeout, fmt.Sprintf("BGP paths to %s from %s on the router", prefix, want), func() (bool, string) {
 		var err error
 		paths, err = routerPaths(l, prefix)
 		if err != nil {
@@ -466,7 +413,7 @@ func routerSessions(l *lab.Lab, family string) (map[string]sessionState, error) 
 func waitSessions(tb testing.TB, l *lab.Lab, nodes []string, timeout time.Duration) {
 	tb.Helper()
 	want := fmt.Sprint(nodes)
-	eventually(tb, timeout, "established sessions with "+want, func() (bool, string) {
+	lab.Eventually(tb, timeout, "established sessions with "+want, func() (bool, string) {
 		s, err := routerSessions(l, "ipv4Unicast")
 		if err != nil {
 			return false, err.Error()
@@ -552,7 +499,7 @@ func routerGet(l *lab.Lab, from, url string, n int) map[string]int {
 func waitReached(tb testing.TB, l *lab.Lab, from, url string) string {
 	tb.Helper()
 	var answer string
-	eventually(tb, 30*time.Second, from+" reaching "+url, func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, from+" reaching "+url, func() (bool, string) {
 		var err error
 		answer, err = l.Get(from, url, time.Second)
 		if err != nil {
@@ -587,7 +534,7 @@ func waitStatuses(tb testing.TB, l *lab.Lab, svc string, nodes []string, peers .
 	for _, n := range nodes {
 		want[n] = peers
 	}
-	eventually(tb, 60*time.Second, fmt.Sprintf("ServiceBGPStatus of %s: %v", svc, want), func() (bool, string) {
+	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("ServiceBGPStatus of %s: %v", svc, want), func() (bool, string) {
 		got, err := bgpStatuses(l, svc)
 		if err != nil {
 			return false, err.Error()
@@ -605,7 +552,7 @@ func waitStatuses(tb testing.TB, l *lab.Lab, svc string, nodes []string, peers .
 func waitEvent(tb testing.TB, l *lab.Lab, peer, typ, reason string, since time.Time, match func(string) bool) string {
 	tb.Helper()
 	var msg string
-	eventually(tb, 90*time.Second, fmt.Sprintf("a %s Event %s on BGPPeer %s", typ, reason, peer), func() (bool, string) {
+	lab.Eventually(tb, 90*time.Second, fmt.Sprintf("a %s Event %s on BGPPeer %s", typ, reason, peer), func() (bool, string) {
 		var events corev1.EventList
 		if err := l.Client().List(context.Background(), &events, client.InNamespace(lab.BarelbNamespace)); err != nil {
 			return false, err.Error()
@@ -652,7 +599,7 @@ func peerMetric(m map[string]float64, name, peer string) (float64, bool) {
 func waitMetric(tb testing.TB, l *lab.Lab, node, name, peer string, ok func(float64) bool, what string) float64 {
 	tb.Helper()
 	var v float64
-	eventually(tb, 60*time.Second, fmt.Sprintf("%s{peer=%q} on %s to be %s", name, peer, node, what), func() (bool, string) {
+	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("%s{peer=%q} on %s to be %s", name, peer, node, what), func() (bool, string) {
 		m, err := l.SpeakerMetrics(node)
 		if err != nil {
 			return false, err.Error()

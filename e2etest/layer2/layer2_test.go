@@ -81,7 +81,7 @@ func testDualStack(t *testing.T, l *lab.Lab) {
 	if ips[0] != "198.51.100.200" || ips[1] != "2001:db8:100::200" {
 		t.Errorf("Service web got %v, want the pool's first addresses 198.51.100.200 and 2001:db8:100::200", ips)
 	}
-	waitEndpoints(t, l, "web", 2)
+	l.WaitEndpoints(t, "web", 2)
 	node := waitAnnouncer(t, l, "web", "")
 	t.Logf("ServiceL2Status: %s announces web (MAC %s)", node, nodeMAC(t, l, node))
 	for _, ip := range ips {
@@ -120,13 +120,13 @@ func testLocal(t *testing.T, l *lab.Lab) {
 	runPod(t, l, "local-0", "local", "node3")
 	lbService(t, l, "local", "local", corev1.ServiceExternalTrafficPolicyLocal)
 	ips := waitIngress(t, l, "local", 2)
-	waitEndpoints(t, l, "local", 1)
+	l.WaitEndpoints(t, "local", 1)
 	for _, move := range []struct{ pod, node string }{{"local-0", "node3"}, {"local-1", "node1"}} {
 		if move.pod != "local-0" {
 			start := time.Now()
-			deletePod(t, l, "local-0")
+			l.DeletePod(t, "local-0")
 			runPod(t, l, move.pod, "local", move.node)
-			waitEndpoints(t, l, "local", 1)
+			l.WaitEndpoints(t, "local", 1)
 			waitAnnouncer(t, l, "local", move.node)
 			t.Logf("announcement moved to %s %v after the pod's deletion", move.node, time.Since(start).Round(time.Millisecond))
 		}
@@ -163,7 +163,7 @@ func haService(tb testing.TB, l *lab.Lab) (ips []string, node string) {
 			n++
 		}
 	}
-	waitEndpoints(tb, l, "ha", n)
+	l.WaitEndpoints(tb, "ha", n)
 	for _, ip := range ips {
 		waitServed(tb, l, ip, node, 0)
 	}
@@ -269,7 +269,7 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 		fmt.Printf("broken take-over from %s: lab logs kept in %s\n", from, keep)
 		tb.Fatalf("the client's neighbour entries still name %s %v after the failure", from, time.Since(start).Round(time.Millisecond))
 	}
-	eventually(tb, 10*time.Second, "a new announcer of "+svc, func() (bool, string) {
+	lab.Eventually(tb, 10*time.Second, "a new announcer of "+svc, func() (bool, string) {
 		node, err := announcerOf(l, svc)
 		r.to = node
 		return err == nil && node != "" && node != from, fmt.Sprint(node, err)

@@ -54,7 +54,7 @@ func speakerSeries(m map[string]float64) string {
 func waitMetric(tb testing.TB, l *lab.Lab, node, series string, ok func(float64) bool, what string) float64 {
 	tb.Helper()
 	var v float64
-	eventually(tb, 60*time.Second, fmt.Sprintf("%s on %s to be %s", series, node, what), func() (bool, string) {
+	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("%s on %s to be %s", series, node, what), func() (bool, string) {
 		m := scrapeSpeaker(tb, l, node)
 		var found bool
 		v, found = m[series]
@@ -165,7 +165,7 @@ func labelNode(tb testing.TB, l *lab.Lab, node, key, value string) {
 func waitEventFor(tb testing.TB, l *lab.Lab, namespace, kind, name, typ, reason string) string {
 	tb.Helper()
 	var msg string
-	eventually(tb, 60*time.Second, fmt.Sprintf("a %s Event %s on %s %s", typ, reason, kind, name), func() (bool, string) {
+	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("a %s Event %s on %s %s", typ, reason, kind, name), func() (bool, string) {
 		var events corev1.EventList
 		if err := l.Client().List(context.Background(), &events, client.InNamespace(namespace)); err != nil {
 			return false, err.Error()
@@ -258,7 +258,7 @@ func onEveryNode(tb testing.TB, l *lab.Lab, cmd ...string) {
 // waitEndpoints4 waits until an IPv4-only Service has n ready endpoints.
 func waitEndpoints4(tb testing.TB, l *lab.Lab, svc string, n int) {
 	tb.Helper()
-	eventually(tb, 30*time.Second, "ready IPv4 endpoints of "+svc, func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, "ready IPv4 endpoints of "+svc, func() (bool, string) {
 		var slices discoveryv1.EndpointSliceList
 		if err := l.Client().List(context.Background(), &slices, client.InNamespace("default"),
 			client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {

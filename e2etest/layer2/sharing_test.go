@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/barelb/barelb/e2etest/lab"
 )
 
 // TestSharedAddress proves that two Services on different ports share one
@@ -37,7 +39,7 @@ func TestSharedAddress(t *testing.T) {
 	}
 	url := fmt.Sprintf("http://%s:8080/", vip)
 	beta8080 := map[string]int{}
-	eventually(t, 30*time.Second, url+" answered by beta-0", func() (bool, string) {
+	lab.Eventually(t, 30*time.Second, url+" answered by beta-0", func() (bool, string) {
 		answer, err := l.Get("client", url, 2*time.Second)
 		return err == nil && answer == "beta-0", fmt.Sprint(answer, err)
 	})
