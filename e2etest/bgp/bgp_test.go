@@ -100,7 +100,7 @@ func TestBGP(t *testing.T) {
 	// The Service of the first steps (see ecmp); testWithdrawOnDelete
 	// deletes it.
 	for _, n := range allNodes(l) {
-		runPod(t, l, "ecmp-"+n, "ecmp", n)
+		l.RunPod(t, "ecmp-"+n, "ecmp", n)
 	}
 	lbService(t, l, "ecmp", "ecmp", "routed", corev1.ServiceExternalTrafficPolicyLocal)
 	steps := []struct {
@@ -314,7 +314,7 @@ func testWithdrawOnDelete(t *testing.T, l *lab.Lab) {
 }
 
 func testLocalMove(t *testing.T, l *lab.Lab) {
-	runPod(t, l, "local-0", "local", "node2")
+	l.RunPod(t, "local-0", "local", "node2")
 	lbService(t, l, "local", "local", "routed", corev1.ServiceExternalTrafficPolicyLocal)
 	v4, v6 := waitIngress(t, l, "local")
 	l.WaitEndpoints(t, "local", 1)
@@ -322,7 +322,7 @@ func testLocalMove(t *testing.T, l *lab.Lab) {
 		start := time.Now()
 		if move.pod != "local-0" {
 			l.DeletePod(t, "local-0")
-			runPod(t, l, move.pod, "local", move.node)
+			l.RunPod(t, move.pod, "local", move.node)
 			l.WaitEndpoints(t, "local", 1)
 		}
 		for _, ip := range []netip.Addr{v4, v6} {
@@ -351,7 +351,7 @@ func testAggregation(t *testing.T, l *lab.Lab) {
 			Peers: []string{peerName},
 		}}
 	create(t, l, adv)
-	runPod(t, l, "agg-0", "agg", "node1")
+	l.RunPod(t, "agg-0", "agg", "node1")
 	lbService(t, l, "agg-a", "agg", "agg", corev1.ServiceExternalTrafficPolicyCluster)
 	lbService(t, l, "agg-b", "agg", "agg", corev1.ServiceExternalTrafficPolicyCluster)
 	a4, a6 := waitIngress(t, l, "agg-a")
@@ -470,8 +470,8 @@ func testMD5(t *testing.T, l *lab.Lab) {
 // backend. It returns its IPv4 address once every node routes it.
 func haService(tb testing.TB, l *lab.Lab, name string) netip.Addr {
 	tb.Helper()
-	runPod(tb, l, name+"-node1", name, "node1")
-	runPod(tb, l, name+"-node2", name, "node2")
+	l.RunPod(tb, name+"-node1", name, "node1")
+	l.RunPod(tb, name+"-node2", name, "node2")
 	lbService(tb, l, name, name, "routed", corev1.ServiceExternalTrafficPolicyCluster)
 	v4, _ := waitIngress(tb, l, name)
 	l.WaitEndpoints(tb, name, 2)
@@ -547,7 +547,7 @@ func killNode(tb testing.TB, l *lab.Lab, node string) (revive func(prefix netip.
 	}
 	return func(prefix netip.Prefix) {
 		restore()
-		restartSpeaker(tb, l, node)
+		l.RestartSpeaker(tb, node)
 		waitKernelNodes(tb, l, host(prefix.Addr()), allNodes(l), 60*time.Second)
 	}
 }
@@ -566,7 +566,7 @@ func testDeadNode(t *testing.T, l *lab.Lab) {
 	if !ok {
 		t.Fatalf("the router still routes %s via node3 %v after its speaker was killed", v4, took)
 	}
-	restartSpeaker(t, l, "node3")
+	l.RestartSpeaker(t, "node3")
 	waitKernelNodes(t, l, prefix, allNodes(l), 60*time.Second)
 
 	// node3 dies silently, without BFD: the hold time.

@@ -90,22 +90,6 @@ func onNode(node string) []barelbv1beta1.Selector {
 	return []barelbv1beta1.Selector{{MatchLabels: map[string]barelbv1beta1.LabelValue{corev1.LabelHostname: barelbv1beta1.LabelValue(node)}}}
 }
 
-// runPod starts a lab pod labelled app=APP on a node; it answers HTTP on
-// 8080 with its name.
-func runPod(tb testing.TB, l *lab.Lab, name, app, node string) {
-	tb.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
-			Labels: map[string]string{"app": app, lab.RunLabel: "true"}},
-		Spec: corev1.PodSpec{
-			NodeSelector: map[string]string{corev1.LabelHostname: node},
-			Containers: []corev1.Container{{Name: "web", Image: "lab/podserver",
-				Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
-		},
-	}
-	create(tb, l, pod)
-}
-
 // lbService creates a dual-stack LoadBalancer Service selecting app=APP,
 // port 80 to the pods' 8080, with addresses from the named pool.
 func lbService(tb testing.TB, l *lab.Lab, name, app, fromPool string, policy corev1.ServiceExternalTrafficPolicy) *corev1.Service {
@@ -648,18 +632,6 @@ func setLink(ns, port, state string) error {
 		return fmt.Errorf("ip -n %s link set %s %s: %w: %s", ns, port, state, err, out)
 	}
 	return nil
-}
-
-func restartSpeaker(tb testing.TB, l *lab.Lab, node string) {
-	tb.Helper()
-	if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := l.WaitReady(ctx, node, lab.ComponentSpeaker); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 func median(ds []time.Duration) time.Duration {

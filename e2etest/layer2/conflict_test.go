@@ -63,7 +63,7 @@ func TestAddressConflict(t *testing.T) {
 		}
 	}
 
-	runPod(t, l, "conflict-0", "conflict", "node1")
+	l.RunPod(t, "conflict-0", "conflict", "node1")
 	dual := corev1.IPFamilyPolicyPreferDualStack
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "conflict", Namespace: "default",

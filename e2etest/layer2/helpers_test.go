@@ -70,23 +70,6 @@ func applyFile(tb testing.TB, l *lab.Lab, rel string) {
 	}
 }
 
-// runPod starts a lab pod labelled app=APP on a node.
-func runPod(tb testing.TB, l *lab.Lab, name, app, node string) {
-	tb.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
-			Labels: map[string]string{"app": app, lab.RunLabel: "true"}},
-		Spec: corev1.PodSpec{
-			NodeSelector: map[string]string{corev1.LabelHostname: node},
-			Containers: []corev1.Container{{Name: "web", Image: "lab/podserver",
-				Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
-		},
-	}
-	if err := l.Client().Create(context.Background(), pod); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 // lbService creates a dual-stack LoadBalancer Service selecting app=APP.
 func lbService(tb testing.TB, l *lab.Lab, name, app string, policy corev1.ServiceExternalTrafficPolicy) {
 	tb.Helper()

@@ -23,7 +23,7 @@ import (
 // Event.
 func TestSelection(t *testing.T) {
 	l := startLab(t)
-	runPod(t, l, "sel-0", "sel", "node1")
+	l.RunPod(t, "sel-0", "sel", "node1")
 	createService(t, l, svcSpec{name: "sel", app: "sel", port: 80})
 	ips := waitIngress(t, l, "sel", 2)
 	l.WaitEndpoints(t, "sel", 1)

@@ -15,8 +15,8 @@ import (
 func TestSharedAddress(t *testing.T) {
 	l := startLab(t)
 	const vip = "198.51.100.230"
-	runPod(t, l, "alpha-0", "alpha", "node1")
-	runPod(t, l, "beta-0", "beta", "node2")
+	l.RunPod(t, "alpha-0", "alpha", "node1")
+	l.RunPod(t, "beta-0", "beta", "node2")
 	createService(t, l, svcSpec{name: "alpha", app: "alpha", port: 80, ip: vip, sharing: "shared-web", ipv4Only: true})
 	createService(t, l, svcSpec{name: "beta", app: "beta", port: 8080, ip: vip, sharing: "shared-web", ipv4Only: true})
 	for _, svc := range []string{"alpha", "beta"} {

@@ -65,3 +65,35 @@ func (l *Lab) DeletePod(tb testing.TB, name string) {
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
 }
+
+// RunPod starts a lab pod (lab/podserver: it answers HTTP on 8080 with its
+// name) labelled app=APP on a node, in namespace default.
+func (l *Lab) RunPod(tb testing.TB, name, app, node string) {
+	tb.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
+			Labels: map[string]string{"app": app, RunLabel: "true"}},
+		Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{corev1.LabelHostname: node},
+			Containers: []corev1.Container{{Name: "web", Image: "lab/podserver",
+				Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
+		},
+	}
+	if err := l.Client().Create(context.Background(), pod); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// RestartSpeaker restarts a node's speaker and waits (up to a minute) until
+// it is ready again.
+func (l *Lab) RestartSpeaker(tb testing.TB, node string) {
+	tb.Helper()
+	if err := l.Restart(node, ComponentSpeaker); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := l.WaitReady(ctx, node, ComponentSpeaker); err != nil {
+		tb.Fatal(err)
+	}
+}
