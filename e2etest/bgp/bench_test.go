@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -224,37 +223,9 @@ func unlimitedClientset(b *testing.B, cfg *rest.Config) *kubernetes.Clientset {
 // parallel runs f for 0..n-1 on 16 workers and fails on the first error
 // (e2etest/scale's way of creating 10,000 Services fast).
 func parallel(b *testing.B, n int, f func(i int) error) {
-	const workers = 16
-	var wg sync.WaitGroup
-	next := make(chan int)
-	errs := make(chan error, workers)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := f(i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		select {
-		case next <- i:
-		case err := <-errs:
-			close(next)
-			wg.Wait()
-			b.Fatal(err)
-		}
-	}
-	close(next)
-	wg.Wait()
-	select {
-	case err := <-errs:
+	b.Helper()
+	if err := lab.Parallel(n, 16, f); err != nil {
 		b.Fatal(err)
-	default:
 	}
 }
 

@@ -100,7 +100,7 @@ func TestBGP(t *testing.T) {
 	// The Service of the first steps (see ecmp); testWithdrawOnDelete
 	// deletes it.
 	for _, n := range allNodes(l) {
-		runPod(t, l, "ecmp-"+n, "ecmp", n)
+		l.RunPod(t, "ecmp-"+n, "ecmp", n)
 	}
 	lbService(t, l, "ecmp", "ecmp", "routed", corev1.ServiceExternalTrafficPolicyLocal)
 	steps := []struct {
@@ -132,7 +132,7 @@ var ecmp struct{ v4, v6 netip.Addr }
 func testECMP(t *testing.T, l *lab.Lab) {
 	since := time.Now()
 	ecmp.v4, ecmp.v6 = waitIngress(t, l, "ecmp")
-	waitEndpoints(t, l, "ecmp", 3)
+	l.WaitEndpoints(t, "ecmp", 3)
 	start := time.Now()
 	paths := waitPaths(t, l, host(ecmp.v4), allNodes(l), 60*time.Second)
 	t.Logf("the router learnt %s from every node %v after the endpoints were ready", ecmp.v4, time.Since(start).Round(time.Millisecond))
@@ -247,7 +247,7 @@ func testLocalPref(t *testing.T, l *lab.Lab) {
 	create(t, l, ibgp, adv)
 	node1 := nodeAddr(t, l, "node1", 6).String()
 	var ibgpPath bgpPath
-	eventually(t, 60*time.Second, "an iBGP path to "+ecmp.v6.String()+" from node1", func() (bool, string) {
+	lab.Eventually(t, 60*time.Second, "an iBGP path to "+ecmp.v6.String()+" from node1", func() (bool, string) {
 		paths, err := routerPaths(l, host(ecmp.v6))
 		if err != nil {
 			return false, err.Error()
@@ -288,7 +288,7 @@ func testLocalPref(t *testing.T, l *lab.Lab) {
 		}
 	}
 	waitKernelNodes(t, l, host(ecmp.v6), []string{"node1"}, 30*time.Second)
-	eventually(t, 60*time.Second, "node1's ServiceBGPStatus of ecmp naming both peers", func() (bool, string) {
+	lab.Eventually(t, 60*time.Second, "node1's ServiceBGPStatus of ecmp naming both peers", func() (bool, string) {
 		s, err := bgpStatuses(l, "ecmp")
 		if err != nil {
 			return false, err.Error()
@@ -314,16 +314,16 @@ func testWithdrawOnDelete(t *testing.T, l *lab.Lab) {
 }
 
 func testLocalMove(t *testing.T, l *lab.Lab) {
-	runPod(t, l, "local-0", "local", "node2")
+	l.RunPod(t, "local-0", "local", "node2")
 	lbService(t, l, "local", "local", "routed", corev1.ServiceExternalTrafficPolicyLocal)
 	v4, v6 := waitIngress(t, l, "local")
-	waitEndpoints(t, l, "local", 1)
+	l.WaitEndpoints(t, "local", 1)
 	for _, move := range []struct{ pod, node string }{{"local-0", "node2"}, {"local-1", "node3"}} {
 		start := time.Now()
 		if move.pod != "local-0" {
-			deletePod(t, l, "local-0")
-			runPod(t, l, move.pod, "local", move.node)
-			waitEndpoints(t, l, "local", 1)
+			l.DeletePod(t, "local-0")
+			l.RunPod(t, move.pod, "local", move.node)
+			l.WaitEndpoints(t, "local", 1)
 		}
 		for _, ip := range []netip.Addr{v4, v6} {
 			paths := waitPaths(t, l, host(ip), []string{move.node}, 60*time.Second)
@@ -351,12 +351,12 @@ func testAggregation(t *testing.T, l *lab.Lab) {
 			Peers: []string{peerName},
 		}}
 	create(t, l, adv)
-	runPod(t, l, "agg-0", "agg", "node1")
+	l.RunPod(t, "agg-0", "agg", "node1")
 	lbService(t, l, "agg-a", "agg", "agg", corev1.ServiceExternalTrafficPolicyCluster)
 	lbService(t, l, "agg-b", "agg", "agg", corev1.ServiceExternalTrafficPolicyCluster)
 	a4, a6 := waitIngress(t, l, "agg-a")
 	b4, b6 := waitIngress(t, l, "agg-b")
-	waitEndpoints(t, l, "agg-a", 1)
+	l.WaitEndpoints(t, "agg-a", 1)
 	aggregates := []netip.Prefix{netip.MustParsePrefix(aggV4), netip.MustParsePrefix(aggV6)}
 	for _, p := range aggregates {
 		paths := waitPaths(t, l, p, allNodes(l), 60*time.Second)
@@ -470,11 +470,11 @@ func testMD5(t *testing.T, l *lab.Lab) {
 // backend. It returns its IPv4 address once every node routes it.
 func haService(tb testing.TB, l *lab.Lab, name string) netip.Addr {
 	tb.Helper()
-	runPod(tb, l, name+"-node1", name, "node1")
-	runPod(tb, l, name+"-node2", name, "node2")
+	l.RunPod(tb, name+"-node1", name, "node1")
+	l.RunPod(tb, name+"-node2", name, "node2")
 	lbService(tb, l, name, name, "routed", corev1.ServiceExternalTrafficPolicyCluster)
 	v4, _ := waitIngress(tb, l, name)
-	waitEndpoints(tb, l, name, 2)
+	l.WaitEndpoints(tb, name, 2)
 	waitKernelNodes(tb, l, host(v4), allNodes(l), 60*time.Second)
 	return v4
 }
@@ -503,7 +503,7 @@ func enableBFD(tb testing.TB, l *lab.Lab) {
 // and the speakers say so.
 func waitBFD(tb testing.TB, l *lab.Lab) {
 	tb.Helper()
-	eventually(tb, 60*time.Second, "the router's BFD sessions with every node up", func() (bool, string) {
+	lab.Eventually(tb, 60*time.Second, "the router's BFD sessions with every node up", func() (bool, string) {
 		peers, err := bfdPeers(l)
 		if err != nil {
 			return false, err.Error()
@@ -547,7 +547,7 @@ func killNode(tb testing.TB, l *lab.Lab, node string) (revive func(prefix netip.
 	}
 	return func(prefix netip.Prefix) {
 		restore()
-		restartSpeaker(tb, l, node)
+		l.RestartSpeaker(tb, node)
 		waitKernelNodes(tb, l, host(prefix.Addr()), allNodes(l), 60*time.Second)
 	}
 }
@@ -566,7 +566,7 @@ func testDeadNode(t *testing.T, l *lab.Lab) {
 	if !ok {
 		t.Fatalf("the router still routes %s via node3 %v after its speaker was killed", v4, took)
 	}
-	restartSpeaker(t, l, "node3")
+	l.RestartSpeaker(t, "node3")
 	waitKernelNodes(t, l, prefix, allNodes(l), 60*time.Second)
 
 	// node3 dies silently, without BFD: the hold time.

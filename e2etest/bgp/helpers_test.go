@@ -1,13 +1,9 @@
 package bgp_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,7 +14,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -38,22 +33,6 @@ func needsLab(tb testing.TB) {
 	}
 	if os.Geteuid() != 0 {
 		tb.Fatal("the lab makes network namespaces and must run as root (CI does)")
-	}
-}
-
-// eventually polls cond every 50 ms until it holds or timeout passes.
-func eventually(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %v still waiting for %s: %s", timeout, what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -111,36 +90,6 @@ func onNode(node string) []barelbv1beta1.Selector {
 	return []barelbv1beta1.Selector{{MatchLabels: map[string]barelbv1beta1.LabelValue{corev1.LabelHostname: barelbv1beta1.LabelValue(node)}}}
 }
 
-// runPod starts a lab pod labelled app=APP on a node; it answers HTTP on
-// 8080 with its name.
-func runPod(tb testing.TB, l *lab.Lab, name, app, node string) {
-	tb.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
-			Labels: map[string]string{"app": app, lab.RunLabel: "true"}},
-		Spec: corev1.PodSpec{
-			NodeSelector: map[string]string{corev1.LabelHostname: node},
-			Containers: []corev1.Container{{Name: "web", Image: "lab/podserver",
-				Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
-		},
-	}
-	create(tb, l, pod)
-}
-
-// deletePod deletes a pod and waits until it is gone.
-func deletePod(tb testing.TB, l *lab.Lab, name string) {
-	tb.Helper()
-	ctx := context.Background()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
-	if err := l.Client().Delete(ctx, pod); err != nil {
-		tb.Fatal(err)
-	}
-	eventually(tb, 30*time.Second, "pod "+name+" gone", func() (bool, string) {
-		err := l.Client().Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
-		return apierrors.IsNotFound(err), fmt.Sprint(err)
-	})
-}
-
 // lbService creates a dual-stack LoadBalancer Service selecting app=APP,
 // port 80 to the pods' 8080, with addresses from the named pool.
 func lbService(tb testing.TB, l *lab.Lab, name, app, fromPool string, policy corev1.ServiceExternalTrafficPolicy) *corev1.Service {
@@ -175,7 +124,7 @@ func deleteService(tb testing.TB, l *lab.Lab, name string) {
 // returns them, IPv4 first.
 func waitIngress(tb testing.TB, l *lab.Lab, name string) (v4, v6 netip.Addr) {
 	tb.Helper()
-	eventually(tb, 30*time.Second, "addresses of Service "+name, func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, "addresses of Service "+name, func() (bool, string) {
 		var svc corev1.Service
 		if err := l.Client().Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, &svc); err != nil {
 			return false, err.Error()
@@ -192,28 +141,6 @@ func waitIngress(tb testing.TB, l *lab.Lab, name string) (v4, v6 netip.Addr) {
 	})
 	tb.Logf("Service %s has %s and %s", name, v4, v6)
 	return v4, v6
-}
-
-// waitEndpoints waits until the Service's EndpointSlices list n ready
-// endpoints per family.
-func waitEndpoints(tb testing.TB, l *lab.Lab, svc string, n int) {
-	tb.Helper()
-	eventually(tb, 30*time.Second, "ready endpoints of "+svc, func() (bool, string) {
-		var slices discoveryv1.EndpointSliceList
-		if err := l.Client().List(context.Background(), &slices, client.InNamespace("default"),
-			client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {
-			return false, err.Error()
-		}
-		perFamily := map[discoveryv1.AddressType]int{}
-		for _, s := range slices.Items {
-			for _, e := range s.Endpoints {
-				if e.Conditions.Ready != nil && *e.Conditions.Ready {
-					perFamily[s.AddressType]++
-				}
-			}
-		}
-		return perFamily[discoveryv1.AddressTypeIPv4] == n && perFamily[discoveryv1.AddressTypeIPv6] == n, fmt.Sprint(perFamily)
-	})
 }
 
 // host prefix of an address: /32 or /128.
@@ -390,7 +317,7 @@ func waitKernelNodes(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []str
 	tb.Helper()
 	start := time.Now()
 	want := fmt.Sprint(nodes)
-	eventually(tb, timeout, fmt.Sprintf("the router's kernel route to %s via %s", prefix, want), func() (bool, string) {
+	lab.Eventually(tb, timeout, fmt.Sprintf("the router's kernel route to %s via %s", prefix, want), func() (bool, string) {
 		gws, err := kernelNextHops(l, prefix)
 		if err != nil {
 			return false, err.Error()
@@ -414,7 +341,7 @@ func waitPaths(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []string, t
 	tb.Helper()
 	var paths []bgpPath
 	want := fmt.Sprint(nodes)
-	eventually(tb, timeout, fmt.Sprintf("BGP paths to %s from %s on the router", prefix, want), func() (bool, string) {
+	lab.Eventually(tb, timeout, fmt.Sprintf("BGP paths to %s from %s on the router", prefix, want), func() (bool, string) {
 		var err error
 		paths, err = routerPaths(l, prefix)
 		if err != nil {
@@ -470,7 +397,7 @@ func routerSessions(l *lab.Lab, family string) (map[string]sessionState, error) 
 func waitSessions(tb testing.TB, l *lab.Lab, nodes []string, timeout time.Duration) {
 	tb.Helper()
 	want := fmt.Sprint(nodes)
-	eventually(tb, timeout, "established sessions with "+want, func() (bool, string) {
+	lab.Eventually(tb, timeout, "established sessions with "+want, func() (bool, string) {
 		s, err := routerSessions(l, "ipv4Unicast")
 		if err != nil {
 			return false, err.Error()
@@ -556,7 +483,7 @@ func routerGet(l *lab.Lab, from, url string, n int) map[string]int {
 func waitReached(tb testing.TB, l *lab.Lab, from, url string) string {
 	tb.Helper()
 	var answer string
-	eventually(tb, 30*time.Second, from+" reaching "+url, func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, from+" reaching "+url, func() (bool, string) {
 		var err error
 		answer, err = l.Get(from, url, time.Second)
 		if err != nil {
@@ -591,7 +518,7 @@ func waitStatuses(tb testing.TB, l *lab.Lab, svc string, nodes []string, peers .
 	for _, n := range nodes {
 		want[n] = peers
 	}
-	eventually(tb, 60*time.Second, fmt.Sprintf("ServiceBGPStatus of %s: %v", svc, want), func() (bool, string) {
+	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("ServiceBGPStatus of %s: %v", svc, want), func() (bool, string) {
 		got, err := bgpStatuses(l, svc)
 		if err != nil {
 			return false, err.Error()
@@ -609,7 +536,7 @@ func waitStatuses(tb testing.TB, l *lab.Lab, svc string, nodes []string, peers .
 func waitEvent(tb testing.TB, l *lab.Lab, peer, typ, reason string, since time.Time, match func(string) bool) string {
 	tb.Helper()
 	var msg string
-	eventually(tb, 90*time.Second, fmt.Sprintf("a %s Event %s on BGPPeer %s", typ, reason, peer), func() (bool, string) {
+	lab.Eventually(tb, 90*time.Second, fmt.Sprintf("a %s Event %s on BGPPeer %s", typ, reason, peer), func() (bool, string) {
 		var events corev1.EventList
 		if err := l.Client().List(context.Background(), &events, client.InNamespace(lab.BarelbNamespace)); err != nil {
 			return false, err.Error()
@@ -638,49 +565,6 @@ func waitEvent(tb testing.TB, l *lab.Lab, peer, typ, reason string, since time.T
 	return msg
 }
 
-// speakerMetricsAddr is where the lab's speakers serve /metrics, on the
-// loopback of their node (see e2etest/lab/barelb.go).
-const speakerMetricsAddr = "127.0.0.1:7473"
-
-// scrapeSpeaker reads a node's speaker /metrics: series (name with
-// labels, as exposed) → value.
-func scrapeSpeaker(l *lab.Lab, node string) (map[string]float64, error) {
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return l.DialContext(ctx, node, network, addr)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://" + speakerMetricsAddr + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("scraping the speaker of %s: %w", node, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("scraping the speaker of %s: %s: %s", node, resp.Status, body)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
-}
-
 // peerMetric sums the series of a metric whose peer label is peer.
 func peerMetric(m map[string]float64, name, peer string) (float64, bool) {
 	var sum float64
@@ -699,8 +583,8 @@ func peerMetric(m map[string]float64, name, peer string) (float64, bool) {
 func waitMetric(tb testing.TB, l *lab.Lab, node, name, peer string, ok func(float64) bool, what string) float64 {
 	tb.Helper()
 	var v float64
-	eventually(tb, 60*time.Second, fmt.Sprintf("%s{peer=%q} on %s to be %s", name, peer, node, what), func() (bool, string) {
-		m, err := scrapeSpeaker(l, node)
+	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("%s{peer=%q} on %s to be %s", name, peer, node, what), func() (bool, string) {
+		m, err := l.SpeakerMetrics(node)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -748,18 +632,6 @@ func setLink(ns, port, state string) error {
 		return fmt.Errorf("ip -n %s link set %s %s: %w: %s", ns, port, state, err, out)
 	}
 	return nil
-}
-
-func restartSpeaker(tb testing.TB, l *lab.Lab, node string) {
-	tb.Helper()
-	if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := l.WaitReady(ctx, node, lab.ComponentSpeaker); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 func median(ds []time.Duration) time.Duration {

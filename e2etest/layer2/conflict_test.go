@@ -63,7 +63,7 @@ func TestAddressConflict(t *testing.T) {
 		}
 	}
 
-	runPod(t, l, "conflict-0", "conflict", "node1")
+	l.RunPod(t, "conflict-0", "conflict", "node1")
 	dual := corev1.IPFamilyPolicyPreferDualStack
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "conflict", Namespace: "default",
@@ -83,9 +83,9 @@ func TestAddressConflict(t *testing.T) {
 	if ips[0] != v4 || ips[1] != v6 {
 		t.Fatalf("Service conflict got %v, want the requested %s and %s", ips, v4, v6)
 	}
-	waitEndpoints(t, l, "conflict", 1)
+	l.WaitEndpoints(t, "conflict", 1)
 
-	eventually(t, 30*time.Second, "an AddressConflict Event for each address", func() (bool, string) {
+	lab.Eventually(t, 30*time.Second, "an AddressConflict Event for each address", func() (bool, string) {
 		events := serviceEvents(l, "conflict", announcer.ReasonAddressConflict)
 		n := 0
 		for _, ip := range []string{v4, v6} {
@@ -145,7 +145,7 @@ func TestAddressConflict(t *testing.T) {
 	}
 	freed := time.Now()
 	var node string
-	eventually(t, 90*time.Second, "a ServiceL2Status for the freed addresses", func() (bool, string) {
+	lab.Eventually(t, 90*time.Second, "a ServiceL2Status for the freed addresses", func() (bool, string) {
 		var err error
 		node, err = announcerOf(l, "conflict")
 		return node != "" && err == nil, fmt.Sprintf("node %q, %v", node, err)

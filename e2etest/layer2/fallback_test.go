@@ -46,7 +46,7 @@ func TestMembershipFallback(t *testing.T) {
 			waitMetric(t, l, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 1 }, "1 (itself)")
 			waitMetric(t, l, n.Name, "barelb_speaker_memberlist_enabled", func(v float64) bool { return v == 1 }, "1")
 		}
-		runPod(t, l, "fb-0", "fb", "node1")
+		l.RunPod(t, "fb-0", "fb", "node1")
 		createService(t, l, svcSpec{name: "fb", app: "fb", port: 80, ipv4Only: true})
 		ip := waitIngress(t, l, "fb", 1)[0]
 		waitEndpoints4(t, l, "fb", 1)

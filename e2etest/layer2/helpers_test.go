@@ -17,8 +17,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -72,37 +70,6 @@ func applyFile(tb testing.TB, l *lab.Lab, rel string) {
 	}
 }
 
-// runPod starts a lab pod labelled app=APP on a node.
-func runPod(tb testing.TB, l *lab.Lab, name, app, node string) {
-	tb.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
-			Labels: map[string]string{"app": app, lab.RunLabel: "true"}},
-		Spec: corev1.PodSpec{
-			NodeSelector: map[string]string{corev1.LabelHostname: node},
-			Containers: []corev1.Container{{Name: "web", Image: "lab/podserver",
-				Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
-		},
-	}
-	if err := l.Client().Create(context.Background(), pod); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// deletePod deletes a pod and waits until it is gone.
-func deletePod(tb testing.TB, l *lab.Lab, name string) {
-	tb.Helper()
-	ctx := context.Background()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
-	if err := l.Client().Delete(ctx, pod); err != nil {
-		tb.Fatal(err)
-	}
-	eventually(tb, 30*time.Second, "pod "+name+" gone", func() (bool, string) {
-		err := l.Client().Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
-		return apierrors.IsNotFound(err), fmt.Sprint(err)
-	})
-}
-
 // lbService creates a dual-stack LoadBalancer Service selecting app=APP.
 func lbService(tb testing.TB, l *lab.Lab, name, app string, policy corev1.ServiceExternalTrafficPolicy) {
 	tb.Helper()
@@ -129,7 +96,7 @@ func waitIngress(tb testing.TB, l *lab.Lab, name string, n int) []string {
 	tb.Helper()
 	var ips []string
 	start := time.Now()
-	eventually(tb, 30*time.Second, "addresses of Service "+name, func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, "addresses of Service "+name, func() (bool, string) {
 		var svc corev1.Service
 		if err := l.Client().Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, &svc); err != nil {
 			return false, err.Error()
@@ -143,28 +110,6 @@ func waitIngress(tb testing.TB, l *lab.Lab, name string, n int) []string {
 	})
 	tb.Logf("Service %s got %v after %v", name, ips, time.Since(start).Round(time.Millisecond))
 	return ips
-}
-
-// waitEndpoints waits until the Service's EndpointSlices list exactly
-// these pods' nodes as ready endpoints (n endpoints per family).
-func waitEndpoints(tb testing.TB, l *lab.Lab, svc string, n int) {
-	tb.Helper()
-	eventually(tb, 30*time.Second, "ready endpoints of "+svc, func() (bool, string) {
-		var slices discoveryv1.EndpointSliceList
-		if err := l.Client().List(context.Background(), &slices, client.InNamespace("default"),
-			client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {
-			return false, err.Error()
-		}
-		perFamily := map[discoveryv1.AddressType]int{}
-		for _, s := range slices.Items {
-			for _, e := range s.Endpoints {
-				if e.Conditions.Ready != nil && *e.Conditions.Ready {
-					perFamily[s.AddressType]++
-				}
-			}
-		}
-		return perFamily[discoveryv1.AddressTypeIPv4] == n && perFamily[discoveryv1.AddressTypeIPv6] == n, fmt.Sprint(perFamily)
-	})
 }
 
 // announcer returns the node a Service's ServiceL2Status names ("" when
@@ -193,7 +138,7 @@ func announcerOf(l *lab.Lab, svc string) (string, error) {
 func waitAnnouncer(tb testing.TB, l *lab.Lab, svc, want string) string {
 	tb.Helper()
 	var node string
-	eventually(tb, 30*time.Second, "ServiceL2Status of "+svc+" naming "+orAny(want), func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, "ServiceL2Status of "+svc+" naming "+orAny(want), func() (bool, string) {
 		var err error
 		node, err = announcerOf(l, svc)
 		if err != nil {
@@ -265,7 +210,7 @@ func ipIn(ns string, args ...string) (string, error) {
 func waitServed(tb testing.TB, l *lab.Lab, ip, node string, n int) map[string]int {
 	tb.Helper()
 	want := nodeMAC(tb, l, node)
-	eventually(tb, 30*time.Second, fmt.Sprintf("the client reaching %s through %s (%s)", ip, node, want), func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, fmt.Sprintf("the client reaching %s through %s (%s)", ip, node, want), func() (bool, string) {
 		answer, err := l.Get("client", lab.URL(ip), time.Second)
 		if err != nil {
 			return false, err.Error()
@@ -282,22 +227,6 @@ func waitServed(tb testing.TB, l *lab.Lab, ip, node string, n int) map[string]in
 		seen[answer]++
 	}
 	return seen
-}
-
-// eventually polls cond every 50 ms until it holds or timeout passes.
-func eventually(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %v still waiting for %s: %s", timeout, what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // prober requests a URL from the client every interval, one new

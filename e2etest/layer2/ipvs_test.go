@@ -27,8 +27,8 @@ func TestIPVSLikeNodes(t *testing.T) {
 	onEveryNode(t, l, strict...)
 	onEveryNode(t, l, "ip", "addr", "add", vipText+"/32", "dev", "lo")
 
-	runPod(t, l, "ipvs-0", "ipvs", "node1")
-	runPod(t, l, "ipvs-1", "ipvs", "node2")
+	l.RunPod(t, "ipvs-0", "ipvs", "node1")
+	l.RunPod(t, "ipvs-1", "ipvs", "node2")
 	createService(t, l, svcSpec{name: "ipvs", app: "ipvs", port: 80, ip: vipText, ipv4Only: true})
 	if ips := waitIngress(t, l, "ipvs", 1); ips[0] != vipText {
 		t.Fatalf("Service ipvs got %v, want %s", ips, vipText)

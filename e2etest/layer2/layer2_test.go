@@ -16,7 +16,6 @@
 package layer2_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -74,14 +73,14 @@ func TestLayer2(t *testing.T) {
 }
 
 func testDualStack(t *testing.T, l *lab.Lab) {
-	runPod(t, l, "web-0", "web", "node1")
-	runPod(t, l, "web-1", "web", "node2")
+	l.RunPod(t, "web-0", "web", "node1")
+	l.RunPod(t, "web-1", "web", "node2")
 	lbService(t, l, "web", "web", corev1.ServiceExternalTrafficPolicyCluster)
 	ips := waitIngress(t, l, "web", 2)
 	if ips[0] != "198.51.100.200" || ips[1] != "2001:db8:100::200" {
 		t.Errorf("Service web got %v, want the pool's first addresses 198.51.100.200 and 2001:db8:100::200", ips)
 	}
-	waitEndpoints(t, l, "web", 2)
+	l.WaitEndpoints(t, "web", 2)
 	node := waitAnnouncer(t, l, "web", "")
 	t.Logf("ServiceL2Status: %s announces web (MAC %s)", node, nodeMAC(t, l, node))
 	for _, ip := range ips {
@@ -117,16 +116,16 @@ func testDualStack(t *testing.T, l *lab.Lab) {
 }
 
 func testLocal(t *testing.T, l *lab.Lab) {
-	runPod(t, l, "local-0", "local", "node3")
+	l.RunPod(t, "local-0", "local", "node3")
 	lbService(t, l, "local", "local", corev1.ServiceExternalTrafficPolicyLocal)
 	ips := waitIngress(t, l, "local", 2)
-	waitEndpoints(t, l, "local", 1)
+	l.WaitEndpoints(t, "local", 1)
 	for _, move := range []struct{ pod, node string }{{"local-0", "node3"}, {"local-1", "node1"}} {
 		if move.pod != "local-0" {
 			start := time.Now()
-			deletePod(t, l, "local-0")
-			runPod(t, l, move.pod, "local", move.node)
-			waitEndpoints(t, l, "local", 1)
+			l.DeletePod(t, "local-0")
+			l.RunPod(t, move.pod, "local", move.node)
+			l.WaitEndpoints(t, "local", 1)
 			waitAnnouncer(t, l, "local", move.node)
 			t.Logf("announcement moved to %s %v after the pod's deletion", move.node, time.Since(start).Round(time.Millisecond))
 		}
@@ -159,11 +158,11 @@ func haService(tb testing.TB, l *lab.Lab) (ips []string, node string) {
 	n := 0
 	for _, h := range l.Nodes() {
 		if h.Name != node {
-			runPod(tb, l, "ha-"+h.Name, "ha", h.Name)
+			l.RunPod(tb, "ha-"+h.Name, "ha", h.Name)
 			n++
 		}
 	}
-	waitEndpoints(tb, l, "ha", n)
+	l.WaitEndpoints(tb, "ha", n)
 	for _, ip := range ips {
 		waitServed(tb, l, ip, node, 0)
 	}
@@ -269,7 +268,7 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 		fmt.Printf("broken take-over from %s: lab logs kept in %s\n", from, keep)
 		tb.Fatalf("the client's neighbour entries still name %s %v after the failure", from, time.Since(start).Round(time.Millisecond))
 	}
-	eventually(tb, 10*time.Second, "a new announcer of "+svc, func() (bool, string) {
+	lab.Eventually(tb, 10*time.Second, "a new announcer of "+svc, func() (bool, string) {
 		node, err := announcerOf(l, svc)
 		r.to = node
 		return err == nil && node != "" && node != from, fmt.Sprint(node, err)
@@ -292,21 +291,9 @@ func killFailover(tb testing.TB, l *lab.Lab, ips []string, from string) takeOver
 			tb.Fatal(err)
 		}
 	})
-	restartSpeaker(tb, l, from)
+	l.RestartSpeaker(tb, from)
 	settle(tb, l, ips, from)
 	return r
-}
-
-func restartSpeaker(tb testing.TB, l *lab.Lab, node string) {
-	tb.Helper()
-	if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := l.WaitReady(ctx, node, lab.ComponentSpeaker); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 // settle waits until node announces the addresses again (the election is
@@ -429,7 +416,7 @@ func testRollingRestart(t *testing.T, l *lab.Lab) {
 			t.Fatal(err)
 		}
 		stopped := time.Since(s)
-		restartSpeaker(t, l, n.Name)
+		l.RestartSpeaker(t, n.Name)
 		t.Logf("%s: speaker stopped in %v, ready again %v later (announcer of ha before: %s)",
 			n.Name, stopped.Round(time.Millisecond), (time.Since(s) - stopped).Round(time.Millisecond), before)
 		time.Sleep(2 * time.Second)

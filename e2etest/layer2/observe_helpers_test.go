@@ -1,18 +1,14 @@
 package layer2_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,50 +26,15 @@ import (
 	"github.com/barelb/barelb/internal/testenv"
 )
 
-// speakerMetricsAddr is where the lab's speakers serve /metrics, on the
-// loopback of their node (see e2etest/lab/barelb.go).
-const speakerMetricsAddr = "127.0.0.1:7473"
-
 // scrapeSpeaker reads a node's speaker /metrics: series (name with
 // labels, as exposed) → value.
 func scrapeSpeaker(tb testing.TB, l *lab.Lab, node string) map[string]float64 {
 	tb.Helper()
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return l.DialContext(ctx, node, network, addr)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://" + speakerMetricsAddr + "/metrics")
+	m, err := l.SpeakerMetrics(node)
 	if err != nil {
-		tb.Fatalf("scraping the speaker of %s: %v", node, err)
+		tb.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
-		tb.Fatalf("scraping the speaker of %s: %s: %s", node, resp.Status, body)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatalf("reading the metrics of %s: %v", node, err)
-	}
-	return out
+	return m
 }
 
 // speakerSeries returns the barelb_speaker_ series of a scrape, sorted, for
@@ -93,7 +54,7 @@ func speakerSeries(m map[string]float64) string {
 func waitMetric(tb testing.TB, l *lab.Lab, node, series string, ok func(float64) bool, what string) float64 {
 	tb.Helper()
 	var v float64
-	eventually(tb, 60*time.Second, fmt.Sprintf("%s on %s to be %s", series, node, what), func() (bool, string) {
+	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("%s on %s to be %s", series, node, what), func() (bool, string) {
 		m := scrapeSpeaker(tb, l, node)
 		var found bool
 		v, found = m[series]
@@ -204,7 +165,7 @@ func labelNode(tb testing.TB, l *lab.Lab, node, key, value string) {
 func waitEventFor(tb testing.TB, l *lab.Lab, namespace, kind, name, typ, reason string) string {
 	tb.Helper()
 	var msg string
-	eventually(tb, 60*time.Second, fmt.Sprintf("a %s Event %s on %s %s", typ, reason, kind, name), func() (bool, string) {
+	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("a %s Event %s on %s %s", typ, reason, kind, name), func() (bool, string) {
 		var events corev1.EventList
 		if err := l.Client().List(context.Background(), &events, client.InNamespace(namespace)); err != nil {
 			return false, err.Error()
@@ -297,7 +258,7 @@ func onEveryNode(tb testing.TB, l *lab.Lab, cmd ...string) {
 // waitEndpoints4 waits until an IPv4-only Service has n ready endpoints.
 func waitEndpoints4(tb testing.TB, l *lab.Lab, svc string, n int) {
 	tb.Helper()
-	eventually(tb, 30*time.Second, "ready IPv4 endpoints of "+svc, func() (bool, string) {
+	lab.Eventually(tb, 30*time.Second, "ready IPv4 endpoints of "+svc, func() (bool, string) {
 		var slices discoveryv1.EndpointSliceList
 		if err := l.Client().List(context.Background(), &slices, client.InNamespace("default"),
 			client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {

@@ -23,17 +23,17 @@ import (
 // Event.
 func TestSelection(t *testing.T) {
 	l := startLab(t)
-	runPod(t, l, "sel-0", "sel", "node1")
+	l.RunPod(t, "sel-0", "sel", "node1")
 	createService(t, l, svcSpec{name: "sel", app: "sel", port: 80})
 	ips := waitIngress(t, l, "sel", 2)
-	waitEndpoints(t, l, "sel", 1)
+	l.WaitEndpoints(t, "sel", 1)
 	lanIf := l.Nodes()[0].Interface(lab.SegmentLAN)
 	otherIf := l.Nodes()[0].Interface(lab.SegmentRouter)
 
 	var first string
 	t.Run("the default rule answers on the LAN interface, and the metrics count it", func(t *testing.T) {
 		first = waitAnnouncer(t, l, "sel", "")
-		eventually(t, 30*time.Second, "ServiceL2Status interfaces ["+lanIf+"]", func() (bool, string) {
+		lab.Eventually(t, 30*time.Second, "ServiceL2Status interfaces ["+lanIf+"]", func() (bool, string) {
 			s := statusOf(t, l, "sel")
 			return s != nil && reflect.DeepEqual(interfacesOf(s), []string{lanIf}), fmt.Sprint(s)
 		})
@@ -105,7 +105,7 @@ func TestSelection(t *testing.T) {
 
 	t.Run("an interface without the address's subnet takes the answers off the LAN", func(t *testing.T) {
 		editAdvertisement(t, l, func(s *barelbv1beta1.L2AdvertisementSpec) { s.Interfaces = []string{otherIf} })
-		eventually(t, 30*time.Second, "ServiceL2Status naming "+target+" on "+otherIf, func() (bool, string) {
+		lab.Eventually(t, 30*time.Second, "ServiceL2Status naming "+target+" on "+otherIf, func() (bool, string) {
 			s := statusOf(t, l, "sel")
 			return s != nil && s.Status.Node == target && reflect.DeepEqual(interfacesOf(s), []string{otherIf}), fmt.Sprint(s)
 		})
@@ -116,7 +116,7 @@ func TestSelection(t *testing.T) {
 
 	t.Run("a missing interface means no announcement, said in a log line and an Event", func(t *testing.T) {
 		editAdvertisement(t, l, func(s *barelbv1beta1.L2AdvertisementSpec) { s.Interfaces = []string{"nope0"} })
-		eventually(t, 30*time.Second, "no ServiceL2Status of sel", func() (bool, string) {
+		lab.Eventually(t, 30*time.Second, "no ServiceL2Status of sel", func() (bool, string) {
 			node, err := announcerOf(l, "sel")
 			return err == nil && node == "", node
 		})
@@ -132,7 +132,7 @@ func TestSelection(t *testing.T) {
 	t.Run("without selectors and interfaces the default rule is back", func(t *testing.T) {
 		editAdvertisement(t, l, func(s *barelbv1beta1.L2AdvertisementSpec) { s.Interfaces, s.NodeSelectors = nil, nil })
 		node := waitAnnouncer(t, l, "sel", "")
-		eventually(t, 30*time.Second, "ServiceL2Status interfaces ["+lanIf+"]", func() (bool, string) {
+		lab.Eventually(t, 30*time.Second, "ServiceL2Status interfaces ["+lanIf+"]", func() (bool, string) {
 			s := statusOf(t, l, "sel")
 			return s != nil && reflect.DeepEqual(interfacesOf(s), []string{lanIf}), fmt.Sprint(s)
 		})

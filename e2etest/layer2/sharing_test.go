@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/barelb/barelb/e2etest/lab"
 )
 
 // TestSharedAddress proves that two Services on different ports share one
@@ -13,8 +15,8 @@ import (
 func TestSharedAddress(t *testing.T) {
 	l := startLab(t)
 	const vip = "198.51.100.230"
-	runPod(t, l, "alpha-0", "alpha", "node1")
-	runPod(t, l, "beta-0", "beta", "node2")
+	l.RunPod(t, "alpha-0", "alpha", "node1")
+	l.RunPod(t, "beta-0", "beta", "node2")
 	createService(t, l, svcSpec{name: "alpha", app: "alpha", port: 80, ip: vip, sharing: "shared-web", ipv4Only: true})
 	createService(t, l, svcSpec{name: "beta", app: "beta", port: 8080, ip: vip, sharing: "shared-web", ipv4Only: true})
 	for _, svc := range []string{"alpha", "beta"} {
@@ -37,7 +39,7 @@ func TestSharedAddress(t *testing.T) {
 	}
 	url := fmt.Sprintf("http://%s:8080/", vip)
 	beta8080 := map[string]int{}
-	eventually(t, 30*time.Second, url+" answered by beta-0", func() (bool, string) {
+	lab.Eventually(t, 30*time.Second, url+" answered by beta-0", func() (bool, string) {
 		answer, err := l.Get("client", url, 2*time.Second)
 		return err == nil && answer == "beta-0", fmt.Sprint(answer, err)
 	})

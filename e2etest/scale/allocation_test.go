@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/e2etest/lab"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
@@ -179,36 +180,9 @@ func writeStatus(ctx context.Context, cs *kubernetes.Clientset, i int, ip, pool 
 
 // parallel runs f for 0..n-1 on 16 workers and fails on the first error.
 func parallel(b *testing.B, n int, f func(i int) error) {
-	var wg sync.WaitGroup
-	next := make(chan int)
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := f(i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		select {
-		case next <- i:
-		case err := <-errs:
-			close(next)
-			wg.Wait()
-			b.Fatal(err)
-		}
-	}
-	close(next)
-	wg.Wait()
-	select {
-	case err := <-errs:
+	b.Helper()
+	if err := lab.Parallel(n, workers, f); err != nil {
 		b.Fatal(err)
-	default:
 	}
 }
 

@@ -2,16 +2,12 @@ package bgp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,29 +46,14 @@ func TestFRR(t *testing.T) {
 	for _, a := range []string{"198.51.100.2/24", "198.51.100.3/24"} {
 		link.Run("ip", "-n", link.Speaker, "addr", "add", a, "dev", link.SpeakerIf)
 	}
-	spec, _ := json.Marshal(labSpec{Router: link.Client})
-	args := []string{"netns", "exec", link.Speaker, os.Args[0], "-test.run", "^TestFRRLab$", "-test.v", "-test.count=1"}
-	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), labEnv+"="+string(spec))
-	out, err := cmd.CombinedOutput()
-	t.Logf("inside the speaker namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("the lab test failed: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestFRRLab") {
-		t.Fatal("the lab test did not run")
-	}
+	testenv.RerunInNetns(t, link.Speaker, "TestFRRLab", labEnv, labSpec{Router: link.Client})
 }
 
 // TestFRRLab runs inside the speaker namespace, started by TestFRR.
 func TestFRRLab(t *testing.T) {
-	raw := os.Getenv(labEnv)
-	if raw == "" {
-		t.Skip("run by TestFRR inside the speaker namespace")
-	}
 	var spec labSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		t.Fatal(err)
+	if !testenv.ReadRerunSpec(t, labEnv, &spec) {
+		t.Skip("run by TestFRR inside the speaker namespace")
 	}
 	ctx := context.Background()
 	router := startFRR(t, spec.Router)
@@ -101,13 +82,13 @@ func TestFRRLab(t *testing.T) {
 		t.Logf("MEASURED session %s established %v after SetPeers", name, time.Since(start).Round(time.Millisecond))
 	}
 	for _, n := range []string{"198.51.100.1", "198.51.100.2", "2001:db8:100::1"} {
-		if st := router.neighborState(t, n); st != "Established" {
+		if st := router.NeighborState(t, n); st != "Established" {
 			t.Errorf("FRR's neighbour %s is %q", n, st)
 		}
 	}
 	// Graceful restart only where asked.
 	for n, want := range map[string]bool{"198.51.100.1": false, "198.51.100.2": true} {
-		if got := strings.Contains(router.capability(t, n, "gracefulRestart"), "eceived"); got != want {
+		if got := strings.Contains(router.Capability(t, n, "gracefulRestart"), "eceived"); got != want {
 			t.Errorf("FRR's neighbour %s: graceful restart received %v, want %v", n, got, want)
 		}
 	}
@@ -126,19 +107,19 @@ func TestFRRLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := router.waitRoute(t, "ipv4", "203.0.113.7/32", 10*time.Second)
+		r := router.WaitRoute(t, "ipv4", "203.0.113.7/32", 10*time.Second)
 		t.Logf("MEASURED 203.0.113.7/32 visible in FRR %v after SetRoutes", time.Since(start).Round(time.Millisecond))
-		r.expect(t, "198.51.100.1", "64500", []string{"64500:1"}, []string{"64500:7:7"}, 0)
-		r = router.waitRoute(t, "ipv4", "203.0.113.8/32", 10*time.Second)
-		r.expect(t, "198.51.100.2", "Local", nil, nil, 250) // iBGP: empty AS path
-		r = router.waitRoute(t, "ipv6", "2001:db8:5::7/128", 10*time.Second)
+		expectPath(t, r, "198.51.100.1", "64500", []string{"64500:1"}, []string{"64500:7:7"}, 0)
+		r = router.WaitRoute(t, "ipv4", "203.0.113.8/32", 10*time.Second)
+		expectPath(t, r, "198.51.100.2", "Local", nil, nil, 250) // iBGP: empty AS path
+		r = router.WaitRoute(t, "ipv6", "2001:db8:5::7/128", 10*time.Second)
 		t.Logf("MEASURED 2001:db8:5::7/128 (IPv6 over the IPv4 session) visible %v after SetRoutes", time.Since(start).Round(time.Millisecond))
-		r.expect(t, "2001:db8:100::1", "64500", []string{"64500:6"}, nil, 0)
+		expectPath(t, r, "2001:db8:100::1", "64500", []string{"64500:6"}, nil, 0)
 		if r.Peer != "198.51.100.1" {
 			t.Errorf("2001:db8:5::7/128 learnt from %q, want the IPv4 session 198.51.100.1", r.Peer)
 		}
-		r = router.waitRoute(t, "ipv6", "2001:db8:5::8/128", 10*time.Second)
-		r.expect(t, "2001:db8:100::1", "64500", nil, nil, 0)
+		r = router.WaitRoute(t, "ipv6", "2001:db8:5::8/128", 10*time.Second)
+		expectPath(t, r, "2001:db8:100::1", "64500", nil, nil, 0)
 		if r.Peer != "2001:db8:100::1" {
 			t.Errorf("2001:db8:5::8/128 learnt from %q, want the IPv6 session", r.Peer)
 		}
@@ -151,7 +132,7 @@ func TestFRRLab(t *testing.T) {
 			}
 		}
 		// Per-peer routes: 203.0.113.8 went to ibgp only.
-		if paths := router.routes(t, "ipv4", "203.0.113.8/32"); len(paths) != 1 {
+		if paths := router.Routes(t, "ipv4", "203.0.113.8/32"); len(paths) != 1 {
 			t.Errorf("203.0.113.8/32 has %d paths, want 1 (ibgp only): %+v", len(paths), paths)
 		}
 	})
@@ -164,12 +145,12 @@ func TestFRRLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, gone := range []struct{ afi, prefix string }{{"ipv4", "203.0.113.8/32"}, {"ipv6", "2001:db8:5::7/128"}, {"ipv6", "2001:db8:5::8/128"}} {
-			router.waitGone(t, gone.afi, gone.prefix, 10*time.Second)
+			router.WaitGone(t, gone.afi, gone.prefix, 10*time.Second)
 		}
 		t.Logf("MEASURED withdrawals gone from FRR %v after SetRoutes", time.Since(start).Round(time.Millisecond))
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			r := router.waitRoute(t, "ipv4", "203.0.113.7/32", time.Second)
+			r := router.WaitRoute(t, "ipv4", "203.0.113.7/32", time.Second)
 			if len(r.Communities) == 1 && r.Communities[0] == "64500:2" && len(r.Large) == 0 {
 				break
 			}
@@ -181,7 +162,7 @@ func TestFRRLab(t *testing.T) {
 		if err := sp.SetRoutes(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
-		router.waitGone(t, "ipv4", "203.0.113.7/32", 10*time.Second)
+		router.WaitGone(t, "ipv4", "203.0.113.7/32", 10*time.Second)
 	})
 
 	t.Run("wrong MD5 password, then the right one", func(t *testing.T) {
@@ -199,7 +180,7 @@ func TestFRRLab(t *testing.T) {
 			t.Error("no reason reported for the session that does not come up")
 		}
 		t.Logf("MEASURED wrong password after 6 s: state %s, reason %q", st.State, st.Reason)
-		if s := router.neighborState(t, "198.51.100.3"); s == "Established" {
+		if s := router.NeighborState(t, "198.51.100.3"); s == "Established" {
 			t.Fatalf("FRR's neighbour with a password is %s", s)
 		}
 		md5.Password = md5Password
@@ -219,7 +200,7 @@ func TestFRRLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(5 * time.Second)
-		for router.neighborState(t, "198.51.100.3") == "Established" {
+		for router.NeighborState(t, "198.51.100.3") == "Established" {
 			if time.Now().After(deadline) {
 				t.Fatal("FRR still has the removed session")
 			}
@@ -231,17 +212,17 @@ func TestFRRLab(t *testing.T) {
 		if err := sp.SetRoutes(ctx, map[string][]Route{"ebgp": {{Prefix: netip.MustParsePrefix("203.0.113.9/32")}}}); err != nil {
 			t.Fatal(err)
 		}
-		router.waitRoute(t, "ipv4", "203.0.113.9/32", 10*time.Second)
+		router.WaitRoute(t, "ipv4", "203.0.113.9/32", 10*time.Second)
 		start := time.Now()
 		if err := sp.ResetPeer(ctx, "ebgp", "BFD declared the peer down"); err != nil {
 			t.Fatal(err)
 		}
-		router.waitGone(t, "ipv4", "203.0.113.9/32", 5*time.Second)
+		router.WaitGone(t, "ipv4", "203.0.113.9/32", 5*time.Second)
 		t.Logf("MEASURED reset: route gone from FRR %v after ResetPeer", time.Since(start).Round(time.Millisecond))
 		if ev := events.last("ebgp"); ev.Up || !ev.WasUp {
 			t.Errorf("last event of ebgp %+v: want the session's down", ev)
 		}
-		router.waitRoute(t, "ipv4", "203.0.113.9/32", 20*time.Second)
+		router.WaitRoute(t, "ipv4", "203.0.113.9/32", 20*time.Second)
 		t.Logf("MEASURED reset: route back in FRR %v after ResetPeer (connect retry 2 s)", time.Since(start).Round(time.Millisecond))
 		if err := sp.ResetPeer(ctx, "no-such-peer", "x"); err != nil {
 			t.Errorf("resetting an unknown peer: %v", err)
@@ -253,7 +234,9 @@ func TestFRRLab(t *testing.T) {
 	})
 
 	t.Run("router crashes, then a session set up before the router starts", func(t *testing.T) {
-		router.stopBGPD(t)
+		if !router.Kill("bgpd") {
+			t.Fatal("bgpd was not running")
+		}
 		deadline := time.Now().Add(15 * time.Second)
 		for status(sp, "ebgp").Up {
 			if time.Now().After(deadline) {
@@ -281,11 +264,11 @@ func TestFRRLab(t *testing.T) {
 		}
 		t.Logf("MEASURED no bgpd yet: state %s, reason %q", st.State, st.Reason)
 		start := time.Now()
-		router.startBGPD(t)
+		router.Start(t, "bgpd")
 		waitUp(t, sp, "ebgp", 15*time.Second)
 		t.Logf("MEASURED bgpd started after the session was set: established %v after bgpd's start (connect retry 2 s: GoBGP waits 2-4 s between attempts)", time.Since(start).Round(time.Millisecond))
 	})
-	if log, err := os.ReadFile(filepath.Join(router.dir, "bgpd.log")); err == nil {
+	if log, err := os.ReadFile(filepath.Join(router.Dir, "bgpd.log")); err == nil {
 		for _, line := range strings.Split(string(log), "\n") {
 			if strings.Contains(line, "2001:db8:100::1") && !strings.Contains(line, "connect") {
 				t.Logf("FRR: %s", line)
@@ -357,31 +340,11 @@ func waitUp(t *testing.T, sp *Speaker, name string, timeout time.Duration) {
 	}
 }
 
-// frr is zebra and bgpd run by hand in a namespace, with their state in a
-// folder of the test owned by frr:frr.
-type frr struct {
-	netns, dir string
-}
-
-func startFRR(t *testing.T, netns string) *frr {
+// startFRR runs zebra and bgpd in the router namespace.
+func startFRR(t *testing.T, netns string) *testenv.FRR {
 	t.Helper()
-	if _, err := os.Stat("/usr/lib/frr/bgpd"); err != nil {
-		t.Skip("FRR is not installed (apt-get install frr)")
-	}
-	dir, err := os.MkdirTemp("", "barelb-frr-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &frr{netns: netns, dir: dir}
-	t.Cleanup(func() {
-		for _, d := range []string{"bgpd", "zebra"} {
-			f.kill(d)
-		}
-		_ = os.RemoveAll(dir)
-	})
 	conf := fmt.Sprintf(`frr defaults traditional
 hostname router
-log file %s/bgpd.log
 !
 router bgp %d
  bgp router-id %s
@@ -397,192 +360,15 @@ router bgp %d
   neighbor %s activate
  exit-address-family
 !
-`, dir, routerASN, routerV4, speakerASN, routerASN, speakerASN, md5Password, "2001:db8:100::1", speakerASN, "2001:db8:100::1")
-	if err := os.WriteFile(filepath.Join(dir, "bgpd.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "zebra.conf"), []byte("hostname router\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("chown", "-R", "frr:frr", dir).CombinedOutput(); err != nil {
-		t.Fatalf("chown: %v %s", err, out)
-	}
-	f.daemon(t, "zebra")
-	f.startBGPD(t)
-	return f
+`, routerASN, routerV4, speakerASN, routerASN, speakerASN, md5Password, "2001:db8:100::1", speakerASN, "2001:db8:100::1")
+	return testenv.StartFRR(t, netns, conf, "zebra", "bgpd")
 }
 
-func (f *frr) daemon(t *testing.T, name string) {
-	t.Helper()
-	args := []string{"netns", "exec", f.netns, "/usr/lib/frr/" + name, "-d", "-f", filepath.Join(f.dir, name+".conf"),
-		"-i", filepath.Join(f.dir, name+".pid"), "-z", filepath.Join(f.dir, "zserv.api"), "--vty_socket", f.dir, "-A", "127.0.0.1", "-P", "0"}
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("starting %s: %v\n%s", name, err, out)
-	}
-	// Wait for its vty socket.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(f.dir, name+".vty")); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not open its vty socket", name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (f *frr) startBGPD(t *testing.T) { f.daemon(t, "bgpd") }
-
-// stopBGPD kills bgpd at once (SIGKILL, as a crash): the kernel closes its
-// TCP connections.
-func (f *frr) stopBGPD(t *testing.T) {
-	t.Helper()
-	if !f.kill("bgpd") {
-		t.Fatal("bgpd was not running")
-	}
-	_ = os.Remove(filepath.Join(f.dir, "bgpd.vty"))
-}
-
-func (f *frr) kill(name string) bool {
-	data, err := os.ReadFile(filepath.Join(f.dir, name+".pid"))
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return false
-	}
-	_ = os.Remove(filepath.Join(f.dir, name+".pid"))
-	return syscall.Kill(pid, syscall.SIGKILL) == nil
-}
-
-func (f *frr) vtysh(t *testing.T, cmd string) []byte {
-	t.Helper()
-	out, err := exec.Command("vtysh", "--vty_socket", f.dir, "-c", cmd).CombinedOutput()
-	if err != nil {
-		t.Fatalf("vtysh -c %q: %v\n%s", cmd, err, out)
-	}
-	return out
-}
-
-func (f *frr) neighborState(t *testing.T, addr string) string {
-	t.Helper()
-	var n map[string]struct {
-		State string `json:"bgpState"`
-	}
-	out := f.vtysh(t, "show bgp neighbors "+addr+" json")
-	if err := json.Unmarshal(out, &n); err != nil {
-		t.Fatalf("neighbour JSON: %v\n%s", err, out)
-	}
-	return n[addr].State
-}
-
-// capability is how FRR describes a capability of a neighbour
-// ("advertisedAndReceived", "advertised", …).
-func (f *frr) capability(t *testing.T, addr, name string) string {
-	t.Helper()
-	var n map[string]struct {
-		Capabilities map[string]any `json:"neighborCapabilities"`
-	}
-	out := f.vtysh(t, "show bgp neighbors "+addr+" json")
-	if err := json.Unmarshal(out, &n); err != nil {
-		t.Fatalf("neighbour JSON: %v\n%s", err, out)
-	}
-	return fmt.Sprint(n[addr].Capabilities[name])
-}
-
-// frrPath is one path of `show bgp AFI unicast PREFIX json`.
-type frrPath struct {
-	Peer        string
-	NextHop     string
-	ASPath      string
-	Communities []string
-	Large       []string
-	LocalPref   uint32
-	Valid       bool
-}
-
-func (r frrPath) expect(t *testing.T, nexthop, asPath string, communities, large []string, localPref uint32) {
+// expectPath checks a path's attributes, and that FRR holds it valid.
+func expectPath(t *testing.T, r testenv.FRRPath, nexthop, asPath string, communities, large []string, localPref uint32) {
 	t.Helper()
 	if r.NextHop != nexthop || r.ASPath != asPath || strings.Join(r.Communities, " ") != strings.Join(communities, " ") ||
 		strings.Join(r.Large, " ") != strings.Join(large, " ") || r.LocalPref != localPref || !r.Valid {
 		t.Errorf("route %+v, want next hop %s, AS path %q, communities %v, large %v, local-pref %d, valid", r, nexthop, asPath, communities, large, localPref)
-	}
-}
-
-func (f *frr) routes(t *testing.T, afi, prefix string) []frrPath {
-	t.Helper()
-	var doc struct {
-		Paths []struct {
-			ASPath struct {
-				String string `json:"string"`
-			} `json:"aspath"`
-			Community *struct {
-				String string `json:"string"`
-			} `json:"community"`
-			Large *struct {
-				String string `json:"string"`
-			} `json:"largeCommunity"`
-			LocalPref  *uint32 `json:"locPrf"`
-			LocalPref2 *uint32 `json:"localpref"`
-			Valid      bool    `json:"valid"`
-			Nexthops   []struct {
-				IP    string `json:"ip"`
-				Scope string `json:"scope"`
-			} `json:"nexthops"`
-			Peer struct {
-				PeerID string `json:"peerId"`
-			} `json:"peer"`
-		} `json:"paths"`
-	}
-	out := f.vtysh(t, fmt.Sprintf("show bgp %s unicast %s json", afi, prefix))
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("route JSON: %v\n%s", err, out)
-	}
-	var paths []frrPath
-	for _, p := range doc.Paths {
-		fp := frrPath{Peer: p.Peer.PeerID, ASPath: p.ASPath.String, Valid: p.Valid}
-		if len(p.Nexthops) > 0 {
-			fp.NextHop = p.Nexthops[0].IP
-		}
-		if p.Community != nil {
-			fp.Communities = strings.Fields(p.Community.String)
-		}
-		if p.Large != nil {
-			fp.Large = strings.Fields(p.Large.String)
-		}
-		if p.LocalPref != nil {
-			fp.LocalPref = *p.LocalPref
-		} else if p.LocalPref2 != nil {
-			fp.LocalPref = *p.LocalPref2
-		}
-		paths = append(paths, fp)
-	}
-	return paths
-}
-
-func (f *frr) waitRoute(t *testing.T, afi, prefix string, timeout time.Duration) frrPath {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if paths := f.routes(t, afi, prefix); len(paths) > 0 {
-			return paths[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("FRR has no route to %s after %v", prefix, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (f *frr) waitGone(t *testing.T, afi, prefix string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for len(f.routes(t, afi, prefix)) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("FRR still has %s after %v", prefix, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

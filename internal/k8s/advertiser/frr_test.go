@@ -2,11 +2,9 @@ package advertiser
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,29 +58,15 @@ func TestAdvertiserFRR(t *testing.T) {
 	for _, a := range []string{"198.51.100.2/24", "198.51.100.3/24"} {
 		link.Run("ip", "-n", link.Speaker, "addr", "add", a, "dev", link.SpeakerIf)
 	}
-	spec, _ := json.Marshal(labSpec{Router: link.Client, RouterIf: link.ClientIf})
-	cmd := exec.Command("ip", "netns", "exec", link.Speaker, os.Args[0], "-test.run", "^TestAdvertiserLab$", "-test.v", "-test.count=1", "-test.timeout=10m")
-	cmd.Env = append(os.Environ(), labEnv+"="+string(spec))
-	out, err := cmd.CombinedOutput()
-	t.Logf("inside the speaker namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("the lab test failed: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestAdvertiserLab") {
-		t.Fatal("the lab test did not run")
-	}
+	testenv.RerunInNetns(t, link.Speaker, "TestAdvertiserLab", labEnv, labSpec{Router: link.Client, RouterIf: link.ClientIf})
 }
 
 // TestAdvertiserLab runs inside the speaker namespace, started by
 // TestAdvertiserFRR.
 func TestAdvertiserLab(t *testing.T) {
-	raw := os.Getenv(labEnv)
-	if raw == "" {
-		t.Skip("run by TestAdvertiserFRR inside the speaker namespace")
-	}
 	var spec labSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		t.Fatal(err)
+	if !testenv.ReadRerunSpec(t, labEnv, &spec) {
+		t.Skip("run by TestAdvertiserFRR inside the speaker namespace")
 	}
 	router := startFRR(t, spec.Router, spec.RouterIf)
 	env := testenv.Start(t, testenv.Options{})
@@ -205,7 +189,7 @@ func TestAdvertiserLab(t *testing.T) {
 		start := time.Now()
 		waitEvent(t, "router", ReasonSessionEstablished, 60*time.Second)
 		t.Logf("MEASURED session established (Event) %v after the manager started", time.Since(start).Round(time.Millisecond))
-		if st := router.neighborState(t, "198.51.100.1"); st != "Established" {
+		if st := router.NeighborState(t, "198.51.100.1"); st != "Established" {
 			t.Errorf("FRR's neighbour 198.51.100.1 is %q", st)
 		}
 		waitFor(t, "barelb_speaker_bgp_session_up 1", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "router") == 1 })
@@ -220,7 +204,7 @@ func TestAdvertiserLab(t *testing.T) {
 		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
 		start := time.Now()
 		must(c.Status().Update(ctx, svc))
-		r := router.waitRoute(t, "203.0.113.7/32", 30*time.Second)
+		r := router.WaitRoute(t, "ipv4", "203.0.113.7/32", 30*time.Second)
 		t.Logf("MEASURED 203.0.113.7/32 in FRR %v after the Service's status update", time.Since(start).Round(time.Millisecond))
 		if r.NextHop != "198.51.100.1" || strings.Join(r.Communities, " ") != "64500:7" {
 			t.Errorf("route %+v: want next hop 198.51.100.1, community 64500:7", r)
@@ -246,7 +230,7 @@ func TestAdvertiserLab(t *testing.T) {
 		local.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.8"}}
 		must(c.Status().Update(ctx, local))
 		time.Sleep(3 * time.Second)
-		if paths := router.routes(t, "203.0.113.8/32"); len(paths) != 0 {
+		if paths := router.Routes(t, "ipv4", "203.0.113.8/32"); len(paths) != 0 {
 			t.Fatalf("a Local Service without endpoints is advertised: %+v", paths)
 		}
 		ready, other := true, "node-b"
@@ -257,22 +241,22 @@ func TestAdvertiserLab(t *testing.T) {
 		}
 		must(c.Create(ctx, slice))
 		time.Sleep(3 * time.Second)
-		if paths := router.routes(t, "203.0.113.8/32"); len(paths) != 0 {
+		if paths := router.Routes(t, "ipv4", "203.0.113.8/32"); len(paths) != 0 {
 			t.Fatalf("a Local Service whose endpoint is on another node is advertised: %+v", paths)
 		}
 		here := nodeName
 		slice.Endpoints[0].NodeName = &here
 		must(c.Update(ctx, slice))
-		router.waitRoute(t, "203.0.113.8/32", 30*time.Second)
+		router.WaitRoute(t, "ipv4", "203.0.113.8/32", 30*time.Second)
 		must(c.Delete(ctx, slice))
-		router.waitGone(t, "203.0.113.8/32", 30*time.Second)
+		router.WaitGone(t, "ipv4", "203.0.113.8/32", 30*time.Second)
 		must(c.Delete(ctx, local))
 	})
 
 	t.Run("deleting the Service withdraws the route and its status", func(t *testing.T) {
 		start := time.Now()
 		must(c.Delete(ctx, svc))
-		router.waitGone(t, "203.0.113.7/32", 30*time.Second)
+		router.WaitGone(t, "ipv4", "203.0.113.7/32", 30*time.Second)
 		t.Logf("MEASURED 203.0.113.7/32 withdrawn from FRR %v after the Service's deletion", time.Since(start).Round(time.Millisecond))
 		waitFor(t, "ServiceBGPStatus of web deleted", 20*time.Second, func() bool {
 			_, err := statusOf("web")
@@ -296,7 +280,7 @@ func TestAdvertiserLab(t *testing.T) {
 		if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "MD5") || !strings.Contains(ev.Message, "bgp-md5") {
 			t.Errorf("BGPSessionNotEstablished Event %s %q: want a Warning saying a TCP MD5 mismatch looks like this, naming the Secret", ev.Type, ev.Message)
 		}
-		if st := router.neighborState(t, "198.51.100.3"); st == "Established" {
+		if st := router.NeighborState(t, "198.51.100.3"); st == "Established" {
 			t.Fatal("FRR established a session with the wrong password")
 		}
 		if got := eventsOf("router", ReasonSessionDown); len(got) != 0 {
@@ -308,7 +292,7 @@ func TestAdvertiserLab(t *testing.T) {
 		must(c.Update(ctx, secret))
 		waitEvent(t, "md5", ReasonSessionEstablished, 60*time.Second)
 		t.Logf("MEASURED session with the fixed Secret established %v after the Secret's update", time.Since(start).Round(time.Millisecond))
-		if st := router.neighborState(t, "198.51.100.3"); st != "Established" {
+		if st := router.NeighborState(t, "198.51.100.3"); st != "Established" {
 			t.Errorf("FRR's neighbour 198.51.100.3 is %q", st)
 		}
 		if n := len(eventsOf("md5", ReasonPeerInvalid)); n != 1 {
@@ -330,7 +314,7 @@ func TestAdvertiserLab(t *testing.T) {
 		waitEvent(t, "bfd", ReasonSessionEstablished, 60*time.Second)
 		waitFor(t, "barelb_speaker_bfd_session_up 1", 30*time.Second, func() bool { return metric("barelb_speaker_bfd_session_up", "bfd") == 1 })
 		start := time.Now()
-		router.kill(t, "bfdd")
+		router.Kill("bfdd")
 		waitFor(t, "the BGP session with peer bfd down", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "bfd") == 0 })
 		t.Logf("MEASURED BGP session down %v after the router's bfdd was killed (BFD 100 ms x 3, hold time 90 s)", time.Since(start).Round(time.Millisecond))
 		if metric("barelb_speaker_bfd_session_up", "bfd") != 0 {
@@ -347,7 +331,7 @@ func TestAdvertiserLab(t *testing.T) {
 		waitFor(t, "the BGP session with peer bfd back without BFD", 60*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "bfd") == 1 })
 		t.Logf("MEASURED BGP session back (without BFD) %v after bfdd was killed", time.Since(start).Round(time.Millisecond))
 		start = time.Now()
-		router.start(t, "bfdd")
+		router.Start(t, "bfdd")
 		waitFor(t, "BFD up again", 60*time.Second, func() bool { return metric("barelb_speaker_bfd_session_up", "bfd") == 1 })
 		t.Logf("MEASURED BFD up %v after bfdd restarted", time.Since(start).Round(time.Millisecond))
 	})
@@ -355,17 +339,17 @@ func TestAdvertiserLab(t *testing.T) {
 	t.Run("a link flap with BFD: down at once, back by itself", func(t *testing.T) {
 		waitFor(t, "barelb_speaker_bfd_session_up 1", 30*time.Second, func() bool { return metric("barelb_speaker_bfd_session_up", "bfd") == 1 })
 		start := time.Now()
-		router.link(t, spec.RouterIf, "down")
-		t.Cleanup(func() { router.link(t, spec.RouterIf, "up") })
+		setLink(t, router.Netns, spec.RouterIf, "down")
+		t.Cleanup(func() { setLink(t, router.Netns, spec.RouterIf, "up") })
 		waitFor(t, "the BGP session with peer bfd down", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "bfd") == 0 })
 		t.Logf("MEASURED link down: BGP session down %v after", time.Since(start).Round(time.Millisecond))
 		time.Sleep(2 * time.Second)
 		start = time.Now()
-		router.link(t, spec.RouterIf, "up")
+		setLink(t, router.Netns, spec.RouterIf, "up")
 		deadline := time.Now().Add(60 * time.Second)
 		for metric("barelb_speaker_bgp_session_up", "bfd") != 1 || metric("barelb_speaker_bfd_session_up", "bfd") != 1 {
 			if time.Now().After(deadline) {
-				t.Logf("FRR's BFD peers:\n%s", router.vtysh(t, "show bfd peers"))
+				t.Logf("FRR's BFD peers:\n%s", router.Vtysh(t, "show bfd peers"))
 				t.Fatal("the BGP session with peer bfd did not come back after the link flap")
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -381,7 +365,7 @@ func TestAdvertiserLab(t *testing.T) {
 		must(c.Create(ctx, again))
 		again.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.9"}}
 		must(c.Status().Update(ctx, again))
-		router.waitRoute(t, "203.0.113.9/32", 30*time.Second)
+		router.WaitRoute(t, "ipv4", "203.0.113.9/32", 30*time.Second)
 		waitFor(t, "ServiceBGPStatus of again", 20*time.Second, func() bool { _, err := statusOf("again"); return err == nil })
 		cancel()
 		select {
@@ -393,7 +377,7 @@ func TestAdvertiserLab(t *testing.T) {
 			t.Fatal("the manager did not stop")
 		}
 		for _, n := range []string{"198.51.100.1", "198.51.100.2"} {
-			if st := router.neighborState(t, n); st == "Established" {
+			if st := router.NeighborState(t, n); st == "Established" {
 				t.Errorf("FRR's neighbour %s still Established after the speaker stopped", n)
 			}
 		}
@@ -405,31 +389,9 @@ func TestAdvertiserLab(t *testing.T) {
 	})
 }
 
-// frr is zebra, bgpd and bfdd run by hand in the router namespace, with
-// their state in a folder owned by frr:frr.
-type frr struct {
-	netns, dir string
-	procs      map[string]*exec.Cmd
-}
-
-func startFRR(t *testing.T, netns, ifName string) *frr {
+// startFRR runs zebra, bgpd and bfdd in the router namespace.
+func startFRR(t *testing.T, netns, ifName string) *testenv.FRR {
 	t.Helper()
-	for _, d := range []string{"zebra", "bgpd", "bfdd"} {
-		if _, err := os.Stat("/usr/lib/frr/" + d); err != nil {
-			t.Skipf("FRR's %s is not installed (apt-get install frr)", d)
-		}
-	}
-	dir, err := os.MkdirTemp("", "barelb-adv-frr-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &frr{netns: netns, dir: dir, procs: map[string]*exec.Cmd{}}
-	t.Cleanup(func() {
-		for _, d := range []string{"bfdd", "bgpd", "zebra"} {
-			f.kill(t, d)
-		}
-		_ = os.RemoveAll(dir)
-	})
 	conf := fmt.Sprintf(`frr defaults traditional
 hostname router
 !
@@ -448,142 +410,13 @@ bfd
  !
 !
 `, routerASN, routerAddr, nodeASN, nodeASN, nodeASN, md5Secret, routerAddr, ifName)
-	if err := os.WriteFile(filepath.Join(dir, "frr.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("chown", "-R", "frr:frr", dir).CombinedOutput(); err != nil {
-		t.Fatalf("chown: %v %s", err, out)
-	}
-	f.start(t, "zebra")
-	f.start(t, "bgpd")
-	f.start(t, "bfdd")
-	return f
+	return testenv.StartFRR(t, netns, conf, "zebra", "bgpd", "bfdd")
 }
 
-// start runs a daemon in the foreground (so that kill ends it) and waits
-// for its vty socket.
-func (f *frr) start(t *testing.T, name string) {
+// setLink sets an interface of a namespace up or down.
+func setLink(t *testing.T, netns, ifName, state string) {
 	t.Helper()
-	_ = os.Remove(filepath.Join(f.dir, name+".vty"))
-	args := []string{"netns", "exec", f.netns, "/usr/lib/frr/" + name, "-f", filepath.Join(f.dir, "frr.conf"),
-		"-i", filepath.Join(f.dir, name+".pid"), "-z", filepath.Join(f.dir, "zserv.api"), "--vty_socket", f.dir,
-		"-A", "127.0.0.1", "-P", "0", "--log", "file:" + filepath.Join(f.dir, name+".log")}
-	if name == "bfdd" {
-		args = append(args, "--bfdctl", filepath.Join(f.dir, "bfdd.sock"))
-	}
-	cmd := exec.Command("ip", args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	f.procs[name] = cmd
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(f.dir, name+".vty")); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not open its vty socket", name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// kill ends a daemon at once (SIGKILL, as a crash).
-func (f *frr) kill(t *testing.T, name string) {
-	cmd := f.procs[name]
-	if cmd == nil || cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	delete(f.procs, name)
-}
-
-// link sets the router's interface up or down.
-func (f *frr) link(t *testing.T, ifName, state string) {
-	t.Helper()
-	if out, err := exec.Command("ip", "-n", f.netns, "link", "set", ifName, state).CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "-n", netns, "link", "set", ifName, state).CombinedOutput(); err != nil {
 		t.Fatalf("link %s %s: %v %s", ifName, state, err, out)
-	}
-}
-
-func (f *frr) vtysh(t *testing.T, cmd string) []byte {
-	t.Helper()
-	out, err := exec.Command("vtysh", "--vty_socket", f.dir, "-c", cmd).CombinedOutput()
-	if err != nil {
-		t.Fatalf("vtysh -c %q: %v\n%s", cmd, err, out)
-	}
-	return out
-}
-
-func (f *frr) neighborState(t *testing.T, addr string) string {
-	t.Helper()
-	var n map[string]struct {
-		State string `json:"bgpState"`
-	}
-	out := f.vtysh(t, "show bgp neighbors "+addr+" json")
-	if err := json.Unmarshal(out, &n); err != nil {
-		t.Fatalf("neighbour JSON: %v\n%s", err, out)
-	}
-	return n[addr].State
-}
-
-type frrPath struct {
-	NextHop     string
-	Communities []string
-}
-
-func (f *frr) routes(t *testing.T, prefix string) []frrPath {
-	t.Helper()
-	var doc struct {
-		Paths []struct {
-			Community *struct {
-				String string `json:"string"`
-			} `json:"community"`
-			Nexthops []struct {
-				IP string `json:"ip"`
-			} `json:"nexthops"`
-		} `json:"paths"`
-	}
-	out := f.vtysh(t, "show bgp ipv4 unicast "+prefix+" json")
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("route JSON: %v\n%s", err, out)
-	}
-	var paths []frrPath
-	for _, p := range doc.Paths {
-		var fp frrPath
-		if len(p.Nexthops) > 0 {
-			fp.NextHop = p.Nexthops[0].IP
-		}
-		if p.Community != nil {
-			fp.Communities = strings.Fields(p.Community.String)
-		}
-		paths = append(paths, fp)
-	}
-	return paths
-}
-
-func (f *frr) waitRoute(t *testing.T, prefix string, timeout time.Duration) frrPath {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if paths := f.routes(t, prefix); len(paths) > 0 {
-			return paths[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("FRR has no route to %s after %v", prefix, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (f *frr) waitGone(t *testing.T, prefix string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for len(f.routes(t, prefix)) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("FRR still has %s after %v", prefix, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -1,0 +1,99 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Eventually polls cond every 50 ms until it holds, and fails the test
+// when timeout passes first, with cond's last word on what it saw.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %v still waiting for %s: %s", timeout, what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WaitEndpoints waits until the EndpointSlices of the Service svc (in
+// namespace default) list n ready endpoints per family.
+func (l *Lab) WaitEndpoints(tb testing.TB, svc string, n int) {
+	tb.Helper()
+	Eventually(tb, 30*time.Second, "ready endpoints of "+svc, func() (bool, string) {
+		var slices discoveryv1.EndpointSliceList
+		if err := l.Client().List(context.Background(), &slices, client.InNamespace("default"),
+			client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {
+			return false, err.Error()
+		}
+		perFamily := map[discoveryv1.AddressType]int{}
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				if e.Conditions.Ready != nil && *e.Conditions.Ready {
+					perFamily[s.AddressType]++
+				}
+			}
+		}
+		return perFamily[discoveryv1.AddressTypeIPv4] == n && perFamily[discoveryv1.AddressTypeIPv6] == n, fmt.Sprint(perFamily)
+	})
+}
+
+// DeletePod deletes a pod of namespace default and waits until it is gone.
+func (l *Lab) DeletePod(tb testing.TB, name string) {
+	tb.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+	if err := l.Client().Delete(ctx, pod); err != nil {
+		tb.Fatal(err)
+	}
+	Eventually(tb, 30*time.Second, "pod "+name+" gone", func() (bool, string) {
+		err := l.Client().Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+}
+
+// RunPod starts a lab pod (lab/podserver: it answers HTTP on 8080 with its
+// name) labelled app=APP on a node, in namespace default.
+func (l *Lab) RunPod(tb testing.TB, name, app, node string) {
+	tb.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
+			Labels: map[string]string{"app": app, RunLabel: "true"}},
+		Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{corev1.LabelHostname: node},
+			Containers: []corev1.Container{{Name: "web", Image: "lab/podserver",
+				Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
+		},
+	}
+	if err := l.Client().Create(context.Background(), pod); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// RestartSpeaker restarts a node's speaker and waits (up to a minute) until
+// it is ready again.
+func (l *Lab) RestartSpeaker(tb testing.TB, node string) {
+	tb.Helper()
+	if err := l.Restart(node, ComponentSpeaker); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := l.WaitReady(ctx, node, ComponentSpeaker); err != nil {
+		tb.Fatal(err)
+	}
+}
