@@ -56,7 +56,7 @@ func TestMemberlistOff(t *testing.T) {
 
 	var ip, first string
 	t.Run("one node announces a Service", func(t *testing.T) {
-		runPod(t, l, "mo-0", "mo", "node1")
+		l.RunPod(t, "mo-0", "mo", "node1")
 		createService(t, l, svcSpec{name: "mo", app: "mo", port: 80, ipv4Only: true})
 		ip = waitIngress(t, l, "mo", 1)[0]
 		waitEndpoints4(t, l, "mo", 1)
@@ -75,7 +75,7 @@ func TestMemberlistOff(t *testing.T) {
 		if err := l.SetNodeReady(ctx, first, false); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "ServiceL2Status of mo naming a node other than "+first, func() (bool, string) {
+		lab.Eventually(t, 30*time.Second, "ServiceL2Status of mo naming a node other than "+first, func() (bool, string) {
 			var err error
 			next, err = announcerOf(l, "mo")
 			if err != nil {
