@@ -41,7 +41,13 @@ func TestSelection(t *testing.T) {
 			seen := waitServed(t, l, ip, first, 5)
 			t.Logf("%s through %s: %v", lab.URL(ip), first, seen)
 		}
-		m := scrapeSpeaker(t, l, first)
+		// The membership gauges are refreshed every second: memberlist may
+		// have formed a moment ago.
+		var m map[string]float64
+		lab.Eventually(t, 30*time.Second, "memberlist_members 3 and membership_fallback 0 on "+first, func() (bool, string) {
+			m = scrapeSpeaker(t, l, first)
+			return m["barelb_speaker_memberlist_members"] == 3 && m["barelb_speaker_membership_fallback"] == 0, speakerSeries(m)
+		})
 		t.Logf("metrics of %s after traffic:\n%s", first, speakerSeries(m))
 		label := fmt.Sprintf(`{interface=%q}`, lanIf)
 		for _, name := range []string{"arp_requests_received_total", "arp_answers_sent_total",
