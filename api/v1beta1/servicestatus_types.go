@@ -62,6 +62,14 @@ type ServiceL2StatusList struct {
 	Items           []ServiceL2Status `json:"items"`
 }
 
+// Labels the speakers put on ServiceL2Status and ServiceBGPStatus objects
+// to name their Service (object names are shortened and hashed, so
+// readers find a Service's statuses by these).
+const (
+	LabelServiceName      = "barelb.io/service-name"
+	LabelServiceNamespace = "barelb.io/service-namespace"
+)
+
 // ServiceBGPStatusSpec is empty: the object only reports.
 type ServiceBGPStatusSpec struct{}
 

@@ -25,7 +25,6 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/k8s/announcer"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
@@ -117,7 +116,7 @@ func waitIngress(tb testing.TB, l *lab.Lab, name string, n int) []string {
 func announcerOf(l *lab.Lab, svc string) (string, error) {
 	var list barelbv1beta1.ServiceL2StatusList
 	if err := l.Client().List(context.Background(), &list, client.InNamespace(lab.BarelbNamespace),
-		client.MatchingLabels{announcer.LabelServiceName: svc, announcer.LabelServiceNamespace: "default"}); err != nil {
+		client.MatchingLabels{barelbv1beta1.LabelServiceName: svc, barelbv1beta1.LabelServiceNamespace: "default"}); err != nil {
 		return "", err
 	}
 	switch len(list.Items) {

@@ -21,7 +21,6 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/k8s/announcer"
 )
 
 // soakServices is how many dual-stack Services the soak announces.
@@ -161,7 +160,7 @@ func soak(tb testing.TB, l *lab.Lab, svcs []string, d time.Duration) soakResult 
 				if !ok {
 					continue
 				}
-				svc := st.Labels[announcer.LabelServiceName]
+				svc := st.Labels[barelbv1beta1.LabelServiceName]
 				switch ev.Type {
 				case watch.Added, watch.Modified:
 					seen(svc, st.Status.Node, "watch")

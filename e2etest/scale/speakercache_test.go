@@ -61,7 +61,7 @@ func BenchmarkSpeakerCache(b *testing.B) {
 			return err
 		}
 		status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "scale-" + name + "-0a1b2c3d", Namespace: barelbNamespace,
-			Labels: map[string]string{announcer.LabelServiceName: name, announcer.LabelServiceNamespace: benchNamespace}}}
+			Labels: map[string]string{barelbv1beta1.LabelServiceName: name, barelbv1beta1.LabelServiceNamespace: benchNamespace}}}
 		if err := env.Client.Create(ctx, status); err != nil {
 			return err
 		}

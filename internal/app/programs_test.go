@@ -106,7 +106,7 @@ func testTrimmedCache(t *testing.T, env *testenv.Env) {
 			Ports: []corev1.ServicePort{{Port: 80}}},
 	}
 	status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "trimmed", Namespace: namespace,
-		Labels: map[string]string{announcer.LabelServiceName: "trimmed"}}}
+		Labels: map[string]string{barelbv1beta1.LabelServiceName: "trimmed"}}}
 	for _, obj := range []client.Object{svc, status} {
 		if err := env.Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
-	"github.com/barelb/barelb/internal/k8s/announcer"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
@@ -123,13 +122,6 @@ func TestClusterCommands(t *testing.T) {
 	})
 }
 
-// The labels status uses are the announcer's.
-func TestStatusLabels(t *testing.T) {
-	if labelServiceName != announcer.LabelServiceName || labelServiceNamespace != announcer.LabelServiceNamespace {
-		t.Errorf("the labels differ from the announcer's: %s, %s", announcer.LabelServiceName, announcer.LabelServiceNamespace)
-	}
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -180,7 +172,7 @@ func service(t *testing.T, c client.Client, ns, name string, class *string, pool
 }
 
 func statusLabels(svc *corev1.Service) map[string]string {
-	return map[string]string{labelServiceName: svc.Name, labelServiceNamespace: svc.Namespace}
+	return map[string]string{barelbv1beta1.LabelServiceName: svc.Name, barelbv1beta1.LabelServiceNamespace: svc.Namespace}
 }
 
 func l2Status(t *testing.T, c client.Client, svc *corev1.Service, node string) {

@@ -17,13 +17,6 @@ import (
 	"github.com/barelb/barelb/internal/config"
 )
 
-// Labels the speakers put on ServiceL2Status and ServiceBGPStatus objects
-// to name their Service; the same as the announcer's.
-const (
-	labelServiceName      = "barelb.io/service-name"
-	labelServiceNamespace = "barelb.io/service-namespace"
-)
-
 // ServiceStatus is one line of `status`.
 type ServiceStatus struct {
 	Namespace string   `json:"namespace"`
@@ -148,8 +141,8 @@ func Status(ctx context.Context, c client.Client, namespace, lbClass string) ([]
 // statusService finds the Service a status object is about: by its labels,
 // or by its status when the labels are missing.
 func statusService(labels map[string]string, namespace, name string) serviceKey {
-	if labels[labelServiceName] != "" {
-		return serviceKey{labels[labelServiceNamespace], labels[labelServiceName]}
+	if labels[barelbv1beta1.LabelServiceName] != "" {
+		return serviceKey{labels[barelbv1beta1.LabelServiceNamespace], labels[barelbv1beta1.LabelServiceName]}
 	}
 	return serviceKey{namespace, name}
 }

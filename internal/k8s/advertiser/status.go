@@ -19,14 +19,10 @@ import (
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 )
 
-// Labels of ServiceBGPStatus objects: the Service's (the same as the
-// layer-2 statuses') and the node's, by which each speaker caches only its
-// own statuses.
-const (
-	LabelServiceName      = "barelb.io/service-name"
-	LabelServiceNamespace = "barelb.io/service-namespace"
-	LabelNode             = "barelb.io/node"
-)
+// LabelNode names the node of a ServiceBGPStatus (besides the Service's
+// labels, barelbv1beta1.LabelServiceName and barelbv1beta1.LabelServiceNamespace), by
+// which each speaker caches only its own statuses.
+const LabelNode = "barelb.io/node"
 
 // statusName is the name of the ServiceBGPStatus of a Service and node:
 // readable, and unique thanks to a hash of both.
@@ -81,7 +77,7 @@ func writeStatus(ctx context.Context, c client.Client, namespace, node, key stri
 	svcNS, svcName, _ := strings.Cut(key, "/")
 	obj := &barelbv1beta1.ServiceBGPStatus{ObjectMeta: metav1.ObjectMeta{
 		Name: statusName(node, svcNS, svcName), Namespace: namespace,
-		Labels: map[string]string{LabelServiceName: svcName, LabelServiceNamespace: svcNS, LabelNode: node},
+		Labels: map[string]string{barelbv1beta1.LabelServiceName: svcName, barelbv1beta1.LabelServiceNamespace: svcNS, LabelNode: node},
 	}}
 	if cached == nil {
 		if err := c.Create(ctx, obj); err != nil {

@@ -54,10 +54,7 @@ type Responder interface {
 	InConflict(netip.Addr) bool
 }
 
-// Labels of ServiceL2Status objects, to find a Service's.
 const (
-	LabelServiceName      = "barelb.io/service-name"
-	LabelServiceNamespace = "barelb.io/service-namespace"
 	// ReasonAnnounced is the Event reason when a node starts announcing a
 	// Service's addresses.
 	ReasonAnnounced = "nodeAssigned"
@@ -442,7 +439,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, cached *servicecache.Statu
 	}
 	obj := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{
 		Name: statusName(svc.Namespace, svc.Name), Namespace: r.Namespace,
-		Labels: map[string]string{LabelServiceName: svc.Name, LabelServiceNamespace: svc.Namespace},
+		Labels: map[string]string{barelbv1beta1.LabelServiceName: svc.Name, barelbv1beta1.LabelServiceNamespace: svc.Namespace},
 	}}
 	if cached == nil {
 		if err := r.Client.Create(ctx, obj); err != nil {

@@ -308,7 +308,7 @@ func TestAnnouncer(t *testing.T) {
 		waitFor("ServiceL2Status removed", func() bool { _, err := statusOf(); return apierrors.IsNotFound(err) })
 		theirs := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{
 			Name: statusName("default", "web"), Namespace: namespace,
-			Labels: map[string]string{LabelServiceName: "web", LabelServiceNamespace: "default"},
+			Labels: map[string]string{barelbv1beta1.LabelServiceName: "web", barelbv1beta1.LabelServiceNamespace: "default"},
 		}}
 		must(c.Create(ctx, theirs)) // n2 announces and says so
 		theirs.Status = barelbv1beta1.ServiceL2StatusStatus{Node: "n2", ServiceName: "web", ServiceNamespace: "default",

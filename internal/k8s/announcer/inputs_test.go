@@ -186,7 +186,7 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 		}
 	}
 
-	status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "s", Labels: map[string]string{LabelServiceName: "web"}, ManagedFields: managed},
+	status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "s", Labels: map[string]string{barelbv1beta1.LabelServiceName: "web"}, ManagedFields: managed},
 		Status: barelbv1beta1.ServiceL2StatusStatus{Node: "n1", ServiceName: "web", Addresses: []string{"198.51.100.200"}}}
 	got := trim(status).(*barelbv1beta1.ServiceL2Status)
 	if !reflect.DeepEqual(got.Status, status.Status) || got.Labels != nil || got.ManagedFields != nil {
