@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/barelb/barelb/e2etest/lab"
+	"github.com/barelb/barelb/internal/k8s/announcer"
 )
 
 func TestMain(m *testing.M) {
@@ -64,6 +65,7 @@ func TestLayer2(t *testing.T) {
 		{"take-over when the announcing node leaves the LAN", testCutFailover},
 		{"the client is pointed back when the partition heals", testHealed},
 		{"rolling restart of every speaker", testRollingRestart},
+		{"no address conflict reported between barelb's own nodes", testNoConflictBetweenSpeakers},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.f(t, l) }) {
@@ -427,6 +429,25 @@ func testRollingRestart(t *testing.T, l *lab.Lab) {
 		if r.Failed > maxRollingFailures {
 			t.Errorf("%s: %d requests failed during the rolling restart, want at most %d", ips[i], r.Failed, maxRollingFailures)
 		}
+	}
+}
+
+// testNoConflictBetweenSpeakers: after the take-overs, the partition and
+// its healing, and the rolling restart of the steps before, no node has
+// reported an address conflict on the Service. A node that sees another
+// node's gratuitous announcement or answer for an address it announces
+// (two speakers answer for a moment while the election settles) must
+// not warn that "another host" uses the address: AddressConflict is for
+// hosts outside the cluster.
+func testNoConflictBetweenSpeakers(t *testing.T, l *lab.Lab) {
+	for _, e := range serviceEvents(l, "ha", announcer.ReasonAddressConflict) {
+		node := "no node"
+		for _, n := range l.Nodes() {
+			if strings.Contains(strings.ToLower(e.Message), strings.ToLower(n.MAC(lab.SegmentLAN))) {
+				node = n.Name
+			}
+		}
+		t.Errorf("AddressConflict Event on ha naming the MAC of %s (x%d): %s", node, e.Count, e.Message)
 	}
 }
 

@@ -170,6 +170,9 @@ func TestParseSpeaker(t *testing.T) {
 		{name: "memberlist on explicitly", args: []string{"--node-name=w", "--memberlist=true"}, wantNode: "w"},
 		{name: "memberlist as a bare flag", args: []string{"--node-name=w", "--memberlist"}, wantNode: "w"},
 		{name: "memberlist not a boolean", args: []string{"--node-name=w", "--memberlist=off"}, wantErr: `invalid boolean value "off" for -memberlist`},
+		{name: "negative gc percent", args: []string{"--node-name=w", "--gc-percent=-1"}, wantErr: "--gc-percent"},
+		{name: "negative program pages interval", args: []string{"--node-name=w", "--program-pages-release-interval=-1m"}, wantErr: "--program-pages-release-interval"},
+		{name: "program pages never released", args: []string{"--node-name=w", "--program-pages-release-interval=0"}, wantNode: "w"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

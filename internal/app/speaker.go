@@ -19,6 +19,7 @@ import (
 	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
+	"github.com/barelb/barelb/internal/programpages"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -68,7 +69,23 @@ type SpeakerOptions struct {
 	// PprofBindAddress serves net/http/pprof (heap and goroutine
 	// profiles, to see where memory goes); empty or "0" is off.
 	PprofBindAddress string
+	// GCPercent is the garbage collection target (GOGC) unless $GOGC is
+	// set; 0 leaves the runtime's default.
+	GCPercent int
+	// ProgramPagesInterval is how often the speaker gives back the
+	// resident pages of its own code and read-only data (see
+	// internal/programpages), the first time once its caches are filled;
+	// 0 is never. Every minute by default: the pages a speaker keeps using
+	// come back at the cost of a few hundred minor faults a minute, and
+	// those a burst of work touched (a relist, a wave of plans and status
+	// writes: 15-20 MiB of code) do not stay resident for long.
+	ProgramPagesInterval time.Duration
 }
+
+// programPagesSettle is how long after its caches are filled the speaker
+// first releases its program's pages: long enough for the first plans and
+// status writes, the last of the start-up work.
+const programPagesSettle = 10 * time.Second
 
 // speakerEventCacheSize is how many objects the speaker's event
 // correlator remembers (client-go's default is 4,096).
@@ -80,12 +97,14 @@ const MemberlistKeyEnv = "BARELB_MEMBERLIST_KEY"
 
 func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	o := SpeakerOptions{
-		Options:          DefaultOptions(SpeakerMetricsBindAddress, SpeakerHealthProbeBindAddress),
-		Memberlist:       true,
-		MemberlistPort:   membership.DefaultPort,
-		MemberlistKeyEnv: MemberlistKeyEnv,
-		HandOver:         2 * time.Second,
-		MemoryLimitRatio: DefaultMemoryLimitRatio,
+		Options:              DefaultOptions(SpeakerMetricsBindAddress, SpeakerHealthProbeBindAddress),
+		Memberlist:           true,
+		MemberlistPort:       membership.DefaultPort,
+		MemberlistKeyEnv:     MemberlistKeyEnv,
+		HandOver:             2 * time.Second,
+		MemoryLimitRatio:     DefaultMemoryLimitRatio,
+		GCPercent:            DefaultGCPercent,
+		ProgramPagesInterval: time.Minute,
 	}
 	err := parseFlags("speaker", inv, &o.Options, func(fs *flag.FlagSet) {
 		fs.StringVar(&o.NodeName, "node-name", "",
@@ -108,6 +127,11 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Share of the container's memory limit (its cgroup's) set as the Go runtime's soft memory limit, unless $GOMEMLIMIT sets one; 0 is off.")
 		fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", "",
 			`Address (host:port) to serve Go's /debug/pprof profiles on over HTTP; empty or "0" is off.`)
+		fs.IntVar(&o.GCPercent, "gc-percent", o.GCPercent,
+			"Garbage collection target percent (as GOGC), unless $GOGC sets one; 0 is the Go runtime's default (100).")
+		fs.DurationVar(&o.ProgramPagesInterval, "program-pages-release-interval", o.ProgramPagesInterval,
+			"How often to give back the resident pages of the speaker's own code and read-only data (client-go's start-up code, 25-30 MiB, and whatever ran only since the last time), "+
+				"the first time 10 s after its caches are filled; a page still in use comes back from the page cache at its next touch (a minor fault). 0 is never.")
 	})
 	if err != nil || o.ShowVersion {
 		return o, err
@@ -131,6 +155,12 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	}
 	if o.GratuitousInterval < 0 {
 		return o, usageErrorf("--gratuitous-interval %v is negative", o.GratuitousInterval)
+	}
+	if o.GCPercent < 0 {
+		return o, usageErrorf("--gc-percent %d is negative", o.GCPercent)
+	}
+	if o.ProgramPagesInterval < 0 {
+		return o, usageErrorf("--program-pages-release-interval %v is negative", o.ProgramPagesInterval)
 	}
 	return o, nil
 }
@@ -163,6 +193,7 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 			})},
 		setup: func(mgr manager.Manager) error {
 			applySoftMemoryLimit(mgr.GetLogger().WithName("speaker"), o.MemoryLimitRatio, inv.getenv("GOMEMLIMIT"), os.ReadFile)
+			applyGCPercent(mgr.GetLogger().WithName("speaker"), o.GCPercent, inv.getenv("GOGC"))
 			var secret string
 			if o.Memberlist {
 				secret = inv.getenv(o.MemberlistKeyEnv)
@@ -229,6 +260,9 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		Members: alive, Network: network, Services: services,
 	}
 	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
+	if members != nil {
+		network.Options.Speaker = members.Speaker
+	}
 	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
 	if err == nil {
 		err = announcer.Setup(mgr, r, changes)
@@ -240,6 +274,20 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		routerID, _ := netip.ParseAddr(addr)
 		err = advertiser.Setup(ctx, mgr, advertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second})
+	}
+	if err == nil && o.ProgramPagesInterval > 0 {
+		err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			if !services.WaitForSync(ctx) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(programPagesSettle):
+			}
+			programpages.Run(ctx, programpages.Options{Interval: o.ProgramPagesInterval, FreeHeap: true, Log: log})
+			return nil
+		}))
 	}
 	if err != nil {
 		stopAnswering()
@@ -289,8 +337,16 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 		sum := sha256.Sum256([]byte(secret))
 		key = sum[:]
 	}
+	// The node's hardware addresses go to every speaker, which then tells
+	// this one's answers on the LAN from a foreign host's.
+	var meta []byte
+	if ifaces, err := layer2.HostInterfaces(); err == nil {
+		meta = announcer.SpeakerMeta(ifaces, membership.MaxMetaSize)
+	} else {
+		mgr.GetLogger().WithName("speaker").Error(err, "reading this node's interfaces; other speakers will take its answers for a foreign host's")
+	}
 	m, err := membership.New(membership.Config{NodeName: o.NodeName, BindAddr: addr, BindPort: o.MemberlistPort, SecretKey: key,
-		Logger: mgr.GetLogger().WithName("speaker")})
+		Logger: mgr.GetLogger().WithName("speaker"), Meta: meta})
 	if err != nil {
 		return nil, "", err
 	}

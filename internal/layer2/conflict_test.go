@@ -497,3 +497,87 @@ func TestPeriodicGratuitous(t *testing.T) {
 		}
 	}
 }
+
+// otherSpeaker is Options.Speaker for a link where the client's MAC is
+// another barelb speaker's.
+func otherSpeaker(mac net.HardwareAddr) (string, bool) {
+	if bytes.Equal(mac, clientMAC) {
+		return "node-b", true
+	}
+	return "", false
+}
+
+// TestProbeAnsweredBySpeaker: when the host answering a probe is another
+// barelb speaker (one still answering during a hand-over), the address is
+// not in conflict: it is announced after the probe, nothing is reported.
+func TestProbeAnsweredBySpeaker(t *testing.T) {
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		t.Run(vip.String(), func(t *testing.T) {
+			l := testenv.NewLink(t)
+			args := []string{"ip", "-n", l.Client, "addr", "add", withPrefix(vip), "dev", l.ClientIf}
+			if vip.Is6() {
+				args = append(args, "nodad")
+			}
+			l.Run(args...)
+			reports := make(conflicts, 16)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			r := startResponder(ctx, t, l, Options{OnConflict: func(c Conflict) { reports <- c }, Speaker: otherSpeaker})
+			if err := r.Announce(vip, AnnounceOptions{Probe: true}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !r.Owns(vip) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s not answered 5 s after a probe that only another speaker answered (in conflict: %v)", vip, r.InConflict(vip))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			select {
+			case c := <-reports:
+				t.Errorf("another speaker's answer reported as a conflict: %+v", c)
+			default:
+			}
+			if n := r.Stats.Conflicts.Load(); n != 0 {
+				t.Errorf("%d conflicts counted", n)
+			}
+		})
+	}
+}
+
+// TestSpeakerClaimWhileAnswering: another speaker's gratuitous
+// announcement of an answered address is neither reported, counted nor
+// defended (the election settles it; a defence would fight the winner).
+func TestSpeakerClaimWhileAnswering(t *testing.T) {
+	l := testenv.NewLink(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reports := make(conflicts, 16)
+	capt := startCapture(t, l)
+	r := startResponder(ctx, t, l, Options{OnConflict: func(c Conflict) { reports <- c }, Speaker: otherSpeaker})
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		if err := r.Announce(vip, AnnounceOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // the gratuitous bursts end
+	capt.reset()
+	sendFrom(t, l, gratuitousARPFrame(t, clientMAC, vip4), advertisement(clientMAC, clientMAC, client6, vip6))
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case c := <-reports:
+		t.Errorf("another speaker's claim reported as a conflict: %+v", c)
+	default:
+	}
+	if n := r.Stats.Conflicts.Load(); n != 0 {
+		t.Errorf("%d conflicts counted", n)
+	}
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		if claims, _ := capt.claims(vip); claims != 0 {
+			t.Errorf("%s: %d claims sent back to another speaker, want none", vip, claims)
+		}
+		if !r.Owns(vip) {
+			t.Errorf("%s no longer answered", vip)
+		}
+	}
+}

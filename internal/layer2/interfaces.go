@@ -23,6 +23,8 @@ type Interface struct {
 	Enslaved bool
 	// Prefixes are the interface's addresses with their prefix lengths.
 	Prefixes []netip.Prefix
+	// HardwareAddr is the interface's MAC (nil when it has none).
+	HardwareAddr net.HardwareAddr
 }
 
 // namesNeverAnswered are interfaces of kube-proxy, CNIs and pods: answering
@@ -115,6 +117,7 @@ func HostInterfaces() ([]Interface, error) {
 			Up:           ifi.Flags&net.FlagUp != 0,
 			Loopback:     ifi.Flags&net.FlagLoopback != 0,
 			PointToPoint: ifi.Flags&net.FlagPointToPoint != 0,
+			HardwareAddr: ifi.HardwareAddr,
 		}
 		sys := filepath.Join("/sys/class/net", ifi.Name)
 		if raw, err := os.ReadFile(filepath.Join(sys, "flags")); err == nil {

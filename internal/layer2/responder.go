@@ -48,6 +48,14 @@ type Options struct {
 	// conflict again (DefaultReprobeInterval when 0); it doubles up to
 	// three times that.
 	ReprobeInterval time.Duration
+	// Speaker, when set, names the node of another barelb speaker that
+	// mac belongs to (ok false for any other host). Such a speaker's
+	// claim on an address is no conflict: two speakers answer for a
+	// moment during a hand-over, or while a healed partition settles,
+	// and the election decides. It neither stops a probe nor is
+	// defended, counted or reported; it is logged. Called from the
+	// responder's goroutines for claims only, so it may take a lock.
+	Speaker func(mac net.HardwareAddr) (node string, ok bool)
 }
 
 // AnnounceOptions change how Announce starts announcing an address.
@@ -121,6 +129,10 @@ type Responder struct {
 	wake  chan struct{}
 	// started is when the responder was made: owned times count from it.
 	started time.Time
+	// peerLogged is when another speaker's claim was last logged, as
+	// time since started (one line per defendInterval for the whole
+	// interface: a hand-over moves many addresses at once).
+	peerLogged time.Duration
 }
 
 // NewResponder opens the packet sockets of interface ifi. The caller runs
@@ -322,6 +334,12 @@ func (r *Responder) observe(c claim) {
 	if o == nil {
 		return
 	}
+	if r.opts.Speaker != nil {
+		if node, ok := r.opts.Speaker(c.MAC); ok {
+			r.peerClaim(c, node, state)
+			return
+		}
+	}
 	if state != stateAnswering {
 		// A claim during a probe round ends it at once; between rounds
 		// (in conflict, waiting) the next round finds out afresh.
@@ -353,6 +371,25 @@ func (r *Responder) observe(c claim) {
 		r.Stats.Gratuitous.Add(1)
 	}
 	r.report(Conflict{Kind: ConflictSeen, Address: c.Address, MAC: mac})
+}
+
+// peerClaim logs another speaker's claim on an address, at most once per
+// defendInterval.
+func (r *Responder) peerClaim(c claim, node string, state addrState) {
+	r.mu.Lock()
+	now := time.Since(r.started)
+	if r.peerLogged != 0 && now-r.peerLogged < defendInterval {
+		r.mu.Unlock()
+		return
+	}
+	r.peerLogged = max(now, 1)
+	r.mu.Unlock()
+	what := "answers for"
+	if c.Probe {
+		what = "probes"
+	}
+	r.log.Info("another barelb speaker "+what+" an address this node announces: a hand-over or the election settling, not a conflict",
+		"address", c.Address.String(), "mac", c.MAC.String(), "speakerNode", node, "answering", state == stateAnswering)
 }
 
 func (r *Responder) report(c Conflict) {

@@ -358,11 +358,19 @@ func (h hint) Invalidates(other memberlist.Broadcast) bool {
 func (h hint) Message() []byte { return h.msg }
 func (h hint) Finished()       {}
 
-// delegate receives hints, hands out queued ones, and clears marks on
-// acked pings.
-type delegate struct{ fp *fastPath }
+// delegate receives hints, hands out queued ones, clears marks on acked
+// pings, and hands out this member's metadata.
+type delegate struct {
+	fp   *fastPath
+	meta []byte
+}
 
-func (delegate) NodeMeta(int) []byte { return nil }
+func (d delegate) NodeMeta(limit int) []byte {
+	if len(d.meta) > limit {
+		return nil // New checked it against memberlist's limit
+	}
+	return d.meta
+}
 
 // NotifyMsg must not block: memberlist's packet handling waits for it.
 func (d delegate) NotifyMsg(b []byte) {

@@ -156,7 +156,7 @@ func TestFastPathHintAboutLiveMember(t *testing.T) {
 	b, _ := startMember(t, "b", memberOpts{logger: ml.logger("b")})
 	join(t, b, pa)
 	waitFor(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
-	delegate{b.fast}.NotifyMsg(encodeHint("a", "liar"))
+	delegate{fp: b.fast}.NotifyMsg(encodeHint("a", "liar"))
 	b.fast.verify("a", "liar") // the same, synchronously
 	time.Sleep(100 * time.Millisecond)
 	if downs, _ := ml.lines(); len(downs) > 0 || !lists(b, "a") {
@@ -164,7 +164,7 @@ func TestFastPathHintAboutLiveMember(t *testing.T) {
 	}
 	// Malformed messages are ignored.
 	for _, msg := range []string{"", "barelb/down\x00", "other", hintPrefix + "\x00x"} {
-		delegate{b.fast}.NotifyMsg([]byte(msg))
+		delegate{fp: b.fast}.NotifyMsg([]byte(msg))
 	}
 }
 

@@ -88,6 +88,7 @@ type memberOpts struct {
 	bind   string // default 127.0.0.1
 	port   int
 	logger *logr.Logger
+	meta   []byte
 }
 
 func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
@@ -102,7 +103,7 @@ func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
 	if o.logger != nil {
 		lg = *o.logger
 	}
-	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: testTiming(t), Logger: lg})
+	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: testTiming(t), Logger: lg, Meta: o.meta})
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}

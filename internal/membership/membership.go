@@ -112,7 +112,13 @@ type Config struct {
 	// Logger receives membership events at V(0) and memberlist's own log
 	// at V(1) and V(2).
 	Logger logr.Logger
+	// Meta is this member's metadata, which every member learns (see
+	// Metadata); at most MaxMetaSize bytes, fixed for the member's life.
+	Meta []byte
 }
+
+// MaxMetaSize is the most metadata a member may carry: memberlist's limit.
+const MaxMetaSize = memberlist.MetaMaxSize
 
 // Membership is this speaker's view of the live speakers. Its methods are
 // safe for concurrent use.
@@ -123,6 +129,12 @@ type Membership struct {
 	list    *memberlist.Memberlist
 	changes chan struct{}
 	fast    *fastPath
+
+	metaMu sync.Mutex
+	// metas is the metadata of every member seen since New, gone ones
+	// included: a member that left may still be heard on the network for
+	// a moment.
+	metas map[string][]byte
 
 	mu       sync.Mutex
 	left     bool
@@ -156,6 +168,9 @@ func New(cfg Config) (*Membership, error) {
 	default:
 		return nil, fmt.Errorf("membership: SecretKey is %d bytes, want 16, 24 or 32", len(cfg.SecretKey))
 	}
+	if len(cfg.Meta) > MaxMetaSize {
+		return nil, fmt.Errorf("membership: Meta is %d bytes, want at most %d", len(cfg.Meta), MaxMetaSize)
+	}
 	timing := cfg.Timing.withDefaults()
 	if err := timing.validate(); err != nil {
 		return nil, fmt.Errorf("membership: Timing: %w", err)
@@ -166,6 +181,7 @@ func New(cfg Config) (*Membership, error) {
 		timing:  timing,
 		self:    netip.AddrPortFrom(addr, uint16(port)),
 		changes: make(chan struct{}, 1),
+		metas:   map[string][]byte{},
 	}
 	m.fast = newFastPath(cfg.NodeName, m.log, timing, m.notify)
 
@@ -188,8 +204,8 @@ func New(cfg Config) (*Membership, error) {
 		mc.SecretKey = slices.Clone(cfg.SecretKey)
 	}
 	mc.Events = events{m}
-	mc.Delegate = delegate{m.fast}
-	mc.Ping = delegate{m.fast}
+	mc.Delegate = delegate{fp: m.fast, meta: slices.Clone(cfg.Meta)}
+	mc.Ping = delegate{fp: m.fast}
 	mc.Logger = log.New(logWriter{cfg.Logger.WithName("memberlist")}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{mc.BindAddr},
@@ -227,6 +243,30 @@ func (m *Membership) Members() []string {
 	names = m.fast.filter(names)
 	slices.Sort(names)
 	return names
+}
+
+// Metadata returns the metadata (Config.Meta) of every member seen since
+// New, this one and those gone since included, by member name. The map is
+// the caller's; the byte slices are shared and must not be modified.
+func (m *Membership) Metadata() map[string][]byte {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	out := make(map[string][]byte, len(m.metas))
+	for name, meta := range m.metas {
+		out[name] = meta
+	}
+	return out
+}
+
+// remember keeps a member's metadata (see Metadata).
+func (m *Membership) remember(n *memberlist.Node) {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	if len(n.Meta) == 0 {
+		delete(m.metas, n.Name)
+		return
+	}
+	m.metas[n.Name] = slices.Clone(n.Meta)
 }
 
 // Changes returns a channel that receives a value whenever the set of
@@ -299,6 +339,7 @@ func (m *Membership) notify() {
 type events struct{ m *Membership }
 
 func (e events) NotifyJoin(n *memberlist.Node) {
+	e.m.remember(n)
 	if e.m.fast.joined(n) && n.Name != e.m.fast.self {
 		// A member back from the dead, typically across a healed
 		// partition: it may still be dead in the views of the members
@@ -319,4 +360,4 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 }
 
 // NotifyUpdate reports metadata changes, which do not change the set.
-func (e events) NotifyUpdate(*memberlist.Node) {}
+func (e events) NotifyUpdate(n *memberlist.Node) { e.m.remember(n) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"timeout not below interval", Config{NodeName: "a", BindAddr: loopback,
 			Timing: Timing{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond}}, "ProbeTimeout"},
 		{"negative", Config{NodeName: "a", BindAddr: loopback, Timing: Timing{TCPTimeout: -1}}, "TCPTimeout"},
+		{"metadata too large", Config{NodeName: "a", BindAddr: loopback, Meta: make([]byte, MaxMetaSize+1)}, "Meta is 513 bytes"},
 		{"zero suspicion mult is defaulted, negative is not", Config{NodeName: "a", BindAddr: loopback,
 			Timing: Timing{SuspicionMult: -1}}, "SuspicionMult"},
 	}
@@ -173,6 +175,31 @@ func TestIntruderCannotJoin(t *testing.T) {
 }
 
 // TestLeave: a member that leaves is dropped at once and Changes fires.
+// TestMetadata: every member learns every other's metadata, and keeps
+// that of a member that left (it may still be heard for a moment).
+func TestMetadata(t *testing.T) {
+	t.Parallel()
+	a, pa := startMember(t, "a", memberOpts{meta: []byte("meta of a")})
+	b, _ := startMember(t, "b", memberOpts{meta: []byte("meta of b")})
+	c, _ := startMember(t, "c", memberOpts{})
+	join(t, b, pa)
+	join(t, c, pa)
+	waitFor(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
+	want := map[string][]byte{"a": []byte("meta of a"), "b": []byte("meta of b")}
+	for name, m := range map[string]*Membership{"a": a, "b": b, "c": c} {
+		if got := m.Metadata(); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Metadata() = %q, want %q", name, got, want)
+		}
+	}
+	if err := b.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "a and c drop b", sees([]*Membership{a, c}, "a", "c"))
+	if got := a.Metadata(); !reflect.DeepEqual(got, want) {
+		t.Errorf("after b left: Metadata() = %q, want %q (b's kept)", got, want)
+	}
+}
+
 func TestLeave(t *testing.T) {
 	t.Parallel()
 	a, pa := startMember(t, "a", memberOpts{})

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,9 +72,10 @@ type Observer struct {
 	Interval time.Duration
 
 	mu sync.Mutex
-	// vips are the assigned IPv4 addresses of the last plan, with their
-	// Services (records shared with the cache).
-	vips map[netip.Addr][]*servicecache.Service
+	// vips are the assigned IPv4 addresses of the last plan with their
+	// Services (records shared with the cache), sorted by address: a
+	// third of the memory of a map at 10,000 addresses.
+	vips []vipService
 	// answered is what the kernel answered for at the last check, as
 	// logged ("" when nothing).
 	answered string
@@ -121,7 +123,7 @@ func (o *Observer) planned(ctx context.Context, in *inputs, plan []election.L2An
 	if o.Metrics != nil {
 		o.Metrics.AddressesAnnounced.Set(float64(len(want)))
 	}
-	o.vips = make(map[netip.Addr][]*servicecache.Service, len(o.vips))
+	o.vips = o.vips[:0]
 	for _, s := range in.services {
 		svc := in.byKey[s.Key]
 		if svc == nil {
@@ -129,10 +131,11 @@ func (o *Observer) planned(ctx context.Context, in *inputs, plan []election.L2An
 		}
 		for _, ip := range s.Addresses {
 			if ip.Unmap().Is4() {
-				o.vips[ip.Unmap()] = append(o.vips[ip.Unmap()], svc)
+				o.vips = append(o.vips, vipService{address: ip.Unmap(), service: svc})
 			}
 		}
 	}
+	slices.SortFunc(o.vips, func(a, b vipService) int { return a.address.Compare(b.address) })
 	o.reportNoInterface(in, plan, want)
 	o.checkStrictARP(ctx, host)
 }
@@ -163,12 +166,20 @@ func (o *Observer) reportNoInterface(in *inputs, plan []election.L2Announcement,
 	o.noInterface = now
 }
 
+// vipService is an assigned address and one Service it is assigned to.
+type vipService struct {
+	address netip.Addr
+	service *servicecache.Service
+}
+
 // checkStrictARP compares the kernel's answers with the last plan's
 // addresses and reports a change. o.mu is held.
 func (o *Observer) checkStrictARP(ctx context.Context, host []layer2.Interface) {
 	vips := make([]netip.Addr, 0, len(o.vips))
-	for ip := range o.vips {
-		vips = append(vips, ip)
+	for i, v := range o.vips {
+		if i == 0 || v.address != o.vips[i-1].address {
+			vips = append(vips, v.address)
+		}
 	}
 	addrs, lans := KernelAnswers(vips, host, o.arpIgnore)
 	if o.Metrics != nil {
@@ -198,7 +209,12 @@ func (o *Observer) checkStrictARP(ctx context.Context, host []layer2.Interface) 
 		o.warned = map[string]bool{}
 	}
 	for _, ip := range addrs {
-		for _, svc := range o.vips[ip] {
+		first, _ := slices.BinarySearchFunc(o.vips, ip, func(v vipService, ip netip.Addr) int { return v.address.Compare(ip) })
+		for _, v := range o.vips[first:] {
+			if v.address != ip {
+				break
+			}
+			svc := v.service
 			key := svc.Key()
 			if o.warned[key] {
 				continue
