@@ -273,6 +273,16 @@ func (c conflicts) wait(t *testing.T, kind ConflictKind, ip netip.Addr) Conflict
 	}
 }
 
+// clientUses gives the client vip: its kernel answers ARP probes and
+// duplicate address detection for it.
+func clientUses(l *testenv.Link, vip netip.Addr) {
+	args := []string{"ip", "-n", l.Client, "addr", "add", withPrefix(vip), "dev", l.ClientIf}
+	if vip.Is6() {
+		args = append(args, "nodad")
+	}
+	l.Run(args...)
+}
+
 func withPrefix(ip netip.Addr) string {
 	if ip.Is4() {
 		return ip.String() + "/24"
@@ -284,13 +294,7 @@ func TestProbeFindsAddressInUse(t *testing.T) {
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		t.Run(vip.String(), func(t *testing.T) {
 			l := testenv.NewLink(t)
-			// The client uses the address; its kernel answers ARP probes
-			// and duplicate address detection for it.
-			args := []string{"ip", "-n", l.Client, "addr", "add", withPrefix(vip), "dev", l.ClientIf}
-			if vip.Is6() {
-				args = append(args, "nodad")
-			}
-			l.Run(args...)
+			clientUses(l, vip)
 			capt := startCapture(t, l)
 			reports := make(conflicts, 16)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -514,11 +518,7 @@ func TestProbeAnsweredBySpeaker(t *testing.T) {
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		t.Run(vip.String(), func(t *testing.T) {
 			l := testenv.NewLink(t)
-			args := []string{"ip", "-n", l.Client, "addr", "add", withPrefix(vip), "dev", l.ClientIf}
-			if vip.Is6() {
-				args = append(args, "nodad")
-			}
-			l.Run(args...)
+			clientUses(l, vip)
 			reports := make(conflicts, 16)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
