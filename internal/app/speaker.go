@@ -82,10 +82,12 @@ type SpeakerOptions struct {
 	ProgramPagesInterval time.Duration
 }
 
-// programPagesSettle is how long after its caches are filled the speaker
-// first releases its program's pages: long enough for the first plans and
-// status writes, the last of the start-up work.
-const programPagesSettle = 10 * time.Second
+// programPagesSettle is how long after its Service cache is filled the
+// speaker first releases its program's pages: the init code and the
+// initial lists are behind it then, and the manager's own caches (a few
+// objects) are filled too. The first plans run after; the pages they
+// leave go at the next release.
+const programPagesSettle = time.Second
 
 // speakerEventCacheSize is how many objects the speaker's event
 // correlator remembers (client-go's default is 4,096).
@@ -131,7 +133,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Garbage collection target percent (as GOGC), unless $GOGC sets one; 0 is the Go runtime's default (100).")
 		fs.DurationVar(&o.ProgramPagesInterval, "program-pages-release-interval", o.ProgramPagesInterval,
 			"How often to give back the resident pages of the speaker's own code and read-only data (client-go's start-up code, 25-30 MiB, and whatever ran only since the last time), "+
-				"the first time 10 s after its caches are filled; a page still in use comes back from the page cache at its next touch (a minor fault). 0 is never.")
+				"the first time once its caches are filled; a page still in use comes back from the page cache at its next touch (a minor fault). 0 is never.")
 	})
 	if err != nil || o.ShowVersion {
 		return o, err
