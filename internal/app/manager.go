@@ -69,9 +69,16 @@ func (o *Options) RESTConfig(userAgent string) (*rest.Config, error) {
 type Option func(*managerSettings)
 
 type managerSettings struct {
+	newScheme  func() (*runtime.Scheme, error)
 	adjust     []func(*manager.Options)
 	readyAfter []client.Object
 	transforms map[client.Object]toolscache.TransformFunc
+}
+
+// WithScheme builds the manager's scheme with newScheme instead of
+// NewScheme: the speaker's has only the built-in groups it reads.
+func WithScheme(newScheme func() (*runtime.Scheme, error)) Option {
+	return func(s *managerSettings) { s.newScheme = newScheme }
 }
 
 // WithManagerOptions lets a program change controller-runtime's options
@@ -106,7 +113,8 @@ func WithCacheTransforms(transforms map[client.Object]toolscache.TransformFunc) 
 
 // NewManager builds a controller-runtime manager for barelb:
 //
-//   - the scheme has client-go's types and barelb.io/v1beta1;
+//   - the scheme has client-go's types and barelb.io/v1beta1 (see
+//     WithScheme);
 //   - the cache holds barelb.io objects from o.Namespace only, since those in
 //     other namespaces do not count (other kinds are cached cluster-wide);
 //   - metrics are served over HTTP on o.MetricsBindAddress;
@@ -124,7 +132,11 @@ func NewManager(cfg *rest.Config, o Options, opts ...Option) (manager.Manager, e
 	for _, opt := range opts {
 		opt(&settings)
 	}
-	scheme, err := NewScheme()
+	newScheme := NewScheme
+	if settings.newScheme != nil {
+		newScheme = settings.newScheme
+	}
+	scheme, err := newScheme()
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
 	"github.com/barelb/barelb/internal/programpages"
+	barelbscheme "github.com/barelb/barelb/internal/scheme"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -181,7 +182,7 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 		program:   "speaker",
 		options:   o.Options,
 		logValues: []any{"node", o.NodeName},
-		manager: []Option{WithReadyAfterSync(configObjects()...), WithCacheTransforms(announcer.CacheTransforms()),
+		manager: []Option{WithScheme(barelbscheme.NewSpeaker), WithReadyAfterSync(configObjects()...), WithCacheTransforms(announcer.CacheTransforms()),
 			WithManagerOptions(func(mo *manager.Options) {
 				mo.PprofBindAddress = o.PprofBindAddress
 				// client-go's event correlator keeps 4,096 objects in each

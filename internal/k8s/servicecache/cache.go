@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
-	barelbscheme "github.com/barelb/barelb/internal/scheme"
 )
 
 // DefaultPageSize is how many objects one list request reads: the initial
@@ -93,9 +92,12 @@ func New(cfg *rest.Config, opts Options) (*Cache, error) {
 		statuses: map[string]*Status{}, strings: map[string]string{}, synced: make(chan struct{}),
 	}
 	if opts.StatusNamespace != "" {
-		scheme, err := barelbscheme.New()
-		if err != nil {
-			return nil, err
+		// Only ServiceL2Status goes through this client: a scheme of
+		// barelb's types alone, not a second copy of every built-in
+		// group's registrations (2 MiB of heap).
+		scheme := runtime.NewScheme()
+		if err := barelbv1beta1.AddToScheme(scheme); err != nil {
+			return nil, fmt.Errorf("service cache: %w", err)
 		}
 		if c.barelb, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err != nil {
 			return nil, fmt.Errorf("service cache: %w", err)
