@@ -80,9 +80,10 @@ const speakerNode = "node1"
 // of 1.4 s, the collector running all the time. Then the speaker began
 // releasing the pages of its program it does not use (internal/programpages:
 // 25-30 MiB of client-go's start-up code) every minute and collecting at
-// GOGC 50: VmRSS 57.5-65.2 MiB right after the 10,000 (RssAnon 33.7-35.6,
-// RssFile 23.8-29.6: the code an active speaker runs), VmHWM 58-70 MiB,
-// settled 37.5-54.5 MiB, plan 0.12 s, over runs on an idle and on a
+// GOGC 50, with a speaker scheme of the groups it reads: VmRSS 57.5-65.2
+// MiB right after the 10,000 (RssAnon 33.4-35.6, RssFile 23.8-29.6: the
+// code an active speaker runs), VmHWM 58-70 MiB, settled 37.5-54.5 MiB,
+// plan 0.12 s, restart RSS 54.5 MiB, over 4 runs on an idle and on a
 // loaded machine. GOGC 25 took 5 MiB more off RssAnon but doubled the
 // plan (0.23 s).
 //
