@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -263,62 +262,22 @@ type speakerProc struct {
 type memoryUse struct{ rss, hwm float64 }
 
 func (p *speakerProc) memory() (memoryUse, error) {
-	var m memoryUse
 	if err := p.findPID(); err != nil {
-		return m, err
+		return memoryUse{}, err
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
-	if err != nil {
-		return m, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		for key, dst := range map[string]*float64{"VmRSS:": &m.rss, "VmHWM:": &m.hwm} {
-			if v, ok := strings.CutPrefix(line, key); ok {
-				kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-				if err != nil {
-					return m, err
-				}
-				*dst = kb / 1024
-			}
-		}
-	}
-	return m, nil
+	m, err := lab.ProcessMemory(p.pid)
+	return memoryUse{rss: m.RSS, hwm: m.HWM}, err
 }
 
-// findPID finds the speaker among the processes: the lab runs it with its
-// node's name and a path of the lab's state folder in its arguments.
+// findPID finds the node's speaker process, again once it has been
+// restarted.
 func (p *speakerProc) findPID() error {
 	if p.pid != 0 {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.pid)); err == nil {
 			return nil
 		}
 	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if len(args) < 2 || filepath.Base(args[0]) != "speaker" {
-			continue
-		}
-		ofLab, ofNode := false, false
-		for _, a := range args[1:] {
-			ofLab = ofLab || strings.Contains(a, p.l.StateDir())
-			ofNode = ofNode || a == "--node-name="+p.node
-		}
-		if ofLab && ofNode {
-			p.pid = pid
-			return nil
-		}
-	}
-	return fmt.Errorf("no speaker process of %s in lab %s", p.node, p.l.Prefix())
+	pid, err := p.l.SpeakerPID(p.node)
+	p.pid = pid
+	return err
 }

@@ -24,7 +24,6 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/programpages"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
@@ -452,8 +451,6 @@ type memoryUse struct {
 // minute) and some.
 const speakerSettle = 70 * time.Second
 
-func mib(bytes uint64) float64 { return float64(bytes) / (1 << 20) }
-
 func (p *speakerProcess) memory(b *testing.B) memoryUse {
 	m, err := p.readMemory()
 	if err != nil {
@@ -472,25 +469,12 @@ func (p *speakerProcess) readMemory() (memoryUse, error) {
 	if err := p.findPID(); err != nil {
 		return m, err
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
+	resident, err := lab.ProcessMemory(p.pid)
 	if err != nil {
 		return m, err
 	}
-	resident, err := programpages.ParseStatus(string(data))
-	if err != nil {
-		return m, err
-	}
-	m.rss, m.anon, m.file = mib(resident.Total), mib(resident.Anonymous), mib(resident.File)
+	m.rss, m.anon, m.file, m.hwm = resident.RSS, resident.Anon, resident.File, resident.HWM
 	m.detail += fmt.Sprintf("RssAnon %.1f MiB RssFile %.1f MiB ", m.anon, m.file)
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				return m, err
-			}
-			m.hwm = kb / 1024
-		}
-	}
 	metrics, err := p.scrape()
 	if err == nil {
 		m.heapInuse = metrics["go_memstats_heap_inuse_bytes"] / (1 << 20)
@@ -503,44 +487,16 @@ func (p *speakerProcess) readMemory() (memoryUse, error) {
 	return m, nil
 }
 
-// findPID finds the speaker among the processes: the lab runs it with a
-// kubeconfig of its own (its ServiceAccount's) in the lab's state folder.
+// findPID finds the speaker's process, again once it has been restarted.
 func (p *speakerProcess) findPID() error {
 	if p.pid != 0 {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.pid)); err == nil {
 			return nil
 		}
 	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return err
-	}
-	want := "--kubeconfig=" + filepath.Join(filepath.Dir(p.l.InternalKubeconfig()), "kubeconfig-"+lab.ComponentSpeaker)
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if len(args) > 1 && strings.HasPrefix(filepath.Base(args[0]), "speaker") && contains(args, want) && contains(args, "--node-name="+speakerNode) {
-			p.pid = pid
-			return nil
-		}
-	}
-	return fmt.Errorf("no speaker process of the lab found")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	pid, err := p.l.SpeakerPID(speakerNode)
+	p.pid = pid
+	return err
 }
 
 // scrape reads the speaker's metrics, summing series of one name.
