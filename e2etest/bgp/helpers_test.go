@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -24,17 +23,8 @@ import (
 	"github.com/barelb/barelb/internal/config"
 )
 
-// needsLab skips with -short (unit tests only) and fails without root, as
-// e2etest/layer2 does: CI runs the lab as root.
-func needsLab(tb testing.TB) {
-	tb.Helper()
-	if testing.Short() {
-		tb.Skip("the BGP suite is an end-to-end test; -short runs unit tests only")
-	}
-	if os.Geteuid() != 0 {
-		tb.Fatal("the lab makes network namespaces and must run as root (CI does)")
-	}
-}
+// needsLab: see lab.NeedsLab.
+func needsLab(tb testing.TB) { tb.Helper(); lab.NeedsLab(tb, "the BGP suite") }
 
 // create creates objects, and deletes them when the test ends.
 func create(tb testing.TB, l *lab.Lab, objs ...client.Object) {

@@ -27,17 +27,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// needsLab skips with -short (unit tests only) and fails without root:
-// `make test` runs the lab as root, as CI does.
-func needsLab(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("the lab is an end-to-end test; -short runs unit tests only")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the lab makes network namespaces and must run as root (CI does)")
-	}
-}
+// needsLab: see lab.NeedsLab.
+func needsLab(t *testing.T) { t.Helper(); lab.NeedsLab(t, "the lab") }
 
 // TestCLI drives a lab the way people do: lab up, kubectl, exec, kill,
 // down, and checks that nothing is left.

@@ -2,10 +2,8 @@ package lab
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,13 +14,7 @@ import (
 // loopback, see speakerMetricsAddr): series (name with labels, as exposed)
 // → value.
 func (l *Lab) SpeakerMetrics(node string) (map[string]float64, error) {
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return l.DialContext(ctx, node, network, addr)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://" + speakerMetricsAddr + "/metrics")
+	resp, err := l.HTTPClient(node, 5*time.Second).Get("http://" + speakerMetricsAddr + "/metrics")
 	if err != nil {
 		return nil, fmt.Errorf("scraping the speaker of %s: %w", node, err)
 	}

@@ -14,6 +14,19 @@ import (
 	"github.com/go-logr/logr/funcr"
 )
 
+// NeedsLab skips an end-to-end test with -short (unit tests only) and
+// fails it without root: `make test` runs the lab as root, as CI does.
+// suite names the test's suite in the skip message.
+func NeedsLab(tb testing.TB, suite string) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip(suite + " is an end-to-end test; -short runs unit tests only")
+	}
+	if os.Geteuid() != 0 {
+		tb.Fatal("the lab makes network namespaces and must run as root (CI does)")
+	}
+}
+
 // Start brings a lab up for a test and tears it down when the test ends,
 // also when the test binary is interrupted. It skips the test when not
 // root. The test binary's TestMain must call [RunHelperMode].

@@ -28,17 +28,8 @@ import (
 	"github.com/barelb/barelb/internal/testenv"
 )
 
-// needsLab skips with -short (unit tests only) and fails without root, as
-// e2etest/lab does: CI runs the lab as root.
-func needsLab(tb testing.TB) {
-	tb.Helper()
-	if testing.Short() {
-		tb.Skip("the layer-2 suite is an end-to-end test; -short runs unit tests only")
-	}
-	if os.Geteuid() != 0 {
-		tb.Fatal("the lab makes network namespaces and must run as root (CI does)")
-	}
-}
+// needsLab: see lab.NeedsLab.
+func needsLab(tb testing.TB) { tb.Helper(); lab.NeedsLab(tb, "the layer-2 suite") }
 
 // applyFile creates every object of a YAML file of the repository.
 func applyFile(tb testing.TB, l *lab.Lab, rel string) {

@@ -1,16 +1,12 @@
 package scale
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -434,7 +430,6 @@ func (sw *statusWatch) waitService(b *testing.B, name string, limit time.Duratio
 type speakerProcess struct {
 	l   *lab.Lab
 	pid int
-	hc  *http.Client
 }
 
 // memoryUse is what memory reads.
@@ -499,37 +494,16 @@ func (p *speakerProcess) findPID() error {
 	return err
 }
 
-// scrape reads the speaker's metrics, summing series of one name.
+// scrape reads the speaker's metrics: every series, and the sum of the
+// series of each name (of the layer-2 announcer alone where a series names
+// its controller).
 func (p *speakerProcess) scrape() (map[string]float64, error) {
-	if p.hc == nil {
-		p.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return p.l.DialContext(ctx, speakerNode, network, addr)
-			},
-		}}
-	}
-	resp, err := p.hc.Get("http://127.0.0.1:7473/metrics")
+	series, err := p.l.SpeakerMetrics(speakerNode)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		name := line[:i]
+	out := make(map[string]float64, len(series))
+	for name, v := range series {
 		if j := strings.IndexByte(name, '{'); j >= 0 {
 			out[name] += v // the series itself, labels and all
 			if !strings.Contains(name, `controller="layer2-announcer"`) && !strings.Contains(name, `name="layer2-announcer"`) {
@@ -539,7 +513,7 @@ func (p *speakerProcess) scrape() (map[string]float64, error) {
 		}
 		out[name] += v
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // speakerPprofAddress is where the speaker serves its profiles when
@@ -553,8 +527,9 @@ func (p *speakerProcess) saveProfiles(b *testing.B, dir, name string) {
 	if dir == "" {
 		return
 	}
+	hc := p.l.HTTPClient(speakerNode, 30*time.Second)
 	for file, path := range map[string]string{name + "-heap.pb.gz": "/debug/pprof/heap?gc=1", name + "-goroutine.txt": "/debug/pprof/goroutine?debug=1"} {
-		resp, err := p.hc.Get("http://" + speakerPprofAddress + path)
+		resp, err := hc.Get("http://" + speakerPprofAddress + path)
 		if err != nil {
 			b.Fatal(err)
 		}
