@@ -62,6 +62,16 @@ func (l *markLog) lines() (downs, clears []string) {
 	return slices.Clone(l.downs), slices.Clone(l.clears)
 }
 
+// settle waits up to a second for cond over the recorded lines. The fast
+// path logs a mark or a clear just after the member list changes, so a
+// test that has just seen the change may read the lines a moment early.
+func (l *markLog) settle(cond func(downs, clears []string) bool) {
+	deadline := time.Now().Add(time.Second)
+	for !cond(l.lines()) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (l *markLog) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -89,6 +99,7 @@ func TestFastPathKill(t *testing.T) {
 			t.Errorf("kill %d: dropped after %v, want < 5s", i, d)
 		}
 	}
+	ml.settle(func(downs, _ []string) bool { return len(downs) >= reps })
 	downs, fromHint, _ := ml.counts()
 	t.Logf("SIGKILL detection over %d kills: median %v, worst %v, all %v; %d marks, %d of them after a hint",
 		reps, median(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond), roundAll(ds), downs, fromHint)
@@ -194,6 +205,7 @@ func TestFastPathMarkClears(t *testing.T) {
 	default:
 		t.Error("no Changes signal for the cleared mark")
 	}
+	ml.settle(func(_, clears []string) bool { return len(clears) > 0 })
 	if _, clears := ml.lines(); len(clears) != 1 || !strings.Contains(clears[0], "acked a ping") {
 		t.Errorf("clears %v, want one after an acked ping", clears)
 	}
@@ -349,6 +361,7 @@ func TestFastPathUnreachable(t *testing.T) {
 		ipt("-I")
 		waitFor(t, 30*time.Second, "survivors drop the victim", sees(ms, "a", "b"))
 		d := time.Since(start)
+		ml.settle(func(downs, _ []string) bool { return len(downs) > 0 })
 		downs, fromHint, _ := ml.counts()
 		fmt.Printf("CUT-DETECTION %v\n", d)
 		t.Logf("cut %d: dropped by both after %v; %d marks, %d after a hint", i, d.Round(time.Millisecond), downs, fromHint)
