@@ -96,3 +96,21 @@ func applyGCPercent(log logr.Logger, percent int, gogc string) {
 	debug.SetGCPercent(percent)
 	log.V(1).Info("Garbage collection target set", "gcPercent", percent)
 }
+
+// heapProfileRate is the runtime's MemProfileRate to run with: 0 (no heap
+// sampling) unless heap profiles are served (pprofAddress set) or GODEBUG
+// (godebug) chooses a rate with memprofilerate, when it stays current.
+// Sampling keeps a 1.4 MiB hash table of allocation stacks and a record
+// per distinct stack, for as long as the process lives: resident memory a
+// speaker with no profile endpoint spends for nothing.
+func heapProfileRate(pprofAddress, godebug string, current int) int {
+	if pprofAddress != "" {
+		return current
+	}
+	for _, setting := range strings.Split(godebug, ",") {
+		if strings.HasPrefix(strings.TrimSpace(setting), "memprofilerate=") {
+			return current
+		}
+	}
+	return 0
+}

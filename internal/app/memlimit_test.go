@@ -46,3 +46,22 @@ func TestSoftMemoryLimit(t *testing.T) {
 		t.Error("a read error is not reported")
 	}
 }
+
+func TestHeapProfileRate(t *testing.T) {
+	const runtimeDefault = 512 * 1024
+	for _, tc := range []struct {
+		name, pprof, godebug string
+		want                 int
+	}{
+		{name: "no profile endpoint", want: 0},
+		{name: "profiles served", pprof: "127.0.0.1:6060", want: runtimeDefault},
+		{name: "GODEBUG chooses", godebug: "madvdontneed=1, memprofilerate=1", want: runtimeDefault},
+		{name: "other GODEBUG settings", godebug: "madvdontneed=1", want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := heapProfileRate(tc.pprof, tc.godebug, runtimeDefault); got != tc.want {
+				t.Errorf("heapProfileRate(%q, %q) = %d, want %d", tc.pprof, tc.godebug, got, tc.want)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"time"
 
 	"k8s.io/client-go/tools/record"
@@ -79,7 +80,9 @@ type SpeakerOptions struct {
 	// 0 is never. Every minute by default: the pages a speaker keeps using
 	// come back at the cost of a few hundred minor faults a minute, and
 	// those a burst of work touched (a relist, a wave of plans and status
-	// writes: 15-20 MiB of code) do not stay resident for long.
+	// writes: 15-20 MiB of code) do not stay resident for long. With it on,
+	// a release also follows each burst of work once it is over
+	// (programPagesAfterBurst).
 	ProgramPagesInterval time.Duration
 }
 
@@ -89,6 +92,14 @@ type SpeakerOptions struct {
 // objects) are filled too. The first plans run after; the pages they
 // leave go at the next release.
 const programPagesSettle = time.Second
+
+// programPagesAfterBurst is how long the speaker must have been quiet
+// after a burst of work (thousands of plans and status writes; a single
+// Service change at 10,000 Services counts too) before it releases what
+// the burst left resident, instead of waiting for the next periodic
+// release. Long enough that the pages a wave of changes keeps using are
+// not dropped between its steps.
+const programPagesAfterBurst = 5 * time.Second
 
 // speakerEventCacheSize is how many objects the speaker's event
 // correlator remembers (client-go's default is 4,096).
@@ -134,7 +145,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Garbage collection target percent (as GOGC), unless $GOGC sets one; 0 is the Go runtime's default (100).")
 		fs.DurationVar(&o.ProgramPagesInterval, "program-pages-release-interval", o.ProgramPagesInterval,
 			"How often to give back the resident pages of the speaker's own code and read-only data (client-go's start-up code, 25-30 MiB, and whatever ran only since the last time), "+
-				"the first time once its caches are filled; a page still in use comes back from the page cache at its next touch (a minor fault). 0 is never.")
+				"the first time once its caches are filled, and 5s after each burst of work; a page still in use comes back from the page cache at its next touch (a minor fault). 0 is never.")
 	})
 	if err != nil || o.ShowVersion {
 		return o, err
@@ -178,6 +189,9 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 	if o.ShowVersion {
 		return printVersion(inv, "speaker")
 	}
+	// As early as the flags allow: the rate applies to allocations from
+	// then on.
+	runtime.MemProfileRate = heapProfileRate(o.PprofBindAddress, inv.getenv("GODEBUG"), runtime.MemProfileRate)
 	return start(ctx, inv, startup{
 		program:   "speaker",
 		options:   o.Options,
@@ -288,7 +302,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 				return nil
 			case <-time.After(programPagesSettle):
 			}
-			programpages.Run(ctx, programpages.Options{Interval: o.ProgramPagesInterval, FreeHeap: true, Log: log})
+			programpages.Run(ctx, programpages.Options{Interval: o.ProgramPagesInterval, Settle: programPagesAfterBurst, FreeHeap: true, Log: log})
 			return nil
 		}))
 	}

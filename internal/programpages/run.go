@@ -3,6 +3,7 @@ package programpages
 import (
 	"context"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -14,6 +15,12 @@ type Options struct {
 	// once since (a relist, a rare error path) go back too. 0 releases
 	// once.
 	Interval time.Duration
+	// Settle, when positive, adds a release once a burst of work is over:
+	// Settle after the last second in which the program allocated more
+	// than 1 MiB, once it has allocated at least 64 MiB since the
+	// previous release. Without it, what a burst left resident would stay
+	// until the next periodic release.
+	Settle time.Duration
 	// FreeHeap also returns the Go heap's free pages to the system first
 	// (debug.FreeOSMemory: a collection, then every free page): the
 	// runtime's scavenger would return them over minutes, or keep a few
@@ -26,22 +33,54 @@ type Options struct {
 	Log logr.Logger
 }
 
-// Run releases the program's pages now, then every o.Interval until ctx
-// ends. A failure is logged, not returned: the program works the same
-// with its pages resident. The first release is logged at level 0, the
-// later ones at 1.
+// Run releases the program's pages now, then every o.Interval and after
+// each burst of work (o.Settle) until ctx ends. A failure is logged, not
+// returned: the program works the same with its pages resident. The first
+// release is logged at level 0, the later ones at 1.
 func Run(ctx context.Context, o Options) {
-	for log := o.Log; ; log = o.Log.V(1) {
-		releaseAndLog(log, o.FreeHeap)
-		if o.Interval <= 0 {
-			return
-		}
+	releaseAndLog(o.Log, o.FreeHeap)
+	if o.Interval <= 0 && o.Settle <= 0 {
+		return
+	}
+	var periodic <-chan time.Time
+	if o.Interval > 0 {
+		ticker := time.NewTicker(o.Interval)
+		defer ticker.Stop()
+		periodic = ticker.C
+	}
+	var samples <-chan time.Time
+	watch := settleWatch{settle: o.Settle, burst: 64 << 20, quietRate: 1 << 20}
+	if o.Settle > 0 {
+		ticker := time.NewTicker(time.Second)
+		defer ticker.Stop()
+		samples = ticker.C
+		watch.released(time.Now(), heapAllocated())
+	}
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(o.Interval):
+		case <-periodic:
+		case now := <-samples:
+			if !watch.sample(now, heapAllocated()) {
+				continue
+			}
+		}
+		releaseAndLog(o.Log.V(1), o.FreeHeap)
+		if samples != nil {
+			watch.released(time.Now(), heapAllocated())
 		}
 	}
+}
+
+// heapAllocated is the Go heap's cumulative count of allocated bytes.
+func heapAllocated() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
 }
 
 func releaseAndLog(log logr.Logger, freeHeap bool) {
