@@ -15,10 +15,15 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/barelb/barelb/internal/scheme"
 )
@@ -162,4 +167,18 @@ func BuildPrograms(ctx context.Context, dir string, pkgs ...string) error {
 		return fmt.Errorf("go build %v: %w\n%s", pkgs, err, out)
 	}
 	return nil
+}
+
+// ManagerOptions are the options of a manager under test on e: e's scheme,
+// no metrics or health endpoint (tests run side by side), log to log, and
+// no check that controller names are unique in the process, which a test
+// run with -count=2, or one starting a manager twice, would fail.
+func (e *Env) ManagerOptions(log logr.Logger) ctrl.Options {
+	return ctrl.Options{
+		Scheme:                 e.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+		Logger:                 log,
+	}
 }

@@ -18,7 +18,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/config"
@@ -149,8 +148,9 @@ func TestAdvertiserLab(t *testing.T) {
 	for obj, tr := range announcer.CacheTransforms() {
 		byObject[obj] = cache.ByObject{Transform: tr}
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Logger: testr.New(t), Cache: cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}})
+	opts := env.ManagerOptions(testr.New(t))
+	opts.Cache = cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
+	mgr, err := ctrl.NewManager(env.Config, opts)
 	must(err)
 	reg := prometheus.NewRegistry()
 	must(Setup(ctx, mgr, Options{Node: nodeName, Namespace: namespace, Registerer: reg, NotEstablishedAfter: 6 * time.Second}))

@@ -16,9 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/metrics"
@@ -64,14 +62,9 @@ func startCluster(t *testing.T, replicas int) *cluster {
 
 func (cl *cluster) startController() {
 	cl.t.Helper()
-	opts := ctrl.Options{
-		Scheme:                 cl.env.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// The controller is restarted within one process.
-		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
-		Logger:     zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{cl.t})),
-	}
+	// The controller is restarted within one process, which the options
+	// allow.
+	opts := cl.env.ManagerOptions(zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{cl.t})))
 	if cl.leaderElect {
 		// Short timers so that a stopped leader is replaced quickly.
 		opts.LeaderElection, opts.LeaderElectionID, opts.LeaderElectionNamespace = true, "barelb-controller", barelbNamespace

@@ -17,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/config"
@@ -129,7 +128,7 @@ func TestAnnouncer(t *testing.T) {
 	m.set("n1")
 	changes := make(chan event.GenericEvent, 1)
 	replan := func() { changes <- event.GenericEvent{Object: &corev1.Node{}} }
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: testr.New(t)})
+	mgr, err := ctrl.NewManager(env.Config, env.ManagerOptions(testr.New(t)))
 	must(err)
 	network := &linkNetwork{t: t, ctx: ctx, link: link}
 	r := &Reconciler{

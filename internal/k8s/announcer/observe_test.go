@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/barelb/barelb/internal/election"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
@@ -57,7 +56,7 @@ func startObserveEnv(t *testing.T) *observeEnv {
 	if e.m, err = metrics.NewSpeaker(e.reg); err != nil {
 		t.Fatal(err)
 	}
-	e.mgr, err = ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: testr.New(t)})
+	e.mgr, err = ctrl.NewManager(env.Config, env.ManagerOptions(testr.New(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
@@ -101,12 +100,7 @@ func start(t *testing.T) *suite {
 			t.Fatal(err)
 		}
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Logger:                 zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{t})),
-	})
+	mgr, err := ctrl.NewManager(env.Config, env.ManagerOptions(zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{t}))))
 	if err != nil {
 		t.Fatal(err)
 	}
