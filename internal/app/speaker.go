@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -233,6 +235,13 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		if m, addr, err = startMemberlist(ctx, mgr, o, secret); err != nil {
 			return err
 		}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			keepSpeakerMetaCurrent(ctx, log, m, speakerMetaInterval)
+			return nil
+		})); err != nil {
+			_ = m.Shutdown()
+			return fmt.Errorf("setting up the memberlist metadata refresh: %w", err)
+		}
 	} else {
 		log.Info("memberlist is off (--memberlist=false): node readiness from the API alone decides which speakers are alive; " +
 			"a dead speaker on a Ready node keeps its addresses until the node turns NotReady")
@@ -356,10 +365,8 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 	}
 	// The node's hardware addresses go to every speaker, which then tells
 	// this one's answers on the LAN from a foreign host's.
-	var meta []byte
-	if ifaces, err := layer2.HostInterfaces(); err == nil {
-		meta = announcer.SpeakerMeta(ifaces, membership.MaxMetaSize)
-	} else {
+	meta, err := hostSpeakerMeta()
+	if err != nil {
 		mgr.GetLogger().WithName("speaker").Error(err, "reading this node's interfaces; other speakers will take its answers for a foreign host's")
 	}
 	m, err := membership.New(membership.Config{NodeName: o.NodeName, BindAddr: addr, BindPort: o.MemberlistPort, SecretKey: key,
@@ -368,6 +375,48 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 		return nil, "", err
 	}
 	return m, addr, nil
+}
+
+// speakerMetaInterval is how often the speaker re-reads its node's
+// hardware addresses for its memberlist metadata: a NIC added or replaced
+// while it runs is known to the other speakers within this.
+const speakerMetaInterval = 30 * time.Second
+
+// hostSpeakerMeta is this node's memberlist metadata: its interfaces'
+// hardware addresses (announcer.SpeakerMeta).
+func hostSpeakerMeta() ([]byte, error) {
+	ifaces, err := layer2.HostInterfaces()
+	if err != nil {
+		return nil, err
+	}
+	return announcer.SpeakerMeta(ifaces, membership.MaxMetaSize), nil
+}
+
+// keepSpeakerMetaCurrent updates m's metadata every interval until ctx
+// ends, when this node's hardware addresses have changed.
+func keepSpeakerMetaCurrent(ctx context.Context, log logr.Logger, m *membership.Membership, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		meta, err := hostSpeakerMeta()
+		if err != nil {
+			log.V(1).Info("Reading this node's interfaces for the memberlist metadata failed", "error", err.Error())
+			continue
+		}
+		if bytes.Equal(meta, m.Meta()) {
+			continue
+		}
+		if err := m.SetMeta(meta, time.Second); err != nil {
+			log.Error(err, "Telling the other speakers this node's new hardware addresses")
+			continue
+		}
+		log.Info("This node's hardware addresses changed; the other speakers know them now")
+	}
 }
 
 // joinMemberlist joins the other nodes' speakers, listed from the API's

@@ -362,14 +362,15 @@ func (h hint) Finished()       {}
 // pings, and hands out this member's metadata.
 type delegate struct {
 	fp   *fastPath
-	meta []byte
+	meta *atomic.Pointer[[]byte] // this member's metadata
 }
 
 func (d delegate) NodeMeta(limit int) []byte {
-	if len(d.meta) > limit {
-		return nil // New checked it against memberlist's limit
+	meta := *d.meta.Load()
+	if len(meta) > limit {
+		return nil // New and SetMeta checked it against memberlist's limit
 	}
-	return d.meta
+	return meta
 }
 
 // NotifyMsg must not block: memberlist's packet handling waits for it.

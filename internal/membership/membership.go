@@ -80,6 +80,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -113,7 +114,7 @@ type Config struct {
 	// at V(1) and V(2).
 	Logger logr.Logger
 	// Meta is this member's metadata, which every member learns (see
-	// Metadata); at most MaxMetaSize bytes, fixed for the member's life.
+	// Metadata); at most MaxMetaSize bytes. SetMeta changes it.
 	Meta []byte
 }
 
@@ -129,6 +130,8 @@ type Membership struct {
 	list    *memberlist.Memberlist
 	changes chan struct{}
 	fast    *fastPath
+
+	meta atomic.Pointer[[]byte] // this member's metadata
 
 	metaMu sync.Mutex
 	// metas is the metadata of every member seen since New, gone ones
@@ -204,7 +207,8 @@ func New(cfg Config) (*Membership, error) {
 		mc.SecretKey = slices.Clone(cfg.SecretKey)
 	}
 	mc.Events = events{m}
-	mc.Delegate = delegate{fp: m.fast, meta: slices.Clone(cfg.Meta)}
+	m.meta.Store(ptr(slices.Clone(cfg.Meta)))
+	mc.Delegate = delegate{fp: m.fast, meta: &m.meta}
 	mc.Ping = delegate{fp: m.fast}
 	mc.Logger = log.New(logWriter{cfg.Logger.WithName("memberlist")}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -257,6 +261,31 @@ func (m *Membership) Metadata() map[string][]byte {
 	}
 	return out
 }
+
+// Meta returns this member's metadata; the caller must not modify it.
+func (m *Membership) Meta() []byte { return *m.meta.Load() }
+
+// SetMeta changes this member's metadata (at most MaxMetaSize bytes) and
+// tells the other members, waiting up to timeout (0: no limit) for the
+// update to go out.
+func (m *Membership) SetMeta(meta []byte, timeout time.Duration) error {
+	if len(meta) > MaxMetaSize {
+		return fmt.Errorf("membership: metadata is %d bytes, want at most %d", len(meta), MaxMetaSize)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.meta.Store(ptr(slices.Clone(meta)))
+	if err := m.list.UpdateNode(timeout); err != nil {
+		return fmt.Errorf("membership: sending the new metadata: %w", err)
+	}
+	m.remember(m.list.LocalNode())
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // remember keeps a member's metadata (see Metadata).
 func (m *Membership) remember(n *memberlist.Node) {

@@ -200,6 +200,30 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
+// TestSetMeta: a member's new metadata reaches the others, and a change
+// too large is refused without changing what they know.
+func TestSetMeta(t *testing.T) {
+	t.Parallel()
+	a, pa := startMember(t, "a", memberOpts{meta: []byte("old")})
+	b, _ := startMember(t, "b", memberOpts{})
+	join(t, b, pa)
+	waitFor(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
+	if err := a.SetMeta([]byte("new"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]*Membership{"a": a, "b": b} {
+		waitFor(t, 15*time.Second, name+" knows a's new metadata", func() bool {
+			return string(m.Metadata()["a"]) == "new"
+		})
+	}
+	if err := a.SetMeta(make([]byte, MaxMetaSize+1), time.Second); err == nil {
+		t.Error("SetMeta took more than MaxMetaSize bytes")
+	}
+	if got := string(a.Metadata()["a"]); got != "new" {
+		t.Errorf("after a refused change: a's metadata %q, want %q", got, "new")
+	}
+}
+
 func TestLeave(t *testing.T) {
 	t.Parallel()
 	a, pa := startMember(t, "a", memberOpts{})
