@@ -148,7 +148,9 @@ func BenchmarkSpeaker(b *testing.B) {
 	// (--program-pages-release-interval).
 	time.Sleep(speakerQuiet)
 	quiet := sp.memory(b)
-	b.Logf("%v after the steady reading: VmRSS %.1f MiB (%s)", speakerQuiet, quiet.rss, quiet.detail)
+	idleAlloc := (quiet.allocated - steady.allocated) / speakerQuiet.Seconds()
+	b.Logf("%v after the steady reading: VmRSS %.1f MiB (%s); the speaker allocated %.2f MiB/s in between", speakerQuiet, quiet.rss, quiet.detail, idleAlloc)
+	sp.saveProfiles(b, profiles, "quiet")
 	time.Sleep(speakerSettle - speakerQuiet)
 	settled := sp.memory(b)
 	b.Logf("%v after the steady reading: VmRSS %.1f MiB, VmHWM %.1f MiB, Go heap in use %.1f MiB (allocated %.1f MiB) (%s)",
@@ -208,6 +210,7 @@ func BenchmarkSpeaker(b *testing.B) {
 	b.ReportMetric(steady.file, "speaker-file-MiB")
 	b.ReportMetric(steady.heapInuse, "speaker-heap-MiB")
 	b.ReportMetric(quiet.rss, "quiet-RSS-MiB")
+	b.ReportMetric(idleAlloc, "idle-alloc-MiB/s")
 	b.ReportMetric(quiet.anon, "quiet-anon-MiB")
 	b.ReportMetric(quiet.file, "quiet-file-MiB")
 	b.ReportMetric(settled.rss, "settled-RSS-MiB")
@@ -445,6 +448,8 @@ type memoryUse struct {
 	// rss is VmRSS, the sum of anon (RssAnon: heap, stacks, written data)
 	// and file (RssFile: mapped pages of the program).
 	rss, anon, file, hwm, heapInuse, heapLive, goroutines float64
+	// allocated is the Go heap's cumulative allocation, in MiB.
+	allocated float64
 	// detail breaks VmRSS down, for the log.
 	detail string
 }
@@ -488,6 +493,7 @@ func (p *speakerProcess) readMemory() (memoryUse, error) {
 		m.heapInuse = metrics["go_memstats_heap_inuse_bytes"] / (1 << 20)
 		m.heapLive = metrics["go_memstats_heap_alloc_bytes"] / (1 << 20)
 		m.goroutines = metrics["go_goroutines"]
+		m.allocated = metrics["go_memstats_alloc_bytes_total"] / (1 << 20)
 		for _, name := range []string{"heap_idle", "heap_released", "stack_inuse", "next_gc", "buck_hash_sys", "gc_sys", "other_sys", "sys"} {
 			m.detail += fmt.Sprintf("%s %.1f MiB ", name, metrics["go_memstats_"+name+"_bytes"]/(1<<20))
 		}

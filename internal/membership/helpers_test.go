@@ -18,29 +18,14 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+
+	"github.com/barelb/barelb/internal/testenv"
 )
 
 const loopback = "127.0.0.1"
 
 // freePort returns a port free for both TCP and UDP on 127.0.0.1.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", loopback+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(loopback, strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
+func freePort(t testing.TB) int { return testenv.FreeLoopbackPort(t) }
 
 func addr(port int) string { return net.JoinHostPort(loopback, strconv.Itoa(port)) }
 

@@ -3,7 +3,6 @@ package announcer
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -131,29 +130,9 @@ func (e *observeEnv) waitGauge(t *testing.T, name string, want float64) {
 	}
 }
 
-// freePort finds a TCP and UDP port free on 127.0.0.1.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 func newMember(t *testing.T, name string) (*membership.Membership, string) {
 	t.Helper()
-	port := freePort(t)
+	port := testenv.FreeLoopbackPort(t)
 	m, err := membership.New(membership.Config{NodeName: name, BindAddr: "127.0.0.1", BindPort: port, SecretKey: make([]byte, 32), Logger: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
