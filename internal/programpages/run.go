@@ -17,9 +17,9 @@ type Options struct {
 	Interval time.Duration
 	// Settle, when positive, adds a release once a burst of work is over:
 	// Settle after the last second in which the program allocated more
-	// than 1 MiB, once it has allocated at least 64 MiB since the
-	// previous release. Without it, what a burst left resident would stay
-	// until the next periodic release.
+	// than settleQuietRate, once it has allocated at least settleBurst
+	// since the previous release. Without it, what a burst left resident
+	// would stay until the next periodic release.
 	Settle time.Duration
 	// FreeHeap also returns the Go heap's free pages to the system first
 	// (debug.FreeOSMemory: a collection, then every free page): the
@@ -49,7 +49,7 @@ func Run(ctx context.Context, o Options) {
 		periodic = ticker.C
 	}
 	var samples <-chan time.Time
-	watch := settleWatch{settle: o.Settle, burst: 64 << 20, quietRate: 1 << 20}
+	watch := settleWatch{settle: o.Settle, burst: settleBurst, quietRate: settleQuietRate}
 	if o.Settle > 0 {
 		ticker := time.NewTicker(time.Second)
 		defer ticker.Stop()
@@ -72,6 +72,20 @@ func Run(ctx context.Context, o Options) {
 		}
 	}
 }
+
+const (
+	// settleBurst is the allocation since the last release that makes a
+	// burst: a wave of plans allocates hundreds of MiB, the tail of a wave
+	// of status writes tens; a metrics scrape about 2 MiB (its gzip
+	// writer), so scrapes alone reach it only when several come within a
+	// periodic release's interval, and then one more release is cheap (a
+	// collection of a 15 MiB heap).
+	settleBurst = 16 << 20
+	// settleQuietRate is the allocation rate, per second, below which the
+	// program counts as quiet: a speaker that only gossips and answers ARP
+	// allocates a few KiB per second.
+	settleQuietRate = 1 << 20
+)
 
 // heapAllocated is the Go heap's cumulative count of allocated bytes.
 func heapAllocated() uint64 {
