@@ -257,6 +257,20 @@ func (c *capture) reset() {
 // conflicts collects a responder's conflict reports.
 type conflicts chan Conflict
 
+// none checks that r has neither reported (to c) nor counted a conflict;
+// what says what must not have been taken for one.
+func (c conflicts) none(t *testing.T, r *Responder, what string) {
+	t.Helper()
+	select {
+	case got := <-c:
+		t.Errorf("%s reported as a conflict: %+v", what, got)
+	default:
+	}
+	if n := r.Stats.Conflicts.Load(); n != 0 {
+		t.Errorf("%s: %d conflicts counted", what, n)
+	}
+}
+
 func (c conflicts) wait(t *testing.T, kind ConflictKind, ip netip.Addr) Conflict {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
@@ -368,14 +382,7 @@ func TestProbeFreeAddress(t *testing.T) {
 			t.Errorf("%s: %d probes seen, want %d", vip, probes, probeCount)
 		}
 	}
-	select {
-	case c := <-reports:
-		t.Errorf("conflict reported for a free address: %+v", c)
-	default:
-	}
-	if r.Stats.Conflicts.Load() != 0 {
-		t.Errorf("%d conflicts counted", r.Stats.Conflicts.Load())
-	}
+	reports.none(t, r, "a free address")
 }
 
 // sendFrom sends frames from the client's side of the link.
@@ -533,14 +540,7 @@ func TestProbeAnsweredBySpeaker(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			select {
-			case c := <-reports:
-				t.Errorf("another speaker's answer reported as a conflict: %+v", c)
-			default:
-			}
-			if n := r.Stats.Conflicts.Load(); n != 0 {
-				t.Errorf("%d conflicts counted", n)
-			}
+			reports.none(t, r, "another speaker's answer")
 		})
 	}
 }
@@ -564,14 +564,7 @@ func TestSpeakerClaimWhileAnswering(t *testing.T) {
 	capt.reset()
 	sendFrom(t, l, gratuitousARPFrame(t, clientMAC, vip4), advertisement(clientMAC, clientMAC, client6, vip6))
 	time.Sleep(500 * time.Millisecond)
-	select {
-	case c := <-reports:
-		t.Errorf("another speaker's claim reported as a conflict: %+v", c)
-	default:
-	}
-	if n := r.Stats.Conflicts.Load(); n != 0 {
-		t.Errorf("%d conflicts counted", n)
-	}
+	reports.none(t, r, "another speaker's claim")
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		if claims, _ := capt.claims(vip); claims != 0 {
 			t.Errorf("%s: %d claims sent back to another speaker, want none", vip, claims)
