@@ -288,6 +288,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
 	if members != nil {
 		network.Options.Speaker = members.Speaker
+		network.Options.OnPeerClaim = r.HandlePeerClaim
 	}
 	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
 	if err == nil {

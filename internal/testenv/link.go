@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"math/rand"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,7 +47,7 @@ func NewLink(t testing.TB) *Link {
 	l.Run("ip", "netns", "add", l.Speaker)
 	l.Run("ip", "netns", "add", l.Client)
 	l.Run("ip", "link", "add", l.SpeakerIf, "netns", l.Speaker, "address", l.SpeakerMAC, "type", "veth",
-		"peer", "name", l.ClientIf, "netns", l.Client, "address", "02:00:00:00:00:64")
+		"peer", "name", l.ClientIf, "netns", l.Client, "address", ClientMAC)
 	for _, c := range [][]string{
 		{l.Speaker, "ip", "addr", "add", "198.51.100.1/24", "dev", l.SpeakerIf},
 		{l.Speaker, "ip", "addr", "add", "2001:db8:100::1/64", "dev", l.SpeakerIf, "nodad"},
@@ -155,5 +159,44 @@ func ResolvesTo(mac string) func(string) bool {
 func ReachableAt(mac string) func(string) bool {
 	return func(entry string) bool {
 		return strings.Contains(entry, "lladdr "+mac) && strings.Contains(entry, "REACHABLE")
+	}
+}
+
+// ClientMAC is the client's MAC address on a Link.
+const ClientMAC = "02:00:00:00:00:64"
+
+// ClientClaims makes the client announce the IPv4 address ip as its own
+// with a gratuitous ARP request, as another speaker taking the address
+// over does.
+func (l *Link) ClientClaims(ip netip.Addr) {
+	l.t.Helper()
+	mac, _ := net.ParseMAC(ClientMAC)
+	p, err := arp.NewPacket(arp.OperationRequest, mac, ip, ethernet.Broadcast, ip)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	payload, err := p.MarshalBinary()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	frame, err := (&ethernet.Frame{Destination: ethernet.Broadcast, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: payload}).MarshalBinary()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	err = InNetns(l.Client, func() error {
+		ifi, err := net.InterfaceByName(l.ClientIf)
+		if err != nil {
+			return err
+		}
+		conn, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_, err = conn.WriteTo(frame, &packet.Addr{HardwareAddr: ethernet.Broadcast})
+		return err
+	})
+	if err != nil {
+		l.t.Errorf("sending a gratuitous ARP for %s from the client: %v", ip, err)
 	}
 }

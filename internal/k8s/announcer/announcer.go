@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -32,6 +33,9 @@ type Members interface {
 	// Alive names the nodes whose speaker is a live member. ok is false
 	// when membership could not form; node readiness stands in then.
 	Alive() (alive map[string]bool, ok bool)
+	// Left tells whether the speaker of node name stopped on purpose
+	// (and answers on only for its hand-over).
+	Left(name string) bool
 }
 
 // Network is this node's network: its interfaces, and a responder per
@@ -52,6 +56,11 @@ type Responder interface {
 	// InConflict tells whether an announced address is not answered
 	// because another host on the link uses it.
 	InConflict(netip.Addr) bool
+	// Yield stops answering an address another speaker keeps, until that
+	// one goes quiet; Resume answers it again at once; Yielded tells.
+	Yield(netip.Addr) bool
+	Resume(netip.Addr) bool
+	Yielded(netip.Addr) bool
 }
 
 const (
@@ -105,6 +114,11 @@ type Reconciler struct {
 	lastConflict map[netip.Addr]layer2.Conflict
 	// seen are the conflicts seen while answering, not yet told.
 	seen []layer2.Conflict
+
+	// view is the last plan's, for HandlePeerClaim; contests what it
+	// found (see contest.go).
+	view     atomic.Pointer[planView]
+	contests contests
 }
 
 // HandleConflict takes a responder's conflict report (wire it to
@@ -180,9 +194,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	// Services, new to the cluster, are probed before being answered; a
 	// take-over is not.
 	probe := make(map[netip.Addr]bool, size)
+	var keys map[netip.Addr]netip.Addr
 	for _, a := range plan {
 		if a.Node != r.Node {
 			continue
+		}
+		if a.Key != a.Address {
+			if keys == nil {
+				keys = map[netip.Addr]netip.Addr{}
+			}
+			keys[a.Address] = a.Key
 		}
 		ifaces := layer2.SelectInterfaces(a.Address, a.Interfaces, host)
 		if len(ifaces) == 0 {
@@ -200,6 +221,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err := r.apply(ctx, want, rejoined, probe); err != nil {
 		return reconcile.Result{}, err
 	}
+	viewAlive := alive
+	if !membershipOK {
+		viewAlive = make(map[string]bool, len(in.nodes))
+		for _, n := range in.nodes {
+			viewAlive[n.Name] = n.Alive
+		}
+	}
+	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys})
+	contestRetry, err := r.settleContests(ctx, in, viewAlive, want, servicesOf)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
 	r.Observer.planned(ctx, in, plan, want, host)
 	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
 	if err != nil {
@@ -214,6 +247,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		}
 	}
 	retry, err := r.report(ctx, in, want, services)
+	if contestRetry > 0 && (retry == 0 || contestRetry < retry) {
+		retry = contestRetry
+	}
 	return reconcile.Result{RequeueAfter: retry}, err
 }
 

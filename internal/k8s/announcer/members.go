@@ -51,6 +51,9 @@ func (m *MemberlistMembers) Alive() (map[string]bool, bool) {
 	return alive, true
 }
 
+// Left tells whether the speaker of node name left memberlist on purpose.
+func (m *MemberlistMembers) Left(name string) bool { return m.Membership.Left(name) }
+
 // Formed tells whether memberlist has formed.
 func (m *MemberlistMembers) Formed() bool {
 	m.mu.Lock()
@@ -69,6 +72,9 @@ type NodeReadiness struct{}
 // Alive reports no membership (ok false), which makes the announcer take
 // node readiness instead, as it does while memberlist has not formed.
 func (NodeReadiness) Alive() (map[string]bool, bool) { return nil, false }
+
+// Left is always false: without memberlist no speaker says it leaves.
+func (NodeReadiness) Left(string) bool { return false }
 
 // Forward turns membership changes into events for Setup's channel until
 // ctx ends.

@@ -1,0 +1,312 @@
+package announcer
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/layer2"
+)
+
+// Two speakers answering for one address outside a hand-over means that
+// their views of the cluster differ: memberlist between them is cut (a
+// firewall on the memberlist port, a wrong secret) while the LAN is up,
+// and each side elects among the members it sees. The LAN tells: each
+// hears the other's gratuitous announcements and answers. A claim by a
+// speaker this node's memberlist has lost (not one that left: it answers
+// on for its hand-over) is settled by election.Arbitrate, which both sides
+// compute alike: the loser yields (its responder stops answering and
+// watches until the winner goes quiet), the winner announces again so
+// that neighbours point at it. Without preferences the pairwise winner is
+// the node the whole cluster elects, so nothing moves when the partition
+// heals. A speaker this node still sees as a member is left to the
+// election, which settles within a gossip round.
+//
+// Each speaker heard that way is reported once: a log line naming both
+// sides, a Warning Event on this Node and on the Services of the
+// contested addresses, the partitioned_speakers gauge; and a Normal Event
+// once memberlist sees it again or it has not been heard for
+// contestForget.
+
+// Event reasons of contests between speakers.
+const (
+	// ReasonSpeakerPartition: a speaker memberlist has lost answers on
+	// the LAN for an address this node announces.
+	ReasonSpeakerPartition = "SpeakerPartition"
+	// ReasonSpeakerPartitionHealed: that speaker is a member again, or no
+	// longer heard.
+	ReasonSpeakerPartitionHealed = "SpeakerPartitionHealed"
+)
+
+const (
+	// contestForget is how long a contested speaker that memberlist does
+	// not see again must go unheard before the partition is taken as
+	// over (it died, or the addresses moved).
+	contestForget = 30 * time.Second
+	// defendEvery bounds how often this node announces again an address
+	// it keeps against a contesting speaker.
+	defendEvery = time.Second
+	// contestCheck is how often the reconciler looks at the contests
+	// while there are any.
+	contestCheck = 2 * time.Second
+	// maxContestedListed bounds the addresses remembered (and named in
+	// Events) per contesting speaker.
+	maxContestedListed = 16
+)
+
+// planView is what the last plan decided, for the peer-claim path, which
+// must not wait for a plan: the members it was made with, this node's
+// addresses with their interfaces, and their election keys.
+type planView struct {
+	alive map[string]bool
+	// answering is this node's part of the plan (r.answering; never
+	// modified once stored).
+	answering map[netip.Addr][]string
+	// keys are the election keys of the addresses whose key is not
+	// their own (a dual-stack Service's second address, shared ones).
+	keys map[netip.Addr]netip.Addr
+}
+
+func (v *planView) key(ip netip.Addr) netip.Addr {
+	if k, ok := v.keys[ip]; ok {
+		return k
+	}
+	return ip
+}
+
+// contestedPeer is a speaker heard claiming addresses of this node
+// although memberlist has lost it.
+type contestedPeer struct {
+	first, last time.Time
+	// addresses contested, kept or yielded (at most maxContestedListed),
+	// and whether their Services were told.
+	addresses map[netip.Addr]bool
+	// reported: the partition was told (log, Node Event).
+	reported bool
+}
+
+// contests is the reconciler's record of contested addresses; its own
+// lock, since claims arrive while plans run.
+type contests struct {
+	mu    sync.Mutex
+	peers map[string]*contestedPeer
+	// yieldedTo names the speaker each yielded address was left to.
+	yieldedTo map[netip.Addr]string
+	// defended is when an address was last announced again against a
+	// contesting speaker.
+	defended map[netip.Addr]time.Time
+}
+
+// record notes a contest with node over ip; it tells whether the
+// reconciler has something new to report.
+func (c *contests) record(node string, ip netip.Addr, yielded bool, now time.Time) (news bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peers == nil {
+		c.peers, c.yieldedTo, c.defended = map[string]*contestedPeer{}, map[netip.Addr]string{}, map[netip.Addr]time.Time{}
+	}
+	p := c.peers[node]
+	if p == nil {
+		p = &contestedPeer{first: now, addresses: map[netip.Addr]bool{}}
+		c.peers[node] = p
+		news = true
+	}
+	p.last = now
+	if _, known := p.addresses[ip]; !known && len(p.addresses) < maxContestedListed {
+		p.addresses[ip] = false // not told yet
+		news = true
+	}
+	if yielded {
+		c.yieldedTo[ip] = node
+	}
+	return news
+}
+
+// defendDue tells whether ip may be announced again now.
+func (c *contests) defendDue(ip netip.Addr, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.defended == nil {
+		c.defended = map[netip.Addr]time.Time{}
+	}
+	if last, ok := c.defended[ip]; ok && now.Sub(last) < defendEvery {
+		return false
+	}
+	c.defended[ip] = now
+	return true
+}
+
+// HandlePeerClaim takes a responder's report of another speaker's claim
+// on an address this node announces (wire it to
+// layer2.Options.OnPeerClaim) and settles it with election.Arbitrate.
+func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
+	view := r.view.Load()
+	if view == nil || c.Node == r.Node || view.alive[c.Node] || r.Members.Left(c.Node) {
+		return // the election settles it, or a hand-over ends it
+	}
+	names, ok := view.answering[c.Address]
+	if !ok {
+		return // not this node's any more: withdrawn already
+	}
+	now := time.Now()
+	keep := election.Arbitrate(view.key(c.Address).String(), r.Node, c.Node) == r.Node
+	yielded := false
+	for _, name := range names {
+		resp, err := r.Network.Responder(context.Background(), name)
+		if err != nil {
+			r.Log.Error(err, "settling a contested address", "address", c.Address.String())
+			continue
+		}
+		switch {
+		case keep && c.Answering && r.contests.defendDue(c.Address, now):
+			resp.Reannounce(c.Address)
+		case !keep:
+			yielded = resp.Yield(c.Address) || yielded
+		}
+	}
+	if metrics := r.Observer.metrics(); metrics != nil && (keep && c.Answering || yielded) {
+		outcome := "kept"
+		if yielded {
+			outcome = "yielded"
+		}
+		metrics.AddressContests.WithLabelValues(outcome).Inc()
+	}
+	if yielded {
+		r.Log.Info("another speaker, which memberlist has lost, answers for an address this node announces; it keeps the address, this node stops answering it",
+			"address", c.Address.String(), "speakerNode", c.Node, "mac", c.MAC.String())
+	}
+	if r.contests.record(c.Node, c.Address, !keep, now) || yielded {
+		r.wake()
+	}
+}
+
+// settleContests runs with each plan: it answers again the yielded
+// addresses whose speaker memberlist sees again (the election decides
+// them now) and forgets those no longer planned or answered again, then
+// tells what is new about contesting speakers. It returns how soon to
+// look again (0: no contest left).
+func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[string]bool, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (time.Duration, error) {
+	c := &r.contests
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.peers) == 0 && len(c.yieldedTo) == 0 {
+		return 0, nil
+	}
+	for ip, node := range c.yieldedTo {
+		names, planned := want[ip]
+		stillYielded := false
+		for _, name := range names {
+			resp, err := r.Network.Responder(ctx, name)
+			if err != nil {
+				return 0, err
+			}
+			if alive[node] {
+				resp.Resume(ip)
+			}
+			stillYielded = stillYielded || resp.Yielded(ip)
+		}
+		if !planned || !stillYielded {
+			delete(c.yieldedTo, ip)
+		}
+	}
+	for ip := range c.defended {
+		if _, planned := want[ip]; !planned {
+			delete(c.defended, ip)
+		}
+	}
+
+	members := make([]string, 0, len(alive))
+	for name := range alive {
+		members = append(members, name)
+	}
+	sort.Strings(members)
+	now := time.Now()
+	nodes := make([]string, 0, len(c.peers))
+	for node := range c.peers {
+		nodes = append(nodes, node)
+	}
+	sort.Strings(nodes)
+	for _, node := range nodes {
+		p := c.peers[node]
+		holds := false
+		for _, to := range c.yieldedTo {
+			holds = holds || to == node
+		}
+		switch {
+		case alive[node] || (!holds && now.Sub(p.last) > contestForget):
+			delete(c.peers, node)
+			if !p.reported {
+				continue
+			}
+			why := "memberlist sees it again"
+			if !alive[node] {
+				why = fmt.Sprintf("it has not been heard for %s", contestForget)
+			}
+			r.Log.Info("partition between speakers over", "speakerNode", node, "why", why, "members", members)
+			r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeNormal, ReasonSpeakerPartitionHealed,
+				"the speaker of node %q no longer contests addresses with this node: %s", node, why)
+		default:
+			r.reportContest(in, node, p, members, servicesOf)
+		}
+	}
+	if metrics := r.Observer.metrics(); metrics != nil {
+		metrics.PartitionedSpeakers.Set(float64(len(c.peers)))
+	}
+	if len(c.peers) == 0 && len(c.yieldedTo) == 0 {
+		return 0, nil
+	}
+	return contestCheck, nil
+}
+
+// reportContest tells of a contesting speaker what is new: the partition
+// (a log line, a Warning Event on this Node) once, and each contested
+// address once to its Services. r.contests.mu is held.
+func (r *Reconciler) reportContest(in *inputs, node string, p *contestedPeer, members []string, servicesOf map[netip.Addr][]string) {
+	if !p.reported {
+		p.reported = true
+		addrs := sortedAddrs(p.addresses)
+		r.Log.Info("PARTITION: a speaker that memberlist has lost answers on the LAN for addresses this node announces; the memberlist gossip between them is cut while the LAN is up",
+				"thisSide", members, "otherSide", node, "addresses", addrs)
+			r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeWarning, ReasonSpeakerPartition,
+				"the speaker of node %q answers on the LAN for %s, but memberlist on this node sees only %s: the memberlist gossip between them (TCP and UDP on the memberlist port, 7946 by default) is cut while the LAN is up; one node keeps each address, the other stops answering it",
+				node, strings.Join(addrs, ", "), strings.Join(members, ", "))
+	}
+	for ip, told := range p.addresses {
+		if told {
+			continue
+		}
+		p.addresses[ip] = true
+		keeper := r.Node
+		if r.contests.yieldedTo[ip] == node {
+			keeper = node
+		}
+		for _, key := range servicesOf[ip] {
+			if svc := in.byKey[key]; svc != nil {
+				r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonSpeakerPartition,
+					"nodes %q and %q both answered for address %s: the speakers' memberlist gossip is cut; node %q keeps it",
+					r.Node, node, ip, keeper)
+			}
+		}
+	}
+}
+
+func sortedAddrs(set map[netip.Addr]bool) []string {
+	ips := make([]netip.Addr, 0, len(set))
+	for ip := range set {
+		ips = append(ips, ip)
+	}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
