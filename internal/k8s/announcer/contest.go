@@ -274,10 +274,10 @@ func (r *Reconciler) reportContest(in *inputs, node string, p *contestedPeer, me
 		p.reported = true
 		addrs := sortedAddrs(p.addresses)
 		r.Log.Info("PARTITION: a speaker that memberlist has lost answers on the LAN for addresses this node announces; the memberlist gossip between them is cut while the LAN is up",
-				"thisSide", members, "otherSide", node, "addresses", addrs)
-			r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeWarning, ReasonSpeakerPartition,
-				"the speaker of node %q answers on the LAN for %s, but memberlist on this node sees only %s: the memberlist gossip between them (TCP and UDP on the memberlist port, 7946 by default) is cut while the LAN is up; one node keeps each address, the other stops answering it",
-				node, strings.Join(addrs, ", "), strings.Join(members, ", "))
+			"thisSide", members, "otherSide", node, "addresses", addrs)
+		r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeWarning, ReasonSpeakerPartition,
+			"the speaker of node %q answers on the LAN for %s, but memberlist on this node sees only %s: the memberlist gossip between them (TCP and UDP on the memberlist port, 7946 by default) is cut while the LAN is up; one node keeps each address, the other stops answering it",
+			node, strings.Join(addrs, ", "), strings.Join(members, ", "))
 	}
 	for ip, told := range p.addresses {
 		if told {
