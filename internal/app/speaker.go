@@ -103,6 +103,11 @@ const programPagesSettle = time.Second
 // not dropped between its steps.
 const programPagesAfterBurst = 5 * time.Second
 
+// interfaceWatchInterval is how often the speaker looks for interfaces it
+// answers on that were deleted and made again, or got another MAC: their
+// addresses are answered on the new one from then on.
+const interfaceWatchInterval = time.Second
+
 // speakerEventCacheSize is how many objects the speaker's event
 // correlator remembers (client-go's default is 4,096).
 const speakerEventCacheSize = 256
@@ -290,7 +295,13 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		network.Options.Speaker = members.Speaker
 		network.Options.OnPeerClaim = r.HandlePeerClaim
 	}
-	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
+	err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		network.Watch(ctx, interfaceWatchInterval)
+		return nil
+	}))
+	if err == nil {
+		err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
+	}
 	if err == nil {
 		err = announcer.Setup(mgr, r, changes)
 	}

@@ -161,6 +161,9 @@ type Responder struct {
 	// time since started (one line per defendInterval for the whole
 	// interface: a hand-over moves many addresses at once).
 	peerLogged time.Duration
+	// successor, once set (HandOver), takes every call: the interface
+	// was re-created and this responder's sockets are dead.
+	successor *Responder
 }
 
 // NewResponder opens the packet sockets of interface ifi. The caller runs
@@ -242,6 +245,10 @@ func (r *Responder) Run(ctx context.Context) error {
 // announce it, and it is not being probed or in conflict.
 func (r *Responder) Owns(ip netip.Addr) bool {
 	r.mu.RLock()
+	if s := r.successor; s != nil {
+		r.mu.RUnlock()
+		return s.Owns(ip)
+	}
 	o := r.owned[ip]
 	answering := o != nil && o.state == stateAnswering
 	r.mu.RUnlock()
@@ -253,6 +260,9 @@ func (r *Responder) Owns(ip netip.Addr) bool {
 func (r *Responder) InConflict(ip netip.Addr) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if s := r.successor; s != nil {
+		return s.InConflict(ip)
+	}
 	o := r.owned[ip.Unmap()]
 	return o != nil && o.state == stateConflict
 }
@@ -263,6 +273,10 @@ func (r *Responder) InConflict(ip netip.Addr) bool {
 func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 	ip = ip.Unmap()
 	r.mu.Lock()
+	if s := r.successor; s != nil {
+		r.mu.Unlock()
+		return s.Announce(ip, opts)
+	}
 	if _, ok := r.owned[ip]; ok {
 		r.mu.Unlock()
 		return nil
@@ -299,6 +313,10 @@ func (r *Responder) Reannounce(ip netip.Addr) {
 	ip = ip.Unmap()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if s := r.successor; s != nil {
+		s.Reannounce(ip)
+		return
+	}
 	o, ok := r.owned[ip]
 	if !ok || o.state != stateAnswering {
 		return
@@ -320,6 +338,9 @@ func (r *Responder) Yield(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if s := r.successor; s != nil {
+		return s.Yield(ip)
+	}
 	o, ok := r.owned[ip]
 	if !ok || o.state != stateAnswering {
 		return false
@@ -337,6 +358,9 @@ func (r *Responder) Resume(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if s := r.successor; s != nil {
+		return s.Resume(ip)
+	}
 	o, ok := r.owned[ip]
 	if !ok || o.state != stateYielded {
 		return false
@@ -351,6 +375,9 @@ func (r *Responder) Resume(ip netip.Addr) bool {
 func (r *Responder) Yielded(ip netip.Addr) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if s := r.successor; s != nil {
+		return s.Yielded(ip)
+	}
 	o := r.owned[ip.Unmap()]
 	return o != nil && o.state == stateYielded
 }
@@ -359,6 +386,11 @@ func (r *Responder) Yielded(ip netip.Addr) bool {
 func (r *Responder) Withdraw(ip netip.Addr) {
 	ip = ip.Unmap()
 	r.mu.Lock()
+	if s := r.successor; s != nil {
+		r.mu.Unlock()
+		s.Withdraw(ip)
+		return
+	}
 	o, ok := r.owned[ip]
 	delete(r.owned, ip)
 	if ok {
@@ -371,6 +403,42 @@ func (r *Responder) Withdraw(ip netip.Addr) {
 	if ip.Is6() {
 		if err := r.membership(ip, unix.PACKET_DROP_MEMBERSHIP); err != nil {
 			r.log.Error(err, "leaving solicited-node group", "address", ip.String())
+		}
+	}
+}
+
+// HandOver makes to answer for everything r owns, and r pass every later
+// call on to it: the interface was deleted and made again (or its MAC
+// changed), and r's sockets are bound to the old one. Addresses r
+// answers for are announced at once, with gratuitous announcements (the
+// MAC may be new); the others (probing, in conflict, yielded) are
+// probed first. The caller then ends r's Run.
+func (r *Responder) HandOver(to *Responder) {
+	r.mu.Lock()
+	if r.successor != nil || to == r {
+		r.mu.Unlock()
+		return
+	}
+	r.successor = to
+	answered := make(map[netip.Addr]bool, len(r.owned))
+	for ip, o := range r.owned {
+		answered[ip] = o.state == stateAnswering
+		r.cancelLocked(o)
+	}
+	clear(r.owned)
+	r.mu.Unlock()
+	// The counters go on where these stop (they are exported as
+	// counters of the interface, which never go back).
+	for _, c := range [][2]*atomic.Uint64{
+		{&to.Stats.ARPRequests, &r.Stats.ARPRequests}, {&to.Stats.ARPAnswers, &r.Stats.ARPAnswers},
+		{&to.Stats.NDPSolicitations, &r.Stats.NDPSolicitations}, {&to.Stats.NDPAnswers, &r.Stats.NDPAnswers},
+		{&to.Stats.Gratuitous, &r.Stats.Gratuitous}, {&to.Stats.Conflicts, &r.Stats.Conflicts},
+	} {
+		c[0].Add(c[1].Load())
+	}
+	for ip, answered := range answered {
+		if err := to.Announce(ip, AnnounceOptions{Probe: !answered}); err != nil {
+			r.log.Error(err, "handing an address over to the re-created interface", "address", ip.String())
 		}
 	}
 }

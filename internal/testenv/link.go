@@ -46,6 +46,23 @@ func NewLink(t testing.TB) *Link {
 	})
 	l.Run("ip", "netns", "add", l.Speaker)
 	l.Run("ip", "netns", "add", l.Client)
+	l.connect()
+	return l
+}
+
+// Recreate deletes the veth pair and makes it again, the speaker's end
+// with another MAC: an interface that comes and goes (a NIC replaced, a
+// bond or VLAN made again by the network configuration).
+func (l *Link) Recreate(speakerMAC string) {
+	l.t.Helper()
+	l.Run("ip", "-n", l.Speaker, "link", "del", l.SpeakerIf)
+	l.SpeakerMAC = speakerMAC
+	l.connect()
+}
+
+// connect makes the veth pair and configures both ends.
+func (l *Link) connect() {
+	l.t.Helper()
 	l.Run("ip", "link", "add", l.SpeakerIf, "netns", l.Speaker, "address", l.SpeakerMAC, "type", "veth",
 		"peer", "name", l.ClientIf, "netns", l.Client, "address", ClientMAC)
 	for _, c := range [][]string{
@@ -63,7 +80,6 @@ func NewLink(t testing.TB) *Link {
 	}
 	// The kernel's IPv6 link-local address appears a moment after up.
 	time.Sleep(100 * time.Millisecond)
-	return l
 }
 
 // Run runs a command and fails the test if it fails.

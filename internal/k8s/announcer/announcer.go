@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -119,6 +118,8 @@ type Reconciler struct {
 	// found (see contest.go).
 	view     atomic.Pointer[planView]
 	contests contests
+	// statuses writes the ServiceL2Statuses; Setup makes it.
+	statuses *statusWriter
 }
 
 // HandleConflict takes a responder's conflict report (wire it to
@@ -246,11 +247,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			delete(services, key)
 		}
 	}
-	retry, err := r.report(ctx, in, want, services)
-	if contestRetry > 0 && (retry == 0 || contestRetry < retry) {
-		retry = contestRetry
-	}
-	return reconcile.Result{RequeueAfter: retry}, err
+	r.report(in, want, services)
+	return reconcile.Result{RequeueAfter: contestRetry}, nil
 }
 
 // announcedElsewhere names the Services whose ServiceL2Status names
@@ -395,55 +393,33 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 	return nil
 }
 
-// report writes ServiceL2Status objects for the Services this node
-// announces, removes the ones it no longer does, and tells a Service when
+// report hands the statuses of the Services this node announces to the
+// status writer, which writes them (and deletes the ones of Services this
+// node no longer announces) in the background, and tells a Service when
 // this node starts announcing it.
-//
-// It compares with the ServiceL2Status objects in the cache and writes
-// only what differs, so that an event costs no write for the thousands of
-// Services whose status is right already; since the cache sees every
-// writer, a status someone else changed or deleted differs, and is written
-// again. A write the cache has not caught up with yet fails on its stale
-// resource version; report then asks for another look shortly instead of
-// failing (retryAfter).
-func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
-	stale := false
+func (r *Reconciler) report(in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) {
+	statuses := make(map[string]statusWant, len(services))
 	for key, ip := range services {
 		svc := in.byKey[key]
 		if svc == nil {
 			continue
 		}
-		err := r.writeStatus(ctx, r.Services.Status(statusName(svc.Namespace, svc.Name)), svc, ip, want[ip])
-		if isStale(err) {
-			stale = true
-		} else if err != nil {
-			return 0, err
+		ifaces := want[ip]
+		if !sort.StringsAreSorted(ifaces) {
+			ifaces = append([]string(nil), ifaces...) // want's slices are r.answering's
+			sort.Strings(ifaces)
 		}
+		statuses[key] = statusWant{svc: svc, ifaces: ifaces}
 		if !r.announced[key] {
 			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeNormal, ReasonAnnounced, "announcing from node %q with protocol \"layer2\" on %s", r.Node, strings.Join(want[ip], ", "))
-		}
-	}
-	for key := range r.announced {
-		if _, still := services[key]; !still {
-			ns, name, _ := strings.Cut(key, "/")
-			if err := r.dropStatus(ctx, r.Services.Status(statusName(ns, name)), key); err != nil {
-				return 0, err
-			}
 		}
 	}
 	r.announced = make(map[string]bool, len(services))
 	for key := range services {
 		r.announced[key] = true
 	}
-	if stale {
-		return staleRetry, nil
-	}
-	return 0, nil
+	r.statuses.set(statuses)
 }
-
-// staleRetry is how soon report looks again after a write failed because
-// the cache had not seen the latest version of a ServiceL2Status yet.
-const staleRetry = time.Second
 
 // isStale tells a write refused because it was based on an outdated
 // cache: the object was created or changed meanwhile.
@@ -463,13 +439,10 @@ func statusName(namespace, name string) string {
 }
 
 // writeStatus makes the ServiceL2Status of svc say that this node
-// announces ip on ifaces. cached is the object in the cache (nil when there
-// is none); it is shared with the cache and never modified.
-func (r *Reconciler) writeStatus(ctx context.Context, cached *servicecache.Status, svc *servicecache.Service, ip netip.Addr, ifaces []string) error {
-	if !sort.StringsAreSorted(ifaces) {
-		ifaces = append([]string(nil), ifaces...) // the caller's slice is r.answering's
-		sort.Strings(ifaces)
-	}
+// announces its addresses on ifaces (sorted). cached is the object in the
+// cache (nil when there is none); it is shared with the cache and never
+// modified.
+func (r *Reconciler) writeStatus(ctx context.Context, cached *servicecache.Status, svc *servicecache.Service, ifaces []string) error {
 	if cached != nil && r.statusSays(cached.Status, svc, ifaces) {
 		return nil
 	}

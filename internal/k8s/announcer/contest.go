@@ -103,6 +103,50 @@ type contests struct {
 	// defended is when an address was last announced again against a
 	// contesting speaker.
 	defended map[netip.Addr]time.Time
+	// inView are recent claims by speakers that memberlist still listed:
+	// a partition is often heard on the LAN (the other side's take-over)
+	// before memberlist here notices it; once it does, the claim is
+	// settled as if it had come then.
+	inView map[netip.Addr]heardClaim
+}
+
+// heardClaim is a claim kept for later.
+type heardClaim struct {
+	claim layer2.PeerClaim
+	at    time.Time
+}
+
+// inViewMemory is how long a claim by a speaker still listed is kept for
+// the moment memberlist loses it: longer than memberlist takes to declare
+// a cut-off member gone, even from the cut-off side.
+const inViewMemory = 15 * time.Second
+
+// rememberInView keeps a claim by a listed speaker.
+func (c *contests) rememberInView(claim layer2.PeerClaim, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inView == nil {
+		c.inView = map[netip.Addr]heardClaim{}
+	}
+	c.inView[claim.Address] = heardClaim{claim: claim, at: now}
+}
+
+// lostClaims returns, and forgets, the remembered claims of speakers no
+// longer alive in this view; it drops the old ones.
+func (c *contests) lostClaims(alive map[string]bool, now time.Time) []layer2.PeerClaim {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []layer2.PeerClaim
+	for ip, h := range c.inView {
+		switch {
+		case now.Sub(h.at) > inViewMemory:
+			delete(c.inView, ip)
+		case !alive[h.claim.Node]:
+			out = append(out, h.claim)
+			delete(c.inView, ip)
+		}
+	}
+	return out
 }
 
 // record notes a contest with node over ip; it tells whether the
@@ -149,8 +193,16 @@ func (c *contests) defendDue(ip netip.Addr, now time.Time) bool {
 // layer2.Options.OnPeerClaim) and settles it with election.Arbitrate.
 func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	view := r.view.Load()
-	if view == nil || c.Node == r.Node || view.alive[c.Node] || r.Members.Left(c.Node) {
-		return // the election settles it, or a hand-over ends it
+	if view == nil || c.Node == r.Node || r.Members.Left(c.Node) {
+		return // a hand-over ends it
+	}
+	if view.alive[c.Node] {
+		// The election settles it, unless memberlist here is about to
+		// lose that speaker (see contests.inView).
+		if _, ok := view.answering[c.Address]; ok {
+			r.contests.rememberInView(c, time.Now())
+		}
+		return
 	}
 	names, ok := view.answering[c.Address]
 	if !ok {
@@ -195,9 +247,15 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 // look again (0: no contest left).
 func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[string]bool, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (time.Duration, error) {
 	c := &r.contests
+	for _, claim := range c.lostClaims(alive, time.Now()) {
+		r.HandlePeerClaim(claim)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.peers) == 0 && len(c.yieldedTo) == 0 {
+		if len(c.inView) > 0 {
+			return contestCheck, nil
+		}
 		return 0, nil
 	}
 	for ip, node := range c.yieldedTo {

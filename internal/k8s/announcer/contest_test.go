@@ -133,6 +133,26 @@ func TestContestedAddresses(t *testing.T) {
 		}
 	})
 
+	t.Run("a claim heard while the speaker was listed is settled once memberlist loses it", func(t *testing.T) {
+		contested := func() bool {
+			r.contests.mu.Lock()
+			defer r.contests.mu.Unlock()
+			return r.contests.peers[other] != nil
+		}
+		m.set("n1", other)
+		changes <- event.GenericEvent{Object: &corev1.Node{}}
+		waitFor(t, "n1 keeping only the address it wins", func() bool { return statusNode("yield") != "n1" && resp().Owns(vipKeep) })
+		link.ClientClaims(vipKeep) // the other side's take-over, heard before memberlist here notices
+		time.Sleep(300 * time.Millisecond)
+		if contested() {
+			t.Fatal("a claim by a listed speaker was contested at once")
+		}
+		m.set("n1")
+		changes <- event.GenericEvent{Object: &corev1.Node{}}
+		waitFor(t, "the remembered claim contested once memberlist lost the speaker", contested)
+		waitFor(t, "both addresses announced by n1 again", func() bool { return statusNode("yield") == "n1" && statusNode("keep") == "n1" })
+	})
+
 	// The other speaker answers for both: a claim every 50 ms.
 	stop := make(chan struct{})
 	claiming := make(chan struct{})
