@@ -103,6 +103,41 @@ func TestGossipPartition(t *testing.T) {
 		})
 	}
 
+	t.Run("one node with a wrong memberlist secret", func(t *testing.T) {
+		node := busiest(before)
+		l.SetMemberlistKey(node, "not-the-cluster-secret")
+		restart := func() {
+			t.Helper()
+			if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.WaitReady(context.Background(), node, lab.ComponentSpeaker); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer func() {
+			l.SetMemberlistKey(node, "")
+			restart()
+			for _, n := range l.Nodes() {
+				waitMetric(t, l, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
+			}
+			before = checkOneAnswerer(t, l, assigned, 15*time.Second)
+		}()
+		restart()
+		started := time.Now()
+		after := checkOneAnswerer(t, l, assigned, 15*time.Second)
+		t.Logf("%s restarted with a wrong secret: settled after %v with announcers %v", node, time.Since(started).Round(time.Millisecond), after)
+		// It stands aside for the others' memberlist: it announces nothing
+		// (checked a few seconds on, not only at the first look).
+		time.Sleep(3 * time.Second)
+		if after = checkOneAnswerer(t, l, assigned, 5*time.Second); after[node] != 0 {
+			t.Errorf("%s, outside the others' memberlist, announces %d addresses: %v", node, after[node], after)
+		}
+		if log := speakerLog(t, l, node); !strings.Contains(log, "cannot join the other speakers' memberlist") {
+			t.Errorf("%s's log does not say that it cannot join the others' memberlist", node)
+		}
+	})
+
 	t.Run("TCP of the memberlist port blocked, UDP open: nothing moves", func(t *testing.T) {
 		node := busiest(before)
 		rule := []string{"-p", "tcp", "--dport", "7946", "-j", "DROP"}

@@ -6,12 +6,16 @@ import (
 	"crypto/sha256"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"time"
 
 	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -19,6 +23,7 @@ import (
 
 	"github.com/barelb/barelb/internal/k8s/advertiser"
 	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/heartbeat"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
@@ -214,6 +219,11 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 				// it does not own leaks nothing.
 				//lint:ignore SA1019 the only way to set the correlator's options in controller-runtime v0.20
 				mo.EventBroadcaster = record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{LRUCacheSize: speakerEventCacheSize}))
+				// The speakers' Leases only (see internal/k8s/heartbeat).
+				mo.Cache.ByObject[&coordinationv1.Lease{}] = cache.ByObject{
+					Namespaces: map[string]cache.Config{o.Namespace: {}},
+					Label:      labels.SelectorFromSet(labels.Set{heartbeat.LabelComponent: heartbeat.ComponentSpeaker}),
+				}
 			})},
 		setup: func(mgr manager.Manager) error {
 			applySoftMemoryLimit(mgr.GetLogger().WithName("speaker"), o.MemoryLimitRatio, inv.getenv("GOMEMLIMIT"), os.ReadFile)
@@ -285,15 +295,30 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		alive = members
 	}
 	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
+	speakers := &heartbeat.Speakers{Reader: mgr.GetClient(), Namespace: o.Namespace}
 	r := &announcer.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-		Members: alive, Network: network, Services: services,
+		Members: alive, Network: network, Services: services, Speakers: speakers,
 	}
-	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
+	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, OnPeerClaim: r.HandlePeerClaim,
+		GratuitousInterval: o.GratuitousInterval, Speaker: speakers.NodeOf}
 	if members != nil {
-		network.Options.Speaker = members.Speaker
-		network.Options.OnPeerClaim = r.HandlePeerClaim
+		// memberlist's metadata first: it knows speakers that joined
+		// since the Leases were last read, and gone ones.
+		network.Options.Speaker = func(mac net.HardwareAddr) (string, bool) {
+			if node, ok := members.Speaker(mac); ok {
+				return node, ok
+			}
+			return speakers.NodeOf(mac)
+		}
+	}
+	heartbeatWriter := &heartbeat.Writer{Client: mgr.GetClient(), Log: log.WithName("heartbeat"), Namespace: o.Namespace, Node: o.NodeName,
+		State: func() heartbeat.State { return speakerState(members) }}
+	if err := mgr.Add(manager.RunnableFunc(heartbeatWriter.Start)); err != nil {
+		stopAnswering()
+		_ = shutdown()
+		return fmt.Errorf("adding the speaker's Lease: %w", err)
 	}
 	err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		network.Watch(ctx, interfaceWatchInterval)
@@ -393,6 +418,22 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 // hardware addresses for its memberlist metadata: a NIC added or replaced
 // while it runs is known to the other speakers within this.
 const speakerMetaInterval = 30 * time.Second
+
+// speakerState is what this speaker's Lease says: how its memberlist
+// stands (members is nil without memberlist) and its node's MACs.
+func speakerState(members *announcer.MemberlistMembers) heartbeat.State {
+	st := heartbeat.State{Memberlist: heartbeat.MemberlistOff}
+	if members != nil {
+		st.Memberlist = heartbeat.MemberlistFallback
+		if members.Formed() {
+			st.Memberlist = heartbeat.MemberlistFormed
+		}
+	}
+	if ifaces, err := layer2.HostInterfaces(); err == nil {
+		st.MACs = announcer.SpeakerMACs(ifaces)
+	}
+	return st
+}
 
 // hostSpeakerMeta is this node's memberlist metadata: its interfaces'
 // hardware addresses (announcer.SpeakerMeta).

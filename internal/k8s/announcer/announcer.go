@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,7 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/k8s/heartbeat"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 )
@@ -91,6 +93,10 @@ type Reconciler struct {
 	Services *servicecache.Cache
 	// Observer, when set, is told every plan (metrics and checks).
 	Observer *Observer
+	// Speakers, when set, tells which speakers run (their Leases): where
+	// memberlist cannot tell, only their nodes are elected (see
+	// heartbeat.FallbackAlive), not every Ready node.
+	Speakers *heartbeat.Speakers
 
 	mu sync.Mutex
 	// answering is what this node answers for: address → interfaces.
@@ -120,6 +126,12 @@ type Reconciler struct {
 	contests contests
 	// statuses writes the ServiceL2Statuses; Setup makes it.
 	statuses *statusWriter
+	// standingAside: the last plan found this speaker left out of the
+	// others' memberlist (see fallbackAlive).
+	standingAside bool
+	// lostAt is when memberlist lost each speaker that still has a fresh
+	// Lease (see checkLeases).
+	lostAt map[string]time.Time
 }
 
 // HandleConflict takes a responder's conflict report (wire it to
@@ -177,6 +189,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if !membershipOK && r.Speakers != nil {
+		if err := r.fallbackAlive(ctx, in); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	host, err := r.Network.Interfaces()
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
@@ -230,9 +247,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		}
 	}
 	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys})
+	var leaseRetry time.Duration
+	if membershipOK {
+		if leaseRetry, err = r.checkLeases(ctx, alive, time.Now()); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	contestRetry, err := r.settleContests(ctx, in, viewAlive, want, servicesOf)
 	if err != nil {
 		return reconcile.Result{}, err
+	}
+	if leaseRetry > 0 && (contestRetry == 0 || leaseRetry < contestRetry) {
+		contestRetry = leaseRetry
 	}
 	r.Observer.planned(ctx, in, plan, want, host)
 	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
@@ -249,6 +275,28 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	}
 	r.report(in, want, services)
 	return reconcile.Result{RequeueAfter: contestRetry}, nil
+}
+
+// fallbackAlive replaces node readiness in the plan's nodes with the
+// speakers' Leases' say (heartbeat.FallbackAlive).
+func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
+	running, err := r.Speakers.Running(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	ready := make(map[string]bool, len(in.nodes))
+	for _, n := range in.nodes {
+		ready[n.Name] = n.Alive
+	}
+	alive := heartbeat.FallbackAlive(r.Node, ready, running)
+	for i := range in.nodes {
+		in.nodes[i].Alive = alive[in.nodes[i].Name]
+	}
+	if len(running) > 0 && len(alive) == 0 && !r.standingAside {
+		r.Log.Info("WARNING: this speaker cannot join the other speakers' memberlist, which they formed without it (check the memberlist secret and that TCP and UDP of the memberlist port are open between nodes); it answers for no address meanwhile")
+	}
+	r.standingAside = len(running) > 0 && len(alive) == 0
+	return nil
 }
 
 // announcedElsewhere names the Services whose ServiceL2Status names

@@ -240,6 +240,61 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	}
 }
 
+// checkLeases finds the speakers that memberlist here has lost although
+// they go on renewing their Leases: the gossip between them and this node
+// is cut, whether or not they contest an address (a speaker that
+// announces nothing contests none). A speaker that died stops renewing:
+// only a renewal seen after memberlist lost it counts. It returns how soon
+// to look again while such a speaker may still show.
+func (r *Reconciler) checkLeases(ctx context.Context, alive map[string]bool, now time.Time) (time.Duration, error) {
+	if r.Speakers == nil {
+		return 0, nil
+	}
+	running, err := r.Speakers.Running(ctx, now)
+	if err != nil {
+		return 0, err
+	}
+	if r.lostAt == nil {
+		r.lostAt = map[string]time.Time{}
+	}
+	for node := range r.lostAt {
+		if alive[node] {
+			delete(r.lostAt, node)
+		}
+	}
+	again := time.Duration(0)
+	for node, sp := range running {
+		if alive[node] || node == r.Node || r.Members.Left(node) {
+			continue
+		}
+		lost, ok := r.lostAt[node]
+		if !ok {
+			lost = now
+			r.lostAt[node] = lost
+		}
+		if sp.RenewedAt.After(lost) {
+			r.contests.recordRunning(node, now)
+		}
+		again = contestCheck
+	}
+	return again, nil
+}
+
+// recordRunning notes a speaker memberlist lost that still runs.
+func (c *contests) recordRunning(node string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peers == nil {
+		c.peers, c.yieldedTo, c.defended = map[string]*contestedPeer{}, map[netip.Addr]string{}, map[netip.Addr]time.Time{}
+	}
+	p := c.peers[node]
+	if p == nil {
+		p = &contestedPeer{first: now, addresses: map[netip.Addr]bool{}}
+		c.peers[node] = p
+	}
+	p.last = now
+}
+
 // settleContests runs with each plan: it answers again the yielded
 // addresses whose speaker memberlist sees again (the election decides
 // them now) and forgets those no longer planned or answered again, then
@@ -331,6 +386,14 @@ func (r *Reconciler) reportContest(in *inputs, node string, p *contestedPeer, me
 	if !p.reported {
 		p.reported = true
 		addrs := sortedAddrs(p.addresses)
+		if len(addrs) == 0 {
+			r.Log.Info("PARTITION: a speaker that memberlist has lost still runs (it renews its Lease); the memberlist gossip between them is cut",
+				"thisSide", members, "otherSide", node)
+			r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeWarning, ReasonSpeakerPartition,
+				"the speaker of node %q still runs (it renews its Lease), but memberlist on this node sees only %s: the memberlist gossip between them (TCP and UDP on the memberlist port, 7946 by default) is cut; addresses both answer for are kept by one of them",
+				node, strings.Join(members, ", "))
+			return
+		}
 		r.Log.Info("PARTITION: a speaker that memberlist has lost answers on the LAN for addresses this node announces; the memberlist gossip between them is cut while the LAN is up",
 			"thisSide", members, "otherSide", node, "addresses", addrs)
 		r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeWarning, ReasonSpeakerPartition,

@@ -54,6 +54,14 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 	if memberChanges != nil {
 		b = b.WatchesRawSource(source.Channel(memberChanges, toPlan))
 	}
+	if r.Speakers != nil {
+		if err := mgr.Add(runnableFunc(func(ctx context.Context) error {
+			r.Speakers.Watch(ctx, speakersWatchInterval, r.wake)
+			return nil
+		})); err != nil {
+			return fmt.Errorf("adding the speakers' Lease watch: %w", err)
+		}
+	}
 	r.statuses = newStatusWriter(r)
 	if err := mgr.Add(runnableFunc(func(ctx context.Context) error { r.statuses.run(ctx); return nil })); err != nil {
 		return fmt.Errorf("adding the ServiceL2Status writer: %w", err)
@@ -65,6 +73,10 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 	}
 	return nil
 }
+
+// speakersWatchInterval is how often the announcer looks at the speakers'
+// Leases for one that stopped being renewed.
+const speakersWatchInterval = time.Second
 
 // ContentChanged (used by the BGP advertiser too) lets through every event but an update that changes
 // nothing the cache holds besides the resource version: a Node's
