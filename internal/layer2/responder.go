@@ -370,6 +370,27 @@ func (r *Responder) Resume(ip netip.Addr) bool {
 	return true
 }
 
+// Check asks the link once who answers for ip, which this responder
+// answers for: another speaker that answers too shows itself, and its
+// answer reaches OnPeerClaim. It does nothing for an address not
+// answered.
+func (r *Responder) Check(ip netip.Addr) {
+	ip = ip.Unmap()
+	r.mu.RLock()
+	s, o := r.successor, r.owned[ip]
+	r.mu.RUnlock()
+	if s != nil {
+		s.Check(ip)
+		return
+	}
+	if o == nil || o.state != stateAnswering {
+		return
+	}
+	if err := r.sendProbe(ip); err != nil {
+		r.log.Error(err, "asking who answers", "address", ip.String())
+	}
+}
+
 // Yielded tells whether ip is not answered because another speaker keeps
 // it (Yield).
 func (r *Responder) Yielded(ip netip.Addr) bool {

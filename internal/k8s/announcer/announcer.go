@@ -62,6 +62,9 @@ type Responder interface {
 	Yield(netip.Addr) bool
 	Resume(netip.Addr) bool
 	Yielded(netip.Addr) bool
+	// Check asks the link who answers for an answered address; another
+	// speaker's answer comes as a peer claim.
+	Check(netip.Addr)
 }
 
 const (

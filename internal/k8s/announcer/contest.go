@@ -91,6 +91,9 @@ type contestedPeer struct {
 	addresses map[netip.Addr]bool
 	// reported: the partition was told (log, Node Event).
 	reported bool
+	// listed: memberlist here lists that speaker (they disagree all the
+	// same, for longer than inViewGrace).
+	listed bool
 }
 
 // contests is the reconciler's record of contested addresses; its own
@@ -110,25 +113,60 @@ type contests struct {
 	inView map[netip.Addr]heardClaim
 }
 
-// heardClaim is a claim kept for later.
+// heardClaim is a claim kept for later: first is when that speaker first
+// claimed the address; checked, whether the link was asked again since.
 type heardClaim struct {
-	claim layer2.PeerClaim
-	at    time.Time
+	claim   layer2.PeerClaim
+	first   time.Time
+	checked bool
 }
 
-// inViewMemory is how long a claim by a speaker still listed is kept for
-// the moment memberlist loses it: longer than memberlist takes to declare
-// a cut-off member gone, even from the cut-off side.
-const inViewMemory = 15 * time.Second
+const (
+	// inViewMemory is how long a claim by a speaker still listed is kept
+	// for the moment memberlist loses it: longer than memberlist takes
+	// to declare a cut-off member gone, even from the cut-off side.
+	inViewMemory = 15 * time.Second
+	// inViewGrace is how long two speakers that list each other may both
+	// answer for an address before it is settled as if they did not:
+	// the election settles a hand-over within a gossip round or two, and
+	// a speaker cut off from memberlist may take seconds to notice.
+	// After it, the link is asked (Responder.Check) and a speaker still
+	// answering is contested.
+	inViewGrace = 1200 * time.Millisecond
+)
 
-// rememberInView keeps a claim by a listed speaker.
-func (c *contests) rememberInView(claim layer2.PeerClaim, now time.Time) {
+// rememberInView keeps a claim by a listed speaker; it tells whether
+// that speaker has claimed the address for longer than inViewGrace.
+func (c *contests) rememberInView(claim layer2.PeerClaim, now time.Time) (overdue bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inView == nil {
 		c.inView = map[netip.Addr]heardClaim{}
 	}
-	c.inView[claim.Address] = heardClaim{claim: claim, at: now}
+	h, ok := c.inView[claim.Address]
+	if ok && h.claim.Node == claim.Node && now.Sub(h.first) <= inViewMemory {
+		h.claim = claim
+		c.inView[claim.Address] = h
+		return now.Sub(h.first) >= inViewGrace
+	}
+	c.inView[claim.Address] = heardClaim{claim: claim, first: now}
+	return false
+}
+
+// toCheck returns the addresses of remembered claims past inViewGrace
+// not checked yet, and marks them checked.
+func (c *contests) toCheck(now time.Time) []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []netip.Addr
+	for ip, h := range c.inView {
+		if !h.checked && now.Sub(h.first) >= inViewGrace {
+			h.checked = true
+			c.inView[ip] = h
+			out = append(out, ip)
+		}
+	}
+	return out
 }
 
 // lostClaims returns, and forgets, the remembered claims of speakers no
@@ -139,7 +177,7 @@ func (c *contests) lostClaims(alive map[string]bool, now time.Time) []layer2.Pee
 	var out []layer2.PeerClaim
 	for ip, h := range c.inView {
 		switch {
-		case now.Sub(h.at) > inViewMemory:
+		case now.Sub(h.first) > inViewMemory:
 			delete(c.inView, ip)
 		case !alive[h.claim.Node]:
 			out = append(out, h.claim)
@@ -151,7 +189,7 @@ func (c *contests) lostClaims(alive map[string]bool, now time.Time) []layer2.Pee
 
 // record notes a contest with node over ip; it tells whether the
 // reconciler has something new to report.
-func (c *contests) record(node string, ip netip.Addr, yielded bool, now time.Time) (news bool) {
+func (c *contests) record(node string, ip netip.Addr, yielded, listed bool, now time.Time) (news bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.peers == nil {
@@ -163,7 +201,7 @@ func (c *contests) record(node string, ip netip.Addr, yielded bool, now time.Tim
 		c.peers[node] = p
 		news = true
 	}
-	p.last = now
+	p.last, p.listed = now, listed
 	if _, known := p.addresses[ip]; !known && len(p.addresses) < maxContestedListed {
 		p.addresses[ip] = false // not told yet
 		news = true
@@ -198,11 +236,11 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	}
 	if view.alive[c.Node] {
 		// The election settles it, unless memberlist here is about to
-		// lose that speaker (see contests.inView).
-		if _, ok := view.answering[c.Address]; ok {
-			r.contests.rememberInView(c, time.Now())
+		// lose that speaker, or the two disagree for longer than a
+		// hand-over takes (see contests.inView).
+		if _, ok := view.answering[c.Address]; !ok || !r.contests.rememberInView(c, time.Now()) {
+			return
 		}
-		return
 	}
 	names, ok := view.answering[c.Address]
 	if !ok {
@@ -235,7 +273,7 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 		r.Log.Info("another speaker, which memberlist has lost, answers for an address this node announces; it keeps the address, this node stops answering it",
 			"address", c.Address.String(), "speakerNode", c.Node, "mac", c.MAC.String())
 	}
-	if r.contests.record(c.Node, c.Address, !keep, now) || yielded {
+	if r.contests.record(c.Node, c.Address, !keep, view.alive[c.Node], now) || yielded {
 		r.wake()
 	}
 }
@@ -302,14 +340,22 @@ func (c *contests) recordRunning(node string, now time.Time) {
 // look again (0: no contest left).
 func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[string]bool, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (time.Duration, error) {
 	c := &r.contests
-	for _, claim := range c.lostClaims(alive, time.Now()) {
+	now := time.Now()
+	for _, claim := range c.lostClaims(alive, now) {
 		r.HandlePeerClaim(claim)
+	}
+	for _, ip := range c.toCheck(now) {
+		for _, name := range want[ip] {
+			if resp, err := r.Network.Responder(ctx, name); err == nil {
+				resp.Check(ip)
+			}
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.peers) == 0 && len(c.yieldedTo) == 0 {
 		if len(c.inView) > 0 {
-			return contestCheck, nil
+			return inViewGrace / 4, nil
 		}
 		return 0, nil
 	}
@@ -341,7 +387,6 @@ func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[s
 		members = append(members, name)
 	}
 	sort.Strings(members)
-	now := time.Now()
 	nodes := make([]string, 0, len(c.peers))
 	for node := range c.peers {
 		nodes = append(nodes, node)
@@ -354,18 +399,29 @@ func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[s
 			holds = holds || to == node
 		}
 		switch {
-		case alive[node] || (!holds && now.Sub(p.last) > contestForget):
+		case (alive[node] && !p.listed) || (!holds && now.Sub(p.last) > contestForget):
 			delete(c.peers, node)
 			if !p.reported {
 				continue
 			}
 			why := "memberlist sees it again"
-			if !alive[node] {
+			if !alive[node] || p.listed {
 				why = fmt.Sprintf("it has not been heard for %s", contestForget)
 			}
 			r.Log.Info("partition between speakers over", "speakerNode", node, "why", why, "members", members)
 			r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeNormal, ReasonSpeakerPartitionHealed,
 				"the speaker of node %q no longer contests addresses with this node: %s", node, why)
+			for ip, told := range p.addresses {
+				if !told {
+					continue
+				}
+				for _, key := range servicesOf[ip] {
+					if svc := in.byKey[key]; svc != nil {
+						r.Recorder.Eventf(svc.Ref(), corev1.EventTypeNormal, ReasonSpeakerPartitionHealed,
+							"nodes %q and %q no longer both answer for address %s: %s", r.Node, node, ip, why)
+					}
+				}
+			}
 		default:
 			r.reportContest(in, node, p, members, servicesOf)
 		}
@@ -373,7 +429,10 @@ func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[s
 	if metrics := r.Observer.metrics(); metrics != nil {
 		metrics.PartitionedSpeakers.Set(float64(len(c.peers)))
 	}
-	if len(c.peers) == 0 && len(c.yieldedTo) == 0 {
+	switch {
+	case len(c.inView) > 0:
+		return inViewGrace / 4, nil
+	case len(c.peers) == 0 && len(c.yieldedTo) == 0:
 		return 0, nil
 	}
 	return contestCheck, nil
@@ -394,11 +453,19 @@ func (r *Reconciler) reportContest(in *inputs, node string, p *contestedPeer, me
 				node, strings.Join(members, ", "))
 			return
 		}
-		r.Log.Info("PARTITION: a speaker that memberlist has lost answers on the LAN for addresses this node announces; the memberlist gossip between them is cut while the LAN is up",
-			"thisSide", members, "otherSide", node, "addresses", addrs)
-		r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeWarning, ReasonSpeakerPartition,
-			"the speaker of node %q answers on the LAN for %s, but memberlist on this node sees only %s: the memberlist gossip between them (TCP and UDP on the memberlist port, 7946 by default) is cut while the LAN is up; one node keeps each address, the other stops answering it",
-			node, strings.Join(addrs, ", "), strings.Join(members, ", "))
+		if p.listed {
+			r.Log.Info("CLASH: another speaker answers on the LAN for addresses this node announces, and has for longer than a hand-over takes, although memberlist lists both: their views of the cluster differ",
+				"thisSide", members, "otherSide", node, "addresses", addrs)
+			r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeWarning, ReasonSpeakerPartition,
+				"the speaker of node %q answers on the LAN for %s, as this node does, although memberlist lists both (%s): their views of the cluster differ (a one-way gossip cut?); one node keeps each address, the other stops answering it",
+				node, strings.Join(addrs, ", "), strings.Join(members, ", "))
+		} else {
+			r.Log.Info("PARTITION: a speaker that memberlist has lost answers on the LAN for addresses this node announces; the memberlist gossip between them is cut while the LAN is up",
+				"thisSide", members, "otherSide", node, "addresses", addrs)
+			r.Recorder.Eventf(nodeRef(r.Node), corev1.EventTypeWarning, ReasonSpeakerPartition,
+				"the speaker of node %q answers on the LAN for %s, but memberlist on this node sees only %s: the memberlist gossip between them (TCP and UDP on the memberlist port, 7946 by default) is cut while the LAN is up; one node keeps each address, the other stops answering it",
+				node, strings.Join(addrs, ", "), strings.Join(members, ", "))
+		}
 	}
 	for ip, told := range p.addresses {
 		if told {

@@ -219,4 +219,35 @@ func TestContestedAddresses(t *testing.T) {
 		waitFor(t, "a SpeakerPartitionHealed Event", func() bool { return len(events("Node", "n1", ReasonSpeakerPartitionHealed)) > 0 })
 		t.Logf("Node Event: %s", events("Node", "n1", ReasonSpeakerPartitionHealed)[0].Message)
 	})
+
+	t.Run("two listed speakers that go on answering for one address are settled after a grace", func(t *testing.T) {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				link.ClientClaims(vipKeep)
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}()
+		time.Sleep(inViewGrace / 2)
+		r.contests.mu.Lock()
+		early := r.contests.peers[other] != nil
+		r.contests.mu.Unlock()
+		if early {
+			t.Fatal("a listed speaker's claim was contested before the grace ran out")
+		}
+		waitFor(t, "the clash contested", func() bool {
+			r.contests.mu.Lock()
+			defer r.contests.mu.Unlock()
+			p := r.contests.peers[other]
+			return p != nil && p.listed && p.addresses[vipKeep]
+		})
+		if !resp().Owns(vipKeep) {
+			t.Error("n1, which wins the arbitration, stopped answering")
+		}
+	})
 }
