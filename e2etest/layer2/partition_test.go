@@ -27,7 +27,7 @@ import (
 func TestGossipPartition(t *testing.T) {
 	needsLab(t)
 	l := lab.Start(t, lab.Options{Nodes: 4, Barelb: true})
-	applyFile(t, l, "config/samples/l2-pool.yaml")
+	l.ApplyFile(t, "config/samples/l2-pool.yaml")
 	for _, n := range l.Nodes() {
 		l.RunPod(t, "p-"+n.Name, "p", n.Name)
 	}
@@ -39,7 +39,7 @@ func TestGossipPartition(t *testing.T) {
 	}
 	assigned := map[string][]string{}
 	for _, svc := range services {
-		assigned[svc] = waitIngress(t, l, svc, 2)
+		assigned[svc] = l.WaitIngress(t, svc, 2)
 	}
 	l.WaitEndpoints(t, "p0", 4)
 	before := checkOneAnswerer(t, l, assigned, 30*time.Second)
@@ -96,7 +96,7 @@ func TestGossipPartition(t *testing.T) {
 			heal()
 			healedAt := time.Now()
 			for _, n := range l.Nodes() {
-				waitMetric(t, l, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
+				l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
 			}
 			before = checkOneAnswerer(t, l, assigned, 15*time.Second)
 			t.Logf("healed: settled after %v with announcers %v", time.Since(healedAt).Round(time.Millisecond), before)
@@ -119,7 +119,7 @@ func TestGossipPartition(t *testing.T) {
 			l.SetMemberlistKey(node, "")
 			restart()
 			for _, n := range l.Nodes() {
-				waitMetric(t, l, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
+				l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
 			}
 			before = checkOneAnswerer(t, l, assigned, 15*time.Second)
 		}()
@@ -133,7 +133,7 @@ func TestGossipPartition(t *testing.T) {
 		if after = checkOneAnswerer(t, l, assigned, 5*time.Second); after[node] != 0 {
 			t.Errorf("%s, outside the others' memberlist, announces %d addresses: %v", node, after[node], after)
 		}
-		if log := speakerLog(t, l, node); !strings.Contains(log, "cannot join the other speakers' memberlist") {
+		if log := l.SpeakerLog(t, node); !strings.Contains(log, "cannot join the other speakers' memberlist") {
 			t.Errorf("%s's log does not say that it cannot join the others' memberlist", node)
 		}
 	})
@@ -220,7 +220,7 @@ func announcersByService(tb testing.TB, l *lab.Lab, services []string) map[strin
 	tb.Helper()
 	out := map[string]string{}
 	for _, svc := range services {
-		node, err := announcerOf(l, svc)
+		node, err := l.L2Announcer("default", svc)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -249,7 +249,7 @@ func checkOneAnswerer(tb testing.TB, l *lab.Lab, assigned map[string][]string, t
 		results := make(chan result, 16)
 		var wg sync.WaitGroup
 		for svc, ips := range assigned {
-			node, err := announcerOf(l, svc)
+			node, err := l.L2Announcer("default", svc)
 			if err != nil || node == "" {
 				return false, fmt.Sprintf("ServiceL2Status of %s: node %q, %v", svc, node, err)
 			}
@@ -258,17 +258,17 @@ func checkOneAnswerer(tb testing.TB, l *lab.Lab, assigned map[string][]string, t
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					macs, err := whoHas(l, "client", netip.MustParseAddr(ip))
+					macs, err := l.WhoHas("client", netip.MustParseAddr(ip))
 					var answerers []string
 					for _, mac := range macs {
-						answerers = append(answerers, nodeOfMAC(l, mac)+"("+mac+")")
+						answerers = append(answerers, l.NodeOfMAC(mac)+"("+mac+")")
 					}
 					switch {
 					case err != nil:
 						results <- result{ip, err.Error()}
 					case len(macs) != 1:
 						results <- result{ip, fmt.Sprintf("%d answerers %v (status: %s)", len(macs), answerers, node)}
-					case nodeOfMAC(l, macs[0]) != node:
+					case l.NodeOfMAC(macs[0]) != node:
 						results <- result{ip, fmt.Sprintf("answered by %v, status names %s", answerers, node)}
 					default:
 						if _, err := l.Get("client", lab.URL(ip), 2*time.Second); err != nil {

@@ -50,9 +50,9 @@ type SpeakerOptions struct {
 	// LoadBalancerClass must match the controller's --lb-class.
 	LoadBalancerClass string
 	// Memberlist runs memberlist among the speakers to tell live ones
-	// (the default). Without it node readiness from the API alone tells
-	// them, and a dead speaker on a Ready node keeps its addresses until
-	// the node turns NotReady: for clusters where the memberlist port
+	// (the default). Without it the API tells them (Ready nodes whose
+	// speaker renews its Lease), and a dead speaker on a Ready node keeps
+	// its addresses until its Lease expires: for clusters where the memberlist port
 	// cannot be opened between nodes (MetalLB's
 	// speaker.memberlist.enabled=false).
 	Memberlist bool
@@ -139,7 +139,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Announce only Services with this spec.loadBalancerClass; must match the controller's.")
 		fs.BoolVar(&o.Memberlist, "memberlist", o.Memberlist,
 			"Run memberlist among the speakers to tell live ones; with --memberlist=false node readiness from the API alone decides, "+
-				"so a dead speaker on a Ready node keeps its addresses until the node turns NotReady (the --memberlist-* flags are then ignored).")
+				"so a dead speaker on a Ready node keeps its addresses until its Lease expires, 20s (the --memberlist-* flags are then ignored).")
 		fs.StringVar(&o.MemberlistAddress, "memberlist-address", "",
 			"Address memberlist listens on and is reached at (default: the node's InternalIP).")
 		fs.IntVar(&o.MemberlistPort, "memberlist-port", o.MemberlistPort, "Memberlist's TCP and UDP port.")
@@ -258,8 +258,8 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 			return fmt.Errorf("setting up the memberlist metadata refresh: %w", err)
 		}
 	} else {
-		log.Info("memberlist is off (--memberlist=false): node readiness from the API alone decides which speakers are alive; " +
-			"a dead speaker on a Ready node keeps its addresses until the node turns NotReady")
+		log.Info("memberlist is off (--memberlist=false): the API decides which speakers are alive (Ready nodes whose speaker renews its Lease); " +
+			"a dead speaker on a Ready node keeps its addresses until its Lease expires (20s)")
 	}
 	shutdown := func() error {
 		if m == nil {

@@ -62,11 +62,12 @@ func (m *MemberlistMembers) Formed() bool {
 }
 
 // NodeReadiness is the speakers' membership without memberlist (the
-// speaker's --memberlist=false): every speaker decides from the API's node
-// readiness alone, the same view for all of them, so they elect the same
-// announcers. The price is the one memberlist exists for: a dead speaker
-// on a Ready node keeps its addresses, unanswered, until the node turns
-// NotReady.
+// speaker's --memberlist=false): every speaker decides from the API's view
+// alone (node readiness, and the speakers' Leases where the Reconciler
+// has them: see heartbeat.FallbackAlive), the same view for all of them,
+// so they elect the same announcers. The price is the one memberlist
+// exists for: a dead speaker on a Ready node keeps its addresses,
+// unanswered, until its Lease expires.
 type NodeReadiness struct{}
 
 // Alive reports no membership (ok false), which makes the announcer take
