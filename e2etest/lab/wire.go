@@ -33,6 +33,11 @@ func (l *Lab) NodeOfMAC(mac string) string {
 // ndisc6 would, and returns the MACs that answered within a second,
 // sorted.
 func (l *Lab) WhoHas(host string, ip netip.Addr) ([]string, error) {
+	return l.WhoHasWithin(host, ip, time.Second)
+}
+
+// WhoHasWithin is WhoHas waiting for answers as long as wait.
+func (l *Lab) WhoHasWithin(host string, ip netip.Addr, wait time.Duration) ([]string, error) {
 	h, err := l.Host(host)
 	if err != nil {
 		return nil, err
@@ -78,7 +83,7 @@ func (l *Lab) WhoHas(host string, ip netip.Addr) ([]string, error) {
 		return nil, fmt.Errorf("asking for %s: %w", ip, err)
 	}
 	seen := map[string]bool{}
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(wait)
 	buf := make([]byte, 2048)
 	for {
 		_ = conn.SetReadDeadline(deadline)

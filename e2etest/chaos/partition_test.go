@@ -1,4 +1,4 @@
-package layer2_test
+package chaos_test
 
 import (
 	"context"
@@ -25,23 +25,8 @@ import (
 // arbitration on the wire both sides answer for the addresses of the
 // other.
 func TestGossipPartition(t *testing.T) {
-	needsLab(t)
-	l := lab.Start(t, lab.Options{Nodes: 4, Barelb: true})
-	l.ApplyFile(t, "config/samples/l2-pool.yaml")
-	for _, n := range l.Nodes() {
-		l.RunPod(t, "p-"+n.Name, "p", n.Name)
-	}
-	var services []string
-	for i := range 4 {
-		name := fmt.Sprintf("p%d", i)
-		createService(t, l, svcSpec{name: name, app: "p", port: 80})
-		services = append(services, name)
-	}
-	assigned := map[string][]string{}
-	for _, svc := range services {
-		assigned[svc] = l.WaitIngress(t, svc, 2)
-	}
-	l.WaitEndpoints(t, "p0", 4)
+	l, assigned := startChaosLab(t, 4)
+	services := sortedKeys(assigned)
 	before := checkOneAnswerer(t, l, assigned, 30*time.Second)
 
 	faults := []struct {
@@ -207,7 +192,7 @@ func leastBusy(announcers map[string]int) string {
 	return best
 }
 
-func sortedKeys(m map[string]int) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
@@ -229,6 +214,11 @@ func announcersByService(tb testing.TB, l *lab.Lab, services []string) map[strin
 	return out
 }
 
+// whoHasWait is how long a check waits for answers: a node on the lab's
+// LAN answers within milliseconds, and a late second answerer is caught
+// by the next round.
+const whoHasWait = 300 * time.Millisecond
+
 // checkOneAnswerer waits up to timeout until, asked from the client, each
 // address of each Service is answered by exactly one MAC, that of the node
 // its ServiceL2Status names, and the address serves HTTP; it fails the
@@ -246,7 +236,11 @@ func checkOneAnswerer(tb testing.TB, l *lab.Lab, assigned map[string][]string, t
 			ip      string
 			problem string
 		}
-		results := make(chan result, 16)
+		total := 0
+		for _, ips := range assigned {
+			total += len(ips)
+		}
+		results := make(chan result, total)
 		var wg sync.WaitGroup
 		for svc, ips := range assigned {
 			node, err := l.L2Announcer("default", svc)
@@ -258,7 +252,7 @@ func checkOneAnswerer(tb testing.TB, l *lab.Lab, assigned map[string][]string, t
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					macs, err := l.WhoHas("client", netip.MustParseAddr(ip))
+					macs, err := l.WhoHasWithin("client", netip.MustParseAddr(ip), whoHasWait)
 					var answerers []string
 					for _, mac := range macs {
 						answerers = append(answerers, l.NodeOfMAC(mac)+"("+mac+")")
