@@ -75,16 +75,17 @@ func TestGossipPartition(t *testing.T) {
 				}
 			}
 			cut := time.Now()
-			after := checkOneAnswerer(t, l, assigned, 15*time.Second)
-			t.Logf("cut %v: settled after %v with announcers %v", nodesOf(rules), time.Since(cut).Round(time.Millisecond), after)
+			after := watchSettle(t, l, assigned, cut, faultWatch, 30*time.Second)
+			t.Logf("cut %v: settled %v after the cut (last problem: %q), announcers %v", nodesOf(rules), after.After.Round(time.Millisecond), after.Problem, after.Counts)
 			waitPartitionSaid(t, l, cut)
 			heal()
 			healedAt := time.Now()
+			healing := watchSettle(t, l, assigned, healedAt, faultWatch, 30*time.Second)
+			t.Logf("healed: settled %v after (last problem: %q), announcers %v", healing.After.Round(time.Millisecond), healing.Problem, healing.Counts)
 			for _, n := range l.Nodes() {
 				l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
 			}
 			before = checkOneAnswerer(t, l, assigned, 15*time.Second)
-			t.Logf("healed: settled after %v with announcers %v", time.Since(healedAt).Round(time.Millisecond), before)
 		})
 	}
 
@@ -108,10 +109,10 @@ func TestGossipPartition(t *testing.T) {
 			}
 			before = checkOneAnswerer(t, l, assigned, 15*time.Second)
 		}()
-		restart()
 		started := time.Now()
-		after := checkOneAnswerer(t, l, assigned, 15*time.Second)
-		t.Logf("%s restarted with a wrong secret: settled after %v with announcers %v", node, time.Since(started).Round(time.Millisecond), after)
+		restart()
+		after := watchSettle(t, l, assigned, started, faultWatch, 30*time.Second).Counts
+		t.Logf("%s restarted with a wrong secret: announcers %v", node, after)
 		// It stands aside for the others' memberlist: it announces nothing
 		// (checked a few seconds on, not only at the first look).
 		time.Sleep(3 * time.Second)
@@ -214,6 +215,11 @@ func announcersByService(tb testing.TB, l *lab.Lab, services []string) map[strin
 	return out
 }
 
+// faultWatch is how long checks run after a fault at least: the
+// partition shows (memberlist declares members gone) within a few
+// seconds.
+const faultWatch = 8 * time.Second
+
 // whoHasWait is how long a check waits for answers: a node on the lab's
 // LAN answers within milliseconds, and a late second answerer is caught
 // by the next round.
@@ -228,60 +234,105 @@ func checkOneAnswerer(tb testing.TB, l *lab.Lab, assigned map[string][]string, t
 	tb.Helper()
 	var counts map[string]int
 	lab.Eventually(tb, timeout, "one answerer per address, the node of its ServiceL2Status, reachable", func() (bool, string) {
-		counts = map[string]int{}
-		for _, n := range l.Nodes() {
-			counts[n.Name] = 0
-		}
-		type result struct {
-			ip      string
-			problem string
-		}
-		total := 0
-		for _, ips := range assigned {
-			total += len(ips)
-		}
-		results := make(chan result, total)
-		var wg sync.WaitGroup
-		for svc, ips := range assigned {
-			node, err := l.L2Announcer("default", svc)
-			if err != nil || node == "" {
-				return false, fmt.Sprintf("ServiceL2Status of %s: node %q, %v", svc, node, err)
-			}
-			for _, ip := range ips {
-				counts[node]++
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					macs, err := l.WhoHasWithin("client", netip.MustParseAddr(ip), whoHasWait)
-					var answerers []string
-					for _, mac := range macs {
-						answerers = append(answerers, l.NodeOfMAC(mac)+"("+mac+")")
-					}
-					switch {
-					case err != nil:
-						results <- result{ip, err.Error()}
-					case len(macs) != 1:
-						results <- result{ip, fmt.Sprintf("%d answerers %v (status: %s)", len(macs), answerers, node)}
-					case l.NodeOfMAC(macs[0]) != node:
-						results <- result{ip, fmt.Sprintf("answered by %v, status names %s", answerers, node)}
-					default:
-						if _, err := l.Get("client", lab.URL(ip), 2*time.Second); err != nil {
-							results <- result{ip, "curl: " + err.Error()}
-						}
-					}
-				}()
-			}
-		}
-		wg.Wait()
-		close(results)
-		var problems []string
-		for r := range results {
-			problems = append(problems, r.ip+": "+r.problem)
-		}
-		sort.Strings(problems)
-		return len(problems) == 0, strings.Join(problems, "; ")
+		var problem string
+		counts, problem = checkRound(l, assigned)
+		return problem == "", problem
 	})
 	return counts
+}
+
+// settled is what watchSettle saw.
+type settled struct {
+	// After is when the last check that found a problem ended, after
+	// the fault (0: none did).
+	After time.Duration
+	// Problem is what that check found.
+	Problem string
+	// Counts are the addresses each node answers for, at the end.
+	Counts map[string]int
+}
+
+// quietFor is how long the checks must find nothing wrong, in a row,
+// before a fault counts as settled.
+const quietFor = 3 * time.Second
+
+// watchSettle checks (checkRound) back to back from the moment a fault
+// was injected, for at least watch and until the checks have found nothing
+// wrong for quietFor, and says when the last problem was seen. It fails
+// the test when that does not happen within timeout.
+func watchSettle(tb testing.TB, l *lab.Lab, assigned map[string][]string, since time.Time, watch, timeout time.Duration) settled {
+	tb.Helper()
+	var out settled
+	quietSince := time.Now()
+	for {
+		counts, problem := checkRound(l, assigned)
+		now := time.Now()
+		out.Counts = counts
+		if problem != "" {
+			out.After, out.Problem, quietSince = now.Sub(since), problem, now
+		}
+		switch {
+		case now.Sub(since) >= watch && now.Sub(quietSince) >= quietFor:
+			return out
+		case now.Sub(since) > timeout:
+			tb.Fatalf("not settled %v after the fault: %s", timeout, out.Problem)
+		}
+	}
+}
+
+// checkRound asks the LAN from the client who answers each address of
+// each Service, compares with its ServiceL2Status and curls it; it
+// returns how many addresses each node answers for and, when anything is
+// wrong, what.
+func checkRound(l *lab.Lab, assigned map[string][]string) (counts map[string]int, problem string) {
+	counts = map[string]int{}
+	for _, n := range l.Nodes() {
+		counts[n.Name] = 0
+	}
+	total := 0
+	for _, ips := range assigned {
+		total += len(ips)
+	}
+	problems := make(chan string, total)
+	var wg sync.WaitGroup
+	for svc, ips := range assigned {
+		node, err := l.L2Announcer("default", svc)
+		if err != nil || node == "" {
+			return counts, fmt.Sprintf("ServiceL2Status of %s: node %q, %v", svc, node, err)
+		}
+		for _, ip := range ips {
+			counts[node]++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				macs, err := l.WhoHasWithin("client", netip.MustParseAddr(ip), whoHasWait)
+				var answerers []string
+				for _, mac := range macs {
+					answerers = append(answerers, l.NodeOfMAC(mac)+"("+mac+")")
+				}
+				switch {
+				case err != nil:
+					problems <- ip + ": " + err.Error()
+				case len(macs) != 1:
+					problems <- fmt.Sprintf("%s: %d answerers %v (status: %s)", ip, len(macs), answerers, node)
+				case l.NodeOfMAC(macs[0]) != node:
+					problems <- fmt.Sprintf("%s: answered by %v, status names %s", ip, answerers, node)
+				default:
+					if _, err := l.Get("client", lab.URL(ip), 2*time.Second); err != nil {
+						problems <- ip + ": curl: " + err.Error()
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(problems)
+	var all []string
+	for p := range problems {
+		all = append(all, p)
+	}
+	sort.Strings(all)
+	return counts, strings.Join(all, "; ")
 }
 
 // waitPartitionSaid waits for the Warning Event, sent since the given
