@@ -1,0 +1,130 @@
+package chaos_test
+
+import (
+	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/barelb/barelb/e2etest/lab"
+)
+
+// BenchmarkChaos draws random faults for as long as BARELB_CHAOS says
+// (a Go duration: BARELB_CHAOS=1h) and reports, from the client's side:
+//
+//   - settled-double-answerers and settled-unanswered: addresses answered
+//     by two nodes, or by none, once a fault had settled (target 0);
+//   - settle-median-s/settle-worst-s per fault kind: when the last problem
+//     was seen after the fault (watchSettle);
+//   - changes-without-fault: announcers that changed during quiet
+//     periods between faults (target 0).
+//
+// Without BARELB_CHAOS it is skipped: make test runs TestGossipPartition
+// and TestChurnUnderFailure, one fault each.
+func BenchmarkChaos(b *testing.B) {
+	budget, err := time.ParseDuration(os.Getenv("BARELB_CHAOS"))
+	if err != nil || budget <= 0 {
+		b.Skip("set BARELB_CHAOS to a duration (BARELB_CHAOS=10m) to draw random faults for that long")
+	}
+	l, assigned := startChaosLab(b, 4)
+	services := sortedKeys(assigned)
+	before := checkOneAnswerer(b, l, assigned, 30*time.Second)
+	kinds := faultKinds(l)
+	settle := map[string][]time.Duration{}
+	var unsettled, changes, faults int
+	deadline := time.Now().Add(budget)
+	for i := 0; time.Now().Before(deadline); i++ {
+		// A quiet spell: nothing may move.
+		statuses := announcersByService(b, l, services)
+		time.Sleep(5 * time.Second)
+		if now := announcersByService(b, l, services); !maps.Equal(statuses, now) {
+			changes++
+			b.Logf("announcers changed without a fault: %v, then %v", statuses, now)
+		}
+		k := kinds[rand.IntN(len(kinds))]
+		heal := k.inject(b, before)
+		start := time.Now()
+		s := watchSettle(b, l, assigned, start, faultWatch, 60*time.Second)
+		settle[k.name] = append(settle[k.name], s.After)
+		faults++
+		if _, problem := checkRound(l, assigned); problem != "" {
+			unsettled++
+			b.Logf("%s: after settling: %s", k.name, problem)
+		}
+		heal()
+		before = watchSettle(b, l, assigned, time.Now(), faultWatch, 60*time.Second).Counts
+		b.Logf("fault %d (%s): settled %v after", i, k.name, s.After.Round(time.Millisecond))
+	}
+	b.ReportMetric(float64(faults), "faults")
+	b.ReportMetric(float64(unsettled), "settled-problems")
+	b.ReportMetric(float64(changes), "changes-without-fault")
+	for _, name := range sortedKeys(settle) {
+		ds := settle[name]
+		slices.Sort(ds)
+		b.ReportMetric(ds[len(ds)/2].Seconds(), "settle-median-s-"+name)
+		b.ReportMetric(ds[len(ds)-1].Seconds(), "settle-worst-s-"+name)
+	}
+}
+
+// faultKind is a fault the benchmark can draw: inject breaks something
+// (before are the addresses each node answers for) and returns how to
+// heal it.
+type faultKind struct {
+	name   string
+	inject func(tb testing.TB, before map[string]int) (heal func())
+}
+
+func faultKinds(l *lab.Lab) []faultKind {
+	iptables := func(tb testing.TB, rules map[string][][]string) func() {
+		for node, rs := range rules {
+			for _, r := range rs {
+				execOn(tb, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, r...)...)
+			}
+		}
+		return func() {
+			for node, rs := range rules {
+				for _, r := range rs {
+					execOn(tb, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, r...)...)
+				}
+			}
+		}
+	}
+	nodes := l.Nodes()
+	return []faultKind{
+		{"cut-busiest", func(tb testing.TB, before map[string]int) func() {
+			return iptables(tb, map[string][][]string{busiest(before): gossipBlocked("")})
+		}},
+		{"cut-random", func(tb testing.TB, before map[string]int) func() {
+			return iptables(tb, map[string][][]string{nodes[rand.IntN(len(nodes))].Name: gossipBlocked("")})
+		}},
+		{"split-2-2", func(tb testing.TB, before map[string]int) func() {
+			order := rand.Perm(len(nodes))
+			rules := map[string][][]string{}
+			for i, a := range order {
+				for j, b := range order {
+					if (i < len(order)/2) != (j < len(order)/2) {
+						rules[nodes[a].Name] = append(rules[nodes[a].Name], gossipBlocked(nodes[b].Addr(lab.SegmentLAN, 4).String())...)
+					}
+				}
+			}
+			return iptables(tb, rules)
+		}},
+		{"one-way", func(tb testing.TB, before map[string]int) func() {
+			node := nodes[rand.IntN(len(nodes))].Name
+			return iptables(tb, map[string][][]string{node: {{"-p", "udp", "--dport", "7946", "-j", "DROP"}, {"-p", "tcp", "--dport", "7946", "-j", "DROP"}}})
+		}},
+		{"speaker-kill", func(tb testing.TB, before map[string]int) func() {
+			node := busiest(before)
+			if err := l.Kill(node, lab.ComponentSpeaker); err != nil {
+				tb.Fatal(err)
+			}
+			return func() {
+				if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}},
+	}
+}
