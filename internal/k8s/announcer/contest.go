@@ -85,7 +85,8 @@ func (v *planView) key(ip netip.Addr) netip.Addr {
 // contestedPeer is a speaker heard claiming addresses of this node
 // although memberlist has lost it.
 type contestedPeer struct {
-	first, last time.Time
+	// last is when it was last heard (or seen renewing its Lease).
+	last time.Time
 	// addresses contested, kept or yielded (at most maxContestedListed),
 	// and whether their Services were told.
 	addresses map[netip.Addr]bool
@@ -192,16 +193,8 @@ func (c *contests) lostClaims(alive map[string]bool, now time.Time) []layer2.Pee
 func (c *contests) record(node string, ip netip.Addr, yielded, listed bool, now time.Time) (news bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.peers == nil {
-		c.peers, c.yieldedTo, c.defended = map[string]*contestedPeer{}, map[netip.Addr]string{}, map[netip.Addr]time.Time{}
-	}
-	p := c.peers[node]
-	if p == nil {
-		p = &contestedPeer{first: now, addresses: map[netip.Addr]bool{}}
-		c.peers[node] = p
-		news = true
-	}
-	p.last, p.listed = now, listed
+	p, news := c.peerLocked(node, now)
+	p.listed = listed
 	if _, known := p.addresses[ip]; !known && len(p.addresses) < maxContestedListed {
 		p.addresses[ip] = false // not told yet
 		news = true
@@ -322,15 +315,21 @@ func (r *Reconciler) checkLeases(ctx context.Context, alive map[string]bool, now
 func (c *contests) recordRunning(node string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.peerLocked(node, now)
+}
+
+// peerLocked returns the record of a contesting speaker, made now when
+// there was none (isNew), heard now. c.mu is held.
+func (c *contests) peerLocked(node string, now time.Time) (p *contestedPeer, isNew bool) {
 	if c.peers == nil {
 		c.peers, c.yieldedTo, c.defended = map[string]*contestedPeer{}, map[netip.Addr]string{}, map[netip.Addr]time.Time{}
 	}
-	p := c.peers[node]
-	if p == nil {
-		p = &contestedPeer{first: now, addresses: map[netip.Addr]bool{}}
+	if p = c.peers[node]; p == nil {
+		p, isNew = &contestedPeer{addresses: map[netip.Addr]bool{}}, true
 		c.peers[node] = p
 	}
 	p.last = now
+	return p, isNew
 }
 
 // settleContests runs with each plan: it answers again the yielded
