@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"runtime"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -219,6 +222,11 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 				// it does not own leaks nothing.
 				//lint:ignore SA1019 the only way to set the correlator's options in controller-runtime v0.20
 				mo.EventBroadcaster = record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{LRUCacheSize: speakerEventCacheSize}))
+				// Built without the API server's discovery: the speaker
+				// starts, and answers, while the API server is away.
+				mo.MapperProvider = func(*rest.Config, *http.Client) (meta.RESTMapper, error) {
+					return barelbscheme.StaticRESTMapper(mo.Scheme), nil
+				}
 				// The speakers' Leases only (see internal/k8s/heartbeat).
 				mo.Cache.ByObject[&coordinationv1.Lease{}] = cache.ByObject{
 					Namespaces: map[string]cache.Config{o.Namespace: {}},

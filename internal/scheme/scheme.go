@@ -5,10 +5,14 @@ package scheme
 
 import (
 	"fmt"
+	"reflect"
+	"strings"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
@@ -39,4 +43,31 @@ func NewSpeaker() (*runtime.Scheme, error) {
 		}
 	}
 	return s, nil
+}
+
+// clusterScoped are the kinds of the built-in groups barelb reads that
+// are not namespaced.
+var clusterScoped = map[string]bool{"Node": true, "Namespace": true, "PersistentVolume": true, "ComponentStatus": true}
+
+// StaticRESTMapper maps every object kind of s to its resource and scope
+// without asking the API server's discovery: a speaker must start, and
+// keep answering for addresses, while the API server is unreachable, and
+// controller-runtime asks the mapper as the manager is built. Resources
+// are the kinds' regular plurals; barelb's kinds are all namespaced.
+func StaticRESTMapper(s *runtime.Scheme) meta.RESTMapper {
+	m := meta.NewDefaultRESTMapper(nil)
+	for gvk, typ := range s.AllKnownTypes() {
+		if gvk.Version == runtime.APIVersionInternal || strings.HasSuffix(gvk.Kind, "List") {
+			continue
+		}
+		if _, ok := reflect.New(typ).Interface().(metav1.Object); !ok {
+			continue // options and event types every group registers
+		}
+		scope := meta.RESTScopeNamespace
+		if clusterScoped[gvk.Kind] {
+			scope = meta.RESTScopeRoot
+		}
+		m.Add(gvk, scope)
+	}
+	return m
 }
