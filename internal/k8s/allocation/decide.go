@@ -55,10 +55,11 @@ type decision struct {
 // serviceFromRequest is what the allocator needs to know of a Service.
 func serviceFromRequest(key string, req config.ServiceRequest) allocator.Service {
 	svc := allocator.Service{
-		Key:            key,
-		SharingKey:     req.SharingKey,
-		ClusterTraffic: req.ClusterTraffic,
-		Selector:       req.Selector,
+		Key:               key,
+		SharingKey:        req.SharingKey,
+		SharingNamespaces: req.SharingNamespaces,
+		ClusterTraffic:    req.ClusterTraffic,
+		Selector:          req.Selector,
 	}
 	for _, p := range req.Ports {
 		svc.Ports = append(svc.Ports, allocator.Port{Port: p.Port, Protocol: string(p.Protocol)})
