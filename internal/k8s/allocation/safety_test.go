@@ -1,9 +1,15 @@
 package allocation
 
 import (
+	"context"
+	"encoding/json"
+	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/config"
@@ -26,7 +32,9 @@ func TestSafety(t *testing.T) {
 
 		// Another team that knows the key neither pins nor joins the address.
 		port := func(p int32) func(*corev1.Service) {
-			return func(s *corev1.Service) { s.Spec.Ports = []corev1.ServicePort{{Name: "x", Port: p, Protocol: corev1.ProtocolTCP}} }
+			return func(s *corev1.Service) {
+				s.Spec.Ports = []corev1.ServicePort{{Name: "x", Port: p, Protocol: corev1.ProtocolTCP}}
+			}
 		}
 		both := func(fs ...func(*corev1.Service)) func(*corev1.Service) {
 			return func(s *corev1.Service) {
@@ -46,4 +54,108 @@ func TestSafety(t *testing.T) {
 		cl.waitIPs("xns-b", "agreed", "198.51.100.160")
 		cl.waitIPs("xns-a", "web", "198.51.100.160")
 	})
+
+	t.Run("a second writer's status and pool annotation are rewritten even when an annotation is invalid", func(t *testing.T) {
+		cl.t = t
+		cl.createNamespace("forge", nil)
+		cl.pool("forge", "forge", nil, "198.51.100.168/29")
+		cl.pool("forge-other", "forge", nil, "198.51.100.176/29")
+		cl.service("forge", "web", nil)
+		cl.waitIPs("forge", "web", "198.51.100.168")
+		cl.updateService("forge", "web", annotate(config.AnnotationLoadBalancerIPs, "not-an-ip"))
+		cl.waitEvent("forge", "web", ReasonInvalidRequest, "not-an-ip")
+		// A second writer points the status at a node's address and names
+		// a pool the speakers would announce it from.
+		cl.forgeStatus("forge", "web", "forge-other", "198.51.100.11")
+		cl.waitIPs("forge", "web", "198.51.100.168")
+		cl.eventually("pool annotation rewritten", func() string {
+			if p := cl.get("forge", "web").Annotations[config.AnnotationAllocatedFromPool]; p != "forge" {
+				return "pool annotation " + p
+			}
+			return ""
+		})
+	})
+
+	t.Run("a broken annotation never breaks sharing, across restarts", func(t *testing.T) {
+		cl.t = t
+		cl.createNamespace("broken", nil)
+		cl.pool("broken", "broken", nil, "198.51.100.184/29")
+		port := func(p int32, proto corev1.Protocol) func(*corev1.Service) {
+			return func(s *corev1.Service) { s.Spec.Ports = []corev1.ServicePort{{Name: "x", Port: p, Protocol: proto}} }
+		}
+		// The older of two partners gets a broken sharing annotation (two
+		// spellings disagree), then the controller restarts.
+		cl.service("broken", "older", annotate(config.AnnotationAllowSharedIP, "k"))
+		cl.waitIPs("broken", "older", "198.51.100.184")
+		cl.service("broken", "younger", func(s *corev1.Service) {
+			annotate(config.AnnotationAllowSharedIP, "k")(s)
+			port(53, corev1.ProtocolUDP)(s)
+		})
+		cl.waitIPs("broken", "younger", "198.51.100.184")
+		cl.updateService("broken", "older", annotate("metallb.io/allow-shared-ip", "other"))
+		cl.waitEvent("broken", "older", ReasonInvalidRequest, "disagree")
+		cl.restartController()
+
+		// A newcomer proves the controller has loaded and reconciled;
+		// it may not join a holder whose rules cannot be read.
+		cl.service("broken", "newcomer", func(s *corev1.Service) {
+			annotate(config.AnnotationAllowSharedIP, "k")(s)
+			port(443, corev1.ProtocolTCP)(s)
+		})
+		cl.waitIPs("broken", "newcomer", "198.51.100.185")
+		cl.stay("broken", "older", "198.51.100.184")
+		cl.stay("broken", "younger", "198.51.100.184")
+
+		// Now the younger partner is the broken one, and the older leaves:
+		// the address still held by the broken Service is not handed out.
+		cl.updateService("broken", "older", func(s *corev1.Service) { delete(s.Annotations, "metallb.io/allow-shared-ip") })
+		cl.updateService("broken", "younger", annotate("metallb.io/allow-shared-ip", "other"))
+		cl.waitEvent("broken", "younger", ReasonInvalidRequest, "disagree")
+		cl.restartController()
+		if err := cl.c.Delete(context.Background(), cl.get("broken", "older")); err != nil {
+			t.Fatal(err)
+		}
+		cl.service("broken", "third", nil)
+		cl.waitIPs("broken", "third", "198.51.100.186")
+		cl.stay("broken", "younger", "198.51.100.184")
+
+		// Fixed, it is judged again, and keeps its address.
+		cl.updateService("broken", "younger", func(s *corev1.Service) { delete(s.Annotations, "metallb.io/allow-shared-ip") })
+		cl.stay("broken", "younger", "198.51.100.184")
+	})
+}
+
+// forgeStatus writes a Service's status and pool annotation as a second
+// writer would (a user, another load-balancer implementation).
+func (cl *cluster) forgeStatus(ns, name, pool string, ips ...string) {
+	cl.t.Helper()
+	ingress := make([]corev1.LoadBalancerIngress, len(ips))
+	for i, ip := range ips {
+		ingress[i] = corev1.LoadBalancerIngress{IP: ip}
+	}
+	data, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"annotations": map[string]any{config.AnnotationAllocatedFromPool: pool}},
+		"status":   map[string]any{"loadBalancer": map[string]any{"ingress": ingress}},
+	})
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	svc := &corev1.Service{}
+	svc.Namespace, svc.Name = ns, name
+	if err := cl.c.Status().Patch(context.Background(), svc, client.RawPatch(types.MergePatchType, data)); err != nil {
+		cl.t.Fatalf("forging the status of %s/%s: %v", ns, name, err)
+	}
+}
+
+// stay checks that a Service keeps exactly these addresses for a while.
+func (cl *cluster) stay(ns, name string, want ...string) {
+	cl.t.Helper()
+	cl.waitIPs(ns, name, want...)
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if got := ips(cl.get(ns, name)); !slices.Equal(got, want) {
+			cl.t.Fatalf("%s/%s moved to %v, want it to stay at %v", ns, name, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -134,18 +134,37 @@ func (s *state) loadLocked(ctx context.Context) error {
 			services = append(services, &list.Items[i])
 		}
 	}
-	sort.Slice(services, func(i, j int) bool { return olderFirst(services[i], services[j]) })
-	loaded := 0
+	// A Service whose annotations cannot be read is loaded after the
+	// others, as Unreadable: the sharing rules cannot be checked for it,
+	// so it keeps what its status says next to the partners loaded
+	// before it, and they are not moved for it. Loaded as a Service
+	// without a sharing key instead, it would either push its partners
+	// to new addresses or lose its own claim, and the address it still
+	// shows could be handed to a third Service.
+	type loading struct {
+		svc *corev1.Service
+		as  allocator.Service
+	}
+	all := make([]loading, 0, len(services))
 	for _, svc := range services {
 		key := client.ObjectKeyFromObject(svc).String()
 		req, err := config.ParseServiceRequest(svc)
-		if err != nil {
-			// Its owner gets an Event when it is reconciled; its address
-			// is kept all the same.
-			req = config.ServiceRequest{}
+		as := serviceFromRequest(key, req)
+		// Its owner gets an Event when it is reconciled.
+		as.Unreadable = err != nil
+		all = append(all, loading{svc: svc, as: as})
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].as.Unreadable != all[j].as.Unreadable {
+			return !all[i].as.Unreadable
 		}
+		return olderFirst(all[i].svc, all[j].svc)
+	})
+	loaded := 0
+	for _, l := range all {
+		svc, key := l.svc, l.as.Key
 		for _, ip := range ingressAddresses(svc) {
-			if err := s.alloc.Assign(serviceFromRequest(key, req), ip, true); err != nil {
+			if err := s.alloc.Assign(l.as, ip, true); err != nil {
 				s.metrics.AssignmentConflicts.Inc()
 				s.log.Info("address claimed by two Services; the older keeps it", "service", key, "address", ip.String(), "reason", err.Error())
 				continue
@@ -197,6 +216,25 @@ func (s *state) decideFor(ctx context.Context, key, ns string, nsLabels, svcLabe
 		freed = freed || !slices.Contains(after, ip)
 	}
 	return d, s.poolsOfLocked(append(before, after...)), freed, nil
+}
+
+// held is what the allocator holds for a Service, in its family order,
+// and the pool the first address belongs to: what its status says when
+// its request cannot be read and nothing is decided anew.
+func (s *state) held(ctx context.Context, key string, families []corev1.IPFamily) ([]netip.Addr, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.syncLocked(ctx); err != nil {
+		return nil, "", err
+	}
+	addrs := s.alloc.Addresses(key)
+	sort.SliceStable(addrs, func(i, j int) bool {
+		return slices.Index(families, config.FamilyOf(addrs[i])) < slices.Index(families, config.FamilyOf(addrs[j]))
+	})
+	if len(addrs) == 0 {
+		return nil, "", nil
+	}
+	return addrs, s.alloc.PoolOf(addrs[0]), nil
 }
 
 // failing lists the Services whose last reconcile left them short of an
