@@ -16,8 +16,10 @@ type Pool struct {
 	Name string
 	// Labels are the pool object's labels, for ipAddressPoolSelectors.
 	Labels labels.Set
-	// Ranges are the pool's address blocks, in the order written.
-	Ranges []netipx.IPRange
+	// Addresses are the pool's address blocks as written, and Ranges the
+	// same parsed, in that order.
+	Addresses []string
+	Ranges    []netipx.IPRange
 	// Set holds every address of the pool.
 	Set           *netipx.IPSet
 	AutoAssign    bool
@@ -50,6 +52,7 @@ func PoolFromAPI(p *barelbv1beta1.IPAddressPool) (*Pool, error) {
 	pool := &Pool{
 		Name:          p.Name,
 		Labels:        labels.Set(p.Labels),
+		Addresses:     addresses,
 		Ranges:        ranges,
 		Set:           set,
 		AutoAssign:    p.Spec.AutoAssign == nil || *p.Spec.AutoAssign,

@@ -3,11 +3,15 @@ package allocation
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -122,6 +126,130 @@ func TestSafety(t *testing.T) {
 		// Fixed, it is judged again, and keeps its address.
 		cl.updateService("broken", "younger", func(s *corev1.Service) { delete(s.Annotations, "metallb.io/allow-shared-ip") })
 		cl.stay("broken", "younger", "198.51.100.184")
+	})
+
+	t.Run("an invalid pool edit costs nothing, also across a restart", func(t *testing.T) {
+		cl.t = t
+		cl.createNamespace("edit", nil)
+		cl.pool("edit", "edit", nil, "198.51.100.192/29")
+		cl.pool("edit-other", "edit", nil, "198.51.100.200/29")
+		cl.service("edit", "s0", nil)
+		cl.waitIPs("edit", "s0", "198.51.100.192")
+		cl.service("edit", "s1", nil)
+		cl.waitIPs("edit", "s1", "198.51.100.193")
+
+		// The webhook is not running, as when it is down (failurePolicy
+		// Ignore): an edit it would refuse reaches the controller.
+		cl.updatePool("edit", func(s *barelbv1beta1.IPAddressPoolSpec) {
+			s.Addresses = []barelbv1beta1.AddressRange{"198.51.100.200/30"}
+		})
+		cl.stay("edit", "s0", "198.51.100.192")
+		cl.stay("edit", "s1", "198.51.100.193")
+		cl.waitPoolRefused("edit", `overlap IPAddressPool "edit-other"`, "198.51.100.192/29")
+		cl.waitPoolEvent("edit", ReasonPoolInvalid, `overlap IPAddressPool "edit-other"`)
+		// The last valid definition still hands out addresses.
+		cl.service("edit", "s2", nil)
+		cl.waitIPs("edit", "s2", "198.51.100.194")
+
+		// A duplicated block, the same.
+		cl.updatePool("edit", func(s *barelbv1beta1.IPAddressPoolSpec) {
+			s.Addresses = []barelbv1beta1.AddressRange{"198.51.100.192/29", "198.51.100.192/30"}
+		})
+		cl.waitPoolRefused("edit", "overlap", "198.51.100.192/29")
+
+		// A restarted controller still knows the last valid definition.
+		cl.restartController()
+		cl.service("edit", "s3", nil)
+		cl.waitIPs("edit", "s3", "198.51.100.195")
+		for i, ip := range []string{"198.51.100.192", "198.51.100.193", "198.51.100.194"} {
+			cl.stay("edit", fmt.Sprintf("s%d", i), ip)
+		}
+		cl.waitPoolRefused("edit", "overlap", "198.51.100.192/29")
+
+		// Fixed, the edit applies.
+		cl.updatePool("edit", func(s *barelbv1beta1.IPAddressPoolSpec) {
+			s.Addresses = []barelbv1beta1.AddressRange{"198.51.100.192/29", "198.51.100.208/30"}
+		})
+		cl.eventually("the fixed pool in use", func() string {
+			p := cl.getPool("edit")
+			c := meta.FindStatusCondition(p.Status.Conditions, ConditionValid)
+			if c == nil || c.Status != metav1.ConditionTrue || !slices.Equal(p.Status.AddressesInForce, []string{"198.51.100.192/29", "198.51.100.208/30"}) {
+				return fmt.Sprintf("condition %+v, in force %v", c, p.Status.AddressesInForce)
+			}
+			return ""
+		})
+	})
+
+	t.Run("after a restart, Services of a pool with no known valid definition keep their addresses", func(t *testing.T) {
+		cl.t = t
+		cl.createNamespace("frozen", nil)
+		cl.pool("frozen", "frozen", nil, "198.51.100.216/29")
+		cl.service("frozen", "f0", nil)
+		cl.waitIPs("frozen", "f0", "198.51.100.216")
+		cl.stopController()
+		// The pool is broken while the controller is down, and its status
+		// holds no addresses in force (as written by an older version).
+		cl.updatePool("frozen", func(s *barelbv1beta1.IPAddressPoolSpec) {
+			s.Addresses = []barelbv1beta1.AddressRange{"198.51.100.216/29", "198.51.100.220/30"}
+		})
+		p := cl.getPool("frozen")
+		p.Status.AddressesInForce = nil
+		if err := cl.c.Status().Update(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		cl.startController()
+		cl.service("frozen", "f1", nil)
+		cl.waitEvent("frozen", "f1", ReasonNoPoolAdmits)
+		cl.stay("frozen", "f0", "198.51.100.216")
+		cl.waitPoolRefused("frozen", "knows no valid definition")
+		if got := cl.get("frozen", "f0").Annotations[config.AnnotationAllocatedFromPool]; got != "frozen" {
+			t.Errorf("pool annotation %q, want frozen", got)
+		}
+	})
+}
+
+func (cl *cluster) getPool(name string) *barelbv1beta1.IPAddressPool {
+	cl.t.Helper()
+	var p barelbv1beta1.IPAddressPool
+	if err := cl.c.Get(context.Background(), types.NamespacedName{Namespace: barelbNamespace, Name: name}, &p); err != nil {
+		cl.t.Fatalf("reading pool %s: %v", name, err)
+	}
+	return &p
+}
+
+// waitPoolRefused waits until the pool's Valid condition is False for its
+// current spec with a message containing fragment, and its addresses in
+// force are inForce.
+func (cl *cluster) waitPoolRefused(name, fragment string, inForce ...string) {
+	cl.t.Helper()
+	cl.eventually("pool "+name+" refused", func() string {
+		p := cl.getPool(name)
+		c := meta.FindStatusCondition(p.Status.Conditions, ConditionValid)
+		if c == nil || c.Status != metav1.ConditionFalse || c.ObservedGeneration != p.Generation || !strings.Contains(c.Message, fragment) {
+			return fmt.Sprintf("condition %+v", c)
+		}
+		if !slices.Equal(p.Status.AddressesInForce, inForce) {
+			return fmt.Sprintf("addresses in force %v, want %v", p.Status.AddressesInForce, inForce)
+		}
+		return ""
+	})
+}
+
+// waitPoolEvent waits for an Event on the pool with the reason whose
+// message contains fragment.
+func (cl *cluster) waitPoolEvent(name, reason, fragment string) {
+	cl.t.Helper()
+	cl.eventually("event "+reason+" on pool "+name, func() string {
+		var events corev1.EventList
+		if err := cl.c.List(context.Background(), &events, client.InNamespace(barelbNamespace)); err != nil {
+			return err.Error()
+		}
+		for _, e := range events.Items {
+			if e.InvolvedObject.Kind == "IPAddressPool" && e.InvolvedObject.Name == name && e.Reason == reason && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, fragment) {
+				return ""
+			}
+		}
+		return "not seen"
 	})
 }
 

@@ -71,7 +71,7 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	d, pools, freed, err := r.state.decideFor(ctx, key, svc.Namespace, nsLabels, labels.Set(svc.Labels), request)
+	d, pools, freed, err := r.state.decideFor(ctx, key, svc.Namespace, nsLabels, labels.Set(svc.Labels), request, svc.Annotations[config.AnnotationAllocatedFromPool])
 	if err != nil {
 		return reconcile.Result{}, err
 	}

@@ -54,7 +54,9 @@ func read(ctx context.Context, c client.Reader, services ServiceSource, namespac
 		return nil, fmt.Errorf("listing IPAddressPools: %w", err)
 	}
 	for i := range poolList.Items {
-		if p, err := config.PoolFromAPI(&poolList.Items[i]); err == nil {
+		// The definition the controller uses: the last valid one while
+		// it refuses an edit.
+		if p, err := config.PoolInForce(&poolList.Items[i]); err == nil {
 			in.pools[p.Name] = p
 		}
 	}
