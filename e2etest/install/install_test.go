@@ -323,7 +323,13 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"list", "", "secrets", "", namespace, "", true},
 			{"watch", "", "secrets", "", namespace, "", true},
 			{"create", "", "events", "", other, "", true},
+			// Its Lease (internal/k8s/heartbeat), in barelb's namespace.
+			{"create", "coordination.k8s.io", "leases", "", namespace, "", true},
+			{"update", "coordination.k8s.io", "leases", "", namespace, "speaker-n1", true},
+			{"watch", "coordination.k8s.io", "leases", "", namespace, "", true},
 			// What it must not do.
+			{"update", "coordination.k8s.io", "leases", "", other, "x", false},
+			{"create", "coordination.k8s.io", "leases", "", "kube-node-lease", "", false},
 			{"update", "", "services", "", other, "web", false},
 			{"update", "", "services", "status", other, "web", false},
 			{"patch", "", "services", "", other, "web", false},

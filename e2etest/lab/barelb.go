@@ -154,9 +154,31 @@ func (l *Lab) startSpeaker(n Host) error {
 		"--metrics-bind-address=" + speakerMetricsAddr,
 		"--health-probe-bind-address=" + speakerProbeAddr,
 	}, l.opts.SpeakerArgs...)
-	_, err := l.startProcEnv(n.Name+"/"+ComponentSpeaker, n.Netns, []string{memberlistKeyEnv + "=" + l.memberlistKey},
+	l.mu.Lock()
+	key, ok := l.memberlistKeys[n.Name]
+	l.mu.Unlock()
+	if !ok {
+		key = l.memberlistKey
+	}
+	_, err := l.startProcEnv(n.Name+"/"+ComponentSpeaker, n.Netns, []string{memberlistKeyEnv + "=" + key},
 		filepath.Join(l.opts.BinDir, "speaker"), args...)
 	return err
+}
+
+// SetMemberlistKey gives the speaker of node its own memberlist secret
+// from its next (re)start on, as a node whose Secret is out of date has;
+// an empty key gives it the lab's again.
+func (l *Lab) SetMemberlistKey(node, key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if key == "" {
+		delete(l.memberlistKeys, node)
+		return
+	}
+	if l.memberlistKeys == nil {
+		l.memberlistKeys = map[string]string{}
+	}
+	l.memberlistKeys[node] = key
 }
 
 // waitReady polls a program's /readyz on the loopback of its namespace.

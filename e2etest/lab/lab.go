@@ -83,8 +83,10 @@ type Lab struct {
 	listener  net.Listener
 
 	netnsCreated bool
-	// memberlistKey is the speakers' BARELB_MEMBERLIST_KEY.
-	memberlistKey string
+	// memberlistKey is the speakers' BARELB_MEMBERLIST_KEY;
+	// memberlistKeys are the nodes' own, where SetMemberlistKey set one.
+	memberlistKey  string
+	memberlistKeys map[string]string
 
 	// statusMu makes each write of a Node's status one step (see
 	// writeNodeStatus); notReady names the nodes SetNodeReady made

@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 )
 
 // Eventually polls cond every 50 ms until it holds, and fails the test
@@ -96,4 +100,54 @@ func (l *Lab) RestartSpeaker(tb testing.TB, node string) {
 	if err := l.WaitReady(ctx, node, ComponentSpeaker); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// L2Announcer returns the node the ServiceL2Status of Service
+// namespace/name names ("" when there is none; an error when there are
+// several).
+func (l *Lab) L2Announcer(namespace, name string) (string, error) {
+	var list barelbv1beta1.ServiceL2StatusList
+	if err := l.Client().List(context.Background(), &list, client.InNamespace(BarelbNamespace),
+		client.MatchingLabels{barelbv1beta1.LabelServiceName: name, barelbv1beta1.LabelServiceNamespace: namespace}); err != nil {
+		return "", err
+	}
+	switch len(list.Items) {
+	case 0:
+		return "", nil
+	case 1:
+		return list.Items[0].Status.Node, nil
+	}
+	var nodes []string
+	for _, s := range list.Items {
+		nodes = append(nodes, s.Status.Node)
+	}
+	return "", fmt.Errorf("%d ServiceL2Statuses for %s/%s: %v", len(list.Items), namespace, name, nodes)
+}
+
+// WaitSpeakerMetric waits up to a minute until a node's speaker exposes
+// series with a value ok accepts (what says which, for the failure
+// message), and returns it.
+func (l *Lab) WaitSpeakerMetric(tb testing.TB, node, series string, ok func(float64) bool, what string) float64 {
+	tb.Helper()
+	var v float64
+	Eventually(tb, 60*time.Second, fmt.Sprintf("%s on %s to be %s", series, node, what), func() (bool, string) {
+		m, err := l.SpeakerMetrics(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		var found bool
+		v, found = m[series]
+		return found && ok(v), fmt.Sprintf("%v (present %v)", v, found)
+	})
+	return v
+}
+
+// SpeakerLog is what a node's speaker has logged so far.
+func (l *Lab) SpeakerLog(tb testing.TB, node string) string {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join(l.StateDir(), "logs", node+"_speaker.log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(data)
 }

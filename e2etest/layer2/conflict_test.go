@@ -2,24 +2,17 @@ package layer2_test
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mdlayher/arp"
-	"github.com/mdlayher/ethernet"
-	"github.com/mdlayher/ndp"
-	"github.com/mdlayher/packet"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -28,7 +21,6 @@ import (
 	"github.com/barelb/barelb/e2etest/lab"
 	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/k8s/announcer"
-	"github.com/barelb/barelb/internal/testenv"
 )
 
 // TestAddressConflict: a Service asks for addresses the client already
@@ -79,7 +71,7 @@ func TestAddressConflict(t *testing.T) {
 	if err := l.Client().Create(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	ips := waitIngress(t, l, "conflict", 2)
+	ips := l.WaitIngress(t, "conflict", 2)
 	if ips[0] != v4 || ips[1] != v6 {
 		t.Fatalf("Service conflict got %v, want the requested %s and %s", ips, v4, v6)
 	}
@@ -112,11 +104,11 @@ func TestAddressConflict(t *testing.T) {
 	if n := len(serviceEvents(l, "conflict", announcer.ReasonAddressConflict)); n != 2 {
 		t.Errorf("%d AddressConflict Events, want 2 (one per address): %v", n, eventMessages(serviceEvents(l, "conflict", announcer.ReasonAddressConflict)))
 	}
-	if node, err := announcerOf(l, "conflict"); node != "" || err != nil {
+	if node, err := l.L2Announcer("default", "conflict"); node != "" || err != nil {
 		t.Errorf("ServiceL2Status names %q (%v), want none while the addresses are in conflict", node, err)
 	}
 	for _, ip := range []string{v4, v6} {
-		macs, err := whoHas(l, "cp", netip.MustParseAddr(ip))
+		macs, err := l.WhoHas("cp", netip.MustParseAddr(ip))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +139,7 @@ func TestAddressConflict(t *testing.T) {
 	var node string
 	lab.Eventually(t, 90*time.Second, "a ServiceL2Status for the freed addresses", func() (bool, string) {
 		var err error
-		node, err = announcerOf(l, "conflict")
+		node, err = l.L2Announcer("default", "conflict")
 		return node != "" && err == nil, fmt.Sprintf("node %q, %v", node, err)
 	})
 	t.Logf("%s announces the Service %v after the client dropped the addresses", node, time.Since(freed).Round(100*time.Millisecond))
@@ -223,134 +215,4 @@ func neighbourOn(l *lab.Lab, host, ip string) string {
 		}
 	}
 	return ""
-}
-
-// whoHas asks the LAN from a host which MACs have ip (an ARP request, or
-// a Neighbor Solicitation to ip's solicited-node group), as arping and
-// ndisc6 would, and returns the MACs that answered within a second,
-// sorted.
-func whoHas(l *lab.Lab, host string, ip netip.Addr) ([]string, error) {
-	h, err := l.Host(host)
-	if err != nil {
-		return nil, err
-	}
-	ifname := h.Interface(lab.SegmentLAN)
-	src := h.Addr(lab.SegmentLAN, 4)
-	proto := unix.ETH_P_ARP
-	if ip.Is6() {
-		src, proto = h.Addr(lab.SegmentLAN, 6), unix.ETH_P_IPV6
-	}
-	var conn *packet.Conn
-	var ifi *net.Interface
-	err = testenv.InNetns(h.Netns, func() error {
-		var err error
-		if ifi, err = net.InterfaceByName(ifname); err != nil {
-			return err
-		}
-		conn, err = packet.Listen(ifi, packet.Raw, proto, nil)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening a packet socket in %s: %w", host, err)
-	}
-	defer conn.Close()
-	var frame []byte
-	if ip.Is4() {
-		p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, src, ethernet.Broadcast, ip)
-		if err != nil {
-			return nil, err
-		}
-		pb, _ := p.MarshalBinary()
-		frame, err = (&ethernet.Frame{Destination: ethernet.Broadcast, Source: ifi.HardwareAddr, EtherType: ethernet.EtherTypeARP, Payload: pb}).MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		frame, err = solicitationFrame(ifi.HardwareAddr, src, ip)
-		if err != nil {
-			return nil, err
-		}
-	}
-	if _, err := conn.WriteTo(frame, &packet.Addr{HardwareAddr: net.HardwareAddr(frame[0:6])}); err != nil {
-		return nil, fmt.Errorf("asking for %s: %w", ip, err)
-	}
-	seen := map[string]bool{}
-	deadline := time.Now().Add(time.Second)
-	buf := make([]byte, 2048)
-	for {
-		_ = conn.SetReadDeadline(deadline)
-		n, _, err := conn.ReadFrom(buf)
-		if err != nil {
-			break
-		}
-		if mac, ok := answerFor(buf[:n], ip, ifi.HardwareAddr); ok {
-			seen[mac] = true
-		}
-	}
-	var out []string
-	for mac := range seen {
-		out = append(out, mac)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-// solicitationFrame is a Neighbor Solicitation for target from src.
-func solicitationFrame(hw net.HardwareAddr, src, target netip.Addr) ([]byte, error) {
-	group, err := ndp.SolicitedNodeMulticast(target)
-	if err != nil {
-		return nil, err
-	}
-	ns := &ndp.NeighborSolicitation{TargetAddress: target, Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: hw}}}
-	icmp, err := ndp.MarshalMessageChecksum(ns, src, group)
-	if err != nil {
-		return nil, err
-	}
-	ip := make([]byte, 40+len(icmp))
-	ip[0] = 6 << 4
-	binary.BigEndian.PutUint16(ip[4:6], uint16(len(icmp)))
-	ip[6], ip[7] = 58, 255
-	s, d := src.As16(), group.As16()
-	copy(ip[8:24], s[:])
-	copy(ip[24:40], d[:])
-	copy(ip[40:], icmp)
-	g := group.As16()
-	dst := net.HardwareAddr{0x33, 0x33, g[12], g[13], g[14], g[15]}
-	return (&ethernet.Frame{Destination: dst, Source: hw, EtherType: ethernet.EtherTypeIPv6, Payload: ip}).MarshalBinary()
-}
-
-// answerFor returns the MAC an ARP reply or a Neighbor Advertisement for
-// ip, not sent by ours, gives.
-func answerFor(frame []byte, ip netip.Addr, ours net.HardwareAddr) (string, bool) {
-	var f ethernet.Frame
-	if err := f.UnmarshalBinary(frame); err != nil || f.Source.String() == ours.String() {
-		return "", false
-	}
-	switch f.EtherType {
-	case ethernet.EtherTypeARP:
-		var p arp.Packet
-		if p.UnmarshalBinary(f.Payload) != nil || p.Operation != arp.OperationReply || p.SenderIP != ip {
-			return "", false
-		}
-		return p.SenderHardwareAddr.String(), true
-	case ethernet.EtherTypeIPv6:
-		if len(f.Payload) < 40 || f.Payload[6] != 58 {
-			return "", false
-		}
-		msg, err := ndp.ParseMessage(f.Payload[40:])
-		if err != nil {
-			return "", false
-		}
-		na, ok := msg.(*ndp.NeighborAdvertisement)
-		if !ok || na.TargetAddress.WithZone("") != ip {
-			return "", false
-		}
-		for _, o := range na.Options {
-			if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Target {
-				return lla.Addr.String(), true
-			}
-		}
-		return f.Source.String(), true
-	}
-	return "", false
 }

@@ -42,13 +42,13 @@ func TestMembershipFallback(t *testing.T) {
 
 	t.Run("without memberlist every speaker falls back to node readiness and says so", func(t *testing.T) {
 		for _, n := range l.Nodes() {
-			waitMetric(t, l, n.Name, "barelb_speaker_membership_fallback", func(v float64) bool { return v == 1 }, "1")
-			waitMetric(t, l, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 1 }, "1 (itself)")
-			waitMetric(t, l, n.Name, "barelb_speaker_memberlist_enabled", func(v float64) bool { return v == 1 }, "1")
+			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_membership_fallback", func(v float64) bool { return v == 1 }, "1")
+			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 1 }, "1 (itself)")
+			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_enabled", func(v float64) bool { return v == 1 }, "1")
 		}
 		l.RunPod(t, "fb-0", "fb", "node1")
 		createService(t, l, svcSpec{name: "fb", app: "fb", port: 80, ipv4Only: true})
-		ip := waitIngress(t, l, "fb", 1)[0]
+		ip := l.WaitIngress(t, "fb", 1)[0]
 		waitEndpoints4(t, l, "fb", 1)
 		node := waitAnnouncer(t, l, "fb", "")
 		seen := waitServed(t, l, ip, node, 3)
@@ -57,11 +57,11 @@ func TestMembershipFallback(t *testing.T) {
 			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeWarning, announcer.ReasonMembershipFallback)
 			t.Logf("%s: Warning %s %v after the restart: %s", n.Name, announcer.ReasonMembershipFallback,
 				time.Since(restarted).Round(time.Second), msg)
-			if log := speakerLog(t, l, n.Name); !strings.Contains(log, "memberlist has not formed") {
+			if log := l.SpeakerLog(t, n.Name); !strings.Contains(log, "memberlist has not formed") {
 				t.Errorf("%s: the speaker's log does not say that memberlist has not formed", n.Name)
 			}
 		}
-		if node2, err := announcerOf(l, "fb"); err != nil || node2 != node {
+		if node2, err := l.L2Announcer("default", "fb"); err != nil || node2 != node {
 			t.Errorf("ServiceL2Status of fb names %q (%v), want %s alone", node2, err, node)
 		}
 	})
@@ -75,8 +75,8 @@ func TestMembershipFallback(t *testing.T) {
 			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeNormal, announcer.ReasonMembershipFormed)
 			t.Logf("%s: Normal %s %v after opening the port: %s", n.Name, announcer.ReasonMembershipFormed,
 				time.Since(opened).Round(time.Millisecond), msg)
-			waitMetric(t, l, n.Name, "barelb_speaker_membership_fallback", func(v float64) bool { return v == 0 }, "0")
-			waitMetric(t, l, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 3 }, "3")
+			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_membership_fallback", func(v float64) bool { return v == 0 }, "0")
+			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 3 }, "3")
 		}
 	})
 }

@@ -1,127 +1,21 @@
 package layer2_test
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/testenv"
 )
 
 // needsLab: see lab.NeedsLab.
 func needsLab(tb testing.TB) { tb.Helper(); lab.NeedsLab(tb, "the layer-2 suite") }
-
-// applyFile creates every object of a YAML file of the repository.
-func applyFile(tb testing.TB, l *lab.Lab, rel string) {
-	tb.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, rel))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			tb.Fatalf("decoding %s: %v", rel, err)
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
-		if err := l.Client().Create(context.Background(), obj); err != nil {
-			tb.Fatalf("creating %s %s from %s: %v", obj.GetKind(), obj.GetName(), rel, err)
-		}
-	}
-}
-
-// lbService creates a dual-stack LoadBalancer Service selecting app=APP.
-func lbService(tb testing.TB, l *lab.Lab, name, app string, policy corev1.ServiceExternalTrafficPolicy) {
-	tb.Helper()
-	dual := corev1.IPFamilyPolicyPreferDualStack
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: corev1.ServiceSpec{
-			Type:                  corev1.ServiceTypeLoadBalancer,
-			IPFamilyPolicy:        &dual,
-			IPFamilies:            []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol},
-			ExternalTrafficPolicy: policy,
-			Selector:              map[string]string{"app": app},
-			Ports:                 []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
-		},
-	}
-	if err := l.Client().Create(context.Background(), svc); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// waitIngress waits for the Service's load-balancer addresses and returns
-// them sorted (IPv4 first).
-func waitIngress(tb testing.TB, l *lab.Lab, name string, n int) []string {
-	tb.Helper()
-	var ips []string
-	start := time.Now()
-	lab.Eventually(tb, 30*time.Second, "addresses of Service "+name, func() (bool, string) {
-		var svc corev1.Service
-		if err := l.Client().Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, &svc); err != nil {
-			return false, err.Error()
-		}
-		ips = nil
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			ips = append(ips, in.IP)
-		}
-		sort.Slice(ips, func(i, j int) bool { return strings.Count(ips[i], ":") < strings.Count(ips[j], ":") })
-		return len(ips) == n, fmt.Sprint(ips)
-	})
-	tb.Logf("Service %s got %v after %v", name, ips, time.Since(start).Round(time.Millisecond))
-	return ips
-}
-
-// announcer returns the node a Service's ServiceL2Status names ("" when
-// there is none).
-func announcerOf(l *lab.Lab, svc string) (string, error) {
-	var list barelbv1beta1.ServiceL2StatusList
-	if err := l.Client().List(context.Background(), &list, client.InNamespace(lab.BarelbNamespace),
-		client.MatchingLabels{barelbv1beta1.LabelServiceName: svc, barelbv1beta1.LabelServiceNamespace: "default"}); err != nil {
-		return "", err
-	}
-	switch len(list.Items) {
-	case 0:
-		return "", nil
-	case 1:
-		return list.Items[0].Status.Node, nil
-	}
-	var nodes []string
-	for _, s := range list.Items {
-		nodes = append(nodes, s.Status.Node)
-	}
-	return "", fmt.Errorf("%d ServiceL2Statuses for %s: %v", len(list.Items), svc, nodes)
-}
 
 // waitAnnouncer waits until the Service's ServiceL2Status names a node
 // (this one unless want is empty) and returns it.
@@ -130,7 +24,7 @@ func waitAnnouncer(tb testing.TB, l *lab.Lab, svc, want string) string {
 	var node string
 	lab.Eventually(tb, 30*time.Second, "ServiceL2Status of "+svc+" naming "+orAny(want), func() (bool, string) {
 		var err error
-		node, err = announcerOf(l, svc)
+		node, err = l.L2Announcer("default", svc)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -154,16 +48,6 @@ func nodeMAC(tb testing.TB, l *lab.Lab, node string) string {
 		tb.Fatal(err)
 	}
 	return h.MAC(lab.SegmentLAN)
-}
-
-// nodeOfMAC names the node with this LAN MAC ("" when none).
-func nodeOfMAC(l *lab.Lab, mac string) string {
-	for _, n := range l.Nodes() {
-		if strings.EqualFold(n.MAC(lab.SegmentLAN), mac) {
-			return n.Name
-		}
-	}
-	return ""
 }
 
 // clientNeighbour returns the MAC of the client's neighbour entry for ip
@@ -206,7 +90,7 @@ func waitServed(tb testing.TB, l *lab.Lab, ip, node string, n int) map[string]in
 			return false, err.Error()
 		}
 		mac, state := clientNeighbour(l, ip)
-		return strings.EqualFold(mac, want), fmt.Sprintf("answer %q, neighbour %s %s (%s)", answer, mac, state, nodeOfMAC(l, mac))
+		return strings.EqualFold(mac, want), fmt.Sprintf("answer %q, neighbour %s %s (%s)", answer, mac, state, l.NodeOfMAC(mac))
 	})
 	seen := map[string]int{}
 	for range n {

@@ -30,7 +30,7 @@ func TestIPVSLikeNodes(t *testing.T) {
 	l.RunPod(t, "ipvs-0", "ipvs", "node1")
 	l.RunPod(t, "ipvs-1", "ipvs", "node2")
 	createService(t, l, svcSpec{name: "ipvs", app: "ipvs", port: 80, ip: vipText, ipv4Only: true})
-	if ips := waitIngress(t, l, "ipvs", 1); ips[0] != vipText {
+	if ips := l.WaitIngress(t, "ipvs", 1); ips[0] != vipText {
 		t.Fatalf("Service ipvs got %v, want %s", ips, vipText)
 	}
 	waitEndpoints4(t, l, "ipvs", 2)
@@ -53,7 +53,7 @@ func TestIPVSLikeNodes(t *testing.T) {
 			}
 		}
 		for _, n := range l.Nodes() {
-			if v := waitMetric(t, l, n.Name, "barelb_speaker_kernel_answers_arp", func(float64) bool { return true }, "present"); v != 0 {
+			if v := l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_kernel_answers_arp", func(float64) bool { return true }, "present"); v != 0 {
 				t.Errorf("%s: barelb_speaker_kernel_answers_arp = %v with strictARP, want 0", n.Name, v)
 			}
 		}
@@ -70,8 +70,8 @@ func TestIPVSLikeNodes(t *testing.T) {
 		for _, n := range l.Nodes() {
 			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeWarning, announcer.ReasonStrictARPOff)
 			t.Logf("%s: Warning %s after %v: %s", n.Name, announcer.ReasonStrictARPOff, time.Since(start).Round(time.Millisecond), msg)
-			waitMetric(t, l, n.Name, "barelb_speaker_kernel_answers_arp", func(v float64) bool { return v == 1 }, "1")
-			if log := speakerLog(t, l, n.Name); !strings.Contains(log, "strictARP: true") {
+			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_kernel_answers_arp", func(v float64) bool { return v == 1 }, "1")
+			if log := l.SpeakerLog(t, n.Name); !strings.Contains(log, "strictARP: true") {
 				t.Errorf("%s: the speaker's log has no line saying to set strictARP: true", n.Name)
 			}
 		}
@@ -83,7 +83,7 @@ func TestIPVSLikeNodes(t *testing.T) {
 		onEveryNode(t, l, strict...)
 		for _, n := range l.Nodes() {
 			waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeNormal, announcer.ReasonStrictARPFixed)
-			waitMetric(t, l, n.Name, "barelb_speaker_kernel_answers_arp", func(v float64) bool { return v == 0 }, "0")
+			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_kernel_answers_arp", func(v float64) bool { return v == 0 }, "0")
 		}
 		if got := arpAnswerers(t, l, vip, time.Second); len(got) != 1 || !strings.EqualFold(got[0], mac) {
 			t.Errorf("ARP for %s answered by %v, want only %s (%s)", vip, got, node, mac)

@@ -49,7 +49,7 @@ func startLab(tb testing.TB) *lab.Lab {
 	tb.Helper()
 	needsLab(tb)
 	l := lab.Start(tb, lab.Options{Nodes: 3, Barelb: true})
-	applyFile(tb, l, "config/samples/l2-pool.yaml")
+	l.ApplyFile(tb, "config/samples/l2-pool.yaml")
 	return l
 }
 
@@ -77,8 +77,8 @@ func TestLayer2(t *testing.T) {
 func testDualStack(t *testing.T, l *lab.Lab) {
 	l.RunPod(t, "web-0", "web", "node1")
 	l.RunPod(t, "web-1", "web", "node2")
-	lbService(t, l, "web", "web", corev1.ServiceExternalTrafficPolicyCluster)
-	ips := waitIngress(t, l, "web", 2)
+	l.CreateLBService(t, "web", "web", corev1.ServiceExternalTrafficPolicyCluster)
+	ips := l.WaitIngress(t, "web", 2)
 	if ips[0] != "198.51.100.200" || ips[1] != "2001:db8:100::200" {
 		t.Errorf("Service web got %v, want the pool's first addresses 198.51.100.200 and 2001:db8:100::200", ips)
 	}
@@ -113,14 +113,14 @@ func testDualStack(t *testing.T, l *lab.Lab) {
 			}
 		}
 		mac, state := clientNeighbour(l, ip)
-		t.Logf("client: neigh %s lladdr %s %s (%s)", ip, mac, state, nodeOfMAC(l, mac))
+		t.Logf("client: neigh %s lladdr %s %s (%s)", ip, mac, state, l.NodeOfMAC(mac))
 	}
 }
 
 func testLocal(t *testing.T, l *lab.Lab) {
 	l.RunPod(t, "local-0", "local", "node3")
-	lbService(t, l, "local", "local", corev1.ServiceExternalTrafficPolicyLocal)
-	ips := waitIngress(t, l, "local", 2)
+	l.CreateLBService(t, "local", "local", corev1.ServiceExternalTrafficPolicyLocal)
+	ips := l.WaitIngress(t, "local", 2)
 	l.WaitEndpoints(t, "local", 1)
 	for _, move := range []struct{ pod, node string }{{"local-0", "node3"}, {"local-1", "node1"}} {
 		if move.pod != "local-0" {
@@ -142,7 +142,7 @@ func testLocal(t *testing.T, l *lab.Lab) {
 		// Only that node announces: no other ServiceL2Status, and the
 		// announcer stays put for a while.
 		time.Sleep(500 * time.Millisecond)
-		if node, err := announcerOf(l, "local"); err != nil || node != move.node {
+		if node, err := l.L2Announcer("default", "local"); err != nil || node != move.node {
 			t.Errorf("ServiceL2Status of local names %q (%v), want %s", node, err, move.node)
 		}
 	}
@@ -154,8 +154,8 @@ func testLocal(t *testing.T, l *lab.Lab) {
 // returns the addresses and the announcing node.
 func haService(tb testing.TB, l *lab.Lab) (ips []string, node string) {
 	tb.Helper()
-	lbService(tb, l, "ha", "ha", corev1.ServiceExternalTrafficPolicyCluster)
-	ips = waitIngress(tb, l, "ha", 2)
+	l.CreateLBService(tb, "ha", "ha", corev1.ServiceExternalTrafficPolicyCluster)
+	ips = l.WaitIngress(tb, "ha", 2)
 	node = waitAnnouncer(tb, l, "ha", "")
 	n := 0
 	for _, h := range l.Nodes() {
@@ -271,14 +271,14 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 		tb.Fatalf("the client's neighbour entries still name %s %v after the failure", from, time.Since(start).Round(time.Millisecond))
 	}
 	lab.Eventually(tb, 10*time.Second, "a new announcer of "+svc, func() (bool, string) {
-		node, err := announcerOf(l, svc)
+		node, err := l.L2Announcer("default", svc)
 		r.to = node
 		return err == nil && node != "" && node != from, fmt.Sprint(node, err)
 	})
 	for _, ip := range ips {
 		if mac, _ := clientNeighbour(l, ip); !strings.EqualFold(mac, nodeMAC(tb, l, r.to)) {
 			r.mismatches = append(r.mismatches, fmt.Sprintf("%s: the client's neighbour entry has %s (%s), the ServiceL2Status names %s",
-				ip, mac, nodeOfMAC(l, mac), r.to))
+				ip, mac, l.NodeOfMAC(mac), r.to))
 		}
 	}
 	return r
@@ -363,7 +363,7 @@ func testCutFailover(t *testing.T, l *lab.Lab) {
 			t.Errorf("%s after the link came back: %v", ip, err)
 		} else {
 			mac, state := clientNeighbour(l, ip)
-			t.Logf("%s after the link came back: %s, client neighbour %s %s (%s)", ip, answer, mac, state, nodeOfMAC(l, mac))
+			t.Logf("%s after the link came back: %s, client neighbour %s %s (%s)", ip, answer, mac, state, l.NodeOfMAC(mac))
 		}
 	}
 	healed = time.Now()
@@ -390,7 +390,7 @@ func testHealed(t *testing.T, l *lab.Lab) {
 		for _, ip := range ips {
 			_, _ = l.Get("client", lab.URL(ip), time.Second)
 			if mac, state := clientNeighbour(l, ip); !strings.EqualFold(mac, want) {
-				last += fmt.Sprintf(" %s: %s %s (%s);", ip, mac, state, nodeOfMAC(l, mac))
+				last += fmt.Sprintf(" %s: %s %s (%s);", ip, mac, state, l.NodeOfMAC(mac))
 			}
 		}
 		if last == "" {
@@ -412,7 +412,7 @@ func testRollingRestart(t *testing.T, l *lab.Lab) {
 	}
 	start := time.Now()
 	for _, n := range l.Nodes() {
-		before, _ := announcerOf(l, "ha")
+		before, _ := l.L2Announcer("default", "ha")
 		s := time.Now()
 		if err := l.Stop(n.Name, lab.ComponentSpeaker); err != nil {
 			t.Fatal(err)
@@ -502,7 +502,7 @@ func cutFailover(tb testing.TB, l *lab.Lab, ips []string, from string) takeOver 
 			if time.Now().After(deadline) {
 				r.healMisses++
 				tb.Logf("WARNING: %s announces %s again but the client's neighbour entry still names %s (%s, %s) 15 s after the link came back; flushing it",
-					from, ip, nodeOfMAC(l, mac), mac, state)
+					from, ip, l.NodeOfMAC(mac), mac, state)
 				if _, err := ipIn(l.ClientHost().Netns, "neigh", "flush", "to", ip); err != nil {
 					tb.Error(err)
 				}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -48,19 +46,6 @@ func speakerSeries(m map[string]float64) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
-}
-
-// waitMetric waits until a speaker's series satisfies ok.
-func waitMetric(tb testing.TB, l *lab.Lab, node, series string, ok func(float64) bool, what string) float64 {
-	tb.Helper()
-	var v float64
-	lab.Eventually(tb, 60*time.Second, fmt.Sprintf("%s on %s to be %s", series, node, what), func() (bool, string) {
-		m := scrapeSpeaker(tb, l, node)
-		var found bool
-		v, found = m[series]
-		return found && ok(v), fmt.Sprintf("%v (present %v)", v, found)
-	})
-	return v
 }
 
 // svcSpec is a LoadBalancer Service to create.
@@ -181,16 +166,6 @@ func waitEventFor(tb testing.TB, l *lab.Lab, namespace, kind, name, typ, reason 
 		return false, fmt.Sprint(seen)
 	})
 	return msg
-}
-
-// speakerLog returns a node's speaker log so far.
-func speakerLog(tb testing.TB, l *lab.Lab, node string) string {
-	tb.Helper()
-	data, err := os.ReadFile(filepath.Join(l.StateDir(), "logs", node+"_speaker.log"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return string(data)
 }
 
 // arpAnswerers sends one ARP request for ip from the client and returns

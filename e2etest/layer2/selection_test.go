@@ -25,7 +25,7 @@ func TestSelection(t *testing.T) {
 	l := startLab(t)
 	l.RunPod(t, "sel-0", "sel", "node1")
 	createService(t, l, svcSpec{name: "sel", app: "sel", port: 80})
-	ips := waitIngress(t, l, "sel", 2)
+	ips := l.WaitIngress(t, "sel", 2)
 	l.WaitEndpoints(t, "sel", 1)
 	lanIf := l.Nodes()[0].Interface(lab.SegmentLAN)
 	otherIf := l.Nodes()[0].Interface(lab.SegmentRouter)
@@ -93,11 +93,11 @@ func TestSelection(t *testing.T) {
 		for _, ip := range ips {
 			seen := waitServed(t, l, ip, target, 5)
 			mac, state := clientNeighbour(l, ip)
-			t.Logf("%s: %v; client: neigh %s lladdr %s %s (%s)", lab.URL(ip), seen, ip, mac, state, nodeOfMAC(l, mac))
+			t.Logf("%s: %v; client: neigh %s lladdr %s %s (%s)", lab.URL(ip), seen, ip, mac, state, l.NodeOfMAC(mac))
 		}
 		// Only that node announces, and keeps announcing.
 		time.Sleep(time.Second)
-		if node, err := announcerOf(l, "sel"); err != nil || node != target {
+		if node, err := l.L2Announcer("default", "sel"); err != nil || node != target {
 			t.Errorf("ServiceL2Status of sel names %q (%v), want %s alone", node, err, target)
 		}
 		for _, n := range l.Nodes() {
@@ -105,7 +105,7 @@ func TestSelection(t *testing.T) {
 			if n.Name == target {
 				want = 2
 			}
-			waitMetric(t, l, n.Name, "barelb_speaker_addresses_announced", func(v float64) bool { return v == want }, fmt.Sprint(want))
+			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_addresses_announced", func(v float64) bool { return v == want }, fmt.Sprint(want))
 		}
 	})
 
@@ -116,23 +116,23 @@ func TestSelection(t *testing.T) {
 			return s != nil && s.Status.Node == target && reflect.DeepEqual(interfacesOf(s), []string{otherIf}), fmt.Sprint(s)
 		})
 		assertUnreachable(t, l, ips[0])
-		waitMetric(t, l, target, fmt.Sprintf(`barelb_speaker_gratuitous_sent_total{interface=%q}`, otherIf),
+		l.WaitSpeakerMetric(t, target, fmt.Sprintf(`barelb_speaker_gratuitous_sent_total{interface=%q}`, otherIf),
 			func(v float64) bool { return v > 0 }, "> 0 (announced there)")
 	})
 
 	t.Run("a missing interface means no announcement, said in a log line and an Event", func(t *testing.T) {
 		editAdvertisement(t, l, func(s *barelbv1beta1.L2AdvertisementSpec) { s.Interfaces = []string{"nope0"} })
 		lab.Eventually(t, 30*time.Second, "no ServiceL2Status of sel", func() (bool, string) {
-			node, err := announcerOf(l, "sel")
+			node, err := l.L2Announcer("default", "sel")
 			return err == nil && node == "", node
 		})
 		msg := waitEventFor(t, l, "default", "Service", "sel", corev1.EventTypeWarning, announcer.ReasonNoInterface)
 		t.Logf("Warning %s on Service sel: %s", announcer.ReasonNoInterface, msg)
-		if log := speakerLog(t, l, target); !strings.Contains(log, "no interface may answer") {
+		if log := l.SpeakerLog(t, target); !strings.Contains(log, "no interface may answer") {
 			t.Errorf("the log of %s's speaker does not say that no interface may answer", target)
 		}
 		assertUnreachable(t, l, ips[0])
-		waitMetric(t, l, target, "barelb_speaker_addresses_announced", func(v float64) bool { return v == 0 }, "0")
+		l.WaitSpeakerMetric(t, target, "barelb_speaker_addresses_announced", func(v float64) bool { return v == 0 }, "0")
 	})
 
 	t.Run("without selectors and interfaces the default rule is back", func(t *testing.T) {
@@ -160,7 +160,7 @@ func assertUnreachable(t *testing.T, l *lab.Lab, ip string) {
 		t.Errorf("the client reached %s (%q); want no answer on the LAN", ip, answer)
 	}
 	if mac, state := clientNeighbour(l, ip); mac != "" {
-		t.Errorf("the client resolved %s to %s %s (%s); want no answer on the LAN", ip, mac, state, nodeOfMAC(l, mac))
+		t.Errorf("the client resolved %s to %s %s (%s); want no answer on the LAN", ip, mac, state, l.NodeOfMAC(mac))
 	} else {
 		t.Logf("client: neigh %s %s (no answer)", ip, state)
 	}

@@ -20,7 +20,7 @@ func TestSharedAddress(t *testing.T) {
 	createService(t, l, svcSpec{name: "alpha", app: "alpha", port: 80, ip: vip, sharing: "shared-web", ipv4Only: true})
 	createService(t, l, svcSpec{name: "beta", app: "beta", port: 8080, ip: vip, sharing: "shared-web", ipv4Only: true})
 	for _, svc := range []string{"alpha", "beta"} {
-		if ips := waitIngress(t, l, svc, 1); ips[0] != vip {
+		if ips := l.WaitIngress(t, svc, 1); ips[0] != vip {
 			t.Fatalf("Service %s got %v, want the shared %s", svc, ips, vip)
 		}
 		waitEndpoints4(t, l, svc, 1)
@@ -55,8 +55,8 @@ func TestSharedAddress(t *testing.T) {
 		t.Errorf("%s answered %v, want beta-0 only", url, beta8080)
 	}
 	mac, state := clientNeighbour(l, vip)
-	t.Logf("client: neigh %s lladdr %s %s (%s)", vip, mac, state, nodeOfMAC(l, mac))
-	if got := nodeOfMAC(l, mac); got != alpha {
+	t.Logf("client: neigh %s lladdr %s %s (%s)", vip, mac, state, l.NodeOfMAC(mac))
+	if got := l.NodeOfMAC(mac); got != alpha {
 		t.Errorf("the client resolves %s to %s (%s), want %s", vip, mac, got, alpha)
 	}
 	if v := scrapeSpeaker(t, l, alpha)["barelb_speaker_addresses_announced"]; v != 1 {

@@ -49,11 +49,11 @@ func BenchmarkNoFalseFailover(b *testing.B) {
 	var svcs []string
 	for i := range soakServices {
 		name := fmt.Sprintf("soak-%d", i)
-		lbService(b, l, name, name, corev1.ServiceExternalTrafficPolicyCluster)
+		l.CreateLBService(b, name, name, corev1.ServiceExternalTrafficPolicyCluster)
 		svcs = append(svcs, name)
 	}
 	for _, s := range svcs {
-		waitIngress(b, l, s, 2)
+		l.WaitIngress(b, s, 2)
 		waitAnnouncer(b, l, s, "")
 	}
 	time.Sleep(3 * time.Second) // let the first elections settle
@@ -124,7 +124,7 @@ func soak(tb testing.TB, l *lab.Lab, svcs []string, d time.Duration) soakResult 
 	start := time.Now()
 	last := map[string]string{}
 	for _, s := range svcs {
-		n, err := announcerOf(l, s)
+		n, err := l.L2Announcer("default", s)
 		if err != nil || n == "" {
 			tb.Fatalf("announcer of %s: %q %v", s, n, err)
 		}
@@ -186,7 +186,7 @@ func soak(tb testing.TB, l *lab.Lab, svcs []string, d time.Duration) soakResult 
 			case <-t.C:
 			}
 			for _, s := range svcs {
-				if n, err := announcerOf(l, s); err == nil {
+				if n, err := l.L2Announcer("default", s); err == nil {
 					seen(s, n, "list")
 				}
 			}
@@ -227,7 +227,7 @@ func soak(tb testing.TB, l *lab.Lab, svcs []string, d time.Duration) soakResult 
 		r.stallP50, r.stallP99, r.stallMax = stalls[len(stalls)/2], stalls[len(stalls)*99/100], stalls[len(stalls)-1]
 	}
 	for _, s := range svcs {
-		n, _ := announcerOf(l, s)
+		n, _ := l.L2Announcer("default", s)
 		r.announcers[s] = n
 	}
 

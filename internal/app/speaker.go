@@ -6,19 +6,24 @@ import (
 	"crypto/sha256"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"time"
 
 	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/barelb/barelb/internal/k8s/advertiser"
 	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/heartbeat"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
@@ -45,9 +50,9 @@ type SpeakerOptions struct {
 	// LoadBalancerClass must match the controller's --lb-class.
 	LoadBalancerClass string
 	// Memberlist runs memberlist among the speakers to tell live ones
-	// (the default). Without it node readiness from the API alone tells
-	// them, and a dead speaker on a Ready node keeps its addresses until
-	// the node turns NotReady: for clusters where the memberlist port
+	// (the default). Without it the API tells them (Ready nodes whose
+	// speaker renews its Lease), and a dead speaker on a Ready node keeps
+	// its addresses until its Lease expires: for clusters where the memberlist port
 	// cannot be opened between nodes (MetalLB's
 	// speaker.memberlist.enabled=false).
 	Memberlist bool
@@ -103,6 +108,11 @@ const programPagesSettle = time.Second
 // not dropped between its steps.
 const programPagesAfterBurst = 5 * time.Second
 
+// interfaceWatchInterval is how often the speaker looks for interfaces it
+// answers on that were deleted and made again, or got another MAC: their
+// addresses are answered on the new one from then on.
+const interfaceWatchInterval = time.Second
+
 // speakerEventCacheSize is how many objects the speaker's event
 // correlator remembers (client-go's default is 4,096).
 const speakerEventCacheSize = 256
@@ -129,7 +139,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Announce only Services with this spec.loadBalancerClass; must match the controller's.")
 		fs.BoolVar(&o.Memberlist, "memberlist", o.Memberlist,
 			"Run memberlist among the speakers to tell live ones; with --memberlist=false node readiness from the API alone decides, "+
-				"so a dead speaker on a Ready node keeps its addresses until the node turns NotReady (the --memberlist-* flags are then ignored).")
+				"so a dead speaker on a Ready node keeps its addresses until its Lease expires, 20s (the --memberlist-* flags are then ignored).")
 		fs.StringVar(&o.MemberlistAddress, "memberlist-address", "",
 			"Address memberlist listens on and is reached at (default: the node's InternalIP).")
 		fs.IntVar(&o.MemberlistPort, "memberlist-port", o.MemberlistPort, "Memberlist's TCP and UDP port.")
@@ -209,6 +219,11 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 				// it does not own leaks nothing.
 				//lint:ignore SA1019 the only way to set the correlator's options in controller-runtime v0.20
 				mo.EventBroadcaster = record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{LRUCacheSize: speakerEventCacheSize}))
+				// The speakers' Leases only (see internal/k8s/heartbeat).
+				mo.Cache.ByObject[&coordinationv1.Lease{}] = cache.ByObject{
+					Namespaces: map[string]cache.Config{o.Namespace: {}},
+					Label:      labels.SelectorFromSet(labels.Set{heartbeat.LabelComponent: heartbeat.ComponentSpeaker}),
+				}
 			})},
 		setup: func(mgr manager.Manager) error {
 			applySoftMemoryLimit(mgr.GetLogger().WithName("speaker"), o.MemoryLimitRatio, inv.getenv("GOMEMLIMIT"), os.ReadFile)
@@ -243,8 +258,8 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 			return fmt.Errorf("setting up the memberlist metadata refresh: %w", err)
 		}
 	} else {
-		log.Info("memberlist is off (--memberlist=false): node readiness from the API alone decides which speakers are alive; " +
-			"a dead speaker on a Ready node keeps its addresses until the node turns NotReady")
+		log.Info("memberlist is off (--memberlist=false): the API decides which speakers are alive (Ready nodes whose speaker renews its Lease); " +
+			"a dead speaker on a Ready node keeps its addresses until its Lease expires (20s)")
 	}
 	shutdown := func() error {
 		if m == nil {
@@ -280,16 +295,38 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		alive = members
 	}
 	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
+	speakers := &heartbeat.Speakers{Reader: mgr.GetClient(), Namespace: o.Namespace}
 	r := &announcer.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-		Members: alive, Network: network, Services: services,
+		Members: alive, Network: network, Services: services, Speakers: speakers,
 	}
-	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, GratuitousInterval: o.GratuitousInterval}
+	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, OnPeerClaim: r.HandlePeerClaim,
+		GratuitousInterval: o.GratuitousInterval, Speaker: speakers.NodeOf}
 	if members != nil {
-		network.Options.Speaker = members.Speaker
+		// memberlist's metadata first: it knows speakers that joined
+		// since the Leases were last read, and gone ones.
+		network.Options.Speaker = func(mac net.HardwareAddr) (string, bool) {
+			if node, ok := members.Speaker(mac); ok {
+				return node, ok
+			}
+			return speakers.NodeOf(mac)
+		}
 	}
-	err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
+	heartbeatWriter := &heartbeat.Writer{Client: mgr.GetClient(), Log: log.WithName("heartbeat"), Namespace: o.Namespace, Node: o.NodeName,
+		State: func() heartbeat.State { return speakerState(members) }}
+	if err := mgr.Add(manager.RunnableFunc(heartbeatWriter.Start)); err != nil {
+		stopAnswering()
+		_ = shutdown()
+		return fmt.Errorf("adding the speaker's Lease: %w", err)
+	}
+	err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		network.Watch(ctx, interfaceWatchInterval)
+		return nil
+	}))
+	if err == nil {
+		err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
+	}
 	if err == nil {
 		err = announcer.Setup(mgr, r, changes)
 	}
@@ -381,6 +418,22 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 // hardware addresses for its memberlist metadata: a NIC added or replaced
 // while it runs is known to the other speakers within this.
 const speakerMetaInterval = 30 * time.Second
+
+// speakerState is what this speaker's Lease says: how its memberlist
+// stands (members is nil without memberlist) and its node's MACs.
+func speakerState(members *announcer.MemberlistMembers) heartbeat.State {
+	st := heartbeat.State{Memberlist: heartbeat.MemberlistOff}
+	if members != nil {
+		st.Memberlist = heartbeat.MemberlistFallback
+		if members.Formed() {
+			st.Memberlist = heartbeat.MemberlistFormed
+		}
+	}
+	if ifaces, err := layer2.HostInterfaces(); err == nil {
+		st.MACs = announcer.SpeakerMACs(ifaces)
+	}
+	return st
+}
 
 // hostSpeakerMeta is this node's memberlist metadata: its interfaces'
 // hardware addresses (announcer.SpeakerMeta).

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -78,6 +79,11 @@ func TestClusterCommands(t *testing.T) {
 	event(t, c, pending, "w2", corev1.EventTypeWarning, "AllocationFailed", "no pool admits this Service: pool reserved is not auto-assigned", 2*time.Minute)
 	event(t, c, flaky, "n1", corev1.EventTypeNormal, "nodeAssigned", "announcing from node node-2", time.Minute)
 	event(t, c, flaky, "w1", corev1.EventTypeWarning, "AddressConflict", "another host answers ARP for 198.51.100.3", 3*time.Minute)
+	// Speakers' Events on Nodes: node-1's partition healed; node-2's
+	// goes on.
+	nodeEvent(t, c, "node-1", "w1", corev1.EventTypeWarning, "SpeakerPartition", "the speaker of node \"node-2\" answers on the LAN for 198.51.100.3, but memberlist on this node sees only node-1", time.Minute)
+	nodeEvent(t, c, "node-1", "n1", corev1.EventTypeNormal, "SpeakerPartitionHealed", "memberlist sees it again", 2*time.Minute)
+	nodeEvent(t, c, "node-2", "w1", corev1.EventTypeWarning, "SpeakerPartition", "the speaker of node \"node-1\" still runs (it renews its Lease), but memberlist on this node sees only node-2", time.Minute)
 	stale := frontend.DeepCopy()
 	stale.UID = "00000000-0000-0000-0000-000000000000"
 	event(t, c, stale, "w2", corev1.EventTypeWarning, "AllocationFailed", "from a deleted Service", 10*time.Minute)
@@ -193,6 +199,18 @@ func bgpStatus(t *testing.T, c client.Client, svc *corev1.Service, node string, 
 	must(t, c.Create(context.Background(), st))
 	st.Status = barelbv1beta1.ServiceBGPStatusStatus{Node: node, ServiceName: svc.Name, ServiceNamespace: svc.Namespace, Peers: peers}
 	must(t, c.Status().Update(context.Background(), st))
+}
+
+func nodeEvent(t *testing.T, c client.Client, node, suffix, typ, reason, msg string, after time.Duration) {
+	t.Helper()
+	at := metav1.NewTime(base.Add(after))
+	must(t, c.Create(context.Background(), &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Namespace: "default", Name: node + "." + suffix},
+		InvolvedObject: corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: node, UID: types.UID(node)},
+		Type:           typ, Reason: reason, Message: msg,
+		FirstTimestamp: at, LastTimestamp: at, Count: 1,
+		Source: corev1.EventSource{Component: "barelb-speaker", Host: node},
+	}))
 }
 
 func event(t *testing.T, c client.Client, svc *corev1.Service, suffix, typ, reason, msg string, after time.Duration) {

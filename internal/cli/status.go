@@ -60,7 +60,78 @@ func runStatus(ctx context.Context, args []string, s Streams) error {
 	if k.output == "json" {
 		return writeJSON(s.Out, rows)
 	}
-	return writeStatusTable(s.Out, rows)
+	if err := writeStatusTable(s.Out, rows); err != nil {
+		return err
+	}
+	nodes, err := NodeProblems(ctx, c)
+	if err != nil {
+		return err
+	}
+	return writeNodeProblems(s.Out, nodes)
+}
+
+// NodeProblem is a speaker's standing problem, as its Node's Events tell.
+type NodeProblem struct {
+	Node    string `json:"node"`
+	Problem string `json:"problem"`
+}
+
+// nodeProblemReasons pair the speakers' Warning Events on Nodes with the
+// Normal Event that ends each.
+var nodeProblemReasons = map[string]string{
+	"SpeakerPartition":   "SpeakerPartitionHealed",
+	"MembershipFallback": "MembershipFormed",
+}
+
+// NodeProblems reads the speakers' Events on Nodes and returns, per node
+// and kind, the latest Warning not followed by its Normal Event: a
+// partition of the speakers' gossip, memberlist not formed.
+func NodeProblems(ctx context.Context, c client.Client) ([]NodeProblem, error) {
+	var events corev1.EventList
+	if err := c.List(ctx, &events, client.MatchingFields{"involvedObject.kind": "Node"}); err != nil {
+		return nil, fmt.Errorf("listing the Nodes' Events: %w", err)
+	}
+	type key struct{ node, reason string }
+	warnings, ends := map[key]*corev1.Event{}, map[key]*corev1.Event{}
+	for i := range events.Items {
+		e := &events.Items[i]
+		for warning, end := range nodeProblemReasons {
+			k := key{e.InvolvedObject.Name, warning}
+			latest := map[string]map[key]*corev1.Event{warning: warnings, end: ends}[e.Reason]
+			if latest != nil && (latest[k] == nil || later(e, latest[k])) {
+				latest[k] = e
+			}
+		}
+	}
+	var out []NodeProblem
+	for k, w := range warnings {
+		if end := ends[k]; end != nil && !eventTime(w).After(eventTime(end)) {
+			continue
+		}
+		out = append(out, NodeProblem{Node: k.node, Problem: w.Reason + ": " + strings.TrimSpace(w.Message)})
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].Node != out[b].Node {
+			return out[a].Node < out[b].Node
+		}
+		return out[a].Problem < out[b].Problem
+	})
+	return out, nil
+}
+
+func writeNodeProblems(w io.Writer, problems []NodeProblem) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "\nNODE\tSPEAKER PROBLEM")
+	for _, p := range problems {
+		fmt.Fprintf(tw, "%s\t%s\n", p.Node, p.Problem)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing the table: %w", err)
+	}
+	return nil
 }
 
 // serviceKey names a Service as namespace/name.

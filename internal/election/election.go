@@ -81,3 +81,19 @@ func Score(node, key string) uint64 {
 	x ^= x >> 31
 	return x
 }
+
+// Arbitrate names which of two speakers keeps an address that both
+// answer for although neither sees the other (the gossip between them is
+// cut, or one has not joined). Both compute it from the same values, the
+// address's election key (L2Announcement.Key) and the two node names, so
+// they agree without talking, and the loser stops. It is the pairwise
+// form of Winner: absent preferences, the winner of the whole cluster
+// beats every other node here too, so a partition that heals leaves each
+// address where the whole cluster's election puts it.
+func Arbitrate(key, a, b string) string {
+	ha, hb := Score(a, key), Score(b, key)
+	if ha > hb || (ha == hb && a < b) {
+		return a
+	}
+	return b
+}

@@ -38,7 +38,10 @@ type L2Node struct {
 // L2Announcement says which node answers for an address, and where.
 type L2Announcement struct {
 	Address netip.Addr
-	Node    string
+	// Key is the address whose text the node was elected under: the
+	// lowest address of its group, or Address itself (see PlanL2).
+	Key  netip.Addr
+	Node string
 	// Interfaces named by the advertisements that put the node up; nil
 	// means the default interface rule.
 	Interfaces []string
@@ -137,19 +140,19 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 		// An address alone in its group is its own group: the group's
 		// election is its own.
 		var winner string
-		ok, k := false, -1
+		ok, k, key := false, -1, ip
 		if root, grouped := groups.root(ip); grouped {
 			winner, ok = groupWinner[root]
-			k = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner })
+			k, key = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner }), root
 		}
 		if !ok || k < 0 || !p.candidates[k].Eligible(false) {
 			if winner, ok = Winner(ip.String(), p.candidates, false); !ok {
 				continue
 			}
-			k = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner })
+			k, key = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner }), ip
 		}
 		sort.Strings(p.services)
-		out = append(out, L2Announcement{Address: ip, Node: winner, Interfaces: p.ifaces[k].interfaces(), Services: p.services})
+		out = append(out, L2Announcement{Address: ip, Key: key, Node: winner, Interfaces: p.ifaces[k].interfaces(), Services: p.services})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out

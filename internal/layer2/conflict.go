@@ -30,6 +30,16 @@ const (
 	// in conflict again; it doubles up to maxReprobeFactor times it.
 	DefaultReprobeInterval = 10 * time.Second
 	maxReprobeFactor       = 3
+	// yieldRoundInterval is the least pause between two probe rounds of
+	// a yielded address (Yield), and yieldSilentRounds how many rounds in
+	// a row nobody must answer before it is taken over: a speaker that
+	// stops answering an address another yielded to it is replaced within
+	// about 0.6-0.9 s.
+	yieldRoundInterval = 50 * time.Millisecond
+	yieldSilentRounds  = 2
+	// maxYieldProbeRate bounds the probes a second that a responder
+	// sends for its yielded addresses.
+	maxYieldProbeRate = 200
 	// defendInterval is the least time between two defences of an address
 	// another host claims while it is answered (RFC 5227 section 2.4 (c)
 	// uses 10 s), and between two reports of it.

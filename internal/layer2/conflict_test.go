@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
@@ -572,5 +574,124 @@ func TestSpeakerClaimWhileAnswering(t *testing.T) {
 		if !r.Owns(vip) {
 			t.Errorf("%s no longer answered", vip)
 		}
+	}
+}
+
+// TestYieldUntilTheOtherSpeakerStops: another speaker's claim on an
+// answered address is told to OnPeerClaim; once yielded, the address is
+// not answered while that speaker keeps claiming it, and is taken over,
+// with gratuitous announcements, soon after it stops.
+func TestYieldUntilTheOtherSpeakerStops(t *testing.T) {
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		t.Run(vip.String(), func(t *testing.T) {
+			l := testenv.NewLink(t)
+			reports := make(conflicts, 16)
+			peers := make(chan PeerClaim, 64)
+			probed := make(chan netip.Addr, 4)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			capt := startCapture(t, l)
+			r := startResponder(ctx, t, l, Options{
+				OnConflict: func(c Conflict) { reports <- c }, Speaker: otherSpeaker,
+				OnPeerClaim: func(c PeerClaim) {
+					select {
+					case peers <- c:
+					default:
+					}
+				},
+				OnProbed: func(ip netip.Addr) { probed <- ip },
+			})
+			if err := r.Announce(vip, AnnounceOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1200 * time.Millisecond) // the gratuitous burst ends
+			claim := advertisement(clientMAC, clientMAC, client6, vip)
+			if vip.Is4() {
+				claim = gratuitousARPFrame(t, clientMAC, vip)
+			}
+			sendFrom(t, l, claim)
+			select {
+			case got := <-peers:
+				want := PeerClaim{Address: vip, Interface: l.SpeakerIf, MAC: clientMAC, Node: "node-b", Answering: true}
+				if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+					t.Errorf("peer claim (-want +got):\n%s", diff)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("another speaker's claim was not told to OnPeerClaim")
+			}
+
+			// "node-b" answers on: a claim every 40 ms, more often than
+			// the responder's probe rounds.
+			stopClaims := make(chan struct{})
+			claiming := make(chan struct{})
+			go func() {
+				defer close(claiming)
+				for {
+					select {
+					case <-stopClaims:
+						return
+					case <-time.After(40 * time.Millisecond):
+						sendFrom(t, l, claim)
+					}
+				}
+			}()
+			if !r.Yield(vip) {
+				t.Fatal("Yield of an answered address did nothing")
+			}
+			capt.reset()
+			time.Sleep(1500 * time.Millisecond)
+			if r.Owns(vip) || !r.Yielded(vip) {
+				t.Fatalf("answered again (owns %v, yielded %v) while the other speaker still answers", r.Owns(vip), r.Yielded(vip))
+			}
+			if claims, probes := capt.claims(vip); claims != 0 || probes < 2 {
+				t.Errorf("while yielded: %d claims sent (want none), %d probes (want several)", claims, probes)
+			}
+
+			close(stopClaims)
+			<-claiming
+			start := time.Now()
+			select {
+			case ip := <-probed:
+				t.Logf("%s taken over %v after the other speaker stopped answering", ip, time.Since(start).Round(time.Millisecond))
+			case <-time.After(5 * time.Second):
+				t.Fatal("not taken over 5 s after the other speaker stopped answering")
+			}
+			if !r.Owns(vip) || r.Yielded(vip) {
+				t.Errorf("after the take-over: owns %v, yielded %v", r.Owns(vip), r.Yielded(vip))
+			}
+			time.Sleep(300 * time.Millisecond)
+			if claims, _ := capt.claims(vip); claims == 0 {
+				t.Error("taken over without a gratuitous announcement")
+			}
+			reports.none(t, r, "another speaker's claims while yielded")
+		})
+	}
+}
+
+// TestResumeAYieldedAddress: Resume answers again at once, with a
+// gratuitous announcement.
+func TestResumeAYieldedAddress(t *testing.T) {
+	l := testenv.NewLink(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	capt := startCapture(t, l)
+	r := startResponder(ctx, t, l, Options{Speaker: otherSpeaker})
+	if err := r.Announce(vip4, AnnounceOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.Resume(vip4) {
+		t.Error("Resume of an answered address did something")
+	}
+	if !r.Yield(vip4) || r.Yield(vip4) {
+		t.Fatal("Yield: want true once, then false")
+	}
+	time.Sleep(500 * time.Millisecond)
+	capt.reset()
+	if !r.Resume(vip4) || !r.Owns(vip4) {
+		t.Fatal("Resume did not answer the address again")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if claims, _ := capt.claims(vip4); claims == 0 {
+		t.Error("resumed without a gratuitous announcement")
 	}
 }

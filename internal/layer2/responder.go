@@ -56,6 +56,26 @@ type Options struct {
 	// defended, counted or reported; it is logged. Called from the
 	// responder's goroutines for claims only, so it may take a lock.
 	Speaker func(mac net.HardwareAddr) (node string, ok bool)
+	// OnPeerClaim, when set, is told every claim another barelb speaker
+	// (see Speaker) makes on an address the responder owns, whatever its
+	// state: a gratuitous announcement, an answer to a probe. Two speakers
+	// answering for one address outside a hand-over means their views of
+	// the cluster differ (the gossip between them is cut); the caller
+	// decides which one keeps it (Yield, Reannounce). Called like
+	// OnConflict.
+	OnPeerClaim func(PeerClaim)
+}
+
+// PeerClaim is another barelb speaker's claim on an owned address.
+type PeerClaim struct {
+	Address   netip.Addr
+	Interface string
+	MAC       net.HardwareAddr
+	// Node is the other speaker's node.
+	Node string
+	// Answering: this responder answers for the address (it is not
+	// probing, yielded or in conflict).
+	Answering bool
 }
 
 // AnnounceOptions change how Announce starts announcing an address.
@@ -75,6 +95,9 @@ const (
 	stateAnswering addrState = iota
 	stateProbing             // the first probe runs: not answered yet
 	stateConflict            // another host uses it: not answered, probed again later
+	// stateYielded: another speaker keeps it (Yield); not answered,
+	// probed back to back, answered again once nobody claims it.
+	stateYielded
 )
 
 // owned is an address the responder was told to announce, and where its
@@ -103,6 +126,11 @@ type probeState struct {
 	// claim is the MAC of a host that claimed the address during the
 	// current round.
 	claim net.HardwareAddr
+	// claimBySpeaker: claim is another speaker's (only while yielded).
+	claimBySpeaker bool
+	// silentRounds counts the probe rounds in a row of a yielded address
+	// that nobody answered.
+	silentRounds uint8
 	// reported is the other host last reported using the address; reprobe
 	// is the wait before the next probe round while in conflict.
 	reported net.HardwareAddr
@@ -133,6 +161,9 @@ type Responder struct {
 	// time since started (one line per defendInterval for the whole
 	// interface: a hand-over moves many addresses at once).
 	peerLogged time.Duration
+	// successor, once set (HandOver), takes every call: the interface
+	// was re-created and this responder's sockets are dead.
+	successor *Responder
 }
 
 // NewResponder opens the packet sockets of interface ifi. The caller runs
@@ -214,6 +245,10 @@ func (r *Responder) Run(ctx context.Context) error {
 // announce it, and it is not being probed or in conflict.
 func (r *Responder) Owns(ip netip.Addr) bool {
 	r.mu.RLock()
+	if s := r.successor; s != nil {
+		r.mu.RUnlock()
+		return s.Owns(ip)
+	}
 	o := r.owned[ip]
 	answering := o != nil && o.state == stateAnswering
 	r.mu.RUnlock()
@@ -225,6 +260,9 @@ func (r *Responder) Owns(ip netip.Addr) bool {
 func (r *Responder) InConflict(ip netip.Addr) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if s := r.successor; s != nil {
+		return s.InConflict(ip)
+	}
 	o := r.owned[ip.Unmap()]
 	return o != nil && o.state == stateConflict
 }
@@ -235,6 +273,10 @@ func (r *Responder) InConflict(ip netip.Addr) bool {
 func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 	ip = ip.Unmap()
 	r.mu.Lock()
+	if s := r.successor; s != nil {
+		r.mu.Unlock()
+		return s.Announce(ip, opts)
+	}
 	if _, ok := r.owned[ip]; ok {
 		r.mu.Unlock()
 		return nil
@@ -271,6 +313,10 @@ func (r *Responder) Reannounce(ip netip.Addr) {
 	ip = ip.Unmap()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if s := r.successor; s != nil {
+		s.Reannounce(ip)
+		return
+	}
 	o, ok := r.owned[ip]
 	if !ok || o.state != stateAnswering {
 		return
@@ -278,10 +324,94 @@ func (r *Responder) Reannounce(ip netip.Addr) {
 	r.startBurstLocked(o)
 }
 
+// Yield stops answering for ip, which another speaker keeps, and watches
+// the link: probes for it go out back to back (a round every
+// yieldRoundInterval or so), and the first round that no host answers
+// makes the responder answer again, with gratuitous announcements, as a
+// take-over (OnProbed is told); yieldSilentRounds of them in a row, so
+// that one missed answer moves nothing. So the address is never answered twice
+// while the other speaker answers it, and never left unanswered for more
+// than about a round once it stops. A foreign host's answer is a
+// conflict, as for a probe. It does nothing for an address not owned or
+// not answered (probing, in conflict, yielded).
+func (r *Responder) Yield(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.successor; s != nil {
+		return s.Yield(ip)
+	}
+	o, ok := r.owned[ip]
+	if !ok || o.state != stateAnswering {
+		return false
+	}
+	o.state = stateYielded
+	o.probe = &probeState{reprobe: r.opts.ReprobeInterval}
+	r.startProbeLocked(o, time.Now().Add(r.yieldGapLocked()))
+	return true
+}
+
+// Resume answers again for a yielded address at once, with gratuitous
+// announcements: the speaker it yielded to is known to be gone, or to
+// agree that this one keeps it. It does nothing for any other address.
+func (r *Responder) Resume(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.successor; s != nil {
+		return s.Resume(ip)
+	}
+	o, ok := r.owned[ip]
+	if !ok || o.state != stateYielded {
+		return false
+	}
+	o.state, o.probe, o.probesSent = stateAnswering, nil, 0
+	r.startBurstLocked(o)
+	return true
+}
+
+// Check asks the link once who answers for ip, which this responder
+// answers for: another speaker that answers too shows itself, and its
+// answer reaches OnPeerClaim. It does nothing for an address not
+// answered.
+func (r *Responder) Check(ip netip.Addr) {
+	ip = ip.Unmap()
+	r.mu.RLock()
+	s, o := r.successor, r.owned[ip]
+	r.mu.RUnlock()
+	if s != nil {
+		s.Check(ip)
+		return
+	}
+	if o == nil || o.state != stateAnswering {
+		return
+	}
+	if err := r.sendProbe(ip); err != nil {
+		r.log.Error(err, "asking who answers", "address", ip.String())
+	}
+}
+
+// Yielded tells whether ip is not answered because another speaker keeps
+// it (Yield).
+func (r *Responder) Yielded(ip netip.Addr) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if s := r.successor; s != nil {
+		return s.Yielded(ip)
+	}
+	o := r.owned[ip.Unmap()]
+	return o != nil && o.state == stateYielded
+}
+
 // Withdraw stops answering for ip at once (and probing it).
 func (r *Responder) Withdraw(ip netip.Addr) {
 	ip = ip.Unmap()
 	r.mu.Lock()
+	if s := r.successor; s != nil {
+		r.mu.Unlock()
+		s.Withdraw(ip)
+		return
+	}
 	o, ok := r.owned[ip]
 	delete(r.owned, ip)
 	if ok {
@@ -294,6 +424,42 @@ func (r *Responder) Withdraw(ip netip.Addr) {
 	if ip.Is6() {
 		if err := r.membership(ip, unix.PACKET_DROP_MEMBERSHIP); err != nil {
 			r.log.Error(err, "leaving solicited-node group", "address", ip.String())
+		}
+	}
+}
+
+// HandOver makes to answer for everything r owns, and r pass every later
+// call on to it: the interface was deleted and made again (or its MAC
+// changed), and r's sockets are bound to the old one. Addresses r
+// answers for are announced at once, with gratuitous announcements (the
+// MAC may be new); the others (probing, in conflict, yielded) are
+// probed first. The caller then ends r's Run.
+func (r *Responder) HandOver(to *Responder) {
+	r.mu.Lock()
+	if r.successor != nil || to == r {
+		r.mu.Unlock()
+		return
+	}
+	r.successor = to
+	answered := make(map[netip.Addr]bool, len(r.owned))
+	for ip, o := range r.owned {
+		answered[ip] = o.state == stateAnswering
+		r.cancelLocked(o)
+	}
+	clear(r.owned)
+	r.mu.Unlock()
+	// The counters go on where these stop (they are exported as
+	// counters of the interface, which never go back).
+	for _, c := range [][2]*atomic.Uint64{
+		{&to.Stats.ARPRequests, &r.Stats.ARPRequests}, {&to.Stats.ARPAnswers, &r.Stats.ARPAnswers},
+		{&to.Stats.NDPSolicitations, &r.Stats.NDPSolicitations}, {&to.Stats.NDPAnswers, &r.Stats.NDPAnswers},
+		{&to.Stats.Gratuitous, &r.Stats.Gratuitous}, {&to.Stats.Conflicts, &r.Stats.Conflicts},
+	} {
+		c[0].Add(c[1].Load())
+	}
+	for ip, answered := range answered {
+		if err := to.Announce(ip, AnnounceOptions{Probe: !answered}); err != nil {
+			r.log.Error(err, "handing an address over to the re-created interface", "address", ip.String())
 		}
 	}
 }
@@ -336,7 +502,7 @@ func (r *Responder) observe(c claim) {
 	}
 	if r.opts.Speaker != nil {
 		if node, ok := r.opts.Speaker(c.MAC); ok {
-			r.peerClaim(c, node, state)
+			r.peerClaim(c, node, o, state)
 			return
 		}
 	}
@@ -373,9 +539,21 @@ func (r *Responder) observe(c claim) {
 	r.report(Conflict{Kind: ConflictSeen, Address: c.Address, MAC: mac})
 }
 
-// peerClaim logs another speaker's claim on an address, at most once per
+// peerClaim handles another speaker's claim on an address: it ends a
+// yielded address's probe round (the speaker kept it still answers), is
+// told to OnPeerClaim unless it is a probe, and is logged at most once per
 // defendInterval.
-func (r *Responder) peerClaim(c claim, node string, state addrState) {
+func (r *Responder) peerClaim(c claim, node string, o *owned, state addrState) {
+	r.mu.Lock()
+	if state == stateYielded && r.owned[c.Address] == o && o.state == stateYielded && o.probesSent > 0 && o.probe.claim == nil {
+		o.probe.claim, o.probe.claimBySpeaker = append(net.HardwareAddr(nil), c.MAC...), true
+		r.scheduleLocked(o, taskProbe, time.Now())
+	}
+	r.mu.Unlock()
+	if !c.Probe && r.opts.OnPeerClaim != nil {
+		r.opts.OnPeerClaim(PeerClaim{Address: c.Address, Interface: r.ifi.Name, MAC: append(net.HardwareAddr(nil), c.MAC...),
+			Node: node, Answering: state == stateAnswering})
+	}
 	r.mu.Lock()
 	now := time.Since(r.started)
 	if r.peerLogged != 0 && now-r.peerLogged < defendInterval {

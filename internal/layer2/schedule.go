@@ -147,13 +147,28 @@ func (r *Responder) gratuitousStep(t task) {
 	r.Stats.Gratuitous.Add(1)
 }
 
+// yieldGapLocked is the pause between two probe rounds of a yielded
+// address: yieldRoundInterval, longer when many addresses are yielded, so
+// that a responder sends at most about maxYieldProbeRate probes a second
+// (a partition of a cluster with thousands of addresses must not flood
+// the LAN). r.mu is held.
+func (r *Responder) yieldGapLocked() time.Duration {
+	yielded := 0
+	for _, o := range r.owned {
+		if o.state == stateYielded {
+			yielded++
+		}
+	}
+	return max(yieldRoundInterval, time.Duration(yielded)*time.Second/maxYieldProbeRate)
+}
+
 // startProbeLocked starts a probe round of o now. r.mu is held.
 func (r *Responder) startProbeLocked(o *owned, at time.Time) {
 	o.probesSent = 0
 	if o.probe == nil {
 		o.probe = &probeState{reprobe: r.opts.ReprobeInterval}
 	}
-	o.probe.claim = nil
+	o.probe.claim, o.probe.claimBySpeaker = nil, false
 	r.scheduleLocked(o, taskProbe, at)
 }
 
@@ -198,6 +213,21 @@ func (r *Responder) probeStep(t task) {
 // telling anyone.
 func (r *Responder) endProbeLocked(o *owned, other net.HardwareAddr) {
 	o.probesSent = 0
+	if o.state == stateYielded && (other != nil && o.probe.claimBySpeaker || other == nil && o.probe.silentRounds+1 < yieldSilentRounds) {
+		// The speaker it yielded to still answers, or may have missed
+		// one round (a busy process, a lost frame): watch on.
+		if other == nil {
+			o.probe.silentRounds++
+		} else {
+			o.probe.silentRounds = 0
+		}
+		r.startProbeLocked(o, time.Now().Add(r.yieldGapLocked()))
+		r.mu.Unlock()
+		return
+	}
+	if other == nil && o.state == stateYielded {
+		r.log.Info("the speaker this node yielded an address to no longer answers for it; taking it over", "address", o.ip.String())
+	}
 	if other == nil {
 		o.state = stateAnswering
 		reported := o.probe.reported

@@ -34,6 +34,9 @@ const (
 	markHoldoff = time.Minute
 	// hintPrefix starts the user message "this member looks down".
 	hintPrefix = "barelb/down\x00"
+	// leavingPrefix starts the user message "this member is leaving",
+	// followed by its name.
+	leavingPrefix = "barelb/leaving\x00"
 )
 
 type verdict int
@@ -289,7 +292,18 @@ func (fp *fastPath) share(name string) {
 	if l == nil {
 		return
 	}
-	msg := encodeHint(name, fp.self)
+	fp.tell(encodeHint(name, fp.self), name)
+}
+
+// tell sends a user message about member name (its own leaving notice
+// when name is empty) to every other member at once (UDP, best effort)
+// and piggybacks it on the next gossip rounds; a newer one about the same
+// member replaces it in the queue.
+func (fp *fastPath) tell(msg []byte, name string) {
+	l := fp.list.Load()
+	if l == nil {
+		return
+	}
 	fp.queue.QueueBroadcast(hint{name: name, msg: msg})
 	for to, ap := range fp.addresses() {
 		if to == fp.self || to == name || fp.marked(to) {
@@ -297,9 +311,20 @@ func (fp *fastPath) share(name string) {
 		}
 		n := &memberlist.Node{Name: to, Addr: ap.Addr().AsSlice(), Port: ap.Port()}
 		if err := l.SendBestEffort(n, msg); err != nil {
-			fp.log.V(1).Info("Sending a down hint failed", "to", to, "error", err.Error())
+			fp.log.V(1).Info("Sending a user message failed", "to", to, "error", err.Error())
 		}
 	}
+}
+
+// encodeLeaving is a member's notice that it is leaving.
+func encodeLeaving(self string) []byte { return []byte(leavingPrefix + self) }
+
+func decodeLeaving(b []byte) (name string, ok bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(leavingPrefix))
+	if !ok || len(rest) == 0 {
+		return "", false
+	}
+	return string(rest), true
 }
 
 // verify checks a hint with a dial of this member's own.
@@ -363,6 +388,8 @@ func (h hint) Finished()       {}
 type delegate struct {
 	fp   *fastPath
 	meta *atomic.Pointer[[]byte] // this member's metadata
+	// departing records a member's leaving notice.
+	departing func(name string)
 }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -377,6 +404,9 @@ func (d delegate) NodeMeta(limit int) []byte {
 func (d delegate) NotifyMsg(b []byte) {
 	if name, from, ok := decodeHint(b); ok {
 		go d.fp.verify(name, from)
+	}
+	if name, ok := decodeLeaving(b); ok && d.departing != nil && name != d.fp.self {
+		d.departing(name)
 	}
 }
 

@@ -138,6 +138,9 @@ type Membership struct {
 	// included: a member that left may still be heard on the network for
 	// a moment.
 	metas map[string][]byte
+	// departed are the members that said they were leaving (Leave) and
+	// have not joined again: gone on purpose, not dead or cut off.
+	departed map[string]bool
 
 	mu       sync.Mutex
 	left     bool
@@ -180,11 +183,12 @@ func New(cfg Config) (*Membership, error) {
 	}
 
 	m := &Membership{
-		log:     cfg.Logger.WithName("membership"),
-		timing:  timing,
-		self:    netip.AddrPortFrom(addr, uint16(port)),
-		changes: make(chan struct{}, 1),
-		metas:   map[string][]byte{},
+		log:      cfg.Logger.WithName("membership"),
+		timing:   timing,
+		self:     netip.AddrPortFrom(addr, uint16(port)),
+		changes:  make(chan struct{}, 1),
+		metas:    map[string][]byte{},
+		departed: map[string]bool{},
 	}
 	m.fast = newFastPath(cfg.NodeName, m.log, timing, m.notify)
 
@@ -208,7 +212,7 @@ func New(cfg Config) (*Membership, error) {
 	}
 	mc.Events = events{m}
 	m.meta.Store(ptr(slices.Clone(cfg.Meta)))
-	mc.Delegate = delegate{fp: m.fast, meta: &m.meta}
+	mc.Delegate = delegate{fp: m.fast, meta: &m.meta, departing: m.departing}
 	mc.Ping = delegate{fp: m.fast}
 	mc.Logger = log.New(logWriter{cfg.Logger.WithName("memberlist")}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -260,6 +264,24 @@ func (m *Membership) Metadata() map[string][]byte {
 		out[name] = meta
 	}
 	return out
+}
+
+// Left tells whether member name said it was leaving (its Leave) and has
+// not joined again since. A member gone without saying so died, hangs or
+// is cut off from this one: only then may it still be answering on the
+// network as if nothing had happened.
+func (m *Membership) Left(name string) bool {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	return m.departed[name]
+}
+
+// departing records a member's notice that it is leaving.
+func (m *Membership) departing(name string) {
+	m.metaMu.Lock()
+	m.departed[name] = true
+	m.metaMu.Unlock()
+	m.log.V(1).Info("Member says it is leaving", "member", name)
 }
 
 // Meta returns this member's metadata; the caller must not modify it.
@@ -319,6 +341,10 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	m.left = true
 	m.stopJoinLocked()
 	start := time.Now()
+	// The notice first, so that the others know this member is gone on
+	// purpose (Left) before they see it gone: memberlist tells a leave
+	// from a death only internally.
+	m.fast.tell(encodeLeaving(m.fast.self), "")
 	if err := m.list.Leave(timeout); err != nil {
 		return fmt.Errorf("membership: leave: %w", err)
 	}
@@ -369,6 +395,9 @@ type events struct{ m *Membership }
 
 func (e events) NotifyJoin(n *memberlist.Node) {
 	e.m.remember(n)
+	e.m.metaMu.Lock()
+	delete(e.m.departed, n.Name)
+	e.m.metaMu.Unlock()
 	if e.m.fast.joined(n) && n.Name != e.m.fast.self {
 		// A member back from the dead, typically across a healed
 		// partition: it may still be dead in the views of the members

@@ -247,6 +247,14 @@ func TestLeave(t *testing.T) {
 	// No timing assertion (speed is for benchmarks): a Leave that did not
 	// broadcast would leave c alive and answering probes, and the wait
 	// above would fail.
+	// Both know that c left on purpose (it may answer on for its
+	// hand-over), and that b has not.
+	for name, m := range map[string]*Membership{"a": a, "b": b} {
+		waitFor(t, 5*time.Second, name+" knowing that c left", func() bool { return m.Left("c") })
+		if m.Left("b") || m.Left("a") {
+			t.Errorf("%s: a member that did not leave counts as left", name)
+		}
+	}
 	for name, m := range map[string]*Membership{"a": a, "b": b} {
 		select {
 		case <-m.Changes():

@@ -33,6 +33,13 @@ type Speaker struct {
 	// kube-ipvs0 or lo, with arp_ignore 0): every such node answers, split
 	// brain. kube-proxy's IPVS mode without strictARP causes it.
 	KernelAnswersARP prometheus.Gauge
+	// PartitionedSpeakers counts the speakers heard answering on the LAN
+	// for addresses this one announces although memberlist has lost them
+	// (the gossip between them is cut): 0 on a healthy cluster.
+	PartitionedSpeakers prometheus.Gauge
+	// AddressContests counts the addresses contested with such a speaker,
+	// by outcome: kept (this node answers on) or yielded (it stopped).
+	AddressContests *prometheus.CounterVec
 
 	responders *responderCollector
 }
@@ -51,9 +58,22 @@ func NewSpeaker(reg prometheus.Registerer) (*Speaker, error) {
 			"Assigned IPv4 addresses configured on a local interface (kube-ipvs0, lo, ...) that this node's kernel answers ARP for "+
 				"because arp_ignore is 0 on the LAN interface: every such node answers, split brain. "+
 				"Set kube-proxy's ipvs.strictARP: true (or net.ipv4.conf.all.arp_ignore=1 and arp_announce=2)."),
+		PartitionedSpeakers: gauge("partitioned_speakers",
+			"Speakers heard on the LAN answering for addresses this speaker announces although memberlist has lost them: "+
+				"the memberlist gossip between the nodes is cut (firewall, wrong memberlist secret) while the LAN is up. "+
+				"Each such address is kept by one of the two, the other stops answering it."),
+		AddressContests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "barelb", Subsystem: "speaker", Name: "address_contests_total",
+			Help: "Addresses this speaker found answered by a speaker memberlist has lost, by outcome: kept (this node answers on) or yielded (it stopped answering)."},
+			[]string{"outcome"}),
 		responders: newResponderCollector(),
 	}
 	var err error
+	if m.PartitionedSpeakers, err = register(reg, m.PartitionedSpeakers); err != nil {
+		return nil, err
+	}
+	if m.AddressContests, err = register(reg, m.AddressContests); err != nil {
+		return nil, err
+	}
 	if m.AddressesAnnounced, err = register(reg, m.AddressesAnnounced); err != nil {
 		return nil, err
 	}

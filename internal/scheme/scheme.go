@@ -6,6 +6,7 @@ package scheme
 import (
 	"fmt"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,11 +28,12 @@ func New() (*runtime.Scheme, error) {
 }
 
 // NewSpeaker returns a scheme with barelb.io/v1beta1 and the only built-in
-// groups a speaker reads, core/v1 and discovery/v1: every group's
-// registrations cost a speaker about 2 MiB of heap on every node.
+// groups a speaker reads, core/v1, discovery/v1 and coordination/v1 (the
+// speakers' Leases): every group's registrations cost a speaker about
+// 2 MiB of heap on every node.
 func NewSpeaker() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, discoveryv1.AddToScheme, barelbv1beta1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, discoveryv1.AddToScheme, coordinationv1.AddToScheme, barelbv1beta1.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("building the speaker's scheme: %w", err)
 		}

@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"math/rand"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,8 +46,25 @@ func NewLink(t testing.TB) *Link {
 	})
 	l.Run("ip", "netns", "add", l.Speaker)
 	l.Run("ip", "netns", "add", l.Client)
+	l.connect()
+	return l
+}
+
+// Recreate deletes the veth pair and makes it again, the speaker's end
+// with another MAC: an interface that comes and goes (a NIC replaced, a
+// bond or VLAN made again by the network configuration).
+func (l *Link) Recreate(speakerMAC string) {
+	l.t.Helper()
+	l.Run("ip", "-n", l.Speaker, "link", "del", l.SpeakerIf)
+	l.SpeakerMAC = speakerMAC
+	l.connect()
+}
+
+// connect makes the veth pair and configures both ends.
+func (l *Link) connect() {
+	l.t.Helper()
 	l.Run("ip", "link", "add", l.SpeakerIf, "netns", l.Speaker, "address", l.SpeakerMAC, "type", "veth",
-		"peer", "name", l.ClientIf, "netns", l.Client, "address", "02:00:00:00:00:64")
+		"peer", "name", l.ClientIf, "netns", l.Client, "address", ClientMAC)
 	for _, c := range [][]string{
 		{l.Speaker, "ip", "addr", "add", "198.51.100.1/24", "dev", l.SpeakerIf},
 		{l.Speaker, "ip", "addr", "add", "2001:db8:100::1/64", "dev", l.SpeakerIf, "nodad"},
@@ -59,7 +80,6 @@ func NewLink(t testing.TB) *Link {
 	}
 	// The kernel's IPv6 link-local address appears a moment after up.
 	time.Sleep(100 * time.Millisecond)
-	return l
 }
 
 // Run runs a command and fails the test if it fails.
@@ -155,5 +175,44 @@ func ResolvesTo(mac string) func(string) bool {
 func ReachableAt(mac string) func(string) bool {
 	return func(entry string) bool {
 		return strings.Contains(entry, "lladdr "+mac) && strings.Contains(entry, "REACHABLE")
+	}
+}
+
+// ClientMAC is the client's MAC address on a Link.
+const ClientMAC = "02:00:00:00:00:64"
+
+// ClientClaims makes the client announce the IPv4 address ip as its own
+// with a gratuitous ARP request, as another speaker taking the address
+// over does.
+func (l *Link) ClientClaims(ip netip.Addr) {
+	l.t.Helper()
+	mac, _ := net.ParseMAC(ClientMAC)
+	p, err := arp.NewPacket(arp.OperationRequest, mac, ip, ethernet.Broadcast, ip)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	payload, err := p.MarshalBinary()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	frame, err := (&ethernet.Frame{Destination: ethernet.Broadcast, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: payload}).MarshalBinary()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	err = InNetns(l.Client, func() error {
+		ifi, err := net.InterfaceByName(l.ClientIf)
+		if err != nil {
+			return err
+		}
+		conn, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_, err = conn.WriteTo(frame, &packet.Addr{HardwareAddr: ethernet.Broadcast})
+		return err
+	})
+	if err != nil {
+		l.t.Errorf("sending a gratuitous ARP for %s from the client: %v", ip, err)
 	}
 }

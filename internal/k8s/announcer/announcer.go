@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -23,6 +24,7 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/k8s/heartbeat"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 )
@@ -32,6 +34,9 @@ type Members interface {
 	// Alive names the nodes whose speaker is a live member. ok is false
 	// when membership could not form; node readiness stands in then.
 	Alive() (alive map[string]bool, ok bool)
+	// Left tells whether the speaker of node name stopped on purpose
+	// (and answers on only for its hand-over).
+	Left(name string) bool
 }
 
 // Network is this node's network: its interfaces, and a responder per
@@ -52,6 +57,14 @@ type Responder interface {
 	// InConflict tells whether an announced address is not answered
 	// because another host on the link uses it.
 	InConflict(netip.Addr) bool
+	// Yield stops answering an address another speaker keeps, until that
+	// one goes quiet; Resume answers it again at once; Yielded tells.
+	Yield(netip.Addr) bool
+	Resume(netip.Addr) bool
+	Yielded(netip.Addr) bool
+	// Check asks the link who answers for an answered address; another
+	// speaker's answer comes as a peer claim.
+	Check(netip.Addr)
 }
 
 const (
@@ -83,6 +96,10 @@ type Reconciler struct {
 	Services *servicecache.Cache
 	// Observer, when set, is told every plan (metrics and checks).
 	Observer *Observer
+	// Speakers, when set, tells which speakers run (their Leases): where
+	// memberlist cannot tell, only their nodes are elected (see
+	// heartbeat.FallbackAlive), not every Ready node.
+	Speakers *heartbeat.Speakers
 
 	mu sync.Mutex
 	// answering is what this node answers for: address → interfaces.
@@ -105,6 +122,19 @@ type Reconciler struct {
 	lastConflict map[netip.Addr]layer2.Conflict
 	// seen are the conflicts seen while answering, not yet told.
 	seen []layer2.Conflict
+
+	// view is the last plan's, for HandlePeerClaim; contests what it
+	// found (see contest.go).
+	view     atomic.Pointer[planView]
+	contests contests
+	// statuses writes the ServiceL2Statuses; Setup makes it.
+	statuses *statusWriter
+	// standingAside: the last plan found this speaker left out of the
+	// others' memberlist (see fallbackAlive).
+	standingAside bool
+	// lostAt is when memberlist lost each speaker that still has a fresh
+	// Lease (see checkLeases).
+	lostAt map[string]time.Time
 }
 
 // HandleConflict takes a responder's conflict report (wire it to
@@ -162,6 +192,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if !membershipOK && r.Speakers != nil {
+		if err := r.fallbackAlive(ctx, in); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	host, err := r.Network.Interfaces()
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
@@ -180,9 +215,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	// Services, new to the cluster, are probed before being answered; a
 	// take-over is not.
 	probe := make(map[netip.Addr]bool, size)
+	var keys map[netip.Addr]netip.Addr
 	for _, a := range plan {
 		if a.Node != r.Node {
 			continue
+		}
+		if a.Key != a.Address {
+			if keys == nil {
+				keys = map[netip.Addr]netip.Addr{}
+			}
+			keys[a.Address] = a.Key
 		}
 		ifaces := layer2.SelectInterfaces(a.Address, a.Interfaces, host)
 		if len(ifaces) == 0 {
@@ -200,6 +242,27 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err := r.apply(ctx, want, rejoined, probe); err != nil {
 		return reconcile.Result{}, err
 	}
+	viewAlive := alive
+	if !membershipOK {
+		viewAlive = make(map[string]bool, len(in.nodes))
+		for _, n := range in.nodes {
+			viewAlive[n.Name] = n.Alive
+		}
+	}
+	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys})
+	var leaseRetry time.Duration
+	if membershipOK {
+		if leaseRetry, err = r.checkLeases(ctx, alive, time.Now()); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	contestRetry, err := r.settleContests(ctx, in, viewAlive, want, servicesOf)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if leaseRetry > 0 && (contestRetry == 0 || leaseRetry < contestRetry) {
+		contestRetry = leaseRetry
+	}
 	r.Observer.planned(ctx, in, plan, want, host)
 	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
 	if err != nil {
@@ -213,8 +276,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			delete(services, key)
 		}
 	}
-	retry, err := r.report(ctx, in, want, services)
-	return reconcile.Result{RequeueAfter: retry}, err
+	r.report(in, want, services)
+	return reconcile.Result{RequeueAfter: contestRetry}, nil
+}
+
+// fallbackAlive replaces node readiness in the plan's nodes with the
+// speakers' Leases' say (heartbeat.FallbackAlive).
+func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
+	running, err := r.Speakers.Running(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	ready := make(map[string]bool, len(in.nodes))
+	for _, n := range in.nodes {
+		ready[n.Name] = n.Alive
+	}
+	alive := heartbeat.FallbackAlive(r.Node, ready, running)
+	for i := range in.nodes {
+		in.nodes[i].Alive = alive[in.nodes[i].Name]
+	}
+	if len(running) > 0 && len(alive) == 0 && !r.standingAside {
+		r.Log.Info("WARNING: this speaker cannot join the other speakers' memberlist, which they formed without it (check the memberlist secret and that TCP and UDP of the memberlist port are open between nodes); it answers for no address meanwhile")
+	}
+	r.standingAside = len(running) > 0 && len(alive) == 0
+	return nil
 }
 
 // announcedElsewhere names the Services whose ServiceL2Status names
@@ -359,55 +444,33 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 	return nil
 }
 
-// report writes ServiceL2Status objects for the Services this node
-// announces, removes the ones it no longer does, and tells a Service when
+// report hands the statuses of the Services this node announces to the
+// status writer, which writes them (and deletes the ones of Services this
+// node no longer announces) in the background, and tells a Service when
 // this node starts announcing it.
-//
-// It compares with the ServiceL2Status objects in the cache and writes
-// only what differs, so that an event costs no write for the thousands of
-// Services whose status is right already; since the cache sees every
-// writer, a status someone else changed or deleted differs, and is written
-// again. A write the cache has not caught up with yet fails on its stale
-// resource version; report then asks for another look shortly instead of
-// failing (retryAfter).
-func (r *Reconciler) report(ctx context.Context, in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) (retryAfter time.Duration, err error) {
-	stale := false
+func (r *Reconciler) report(in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) {
+	statuses := make(map[string]statusWant, len(services))
 	for key, ip := range services {
 		svc := in.byKey[key]
 		if svc == nil {
 			continue
 		}
-		err := r.writeStatus(ctx, r.Services.Status(statusName(svc.Namespace, svc.Name)), svc, ip, want[ip])
-		if isStale(err) {
-			stale = true
-		} else if err != nil {
-			return 0, err
+		ifaces := want[ip]
+		if !sort.StringsAreSorted(ifaces) {
+			ifaces = append([]string(nil), ifaces...) // want's slices are r.answering's
+			sort.Strings(ifaces)
 		}
+		statuses[key] = statusWant{svc: svc, ifaces: ifaces}
 		if !r.announced[key] {
 			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeNormal, ReasonAnnounced, "announcing from node %q with protocol \"layer2\" on %s", r.Node, strings.Join(want[ip], ", "))
-		}
-	}
-	for key := range r.announced {
-		if _, still := services[key]; !still {
-			ns, name, _ := strings.Cut(key, "/")
-			if err := r.dropStatus(ctx, r.Services.Status(statusName(ns, name)), key); err != nil {
-				return 0, err
-			}
 		}
 	}
 	r.announced = make(map[string]bool, len(services))
 	for key := range services {
 		r.announced[key] = true
 	}
-	if stale {
-		return staleRetry, nil
-	}
-	return 0, nil
+	r.statuses.set(statuses)
 }
-
-// staleRetry is how soon report looks again after a write failed because
-// the cache had not seen the latest version of a ServiceL2Status yet.
-const staleRetry = time.Second
 
 // isStale tells a write refused because it was based on an outdated
 // cache: the object was created or changed meanwhile.
@@ -427,13 +490,10 @@ func statusName(namespace, name string) string {
 }
 
 // writeStatus makes the ServiceL2Status of svc say that this node
-// announces ip on ifaces. cached is the object in the cache (nil when there
-// is none); it is shared with the cache and never modified.
-func (r *Reconciler) writeStatus(ctx context.Context, cached *servicecache.Status, svc *servicecache.Service, ip netip.Addr, ifaces []string) error {
-	if !sort.StringsAreSorted(ifaces) {
-		ifaces = append([]string(nil), ifaces...) // the caller's slice is r.answering's
-		sort.Strings(ifaces)
-	}
+// announces its addresses on ifaces (sorted). cached is the object in the
+// cache (nil when there is none); it is shared with the cache and never
+// modified.
+func (r *Reconciler) writeStatus(ctx context.Context, cached *servicecache.Status, svc *servicecache.Service, ifaces []string) error {
 	if cached != nil && r.statusSays(cached.Status, svc, ifaces) {
 		return nil
 	}

@@ -30,6 +30,7 @@ const namespace = "barelb-system"
 type members struct {
 	mu    sync.Mutex
 	alive map[string]bool
+	left  map[string]bool
 }
 
 func (m *members) Alive() (map[string]bool, bool) {
@@ -40,6 +41,21 @@ func (m *members) Alive() (map[string]bool, bool) {
 		out[k] = v
 	}
 	return out, true
+}
+
+func (m *members) Left(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.left[name]
+}
+
+func (m *members) setLeft(name string, left bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.left == nil {
+		m.left = map[string]bool{}
+	}
+	m.left[name] = left
 }
 
 func (m *members) set(names ...string) {

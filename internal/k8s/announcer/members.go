@@ -51,6 +51,9 @@ func (m *MemberlistMembers) Alive() (map[string]bool, bool) {
 	return alive, true
 }
 
+// Left tells whether the speaker of node name left memberlist on purpose.
+func (m *MemberlistMembers) Left(name string) bool { return m.Membership.Left(name) }
+
 // Formed tells whether memberlist has formed.
 func (m *MemberlistMembers) Formed() bool {
 	m.mu.Lock()
@@ -59,16 +62,20 @@ func (m *MemberlistMembers) Formed() bool {
 }
 
 // NodeReadiness is the speakers' membership without memberlist (the
-// speaker's --memberlist=false): every speaker decides from the API's node
-// readiness alone, the same view for all of them, so they elect the same
-// announcers. The price is the one memberlist exists for: a dead speaker
-// on a Ready node keeps its addresses, unanswered, until the node turns
-// NotReady.
+// speaker's --memberlist=false): every speaker decides from the API's view
+// alone (node readiness, and the speakers' Leases where the Reconciler
+// has them: see heartbeat.FallbackAlive), the same view for all of them,
+// so they elect the same announcers. The price is the one memberlist
+// exists for: a dead speaker on a Ready node keeps its addresses,
+// unanswered, until its Lease expires.
 type NodeReadiness struct{}
 
 // Alive reports no membership (ok false), which makes the announcer take
 // node readiness instead, as it does while memberlist has not formed.
 func (NodeReadiness) Alive() (map[string]bool, bool) { return nil, false }
+
+// Left is always false: without memberlist no speaker says it leaves.
+func (NodeReadiness) Left(string) bool { return false }
 
 // Forward turns membership changes into events for Setup's channel until
 // ctx ends.

@@ -72,7 +72,7 @@ func (h *HostNetwork) ResponderCounts() []metrics.ResponderCounts {
 	defer h.mu.Unlock()
 	out := make([]metrics.ResponderCounts, 0, len(h.responders))
 	for name, r := range h.responders {
-		s := &r.Stats
+		s := &r.resp.Stats
 		out = append(out, metrics.ResponderCounts{
 			Interface:   name,
 			ARPRequests: s.ARPRequests.Load(), ARPAnswers: s.ARPAnswers.Load(),

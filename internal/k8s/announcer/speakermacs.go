@@ -23,17 +23,32 @@ func SpeakerMeta(ifaces []layer2.Interface, max int) []byte {
 		return nil
 	}
 	meta := []byte{speakerMetaVersion}
-	for _, ifi := range ifaces {
-		mac := ifi.HardwareAddr
-		if ifi.Loopback || len(mac) != 6 || bytes.Equal(mac, make([]byte, 6)) || len(meta)+6 > max {
-			continue
-		}
-		if hasMAC(meta, mac) {
-			continue // bridges and their first port share one
+	for _, mac := range SpeakerMACs(ifaces) {
+		if len(meta)+6 > max {
+			break
 		}
 		meta = append(meta, mac...)
 	}
 	return meta
+}
+
+// SpeakerMACs are the Ethernet addresses of a node's interfaces that
+// tell its speaker's frames on the LAN, in interface order, without
+// repeats: loopback interfaces and addresses not 6 bytes long or all zero
+// are left out.
+func SpeakerMACs(ifaces []layer2.Interface) []net.HardwareAddr {
+	var out []net.HardwareAddr
+	for _, ifi := range ifaces {
+		mac := ifi.HardwareAddr
+		if ifi.Loopback || len(mac) != 6 || bytes.Equal(mac, make([]byte, 6)) {
+			continue
+		}
+		if slices.ContainsFunc(out, func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }) {
+			continue // bridges and their first port share one
+		}
+		out = append(out, mac)
+	}
+	return out
 }
 
 // hasMAC tells whether mac is among the addresses of meta.

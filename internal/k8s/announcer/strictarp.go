@@ -351,3 +351,11 @@ func joinAddrs(addrs []netip.Addr) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// metrics are o's metrics; nil when o or they are.
+func (o *Observer) metrics() *metrics.Speaker {
+	if o == nil {
+		return nil
+	}
+	return o.Metrics
+}

@@ -1,0 +1,311 @@
+package layer2_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/barelb/barelb/e2etest/lab"
+	"github.com/barelb/barelb/internal/k8s/announcer"
+)
+
+// TestGossipPartition cuts memberlist between nodes while the LAN stays
+// up, the failure users meet after a firewall reload or a security-group
+// change, and checks from the client's side that every address is
+// answered by exactly one node, the one its ServiceL2Status names, and
+// reachable, once the fault has settled; and again once it heals. Each
+// side of a cut elects among the speakers it sees, so without
+// arbitration on the wire both sides answer for the addresses of the
+// other.
+func TestGossipPartition(t *testing.T) {
+	needsLab(t)
+	l := lab.Start(t, lab.Options{Nodes: 4, Barelb: true})
+	l.ApplyFile(t, "config/samples/l2-pool.yaml")
+	for _, n := range l.Nodes() {
+		l.RunPod(t, "p-"+n.Name, "p", n.Name)
+	}
+	var services []string
+	for i := range 4 {
+		name := fmt.Sprintf("p%d", i)
+		createService(t, l, svcSpec{name: name, app: "p", port: 80})
+		services = append(services, name)
+	}
+	assigned := map[string][]string{}
+	for _, svc := range services {
+		assigned[svc] = l.WaitIngress(t, svc, 2)
+	}
+	l.WaitEndpoints(t, "p0", 4)
+	before := checkOneAnswerer(t, l, assigned, 30*time.Second)
+
+	faults := []struct {
+		name string
+		// rules are iptables rules per node (added to INPUT).
+		rules func(announcers map[string]int) map[string][][]string
+	}{
+		{"the busiest announcer cut from gossip", func(announcers map[string]int) map[string][][]string {
+			return map[string][][]string{busiest(announcers): gossipBlocked("")}
+		}},
+		{"a 2|2 split", func(map[string]int) map[string][][]string {
+			nodes := l.Nodes()
+			out := map[string][][]string{}
+			for i, n := range nodes {
+				for j, peer := range nodes {
+					if (i < 2) != (j < 2) {
+						out[n.Name] = append(out[n.Name], gossipBlocked(peer.Addr(lab.SegmentLAN, 4).String())...)
+					}
+				}
+			}
+			return out
+		}},
+		{"one node cut one way (it hears nothing)", func(announcers map[string]int) map[string][][]string {
+			return map[string][][]string{leastBusy(announcers): {{"-p", "udp", "--dport", "7946", "-j", "DROP"}, {"-p", "tcp", "--dport", "7946", "-j", "DROP"}}}
+		}},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			rules := f.rules(before)
+			healed := false
+			heal := func() {
+				if healed {
+					return
+				}
+				healed = true
+				for node, rs := range rules {
+					for _, r := range rs {
+						execOn(t, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, r...)...)
+					}
+				}
+			}
+			defer heal() // also when a check fails: the next fault starts from a whole cluster
+			for node, rs := range rules {
+				for _, r := range rs {
+					execOn(t, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, r...)...)
+				}
+			}
+			cut := time.Now()
+			after := checkOneAnswerer(t, l, assigned, 15*time.Second)
+			t.Logf("cut %v: settled after %v with announcers %v", nodesOf(rules), time.Since(cut).Round(time.Millisecond), after)
+			waitPartitionSaid(t, l, cut)
+			heal()
+			healedAt := time.Now()
+			for _, n := range l.Nodes() {
+				l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
+			}
+			before = checkOneAnswerer(t, l, assigned, 15*time.Second)
+			t.Logf("healed: settled after %v with announcers %v", time.Since(healedAt).Round(time.Millisecond), before)
+		})
+	}
+
+	t.Run("one node with a wrong memberlist secret", func(t *testing.T) {
+		node := busiest(before)
+		l.SetMemberlistKey(node, "not-the-cluster-secret")
+		restart := func() {
+			t.Helper()
+			if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.WaitReady(context.Background(), node, lab.ComponentSpeaker); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer func() {
+			l.SetMemberlistKey(node, "")
+			restart()
+			for _, n := range l.Nodes() {
+				l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
+			}
+			before = checkOneAnswerer(t, l, assigned, 15*time.Second)
+		}()
+		restart()
+		started := time.Now()
+		after := checkOneAnswerer(t, l, assigned, 15*time.Second)
+		t.Logf("%s restarted with a wrong secret: settled after %v with announcers %v", node, time.Since(started).Round(time.Millisecond), after)
+		// It stands aside for the others' memberlist: it announces nothing
+		// (checked a few seconds on, not only at the first look).
+		time.Sleep(3 * time.Second)
+		if after = checkOneAnswerer(t, l, assigned, 5*time.Second); after[node] != 0 {
+			t.Errorf("%s, outside the others' memberlist, announces %d addresses: %v", node, after[node], after)
+		}
+		if log := l.SpeakerLog(t, node); !strings.Contains(log, "cannot join the other speakers' memberlist") {
+			t.Errorf("%s's log does not say that it cannot join the others' memberlist", node)
+		}
+	})
+
+	t.Run("TCP of the memberlist port blocked, UDP open: nothing moves", func(t *testing.T) {
+		node := busiest(before)
+		rule := []string{"-p", "tcp", "--dport", "7946", "-j", "DROP"}
+		execOn(t, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, rule...)...)
+		defer execOn(t, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, rule...)...)
+		statuses := announcersByService(t, l, services)
+		time.Sleep(20 * time.Second)
+		if now := announcersByService(t, l, services); fmt.Sprint(now) != fmt.Sprint(statuses) {
+			t.Errorf("announcers changed with TCP 7946 blocked on %s: %v, then %v", node, statuses, now)
+		}
+		checkOneAnswerer(t, l, assigned, 5*time.Second)
+	})
+}
+
+// gossipBlocked are the INPUT rules that drop memberlist's packets (TCP
+// and UDP, either direction) from peer, or from everyone when peer is
+// empty.
+func gossipBlocked(peer string) [][]string {
+	var out [][]string
+	for _, proto := range []string{"udp", "tcp"} {
+		for _, port := range []string{"--dport", "--sport"} {
+			r := []string{"-p", proto, port, "7946", "-j", "DROP"}
+			if peer != "" {
+				r = append([]string{"-s", peer}, r...)
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func execOn(tb testing.TB, l *lab.Lab, node string, cmd ...string) {
+	tb.Helper()
+	if out, err := l.Exec(context.Background(), node, cmd...); err != nil {
+		tb.Fatalf("%v on %s: %v: %s", cmd, node, err, out)
+	}
+}
+
+func nodesOf(m map[string][][]string) []string {
+	var out []string
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// busiest and leastBusy name the node announcing the most and the fewest
+// addresses (by name among equals).
+func busiest(announcers map[string]int) string {
+	best, n := "", -1
+	for _, node := range sortedKeys(announcers) {
+		if announcers[node] > n {
+			best, n = node, announcers[node]
+		}
+	}
+	return best
+}
+
+func leastBusy(announcers map[string]int) string {
+	best, n := "", 1<<30
+	for _, node := range sortedKeys(announcers) {
+		if announcers[node] < n {
+			best, n = node, announcers[node]
+		}
+	}
+	return best
+}
+
+func sortedKeys(m map[string]int) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func announcersByService(tb testing.TB, l *lab.Lab, services []string) map[string]string {
+	tb.Helper()
+	out := map[string]string{}
+	for _, svc := range services {
+		node, err := l.L2Announcer("default", svc)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[svc] = node
+	}
+	return out
+}
+
+// checkOneAnswerer waits up to timeout until, asked from the client, each
+// address of each Service is answered by exactly one MAC, that of the node
+// its ServiceL2Status names, and the address serves HTTP; it fails the
+// test with the last disagreement otherwise. It returns how many
+// addresses each node of the lab answers for (every node listed).
+func checkOneAnswerer(tb testing.TB, l *lab.Lab, assigned map[string][]string, timeout time.Duration) map[string]int {
+	tb.Helper()
+	var counts map[string]int
+	lab.Eventually(tb, timeout, "one answerer per address, the node of its ServiceL2Status, reachable", func() (bool, string) {
+		counts = map[string]int{}
+		for _, n := range l.Nodes() {
+			counts[n.Name] = 0
+		}
+		type result struct {
+			ip      string
+			problem string
+		}
+		results := make(chan result, 16)
+		var wg sync.WaitGroup
+		for svc, ips := range assigned {
+			node, err := l.L2Announcer("default", svc)
+			if err != nil || node == "" {
+				return false, fmt.Sprintf("ServiceL2Status of %s: node %q, %v", svc, node, err)
+			}
+			for _, ip := range ips {
+				counts[node]++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					macs, err := l.WhoHas("client", netip.MustParseAddr(ip))
+					var answerers []string
+					for _, mac := range macs {
+						answerers = append(answerers, l.NodeOfMAC(mac)+"("+mac+")")
+					}
+					switch {
+					case err != nil:
+						results <- result{ip, err.Error()}
+					case len(macs) != 1:
+						results <- result{ip, fmt.Sprintf("%d answerers %v (status: %s)", len(macs), answerers, node)}
+					case l.NodeOfMAC(macs[0]) != node:
+						results <- result{ip, fmt.Sprintf("answered by %v, status names %s", answerers, node)}
+					default:
+						if _, err := l.Get("client", lab.URL(ip), 2*time.Second); err != nil {
+							results <- result{ip, "curl: " + err.Error()}
+						}
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(results)
+		var problems []string
+		for r := range results {
+			problems = append(problems, r.ip+": "+r.problem)
+		}
+		sort.Strings(problems)
+		return len(problems) == 0, strings.Join(problems, "; ")
+	})
+	return counts
+}
+
+// waitPartitionSaid waits for the Warning Event, sent since the given
+// time, of a speaker whose addresses a speaker memberlist has lost
+// contests (on either side: the one that hears the other first says so).
+func waitPartitionSaid(tb testing.TB, l *lab.Lab, since time.Time) {
+	tb.Helper()
+	lab.Eventually(tb, 15*time.Second, "a "+announcer.ReasonSpeakerPartition+" Event on a Node", func() (bool, string) {
+		var events corev1.EventList
+		if err := l.Client().List(context.Background(), &events); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events.Items {
+			if e.Reason == announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning &&
+				!e.LastTimestamp.Time.Before(since.Add(-time.Second)) {
+				return true, e.Message
+			}
+		}
+		return false, "none"
+	})
+}
