@@ -25,7 +25,7 @@ func TestForgedStatusNotAnnounced(t *testing.T) {
 
 	// The speakers work: a Service the controller served is announced.
 	createService(t, l, svcSpec{name: "legit", app: "legit", port: 80, ipv4Only: true})
-	waitIngress(t, l, "legit", 1)
+	l.WaitIngress(t, "legit", 1)
 	waitAnnouncer(t, l, "legit", "")
 
 	if err := l.Stop("cp", lab.ComponentController); err != nil {
@@ -52,7 +52,7 @@ func TestForgedStatusNotAnnounced(t *testing.T) {
 	// look for several seconds.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if node, err := announcerOf(l, "forged"); err != nil || node != "" {
+		if node, err := l.L2Announcer("default", "forged"); err != nil || node != "" {
 			t.Fatalf("the forged Service is announced by %q (%v); want by no node", node, err)
 		}
 		answerers := arpAnswerers(t, l, victimIP, 500*time.Millisecond)
@@ -69,7 +69,7 @@ func TestForgedStatusNotAnnounced(t *testing.T) {
 
 func mustAnnouncer(tb testing.TB, l *lab.Lab, svc string) string {
 	tb.Helper()
-	node, err := announcerOf(l, svc)
+	node, err := l.L2Announcer("default", svc)
 	if err != nil {
 		tb.Fatal(err)
 	}

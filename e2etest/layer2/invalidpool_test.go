@@ -28,7 +28,7 @@ func TestInvalidPoolEditCostsNothing(t *testing.T) {
 	ctx := context.Background()
 	l.RunPod(t, "keep-0", "keep", "node1")
 	createService(t, l, svcSpec{name: "keep", app: "keep", port: 80, ipv4Only: true})
-	ip := waitIngress(t, l, "keep", 1)[0]
+	ip := l.WaitIngress(t, "keep", 1)[0]
 	waitEndpoints4(t, l, "keep", 1)
 	node := waitAnnouncer(t, l, "keep", "")
 	waitServed(t, l, ip, node, 3)
@@ -47,7 +47,7 @@ func TestInvalidPoolEditCostsNothing(t *testing.T) {
 	})
 	check := func(when string) {
 		t.Helper()
-		if got := waitIngress(t, l, "keep", 1); got[0] != ip {
+		if got := l.WaitIngress(t, "keep", 1); got[0] != ip {
 			t.Fatalf("%s: Service keep moved from %s to %v", when, ip, got)
 		}
 		announcer := waitAnnouncer(t, l, "keep", "")
