@@ -97,6 +97,18 @@ type IPAddressPoolStatus struct {
 	// AvailableIPv6 is the number of IPv6 addresses still free.
 	// +optional
 	AvailableIPv6 int64 `json:"availableIPv6"`
+	// AddressesInForce are the addresses barelb uses for the pool, written
+	// by the controller: spec.addresses once they are valid; while an edit
+	// is refused (Valid False: an overlap with another pool, overlapping
+	// blocks), the last valid ones, so that a refused edit moves no
+	// Service, the speakers keep announcing what the controller handed
+	// out, and a restarted controller still knows them. Empty when barelb
+	// knows no valid definition of the pool.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=83
+	// +listType=atomic
+	AddressesInForce []string `json:"addressesInForce,omitempty"`
 	// Conditions say whether the pool is valid and whether it overlaps
 	// another pool.
 	// +optional

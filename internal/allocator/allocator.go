@@ -105,15 +105,28 @@ type Port struct {
 
 // Service is what the allocator knows of one LoadBalancer Service.
 type Service struct {
-	Key        string // "namespace/name"
+	// Key is "namespace/name"; the part before the first "/" is the
+	// Service's namespace for the sharing rules.
+	Key        string
 	SharingKey string // "" = never shares
 	Ports      []Port
 	// Two services with the same non-empty SharingKey may share an address when no
 	// Port (port+protocol) is in both, and either both have ClusterTraffic true
 	// (externalTrafficPolicy Cluster) or both have the same non-empty Selector
-	// (canonical string of the pod selector: same pods).
+	// in the same namespace (canonical string of the pod selector: same pods).
 	ClusterTraffic bool
 	Selector       string
+	// SharingNamespaces are the other namespaces whose Services may share
+	// this Service's address; "*" allows any. Services of two namespaces
+	// share only when each allows the other's namespace: a sharing key is
+	// no secret, and must not let another team pin an address.
+	SharingNamespaces []string
+	// Unreadable marks a Service whose request could not be read (a
+	// broken annotation) as loaded at start-up: it keeps the addresses it
+	// holds, next to the holders it had, whatever the rules say, since
+	// they cannot be checked; no Service that does not hold the address
+	// yet may join it until the request is readable again.
+	Unreadable bool
 }
 
 // Errors returned by the allocator, wrapped with context; test with errors.Is.
@@ -403,6 +416,10 @@ func (a *Allocator) conflict(svc Service, slot int, ip netip.Addr) *ConflictErro
 	if h == nil {
 		return nil
 	}
+	holdsIt := false
+	if rec := a.services[svc.Key]; rec != nil && rec.addr[slot] == ip {
+		holdsIt = true
+	}
 	for _, key := range h.holders {
 		if key == svc.Key {
 			continue
@@ -411,7 +428,19 @@ func (a *Allocator) conflict(svc Service, slot int, ip netip.Addr) *ConflictErro
 		if rec == nil {
 			continue // unreachable: every holder has a record
 		}
-		if reason, ok := canShare(svc, rec.svc[slot]); !ok {
+		holder := rec.svc[slot]
+		switch {
+		case svc.Unreadable:
+			// Its rules cannot be checked; it keeps what its status says.
+			continue
+		case holder.Unreadable && holdsIt:
+			// A partner of a Service with a broken annotation is not
+			// moved for it.
+			continue
+		case holder.Unreadable:
+			return &ConflictError{IP: ip, Holder: key, Reason: "the holder's annotations cannot be read; nobody new shares its address until they are fixed"}
+		}
+		if reason, ok := canShare(svc, holder); !ok {
 			return &ConflictError{IP: ip, Holder: key, Reason: reason}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"go4.org/netipx"
 )
 
@@ -811,5 +812,122 @@ func TestSharingOrdersByFirstListedPoolContainingTheAddress(t *testing.T) {
 	ip, pool, err := a.Allocate(shared("ns/z", "k", true, "", tcp443), IPv4, []string{"wide", "narrow"})
 	if err != nil || ip != addr("198.51.100.1") || pool != "narrow" {
 		t.Errorf("Allocate() = %s from %q, %v; want 198.51.100.1, reported from narrow, where it was allocated", ip, pool, err)
+	}
+}
+
+// TestSharingAcrossNamespaces: a sharing key is no secret, so Services of
+// two namespaces share only when both allow the other's namespace.
+func TestSharingAcrossNamespaces(t *testing.T) {
+	allow := func(s Service, namespaces ...string) Service { s.SharingNamespaces = namespaces; return s }
+	tests := []struct {
+		name      string
+		holder    Service
+		requester Service
+		// wantErr is the ConflictError's reason, "" when they share.
+		wantErr string
+	}{{
+		name:      "same namespace, same key: shared",
+		holder:    shared("team-a/web", "k", true, "", tcp80),
+		requester: shared("team-a/dns", "k", true, "", tcp443),
+	}, {
+		name:      "another namespace knowing the key: refused",
+		holder:    shared("team-a/web", "k", true, "", tcp80),
+		requester: shared("team-b/steal", "k", true, "", tcp443),
+		wantErr:   "the holder is in namespace team-a and does not allow sharing with namespace team-b",
+	}, {
+		name:      "only the requester allows it: refused",
+		holder:    shared("team-a/web", "k", true, "", tcp80),
+		requester: allow(shared("team-b/steal", "k", true, "", tcp443), "*"),
+		wantErr:   "the holder is in namespace team-a and does not allow sharing with namespace team-b",
+	}, {
+		name:      "only the holder allows it: refused",
+		holder:    allow(shared("team-a/web", "k", true, "", tcp80), "team-b"),
+		requester: shared("team-b/dns", "k", true, "", tcp443),
+		wantErr:   "the holder is in namespace team-a, which the requesting service does not allow sharing with",
+	}, {
+		name:      "the holder allows a third namespace: refused",
+		holder:    allow(shared("team-a/web", "k", true, "", tcp80), "team-c"),
+		requester: allow(shared("team-b/dns", "k", true, "", tcp443), "team-a"),
+		wantErr:   "the holder is in namespace team-a and does not allow sharing with namespace team-b",
+	}, {
+		name:      "both name each other: shared",
+		holder:    allow(shared("team-a/web", "k", true, "", tcp80), "team-b"),
+		requester: allow(shared("team-b/dns", "k", true, "", tcp443), "team-a"),
+	}, {
+		name:      "both allow any namespace: shared",
+		holder:    allow(shared("team-a/web", "k", true, "", tcp80), "*"),
+		requester: allow(shared("team-b/dns", "k", true, "", tcp443), "*"),
+	}, {
+		name:      "both allow, still a different key: refused",
+		holder:    allow(shared("team-a/web", "k", true, "", tcp80), "*"),
+		requester: allow(shared("team-b/dns", "other", true, "", tcp443), "*"),
+		wantErr:   `sharing key "other" differs from the holder's "k"`,
+	}, {
+		name:      "Local traffic, same selector, same namespace: shared",
+		holder:    shared("team-a/web", "k", false, "app=x", tcp80),
+		requester: shared("team-a/dns", "k", false, "app=x", tcp443),
+	}, {
+		// The same selector in two namespaces selects different pods, so
+		// nodes announcing for one would black-hole the other.
+		name:      "Local traffic, same selector, other namespace: refused although both allow it",
+		holder:    allow(shared("team-a/web", "k", false, "app=x", tcp80), "*"),
+		requester: allow(shared("team-b/dns", "k", false, "app=x", tcp443), "*"),
+		wantErr:   "they do not both use externalTrafficPolicy Cluster and select pods of different namespaces",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := setUp(t, []Pool{{Name: "p", Ranges: ranges(t, "198.51.100.0/30")}}, []held{{tt.holder, "198.51.100.0"}})
+			err := a.Assign(tt.requester, addr("198.51.100.0"), false)
+			got := ""
+			var conflict *ConflictError
+			if errors.As(err, &conflict) {
+				got = conflict.Reason
+			} else if err != nil {
+				t.Fatalf("Assign: %v", err)
+			}
+			if diff := cmp.Diff(tt.wantErr, got); diff != "" {
+				t.Errorf("conflict reason (-want +got):\n%s", diff)
+			}
+			// Allocate shares by key only where Assign would.
+			b := setUp(t, []Pool{{Name: "p", Ranges: ranges(t, "198.51.100.0/30")}}, []held{{tt.holder, "198.51.100.0"}})
+			ip, _, err := b.Allocate(tt.requester, IPv4, []string{"p"})
+			if err != nil {
+				t.Fatalf("Allocate: %v", err)
+			}
+			if diff := cmp.Diff(tt.wantErr == "", ip == addr("198.51.100.0")); diff != "" {
+				t.Errorf("Allocate gave %s; shared (-want +got):\n%s", ip, diff)
+			}
+		})
+	}
+}
+
+// TestUnreadableHolderKeepsItsPartners: a Service whose annotations
+// cannot be read at start-up keeps its address and its partners; nobody
+// new joins it.
+func TestUnreadableHolderKeepsItsPartners(t *testing.T) {
+	broken := Service{Key: "ns/broken", Unreadable: true}
+	partner := shared("ns/partner", "k", true, "", tcp443)
+	a := setUp(t, []Pool{{Name: "p", Ranges: ranges(t, "198.51.100.0/30")}}, []held{
+		{partner, "198.51.100.0"},
+		{broken, "198.51.100.0"},
+	})
+	if diff := cmp.Diff([]string{"ns/broken", "ns/partner"}, a.Holders(addr("198.51.100.0"))); diff != "" {
+		t.Fatalf("holders after loading (-want +got):\n%s", diff)
+	}
+	// The partner's next reconcile keeps the address.
+	ip, _, err := a.Allocate(partner, IPv4, []string{"p"})
+	if err != nil || ip != addr("198.51.100.0") {
+		t.Errorf("partner: Allocate() = %v, %v; want 198.51.100.0 kept", ip, err)
+	}
+	// A newcomer with the key does not join a holder whose rules are unknown.
+	ip, _, err = a.Allocate(shared("ns/new", "k", true, "", Port{Port: 8080, Protocol: "TCP"}), IPv4, []string{"p"})
+	if err != nil || ip != addr("198.51.100.1") {
+		t.Errorf("newcomer: Allocate() = %v, %v; want 198.51.100.1", ip, err)
+	}
+	// The partner leaving does not free the address: the broken one holds it.
+	a.Release("ns/partner")
+	ip, _, err = a.Allocate(svc("ns/third"), IPv4, []string{"p"})
+	if err != nil || ip != addr("198.51.100.2") {
+		t.Errorf("third: Allocate() = %v, %v; want 198.51.100.2, the shared address still held", ip, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"go4.org/netipx"
@@ -407,7 +408,15 @@ func refCompatible(a, b Service) bool {
 			return false
 		}
 	}
-	return a.ClusterTraffic && b.ClusterTraffic || a.Selector != "" && a.Selector == b.Selector
+	nsA, _, _ := strings.Cut(a.Key, "/")
+	nsB, _, _ := strings.Cut(b.Key, "/")
+	if nsA != nsB && !(slices.Contains(a.SharingNamespaces, nsB) || slices.Contains(a.SharingNamespaces, "*")) {
+		return false
+	}
+	if nsA != nsB && !(slices.Contains(b.SharingNamespaces, nsA) || slices.Contains(b.SharingNamespaces, "*")) {
+		return false
+	}
+	return a.ClusterTraffic && b.ClusterTraffic || a.Selector != "" && a.Selector == b.Selector && nsA == nsB
 }
 
 func poolHas(p Pool, ip netip.Addr) bool {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 
 	"go4.org/netipx"
@@ -15,8 +16,10 @@ type Pool struct {
 	Name string
 	// Labels are the pool object's labels, for ipAddressPoolSelectors.
 	Labels labels.Set
-	// Ranges are the pool's address blocks, in the order written.
-	Ranges []netipx.IPRange
+	// Addresses are the pool's address blocks as written, and Ranges the
+	// same parsed, in that order.
+	Addresses []string
+	Ranges    []netipx.IPRange
 	// Set holds every address of the pool.
 	Set           *netipx.IPSet
 	AutoAssign    bool
@@ -49,6 +52,7 @@ func PoolFromAPI(p *barelbv1beta1.IPAddressPool) (*Pool, error) {
 	pool := &Pool{
 		Name:          p.Name,
 		Labels:        labels.Set(p.Labels),
+		Addresses:     addresses,
 		Ranges:        ranges,
 		Set:           set,
 		AutoAssign:    p.Spec.AutoAssign == nil || *p.Spec.AutoAssign,
@@ -98,6 +102,41 @@ func (p *Pool) Admits(ns string, nsLabels, svcLabels labels.Set) bool {
 		return false
 	}
 	return true
+}
+
+// AnnouncedAddresses returns the addresses a speaker may announce for a
+// Service whose barelb.io/ip-allocated-from-pool annotation names pool:
+// those of addrs inside pool. The controller only ever gives a Service
+// addresses of the pool it names there, so anything else in the status
+// was written by someone else (a second load-balancer implementation, a
+// user patching status) and could be a node's or the gateway's address;
+// answering for it would steal that address's traffic. A nil pool (the
+// annotation names no valid pool) admits nothing.
+//
+// addrs is returned as is when every address is inside, so that the
+// speakers' plans, made for every Service on every event, cost no
+// garbage; otherwise the result is a new slice and addrs is not touched
+// (the speakers' records are shared and read-only).
+func AnnouncedAddresses(pool *Pool, addrs []netip.Addr) []netip.Addr {
+	if pool == nil || pool.Set == nil {
+		return nil
+	}
+	inside := 0
+	for _, ip := range addrs {
+		if pool.Set.Contains(ip.Unmap()) {
+			inside++
+		}
+	}
+	if inside == len(addrs) {
+		return addrs
+	}
+	out := make([]netip.Addr, 0, inside)
+	for _, ip := range addrs {
+		if pool.Set.Contains(ip.Unmap()) {
+			out = append(out, ip)
+		}
+	}
+	return out
 }
 
 func anyMatches(selectors []labels.Selector, set labels.Set) bool {

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -120,4 +123,57 @@ func TestOverlaps(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+}
+
+func TestAnnouncedAddresses(t *testing.T) {
+	pool := func(addresses ...string) *Pool { return mustPool(t, apiPool("lan", nil, addresses...)) }
+	a := netip.MustParseAddr
+	tests := []struct {
+		name  string
+		pool  *Pool
+		addrs []netip.Addr
+		want  []netip.Addr
+	}{{
+		name:  "addresses of the pool are announced",
+		pool:  pool("198.51.100.0/29", "2001:db8::/120"),
+		addrs: []netip.Addr{a("198.51.100.3"), a("2001:db8::3")},
+		want:  []netip.Addr{a("198.51.100.3"), a("2001:db8::3")},
+	}, {
+		// A user or another implementation patched the status to the
+		// node's address: no speaker may answer for it.
+		name:  "an address outside the named pool is not",
+		pool:  pool("198.51.100.0/29"),
+		addrs: []netip.Addr{a("192.0.2.10")},
+		want:  []netip.Addr{},
+	}, {
+		name:  "only the foreign address of several is dropped",
+		pool:  pool("198.51.100.0/29"),
+		addrs: []netip.Addr{a("192.0.2.1"), a("198.51.100.1")},
+		want:  []netip.Addr{a("198.51.100.1")},
+	}, {
+		name:  "an IPv4-mapped address counts as IPv4",
+		pool:  pool("198.51.100.0/29"),
+		addrs: []netip.Addr{a("::ffff:198.51.100.2")},
+		want:  []netip.Addr{a("::ffff:198.51.100.2")},
+	}, {
+		name:  "no valid pool, nothing announced",
+		pool:  nil,
+		addrs: []netip.Addr{a("198.51.100.1")},
+		want:  nil,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := AnnouncedAddresses(tt.pool, tt.addrs)
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+				t.Errorf("AnnouncedAddresses (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	t.Run("all inside: the same slice, no copy", func(t *testing.T) {
+		addrs := []netip.Addr{a("198.51.100.1")}
+		if got := AnnouncedAddresses(pool("198.51.100.0/29"), addrs); &got[0] != &addrs[0] {
+			t.Error("a copy was made although every address is inside")
+		}
+	})
 }

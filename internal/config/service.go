@@ -3,10 +3,12 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Annotations barelb reads on Services. MetalLB's names are honoured as
@@ -15,6 +17,13 @@ const (
 	AnnotationLoadBalancerIPs = "barelb.io/loadBalancerIPs"
 	AnnotationAddressPool     = "barelb.io/address-pool"
 	AnnotationAllowSharedIP   = "barelb.io/allow-shared-ip"
+	// AnnotationSharingCrossNamespace lists the other namespaces whose
+	// Services may share this Service's address (with the same
+	// allow-shared-ip key), comma-separated, or "*" for any. Services of
+	// two namespaces share only when each lists the other's namespace (or
+	// "*"). Without it, sharing stays inside the namespace: a sharing key
+	// is no secret, and must not let another team pin an address.
+	AnnotationSharingCrossNamespace = "barelb.io/sharing-cross-namespace"
 	// AnnotationAllocatedFromPool is written by the controller: the pool the
 	// Service's addresses came from.
 	AnnotationAllocatedFromPool = "barelb.io/ip-allocated-from-pool"
@@ -49,7 +58,10 @@ type ServiceRequest struct {
 	Pool string
 	// SharingKey lets Services with the same key share an address.
 	SharingKey string
-	Ports      []Port
+	// SharingNamespaces are the other namespaces whose Services may share
+	// the address; "*" means any.
+	SharingNamespaces []string
+	Ports             []Port
 	// ClusterTraffic is externalTrafficPolicy Cluster; with Local, only
 	// Services selecting the same pods may share an address.
 	ClusterTraffic bool
@@ -70,7 +82,10 @@ func ServesService(svc *corev1.Service, lbClass string) bool {
 }
 
 // ParseServiceRequest reads what svc asks for. The error says what is
-// wrong in words meant for the Service's owner.
+// wrong in words meant for the Service's owner. Even with an error, the
+// request holds what comes from the spec (families, ports, traffic
+// policy, selector), so that the Service's addresses can still be put in
+// its family order.
 func ParseServiceRequest(svc *corev1.Service) (ServiceRequest, error) {
 	req := ServiceRequest{
 		ClusterTraffic: svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal,
@@ -83,6 +98,7 @@ func ParseServiceRequest(svc *corev1.Service) (ServiceRequest, error) {
 		}
 		req.Ports = append(req.Ports, Port{Port: p.Port, Protocol: proto})
 	}
+	req.Families, req.RequireAll = families(svc)
 
 	var err error
 	if req.Pool, err = annotation(svc, AnnotationAddressPool); err != nil {
@@ -91,8 +107,9 @@ func ParseServiceRequest(svc *corev1.Service) (ServiceRequest, error) {
 	if req.SharingKey, err = annotation(svc, AnnotationAllowSharedIP); err != nil {
 		return req, err
 	}
-
-	req.Families, req.RequireAll = families(svc)
+	if req.SharingNamespaces, err = sharingNamespaces(svc.Annotations[AnnotationSharingCrossNamespace]); err != nil {
+		return req, err
+	}
 
 	ips, err := annotation(svc, AnnotationLoadBalancerIPs)
 	if err != nil {
@@ -127,6 +144,32 @@ func ParseServiceRequest(svc *corev1.Service) (ServiceRequest, error) {
 	req.Families = keepFamilies(req.Families, req.Addresses)
 	req.RequireAll = true
 	return req, nil
+}
+
+// sharingNamespaces reads the sharing-cross-namespace annotation: "*"
+// alone, or namespace names. Anything looser (patterns, "*" among names,
+// empty entries) is refused rather than read generously, since it opens
+// a team's address to others.
+func sharingNamespaces(value string) ([]string, error) {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return nil, nil
+	}
+	if value == "*" {
+		return []string{"*"}, nil
+	}
+	var out []string
+	for _, s := range strings.Split(value, ",") {
+		s = strings.TrimSpace(s)
+		if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
+			return nil, fmt.Errorf("%s=%q: %q is not a namespace name (list namespace names, or \"*\" alone for any): %s",
+				AnnotationSharingCrossNamespace, value, s, strings.Join(errs, "; "))
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // FamilyOf names the family of ip as Kubernetes does.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -144,6 +145,67 @@ func TestParseServiceRequest(t *testing.T) {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseSharingCrossNamespace(t *testing.T) {
+	tests := []struct {
+		value   string
+		want    []string
+		wantErr string
+	}{
+		{value: "", want: nil},
+		{value: "*", want: []string{"*"}},
+		{value: " * ", want: []string{"*"}},
+		{value: "team-b", want: []string{"team-b"}},
+		{value: "team-b, team-c,team-b", want: []string{"team-b", "team-c"}},
+		// Nothing looser than a list of names or "*" alone.
+		{value: "team-*", wantErr: `"team-*" is not a namespace name`},
+		{value: "*,team-b", wantErr: `"*" is not a namespace name`},
+		{value: "team-b,", wantErr: `"" is not a namespace name`},
+		{value: "Team-B", wantErr: `"Team-B" is not a namespace name`},
+		{value: "all", want: []string{"all"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			svc := lbService(func(s *corev1.Service) {
+				s.Annotations = map[string]string{AnnotationAllowSharedIP: "k", AnnotationSharingCrossNamespace: tt.value}
+			})
+			got, err := ParseServiceRequest(svc)
+			gotErr := ""
+			if err != nil {
+				gotErr = err.Error()
+			}
+			if tt.wantErr != "" {
+				if !strings.Contains(gotErr, tt.wantErr) {
+					t.Fatalf("error %q, want one containing %q", gotErr, tt.wantErr)
+				}
+				return
+			}
+			if gotErr != "" {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got.SharingNamespaces); diff != "" {
+				t.Errorf("SharingNamespaces (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseServiceRequestKeepsTheSpecOnError(t *testing.T) {
+	svc := lbService(func(s *corev1.Service) {
+		s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}
+		s.Spec.IPFamilyPolicy = policy(corev1.IPFamilyPolicyRequireDualStack)
+		s.Annotations = map[string]string{AnnotationAddressPool: "a", "metallb.io/address-pool": "b"}
+	})
+	got, err := ParseServiceRequest(svc)
+	if err == nil {
+		t.Fatal("no error for disagreeing annotations")
+	}
+	want := ServiceRequest{Families: []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}, RequireAll: true, ClusterTraffic: true,
+		Selector: "app=web,tier=front", Ports: []Port{{80, corev1.ProtocolTCP}, {53, corev1.ProtocolTCP}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
 	}
 }
 

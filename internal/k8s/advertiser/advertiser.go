@@ -132,7 +132,9 @@ func (r *Reconciler) read(ctx context.Context) (world, error) {
 	}
 	w.Pools = map[string]*config.Pool{}
 	for i := range pools.Items {
-		if p, err := config.PoolFromAPI(&pools.Items[i]); err == nil {
+		// The definition the controller uses: the last valid one while
+		// it refuses an edit.
+		if p, err := config.PoolInForce(&pools.Items[i]); err == nil {
 			w.Pools[p.Name] = p
 		}
 	}

@@ -152,7 +152,7 @@ func decide(w world) decision {
 		advs = append(advs, a)
 	}
 
-	plan := bgpplan.Make(bgpplan.Input{Services: w.Services, Pools: w.Pools, Advertisements: advs, Peers: planPeers, Node: w.Node})
+	plan := bgpplan.Make(bgpplan.Input{Services: assigned(w.Services, w.Pools), Pools: w.Pools, Advertisements: advs, Peers: planPeers, Node: w.Node})
 	for _, pr := range plan.Problems {
 		if pr.Peer != "" {
 			addProblem(d.PeerProblems, pr.Peer, pr.String())
@@ -177,6 +177,25 @@ func decide(w world) decision {
 		sort.Strings(peers)
 	}
 	return d
+}
+
+// assigned keeps of each Service the addresses the controller can have
+// given it: those in the pool its barelb.io/ip-allocated-from-pool
+// annotation names. A second writer of the status (a user, another
+// load-balancer implementation) must not make the node advertise a
+// node's or the gateway's address. Services left without an address are
+// dropped.
+func assigned(services []bgpplan.Service, pools map[string]*config.Pool) []bgpplan.Service {
+	out := services[:0:0]
+	for _, svc := range services {
+		addrs := config.AnnouncedAddresses(pools[svc.Pool], svc.Addresses)
+		if len(addrs) == 0 {
+			continue
+		}
+		svc.Addresses = addrs
+		out = append(out, svc)
+	}
+	return out
 }
 
 // sessionOf is the session the speaker opens for p. The password comes

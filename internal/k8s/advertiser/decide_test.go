@@ -244,6 +244,26 @@ func TestDecideRoutes(t *testing.T) {
 			},
 			routes:   map[string][]bgp.Route{"router": {}},
 			statuses: map[string][]string{}},
+		{name: "a status patched to the node's address is not advertised",
+			change: func(w *world) {
+				// A second writer of the status (a user, k3s servicelb)
+				// put the node's own address there.
+				w.Services[0].Addresses = []netip.Addr{netip.MustParseAddr("198.51.100.1")}
+			},
+			routes:   map[string][]bgp.Route{"router": {}},
+			statuses: map[string][]string{}},
+		{name: "of a forged and a real address, only the real one is advertised",
+			change: func(w *world) {
+				w.Services[0].Addresses = []netip.Addr{netip.MustParseAddr("198.51.100.100"), netip.MustParseAddr("203.0.113.7")}
+			},
+			routes:   map[string][]bgp.Route{"router": {{Prefix: p7}}},
+			statuses: map[string][]string{"default/web": {"router"}}},
+		{name: "a pool annotation naming no pool advertises nothing",
+			change: func(w *world) {
+				w.Services[0].Pool = "forged"
+			},
+			routes:   map[string][]bgp.Route{"router": {}},
+			statuses: map[string][]string{}},
 		{name: "advertisement naming one of two peers",
 			change: func(w *world) {
 				w.Peers = append(w.Peers, testPeer("other", func(s *barelbv1beta1.BGPPeerSpec) { s.PeerAddress = "198.51.100.101" }))

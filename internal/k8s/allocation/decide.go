@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,10 +56,11 @@ type decision struct {
 // serviceFromRequest is what the allocator needs to know of a Service.
 func serviceFromRequest(key string, req config.ServiceRequest) allocator.Service {
 	svc := allocator.Service{
-		Key:            key,
-		SharingKey:     req.SharingKey,
-		ClusterTraffic: req.ClusterTraffic,
-		Selector:       req.Selector,
+		Key:               key,
+		SharingKey:        req.SharingKey,
+		SharingNamespaces: req.SharingNamespaces,
+		ClusterTraffic:    req.ClusterTraffic,
+		Selector:          req.Selector,
 	}
 	for _, p := range req.Ports {
 		svc.Ports = append(svc.Ports, allocator.Port{Port: p.Port, Protocol: string(p.Protocol)})
@@ -74,9 +76,12 @@ func allocatorFamily(f corev1.IPFamily) allocator.Family {
 }
 
 // decide gives the Service its addresses, changing the allocator's state.
-// pools are all valid pools, sorted by config.SortPools. The caller holds
-// the state's lock.
-func decide(alloc *allocator.Allocator, pools []*config.Pool, key, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest) decision {
+// pools are the pools in force, sorted by config.SortPools. With keepHeld
+// (the pool the Service's addresses came from is refused), the addresses
+// it holds count as admissible whatever the pools in force say: they are
+// kept as long as the sharing rules allow. The caller holds the state's
+// lock.
+func decide(alloc *allocator.Allocator, pools []*config.Pool, key, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest, keepHeld bool) decision {
 	svc := serviceFromRequest(key, req)
 
 	// Families the Service no longer wants are let go first.
@@ -88,9 +93,9 @@ func decide(alloc *allocator.Allocator, pools []*config.Pool, key, ns string, ns
 
 	var d decision
 	if len(req.Addresses) > 0 {
-		d = decideRequested(alloc, pools, svc, ns, nsLabels, svcLabels, req)
+		d = decideRequested(alloc, pools, svc, ns, nsLabels, svcLabels, req, keepHeld)
 	} else {
-		d = decideAutomatic(alloc, pools, svc, ns, nsLabels, svcLabels, req)
+		d = decideAutomatic(alloc, pools, svc, ns, nsLabels, svcLabels, req, keepHeld)
 	}
 	if len(d.Addresses) > 0 {
 		d.Pool = alloc.PoolOf(d.Addresses[0])
@@ -98,22 +103,24 @@ func decide(alloc *allocator.Allocator, pools []*config.Pool, key, ns string, ns
 	return d
 }
 
-func decideRequested(alloc *allocator.Allocator, pools []*config.Pool, svc allocator.Service, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest) decision {
+func decideRequested(alloc *allocator.Allocator, pools []*config.Pool, svc allocator.Service, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest, keepHeld bool) decision {
 	var d decision
 	for _, family := range req.Families {
 		ip := req.Addresses[family]
-		if f := checkRequestedAddress(pools, ip, ns, nsLabels, svcLabels, req.Pool); f != nil {
+		kept := keepHeld && slices.Contains(alloc.Addresses(svc.Key), ip)
+		if f := checkRequestedAddress(pools, ip, ns, nsLabels, svcLabels, req.Pool); f != nil && !kept {
 			d.Failure = f
 			break
 		}
-		if err := alloc.Assign(svc, ip, false); err != nil {
+		if err := alloc.Assign(svc, ip, kept); err != nil {
 			d.Failure = failureFromAllocator(err, family)
 			break
 		}
 		d.Addresses = append(d.Addresses, ip)
 	}
-	if d.Failure != nil {
-		// Requested addresses are all or nothing.
+	if d.Failure != nil && !keepHeld {
+		// Requested addresses are all or nothing, unless the Service's
+		// pool is refused: then it keeps what it holds.
 		alloc.Release(svc.Key)
 		d.Addresses = nil
 	}
@@ -147,21 +154,33 @@ func checkRequestedAddress(pools []*config.Pool, ip netip.Addr, ns string, nsLab
 	}
 }
 
-func decideAutomatic(alloc *allocator.Allocator, pools []*config.Pool, svc allocator.Service, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest) decision {
+func decideAutomatic(alloc *allocator.Allocator, pools []*config.Pool, svc allocator.Service, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest, keepHeld bool) decision {
 	var d decision
 	keep, fresh, f := candidatePools(pools, ns, nsLabels, svcLabels, req.Pool)
-	if f != nil {
+	if f != nil && !keepHeld {
 		alloc.Release(svc.Key)
 		return decision{Failure: f}
 	}
 	for _, family := range req.Families {
-		if ip, ok := heldIn(alloc, svc.Key, family, keep); ok {
+		ip, ok := heldIn(alloc, svc.Key, family, keep)
+		if !ok && keepHeld {
+			ip, ok = heldOf(alloc, svc.Key, family)
+		}
+		if ok {
 			// Keeping an address re-checks the sharing rules: a Service
 			// whose sharing key or ports changed may no longer share it.
-			if err := alloc.Assign(svc, ip, false); err == nil {
+			if err := alloc.Assign(svc, ip, keepHeld); err == nil {
 				d.Addresses = append(d.Addresses, ip)
 				continue
 			}
+		}
+		if f != nil {
+			// No pool in force may serve it; what it held is kept above.
+			if d.Failure == nil {
+				d.Failure = f
+			}
+			alloc.ReleaseFamily(svc.Key, allocatorFamily(family))
+			continue
 		}
 		// An address the Service may not keep is let go before a new one is
 		// picked, so that it never holds two of a family.
@@ -178,7 +197,7 @@ func decideAutomatic(alloc *allocator.Allocator, pools []*config.Pool, svc alloc
 		}
 		d.Addresses = append(d.Addresses, ip)
 	}
-	if d.Failure != nil && req.RequireAll {
+	if d.Failure != nil && req.RequireAll && !keepHeld {
 		alloc.Release(svc.Key)
 		d.Addresses = nil
 	}
@@ -214,6 +233,16 @@ func candidatePools(pools []*config.Pool, ns string, nsLabels, svcLabels labels.
 		return nil, nil, fail(ReasonNoPoolAdmits, "no IPAddressPool with autoAssign admits this Service")
 	}
 	return keep, fresh, nil
+}
+
+// heldOf reports the Service's address of the family.
+func heldOf(alloc *allocator.Allocator, key string, family corev1.IPFamily) (netip.Addr, bool) {
+	for _, ip := range alloc.Addresses(key) {
+		if config.FamilyOf(ip) == family {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // heldIn reports the Service's address of the family when one of pools

@@ -6,31 +6,38 @@ import (
 	"math"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/config"
 )
 
 // Pool condition types.
 const (
 	// ConditionValid is True when the pool is in use, False when barelb
 	// ignores it (invalid, or outside barelb's namespace).
-	ConditionValid = "Valid"
+	ConditionValid = config.PoolConditionValid
 	// ConditionOverlapping is True when the pool shares addresses with
 	// another pool. Overlap is safe (no address is ever given twice) but
 	// makes counts add up to more than there is.
 	ConditionOverlapping = "Overlapping"
 )
 
+// ReasonPoolInvalid is the Warning Event on a pool whose spec is refused.
+const ReasonPoolInvalid = "PoolInvalid"
+
 // poolReconciler keeps each IPAddressPool's status current.
 type poolReconciler struct {
-	client client.Client
-	state  *state
+	client   client.Client
+	state    *state
+	recorder record.EventRecorder
 }
 
 func poolStub(name, namespace string) *barelbv1beta1.IPAddressPool {
@@ -59,10 +66,17 @@ func (r *poolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	}
 	switch {
 	case report.invalid != "":
+		// Told once per new reason, not on every status write.
+		if old := meta.FindStatusCondition(pool.Status.Conditions, ConditionValid); old == nil || old.Status != metav1.ConditionFalse || old.Message != report.invalid {
+			r.recorder.Event(&pool, corev1.EventTypeWarning, ReasonPoolInvalid, report.invalid)
+		}
 		setCondition(status, pool.Generation, ConditionValid, metav1.ConditionFalse, "Invalid", report.invalid)
 	default:
 		setCondition(status, pool.Generation, ConditionValid, metav1.ConditionTrue, "Valid", "the pool is in use")
 	}
+	// The addresses in force let a restarted controller keep refusing an
+	// edit, and the speakers announce what the controller handed out.
+	status.AddressesInForce = report.inForce
 	if len(report.overlaps) > 0 {
 		setCondition(status, pool.Generation, ConditionOverlapping, metav1.ConditionTrue, "Overlapping",
 			"shares addresses with "+strings.Join(report.overlaps, ", ")+"; no address is given twice, but usage counts overlap")

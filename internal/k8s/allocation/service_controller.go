@@ -57,14 +57,21 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 			r.recorder.Event(&svc, corev1.EventTypeWarning, f.Reason, f.Message)
 			r.state.metrics.AllocationFailures.WithLabelValues(f.Reason).Inc()
 		}
-		return reconcile.Result{}, nil
+		// What it has is what the allocator holds for it, not what a
+		// second writer put in its status or pool annotation: the
+		// speakers announce the addresses of the pool named there.
+		addrs, pool, err := r.state.held(ctx, key, request.Families)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{}, r.writeStatus(ctx, &svc, addrs, pool)
 	}
 
 	nsLabels, err := r.namespaceLabels(ctx, svc.Namespace)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	d, pools, freed, err := r.state.decideFor(ctx, key, svc.Namespace, nsLabels, labels.Set(svc.Labels), request)
+	d, pools, freed, err := r.state.decideFor(ctx, key, svc.Namespace, nsLabels, labels.Set(svc.Labels), request, svc.Annotations[config.AnnotationAllocatedFromPool])
 	if err != nil {
 		return reconcile.Result{}, err
 	}

@@ -69,7 +69,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("setting up the Service reconciler: %w", err)
 	}
 
-	pools := &poolReconciler{client: mgr.GetClient(), state: st}
+	pools := &poolReconciler{client: mgr.GetClient(), state: st, recorder: mgr.GetEventRecorderFor("barelb-controller")}
 	delay := o.PoolStatusDelay
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("ipaddresspool-status").

@@ -42,9 +42,12 @@ type state struct {
 
 	mu    sync.Mutex
 	alloc *allocator.Allocator
-	// pools are the valid pools, in the order they are tried.
+	// pools are the pools in force, in the order they are tried.
 	pools []*config.Pool
-	// invalid says why each invalid pool is.
+	// inForce holds each pool's definition in force by name: its spec,
+	// or the last valid definition while an edit is refused.
+	inForce map[string]*config.Pool
+	// invalid says why each pool whose spec is refused is.
 	invalid map[string]string
 	// overlaps names, for each pool, the pools sharing addresses with it.
 	overlaps map[string][]string
@@ -60,7 +63,7 @@ type state struct {
 func newState(reader, apiReader client.Reader, namespace, lbClass string, log logr.Logger, m *metrics.Controller) *state {
 	return &state{
 		reader: reader, apiReader: apiReader, namespace: namespace, lbClass: lbClass, log: log, metrics: m,
-		alloc: allocator.New(), invalid: map[string]string{}, overlaps: map[string][]string{},
+		alloc: allocator.New(), inForce: map[string]*config.Pool{}, invalid: map[string]string{}, overlaps: map[string][]string{},
 		failures: map[string]string{},
 	}
 }
@@ -97,16 +100,24 @@ func (s *state) syncPoolsLocked(ctx context.Context) error {
 	if fingerprint == s.fingerprint {
 		return nil
 	}
-	pools := make([]*config.Pool, 0, len(list.Items))
-	invalid := map[string]string{}
+	objs := make([]*barelbv1beta1.IPAddressPool, len(list.Items))
 	for i := range list.Items {
-		p, err := config.PoolFromAPI(&list.Items[i])
-		if err != nil {
-			invalid[list.Items[i].Name] = err.Error()
-			s.log.Info("ignoring invalid IPAddressPool", "pool", list.Items[i].Name, "reason", err.Error())
-			continue
+		objs[i] = &list.Items[i]
+	}
+	pools := make([]*config.Pool, 0, len(list.Items))
+	inForce := make(map[string]*config.Pool, len(list.Items))
+	invalid := map[string]string{}
+	for _, r := range config.ResolvePools(objs, s.inForce) {
+		if r.Problem != "" {
+			invalid[r.Name] = r.Problem
+			if s.invalid[r.Name] != r.Problem {
+				s.log.Info("IPAddressPool spec refused", "pool", r.Name, "reason", r.Problem)
+			}
 		}
-		pools = append(pools, p)
+		if r.InForce != nil {
+			pools = append(pools, r.InForce)
+			inForce[r.Name] = r.InForce
+		}
 	}
 	config.SortPools(pools)
 	apiPools := make([]allocator.Pool, len(pools))
@@ -114,7 +125,7 @@ func (s *state) syncPoolsLocked(ctx context.Context) error {
 		apiPools[i] = allocator.Pool{Name: p.Name, Ranges: p.Ranges, AvoidBuggyIPs: p.AvoidBuggyIPs}
 	}
 	s.alloc.SetPools(apiPools)
-	s.pools, s.invalid, s.overlaps, s.fingerprint = pools, invalid, config.Overlaps(pools), fingerprint
+	s.pools, s.inForce, s.invalid, s.overlaps, s.fingerprint = pools, inForce, invalid, config.Overlaps(pools), fingerprint
 	return nil
 }
 
@@ -134,18 +145,37 @@ func (s *state) loadLocked(ctx context.Context) error {
 			services = append(services, &list.Items[i])
 		}
 	}
-	sort.Slice(services, func(i, j int) bool { return olderFirst(services[i], services[j]) })
-	loaded := 0
+	// A Service whose annotations cannot be read is loaded after the
+	// others, as Unreadable: the sharing rules cannot be checked for it,
+	// so it keeps what its status says next to the partners loaded
+	// before it, and they are not moved for it. Loaded as a Service
+	// without a sharing key instead, it would either push its partners
+	// to new addresses or lose its own claim, and the address it still
+	// shows could be handed to a third Service.
+	type loading struct {
+		svc *corev1.Service
+		as  allocator.Service
+	}
+	all := make([]loading, 0, len(services))
 	for _, svc := range services {
 		key := client.ObjectKeyFromObject(svc).String()
 		req, err := config.ParseServiceRequest(svc)
-		if err != nil {
-			// Its owner gets an Event when it is reconciled; its address
-			// is kept all the same.
-			req = config.ServiceRequest{}
+		as := serviceFromRequest(key, req)
+		// Its owner gets an Event when it is reconciled.
+		as.Unreadable = err != nil
+		all = append(all, loading{svc: svc, as: as})
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].as.Unreadable != all[j].as.Unreadable {
+			return !all[i].as.Unreadable
 		}
+		return olderFirst(all[i].svc, all[j].svc)
+	})
+	loaded := 0
+	for _, l := range all {
+		svc, key := l.svc, l.as.Key
 		for _, ip := range ingressAddresses(svc) {
-			if err := s.alloc.Assign(serviceFromRequest(key, req), ip, true); err != nil {
+			if err := s.alloc.Assign(l.as, ip, true); err != nil {
 				s.metrics.AssignmentConflicts.Inc()
 				s.log.Info("address claimed by two Services; the older keeps it", "service", key, "address", ip.String(), "reason", err.Error())
 				continue
@@ -178,15 +208,24 @@ func ingressAddresses(svc *corev1.Service) []netip.Addr {
 	return out
 }
 
-// decideFor runs the decision for one Service under the lock.
-func (s *state) decideFor(ctx context.Context, key, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest) (d decision, pools []string, freed bool, err error) {
+// decideFor runs the decision for one Service under the lock. recorded
+// is the pool its barelb.io/ip-allocated-from-pool annotation names.
+func (s *state) decideFor(ctx context.Context, key, ns string, nsLabels, svcLabels labels.Set, req config.ServiceRequest, recorded string) (d decision, pools []string, freed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.syncLocked(ctx); err != nil {
 		return decision{}, nil, false, err
 	}
 	before := s.alloc.Addresses(key)
-	d = decide(s.alloc, s.pools, key, ns, nsLabels, svcLabels, req)
+	// While the pool a Service's addresses came from is refused, it keeps
+	// them, whatever the definition in force: a refused edit, or a pool
+	// barelb knows no valid definition of (after a restart), costs no
+	// address.
+	keepHeld := recorded != "" && s.invalid[recorded] != "" && (req.Pool == "" || req.Pool == recorded)
+	d = decide(s.alloc, s.pools, key, ns, nsLabels, svcLabels, req, keepHeld)
+	if keepHeld && len(d.Addresses) > 0 && d.Pool == "" {
+		d.Pool = recorded
+	}
 	if d.Failure != nil {
 		d.FailureIsNew = s.noteFailureLocked(key, d.Failure)
 	} else {
@@ -197,6 +236,25 @@ func (s *state) decideFor(ctx context.Context, key, ns string, nsLabels, svcLabe
 		freed = freed || !slices.Contains(after, ip)
 	}
 	return d, s.poolsOfLocked(append(before, after...)), freed, nil
+}
+
+// held is what the allocator holds for a Service, in its family order,
+// and the pool the first address belongs to: what its status says when
+// its request cannot be read and nothing is decided anew.
+func (s *state) held(ctx context.Context, key string, families []corev1.IPFamily) ([]netip.Addr, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.syncLocked(ctx); err != nil {
+		return nil, "", err
+	}
+	addrs := s.alloc.Addresses(key)
+	sort.SliceStable(addrs, func(i, j int) bool {
+		return slices.Index(families, config.FamilyOf(addrs[i])) < slices.Index(families, config.FamilyOf(addrs[j]))
+	})
+	if len(addrs) == 0 {
+		return nil, "", nil
+	}
+	return addrs, s.alloc.PoolOf(addrs[0]), nil
 }
 
 // failing lists the Services whose last reconcile left them short of an
@@ -261,6 +319,8 @@ type poolReport struct {
 	found    bool
 	invalid  string
 	overlaps []string
+	// inForce are the addresses in force as written; nil when none.
+	inForce []string
 }
 
 func (s *state) report(ctx context.Context, pool string) (poolReport, error) {
@@ -270,5 +330,9 @@ func (s *state) report(ctx context.Context, pool string) (poolReport, error) {
 		return poolReport{}, err
 	}
 	stats, found := s.alloc.Stats(pool)
-	return poolReport{stats: stats, found: found, invalid: s.invalid[pool], overlaps: s.overlaps[pool]}, nil
+	r := poolReport{stats: stats, found: found, invalid: s.invalid[pool], overlaps: s.overlaps[pool]}
+	if p := s.inForce[pool]; p != nil {
+		r.inForce = slices.Clone(p.Addresses)
+	}
+	return r, nil
 }

@@ -54,7 +54,9 @@ func read(ctx context.Context, c client.Reader, services ServiceSource, namespac
 		return nil, fmt.Errorf("listing IPAddressPools: %w", err)
 	}
 	for i := range poolList.Items {
-		if p, err := config.PoolFromAPI(&poolList.Items[i]); err == nil {
+		// The definition the controller uses: the last valid one while
+		// it refuses an edit.
+		if p, err := config.PoolInForce(&poolList.Items[i]); err == nil {
 			in.pools[p.Name] = p
 		}
 	}
@@ -98,13 +100,20 @@ func read(ctx context.Context, c client.Reader, services ServiceSource, namespac
 		if !svc.ServedBy(lbClass) || svc.Pool == "" || len(svc.Addresses) == 0 {
 			continue
 		}
+		// Only addresses of the pool the controller recorded are answered
+		// for: a second writer of the status must not make a node answer
+		// for a node's or the gateway's address.
+		addrs := config.AnnouncedAddresses(in.pools[svc.Pool], svc.Addresses)
+		if len(addrs) == 0 {
+			continue
+		}
 		key := svc.Key()
 		s := election.L2Service{
 			Key:          key,
 			Labels:       labels.Set(svc.Labels),
 			Pool:         svc.Pool,
 			LocalTraffic: svc.LocalTraffic,
-			Addresses:    svc.Addresses,
+			Addresses:    addrs,
 		}
 		if s.LocalTraffic {
 			s.EndpointNodes = services.EndpointNodes(key)

@@ -118,6 +118,14 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 		svc("other-class", func(s *corev1.Service) { s.Spec.LoadBalancerClass = &class }),
 		svc("no-pool", func(s *corev1.Service) { s.Annotations = nil }),
 		svc("cluster-ip", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeClusterIP }),
+		// A second writer patched the status to a node's address: the
+		// speaker must not answer for it.
+		svc("forged", func(s *corev1.Service) {
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.11"}}
+		}),
+		svc("unknown-pool", func(s *corev1.Service) { s.Annotations[config.AnnotationAllocatedFromPool] = "no-such-pool" }),
+		&barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "lan", Namespace: namespace},
+			Spec: barelbv1beta1.IPAddressPoolSpec{Addresses: []barelbv1beta1.AddressRange{"198.51.100.192/27", "2001:db8::/112"}}},
 		slice("local-a", "local", ep(ptr.To("n1"), ptr.To(true)), ep(ptr.To("n2"), ptr.To(false)), ep(nil, ptr.To(true))),
 		slice("local-b", "local", ep(ptr.To("n3"), nil)),
 		slice("cluster-a", "cluster", ep(ptr.To("n2"), ptr.To(true))),
