@@ -43,6 +43,10 @@ const (
 	// NodeNameEnv is the environment variable --node-name defaults to; the
 	// DaemonSet sets it from the Downward API's spec.nodeName.
 	NodeNameEnv = "NODE_NAME"
+	// NodeIPEnv is the environment variable --memberlist-address
+	// defaults to; the DaemonSet sets it from the Downward API's
+	// status.hostIP, so that no API read is needed to start.
+	NodeIPEnv = "NODE_IP"
 )
 
 // SpeakerOptions are the speaker's settings.
@@ -144,7 +148,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Run memberlist among the speakers to tell live ones; with --memberlist=false node readiness from the API alone decides, "+
 				"so a dead speaker on a Ready node keeps its addresses until its Lease expires, 20s (the --memberlist-* flags are then ignored).")
 		fs.StringVar(&o.MemberlistAddress, "memberlist-address", "",
-			"Address memberlist listens on and is reached at (default: the node's InternalIP).")
+			"Address memberlist listens on and is reached at (default $"+NodeIPEnv+", else the node's InternalIP from the API).")
 		fs.IntVar(&o.MemberlistPort, "memberlist-port", o.MemberlistPort, "Memberlist's TCP and UDP port.")
 		fs.StringVar(&o.MemberlistKeyEnv, "memberlist-key-env", o.MemberlistKeyEnv,
 			"Environment variable holding the memberlist secret; gossip is unencrypted when it is unset.")
@@ -167,6 +171,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	}
 	if o.NodeName == "" {
 		o.NodeName = inv.getenv(NodeNameEnv)
+	}
+	if o.MemberlistAddress == "" {
+		o.MemberlistAddress = inv.getenv(NodeIPEnv)
 	}
 	if o.NodeName == "" {
 		return o, usageErrorf("no node name: set --node-name or $%s (from the Downward API's spec.nodeName)", NodeNameEnv)
@@ -227,6 +234,10 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 				mo.MapperProvider = func(*rest.Config, *http.Client) (meta.RESTMapper, error) {
 					return barelbscheme.StaticRESTMapper(mo.Scheme), nil
 				}
+				// Wait for the caches however long the API server is away:
+				// the speaker answers meanwhile (controller-runtime's 2
+				// minutes would end the process).
+				mo.Controller.CacheSyncTimeout = speakerCacheSyncTimeout
 				// The speakers' Leases only (see internal/k8s/heartbeat).
 				mo.Cache.ByObject[&coordinationv1.Lease{}] = cache.ByObject{
 					Namespaces: map[string]cache.Config{o.Namespace: {}},
@@ -257,13 +268,6 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		var err error
 		if m, addr, err = startMemberlist(ctx, mgr, o, secret); err != nil {
 			return err
-		}
-		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-			keepSpeakerMetaCurrent(ctx, log, m, speakerMetaInterval)
-			return nil
-		})); err != nil {
-			_ = m.Shutdown()
-			return fmt.Errorf("setting up the memberlist metadata refresh: %w", err)
 		}
 	} else {
 		log.Info("memberlist is off (--memberlist=false): the API decides which speakers are alive (Ready nodes whose speaker renews its Lease); " +
@@ -298,7 +302,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	var changes chan event.GenericEvent
 	var alive announcer.Members = announcer.NodeReadiness{}
 	if m != nil {
-		members = &announcer.MemberlistMembers{Membership: m, Log: log}
+		members = &announcer.MemberlistMembers{Membership: m, Log: log, Self: o.NodeName}
 		changes = make(chan event.GenericEvent, 1)
 		alive = members
 	}
@@ -319,6 +323,16 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 				return node, ok
 			}
 			return speakers.NodeOf(mac)
+		}
+	}
+	if m != nil {
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			keepSpeakerMetaCurrent(ctx, log, m, speakerMetaInterval, r.Planned)
+			return nil
+		})); err != nil {
+			stopAnswering()
+			_ = shutdown()
+			return fmt.Errorf("setting up the memberlist metadata refresh: %w", err)
 		}
 	}
 	heartbeatWriter := &heartbeat.Writer{Client: mgr.GetClient(), Log: log.WithName("heartbeat"), Namespace: o.Namespace, Node: o.NodeName,
@@ -410,7 +424,7 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 	}
 	// The node's hardware addresses go to every speaker, which then tells
 	// this one's answers on the LAN from a foreign host's.
-	meta, err := hostSpeakerMeta()
+	meta, err := hostSpeakerMeta(false) // not elected before its first plan
 	if err != nil {
 		mgr.GetLogger().WithName("speaker").Error(err, "reading this node's interfaces; other speakers will take its answers for a foreign host's")
 	}
@@ -444,50 +458,94 @@ func speakerState(members *announcer.MemberlistMembers) heartbeat.State {
 }
 
 // hostSpeakerMeta is this node's memberlist metadata: its interfaces'
-// hardware addresses (announcer.SpeakerMeta).
-func hostSpeakerMeta() ([]byte, error) {
+// hardware addresses, and whether this speaker may be elected
+// (announcer.SpeakerMeta).
+func hostSpeakerMeta(ready bool) ([]byte, error) {
 	ifaces, err := layer2.HostInterfaces()
 	if err != nil {
 		return nil, err
 	}
-	return announcer.SpeakerMeta(ifaces, membership.MaxMetaSize), nil
+	return announcer.SpeakerMeta(ifaces, membership.MaxMetaSize, ready), nil
 }
 
-// keepSpeakerMetaCurrent updates m's metadata every interval until ctx
-// ends, when this node's hardware addresses have changed.
-func keepSpeakerMetaCurrent(ctx context.Context, log logr.Logger, m *membership.Membership, interval time.Duration) {
-	ticker := time.NewTicker(interval)
+// speakerCacheSyncTimeout is how long the speaker's controllers wait for
+// their caches to fill: as long as it takes.
+const speakerCacheSyncTimeout = 365 * 24 * time.Hour
+
+// readyCheckInterval is how often the speaker looks whether it has become
+// ready to be elected (its first plan), to tell the others at once.
+const readyCheckInterval = 100 * time.Millisecond
+
+// keepSpeakerMetaCurrent updates m's metadata until ctx ends: when this
+// node's hardware addresses have changed (read every interval), and as
+// soon as ready's answer changes.
+func keepSpeakerMetaCurrent(ctx context.Context, log logr.Logger, m *membership.Membership, interval time.Duration, ready func() bool) {
+	ticker := time.NewTicker(min(interval, readyCheckInterval))
 	defer ticker.Stop()
+	var read time.Time
+	var ifaces []layer2.Interface
+	wasReady := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
 		}
-		meta, err := hostSpeakerMeta()
-		if err != nil {
-			log.V(1).Info("Reading this node's interfaces for the memberlist metadata failed", "error", err.Error())
+		isReady := ready()
+		if time.Since(read) < interval && isReady == wasReady {
 			continue
 		}
+		if time.Since(read) >= interval || ifaces == nil {
+			var err error
+			if ifaces, err = layer2.HostInterfaces(); err != nil {
+				log.V(1).Info("Reading this node's interfaces for the memberlist metadata failed", "error", err.Error())
+				continue
+			}
+			read = time.Now()
+		}
+		meta := announcer.SpeakerMeta(ifaces, membership.MaxMetaSize, isReady)
 		if bytes.Equal(meta, m.Meta()) {
+			wasReady = isReady
 			continue
 		}
 		if err := m.SetMeta(meta, time.Second); err != nil {
-			log.Error(err, "Telling the other speakers this node's new hardware addresses")
+			log.Error(err, "Telling the other speakers this node's new hardware addresses or readiness")
 			continue
 		}
-		log.Info("This node's hardware addresses changed; the other speakers know them now")
+		if isReady != wasReady {
+			log.Info("This speaker has read the cluster and planned; the others may elect it now")
+		} else {
+			log.Info("This node's hardware addresses changed; the other speakers know them now")
+		}
+		wasReady = isReady
 	}
 }
 
 // joinMemberlist joins the other nodes' speakers, listed from the API's
-// Nodes; memberlist retries in the background when none answers.
+// Nodes (until the API answers); memberlist retries in the background
+// when none answers.
 func joinMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, m *membership.Membership, addr string) {
 	log := mgr.GetLogger().WithName("speaker")
 	self, _ := netip.ParseAddr(addr) // checked by startMemberlist
-	if peers, err := announcer.Peers(ctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort); err != nil {
-		log.Error(err, "finding memberlist peers")
-	} else if _, err := m.Join(ctx, peers); err != nil && ctx.Err() == nil {
-		log.Error(err, "joining memberlist; retrying in the background", "peers", peers)
+	// While the API server is away the peers cannot be listed; the others
+	// join this speaker meanwhile (each retries the peers it knows).
+	for wait := time.Second; ; wait = min(2*wait, peersRetryMax) {
+		peers, err := announcer.Peers(ctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort)
+		if err == nil {
+			if _, err := m.Join(ctx, peers); err != nil && ctx.Err() == nil {
+				log.Error(err, "joining memberlist; retrying in the background", "peers", peers)
+			}
+			return
+		}
+		log.Error(err, "finding memberlist peers; trying again", "in", wait.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
 }
+
+// peersRetryMax is the longest wait between two attempts to list the
+// memberlist peers from the API.
+const peersRetryMax = 30 * time.Second

@@ -44,7 +44,7 @@ func TestKeepSpeakerMetaCurrent(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- testenv.InNetns(ns, func() error {
-			keepSpeakerMetaCurrent(ctx, testr.New(t), m, 50*time.Millisecond)
+			keepSpeakerMetaCurrent(ctx, testr.New(t), m, 50*time.Millisecond, func() bool { return true })
 			return nil
 		})
 	}()

@@ -321,7 +321,7 @@ func (m *Membership) remember(n *memberlist.Node) {
 }
 
 // Changes returns a channel that receives a value whenever the set of
-// members may have changed. Signals are coalesced (buffer of one, never
+// members, or a member's metadata, may have changed. Signals are coalesced (buffer of one, never
 // blocking memberlist), so a receiver should re-read Members; it is meant
 // for a single receiver. One signal is pending after New (this member
 // joining itself).
@@ -417,5 +417,10 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 	e.m.notify()
 }
 
-// NotifyUpdate reports metadata changes, which do not change the set.
-func (e events) NotifyUpdate(n *memberlist.Node) { e.m.remember(n) }
+// NotifyUpdate reports metadata changes, which do not change the set but
+// may change what the members make of it (a speaker that says it is
+// ready to be elected).
+func (e events) NotifyUpdate(n *memberlist.Node) {
+	e.m.remember(n)
+	e.m.notify()
+}

@@ -57,14 +57,19 @@ var clusterScoped = map[string]bool{"Node": true, "Namespace": true, "Persistent
 func StaticRESTMapper(s *runtime.Scheme) meta.RESTMapper {
 	m := meta.NewDefaultRESTMapper(nil)
 	for gvk, typ := range s.AllKnownTypes() {
-		if gvk.Version == runtime.APIVersionInternal || strings.HasSuffix(gvk.Kind, "List") {
+		if gvk.Version == runtime.APIVersionInternal {
 			continue
 		}
-		if _, ok := reflect.New(typ).Interface().(metav1.Object); !ok {
+		item, obj := gvk.Kind, reflect.New(typ).Interface()
+		if _, isList := obj.(metav1.ListInterface); isList {
+			// controller-runtime asks a list's scope under the list's
+			// own kind: the item's.
+			item = strings.TrimSuffix(gvk.Kind, "List")
+		} else if _, ok := obj.(metav1.Object); !ok {
 			continue // options and event types every group registers
 		}
 		scope := meta.RESTScopeNamespace
-		if clusterScoped[gvk.Kind] {
+		if clusterScoped[item] {
 			scope = meta.RESTScopeRoot
 		}
 		m.Add(gvk, scope)

@@ -135,7 +135,14 @@ type Reconciler struct {
 	// lostAt is when memberlist lost each speaker that still has a fresh
 	// Lease (see checkLeases).
 	lostAt map[string]time.Time
+	// planned is set once a plan has been made (see Planned).
+	planned atomic.Bool
 }
+
+// Planned tells whether this speaker has made a plan: it has read the
+// cluster from the API, and may be elected by the others (a speaker that
+// starts while the API server is away has not, and must not be).
+func (r *Reconciler) Planned() bool { return r.planned.Load() }
 
 // HandleConflict takes a responder's conflict report (wire it to
 // layer2.Options.OnConflict) and recomputes the plan, which tells the
@@ -185,7 +192,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	// tells the LAN again, so that neighbours drop the other's MAC.
 	rejoined := false
 	for name := range alive {
-		rejoined = rejoined || (r.alive != nil && !r.alive[name])
+		rejoined = rejoined || (r.alive != nil && alive[name] && !r.alive[name])
 	}
 	r.alive = alive
 	in, err := read(ctx, r.Client, r.Services, r.Namespace, r.LBClass, alive, membershipOK)
@@ -246,7 +253,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if !membershipOK {
 		viewAlive = make(map[string]bool, len(in.nodes))
 		for _, n := range in.nodes {
-			viewAlive[n.Name] = n.Alive
+			if n.Alive {
+				viewAlive[n.Name] = true
+			}
 		}
 	}
 	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys})
@@ -277,6 +286,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		}
 	}
 	r.report(in, want, services)
+	r.planned.Store(true)
 	return reconcile.Result{RequeueAfter: contestRetry}, nil
 }
 

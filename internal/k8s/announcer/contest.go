@@ -180,7 +180,7 @@ func (c *contests) lostClaims(alive map[string]bool, now time.Time) []layer2.Pee
 		switch {
 		case now.Sub(h.first) > inViewMemory:
 			delete(c.inView, ip)
-		case !alive[h.claim.Node]:
+		case !listed(alive, h.claim.Node):
 			out = append(out, h.claim)
 			delete(c.inView, ip)
 		}
@@ -227,7 +227,7 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	if view == nil || c.Node == r.Node || r.Members.Left(c.Node) {
 		return // a hand-over ends it
 	}
-	if view.alive[c.Node] {
+	if listed(view.alive, c.Node) {
 		// The election settles it, unless memberlist here is about to
 		// lose that speaker, or the two disagree for longer than a
 		// hand-over takes (see contests.inView).
@@ -266,7 +266,7 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 		r.Log.Info("another speaker, which memberlist has lost, answers for an address this node announces; it keeps the address, this node stops answering it",
 			"address", c.Address.String(), "speakerNode", c.Node, "mac", c.MAC.String())
 	}
-	if r.contests.record(c.Node, c.Address, !keep, view.alive[c.Node], now) || yielded {
+	if r.contests.record(c.Node, c.Address, !keep, listed(view.alive, c.Node), now) || yielded {
 		r.wake()
 	}
 }
@@ -289,13 +289,13 @@ func (r *Reconciler) checkLeases(ctx context.Context, alive map[string]bool, now
 		r.lostAt = map[string]time.Time{}
 	}
 	for node := range r.lostAt {
-		if alive[node] {
+		if listed(alive, node) {
 			delete(r.lostAt, node)
 		}
 	}
 	again := time.Duration(0)
 	for node, sp := range running {
-		if alive[node] || node == r.Node || r.Members.Left(node) {
+		if listed(alive, node) || node == r.Node || r.Members.Left(node) {
 			continue
 		}
 		lost, ok := r.lostAt[node]
@@ -398,13 +398,13 @@ func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[s
 			holds = holds || to == node
 		}
 		switch {
-		case (alive[node] && !p.listed) || (!holds && now.Sub(p.last) > contestForget):
+		case (listed(alive, node) && !p.listed) || (!holds && now.Sub(p.last) > contestForget):
 			delete(c.peers, node)
 			if !p.reported {
 				continue
 			}
 			why := "memberlist sees it again"
-			if !alive[node] || p.listed {
+			if !listed(alive, node) || p.listed {
 				why = fmt.Sprintf("it has not been heard for %s", contestForget)
 			}
 			r.Log.Info("partition between speakers over", "speakerNode", node, "why", why, "members", members)
@@ -483,6 +483,14 @@ func (r *Reconciler) reportContest(in *inputs, node string, p *contestedPeer, me
 			}
 		}
 	}
+}
+
+// listed tells whether memberlist lists node as a member, elected or not
+// (a member that has not read the cluster yet is in the map as false; see
+// MemberlistMembers.Alive).
+func listed(alive map[string]bool, node string) bool {
+	_, ok := alive[node]
+	return ok
 }
 
 func sortedAddrs(set map[netip.Addr]bool) []string {

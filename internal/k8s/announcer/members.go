@@ -26,6 +26,8 @@ import (
 type MemberlistMembers struct {
 	Membership *membership.Membership
 	Log        logr.Logger
+	// Self is this speaker's node: it is ready whenever it plans.
+	Self string
 
 	mu     sync.Mutex
 	formed bool
@@ -44,9 +46,13 @@ func (m *MemberlistMembers) Alive() (map[string]bool, bool) {
 	if !m.formed {
 		return nil, false // MembershipWatch says so
 	}
+	// A speaker that has not read the cluster from the API yet (it
+	// started while the API server is away) is a member, but cannot
+	// announce: it is not elected until it says it is ready.
+	metas := m.Membership.Metadata()
 	alive := make(map[string]bool, len(names))
 	for _, n := range names {
-		alive[n] = true
+		alive[n] = n == m.Self || SpeakerReady(metas[n])
 	}
 	return alive, true
 }

@@ -8,21 +8,33 @@ import (
 	"github.com/barelb/barelb/internal/layer2"
 )
 
-// speakerMetaVersion starts a speaker's memberlist metadata; what follows
-// is its hardware addresses, 6 bytes each.
-const speakerMetaVersion = 1
+// A speaker's memberlist metadata starts with its version. Version 1 (of
+// earlier speakers) is followed by the node's hardware addresses, 6 bytes
+// each; version 2 by a flags byte, then the addresses.
+const (
+	speakerMetaV1      = 1
+	speakerMetaVersion = 2
+	// metaReady: the speaker knows the cluster (it has made a plan from
+	// the API's objects), so it may be elected.
+	metaReady = 1 << 0
+)
 
-// SpeakerMeta is a speaker's memberlist metadata (at most max bytes): the
-// Ethernet addresses of its node's interfaces, so that every speaker can
-// tell another speaker's answers and announcements on the LAN from a
-// foreign host's (see layer2.Options.Speaker). Loopback interfaces and
-// addresses that are not 6 bytes long or all zero are left out; so are
-// those that do not fit.
-func SpeakerMeta(ifaces []layer2.Interface, max int) []byte {
-	if max < 1 {
+// SpeakerMeta is a speaker's memberlist metadata (at most max bytes):
+// whether it is ready to be elected (it has read the cluster from the API
+// and made a plan), and the Ethernet addresses of its node's interfaces,
+// so that every speaker can tell another speaker's answers and
+// announcements on the LAN from a foreign host's (see
+// layer2.Options.Speaker). Loopback interfaces and addresses that are not
+// 6 bytes long or all zero are left out; so are those that do not fit.
+func SpeakerMeta(ifaces []layer2.Interface, max int, ready bool) []byte {
+	if max < 2 {
 		return nil
 	}
-	meta := []byte{speakerMetaVersion}
+	var flags byte
+	if ready {
+		flags |= metaReady
+	}
+	meta := []byte{speakerMetaVersion, flags}
 	for _, mac := range SpeakerMACs(ifaces) {
 		if len(meta)+6 > max {
 			break
@@ -51,12 +63,34 @@ func SpeakerMACs(ifaces []layer2.Interface) []net.HardwareAddr {
 	return out
 }
 
+// metaMACs returns the hardware addresses part of meta (nil when it is no
+// speaker's metadata).
+func metaMACs(meta []byte) []byte {
+	switch {
+	case len(meta) >= 1 && meta[0] == speakerMetaV1:
+		return meta[1:]
+	case len(meta) >= 2 && meta[0] == speakerMetaVersion:
+		return meta[2:]
+	}
+	return nil
+}
+
+// SpeakerReady tells whether a speaker's metadata says it may be elected:
+// it has read the cluster from the API. Metadata of earlier speakers,
+// which do not say, and none at all, count as ready.
+func SpeakerReady(meta []byte) bool {
+	if len(meta) >= 2 && meta[0] == speakerMetaVersion {
+		return meta[1]&metaReady != 0
+	}
+	return true
+}
+
 // hasMAC tells whether mac is among the addresses of meta.
 func hasMAC(meta []byte, mac net.HardwareAddr) bool {
-	if len(meta) == 0 || meta[0] != speakerMetaVersion || len(mac) != 6 {
+	if len(mac) != 6 {
 		return false
 	}
-	for rest := meta[1:]; len(rest) >= 6; rest = rest[6:] {
+	for rest := metaMACs(meta); len(rest) >= 6; rest = rest[6:] {
 		if bytes.Equal(rest[:6], mac) {
 			return true
 		}
