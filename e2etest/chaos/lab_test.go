@@ -16,9 +16,10 @@ func TestMain(m *testing.M) {
 }
 
 // startChaosLab starts a lab of n nodes with barelb and the sample layer-2
-// pool, a backend on every node and n dual-stack LoadBalancer Services,
-// and returns their addresses by Service name.
-func startChaosLab(tb testing.TB, n int) (*lab.Lab, map[string][]string) {
+// pool, a backend on every node and n dual-stack LoadBalancer Services
+// (externalTrafficPolicy Cluster, or policy), and returns their addresses
+// by Service name.
+func startChaosLab(tb testing.TB, n int, policy ...corev1.ServiceExternalTrafficPolicy) (*lab.Lab, map[string][]string) {
 	tb.Helper()
 	lab.NeedsLab(tb, "the chaos suite")
 	l := lab.Start(tb, lab.Options{Nodes: n, Barelb: true})
@@ -29,7 +30,11 @@ func startChaosLab(tb testing.TB, n int) (*lab.Lab, map[string][]string) {
 	assigned := map[string][]string{}
 	for i := range n {
 		name := fmt.Sprintf("p%d", i)
-		l.CreateLBService(tb, name, "p", corev1.ServiceExternalTrafficPolicyCluster)
+		p := corev1.ServiceExternalTrafficPolicyCluster
+		if len(policy) > 0 {
+			p = policy[0]
+		}
+		l.CreateLBService(tb, name, "p", p)
 		assigned[name] = l.WaitIngress(tb, name, 2)
 	}
 	l.WaitEndpoints(tb, "p0", n)

@@ -160,8 +160,10 @@ func (l *Lab) startSpeaker(n Host) error {
 	if !ok {
 		key = l.memberlistKey
 	}
-	_, err := l.startProcEnv(n.Name+"/"+ComponentSpeaker, n.Netns, []string{memberlistKeyEnv + "=" + key},
-		filepath.Join(l.opts.BinDir, "speaker"), args...)
+	// NODE_IP as the DaemonSet sets it (status.hostIP): the node's
+	// first InternalIP.
+	env := []string{memberlistKeyEnv + "=" + key, "NODE_IP=" + n.Addr(SegmentLAN, 4).String()}
+	_, err := l.startProcEnv(n.Name+"/"+ComponentSpeaker, n.Netns, env, filepath.Join(l.opts.BinDir, "speaker"), args...)
 	return err
 }
 

@@ -135,3 +135,24 @@ func (p *proc) errExited() error {
 	}
 	return errors.Join(fmt.Errorf("%s exited", p.key), p.err)
 }
+
+// FreezeAPIServer stops the kube-apiserver (SIGSTOP), as a hung or
+// overloaded one: connections stay open and nothing answers. ThawAPIServer
+// lets it go on (SIGCONT).
+func (l *Lab) FreezeAPIServer() error { return l.signal("kube-apiserver", syscall.SIGSTOP) }
+
+// ThawAPIServer: see FreezeAPIServer.
+func (l *Lab) ThawAPIServer() error { return l.signal("kube-apiserver", syscall.SIGCONT) }
+
+func (l *Lab) signal(key string, sig syscall.Signal) error {
+	l.mu.Lock()
+	p := l.procs[key]
+	l.mu.Unlock()
+	if p == nil || p.exited() {
+		return fmt.Errorf("%s is not running", key)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signalling %s: %w", key, err)
+	}
+	return nil
+}

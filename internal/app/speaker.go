@@ -530,7 +530,9 @@ func joinMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, 
 	// While the API server is away the peers cannot be listed; the others
 	// join this speaker meanwhile (each retries the peers it knows).
 	for wait := time.Second; ; wait = min(2*wait, peersRetryMax) {
-		peers, err := announcer.Peers(ctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort)
+		lctx, cancel := context.WithTimeout(ctx, peersListTimeout)
+		peers, err := announcer.Peers(lctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort)
+		cancel()
 		if err == nil {
 			if _, err := m.Join(ctx, peers); err != nil && ctx.Err() == nil {
 				log.Error(err, "joining memberlist; retrying in the background", "peers", peers)
@@ -547,5 +549,9 @@ func joinMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, 
 }
 
 // peersRetryMax is the longest wait between two attempts to list the
-// memberlist peers from the API.
-const peersRetryMax = 30 * time.Second
+// memberlist peers from the API, and peersListTimeout how long one may
+// take (a hung API server holds a request for ever).
+const (
+	peersRetryMax    = 30 * time.Second
+	peersListTimeout = 10 * time.Second
+)
