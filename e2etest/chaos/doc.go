@@ -13,4 +13,8 @@
 // announcer changes without a fault:
 //
 //	BARELB_CHAOS=10m go test -run='^$' -bench=Chaos -benchtime=1x -timeout=0 ./e2etest/chaos/
+//
+// Longer runs of two tests: BARELB_TCP_BLOCK=10m (TCP of the memberlist
+// port blocked on the busiest node; nothing may move) and BARELB_OUTAGE=5m
+// (the API server frozen that long).
 package chaos

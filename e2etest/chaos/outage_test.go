@@ -19,7 +19,8 @@ import (
 // for nothing: it has not read the cluster. Once the API server is back,
 // everything re-syncs: every ServiceL2Status names the node that answers.
 //
-// The Services use externalTrafficPolicy Local, with a backend on every
+// BARELB_OUTAGE=5m holds the API server frozen for 5 minutes, checking
+// all along. The Services use externalTrafficPolicy Local, with a backend on every
 // node, so that HTTP goes to the answering node's own backend.
 func TestAPIServerOutage(t *testing.T) {
 	l, assigned := startChaosLab(t, 4, corev1.ServiceExternalTrafficPolicyLocal)
@@ -68,6 +69,11 @@ func TestAPIServerOutage(t *testing.T) {
 				t.Errorf("round %d: %s, whose speaker was restarted while the API server is away, answers %d addresses: %v", round, r, s.Counts[r], s.Counts)
 			}
 		}
+	}
+	// BARELB_OUTAGE=5m keeps it frozen that long, checking on.
+	if hold := envDuration(t, "BARELB_OUTAGE", 0); hold > time.Since(frozen) {
+		s := watchAnswers(t, l, assigned, time.Now(), hold-time.Since(frozen), hold)
+		t.Logf("held frozen: last problem %v after (%q), answering %v", s.After.Round(time.Millisecond), s.Problem, s.Counts)
 	}
 	t.Logf("API server frozen for %v", time.Since(frozen).Round(time.Second))
 	thaw()
