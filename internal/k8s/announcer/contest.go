@@ -109,8 +109,8 @@ type contests struct {
 	defended map[netip.Addr]time.Time
 	// inView are recent claims by speakers that memberlist still listed:
 	// a partition is often heard on the LAN (the other side's take-over)
-	// before memberlist here notices it; once it does, the claim is
-	// settled as if it had come then.
+	// before memberlist here notices it; once it does, the link is asked
+	// who answers, and a speaker still answering is contested.
 	inView map[netip.Addr]heardClaim
 }
 
@@ -170,8 +170,8 @@ func (c *contests) toCheck(now time.Time) []netip.Addr {
 	return out
 }
 
-// lostClaims returns, and forgets, the remembered claims of speakers no
-// longer alive in this view; it drops the old ones.
+// lostClaims returns, and forgets, the remembered claims of speakers
+// memberlist no longer lists; it drops the old ones.
 func (c *contests) lostClaims(alive map[string]bool, now time.Time) []layer2.PeerClaim {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -340,15 +340,22 @@ func (c *contests) peerLocked(node string, now time.Time) (p *contestedPeer, isN
 func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[string]bool, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (time.Duration, error) {
 	c := &r.contests
 	now := time.Now()
-	for _, claim := range c.lostClaims(alive, now) {
-		r.HandlePeerClaim(claim)
-	}
-	for _, ip := range c.toCheck(now) {
+	// A speaker memberlist lost may have died (then nothing answers) or
+	// be cut off (then it answers): the link is asked, and an answer
+	// comes back as a claim, settled then. Replaying the old claim
+	// instead would make this node yield to a dead speaker.
+	check := func(ip netip.Addr) {
 		for _, name := range want[ip] {
 			if resp, err := r.Network.Responder(ctx, name); err == nil {
 				resp.Check(ip)
 			}
 		}
+	}
+	for _, claim := range c.lostClaims(alive, now) {
+		check(claim.Address)
+	}
+	for _, ip := range c.toCheck(now) {
+		check(ip)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
