@@ -291,7 +291,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 }
 
 // fallbackAlive replaces node readiness in the plan's nodes with the
-// speakers' Leases' say (heartbeat.FallbackAlive).
+// what the speakers' Leases say (heartbeat.FallbackAlive).
 func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
 	running, err := r.Speakers.Running(ctx, time.Now())
 	if err != nil {
