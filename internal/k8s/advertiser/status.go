@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/go-logr/logr"
 
@@ -17,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/k8s/statuswrite"
 )
 
 // LabelNode names the node of a ServiceBGPStatus (besides the Service's
@@ -120,62 +120,27 @@ func isStale(err error) bool {
 type statusWriter struct {
 	client    client.Client
 	own       client.Reader // the advertiser's cache of this node's statuses
-	log       logr.Logger
 	node      string
 	namespace string
 	workers   int
 
-	mu   sync.Mutex
-	want map[string][]string
-	wake chan struct{}
+	loop statuswrite.Loop[map[string][]string]
 	done chan struct{} // closed when run returns
 }
 
 func newStatusWriter(c client.Client, own client.Reader, log logr.Logger, node, namespace string) *statusWriter {
-	return &statusWriter{client: c, own: own, log: log, node: node, namespace: namespace, workers: 8,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &statusWriter{client: c, own: own, node: node, namespace: namespace, workers: 8, done: make(chan struct{})}
+	w.loop = statuswrite.Loop[map[string][]string]{Pass: w.write, Log: log, What: "ServiceBGPStatuses"}
+	return w
 }
 
 // set replaces what the statuses must say (Service key → sorted peers).
-func (w *statusWriter) set(want map[string][]string) {
-	w.mu.Lock()
-	w.want = want
-	w.mu.Unlock()
-	w.poke()
-}
-
-func (w *statusWriter) poke() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *statusWriter) set(want map[string][]string) { w.loop.Set(want) }
 
 // run writes until ctx ends.
 func (w *statusWriter) run(ctx context.Context) {
 	defer close(w.done)
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-		case <-retry.C:
-		}
-		w.mu.Lock()
-		want := w.want
-		w.mu.Unlock()
-		if want == nil {
-			continue // no plan yet
-		}
-		if again, err := w.write(ctx, want); err != nil || again {
-			if err != nil && ctx.Err() == nil {
-				w.log.Error(err, "writing ServiceBGPStatuses; retrying")
-			}
-			retry.Reset(time.Second)
-		}
-	}
+	w.loop.Run(ctx)
 }
 
 // write makes one pass; again is set when a write met a stale cache.

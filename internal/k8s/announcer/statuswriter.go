@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/barelb/barelb/internal/k8s/servicecache"
+	"github.com/barelb/barelb/internal/k8s/statuswrite"
 )
 
 // The ServiceL2Status objects are written in the background, never by the
@@ -23,8 +24,6 @@ import (
 const (
 	// statusWriteTimeout bounds one ServiceL2Status request.
 	statusWriteTimeout = 5 * time.Second
-	// statusRetry is the wait before another pass after a failed one.
-	statusRetry = time.Second
 	// statusWorkers write at once.
 	statusWorkers = 8
 )
@@ -38,59 +37,22 @@ type statusWant struct {
 
 // statusWriter writes this node's ServiceL2Statuses for the Reconciler.
 type statusWriter struct {
-	r *Reconciler
-
-	mu   sync.Mutex
-	want map[string]statusWant // by Service key; nil before the first plan
-	wake chan struct{}
-	// passes counts the passes that wrote everything (for tests).
-	passes atomic.Uint64
+	r    *Reconciler
+	loop statuswrite.Loop[map[string]statusWant] // by Service key
 }
 
 func newStatusWriter(r *Reconciler) *statusWriter {
-	return &statusWriter{r: r, wake: make(chan struct{}, 1)}
+	w := &statusWriter{r: r}
+	w.loop = statuswrite.Loop[map[string]statusWant]{Pass: w.pass, Log: r.Log, What: "ServiceL2Statuses"}
+	return w
 }
 
 // set replaces what the statuses must say. want is the writer's from now
 // on.
-func (w *statusWriter) set(want map[string]statusWant) {
-	w.mu.Lock()
-	w.want = want
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *statusWriter) set(want map[string]statusWant) { w.loop.Set(want) }
 
 // run writes until ctx ends.
-func (w *statusWriter) run(ctx context.Context) {
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-		case <-retry.C:
-		}
-		w.mu.Lock()
-		want := w.want
-		w.mu.Unlock()
-		if want == nil {
-			continue
-		}
-		again, err := w.pass(ctx, want)
-		if err != nil && ctx.Err() == nil {
-			w.r.Log.Error(err, "writing ServiceL2Statuses; retrying")
-		}
-		if again || err != nil {
-			retry.Reset(statusRetry)
-		} else {
-			w.passes.Add(1)
-		}
-	}
-}
+func (w *statusWriter) run(ctx context.Context) { w.loop.Run(ctx) }
 
 // pass writes what differs from the cache: the statuses of want, and the
 // deletion of those naming this node for a Service it no longer
