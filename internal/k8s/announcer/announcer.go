@@ -277,6 +277,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if m := r.Observer.metrics(); m != nil {
+		// What the node answers for: not what it is probing, what
+		// another host uses, nor what it yielded to another speaker.
+		m.AddressesAnnounced.Set(float64(len(want) - len(unanswered)))
+	}
 	// A Service with an address not answered yet (its probe runs) or in
 	// conflict gets no ServiceL2Status and no Event yet: whoever
 	// announces it next probes again.

@@ -120,9 +120,6 @@ func (o *Observer) planned(ctx context.Context, in *inputs, plan []election.L2An
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.Metrics != nil {
-		o.Metrics.AddressesAnnounced.Set(float64(len(want)))
-	}
 	o.vips = o.vips[:0]
 	for _, s := range in.services {
 		svc := in.byKey[s.Key]
