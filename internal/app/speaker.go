@@ -429,7 +429,10 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 		mgr.GetLogger().WithName("speaker").Error(err, "reading this node's interfaces; other speakers will take its answers for a foreign host's")
 	}
 	m, err := membership.New(membership.Config{NodeName: o.NodeName, BindAddr: addr, BindPort: o.MemberlistPort, SecretKey: key,
-		Logger: mgr.GetLogger().WithName("speaker"), Meta: meta})
+		Logger: mgr.GetLogger().WithName("speaker"), Meta: meta,
+		// A speaker that left answers on for its hand-over only; heard
+		// after that, it is back where this one cannot hear it.
+		LeftGrace: o.HandOver + leftGraceMargin})
 	if err != nil {
 		return nil, "", err
 	}
@@ -467,6 +470,10 @@ func hostSpeakerMeta(ready bool) ([]byte, error) {
 	}
 	return announcer.SpeakerMeta(ifaces, membership.MaxMetaSize, ready), nil
 }
+
+// leftGraceMargin is how long past a leaving speaker's hand-over its
+// answers on the LAN are still taken for the hand-over's.
+const leftGraceMargin = 3 * time.Second
 
 // speakerCacheSyncTimeout is how long the speaker's controllers wait for
 // their caches to fill: as long as it takes.

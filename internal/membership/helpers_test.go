@@ -74,6 +74,8 @@ type memberOpts struct {
 	port   int
 	logger *logr.Logger
 	meta   []byte
+	// leftGrace is Config.LeftGrace.
+	leftGrace time.Duration
 }
 
 func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
@@ -88,7 +90,7 @@ func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
 	if o.logger != nil {
 		lg = *o.logger
 	}
-	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: testTiming(t), Logger: lg, Meta: o.meta})
+	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: testTiming(t), Logger: lg, Meta: o.meta, LeftGrace: o.leftGrace})
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}

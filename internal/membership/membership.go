@@ -116,6 +116,10 @@ type Config struct {
 	// Meta is this member's metadata, which every member learns (see
 	// Metadata); at most MaxMetaSize bytes. SetMeta changes it.
 	Meta []byte
+	// LeftGrace is how long a member counts as left after its leaving
+	// notice (see Left): longer than a leaving member goes on answering
+	// for its hand-over. DefaultLeftGrace when zero.
+	LeftGrace time.Duration
 }
 
 // MaxMetaSize is the most metadata a member may carry: memberlist's limit.
@@ -124,12 +128,13 @@ const MaxMetaSize = memberlist.MetaMaxSize
 // Membership is this speaker's view of the live speakers. Its methods are
 // safe for concurrent use.
 type Membership struct {
-	log     logr.Logger
-	timing  Timing
-	self    netip.AddrPort
-	list    *memberlist.Memberlist
-	changes chan struct{}
-	fast    *fastPath
+	log       logr.Logger
+	timing    Timing
+	leftGrace time.Duration
+	self      netip.AddrPort
+	list      *memberlist.Memberlist
+	changes   chan struct{}
+	fast      *fastPath
 
 	meta atomic.Pointer[[]byte] // this member's metadata
 
@@ -138,9 +143,9 @@ type Membership struct {
 	// included: a member that left may still be heard on the network for
 	// a moment.
 	metas map[string][]byte
-	// departed are the members that said they were leaving (Leave) and
-	// have not joined again: gone on purpose, not dead or cut off.
-	departed map[string]bool
+	// departed are the members that said they were leaving (Leave), and
+	// when, until they join again: gone on purpose, not dead or cut off.
+	departed map[string]time.Time
 
 	mu       sync.Mutex
 	left     bool
@@ -183,12 +188,16 @@ func New(cfg Config) (*Membership, error) {
 	}
 
 	m := &Membership{
-		log:      cfg.Logger.WithName("membership"),
-		timing:   timing,
-		self:     netip.AddrPortFrom(addr, uint16(port)),
-		changes:  make(chan struct{}, 1),
-		metas:    map[string][]byte{},
-		departed: map[string]bool{},
+		log:       cfg.Logger.WithName("membership"),
+		timing:    timing,
+		self:      netip.AddrPortFrom(addr, uint16(port)),
+		changes:   make(chan struct{}, 1),
+		metas:     map[string][]byte{},
+		departed:  map[string]time.Time{},
+		leftGrace: cfg.LeftGrace,
+	}
+	if m.leftGrace <= 0 {
+		m.leftGrace = DefaultLeftGrace
 	}
 	m.fast = newFastPath(cfg.NodeName, m.log, timing, m.notify)
 
@@ -266,20 +275,27 @@ func (m *Membership) Metadata() map[string][]byte {
 	return out
 }
 
-// Left tells whether member name said it was leaving (its Leave) and has
-// not joined again since. A member gone without saying so died, hangs or
-// is cut off from this one: only then may it still be answering on the
-// network as if nothing had happened.
+// DefaultLeftGrace is how long after its leaving notice a member counts
+// as left (see Left) unless Config.LeftGrace says otherwise.
+const DefaultLeftGrace = 15 * time.Second
+
+// Left tells whether member name said it was leaving (its Leave) less
+// than Config.LeftGrace ago and has not joined again since. A member gone
+// without saying so died, hangs or is cut off from this one: only then
+// may it still be answering on the network as if nothing had happened;
+// so may one that left and came back where this one cannot hear it (with
+// another memberlist secret, say), once the grace is over.
 func (m *Membership) Left(name string) bool {
 	m.metaMu.Lock()
 	defer m.metaMu.Unlock()
-	return m.departed[name]
+	at, ok := m.departed[name]
+	return ok && time.Since(at) < m.leftGrace
 }
 
 // departing records a member's notice that it is leaving.
 func (m *Membership) departing(name string) {
 	m.metaMu.Lock()
-	m.departed[name] = true
+	m.departed[name] = time.Now()
 	m.metaMu.Unlock()
 	m.log.V(1).Info("Member says it is leaving", "member", name)
 }

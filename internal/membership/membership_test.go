@@ -226,8 +226,9 @@ func TestSetMeta(t *testing.T) {
 
 func TestLeave(t *testing.T) {
 	t.Parallel()
-	a, pa := startMember(t, "a", memberOpts{})
-	b, _ := startMember(t, "b", memberOpts{})
+	const grace = 2 * time.Second
+	a, pa := startMember(t, "a", memberOpts{leftGrace: grace})
+	b, _ := startMember(t, "b", memberOpts{leftGrace: grace})
 	c, _ := startMember(t, "c", memberOpts{})
 	join(t, b, pa)
 	join(t, c, pa)
@@ -255,6 +256,8 @@ func TestLeave(t *testing.T) {
 			t.Errorf("%s: a member that did not leave counts as left", name)
 		}
 	}
+	// Only for the hand-over's time: heard later, it is back somewhere.
+	waitFor(t, 3*grace, "c no longer counting as left after the grace", func() bool { return !a.Left("c") && !b.Left("c") })
 	for name, m := range map[string]*Membership{"a": a, "b": b} {
 		select {
 		case <-m.Changes():
