@@ -252,13 +252,7 @@ func TestObservability(t *testing.T) {
 		if !strings.Contains(msg, "nope0") {
 			t.Errorf("the Event does not name the interface: %q", msg)
 		}
-		if got := e.gauge(t, "barelb_speaker_addresses_announced"); got != 0 {
-			t.Errorf("addresses_announced = %v, want 0", got)
-		}
 		o.planned(ctx, in, plan, map[netip.Addr][]string{vip: {"eth0"}}, nil)
-		if got := e.gauge(t, "barelb_speaker_addresses_announced"); got != 1 {
-			t.Errorf("addresses_announced = %v, want 1", got)
-		}
 		time.Sleep(300 * time.Millisecond)
 		if n := e.countEvents(t, "default", "Service", "web", ReasonNoInterface); n != 1 {
 			t.Errorf("%d NoInterface Events, want 1", n)
