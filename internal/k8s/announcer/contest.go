@@ -107,19 +107,21 @@ type contests struct {
 	// defended is when an address was last announced again against a
 	// contesting speaker.
 	defended map[netip.Addr]time.Time
-	// inView are recent claims by speakers that memberlist still listed:
-	// a partition is often heard on the LAN (the other side's take-over)
-	// before memberlist here notices it; once it does, the link is asked
-	// who answers, and a speaker still answering is contested.
+	// inView are recent claims by speakers that memberlist still listed,
+	// or that had just left: a partition is often heard on the LAN (the
+	// other side's take-over) before memberlist here notices it, and a
+	// speaker may come back from a restart where memberlist here cannot
+	// hear it; the link is asked again who answers (toCheck, lostClaims),
+	// and a speaker still answering then is contested.
 	inView map[netip.Addr]heardClaim
 }
 
 // heardClaim is a claim kept for later: first is when that speaker first
-// claimed the address; checked, whether the link was asked again since.
+// claimed the address; checked, when the link was last asked about it.
 type heardClaim struct {
 	claim   layer2.PeerClaim
 	first   time.Time
-	checked bool
+	checked time.Time
 }
 
 const (
@@ -136,9 +138,11 @@ const (
 	inViewGrace = 1200 * time.Millisecond
 )
 
-// rememberInView keeps a claim by a listed speaker; it tells whether
-// that speaker has claimed the address for longer than inViewGrace.
-func (c *contests) rememberInView(claim layer2.PeerClaim, now time.Time) (overdue bool) {
+// rememberInView keeps a claim by a listed speaker (or one that just
+// left); it tells whether that speaker has claimed the address for longer
+// than inViewGrace, and whether the claim is new (the reconciler must
+// then look again soon: see toCheck).
+func (c *contests) rememberInView(claim layer2.PeerClaim, now time.Time) (overdue, isNew bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inView == nil {
@@ -148,21 +152,23 @@ func (c *contests) rememberInView(claim layer2.PeerClaim, now time.Time) (overdu
 	if ok && h.claim.Node == claim.Node && now.Sub(h.first) <= inViewMemory {
 		h.claim = claim
 		c.inView[claim.Address] = h
-		return now.Sub(h.first) >= inViewGrace
+		return now.Sub(h.first) >= inViewGrace, false
 	}
 	c.inView[claim.Address] = heardClaim{claim: claim, first: now}
-	return false
+	return false, true
 }
 
 // toCheck returns the addresses of remembered claims past inViewGrace
-// not checked yet, and marks them checked.
+// whose link was not asked in the last inViewGrace, and notes that it is
+// asked now: a speaker that goes on answering is heard again every
+// inViewGrace while the claim is remembered.
 func (c *contests) toCheck(now time.Time) []netip.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []netip.Addr
 	for ip, h := range c.inView {
-		if !h.checked && now.Sub(h.first) >= inViewGrace {
-			h.checked = true
+		if now.Sub(h.first) >= inViewGrace && now.Sub(h.checked) >= inViewGrace {
+			h.checked = now
 			c.inView[ip] = h
 			out = append(out, ip)
 		}
@@ -171,8 +177,10 @@ func (c *contests) toCheck(now time.Time) []netip.Addr {
 }
 
 // lostClaims returns, and forgets, the remembered claims of speakers
-// memberlist no longer lists; it drops the old ones.
-func (c *contests) lostClaims(alive map[string]bool, now time.Time) []layer2.PeerClaim {
+// memberlist no longer lists and that did not leave on purpose (those are
+// asked about again once their hand-over is over; see toCheck); it drops
+// the old ones.
+func (c *contests) lostClaims(alive map[string]bool, left func(string) bool, now time.Time) []layer2.PeerClaim {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []layer2.PeerClaim
@@ -180,7 +188,7 @@ func (c *contests) lostClaims(alive map[string]bool, now time.Time) []layer2.Pee
 		switch {
 		case now.Sub(h.first) > inViewMemory:
 			delete(c.inView, ip)
-		case !listed(alive, h.claim.Node):
+		case !listed(alive, h.claim.Node) && !left(h.claim.Node):
 			out = append(out, h.claim)
 			delete(c.inView, ip)
 		}
@@ -224,14 +232,32 @@ func (c *contests) defendDue(ip netip.Addr, now time.Time) bool {
 // layer2.Options.OnPeerClaim) and settles it with election.Arbitrate.
 func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	view := r.view.Load()
-	if view == nil || c.Node == r.Node || r.Members.Left(c.Node) {
-		return // a hand-over ends it
+	if view == nil || c.Node == r.Node {
+		return
+	}
+	if r.Members.Left(c.Node) {
+		// A hand-over ends it; should that speaker go on answering past
+		// its hand-over (it came back where memberlist here cannot hear
+		// it: another secret), the link, asked again, says so.
+		if _, ok := view.answering[c.Address]; ok {
+			if _, isNew := r.contests.rememberInView(c, time.Now()); isNew {
+				r.wake()
+			}
+		}
+		return
 	}
 	if listed(view.alive, c.Node) {
 		// The election settles it, unless memberlist here is about to
 		// lose that speaker, or the two disagree for longer than a
 		// hand-over takes (see contests.inView).
-		if _, ok := view.answering[c.Address]; !ok || !r.contests.rememberInView(c, time.Now()) {
+		if _, ok := view.answering[c.Address]; !ok {
+			return
+		}
+		overdue, isNew := r.contests.rememberInView(c, time.Now())
+		if isNew {
+			r.wake()
+		}
+		if !overdue {
 			return
 		}
 	}
@@ -351,7 +377,7 @@ func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[s
 			}
 		}
 	}
-	for _, claim := range c.lostClaims(alive, now) {
+	for _, claim := range c.lostClaims(alive, r.Members.Left, now) {
 		check(claim.Address)
 	}
 	for _, ip := range c.toCheck(now) {
