@@ -491,7 +491,15 @@ func keepSpeakerMetaCurrent(ctx context.Context, log logr.Logger, m *membership.
 	defer ticker.Stop()
 	var read time.Time
 	var ifaces []layer2.Interface
-	wasReady := false
+	wasReady, slow := false, false
+	// Ready never turns back: once it is told, only the hardware
+	// addresses are looked at, every interval.
+	slowDown := func() {
+		if wasReady && !slow {
+			slow = true
+			ticker.Reset(interval)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -513,6 +521,7 @@ func keepSpeakerMetaCurrent(ctx context.Context, log logr.Logger, m *membership.
 		meta := announcer.SpeakerMeta(ifaces, membership.MaxMetaSize, isReady)
 		if bytes.Equal(meta, m.Meta()) {
 			wasReady = isReady
+			slowDown()
 			continue
 		}
 		if err := m.SetMeta(meta, time.Second); err != nil {
@@ -525,6 +534,7 @@ func keepSpeakerMetaCurrent(ctx context.Context, log logr.Logger, m *membership.
 			log.Info("This node's hardware addresses changed; the other speakers know them now")
 		}
 		wasReady = isReady
+		slowDown()
 	}
 }
 
