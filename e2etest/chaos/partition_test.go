@@ -14,7 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 // TestGossipPartition cuts memberlist between nodes while the LAN stays
@@ -409,13 +409,13 @@ func checkAnswers(l *lab.Lab, assigned map[string][]string, withStatus bool) (co
 // contests (on either side: the one that hears the other first says so).
 func waitPartitionSaid(tb testing.TB, l *lab.Lab, since time.Time) {
 	tb.Helper()
-	lab.Eventually(tb, 15*time.Second, "a "+announcer.ReasonSpeakerPartition+" Event on a Node", func() (bool, string) {
+	lab.Eventually(tb, 15*time.Second, "a "+l2announcer.ReasonSpeakerPartition+" Event on a Node", func() (bool, string) {
 		var events corev1.EventList
 		if err := l.Client().List(context.Background(), &events); err != nil {
 			return false, err.Error()
 		}
 		for _, e := range events.Items {
-			if e.Reason == announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning &&
+			if e.Reason == l2announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning &&
 				!e.LastTimestamp.Time.Before(since.Add(-time.Second)) {
 				return true, e.Message
 			}

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/barelb/barelb/internal/programpages"
+	"github.com/barelb/barelb/internal/startuppages"
 )
 
 // SpeakerPID finds the process of node's speaker in /proc: the lab runs
@@ -53,7 +53,7 @@ func ProcessMemory(pid int) (Memory, error) {
 	if err != nil {
 		return Memory{}, fmt.Errorf("reading the status of process %d: %w", pid, err)
 	}
-	resident, err := programpages.ParseStatus(string(data))
+	resident, err := startuppages.ParseStatus(string(data))
 	if err != nil {
 		return Memory{}, fmt.Errorf("process %d: %w", pid, err)
 	}

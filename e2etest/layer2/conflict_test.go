@@ -20,7 +20,7 @@ import (
 
 	"github.com/barelb/barelb/e2etest/lab"
 	"github.com/barelb/barelb/internal/config"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 // TestAddressConflict: a Service asks for addresses the client already
@@ -78,7 +78,7 @@ func TestAddressConflict(t *testing.T) {
 	l.WaitEndpoints(t, "conflict", 1)
 
 	lab.Eventually(t, 30*time.Second, "an AddressConflict Event for each address", func() (bool, string) {
-		events := serviceEvents(l, "conflict", announcer.ReasonAddressConflict)
+		events := serviceEvents(l, "conflict", l2announcer.ReasonAddressConflict)
 		n := 0
 		for _, ip := range []string{v4, v6} {
 			for _, e := range events {
@@ -90,7 +90,7 @@ func TestAddressConflict(t *testing.T) {
 		}
 		return n == 2, fmt.Sprint(eventMessages(events))
 	})
-	events := serviceEvents(l, "conflict", announcer.ReasonAddressConflict)
+	events := serviceEvents(l, "conflict", l2announcer.ReasonAddressConflict)
 	for _, e := range events {
 		t.Logf("Event %s %s from %s: %s", e.Type, e.Reason, e.Source.Host, e.Message)
 		if e.Type != corev1.EventTypeWarning || !strings.Contains(e.Message, clientMAC) || !strings.Contains(e.Message, "eth0") {
@@ -101,8 +101,8 @@ func TestAddressConflict(t *testing.T) {
 	// A few re-probes later: still one Event per address, nobody
 	// announces, and the LAN still reaches the client at its addresses.
 	time.Sleep(3 * time.Second)
-	if n := len(serviceEvents(l, "conflict", announcer.ReasonAddressConflict)); n != 2 {
-		t.Errorf("%d AddressConflict Events, want 2 (one per address): %v", n, eventMessages(serviceEvents(l, "conflict", announcer.ReasonAddressConflict)))
+	if n := len(serviceEvents(l, "conflict", l2announcer.ReasonAddressConflict)); n != 2 {
+		t.Errorf("%d AddressConflict Events, want 2 (one per address): %v", n, eventMessages(serviceEvents(l, "conflict", l2announcer.ReasonAddressConflict)))
 	}
 	if node, err := l.L2Announcer("default", "conflict"); node != "" || err != nil {
 		t.Errorf("ServiceL2Status names %q (%v), want none while the addresses are in conflict", node, err)
@@ -150,7 +150,7 @@ func TestAddressConflict(t *testing.T) {
 			t.Errorf("%s: the backend never answered: %v", ip, seen)
 		}
 	}
-	if len(serviceEvents(l, "conflict", announcer.ReasonAnnounced)) == 0 {
+	if len(serviceEvents(l, "conflict", l2announcer.ReasonAnnounced)) == 0 {
 		t.Error("no nodeAssigned Event once the conflict ended")
 	}
 }

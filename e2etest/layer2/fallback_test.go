@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 // TestMembershipFallback blocks memberlist's port between the nodes and
@@ -54,8 +54,8 @@ func TestMembershipFallback(t *testing.T) {
 		seen := waitServed(t, l, ip, node, 3)
 		t.Logf("without memberlist, %s announces %s: %v", node, ip, seen)
 		for _, n := range l.Nodes() {
-			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeWarning, announcer.ReasonMembershipFallback)
-			t.Logf("%s: Warning %s %v after the restart: %s", n.Name, announcer.ReasonMembershipFallback,
+			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeWarning, l2announcer.ReasonMembershipFallback)
+			t.Logf("%s: Warning %s %v after the restart: %s", n.Name, l2announcer.ReasonMembershipFallback,
 				time.Since(restarted).Round(time.Second), msg)
 			if log := l.SpeakerLog(t, n.Name); !strings.Contains(log, "memberlist has not formed") {
 				t.Errorf("%s: the speaker's log does not say that memberlist has not formed", n.Name)
@@ -72,8 +72,8 @@ func TestMembershipFallback(t *testing.T) {
 		}
 		opened := time.Now()
 		for _, n := range l.Nodes() {
-			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeNormal, announcer.ReasonMembershipFormed)
-			t.Logf("%s: Normal %s %v after opening the port: %s", n.Name, announcer.ReasonMembershipFormed,
+			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeNormal, l2announcer.ReasonMembershipFormed)
+			t.Logf("%s: Normal %s %v after opening the port: %s", n.Name, l2announcer.ReasonMembershipFormed,
 				time.Since(opened).Round(time.Millisecond), msg)
 			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_membership_fallback", func(v float64) bool { return v == 0 }, "0")
 			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 3 }, "3")

@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 // TestIPVSLikeNodes reproduces kube-proxy's IPVS mode, which puts every
@@ -68,21 +68,21 @@ func TestIPVSLikeNodes(t *testing.T) {
 			t.Errorf("ARP for %s answered by %v, want every node's kernel (%d)", vip, got, len(l.Nodes()))
 		}
 		for _, n := range l.Nodes() {
-			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeWarning, announcer.ReasonStrictARPOff)
-			t.Logf("%s: Warning %s after %v: %s", n.Name, announcer.ReasonStrictARPOff, time.Since(start).Round(time.Millisecond), msg)
+			msg := waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeWarning, l2announcer.ReasonStrictARPOff)
+			t.Logf("%s: Warning %s after %v: %s", n.Name, l2announcer.ReasonStrictARPOff, time.Since(start).Round(time.Millisecond), msg)
 			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_kernel_answers_arp", func(v float64) bool { return v == 1 }, "1")
 			if log := l.SpeakerLog(t, n.Name); !strings.Contains(log, "strictARP: true") {
 				t.Errorf("%s: the speaker's log has no line saying to set strictARP: true", n.Name)
 			}
 		}
-		msg := waitEventFor(t, l, "default", "Service", "ipvs", corev1.EventTypeWarning, announcer.ReasonStrictARPOff)
-		t.Logf("Service ipvs: Warning %s: %s", announcer.ReasonStrictARPOff, msg)
+		msg := waitEventFor(t, l, "default", "Service", "ipvs", corev1.EventTypeWarning, l2announcer.ReasonStrictARPOff)
+		t.Logf("Service ipvs: Warning %s: %s", l2announcer.ReasonStrictARPOff, msg)
 	})
 
 	t.Run("with strictARP back the speakers say it is fixed", func(t *testing.T) {
 		onEveryNode(t, l, strict...)
 		for _, n := range l.Nodes() {
-			waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeNormal, announcer.ReasonStrictARPFixed)
+			waitEventFor(t, l, "default", "Node", n.Name, corev1.EventTypeNormal, l2announcer.ReasonStrictARPFixed)
 			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_kernel_answers_arp", func(v float64) bool { return v == 0 }, "0")
 		}
 		if got := arpAnswerers(t, l, vip, time.Second); len(got) != 1 || !strings.EqualFold(got[0], mac) {

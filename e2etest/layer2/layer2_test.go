@@ -28,7 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 func TestMain(m *testing.M) {
@@ -440,7 +440,7 @@ func testRollingRestart(t *testing.T, l *lab.Lab) {
 // not warn that "another host" uses the address: AddressConflict is for
 // hosts outside the cluster.
 func testNoConflictBetweenSpeakers(t *testing.T, l *lab.Lab) {
-	for _, e := range serviceEvents(l, "ha", announcer.ReasonAddressConflict) {
+	for _, e := range serviceEvents(l, "ha", l2announcer.ReasonAddressConflict) {
 		node := "no node"
 		for _, n := range l.Nodes() {
 			if strings.Contains(strings.ToLower(e.Message), strings.ToLower(n.MAC(lab.SegmentLAN))) {

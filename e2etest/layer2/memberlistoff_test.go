@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 // TestMemberlistOff runs every speaker with --memberlist=false, the
@@ -91,8 +91,8 @@ func TestMemberlistOff(t *testing.T) {
 	t.Run("no MembershipFallback warning", func(t *testing.T) {
 		// A speaker that fell back would warn DefaultFallbackWarning after
 		// its start; wait past that.
-		if wait := announcer.DefaultFallbackWarning + 5*time.Second - time.Since(up); wait > 0 {
-			t.Logf("waiting %v more, until the speakers have run %v", wait.Round(time.Second), announcer.DefaultFallbackWarning+5*time.Second)
+		if wait := l2announcer.DefaultFallbackWarning + 5*time.Second - time.Since(up); wait > 0 {
+			t.Logf("waiting %v more, until the speakers have run %v", wait.Round(time.Second), l2announcer.DefaultFallbackWarning+5*time.Second)
 			time.Sleep(wait)
 		}
 		var events corev1.EventList
@@ -100,7 +100,7 @@ func TestMemberlistOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range events.Items {
-			if e.Reason == announcer.ReasonMembershipFallback {
+			if e.Reason == l2announcer.ReasonMembershipFallback {
 				t.Errorf("%s Event on %s %s: %s", e.Reason, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Message)
 			}
 		}

@@ -11,7 +11,7 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 // TestSelection proves in the lab that the L2Advertisement's node
@@ -126,8 +126,8 @@ func TestSelection(t *testing.T) {
 			node, err := l.L2Announcer("default", "sel")
 			return err == nil && node == "", node
 		})
-		msg := waitEventFor(t, l, "default", "Service", "sel", corev1.EventTypeWarning, announcer.ReasonNoInterface)
-		t.Logf("Warning %s on Service sel: %s", announcer.ReasonNoInterface, msg)
+		msg := waitEventFor(t, l, "default", "Service", "sel", corev1.EventTypeWarning, l2announcer.ReasonNoInterface)
+		t.Logf("Warning %s on Service sel: %s", l2announcer.ReasonNoInterface, msg)
 		if log := l.SpeakerLog(t, target); !strings.Contains(log, "no interface may answer") {
 			t.Errorf("the log of %s's speaker does not say that no interface may answer", target)
 		}

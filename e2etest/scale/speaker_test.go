@@ -73,7 +73,7 @@ const speakerNode = "node1"
 // VmRSS at 61.7 MiB (HWM 64.7 MiB, RssFile 34.8 MiB in that run) with
 // plans of 0.26 s; GOMEMLIMIT=28MiB at 62.8 MiB (HWM 66.9 MiB) with plans
 // of 1.4 s, the collector running all the time. Then the speaker began
-// releasing the pages of its program it does not use (internal/programpages:
+// releasing the pages of its program it does not use (internal/startuppages:
 // 25-30 MiB of client-go's start-up code) every minute and collecting at
 // GOGC 50, with a speaker scheme of the groups it reads: VmRSS 57.5-65.2
 // MiB right after the 10,000 (RssAnon 33.4-35.6, RssFile 23.8-29.6: the

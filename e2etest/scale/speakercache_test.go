@@ -15,7 +15,7 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/app"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/testenv"
 )
@@ -96,7 +96,7 @@ func BenchmarkSpeakerCache(b *testing.B) {
 	for _, trimmed := range []bool{false, true} {
 		var opts []app.Option
 		if trimmed {
-			opts = append(opts, app.WithCacheTransforms(announcer.CacheTransforms()))
+			opts = append(opts, app.WithCacheTransforms(l2announcer.CacheTransforms()))
 		}
 		o := app.DefaultOptions("0", "0")
 		o.Namespace = barelbNamespace

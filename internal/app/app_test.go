@@ -15,7 +15,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -438,7 +438,7 @@ func TestAddTransforms(t *testing.T) {
 	}
 	opts := cache.Options{ByObject: byObject}
 	kinds := len(byObject)
-	if err := addTransforms(&opts, scheme, announcer.CacheTransforms()); err != nil {
+	if err := addTransforms(&opts, scheme, l2announcer.CacheTransforms()); err != nil {
 		t.Fatal(err)
 	}
 	if opts.DefaultTransform == nil {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/barelb/barelb/internal/k8s/allocation"
 	"github.com/barelb/barelb/internal/k8s/memberlistkey"
-	"github.com/barelb/barelb/internal/k8s/strays"
 	"github.com/barelb/barelb/internal/k8s/webhook"
+	"github.com/barelb/barelb/internal/k8s/wrongnamespace"
 	"github.com/barelb/barelb/internal/metrics"
 	"github.com/barelb/barelb/internal/servingcert"
 )
@@ -182,7 +182,7 @@ func RunController(ctx context.Context, inv Invocation) error {
 			if err != nil {
 				return err
 			}
-			if err := strays.Setup(mgr, o.Namespace); err != nil {
+			if err := wrongnamespace.Setup(mgr, o.Namespace); err != nil {
 				return err
 			}
 			if o.MemberlistSecret != "" {

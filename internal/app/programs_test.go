@@ -25,7 +25,7 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/app"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
@@ -114,7 +114,7 @@ func testTrimmedCache(t *testing.T, env *testenv.Env) {
 	}
 	o := app.DefaultOptions("0", "0")
 	o.Namespace = namespace
-	mgr, err := app.NewManager(env.Config, o, app.WithCacheTransforms(announcer.CacheTransforms()))
+	mgr, err := app.NewManager(env.Config, o, app.WithCacheTransforms(l2announcer.CacheTransforms()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,14 +24,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/barelb/barelb/internal/k8s/advertiser"
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/bgpadvertiser"
 	"github.com/barelb/barelb/internal/k8s/heartbeat"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
+	"github.com/barelb/barelb/internal/k8s/speakerglue"
 	"github.com/barelb/barelb/internal/layer2"
 	"github.com/barelb/barelb/internal/membership"
-	"github.com/barelb/barelb/internal/programpages"
 	barelbscheme "github.com/barelb/barelb/internal/scheme"
+	"github.com/barelb/barelb/internal/startuppages"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -90,7 +91,7 @@ type SpeakerOptions struct {
 	GCPercent int
 	// ProgramPagesInterval is how often the speaker gives back the
 	// resident pages of its own code and read-only data (see
-	// internal/programpages), the first time once its caches are filled;
+	// internal/startuppages), the first time once its caches are filled;
 	// 0 is never. Every minute by default: the pages a speaker keeps using
 	// come back at the cost of a few hundred minor faults a minute, and
 	// those a burst of work touched (a relist, a wave of plans and status
@@ -218,7 +219,7 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 		program:   "speaker",
 		options:   o.Options,
 		logValues: []any{"node", o.NodeName},
-		manager: []Option{WithScheme(barelbscheme.NewSpeaker), WithReadyAfterSync(configObjects()...), WithCacheTransforms(announcer.CacheTransforms()),
+		manager: []Option{WithScheme(barelbscheme.NewSpeaker), WithReadyAfterSync(configObjects()...), WithCacheTransforms(l2announcer.CacheTransforms()),
 			WithManagerOptions(func(mo *manager.Options) {
 				mo.PprofBindAddress = o.PprofBindAddress
 				// client-go's event correlator keeps 4,096 objects in each
@@ -298,17 +299,17 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	handedOver := make(chan struct{})
 	// Without memberlist, node readiness stands for the membership, and
 	// Node changes (readiness among them) are the only membership changes.
-	var members *announcer.MemberlistMembers
+	var members *l2announcer.MemberlistMembers
 	var changes chan event.GenericEvent
-	var alive announcer.Members = announcer.NodeReadiness{}
+	var alive l2announcer.Members = l2announcer.NodeReadiness{}
 	if m != nil {
-		members = &announcer.MemberlistMembers{Membership: m, Log: log, Self: o.NodeName}
+		members = &l2announcer.MemberlistMembers{Membership: m, Log: log, Self: o.NodeName}
 		changes = make(chan event.GenericEvent, 1)
 		alive = members
 	}
-	network := &announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
+	network := &l2announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
 	speakers := &heartbeat.Speakers{Reader: mgr.GetClient(), Namespace: o.Namespace}
-	r := &announcer.Reconciler{
+	r := &l2announcer.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 		Members: alive, Network: network, Services: services, Speakers: speakers,
@@ -347,17 +348,17 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		return nil
 	}))
 	if err == nil {
-		err = announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
+		err = l2announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
 	}
 	if err == nil {
-		err = announcer.Setup(mgr, r, changes)
+		err = l2announcer.Setup(mgr, r, changes)
 	}
 	if err == nil {
 		// The BGP router ID defaults to the address memberlist uses (the
 		// node's InternalIP unless --memberlist-address says otherwise);
 		// without memberlist, the advertiser looks the InternalIP up.
 		routerID, _ := netip.ParseAddr(addr)
-		err = advertiser.Setup(ctx, mgr, advertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
+		err = bgpadvertiser.Setup(ctx, mgr, bgpadvertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second})
 	}
 	if err == nil && o.ProgramPagesInterval > 0 {
@@ -370,7 +371,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 				return nil
 			case <-time.After(programPagesSettle):
 			}
-			programpages.Run(ctx, programpages.Options{Interval: o.ProgramPagesInterval, Settle: programPagesAfterBurst, FreeHeap: true, Log: log})
+			startuppages.Run(ctx, startuppages.Options{Interval: o.ProgramPagesInterval, Settle: programPagesAfterBurst, FreeHeap: true, Log: log})
 			return nil
 		}))
 	}
@@ -407,7 +408,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) (*membership.Membership, string, error) {
 	addr := o.MemberlistAddress
 	if addr == "" {
-		ip, err := announcer.NodeAddress(ctx, mgr.GetAPIReader(), o.NodeName)
+		ip, err := speakerglue.NodeAddress(ctx, mgr.GetAPIReader(), o.NodeName)
 		if err != nil {
 			return nil, "", fmt.Errorf("finding this node's address for memberlist (or set --memberlist-address): %w", err)
 		}
@@ -446,7 +447,7 @@ const speakerMetaInterval = 30 * time.Second
 
 // speakerState is what this speaker's Lease says: how its memberlist
 // stands (members is nil without memberlist) and its node's MACs.
-func speakerState(members *announcer.MemberlistMembers) heartbeat.State {
+func speakerState(members *l2announcer.MemberlistMembers) heartbeat.State {
 	st := heartbeat.State{Memberlist: heartbeat.MemberlistOff}
 	if members != nil {
 		st.Memberlist = heartbeat.MemberlistFallback
@@ -455,20 +456,20 @@ func speakerState(members *announcer.MemberlistMembers) heartbeat.State {
 		}
 	}
 	if ifaces, err := layer2.HostInterfaces(); err == nil {
-		st.MACs = announcer.SpeakerMACs(ifaces)
+		st.MACs = l2announcer.SpeakerMACs(ifaces)
 	}
 	return st
 }
 
 // hostSpeakerMeta is this node's memberlist metadata: its interfaces'
 // hardware addresses, and whether this speaker may be elected
-// (announcer.SpeakerMeta).
+// (l2announcer.SpeakerMeta).
 func hostSpeakerMeta(ready bool) ([]byte, error) {
 	ifaces, err := layer2.HostInterfaces()
 	if err != nil {
 		return nil, err
 	}
-	return announcer.SpeakerMeta(ifaces, membership.MaxMetaSize, ready), nil
+	return l2announcer.SpeakerMeta(ifaces, membership.MaxMetaSize, ready), nil
 }
 
 // leftGraceMargin is how long past a leaving speaker's hand-over its
@@ -518,7 +519,7 @@ func keepSpeakerMetaCurrent(ctx context.Context, log logr.Logger, m *membership.
 			}
 			read = time.Now()
 		}
-		meta := announcer.SpeakerMeta(ifaces, membership.MaxMetaSize, isReady)
+		meta := l2announcer.SpeakerMeta(ifaces, membership.MaxMetaSize, isReady)
 		if bytes.Equal(meta, m.Meta()) {
 			wasReady = isReady
 			slowDown()
@@ -548,7 +549,7 @@ func joinMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, 
 	// join this speaker meanwhile (each retries the peers it knows).
 	for wait := time.Second; ; wait = min(2*wait, peersRetryMax) {
 		lctx, cancel := context.WithTimeout(ctx, peersListTimeout)
-		peers, err := announcer.Peers(lctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort)
+		peers, err := l2announcer.Peers(lctx, mgr.GetAPIReader(), o.NodeName, self, o.MemberlistPort)
 		cancel()
 		if err == nil {
 			if _, err := m.Join(ctx, peers); err != nil && ctx.Err() == nil {

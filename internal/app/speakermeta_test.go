@@ -11,7 +11,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 
-	"github.com/barelb/barelb/internal/k8s/announcer"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 	"github.com/barelb/barelb/internal/membership"
 	"github.com/barelb/barelb/internal/testenv"
 )
@@ -53,7 +53,7 @@ func TestKeepSpeakerMetaCurrent(t *testing.T) {
 	names := func() map[string]bool {
 		out := map[string]bool{}
 		for _, mac := range []net.HardwareAddr{{2, 0, 0, 0, 0xaa, 1}, {2, 0, 0, 0, 0xaa, 2}} {
-			if member, ok := announcer.SpeakerOf(map[string][]byte{"n1": m.Meta()}, mac); ok {
+			if member, ok := l2announcer.SpeakerOf(map[string][]byte{"n1": m.Meta()}, mac); ok {
 				out[mac.String()] = member == "n1"
 			}
 		}

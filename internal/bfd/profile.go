@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/barelb/barelb/api/v1beta1"
 )
 
 // Profile holds the timers of a session, the plain form of a BFDProfile.
@@ -39,7 +37,8 @@ func DefaultProfile() Profile {
 	return Profile{ReceiveInterval: DefaultInterval, TransmitInterval: DefaultInterval, DetectMultiplier: DefaultDetectMultiplier}
 }
 
-// ErrProfile is wrapped by the errors of Validate and ProfileFromSpec.
+// ErrProfile is wrapped by the errors of Validate and of
+// config.BFDProfile.
 var ErrProfile = errors.New("invalid BFD profile")
 
 // Validate checks that the intervals are positive whole microseconds that
@@ -60,35 +59,4 @@ func (p Profile) Validate() error {
 		return fmt.Errorf("%w: detect multiplier is zero", ErrProfile)
 	}
 	return nil
-}
-
-// ProfileFromSpec turns a BFDProfile's spec into a Profile, with the
-// API's defaults for unset fields. A spec that enables echo mode is
-// refused: this implementation has no echo function. EchoInterval is
-// ignored, and so is MinimumTTL: single-hop BFD accepts only TTL 255
-// (RFC 5881 §5).
-func ProfileFromSpec(spec v1beta1.BFDProfileSpec) (Profile, error) {
-	p := DefaultProfile()
-	if spec.EchoMode != nil && *spec.EchoMode {
-		return Profile{}, fmt.Errorf("%w: echo mode is not supported", ErrProfile)
-	}
-	if spec.ReceiveInterval != nil {
-		p.ReceiveInterval = time.Duration(*spec.ReceiveInterval) * time.Millisecond
-	}
-	if spec.TransmitInterval != nil {
-		p.TransmitInterval = time.Duration(*spec.TransmitInterval) * time.Millisecond
-	}
-	if spec.DetectMultiplier != nil {
-		if *spec.DetectMultiplier == 0 || *spec.DetectMultiplier > 255 {
-			return Profile{}, fmt.Errorf("%w: detect multiplier %d is outside 1–255", ErrProfile, *spec.DetectMultiplier)
-		}
-		p.DetectMultiplier = uint8(*spec.DetectMultiplier)
-	}
-	if spec.PassiveMode != nil {
-		p.Passive = *spec.PassiveMode
-	}
-	if err := p.Validate(); err != nil {
-		return Profile{}, err
-	}
-	return p, nil
 }

@@ -112,7 +112,7 @@ func (n Node) Excluded() bool {
 	return labelled || n.NetworkUnavailable
 }
 
-// Make decides the plan, following MetalLB's rules:
+// PlanRoutes decides the plan, following MetalLB's rules:
 //
 //   - An advertisement applies to a Service when it covers the Service's
 //     pool, selects the Service and this node; the node must not be
@@ -131,7 +131,7 @@ func (n Node) Excluded() bool {
 //     to that peer rather than sent with a guess.
 //
 // The result does not depend on the order of the inputs.
-func Make(in Input) Plan {
+func PlanRoutes(in Input) Plan {
 	type key struct {
 		peer   string
 		prefix netip.Prefix

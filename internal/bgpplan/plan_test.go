@@ -65,7 +65,7 @@ var (
 	big   = config.LargeCommunity(64500, 7, 7)
 )
 
-func TestMake(t *testing.T) {
+func TestPlanRoutes(t *testing.T) {
 	pools := map[string]*config.Pool{
 		"public":  pool(t, "public", map[string]string{"tier": "public"}, "203.0.113.0/24", "2001:db8:5::/64"),
 		"ranged":  pool(t, "ranged", nil, "198.51.100.10-198.51.100.11"),
@@ -171,7 +171,7 @@ func TestMake(t *testing.T) {
 				tc.in.Node = node
 			}
 			tc.in.Pools = pools
-			got := Make(tc.in)
+			got := PlanRoutes(tc.in)
 			if !reflect.DeepEqual(got.Peers, tc.want) {
 				t.Errorf("peers\n got %+v\nwant %+v", got.Peers, tc.want)
 			}
@@ -252,7 +252,7 @@ func TestMakeProperties(t *testing.T) {
 			node.Labels[ExcludeLabel] = "true"
 		}
 		in := Input{Services: svcs, Pools: pools, Advertisements: advs, Peers: peers, Node: node}
-		got := Make(in)
+		got := PlanRoutes(in)
 
 		// Order independence.
 		shuffled := in
@@ -266,7 +266,7 @@ func TestMakeProperties(t *testing.T) {
 			shuffled.Advertisements[i], shuffled.Advertisements[j] = shuffled.Advertisements[j], shuffled.Advertisements[i]
 		})
 		rng.Shuffle(len(shuffled.Peers), func(i, j int) { shuffled.Peers[i], shuffled.Peers[j] = shuffled.Peers[j], shuffled.Peers[i] })
-		if again := Make(shuffled); !reflect.DeepEqual(again, got) {
+		if again := PlanRoutes(shuffled); !reflect.DeepEqual(again, got) {
 			t.Fatalf("iteration %d: plan depends on input order:\n%+v\n%+v", iter, got, again)
 		}
 

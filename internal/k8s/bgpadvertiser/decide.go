@@ -1,0 +1,285 @@
+// Package bgpadvertiser is the speaker's Kubernetes glue for BGP mode: it
+// reads BGPPeers, BGPAdvertisements, Communities, BFDProfiles, pools,
+// Services, EndpointSlices, this Node and the peers' password Secrets,
+// asks internal/bgpplan what this node advertises to whom, tells the
+// in-process BGP speaker (internal/bgp) and the BFD manager
+// (internal/bfd), and reports in ServiceBGPStatus objects, Events on the
+// BGPPeers and metrics.
+//
+// The decisions here (objects to bgpplan's input and the speaker's
+// peers, which statuses to write, which Events to send) are plain
+// functions over plain values; the Reconciler only reads, calls them and
+// writes.
+package bgpadvertiser
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/bfd"
+	"github.com/barelb/barelb/internal/bgp"
+	"github.com/barelb/barelb/internal/bgpplan"
+	"github.com/barelb/barelb/internal/config"
+)
+
+// SecretPasswordKey is the key of a passwordSecret holding the TCP MD5
+// password (a Secret of type kubernetes.io/basic-auth).
+const SecretPasswordKey = corev1.BasicAuthPasswordKey
+
+// world is what one decision is made from: the objects as read, plain.
+type world struct {
+	Node     bgpplan.Node
+	NodeIPs  []netip.Addr // the node's InternalIPs
+	Services []bgpplan.Service
+	Pools    map[string]*config.Pool
+	Peers    []*barelbv1beta1.BGPPeer
+	Advs     []*barelbv1beta1.BGPAdvertisement
+	// Communities are the Community objects (named communities).
+	Communities []barelbv1beta1.Community
+	Profiles    []*barelbv1beta1.BFDProfile
+	// Secrets are the Secrets of barelb's namespace by name (the only
+	// namespace a passwordSecret may name).
+	Secrets map[string]*corev1.Secret
+}
+
+// decision is what the node does and reports.
+type decision struct {
+	// Peers are the sessions to open (valid peers selecting this node),
+	// sorted by name; Routes the prefixes each is sent.
+	Peers  []bgp.Peer
+	Routes map[string][]bgp.Route
+	// BFD are the BFD sessions wanted, by BGPPeer name; Local is left
+	// to the glue when the peer sets no sourceAddress (the kernel's
+	// choice of source for the peer's address).
+	BFD map[string]bfd.Peer
+	// Passwords tells which sessions use a TCP MD5 password, and where it
+	// comes from ("" for spec.password, the Secret's name otherwise).
+	Passwords map[string]string
+	// Statuses are the peers each advertised Service (namespace/name) goes
+	// to, sorted.
+	Statuses map[string][]string
+	// PeerProblems are the messages of BGPPeers that cannot be used (or
+	// only in part), by name; AdvProblems the same for BGPAdvertisements.
+	PeerProblems, AdvProblems map[string]string
+}
+
+// decide turns the world into the decision.
+func decide(w world) decision {
+	d := decision{
+		Routes: map[string][]bgp.Route{}, BFD: map[string]bfd.Peer{}, Passwords: map[string]string{},
+		Statuses: map[string][]string{}, PeerProblems: map[string]string{}, AdvProblems: map[string]string{},
+	}
+	addProblem := func(m map[string]string, name, msg string) {
+		if m[name] != "" {
+			m[name] += "; " + msg
+			return
+		}
+		m[name] = msg
+	}
+
+	profiles := map[string]bfd.Profile{}
+	badProfiles := map[string]error{}
+	profileNames := map[string]bool{}
+	for _, p := range w.Profiles {
+		profileNames[p.Name] = true
+		prof, err := config.BFDProfile(p.Spec)
+		if err != nil {
+			badProfiles[p.Name] = err
+			continue
+		}
+		profiles[p.Name] = prof
+	}
+
+	var nextHopV4, nextHopV6 netip.Addr
+	for _, ip := range w.NodeIPs {
+		if ip.Is4() && !nextHopV4.IsValid() {
+			nextHopV4 = ip
+		}
+		if ip.Is6() && !nextHopV6.IsValid() {
+			nextHopV6 = ip
+		}
+	}
+
+	var planPeers []*config.BGPPeer
+	sessions := map[string]bgp.Peer{}
+	for _, obj := range w.Peers {
+		p, err := config.BGPPeerFromAPI(obj, config.BGPPeerOptions{BFDProfiles: profileNames})
+		if err != nil {
+			addProblem(d.PeerProblems, obj.Name, err.Error())
+			continue
+		}
+		if !p.SelectsNode(w.Node.Labels) {
+			continue
+		}
+		sp, source, err := sessionOf(p, w.Secrets, nextHopV4, nextHopV6)
+		if err == nil {
+			err = sp.Check()
+		}
+		if err != nil {
+			addProblem(d.PeerProblems, obj.Name, err.Error())
+			continue
+		}
+		if p.BFDProfile != "" {
+			if perr := badProfiles[p.BFDProfile]; perr != nil {
+				addProblem(d.PeerProblems, obj.Name, fmt.Sprintf("bfdProfile %s: %v; the session runs without BFD", p.BFDProfile, perr))
+			} else {
+				d.BFD[p.Name] = bfd.Peer{Local: p.SourceAddress, Remote: p.Address, Profile: profiles[p.BFDProfile]}
+			}
+		}
+		if sp.Password != "" {
+			d.Passwords[p.Name] = source
+		}
+		planPeers = append(planPeers, p)
+		sessions[p.Name] = sp
+	}
+
+	// An ambiguous community name is left out of aliases: an
+	// advertisement using it is refused with "unknown community name".
+	aliases, _ := config.CommunityAliases(w.Communities)
+	var advs []*config.BGPAdvertisement
+	for _, obj := range w.Advs {
+		a, err := config.BGPAdvertisementFromAPI(obj, aliases)
+		if err != nil {
+			addProblem(d.AdvProblems, obj.Name, err.Error())
+			continue
+		}
+		advs = append(advs, a)
+	}
+
+	plan := bgpplan.PlanRoutes(bgpplan.Input{Services: assigned(w.Services, w.Pools), Pools: w.Pools, Advertisements: advs, Peers: planPeers, Node: w.Node})
+	for _, pr := range plan.Problems {
+		if pr.Peer != "" {
+			addProblem(d.PeerProblems, pr.Peer, pr.String())
+			continue
+		}
+		for _, name := range problemAdvertisements(pr.Object) {
+			addProblem(d.AdvProblems, name, pr.Message)
+		}
+	}
+	for _, pp := range plan.Peers {
+		d.Peers = append(d.Peers, sessions[pp.Peer])
+		routes := make([]bgp.Route, 0, len(pp.Routes))
+		for _, r := range pp.Routes {
+			routes = append(routes, bgp.Route{Prefix: r.Prefix, LocalPref: r.LocalPref, Communities: r.Communities})
+			for _, svc := range r.Services {
+				d.Statuses[svc] = appendOnce(d.Statuses[svc], pp.Peer)
+			}
+		}
+		d.Routes[pp.Peer] = routes
+	}
+	for _, peers := range d.Statuses {
+		sort.Strings(peers)
+	}
+	return d
+}
+
+// assigned keeps of each Service the addresses the controller can have
+// given it: those in the pool its barelb.io/ip-allocated-from-pool
+// annotation names. A second writer of the status (a user, another
+// load-balancer implementation) must not make the node advertise a
+// node's or the gateway's address. Services left without an address are
+// dropped.
+func assigned(services []bgpplan.Service, pools map[string]*config.Pool) []bgpplan.Service {
+	out := services[:0:0]
+	for _, svc := range services {
+		addrs := config.AnnouncedAddresses(pools[svc.Pool], svc.Addresses)
+		if len(addrs) == 0 {
+			continue
+		}
+		svc.Addresses = addrs
+		out = append(out, svc)
+	}
+	return out
+}
+
+// sessionOf is the session the speaker opens for p. The password comes
+// from spec.password or from the passwordSecret in secrets; source names
+// the Secret ("" for spec.password).
+func sessionOf(p *config.BGPPeer, secrets map[string]*corev1.Secret, nextHopV4, nextHopV6 netip.Addr) (out bgp.Peer, source string, err error) {
+	if !p.Address.IsValid() {
+		return bgp.Peer{}, "", fmt.Errorf("interface %s: unnumbered peers (BGP over an interface's IPv6 link-local address) are not supported yet; set peerAddress", p.Interface)
+	}
+	out = bgp.Peer{
+		Name: p.Name, Address: p.Address, Port: p.Port, SourceAddress: p.SourceAddress,
+		LocalASN: p.MyASN, RouterID: p.RouterID,
+		HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectRetry: p.ConnectTime,
+		Password: p.Password, GracefulRestart: p.GracefulRestart, DisableMP: p.DisableMP,
+		// Routes of the session's own family take its local address as
+		// next hop; the other family's take the node's InternalIP of it.
+		NextHopV4: nextHopV4, NextHopV6: nextHopV6,
+	}
+	switch p.DynamicASN {
+	case config.DynamicASNInternal:
+		out.ASN = p.MyASN
+	case config.DynamicASNExternal:
+		out.ASN = 0 // whatever the peer presents
+	default:
+		out.ASN = p.PeerASN
+	}
+	if p.EBGPMultiHop {
+		out.EBGPMultiHopTTL = 255
+	}
+	if ref := p.PasswordSecret; ref != nil {
+		secret := secrets[ref.Name]
+		if secret == nil {
+			return bgp.Peer{}, ref.Name, fmt.Errorf("passwordSecret %s/%s: no such Secret; the session is not opened until it exists", ref.Namespace, ref.Name)
+		}
+		pw, ok := secret.Data[SecretPasswordKey]
+		if !ok || len(pw) == 0 {
+			return bgp.Peer{}, ref.Name, fmt.Errorf("passwordSecret %s/%s has no %q key (a Secret of type %s); the session is not opened until it has", ref.Namespace, ref.Name, SecretPasswordKey, corev1.SecretTypeBasicAuth)
+		}
+		if len(pw) > 80 {
+			return bgp.Peer{}, ref.Name, fmt.Errorf("passwordSecret %s/%s: the password is %d bytes long; TCP MD5 allows at most 80", ref.Namespace, ref.Name, len(pw))
+		}
+		out.Password = string(pw)
+		source = ref.Name
+	}
+	return out, source, nil
+}
+
+// problemAdvertisements reads the advertisement names out of a bgpplan
+// Problem's Object ("BGPAdvertisement NAME" or "BGPAdvertisements [A B]").
+func problemAdvertisements(object string) []string {
+	if name, ok := strings.CutPrefix(object, "BGPAdvertisement "); ok {
+		return []string{name}
+	}
+	if list, ok := strings.CutPrefix(object, "BGPAdvertisements "); ok {
+		return strings.Fields(strings.Trim(list, "[]"))
+	}
+	return nil
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// nodeOf is bgpplan's view of a Node.
+func nodeOf(n *corev1.Node) (bgpplan.Node, []netip.Addr) {
+	out := bgpplan.Node{Name: n.Name, Labels: labels.Set(n.Labels)}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
+			out.NetworkUnavailable = true
+		}
+	}
+	var ips []netip.Addr
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			ips = append(ips, ip.Unmap())
+		}
+	}
+	return out, ips
+}

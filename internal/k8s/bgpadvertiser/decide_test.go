@@ -1,0 +1,344 @@
+package bgpadvertiser
+
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/bfd"
+	"github.com/barelb/barelb/internal/bgp"
+	"github.com/barelb/barelb/internal/bgpplan"
+	"github.com/barelb/barelb/internal/config"
+)
+
+func testPeer(name string, mutate func(*barelbv1beta1.BGPPeerSpec)) *barelbv1beta1.BGPPeer {
+	p := &barelbv1beta1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}}
+	p.Spec = barelbv1beta1.BGPPeerSpec{MyASN: 64500, PeerASN: 64501, PeerAddress: "198.51.100.100"}
+	if mutate != nil {
+		mutate(&p.Spec)
+	}
+	return p
+}
+
+func testAdv(name string, mutate func(*barelbv1beta1.BGPAdvertisementSpec)) *barelbv1beta1.BGPAdvertisement {
+	a := &barelbv1beta1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}}
+	if mutate != nil {
+		mutate(&a.Spec)
+	}
+	return a
+}
+
+func testWorld(t *testing.T) world {
+	t.Helper()
+	pool, err := config.PoolFromAPI(&barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "vips"},
+		Spec: barelbv1beta1.IPAddressPoolSpec{Addresses: []barelbv1beta1.AddressRange{"203.0.113.0/24", "2001:db8:5::/64"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return world{
+		Node:    bgpplan.Node{Name: "n1", Labels: labels.Set{"rack": "a"}},
+		NodeIPs: []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:100::1")},
+		Services: []bgpplan.Service{{Key: "default/web", Pool: "vips",
+			Addresses: []netip.Addr{netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("2001:db8:5::7")}}},
+		Pools:   map[string]*config.Pool{"vips": pool},
+		Peers:   []*barelbv1beta1.BGPPeer{testPeer("router", nil)},
+		Advs:    []*barelbv1beta1.BGPAdvertisement{testAdv("all", nil)},
+		Secrets: map[string]*corev1.Secret{},
+	}
+}
+
+func secret(name, password string) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}, Type: corev1.SecretTypeBasicAuth, Data: map[string][]byte{}}
+	if password != "" {
+		s.Data[corev1.BasicAuthPasswordKey] = []byte(password)
+	}
+	return s
+}
+
+func TestDecideSessions(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:100::1")
+	router := netip.MustParseAddr("198.51.100.100")
+	base := bgp.Peer{Name: "router", Address: router, Port: 179, ASN: 64501, LocalASN: 64500,
+		HoldTime: 90 * time.Second, KeepaliveTime: 30 * time.Second, ConnectRetry: 5 * time.Second,
+		NextHopV4: v4, NextHopV6: v6}
+	with := func(f func(*bgp.Peer)) bgp.Peer { p := base; f(&p); return p }
+	tests := []struct {
+		name      string
+		change    func(*world)
+		peers     []bgp.Peer
+		passwords map[string]string
+		problem   string // in PeerProblems["router"]
+		bfd       map[string]bfd.Peer
+	}{
+		{name: "a peer selecting the node", peers: []bgp.Peer{base}},
+		{name: "a peer selecting other nodes is not opened, and not a problem",
+			change: func(w *world) {
+				w.Peers[0].Spec.NodeSelectors = []barelbv1beta1.Selector{{MatchLabels: map[string]barelbv1beta1.LabelValue{"rack": "b"}}}
+			}},
+		{name: "settings carried over",
+			change: func(w *world) {
+				s := &w.Peers[0].Spec
+				s.PeerPort, s.SourceAddress, s.RouterID = 1179, "198.51.100.2", "10.0.0.1"
+				s.HoldTime, s.KeepaliveTime, s.ConnectTime = &metav1.Duration{Duration: 9 * time.Second}, &metav1.Duration{Duration: 3 * time.Second}, &metav1.Duration{Duration: 2 * time.Second}
+				s.EBGPMultiHop, s.EnableGracefulRestart, s.DisableMP, s.Password = true, true, true, "pw"
+			},
+			peers: []bgp.Peer{with(func(p *bgp.Peer) {
+				p.Port, p.SourceAddress, p.RouterID = 1179, netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("10.0.0.1")
+				p.HoldTime, p.KeepaliveTime, p.ConnectRetry = 9*time.Second, 3*time.Second, 2*time.Second
+				p.EBGPMultiHopTTL, p.GracefulRestart, p.DisableMP, p.Password = 255, true, true, "pw"
+			})},
+			passwords: map[string]string{"router": ""}},
+		{name: "dynamic internal ASN is ours",
+			change: func(w *world) { w.Peers[0].Spec.PeerASN, w.Peers[0].Spec.DynamicASN = 0, "internal" },
+			peers:  []bgp.Peer{with(func(p *bgp.Peer) { p.ASN = 64500 })}},
+		{name: "dynamic external ASN accepts any",
+			change: func(w *world) { w.Peers[0].Spec.PeerASN, w.Peers[0].Spec.DynamicASN = 0, "external" },
+			peers:  []bgp.Peer{with(func(p *bgp.Peer) { p.ASN = 0 })}},
+		{name: "passwordSecret missing: not opened, a problem naming the Secret",
+			change:  func(w *world) { w.Peers[0].Spec.PasswordSecret = &barelbv1beta1.SecretRef{Name: "md5"} },
+			problem: "passwordSecret barelb-system/md5: no such Secret"},
+		{name: "passwordSecret without the password key",
+			change: func(w *world) {
+				w.Peers[0].Spec.PasswordSecret = &barelbv1beta1.SecretRef{Name: "md5"}
+				w.Secrets["md5"] = secret("md5", "")
+			},
+			problem: `has no "password" key`},
+		{name: "passwordSecret read",
+			change: func(w *world) {
+				w.Peers[0].Spec.PasswordSecret = &barelbv1beta1.SecretRef{Name: "md5"}
+				w.Secrets["md5"] = secret("md5", "s3cret")
+			},
+			peers:     []bgp.Peer{with(func(p *bgp.Peer) { p.Password = "s3cret" })},
+			passwords: map[string]string{"router": "md5"}},
+		{name: "passwordSecret in another namespace is refused",
+			change: func(w *world) {
+				w.Peers[0].Spec.PasswordSecret = &barelbv1beta1.SecretRef{Name: "md5", Namespace: "kube-system"}
+			},
+			problem: "must be in the peer's own namespace"},
+		{name: "impossible ASN mix",
+			change:  func(w *world) { w.Peers[0].Spec.DynamicASN = "external" },
+			problem: "set exactly one of peerASN and dynamicASN, not both"},
+		{name: "unnumbered peers are refused, not half-opened",
+			change:  func(w *world) { w.Peers[0].Spec.PeerAddress, w.Peers[0].Spec.Interface = "", "eth0" },
+			problem: "unnumbered peers"},
+		{name: "source address of the other family",
+			change:  func(w *world) { w.Peers[0].Spec.SourceAddress = "2001:db8:100::1" },
+			problem: "different families"},
+		{name: "bfdProfile that does not exist",
+			change:  func(w *world) { w.Peers[0].Spec.BFDProfile = "fast" },
+			problem: `bfdProfile "fast": no such BFDProfile`},
+		{name: "bfdProfile used",
+			change: func(w *world) {
+				w.Peers[0].Spec.BFDProfile = "fast"
+				w.Peers[0].Spec.SourceAddress = "198.51.100.2"
+				rx := uint32(100)
+				w.Profiles = []*barelbv1beta1.BFDProfile{{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Spec: barelbv1beta1.BFDProfileSpec{ReceiveInterval: &rx, TransmitInterval: &rx}}}
+			},
+			peers: []bgp.Peer{with(func(p *bgp.Peer) { p.SourceAddress = netip.MustParseAddr("198.51.100.2") })},
+			bfd: map[string]bfd.Peer{"router": {Local: netip.MustParseAddr("198.51.100.2"), Remote: router,
+				Profile: bfd.Profile{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3}}}},
+		{name: "bfdProfile with echo: the session runs without BFD, and says so",
+			change: func(w *world) {
+				w.Peers[0].Spec.BFDProfile = "echo"
+				on := true
+				w.Profiles = []*barelbv1beta1.BFDProfile{{ObjectMeta: metav1.ObjectMeta{Name: "echo"}, Spec: barelbv1beta1.BFDProfileSpec{EchoMode: &on}}}
+			},
+			peers:   []bgp.Peer{base},
+			problem: "echo mode is not supported; the session runs without BFD"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := testWorld(t)
+			if tc.change != nil {
+				tc.change(&w)
+			}
+			d := decide(w)
+			if !reflect.DeepEqual(d.Peers, tc.peers) {
+				t.Errorf("peers\n got %+v\nwant %+v", d.Peers, tc.peers)
+			}
+			if tc.passwords == nil {
+				tc.passwords = map[string]string{}
+			}
+			if !reflect.DeepEqual(d.Passwords, tc.passwords) {
+				t.Errorf("passwords %v, want %v", d.Passwords, tc.passwords)
+			}
+			got := d.PeerProblems["router"]
+			if (tc.problem == "") != (got == "") || !strings.Contains(got, tc.problem) {
+				t.Errorf("problem %q, want one containing %q", got, tc.problem)
+			}
+			if tc.bfd == nil {
+				tc.bfd = map[string]bfd.Peer{}
+			}
+			if !reflect.DeepEqual(d.BFD, tc.bfd) {
+				t.Errorf("BFD %+v, want %+v", d.BFD, tc.bfd)
+			}
+		})
+	}
+}
+
+func TestDecideRoutes(t *testing.T) {
+	p7, p7v6 := netip.MustParsePrefix("203.0.113.7/32"), netip.MustParsePrefix("2001:db8:5::7/128")
+	tests := []struct {
+		name        string
+		change      func(*world)
+		routes      map[string][]bgp.Route
+		statuses    map[string][]string
+		advProblem  string // in AdvProblems, any advertisement
+		peerProblem string // in PeerProblems["router"]
+	}{
+		{name: "every address to every peer",
+			routes:   map[string][]bgp.Route{"router": {{Prefix: p7}, {Prefix: p7v6}}},
+			statuses: map[string][]string{"default/web": {"router"}}},
+		{name: "aggregation, communities by name and value",
+			change: func(w *world) {
+				agg := int32(24)
+				w.Advs[0].Spec.AggregationLength = &agg
+				w.Advs[0].Spec.Communities = []barelbv1beta1.CommunityRef{"64500:1", "no-export-ish"}
+				w.Communities = []barelbv1beta1.Community{{Spec: barelbv1beta1.CommunitySpec{Communities: []barelbv1beta1.CommunityAlias{{Name: "no-export-ish", Value: "large:64500:1:2"}}}}}
+			},
+			routes: map[string][]bgp.Route{"router": {
+				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Communities: []config.Community{config.StandardCommunity(64500, 1), config.LargeCommunity(64500, 1, 2)}},
+				{Prefix: p7v6, Communities: []config.Community{config.StandardCommunity(64500, 1), config.LargeCommunity(64500, 1, 2)}}}},
+			statuses: map[string][]string{"default/web": {"router"}}},
+		{name: "an unknown community name refuses the advertisement, not the others",
+			change: func(w *world) {
+				w.Advs = append(w.Advs, testAdv("bad", func(s *barelbv1beta1.BGPAdvertisementSpec) { s.Communities = []barelbv1beta1.CommunityRef{"nope"} }))
+			},
+			routes:     map[string][]bgp.Route{"router": {{Prefix: p7}, {Prefix: p7v6}}},
+			statuses:   map[string][]string{"default/web": {"router"}},
+			advProblem: `unknown community name "nope"`},
+		{name: "aggregation wider than the pool is refused",
+			change: func(w *world) {
+				agg := int32(16)
+				w.Advs[0].Spec.AggregationLength = &agg
+			},
+			routes:     map[string][]bgp.Route{"router": {}},
+			statuses:   map[string][]string{},
+			advProblem: "aggregationLength 16 is shorter than 203.0.113.0/24"},
+		{name: "conflicting localPref for an iBGP peer is a problem of that peer",
+			change: func(w *world) {
+				w.Peers[0].Spec.PeerASN = 64500
+				w.Advs = []*barelbv1beta1.BGPAdvertisement{
+					testAdv("a", func(s *barelbv1beta1.BGPAdvertisementSpec) { s.LocalPref = 100 }),
+					testAdv("b", func(s *barelbv1beta1.BGPAdvertisementSpec) { s.LocalPref = 200 }),
+				}
+			},
+			routes:      map[string][]bgp.Route{"router": {}},
+			statuses:    map[string][]string{},
+			peerProblem: "conflicting localPref"},
+		{name: "an excluded node keeps its sessions, advertises nothing",
+			change:   func(w *world) { w.Node.Labels[bgpplan.ExcludeLabel] = "" },
+			routes:   map[string][]bgp.Route{"router": {}},
+			statuses: map[string][]string{}},
+		{name: "Local traffic without an endpoint here",
+			change: func(w *world) {
+				w.Services[0].LocalTraffic = true
+				w.Services[0].EndpointNodes = map[string]bool{"n2": true}
+			},
+			routes:   map[string][]bgp.Route{"router": {}},
+			statuses: map[string][]string{}},
+		{name: "a status patched to the node's address is not advertised",
+			change: func(w *world) {
+				// A second writer of the status (a user, k3s servicelb)
+				// put the node's own address there.
+				w.Services[0].Addresses = []netip.Addr{netip.MustParseAddr("198.51.100.1")}
+			},
+			routes:   map[string][]bgp.Route{"router": {}},
+			statuses: map[string][]string{}},
+		{name: "of a forged and a real address, only the real one is advertised",
+			change: func(w *world) {
+				w.Services[0].Addresses = []netip.Addr{netip.MustParseAddr("198.51.100.100"), netip.MustParseAddr("203.0.113.7")}
+			},
+			routes:   map[string][]bgp.Route{"router": {{Prefix: p7}}},
+			statuses: map[string][]string{"default/web": {"router"}}},
+		{name: "a pool annotation naming no pool advertises nothing",
+			change: func(w *world) {
+				w.Services[0].Pool = "forged"
+			},
+			routes:   map[string][]bgp.Route{"router": {}},
+			statuses: map[string][]string{}},
+		{name: "advertisement naming one of two peers",
+			change: func(w *world) {
+				w.Peers = append(w.Peers, testPeer("other", func(s *barelbv1beta1.BGPPeerSpec) { s.PeerAddress = "198.51.100.101" }))
+				w.Advs[0].Spec.Peers = []string{"other"}
+			},
+			routes:   map[string][]bgp.Route{"other": {{Prefix: p7}, {Prefix: p7v6}}, "router": {}},
+			statuses: map[string][]string{"default/web": {"other"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := testWorld(t)
+			if tc.change != nil {
+				tc.change(&w)
+			}
+			d := decide(w)
+			if !reflect.DeepEqual(d.Routes, tc.routes) {
+				t.Errorf("routes\n got %+v\nwant %+v", d.Routes, tc.routes)
+			}
+			if !reflect.DeepEqual(d.Statuses, tc.statuses) {
+				t.Errorf("statuses %v, want %v", d.Statuses, tc.statuses)
+			}
+			var advProblems []string
+			for _, p := range d.AdvProblems {
+				advProblems = append(advProblems, p)
+			}
+			all := strings.Join(advProblems, "\n")
+			if (tc.advProblem == "") != (all == "") || !strings.Contains(all, tc.advProblem) {
+				t.Errorf("advertisement problems %q, want one containing %q", all, tc.advProblem)
+			}
+			got := d.PeerProblems["router"]
+			if (tc.peerProblem == "") != (got == "") || !strings.Contains(got, tc.peerProblem) {
+				t.Errorf("peer problem %q, want one containing %q", got, tc.peerProblem)
+			}
+		})
+	}
+}
+
+func TestNodeOf(t *testing.T) {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"a": "b"}}}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue}}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeExternalIP, Address: "192.0.2.9"},
+		{Type: corev1.NodeInternalIP, Address: "2001:db8::1"}, {Type: corev1.NodeInternalIP, Address: "198.51.100.1"}}
+	got, ips := nodeOf(n)
+	if got.Name != "n1" || got.Labels["a"] != "b" || !got.NetworkUnavailable || !got.Excluded() {
+		t.Errorf("node %+v", got)
+	}
+	if want := []netip.Addr{netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("198.51.100.1")}; !reflect.DeepEqual(ips, want) {
+		t.Errorf("InternalIPs %v, want %v", ips, want)
+	}
+}
+
+func TestRouterIDFrom(t *testing.T) {
+	for in, want := range map[string]string{"198.51.100.1": "198.51.100.1", "::ffff:198.51.100.2": "198.51.100.2", "2001:db8::c633:6403": "198.51.100.3"} {
+		if got := routerIDFrom(netip.MustParseAddr(in)); got.String() != want {
+			t.Errorf("routerIDFrom(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestRouteChanges(t *testing.T) {
+	a, b, c := netip.MustParsePrefix("203.0.113.1/32"), netip.MustParsePrefix("203.0.113.2/32"), netip.MustParsePrefix("203.0.113.3/32")
+	tests := []struct {
+		name     string
+		old, new []bgp.Route
+		want     int
+	}{
+		{"nothing", nil, nil, 0},
+		{"added", nil, []bgp.Route{{Prefix: a}, {Prefix: b}}, 2},
+		{"same", []bgp.Route{{Prefix: a}}, []bgp.Route{{Prefix: a}}, 0},
+		{"changed attribute", []bgp.Route{{Prefix: a}}, []bgp.Route{{Prefix: a, LocalPref: 200}}, 1},
+		{"withdrawn and added", []bgp.Route{{Prefix: a}, {Prefix: b}}, []bgp.Route{{Prefix: b}, {Prefix: c}}, 2},
+	}
+	for _, tc := range tests {
+		if got := routeChanges(tc.old, tc.new); got != tc.want {
+			t.Errorf("%s: %d changes, want %d", tc.name, got, tc.want)
+		}
+	}
+}

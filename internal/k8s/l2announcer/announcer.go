@@ -1,0 +1,583 @@
+package l2announcer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/k8s/heartbeat"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
+	"github.com/barelb/barelb/internal/layer2"
+)
+
+// Members is the speakers' membership as the announcer needs it.
+type Members interface {
+	// Alive names the nodes whose speaker is a live member. ok is false
+	// when membership could not form; node readiness stands in then.
+	Alive() (alive map[string]bool, ok bool)
+	// Left tells whether the speaker of node name stopped on purpose
+	// (and answers on only for its hand-over).
+	Left(name string) bool
+}
+
+// Network is this node's network: its interfaces, and a responder per
+// interface.
+type Network interface {
+	Interfaces() ([]layer2.Interface, error)
+	Responder(ctx context.Context, name string) (Responder, error)
+}
+
+// Responder answers for addresses on one interface.
+type Responder interface {
+	Announce(netip.Addr, layer2.AnnounceOptions) error
+	Reannounce(netip.Addr)
+	Withdraw(netip.Addr)
+	// Owns tells whether an announced address is answered (not while its
+	// probe runs, nor while another host uses it).
+	Owns(netip.Addr) bool
+	// InConflict tells whether an announced address is not answered
+	// because another host on the link uses it.
+	InConflict(netip.Addr) bool
+	// Yield stops answering an address another speaker keeps, until that
+	// one goes quiet; Resume answers it again at once; Yielded tells.
+	Yield(netip.Addr) bool
+	Resume(netip.Addr) bool
+	Yielded(netip.Addr) bool
+	// Check asks the link who answers for an answered address; another
+	// speaker's answer comes as a peer claim.
+	Check(netip.Addr)
+}
+
+const (
+	// ReasonAnnounced is the Event reason when a node starts announcing a
+	// Service's addresses.
+	ReasonAnnounced = "nodeAssigned"
+	// ReasonAddressConflict is the Warning Event reason when another host
+	// on the LAN uses a Service's address.
+	ReasonAddressConflict = "AddressConflict"
+)
+
+// planKey is the one request every change maps to: the plan is computed
+// for all addresses at once, so a burst of changes costs one computation.
+var planKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "layer2-plan"}}
+
+// Reconciler keeps this node's answers in step with the plan.
+type Reconciler struct {
+	Client    client.Client
+	Recorder  record.EventRecorder
+	Log       logr.Logger
+	Node      string
+	Namespace string
+	LBClass   string
+	Members   Members
+	Network   Network
+	// Services is where Services, their endpoints' nodes and the
+	// ServiceL2Status objects are read; Setup makes one when it is nil
+	// (a speaker shares one among its reconcilers).
+	Services *servicecache.Cache
+	// Observer, when set, is told every plan (metrics and checks).
+	Observer *Observer
+	// Speakers, when set, tells which speakers run (their Leases): where
+	// memberlist cannot tell, only their nodes are elected (see
+	// heartbeat.FallbackAlive), not every Ready node.
+	Speakers *heartbeat.Speakers
+
+	mu sync.Mutex
+	// answering is what this node answers for: address → interfaces.
+	answering map[netip.Addr][]string
+	// announced are the Services this node announces.
+	announced map[string]bool
+	// alive is the membership the last plan was made with.
+	alive map[string]bool
+	// reportedConflict and reportedSeen are the other host's MAC last told
+	// to the Services of an address (a probe found it in use; it was seen
+	// claiming an address we answer), so that each conflict makes one
+	// Event, not one per plan.
+	reportedConflict, reportedSeen map[netip.Addr]string
+
+	// conflictChanges wakes the reconciler when a responder reports a
+	// conflict; Setup makes it.
+	conflictChanges chan event.GenericEvent
+	cmu             sync.Mutex
+	// lastConflict is the last probed conflict reported per address.
+	lastConflict map[netip.Addr]layer2.Conflict
+	// seen are the conflicts seen while answering, not yet told.
+	seen []layer2.Conflict
+
+	// view is the last plan's, for HandlePeerClaim; contests what it
+	// found (see contest.go).
+	view     atomic.Pointer[planView]
+	contests contests
+	// statuses writes the ServiceL2Statuses; Setup makes it.
+	statuses *statusWriter
+	// standingAside: the last plan found this speaker left out of the
+	// others' memberlist (see fallbackAlive).
+	standingAside bool
+	// lostAt is when memberlist lost each speaker that still has a fresh
+	// Lease (see checkLeases).
+	lostAt map[string]time.Time
+	// planned is set once a plan has been made (see Planned).
+	planned atomic.Bool
+}
+
+// Planned tells whether this speaker has made a plan: it has read the
+// cluster from the API, and may be elected by the others (a speaker that
+// starts while the API server is away has not, and must not be).
+func (r *Reconciler) Planned() bool { return r.planned.Load() }
+
+// HandleConflict takes a responder's conflict report (wire it to
+// layer2.Options.OnConflict) and recomputes the plan, which tells the
+// Services.
+func (r *Reconciler) HandleConflict(c layer2.Conflict) {
+	r.cmu.Lock()
+	switch c.Kind {
+	case layer2.ConflictProbed:
+		if r.lastConflict == nil {
+			r.lastConflict = map[netip.Addr]layer2.Conflict{}
+		}
+		r.lastConflict[c.Address] = c
+	case layer2.ConflictSeen:
+		r.seen = append(r.seen, c)
+	}
+	r.cmu.Unlock()
+	r.wake()
+}
+
+// HandleProbed takes a responder's news that a probed address is now
+// answered (wire it to layer2.Options.OnProbed) and recomputes the plan,
+// which reports it.
+func (r *Reconciler) HandleProbed(netip.Addr) { r.wake() }
+
+func (r *Reconciler) wake() {
+	if r.conflictChanges == nil {
+		return
+	}
+	select {
+	case r.conflictChanges <- event.GenericEvent{Object: &corev1.Service{}}:
+	default: // a plan is pending already
+	}
+}
+
+// Reconcile recomputes the plan and applies this node's part of it.
+func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// An unsynced cache would make this node drop the statuses and
+	// addresses of Services not listed yet.
+	if !r.Services.WaitForSync(ctx) {
+		return reconcile.Result{}, ctx.Err()
+	}
+	alive, membershipOK := r.Members.Alive()
+	// A speaker that reappears (a restart, a healed partition) may have
+	// been answering on its side all along; whoever keeps an address
+	// tells the LAN again, so that neighbours drop the other's MAC.
+	rejoined := false
+	for name := range alive {
+		rejoined = rejoined || (r.alive != nil && alive[name] && !r.alive[name])
+	}
+	r.alive = alive
+	in, err := read(ctx, r.Client, r.Services, r.Namespace, r.LBClass, alive, membershipOK)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if !membershipOK && r.Speakers != nil {
+		if err := r.fallbackAlive(ctx, in); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	host, err := r.Network.Interfaces()
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
+	}
+	taken := r.announcedElsewhere()
+	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
+	// The maps are made at the size this node's part of the plan had last
+	// time: at 10,000 addresses, growing them is much of a plan's garbage.
+	size := len(r.answering)
+	want := make(map[netip.Addr][]string, size)
+	services := make(map[string]netip.Addr, size)
+	// servicesOf are the Services of each address (a dual-stack Service
+	// has two addresses), sorted: the plan's lists.
+	servicesOf := make(map[netip.Addr][]string, size)
+	// probe: addresses that no other node announced for any of their
+	// Services, new to the cluster, are probed before being answered; a
+	// take-over is not.
+	probe := make(map[netip.Addr]bool, size)
+	var keys map[netip.Addr]netip.Addr
+	for _, a := range plan {
+		if a.Node != r.Node {
+			continue
+		}
+		if a.Key != a.Address {
+			if keys == nil {
+				keys = map[netip.Addr]netip.Addr{}
+			}
+			keys[a.Address] = a.Key
+		}
+		ifaces := layer2.SelectInterfaces(a.Address, a.Interfaces, host)
+		if len(ifaces) == 0 {
+			r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
+			continue
+		}
+		want[a.Address] = ifaces
+		servicesOf[a.Address] = a.Services
+		probe[a.Address] = true
+		for _, s := range a.Services {
+			services[s] = a.Address
+			probe[a.Address] = probe[a.Address] && !taken[s]
+		}
+	}
+	if err := r.apply(ctx, want, rejoined, probe); err != nil {
+		return reconcile.Result{}, err
+	}
+	viewAlive := alive
+	if !membershipOK {
+		viewAlive = make(map[string]bool, len(in.nodes))
+		for _, n := range in.nodes {
+			if n.Alive {
+				viewAlive[n.Name] = true
+			}
+		}
+	}
+	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys})
+	var leaseRetry time.Duration
+	if membershipOK {
+		if leaseRetry, err = r.checkLeases(ctx, alive, time.Now()); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	contestRetry, err := r.settleContests(ctx, in, viewAlive, want, servicesOf)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if leaseRetry > 0 && (contestRetry == 0 || leaseRetry < contestRetry) {
+		contestRetry = leaseRetry
+	}
+	r.Observer.planned(ctx, in, plan, want, host)
+	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if m := r.Observer.metrics(); m != nil {
+		// What the node answers for: not what it is probing, what
+		// another host uses, nor what it yielded to another speaker.
+		m.AddressesAnnounced.Set(float64(len(want) - len(unanswered)))
+	}
+	// A Service with an address not answered yet (its probe runs) or in
+	// conflict gets no ServiceL2Status and no Event yet: whoever
+	// announces it next probes again.
+	for ip := range unanswered {
+		for _, key := range servicesOf[ip] {
+			delete(services, key)
+		}
+	}
+	r.report(in, want, services)
+	r.planned.Store(true)
+	return reconcile.Result{RequeueAfter: contestRetry}, nil
+}
+
+// fallbackAlive replaces node readiness in the plan's nodes with the
+// what the speakers' Leases say (heartbeat.FallbackAlive).
+func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
+	running, err := r.Speakers.Running(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	ready := make(map[string]bool, len(in.nodes))
+	for _, n := range in.nodes {
+		ready[n.Name] = n.Alive
+	}
+	alive := heartbeat.FallbackAlive(r.Node, ready, running)
+	for i := range in.nodes {
+		in.nodes[i].Alive = alive[in.nodes[i].Name]
+	}
+	if len(running) > 0 && len(alive) == 0 && !r.standingAside {
+		r.Log.Info("WARNING: this speaker cannot join the other speakers' memberlist, which they formed without it (check the memberlist secret and that TCP and UDP of the memberlist port are open between nodes); it answers for no address meanwhile")
+	}
+	r.standingAside = len(running) > 0 && len(alive) == 0
+	return nil
+}
+
+// announcedElsewhere names the Services whose ServiceL2Status names
+// another node: their addresses are known to the cluster, and whoever
+// takes them over does not probe.
+func (r *Reconciler) announcedElsewhere() map[string]bool {
+	out := map[string]bool{}
+	r.Services.EachStatus(func(s *servicecache.Status) {
+		if s.Status.Node != "" && s.Status.Node != r.Node {
+			out[s.Status.ServiceNamespace+"/"+s.Status.ServiceName] = true
+		}
+	})
+	return out
+}
+
+// conflicts returns the wanted addresses not answered on any interface
+// (probed, or in conflict on some interface), and tells their Services once per conflict: a
+// Warning Event for a new conflict, found by a probe or seen while
+// answering.
+func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (map[netip.Addr]bool, error) {
+	// The Services of an address, for the few addresses in conflict.
+	servicesAt := func(ip netip.Addr) []*servicecache.Service {
+		var out []*servicecache.Service
+		for _, key := range servicesOf[ip] {
+			if svc := in.byKey[key]; svc != nil {
+				out = append(out, svc)
+			}
+		}
+		return out
+	}
+	r.cmu.Lock()
+	last := map[netip.Addr]layer2.Conflict{}
+	for ip, c := range r.lastConflict {
+		if _, ok := want[ip]; ok {
+			last[ip] = c
+		} else {
+			delete(r.lastConflict, ip)
+		}
+	}
+	seen := r.seen
+	r.seen = nil
+	r.cmu.Unlock()
+
+	if r.reportedConflict == nil {
+		r.reportedConflict, r.reportedSeen = map[netip.Addr]string{}, map[netip.Addr]string{}
+	}
+	conflicted, unanswered := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for ip, names := range want {
+		inConflict, answered := false, false
+		for _, name := range names {
+			resp, err := r.Network.Responder(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			inConflict = inConflict || resp.InConflict(ip)
+			answered = answered || resp.Owns(ip)
+		}
+		if inConflict || !answered {
+			unanswered[ip] = true
+		}
+		if !inConflict {
+			continue
+		}
+		conflicted[ip] = true
+		c := last[ip]
+		if r.reportedConflict[ip] == c.MAC.String() {
+			continue
+		}
+		r.reportedConflict[ip] = c.MAC.String()
+		r.Log.Info("address in use by another host; not announcing it", "address", ip.String(), "mac", c.MAC.String(), "interface", c.Interface)
+		for _, svc := range servicesAt(ip) {
+			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonAddressConflict,
+				"address %s is in use by another host (MAC %s, on interface %s of node %q); not announcing it until it is free",
+				ip, c.MAC, c.Interface, r.Node)
+		}
+	}
+	for ip := range r.reportedConflict {
+		if !conflicted[ip] {
+			delete(r.reportedConflict, ip)
+			if _, ok := want[ip]; ok {
+				r.Log.Info("address conflict over; announcing", "address", ip.String())
+			}
+		}
+	}
+	for _, c := range seen {
+		if _, ok := want[c.Address]; !ok || r.reportedSeen[c.Address] == c.MAC.String() {
+			continue
+		}
+		r.reportedSeen[c.Address] = c.MAC.String()
+		r.Log.Info("another host claims an announced address; defending it", "address", c.Address.String(), "mac", c.MAC.String(), "interface", c.Interface)
+		for _, svc := range servicesAt(c.Address) {
+			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonAddressConflict,
+				"another host (MAC %s, on interface %s of node %q) claims address %s; still announcing and defending it",
+				c.MAC, c.Interface, r.Node, c.Address)
+		}
+	}
+	for ip := range r.reportedSeen {
+		if _, ok := want[ip]; !ok {
+			delete(r.reportedSeen, ip)
+		}
+	}
+	return unanswered, nil
+}
+
+// apply withdraws first, so that a lost address stops being answered at
+// once, then announces (after a probe for the addresses in probe); with
+// reannounce, addresses kept are announced again too.
+func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, reannounce bool, probe map[netip.Addr]bool) error {
+	if r.answering == nil {
+		r.answering = map[netip.Addr][]string{}
+	}
+	for ip, had := range r.answering {
+		for _, name := range had {
+			if !contains(want[ip], name) {
+				resp, err := r.Network.Responder(ctx, name)
+				if err != nil {
+					return err
+				}
+				resp.Withdraw(ip)
+			}
+		}
+	}
+	for ip, names := range want {
+		for _, name := range names {
+			resp, err := r.Network.Responder(ctx, name)
+			if err != nil {
+				return err
+			}
+			if contains(r.answering[ip], name) {
+				if reannounce {
+					resp.Reannounce(ip)
+				}
+				continue
+			}
+			if err := resp.Announce(ip, layer2.AnnounceOptions{Probe: probe[ip]}); err != nil {
+				return fmt.Errorf("announcing %s on %s: %w", ip, name, err)
+			}
+			r.Log.Info("announcing", "address", ip.String(), "interface", name, "probe", probe[ip])
+		}
+	}
+	r.answering = want
+	return nil
+}
+
+// report hands the statuses of the Services this node announces to the
+// status writer, which writes them (and deletes the ones of Services this
+// node no longer announces) in the background, and tells a Service when
+// this node starts announcing it.
+func (r *Reconciler) report(in *inputs, want map[netip.Addr][]string, services map[string]netip.Addr) {
+	statuses := make(map[string]statusWant, len(services))
+	for key, ip := range services {
+		svc := in.byKey[key]
+		if svc == nil {
+			continue
+		}
+		ifaces := want[ip]
+		if !sort.StringsAreSorted(ifaces) {
+			ifaces = append([]string(nil), ifaces...) // want's slices are r.answering's
+			sort.Strings(ifaces)
+		}
+		statuses[key] = statusWant{svc: svc, ifaces: ifaces}
+		if !r.announced[key] {
+			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeNormal, ReasonAnnounced, "announcing from node %q with protocol \"layer2\" on %s", r.Node, strings.Join(want[ip], ", "))
+		}
+	}
+	r.announced = make(map[string]bool, len(services))
+	for key := range services {
+		r.announced[key] = true
+	}
+	r.statuses.set(statuses)
+}
+
+// isStale tells a write refused because it was based on an outdated
+// cache: the object was created or changed meanwhile.
+func isStale(err error) bool {
+	return err != nil && (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err))
+}
+
+// statusName is the ServiceL2Status name of a Service: readable, and
+// unique thanks to a hash of the full key.
+func statusName(namespace, name string) string {
+	sum := sha256.Sum256([]byte(namespace + "/" + name))
+	base := namespace + "-" + name
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	return strings.TrimRight(base, "-.") + "-" + hex.EncodeToString(sum[:4])
+}
+
+// writeStatus makes the ServiceL2Status of svc say that this node
+// announces its addresses on ifaces (sorted). cached is the object in the
+// cache (nil when there is none); it is shared with the cache and never
+// modified.
+func (r *Reconciler) writeStatus(ctx context.Context, cached *servicecache.Status, svc *servicecache.Service, ifaces []string) error {
+	if cached != nil && r.statusSays(cached.Status, svc, ifaces) {
+		return nil
+	}
+	obj := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{
+		Name: statusName(svc.Namespace, svc.Name), Namespace: r.Namespace,
+		Labels: map[string]string{barelbv1beta1.LabelServiceName: svc.Name, barelbv1beta1.LabelServiceNamespace: svc.Namespace},
+	}}
+	if cached == nil {
+		if err := r.Client.Create(ctx, obj); err != nil {
+			return fmt.Errorf("writing ServiceL2Status of %s/%s: %w", svc.Namespace, svc.Name, err)
+		}
+	} else {
+		obj.ResourceVersion = cached.ResourceVersion
+	}
+	obj.Status = barelbv1beta1.ServiceL2StatusStatus{Node: r.Node, ServiceName: svc.Name, ServiceNamespace: svc.Namespace}
+	for _, a := range svc.Addresses {
+		obj.Status.Addresses = append(obj.Status.Addresses, a.String())
+	}
+	for _, name := range ifaces {
+		obj.Status.Interfaces = append(obj.Status.Interfaces, barelbv1beta1.InterfaceInfo{Name: name})
+	}
+	if err := r.Client.Status().Update(ctx, obj); err != nil {
+		return fmt.Errorf("writing ServiceL2Status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+// statusSays tells whether status is what writeStatus would write: this
+// node, the Service's names and addresses, and the sorted interfaces. It
+// allocates nothing, as it runs for every announced Service on every event.
+func (r *Reconciler) statusSays(status barelbv1beta1.ServiceL2StatusStatus, svc *servicecache.Service, ifaces []string) bool {
+	if status.Node != r.Node || status.ServiceName != svc.Name || status.ServiceNamespace != svc.Namespace ||
+		len(status.Addresses) != len(svc.Addresses) || len(status.Interfaces) != len(ifaces) {
+		return false
+	}
+	for i, a := range svc.Addresses {
+		if written, err := netip.ParseAddr(status.Addresses[i]); err != nil || written != a {
+			return false
+		}
+	}
+	for i, name := range ifaces {
+		if status.Interfaces[i] != (barelbv1beta1.InterfaceInfo{Name: name}) {
+			return false
+		}
+	}
+	return true
+}
+
+// dropStatus deletes a Service's ServiceL2Status if it still names this
+// node: another node that took the Service over has rewritten it, and its
+// write must not be deleted (the resource version guards the race).
+// cached is the object in the cache, nil when there is none.
+func (r *Reconciler) dropStatus(ctx context.Context, cached *servicecache.Status, key string) error {
+	if cached == nil || cached.Status.Node != r.Node {
+		return nil
+	}
+	obj := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: cached.Name, Namespace: cached.Namespace}}
+	err := r.Client.Delete(ctx, obj, client.Preconditions{ResourceVersion: &cached.ResourceVersion})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting ServiceL2Status of %s: %w", key, err)
+	}
+	return nil
+}
+
+func contains(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,125 @@
+package l2announcer
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/barelb/barelb/internal/membership"
+)
+
+// MemberlistMembers is the speakers' memberlist as the announcer sees it.
+//
+// Until memberlist has formed (this speaker has seen another member at
+// least once), node readiness from the API stands in: every speaker then
+// decides from the same view, whereas a speaker that sees only itself
+// would announce every address, as would all the others — split brain.
+// Once formed, a member missing from memberlist is a dead speaker, even
+// where its node still looks Ready.
+type MemberlistMembers struct {
+	Membership *membership.Membership
+	Log        logr.Logger
+	// Self is this speaker's node: it is ready whenever it plans.
+	Self string
+
+	mu     sync.Mutex
+	formed bool
+}
+
+// Alive names the live members; ok is false while memberlist has not
+// formed.
+func (m *MemberlistMembers) Alive() (map[string]bool, bool) {
+	names := m.Membership.Members()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(names) >= 2 && !m.formed {
+		m.formed = true
+		m.Log.Info("memberlist formed; using it to tell live speakers", "members", names)
+	}
+	if !m.formed {
+		return nil, false // MembershipWatch says so
+	}
+	// A speaker that has not read the cluster from the API yet (it
+	// started while the API server is away) is a member, but cannot
+	// announce: it is not elected until it says it is ready.
+	metas := m.Membership.Metadata()
+	alive := make(map[string]bool, len(names))
+	for _, n := range names {
+		alive[n] = n == m.Self || SpeakerReady(metas[n])
+	}
+	return alive, true
+}
+
+// Left tells whether the speaker of node name left memberlist on purpose.
+func (m *MemberlistMembers) Left(name string) bool { return m.Membership.Left(name) }
+
+// Formed tells whether memberlist has formed.
+func (m *MemberlistMembers) Formed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.formed
+}
+
+// NodeReadiness is the speakers' membership without memberlist (the
+// speaker's --memberlist=false): every speaker decides from the API's view
+// alone (node readiness, and the speakers' Leases where the Reconciler
+// has them: see heartbeat.FallbackAlive), the same view for all of them,
+// so they elect the same announcers. The price is the one memberlist
+// exists for: a dead speaker on a Ready node keeps its addresses,
+// unanswered, until its Lease expires.
+type NodeReadiness struct{}
+
+// Alive reports no membership (ok false), which makes the announcer take
+// node readiness instead, as it does while memberlist has not formed.
+func (NodeReadiness) Alive() (map[string]bool, bool) { return nil, false }
+
+// Left is always false: without memberlist no speaker says it leaves.
+func (NodeReadiness) Left(string) bool { return false }
+
+// Forward turns membership changes into events for Setup's channel until
+// ctx ends.
+func (m *MemberlistMembers) Forward(ctx context.Context, out chan<- event.GenericEvent) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.Membership.Changes():
+			select {
+			case out <- event.GenericEvent{Object: &corev1.Node{}}:
+			default: // a recomputation is pending already
+			}
+		}
+	}
+}
+
+// Peers lists the other nodes' addresses of the family of self, with the
+// memberlist port, from the API's Nodes: every node runs a speaker.
+func Peers(ctx context.Context, c client.Reader, selfNode string, self netip.Addr, port int) ([]string, error) {
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("listing Nodes for memberlist peers: %w", err)
+	}
+	var out []string
+	for _, n := range nodes.Items {
+		if n.Name == selfNode {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			ip, err := netip.ParseAddr(a.Address)
+			if a.Type != corev1.NodeInternalIP || err != nil || ip.Is4() != self.Is4() {
+				continue
+			}
+			out = append(out, netip.AddrPortFrom(ip, uint16(port)).String())
+			break
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
