@@ -96,6 +96,10 @@ type Reconciler struct {
 	Services *servicecache.Cache
 	// Observer, when set, is told every plan (metrics and checks).
 	Observer *Observer
+	// Peers, when set, hands this speaker's reading of the cluster to
+	// speakers that start while the API server is away, and gives this
+	// one the others' when it does (see PeerTable).
+	Peers *PeerTable
 	// Speakers, when set, tells which speakers run (their Leases): where
 	// memberlist cannot tell, only their nodes are elected (see
 	// heartbeat.FallbackAlive), not every Ready node.
@@ -187,14 +191,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, ctx.Err()
 	}
 	alive, membershipOK := r.Members.Alive()
-	// A speaker that reappears (a restart, a healed partition) may have
-	// been answering on its side all along; whoever keeps an address
-	// tells the LAN again, so that neighbours drop the other's MAC.
-	rejoined := false
-	for name := range alive {
-		rejoined = rejoined || (r.alive != nil && alive[name] && !r.alive[name])
-	}
-	r.alive = alive
 	in, err := read(ctx, r.Client, r.Services, r.Namespace, r.LBClass, alive, membershipOK)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -204,11 +200,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			return reconcile.Result{}, err
 		}
 	}
+	if r.Peers != nil {
+		r.Peers.readFromAPI()
+	}
+	retry, err := r.planAndApply(ctx, in, alive, membershipOK, r.announcedElsewhere(), true)
+	return reconcile.Result{RequeueAfter: retry}, err
+}
+
+// planAndApply computes the plan from in and applies this node's part of it.
+// taken are the Services announced by another node (not probed when
+// taken over). fromAPI is false for a plan made from another speaker's
+// table while the API server is away: the speakers' Leases cannot be
+// read then, nor statuses written. It returns how soon to plan again.
+func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[string]bool, membershipOK bool, taken map[string]bool, fromAPI bool) (time.Duration, error) {
+	// A speaker that reappears (a restart, a healed partition) may have
+	// been answering on its side all along; whoever keeps an address
+	// tells the LAN again, so that neighbours drop the other's MAC.
+	rejoined := false
+	for name := range alive {
+		rejoined = rejoined || (r.alive != nil && alive[name] && !r.alive[name])
+	}
+	r.alive = alive
 	host, err := r.Network.Interfaces()
 	if err != nil {
-		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
+		return 0, fmt.Errorf("reading interfaces: %w", err)
 	}
-	taken := r.announcedElsewhere()
 	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
 	// The maps are made at the size this node's part of the plan had last
 	// time: at 10,000 addresses, growing them is much of a plan's garbage.
@@ -247,7 +263,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		}
 	}
 	if err := r.apply(ctx, want, rejoined, probe); err != nil {
-		return reconcile.Result{}, err
+		return 0, err
 	}
 	viewAlive := alive
 	if !membershipOK {
@@ -260,14 +276,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	}
 	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys})
 	var leaseRetry time.Duration
-	if membershipOK {
+	if membershipOK && fromAPI {
 		if leaseRetry, err = r.checkLeases(ctx, alive, time.Now()); err != nil {
-			return reconcile.Result{}, err
+			return 0, err
 		}
 	}
 	contestRetry, err := r.settleContests(ctx, in, viewAlive, want, servicesOf)
 	if err != nil {
-		return reconcile.Result{}, err
+		return 0, err
 	}
 	if leaseRetry > 0 && (contestRetry == 0 || leaseRetry < contestRetry) {
 		contestRetry = leaseRetry
@@ -275,7 +291,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	r.Observer.planned(ctx, in, plan, want, host)
 	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
 	if err != nil {
-		return reconcile.Result{}, err
+		return 0, err
 	}
 	if m := r.Observer.metrics(); m != nil {
 		// What the node answers for: not what it is probing, what
@@ -290,9 +306,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			delete(services, key)
 		}
 	}
-	r.report(in, want, services)
+	if fromAPI {
+		r.report(in, want, services)
+	}
 	r.planned.Store(true)
-	return reconcile.Result{RequeueAfter: contestRetry}, nil
+	return contestRetry, nil
 }
 
 // fallbackAlive replaces node readiness in the plan's nodes with the
