@@ -216,10 +216,7 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	// A speaker that reappears (a restart, a healed partition) may have
 	// been answering on its side all along; whoever keeps an address
 	// tells the LAN again, so that neighbours drop the other's MAC.
-	rejoined := false
-	for name := range alive {
-		rejoined = rejoined || (r.alive != nil && alive[name] && !r.alive[name])
-	}
+	rejoined := anyRejoined(r.alive, alive)
 	r.alive = alive
 	host, err := r.Network.Interfaces()
 	if err != nil {
@@ -228,40 +225,11 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
 	// The maps are made at the size this node's part of the plan had last
 	// time: at 10,000 addresses, growing them is much of a plan's garbage.
-	size := len(r.answering)
-	want := make(map[netip.Addr][]string, size)
-	services := make(map[string]netip.Addr, size)
-	// servicesOf are the Services of each address (a dual-stack Service
-	// has two addresses), sorted: the plan's lists.
-	servicesOf := make(map[netip.Addr][]string, size)
-	// probe: addresses that no other node announced for any of their
-	// Services, new to the cluster, are probed before being answered; a
-	// take-over is not.
-	probe := make(map[netip.Addr]bool, size)
-	var keys map[netip.Addr]netip.Addr
-	for _, a := range plan {
-		if a.Node != r.Node {
-			continue
-		}
-		if a.Key != a.Address {
-			if keys == nil {
-				keys = map[netip.Addr]netip.Addr{}
-			}
-			keys[a.Address] = a.Key
-		}
-		ifaces := layer2.SelectInterfaces(a.Address, a.Interfaces, host)
-		if len(ifaces) == 0 {
-			r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
-			continue
-		}
-		want[a.Address] = ifaces
-		servicesOf[a.Address] = a.Services
-		probe[a.Address] = true
-		for _, s := range a.Services {
-			services[s] = a.Address
-			probe[a.Address] = probe[a.Address] && !taken[s]
-		}
+	part := decide(plan, r.Node, host, taken, len(r.answering))
+	for _, a := range part.noInterface {
+		r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
 	}
+	want, services, servicesOf, probe, keys := part.want, part.services, part.servicesOf, part.probe, part.keys
 	if err := r.apply(ctx, want, rejoined, probe); err != nil {
 		return 0, err
 	}
