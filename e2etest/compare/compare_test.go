@@ -9,11 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/barelb/barelb/e2etest/lab"
 )
 
 func TestMain(m *testing.M) {
 	lab.RunHelperMode()
+	// The lab's clients log nothing worth reading here.
+	ctrllog.SetLogger(logr.Discard())
 	os.Exit(m.Run())
 }
 
