@@ -199,12 +199,10 @@ func (r *run) failover(ips []string) {
 		time.Sleep(time.Second)
 	}
 	time.Sleep(2 * time.Second)
-	failed := 0
-	for _, p := range probers {
-		_, f := p.finish()
-		failed += f
+	for i, p := range probers {
+		_, failed := p.finish()
+		r.res.set(r.name(), "L2 "+family[i]+": rolling restart of every speaker, failed requests", float64(failed))
 	}
-	r.res.set(r.name(), "L2: rolling restart of every speaker, failed requests (both families)", float64(failed))
 	r.settle(ips)
 }
 
