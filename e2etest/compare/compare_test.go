@@ -55,14 +55,18 @@ func TestCompare(t *testing.T) {
 	}
 	impls := []implementation{ml, barelb{}}
 	res := newResults()
+	var names []string
+	for _, impl := range impls {
+		names = append(names, impl.Name())
+	}
 	for _, impl := range impls {
 		t.Run(strings.Fields(impl.Name())[0], func(t *testing.T) {
 			measure(t, impl, res, size)
 		})
-	}
-	var names []string
-	for _, impl := range impls {
-		names = append(names, impl.Name())
+		// What is measured so far, in case a later step fails.
+		var b strings.Builder
+		res.write(&b, names)
+		fmt.Printf("\nafter %s:\n%s", impl.Name(), b.String())
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%d Services pending + %d assigned, %d round(s) per failover and family; ratio = %s / %s\n\n",
