@@ -20,6 +20,12 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
 	$(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm
+# MetalLB, for `make compare` (e2etest/compare): its released controller and
+# speaker, built from the module proxy in a module of their own
+# (e2etest/tools/metallb pins the version), and its CRDs from the same
+# module source.
+METALLB_DIR := $(BIN)/metallb
+METALLB_BINS := $(METALLB_DIR)/controller $(METALLB_DIR)/speaker
 # Helm, for the chart tests: Debian has no package, so it is built from the
 # module proxy in its own module (e2etest/tools/helm), at this version.
 HELM_VERSION := v3.17.3
@@ -51,6 +57,14 @@ $(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ honnef.co/go/tools/cmd/staticcheck
 $(BIN)/helm: $(TOOLS_DIR)/helm/go.mod $(TOOLS_DIR)/helm/go.sum
 	cd $(TOOLS_DIR)/helm && go build -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" -o $@ helm.sh/helm/v3/cmd/helm
+
+.PHONY: metallb
+metallb: $(METALLB_BINS) ## Build MetalLB's controller and speaker (the version e2etest/tools/metallb pins) and copy its CRDs into bin/metallb/.
+
+$(METALLB_DIR)/%: $(TOOLS_DIR)/metallb/go.mod $(TOOLS_DIR)/metallb/go.sum
+	cd $(TOOLS_DIR)/metallb && go build -o $@ go.universe.tf/metallb/$*
+	@src=$$(cd $(TOOLS_DIR)/metallb && go list -m -f '{{.Dir}}' go.universe.tf/metallb); \
+	mkdir -p $(METALLB_DIR)/crds && cp $$src/config/crd/bases/*.yaml $(METALLB_DIR)/crds/ && chmod u+w $(METALLB_DIR)/crds/*.yaml
 
 .PHONY: generate
 generate: $(BIN)/controller-gen ## Generate deepcopy code for the API types.
@@ -84,7 +98,7 @@ unit: ## Unit tests only (no control plane, no root).
 	go test $(GO_TEST_FLAGS) -short ./...
 
 .PHONY: test
-test: deps tools build images check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
+test: deps tools metallb build images check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
 	go test $(GO_TEST_FLAGS) ./...
 
 # Debian packages the tests use; installed by `make deps` when missing.
@@ -120,6 +134,13 @@ bench: tools ## Speed and memory benchmarks: they print numbers and never fail o
 	go test -run='^$$' -bench=. -benchmem ./internal/allocator/
 	go test -run='^$$' -bench=Allocation -benchtime=1x -timeout=30m ./e2etest/scale/
 	go test -run='^$$' -bench=Detection -benchtime=20x ./internal/bfd/
+
+# The side-by-side comparison with MetalLB at full size (see README,
+# "Compared with MetalLB"); `make test` runs the same harness small.
+COMPARE_ENV ?= BARELB_COMPARE_SERVICES=5000 BARELB_COMPARE_ROUNDS=10
+.PHONY: compare
+compare: deps tools metallb build ## Run MetalLB, then barelb, in the lab on the same scenarios and print one table (root, ~30 min).
+	$(COMPARE_ENV) flock /tmp/barelb-lab.lock go test -count=1 -v -timeout=120m -run='^TestCompare$$' ./e2etest/compare/ | tee $(BIN)/compare.log
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests need, when missing.

@@ -156,3 +156,63 @@ func (l *Lab) signal(key string, sig syscall.Signal) error {
 	}
 	return nil
 }
+
+// StartProcess runs a program the lab does not know (another
+// implementation's controller or speaker, e2etest/compare) in a host's
+// namespace ("cp", "client", a node…) with extra environment variables
+// (KEY=VALUE), its output going to STATE_DIR/logs/KEY.log. The lab stops it
+// on Down like its own processes; a running process of the same key is
+// stopped first. key must not be one of the lab's own (NODE/speaker,
+// NODE/kube-proxy, controller, kube-apiserver…): prefix it with the
+// program's name.
+func (l *Lab) StartProcess(key, host string, env []string, path string, args ...string) error {
+	h, err := l.state.Host(host)
+	if err != nil {
+		return err
+	}
+	_, err = l.startProcEnv(key, h.Netns, env, path, args...)
+	return err
+}
+
+// KillProcess sends SIGKILL to a process StartProcess started.
+func (l *Lab) KillProcess(key string) error { return l.kill(key) }
+
+// StopProcess stops a process StartProcess started: SIGTERM, SIGKILL after
+// grace; it returns when the process is gone.
+func (l *Lab) StopProcess(key string, grace time.Duration) error {
+	l.mu.Lock()
+	p := l.procs[key]
+	l.mu.Unlock()
+	if p == nil || p.exited() {
+		return fmt.Errorf("%s is not running", key)
+	}
+	p.stop(grace)
+	return nil
+}
+
+// ProcessPID returns the process id of a running process of the lab, by
+// key (see StartProcess; the lab's own: "controller", "NODE/speaker").
+func (l *Lab) ProcessPID(key string) (int, error) {
+	l.mu.Lock()
+	p := l.procs[key]
+	l.mu.Unlock()
+	if p == nil || p.exited() {
+		return 0, fmt.Errorf("%s is not running", key)
+	}
+	return p.cmd.Process.Pid, nil
+}
+
+// ProcessExited reports whether a process of the lab has ended, with its
+// error and log path, or nil while it runs.
+func (l *Lab) ProcessExited(key string) error {
+	l.mu.Lock()
+	p := l.procs[key]
+	l.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%s was never started", key)
+	}
+	if err := p.errExited(); err != nil {
+		return fmt.Errorf("%w (see %s)", err, l.logPath(logKey(key)))
+	}
+	return nil
+}
