@@ -53,7 +53,8 @@ $(BIN)/helm: $(TOOLS_DIR)/helm/go.mod $(TOOLS_DIR)/helm/go.sum
 	cd $(TOOLS_DIR)/helm && go build -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" -o $@ helm.sh/helm/v3/cmd/helm
 
 .PHONY: generate
-generate: $(BIN)/controller-gen ## Generate deepcopy code for the API types.
+generate: $(BIN)/controller-gen ## Generate the pool CEL rules (go generate) and deepcopy code for the API types.
+	go generate ./api/...
 	$(BIN)/controller-gen object paths=./api/...
 
 .PHONY: manifests
@@ -61,7 +62,7 @@ manifests: $(BIN)/controller-gen ## Generate CRD manifests into config/crd/bases
 	$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	rm -f config/helm/barelb/crds/*.yaml && cp config/crd/bases/*.yaml config/helm/barelb/crds/
 
-GENERATED = api/v1beta1/zz_generated.deepcopy.go config/crd/bases/*.yaml config/helm/barelb/crds/*.yaml
+GENERATED = api/v1beta1/ipaddresspool_types.go api/v1beta1/zz_generated.deepcopy.go config/crd/bases/*.yaml config/helm/barelb/crds/*.yaml
 
 .PHONY: check-generated
 check-generated: $(BIN)/controller-gen ## Fail when generated files are stale (and regenerate them).
