@@ -67,7 +67,8 @@ $(METALLB_DIR)/%: $(TOOLS_DIR)/metallb/go.mod $(TOOLS_DIR)/metallb/go.sum
 	mkdir -p $(METALLB_DIR)/crds && cp $$src/config/crd/bases/*.yaml $(METALLB_DIR)/crds/ && chmod u+w $(METALLB_DIR)/crds/*.yaml
 
 .PHONY: generate
-generate: $(BIN)/controller-gen ## Generate deepcopy code for the API types.
+generate: $(BIN)/controller-gen ## Generate the pool CEL rules (go generate) and deepcopy code for the API types.
+	go generate ./api/...
 	$(BIN)/controller-gen object paths=./api/...
 
 .PHONY: manifests
@@ -75,7 +76,7 @@ manifests: $(BIN)/controller-gen ## Generate CRD manifests into config/crd/bases
 	$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	rm -f config/helm/barelb/crds/*.yaml && cp config/crd/bases/*.yaml config/helm/barelb/crds/
 
-GENERATED = api/v1beta1/zz_generated.deepcopy.go config/crd/bases/*.yaml config/helm/barelb/crds/*.yaml
+GENERATED = api/v1beta1/ipaddresspool_types.go api/v1beta1/zz_generated.deepcopy.go config/crd/bases/*.yaml config/helm/barelb/crds/*.yaml
 
 .PHONY: check-generated
 check-generated: $(BIN)/controller-gen ## Fail when generated files are stale (and regenerate them).

@@ -4,6 +4,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// The XValidation rules of AddressRange are written by celgen
+// (api/v1beta1/internal/celgen, run by `go generate ./api/...`): edit the
+// description there, not the markers.
+
 // AddressRange is one block of addresses a pool hands out: a CIDR
 // (198.51.100.0/25, 2001:db8::/120) or an inclusive range FIRST-LAST of one
 // family (198.51.100.10-198.51.100.20). Spaces around the dash are allowed,
