@@ -62,7 +62,7 @@ func TestParseController(t *testing.T) {
 				"--log-level=debug", "--log-format=text", "--namespace=lb", "--kube-api-qps=5.5",
 				"--kube-api-burst=7", "--leader-elect=false", "--memberlist-secret=",
 				"--webhook-port=0", "--webhook-cert-secret=c", "--webhook-configuration=v", "--webhook-service=s",
-				"--webhook-cert-lifetime=2h",
+				"--webhook-cert-lifetime=2h", "--webhook-cert-namespace=certs",
 			},
 			check: func(t *testing.T, o ControllerOptions) {
 				want := ControllerOptions{
@@ -77,7 +77,8 @@ func TestParseController(t *testing.T) {
 						KubeAPIBurst:           7,
 					},
 					LeaderElect: false,
-					Webhook:     WebhookOptions{Port: 0, CertSecret: "c", Configuration: "v", Service: "s", CertLifetime: 2 * time.Hour},
+					Webhook: WebhookOptions{Port: 0, CertSecret: "c", Configuration: "v", Service: "s", CertLifetime: 2 * time.Hour,
+						CertNamespace: "certs"},
 				}
 				if o != want {
 					t.Errorf("got %+v, want %+v", o, want)
@@ -96,6 +97,7 @@ func TestParseController(t *testing.T) {
 		{name: "unknown flag", args: []string{"--bogus"}, wantCode: 2, wantErr: "bogus"},
 		{name: "webhook port out of range", args: []string{"--webhook-port=70000"}, wantCode: 2, wantErr: "--webhook-port"},
 		{name: "webhook secret not a name", args: []string{"--webhook-cert-secret=A B"}, wantCode: 2, wantErr: "--webhook-cert-secret"},
+		{name: "webhook certificate namespace not a name", args: []string{"--webhook-cert-namespace=Certs"}, wantCode: 2, wantErr: "--webhook-cert-namespace"},
 		{name: "webhook certificate lifetime too short", args: []string{"--webhook-cert-lifetime=5s"}, wantCode: 2, wantErr: "--webhook-cert-lifetime"},
 		{
 			name: "a disabled webhook's settings are not checked",
