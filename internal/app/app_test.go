@@ -156,6 +156,7 @@ func TestParseSpeaker(t *testing.T) {
 		// wantMemberlistOff: --memberlist=false; memberlist is on by
 		// default.
 		wantMemberlistOff bool
+		wantRelease       bool
 		wantErr           string // a usage error containing this
 	}{
 		{name: "node from environment", env: map[string]string{"NODE_NAME": "worker-1"}, wantNode: "worker-1"},
@@ -174,7 +175,8 @@ func TestParseSpeaker(t *testing.T) {
 		{name: "memberlist not a boolean", args: []string{"--node-name=w", "--memberlist=off"}, wantErr: `invalid boolean value "off" for -memberlist`},
 		{name: "negative gc percent", args: []string{"--node-name=w", "--gc-percent=-1"}, wantErr: "--gc-percent"},
 		{name: "negative program pages interval", args: []string{"--node-name=w", "--program-pages-release-interval=-1m"}, wantErr: "--program-pages-release-interval"},
-		{name: "program pages never released", args: []string{"--node-name=w", "--program-pages-release-interval=0"}, wantNode: "w"},
+		{name: "program pages released once", args: []string{"--node-name=w", "--release-startup-pages", "--program-pages-release-interval=0"}, wantNode: "w", wantRelease: true},
+		{name: "program pages released every 5m", args: []string{"--node-name=w", "--release-startup-pages=true", "--program-pages-release-interval=5m"}, wantNode: "w", wantRelease: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,6 +195,10 @@ func TestParseSpeaker(t *testing.T) {
 			}
 			if o.NodeName != tt.wantNode {
 				t.Errorf("NodeName = %q, want %q", o.NodeName, tt.wantNode)
+			}
+			// Off unless asked for (issue 14): it lowers VmRSS only.
+			if o.ReleaseStartupPages != tt.wantRelease {
+				t.Errorf("ReleaseStartupPages = %v, want %v", o.ReleaseStartupPages, tt.wantRelease)
 			}
 			if o.Memberlist == tt.wantMemberlistOff {
 				t.Errorf("Memberlist = %v, want %v", o.Memberlist, !tt.wantMemberlistOff)
