@@ -359,6 +359,9 @@ func noWebhook(t *testing.T, want objects) {
 	setContainer(t, want[controllerKey], func(c map[string]any) {
 		var args, ports []any
 		for _, a := range c["args"].([]any) {
+			if strings.HasPrefix(a.(string), "--webhook-cert-namespace=") {
+				continue
+			}
 			if strings.HasPrefix(a.(string), "--webhook-port=") {
 				a = "--disable-webhook"
 			}
@@ -372,7 +375,13 @@ func noWebhook(t *testing.T, want objects) {
 		c["args"], c["ports"] = args, ports
 	})
 	dropRules(t, want["ClusterRole//barelb-controller"], "[barelb-validating-webhook]")
-	dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[barelb-webhook-cert]")
+	for _, k := range []string{"Namespace//" + certNamespace, "Role/" + certNamespace + "/barelb-controller",
+		"RoleBinding/" + certNamespace + "/barelb-controller"} {
+		if want[k] == nil {
+			t.Fatalf("the default render has no %s", k)
+		}
+		delete(want, k)
+	}
 }
 
 const (
@@ -489,6 +498,28 @@ func TestHelmValues(t *testing.T) {
 			setContainer(t, want[speakerKey], func(c map[string]any) { dropEnv(c, "BARELB_MEMBERLIST_KEY") })
 			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[barelb-memberlist]")
 			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[]") // create secrets
+		},
+	}, {
+		// The certificate in the release's namespace: one Role, no second
+		// Namespace (the speakers can read it then; the value's comment
+		// says so).
+		name: "webhook certificate in the release's namespace",
+		set:  []string{"--set", "webhook.certNamespace=" + namespace},
+		edit: func(t *testing.T, want objects) {
+			role := want["Role/"+certNamespace+"/barelb-controller"]
+			rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+			for _, k := range []string{"Namespace//" + certNamespace, "Role/" + certNamespace + "/barelb-controller",
+				"RoleBinding/" + certNamespace + "/barelb-controller"} {
+				delete(want, k)
+			}
+			main := want["Role/"+namespace+"/barelb-controller"]
+			mainRules, _, _ := unstructured.NestedSlice(main.Object, "rules")
+			if err := unstructured.SetNestedSlice(main.Object, append(mainRules, rules[1]), "rules"); err != nil {
+				t.Fatal(err)
+			}
+			setContainer(t, want[controllerKey], func(c map[string]any) {
+				replaceArg(c, "--webhook-cert-namespace="+certNamespace, "--webhook-cert-namespace="+namespace)
+			})
 		},
 	}, {
 		name: "no PodDisruptionBudget",

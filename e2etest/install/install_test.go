@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,17 +24,25 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/barelb/barelb/internal/testenv"
 )
 
-const namespace = "barelb-system"
+const (
+	namespace = "barelb-system"
+	// certNamespace holds the webhook's certificate Secret, out of the
+	// speakers' reach.
+	certNamespace = "barelb-webhook"
+)
 
 func needsControlPlane(t *testing.T) {
 	t.Helper()
@@ -91,6 +100,64 @@ func TestInstall(t *testing.T) {
 	}
 	t.Run("RBAC is least privilege", func(t *testing.T) { checkAccess(t, env) })
 	t.Run("the controller works with its RBAC alone", func(t *testing.T) { checkControllerRuns(t, env) })
+	t.Run("the speaker reads BGP passwords but not the webhook's CA key", func(t *testing.T) { checkSpeakerSecrets(t, env) })
+}
+
+// checkSpeakerSecrets acts as the speaker's ServiceAccount (impersonated,
+// with nothing but the installed RBAC): it reads a BGPPeer's password
+// Secret, and the API server refuses it the webhook's certificate Secret,
+// which the controller made in checkControllerRuns, by name and in a list.
+func checkSpeakerSecrets(t *testing.T, env *testenv.Env) {
+	ctx := context.Background()
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "bgp-password"},
+		StringData: map[string]string{"password": "s3cret"}}
+	if err := env.Client.Create(ctx, password); err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + namespace + ":barelb-speaker",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+	speaker, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got corev1.Secret
+	if err := speaker.Get(ctx, client.ObjectKeyFromObject(password), &got); err != nil {
+		t.Errorf("the speaker cannot read the BGP password Secret: %v", err)
+	} else if string(got.Data["password"]) != "s3cret" {
+		t.Errorf("the speaker read password %q, want s3cret", got.Data["password"])
+	}
+	// The certificate exists (checkControllerRuns waited for it), so a
+	// refusal here is RBAC's, not a NotFound.
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: certNamespace, Name: "barelb-webhook-cert"}, &got); err != nil {
+		t.Fatalf("the webhook certificate Secret is missing: %v", err)
+	}
+	for _, key := range []types.NamespacedName{
+		{Namespace: certNamespace, Name: "barelb-webhook-cert"},
+		{Namespace: namespace, Name: "barelb-webhook-cert"},
+	} {
+		err := speaker.Get(ctx, key, &got)
+		switch {
+		case key.Namespace == certNamespace && !apierrors.IsForbidden(err):
+			t.Errorf("the speaker reading Secret %s: %v, want Forbidden", key, err)
+		case key.Namespace == namespace && !apierrors.IsNotFound(err):
+			t.Errorf("Secret %s: %v, want NotFound (the certificate is not in the speakers' namespace)", key, err)
+		}
+	}
+	var list corev1.SecretList
+	if err := speaker.List(ctx, &list, client.InNamespace(certNamespace)); !apierrors.IsForbidden(err) {
+		t.Errorf("the speaker listing Secrets of %s: %v, want Forbidden", certNamespace, err)
+	}
+	if err := speaker.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		t.Fatalf("the speaker listing Secrets of %s: %v", namespace, err)
+	}
+	for _, s := range list.Items {
+		if _, ok := s.Data["ca.key"]; ok || s.Type == corev1.SecretTypeTLS {
+			t.Errorf("the speaker can read key material in Secret %s/%s", s.Namespace, s.Name)
+		}
+	}
 }
 
 func convert(t *testing.T, u *unstructured.Unstructured, into any) {
@@ -110,7 +177,10 @@ func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 	controllerPorts, servicePorts := map[string]bool{}, map[string]bool{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
-		if !clusterScoped[o.GetKind()] && o.GetNamespace() != namespace {
+		// Only the controller's access to the webhook certificate lives
+		// in certNamespace.
+		inCertNamespace := (o.GetKind() == "Role" || o.GetKind() == "RoleBinding") && o.GetName() == "barelb-controller"
+		if !clusterScoped[o.GetKind()] && o.GetNamespace() != namespace && !(inCertNamespace && o.GetNamespace() == certNamespace) {
 			t.Errorf("%s %s is in namespace %q, want %s", o.GetKind(), o.GetName(), o.GetNamespace(), namespace)
 		}
 		switch o.GetKind() {
@@ -137,6 +207,9 @@ func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 				t.Error("controller may run as root")
 			}
 			checkContainer(t, "controller", pod.Containers, nil)
+			if !slices.Contains(pod.Containers[0].Args, "--webhook-cert-namespace="+certNamespace) {
+				t.Errorf("controller args %v: the webhook certificate is not kept in %s", pod.Containers[0].Args, certNamespace)
+			}
 			for _, p := range pod.Containers[0].Ports {
 				controllerPorts[p.Name] = true
 			}
@@ -175,8 +248,8 @@ func checkShape(t *testing.T, objs []*unstructured.Unstructured) {
 		}
 	}
 	for kind, n := range map[string]int{
-		"Namespace": 1, "CustomResourceDefinition": 8, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
-		"Role": 2, "RoleBinding": 2, "Deployment": 1, "DaemonSet": 1, "PodDisruptionBudget": 1,
+		"Namespace": 2, "CustomResourceDefinition": 8, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
+		"Role": 3, "RoleBinding": 3, "Deployment": 1, "DaemonSet": 1, "PodDisruptionBudget": 1,
 		"Service": 1, "ValidatingWebhookConfiguration": 1,
 	} {
 		if kinds[kind] != n {
@@ -277,8 +350,9 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"update", "coordination.k8s.io", "leases", "", namespace, "barelb-controller", true},
 			{"create", "", "secrets", "", namespace, "", true},
 			{"get", "", "secrets", "", namespace, "barelb-memberlist", true},
-			{"get", "", "secrets", "", namespace, "barelb-webhook-cert", true},
-			{"update", "", "secrets", "", namespace, "barelb-webhook-cert", true},
+			{"create", "", "secrets", "", certNamespace, "", true},
+			{"get", "", "secrets", "", certNamespace, "barelb-webhook-cert", true},
+			{"update", "", "secrets", "", certNamespace, "barelb-webhook-cert", true},
 			{"get", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", true},
 			{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", true},
 			{"patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "barelb-validating-webhook", true},
@@ -290,7 +364,10 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"list", "", "secrets", "", namespace, "", false},
 			{"get", "", "secrets", "", other, "anything", false},
 			{"update", "", "secrets", "", namespace, "barelb-memberlist", false},
-			{"delete", "", "secrets", "", namespace, "barelb-webhook-cert", false},
+			{"delete", "", "secrets", "", certNamespace, "barelb-webhook-cert", false},
+			{"get", "", "secrets", "", namespace, "barelb-webhook-cert", false},
+			{"get", "", "secrets", "", certNamespace, "other", false},
+			{"list", "", "secrets", "", certNamespace, "", false},
 			{"get", "", "secrets", "", other, "barelb-webhook-cert", false},
 			{"update", "", "secrets", "", namespace, "bgp-password", false},
 			{"list", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "", "", false},
@@ -348,6 +425,10 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"update", "", "secrets", "", namespace, "bgp-password", false},
 			{"create", "", "secrets", "", namespace, "", false},
 			{"create", "", "pods", "", namespace, "", false},
+			// The webhook's CA key is out of its reach (issue 14, item 5).
+			{"get", "", "secrets", "", certNamespace, "barelb-webhook-cert", false},
+			{"list", "", "secrets", "", certNamespace, "", false},
+			{"watch", "", "secrets", "", certNamespace, "", false},
 		},
 	}
 	ctx := context.Background()
@@ -401,7 +482,7 @@ func checkControllerRuns(t *testing.T, env *testenv.Env) {
 	}
 	var logs testenv.SyncBuffer
 	cmd := exec.Command(filepath.Join(dir, "controller"), "--kubeconfig="+kcPath, "--namespace="+namespace,
-		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0", "--webhook-port=0")
+		"--webhook-cert-namespace="+certNamespace, "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0", "--webhook-port=0")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -443,7 +524,7 @@ func checkControllerRuns(t *testing.T, env *testenv.Env) {
 	var cert corev1.Secret
 	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
 	for {
-		errCert := env.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "barelb-webhook-cert"}, &cert)
+		errCert := env.Client.Get(ctx, types.NamespacedName{Namespace: certNamespace, Name: "barelb-webhook-cert"}, &cert)
 		errVWC := env.Client.Get(ctx, types.NamespacedName{Name: "barelb-validating-webhook"}, &vwc)
 		if errCert == nil && errVWC == nil && len(cert.Data["ca.crt"]) > 0 && len(vwc.Webhooks) > 0 &&
 			bytes.HasPrefix(vwc.Webhooks[0].ClientConfig.CABundle, cert.Data["ca.crt"]) {

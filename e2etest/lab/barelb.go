@@ -25,6 +25,9 @@ const (
 	// BarelbNamespace is the namespace barelb runs in and reads its
 	// configuration from; Up always creates it.
 	BarelbNamespace = "barelb-system"
+	// WebhookCertNamespace holds the webhook's certificate Secret, out of
+	// the speakers' reach, as in the install manifests; Up creates it.
+	WebhookCertNamespace = "barelb-webhook"
 	// The controller's and speakers' ports, on the loopback of their
 	// namespace (kube-proxy has 10249 and 10256 there).
 	controllerMetricsAddr = "127.0.0.1:7472"
@@ -67,11 +70,13 @@ func newMemberlistKey() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// createBarelbNamespace creates barelb-system.
+// createBarelbNamespace creates barelb-system and barelb-webhook.
 func (l *Lab) createBarelbNamespace(ctx context.Context) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: BarelbNamespace}}
-	if _, err := l.clientset.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", BarelbNamespace, err)
+	for _, name := range []string{BarelbNamespace, WebhookCertNamespace} {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if _, err := l.clientset.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating namespace %s: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -141,6 +146,7 @@ func (l *Lab) startController() error {
 		"--kubeconfig="+identityKubeconfig(l.state.StateDir, ComponentController),
 		// One replica: no Lease to wait for after a restart.
 		"--leader-elect=false",
+		"--webhook-cert-namespace="+WebhookCertNamespace,
 		"--metrics-bind-address="+controllerMetricsAddr,
 		"--health-probe-bind-address="+controllerProbeAddr)
 	return err

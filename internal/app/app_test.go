@@ -62,7 +62,7 @@ func TestParseController(t *testing.T) {
 				"--log-level=debug", "--log-format=text", "--namespace=lb", "--kube-api-qps=5.5",
 				"--kube-api-burst=7", "--leader-elect=false", "--memberlist-secret=",
 				"--webhook-port=0", "--webhook-cert-secret=c", "--webhook-configuration=v", "--webhook-service=s",
-				"--webhook-cert-lifetime=2h",
+				"--webhook-cert-lifetime=2h", "--webhook-cert-namespace=certs",
 			},
 			check: func(t *testing.T, o ControllerOptions) {
 				want := ControllerOptions{
@@ -77,7 +77,8 @@ func TestParseController(t *testing.T) {
 						KubeAPIBurst:           7,
 					},
 					LeaderElect: false,
-					Webhook:     WebhookOptions{Port: 0, CertSecret: "c", Configuration: "v", Service: "s", CertLifetime: 2 * time.Hour},
+					Webhook: WebhookOptions{Port: 0, CertSecret: "c", Configuration: "v", Service: "s", CertLifetime: 2 * time.Hour,
+						CertNamespace: "certs"},
 				}
 				if o != want {
 					t.Errorf("got %+v, want %+v", o, want)
@@ -96,6 +97,7 @@ func TestParseController(t *testing.T) {
 		{name: "unknown flag", args: []string{"--bogus"}, wantCode: 2, wantErr: "bogus"},
 		{name: "webhook port out of range", args: []string{"--webhook-port=70000"}, wantCode: 2, wantErr: "--webhook-port"},
 		{name: "webhook secret not a name", args: []string{"--webhook-cert-secret=A B"}, wantCode: 2, wantErr: "--webhook-cert-secret"},
+		{name: "webhook certificate namespace not a name", args: []string{"--webhook-cert-namespace=Certs"}, wantCode: 2, wantErr: "--webhook-cert-namespace"},
 		{name: "webhook certificate lifetime too short", args: []string{"--webhook-cert-lifetime=5s"}, wantCode: 2, wantErr: "--webhook-cert-lifetime"},
 		{
 			name: "a disabled webhook's settings are not checked",
@@ -154,6 +156,7 @@ func TestParseSpeaker(t *testing.T) {
 		// wantMemberlistOff: --memberlist=false; memberlist is on by
 		// default.
 		wantMemberlistOff bool
+		wantRelease       bool
 		wantErr           string // a usage error containing this
 	}{
 		{name: "node from environment", env: map[string]string{"NODE_NAME": "worker-1"}, wantNode: "worker-1"},
@@ -172,7 +175,8 @@ func TestParseSpeaker(t *testing.T) {
 		{name: "memberlist not a boolean", args: []string{"--node-name=w", "--memberlist=off"}, wantErr: `invalid boolean value "off" for -memberlist`},
 		{name: "negative gc percent", args: []string{"--node-name=w", "--gc-percent=-1"}, wantErr: "--gc-percent"},
 		{name: "negative program pages interval", args: []string{"--node-name=w", "--program-pages-release-interval=-1m"}, wantErr: "--program-pages-release-interval"},
-		{name: "program pages never released", args: []string{"--node-name=w", "--program-pages-release-interval=0"}, wantNode: "w"},
+		{name: "program pages released once", args: []string{"--node-name=w", "--release-startup-pages", "--program-pages-release-interval=0"}, wantNode: "w", wantRelease: true},
+		{name: "program pages released every 5m", args: []string{"--node-name=w", "--release-startup-pages=true", "--program-pages-release-interval=5m"}, wantNode: "w", wantRelease: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,6 +195,10 @@ func TestParseSpeaker(t *testing.T) {
 			}
 			if o.NodeName != tt.wantNode {
 				t.Errorf("NodeName = %q, want %q", o.NodeName, tt.wantNode)
+			}
+			// Off unless asked for (issue 14): it lowers VmRSS only.
+			if o.ReleaseStartupPages != tt.wantRelease {
+				t.Errorf("ReleaseStartupPages = %v, want %v", o.ReleaseStartupPages, tt.wantRelease)
 			}
 			if o.Memberlist == tt.wantMemberlistOff {
 				t.Errorf("Memberlist = %v, want %v", o.Memberlist, !tt.wantMemberlistOff)

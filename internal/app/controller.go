@@ -62,10 +62,15 @@ type WebhookOptions struct {
 	Disable bool
 	// Port is the HTTPS port on every address; 0 picks a free one.
 	Port int
-	// CertSecret, Configuration and Service name the certificate Secret
-	// in --namespace, the ValidatingWebhookConfiguration whose caBundle
-	// the controller writes, and the Service the API server calls.
+	// CertSecret, Configuration and Service name the certificate Secret,
+	// the ValidatingWebhookConfiguration whose caBundle the controller
+	// writes, and the Service (in --namespace) the API server calls.
 	CertSecret, Configuration, Service string
+	// CertNamespace holds the certificate Secret; empty means --namespace.
+	// The install manifests keep it out of --namespace, whose Secrets the
+	// speakers may read (BGP passwords), so that a speaker cannot read the
+	// webhook's CA key: RBAC has no "all Secrets but this one".
+	CertNamespace string
 	// CertLifetime is the serving certificate's; it is renewed when a
 	// third of it remains.
 	CertLifetime time.Duration
@@ -76,7 +81,10 @@ func (w *WebhookOptions) bindFlags(fs *flag.FlagSet) {
 		"Do not serve the validating admission webhook (and make no certificate for it).")
 	fs.IntVar(&w.Port, "webhook-port", w.Port, "HTTPS port of the admission webhook; 0 picks a free port.")
 	fs.StringVar(&w.CertSecret, "webhook-cert-secret", w.CertSecret,
-		"Secret in --namespace holding the webhook's CA and serving certificate; created and renewed by the controller.")
+		"Secret holding the webhook's CA and serving certificate; created and renewed by the controller.")
+	fs.StringVar(&w.CertNamespace, "webhook-cert-namespace", w.CertNamespace,
+		"Namespace of --webhook-cert-secret; empty means --namespace. Keep it where the speakers cannot read Secrets "+
+			"(the install manifests use "+webhook.DefaultSecretNamespace+").")
 	fs.StringVar(&w.Configuration, "webhook-configuration", w.Configuration,
 		"ValidatingWebhookConfiguration whose webhooks get the CA bundle.")
 	fs.StringVar(&w.Service, "webhook-service", w.Service,
@@ -97,6 +105,11 @@ func (w *WebhookOptions) validate() error {
 	} {
 		if errs := validation.IsDNS1123Subdomain(f.value); len(errs) > 0 {
 			return usageErrorf("%s %q is not an object name: %v", f.flag, f.value, errs)
+		}
+	}
+	if w.CertNamespace != "" {
+		if errs := validation.IsDNS1123Label(w.CertNamespace); len(errs) > 0 {
+			return usageErrorf("--webhook-cert-namespace %q is not a namespace name: %v", w.CertNamespace, errs)
 		}
 	}
 	if errs := validation.IsDNS1035Label(w.Service); len(errs) > 0 {
@@ -195,6 +208,7 @@ func RunController(ctx context.Context, inv Invocation) error {
 					Namespace:         o.Namespace,
 					BindAddress:       fmt.Sprintf(":%d", o.Webhook.Port),
 					SecretName:        o.Webhook.CertSecret,
+					SecretNamespace:   o.Webhook.CertNamespace,
 					ConfigurationName: o.Webhook.Configuration,
 					ServiceName:       o.Webhook.Service,
 					CertLifetime:      o.Webhook.CertLifetime,

@@ -89,10 +89,17 @@ type SpeakerOptions struct {
 	// GCPercent is the garbage collection target (GOGC) unless $GOGC is
 	// set; 0 leaves the runtime's default.
 	GCPercent int
-	// ProgramPagesInterval is how often the speaker gives back the
-	// resident pages of its own code and read-only data (see
-	// internal/startuppages), the first time once its caches are filled;
-	// 0 is never. Every minute by default: the pages a speaker keeps using
+	// ReleaseStartupPages turns on giving back the resident pages of the
+	// speaker's own code and read-only data (see internal/startuppages).
+	// Off by default: those pages are file-backed page cache, shared and
+	// reclaimable, and speaker memory targets count anonymous memory
+	// (RssAnon) and the peak (VmHWM), which it does not change; it only
+	// makes VmRSS look smaller. It is safe in every build mode (it never
+	// drops pages the loader relocated).
+	ReleaseStartupPages bool
+	// ProgramPagesInterval is how often the speaker gives back those
+	// pages when ReleaseStartupPages is on, the first time once its caches
+	// are filled; 0 is once. Every minute by default: the pages a speaker keeps using
 	// come back at the cost of a few hundred minor faults a minute, and
 	// those a burst of work touched (a relist, a wave of plans and status
 	// writes: 15-20 MiB of code) do not stay resident for long. With it on,
@@ -163,9 +170,12 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			`Address (host:port) to serve Go's /debug/pprof profiles on over HTTP; empty or "0" is off.`)
 		fs.IntVar(&o.GCPercent, "gc-percent", o.GCPercent,
 			"Garbage collection target percent (as GOGC), unless $GOGC sets one; 0 is the Go runtime's default (100).")
+		fs.BoolVar(&o.ReleaseStartupPages, "release-startup-pages", o.ReleaseStartupPages,
+			"Give back the resident pages of the speaker's own code and read-only data (client-go's start-up code, 25-30 MiB of file-backed page cache) that it no longer runs. "+
+				"Off by default: it lowers VmRSS, not anonymous memory (RssAnon) or the peak (VmHWM).")
 		fs.DurationVar(&o.ProgramPagesInterval, "program-pages-release-interval", o.ProgramPagesInterval,
-			"How often to give back the resident pages of the speaker's own code and read-only data (client-go's start-up code, 25-30 MiB, and whatever ran only since the last time), "+
-				"the first time once its caches are filled, and 5s after each burst of work; a page still in use comes back from the page cache at its next touch (a minor fault). 0 is never.")
+			"With --release-startup-pages: how often to give back the pages (and whatever ran only since the last time), "+
+				"the first time once its caches are filled, and 5s after each burst of work; a page still in use comes back from the page cache at its next touch (a minor fault). 0 is once.")
 	})
 	if err != nil || o.ShowVersion {
 		return o, err
@@ -367,7 +377,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		err = bgpadvertiser.Setup(ctx, mgr, bgpadvertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second})
 	}
-	if err == nil && o.ProgramPagesInterval > 0 {
+	if err == nil {
 		err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 			if !services.WaitForSync(ctx) {
 				return nil
@@ -377,7 +387,11 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 				return nil
 			case <-time.After(programPagesSettle):
 			}
-			startuppages.Run(ctx, startuppages.Options{Interval: o.ProgramPagesInterval, Settle: programPagesAfterBurst, FreeHeap: true, Log: log})
+			// The heap's free pages go back after each burst whatever the
+			// flag says (that is anonymous memory); the program's own
+			// pages only with --release-startup-pages.
+			startuppages.Run(ctx, startuppages.Options{Interval: o.ProgramPagesInterval, Settle: programPagesAfterBurst, FreeHeap: true,
+				KeepProgram: !o.ReleaseStartupPages, Log: log})
 			return nil
 		}))
 	}

@@ -13,5 +13,14 @@
 // still runs are faulted back in from the page cache at the next touch (a
 // minor fault, no disk read while the page is cached), so what stays
 // resident is the code and data the program really uses. Writable
-// mappings are never touched: their contents would be lost.
+// mappings are never touched: their contents would be lost. Nor is any
+// read-only mapping that was ever written: the RELRO segment of a PIE or
+// externally linked binary, which the dynamic loader relocates and then
+// makes read-only (see ReleasableRegions).
+//
+// The file pages are shared, reclaimable page cache, so releasing them
+// lowers VmRSS but not anonymous memory (RssAnon) or the peak (VmHWM),
+// which is what barelb's memory targets count: the speaker does it only
+// with --release-startup-pages. Run also returns the heap's free pages
+// (Options.FreeHeap), which does lower anonymous memory.
 package startuppages

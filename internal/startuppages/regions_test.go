@@ -3,13 +3,17 @@ package startuppages
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
-func TestReadOnlyRegions(t *testing.T) {
-	const exe = "/usr/local/bin/speaker"
+func TestReleasableRegions(t *testing.T) {
+	const (
+		exe    = "/usr/local/bin/speaker"
+		pieExe = "/usr/bin/speaker"
+	)
 	tests := []struct {
 		name    string
 		file    string
@@ -18,22 +22,43 @@ func TestReadOnlyRegions(t *testing.T) {
 		wantErr string
 	}{
 		{
-			// A real map of the speaker: text, read-only data, then the
-			// writable data and bss, which must be left alone.
+			// A real map of the (statically linked) speaker: text,
+			// read-only data, then the writable data and bss, which must
+			// be left alone.
 			name: "speaker",
-			file: "speaker.maps",
+			file: "speaker.smaps",
 			exe:  exe,
 			want: []Region{{Start: 0x400000, End: 0x1d1a000}, {Start: 0x1d1a000, End: 0x3b8a000}},
 		},
 		{
 			name: "binary replaced while running",
-			file: "deleted.maps",
+			file: "deleted.smaps",
 			exe:  exe,
 			want: []Region{{Start: 0x400000, End: 0x1d1a000}},
 		},
-		{name: "another executable", file: "speaker.maps", exe: "/bin/other"},
-		{name: "garbled address", file: "garbled.maps", exe: exe, wantErr: `start address "zz400000"`},
-		{name: "short line", file: "short.maps", exe: exe, wantErr: "want at least 5 fields"},
+		{
+			// A PIE: the third mapping is read-only in maps but the
+			// loader relocated it (RELRO), so it holds anonymous pages
+			// and is kept.
+			name: "PIE keeps its relocated RELRO segment",
+			file: "pie.smaps",
+			exe:  pieExe,
+			want: []Region{{Start: 0x5635a505a000, End: 0x5635a5105000}, {Start: 0x5635a5105000, End: 0x5635a51e9000}},
+		},
+		{
+			// Externally linked: RELRO pages swapped out still count.
+			name: "swapped relocated pages",
+			file: "swapped.smaps",
+			exe:  pieExe,
+			want: []Region{{Start: 0x55d0e0000000, End: 0x55d0e002d000}, {Start: 0x55d0e002d000, End: 0x55d0e00d9000},
+				{Start: 0x55d0e00d9000, End: 0x55d0e0193000}},
+		},
+		{name: "counters missing: nothing released", file: "nocounters.smaps", exe: exe},
+		{name: "another executable", file: "speaker.smaps", exe: "/bin/other"},
+		{name: "garbled address", file: "garbled.smaps", exe: exe, wantErr: `start address "zz400000"`},
+		{name: "short line", file: "short.smaps", exe: exe, wantErr: "want at least 5 fields"},
+		{name: "counter not in kB", file: "badcounter.smaps", exe: exe, wantErr: `unit "MB"`},
+		{name: "counter before any mapping", file: "orphan.smaps", exe: exe, wantErr: "before any mapping"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,7 +67,7 @@ func TestReadOnlyRegions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			got, err := ReadOnlyRegions(f, tt.exe)
+			got, err := ReleasableRegions(f, tt.exe)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one with %q", err, tt.wantErr)
@@ -52,8 +77,8 @@ func TestReadOnlyRegions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("regions %#v, want %#v", got, tt.want)
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("regions (-want +got):\n%s", d)
 			}
 		})
 	}

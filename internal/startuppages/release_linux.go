@@ -8,19 +8,22 @@ import (
 )
 
 // Release drops this process's mappings of the pages of its executable's
-// read-only mappings (see the package comment) and returns how many bytes
-// of address space it covered.
+// read-only mappings that were never written (see ReleasableRegions and
+// the package comment) and returns how many bytes of address space it
+// covered.
 func Release() (uint64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, fmt.Errorf("finding the executable: %w", err)
 	}
-	maps, err := os.Open("/proc/self/maps")
+	// smaps, not maps: only its counters tell a relocated (RELRO) page
+	// from the file's own.
+	smaps, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return 0, fmt.Errorf("reading the memory map: %w", err)
 	}
-	defer maps.Close()
-	regions, err := ReadOnlyRegions(maps, trimDeleted(exe))
+	defer smaps.Close()
+	regions, err := ReleasableRegions(smaps, trimDeleted(exe))
 	if err != nil {
 		return 0, err
 	}

@@ -2,7 +2,10 @@ package startuppages
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	// A test binary of 10 MiB rather than 3: the pages the test runs
@@ -21,12 +24,12 @@ func TestRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	maps, err := os.Open("/proc/self/maps")
+	smaps, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		t.Fatal(err)
 	}
-	regions, err := ReadOnlyRegions(maps, trimDeleted(exe))
-	maps.Close()
+	regions, err := ReleasableRegions(smaps, trimDeleted(exe))
+	smaps.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,5 +75,45 @@ func TestRelease(t *testing.T) {
 	}
 	if dropped := before.File - min(before.File, after.File); dropped < mapped/2 {
 		t.Errorf("RssFile dropped by %d bytes, want at least half of the %d released", dropped, mapped)
+	}
+}
+
+// TestReleaseBuildModes builds a program that releases its pages and then
+// goes on working (testdata/releaser) the ways Go programs are built: the
+// default static binary, a PIE (as distributions build Go programs) and
+// an externally linked PIE (cgo, the system linker). In the last two the
+// dynamic loader relocates the RELRO segment and then makes it read-only;
+// a release that dropped those pages would bring back the file's
+// unrelocated bytes and crash the program.
+func TestReleaseBuildModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds three binaries; not in -short")
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Fatalf("the externally linked build needs a C compiler (gcc): %v", err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		cgo  string
+		args []string
+	}{
+		{name: "static", cgo: "0"},
+		{name: "pie", cgo: "0", args: []string{"-buildmode=pie"}},
+		{name: "pie-external", cgo: "1", args: []string{"-buildmode=pie", "-ldflags=-linkmode=external"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := filepath.Join(dir, tc.name)
+			build := exec.Command("go", append(append([]string{"build"}, tc.args...), "-o", bin, "./testdata/releaser")...)
+			build.Env = append(os.Environ(), "CGO_ENABLED="+tc.cgo)
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("go build %v: %v\n%s", tc.args, err, out)
+			}
+			out, err := exec.Command(bin).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s after its release: %v\n%s", tc.name, err, out)
+			}
+			t.Logf("%s: %s", tc.name, strings.TrimSpace(string(out)))
+		})
 	}
 }

@@ -28,17 +28,22 @@ type Options struct {
 	// waits does not need kept. The collection runs before the release,
 	// so that the pages it reads (stack maps of every goroutine) go too.
 	FreeHeap bool
+	// KeepProgram leaves the program's own pages alone: only the heap is
+	// freed (FreeHeap). Dropping them lowers VmRSS but not anonymous
+	// memory (RssAnon) or the peak, so programs opt in to it.
+	KeepProgram bool
 	// Log gets one line per release with the resident memory before and
 	// after.
 	Log logr.Logger
 }
 
-// Run releases the program's pages now, then every o.Interval and after
+// Run releases the program's pages (and with FreeHeap the heap's free
+// pages) now, then every o.Interval and after
 // each burst of work (o.Settle) until ctx ends. A failure is logged, not
 // returned: the program works the same with its pages resident. The first
 // release is logged at level 0, the later ones at 1.
 func Run(ctx context.Context, o Options) {
-	releaseAndLog(o.Log, o.FreeHeap)
+	releaseAndLog(o.Log, o)
 	if o.Interval <= 0 && o.Settle <= 0 {
 		return
 	}
@@ -66,7 +71,7 @@ func Run(ctx context.Context, o Options) {
 				continue
 			}
 		}
-		releaseAndLog(o.Log.V(1), o.FreeHeap)
+		releaseAndLog(o.Log.V(1), o)
 		if samples != nil {
 			watch.released(time.Now(), heapAllocated())
 		}
@@ -97,26 +102,29 @@ func heapAllocated() uint64 {
 	return sample[0].Value.Uint64()
 }
 
-func releaseAndLog(log logr.Logger, freeHeap bool) {
+func releaseAndLog(log logr.Logger, o Options) {
 	before, err := ResidentSet()
 	if err != nil {
 		log.Error(err, "Not releasing the program's start-up pages")
 		return
 	}
-	if freeHeap {
+	if o.FreeHeap {
 		debug.FreeOSMemory()
 	}
-	covered, err := Release()
-	if err != nil {
-		log.Error(err, "Releasing the program's start-up pages failed")
-		return
+	var covered uint64
+	if !o.KeepProgram {
+		covered, err = Release()
+		if err != nil {
+			log.Error(err, "Releasing the program's start-up pages failed")
+			return
+		}
 	}
 	after, err := ResidentSet()
 	if err != nil {
 		log.Error(err, "Reading the resident memory after releasing the program's pages")
 		return
 	}
-	log.Info("Released the program's pages not in use", "mappedMiB", mib(covered),
+	log.Info("Released memory not in use", "heap", o.FreeHeap, "program", !o.KeepProgram, "mappedMiB", mib(covered),
 		"residentMiB", mib(before.Total), "nowResidentMiB", mib(after.Total), "programMiB", mib(before.File), "nowProgramMiB", mib(after.File),
 		"anonymousMiB", mib(before.Anonymous), "nowAnonymousMiB", mib(after.Anonymous))
 }

@@ -14,7 +14,11 @@ import (
 
 // Defaults of the install manifests (config/webhook, config/rbac).
 const (
-	DefaultSecretName        = "barelb-webhook-cert"
+	DefaultSecretName = "barelb-webhook-cert"
+	// DefaultSecretNamespace is where the install manifests keep the
+	// certificate Secret: a namespace of its own, which the speakers'
+	// RBAC does not reach.
+	DefaultSecretNamespace   = "barelb-webhook"
 	DefaultConfigurationName = "barelb-validating-webhook"
 	DefaultServiceName       = "barelb-webhook-service"
 	DefaultPort              = 9443
@@ -26,9 +30,11 @@ const (
 
 // Options configure the webhook.
 type Options struct {
-	// Namespace is barelb's namespace: where the Secret and the Service
-	// live, and the only namespace whose objects are checked.
+	// Namespace is barelb's namespace: where the Service lives, and the
+	// only namespace whose objects are checked.
 	Namespace string
+	// SecretNamespace holds the certificate Secret; empty means Namespace.
+	SecretNamespace string
 	// BindAddress is host:port of the HTTPS server; port 0 picks a free
 	// one.
 	BindAddress string
@@ -66,9 +72,12 @@ func Setup(mgr manager.Manager, o Options) (*Server, error) {
 	if o.RetryInterval <= 0 {
 		o.RetryInterval = DefaultRetryInterval
 	}
+	if o.SecretNamespace == "" {
+		o.SecretNamespace = o.Namespace
+	}
 	log := mgr.GetLogger().WithName("webhook")
 	certs := &CertKeeper{
-		Namespace:         o.Namespace,
+		Namespace:         o.SecretNamespace,
 		SecretName:        o.SecretName,
 		ConfigurationName: o.ConfigurationName,
 		Cert: servingcert.Options{
