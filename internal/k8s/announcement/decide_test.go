@@ -223,4 +223,5 @@ func TestFew(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
 var testNow = time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
