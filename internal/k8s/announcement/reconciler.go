@@ -57,6 +57,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	var want *servicecondition.Want
 	if config.ServesService(&svc, r.LBClass) {
+		if len(svc.Status.LoadBalancer.Ingress) == 0 && servicecondition.Find(&svc, barelbv1beta1.ConditionAddressAssigned) == nil {
+			// The allocation reconciler has not looked at it yet; its
+			// write brings the Service back here. Saying NoAddress now
+			// would be one more write per new Service.
+			return reconcile.Result{}, nil
+		}
 		in, err := r.read(ctx, &svc)
 		if err != nil {
 			return reconcile.Result{}, err

@@ -114,7 +114,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconciler, error
 	inNS := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return obj.GetNamespace() == o.Namespace }))
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("service-announced").
-		For(&corev1.Service{}, builder.WithPredicates(serviceChanged())).
+		// Services through the same delay: the allocation reconciler's
+		// write of a new address lands before the Service is looked at.
+		Watches(&corev1.Service{}, later(func(_ context.Context, obj client.Object) []reconcile.Request {
+			return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(obj)}}
+		}), builder.WithPredicates(serviceChanged())).
 		Watches(&barelbv1beta1.ServiceL2Status{}, ofStatus, inNS).
 		Watches(&barelbv1beta1.ServiceBGPStatus{}, ofStatus, inNS).
 		Watches(&discoveryv1.EndpointSlice{}, ofSlice).
@@ -216,17 +220,20 @@ func serviceChanged() predicate.Predicate {
 }
 
 // announcedChanged tells an update that touched the Announced condition
-// itself (someone else wrote or removed it): it is written back.
+// itself (someone else wrote or removed it: it is written back), or made
+// the AddressAssigned condition appear (the allocation reconciler has
+// looked at a Service that got no address).
 func announcedChanged(a, b *corev1.Service) bool {
-	find := func(s *corev1.Service) string {
+	find := func(s *corev1.Service, typ string) string {
 		for _, c := range s.Status.Conditions {
-			if c.Type == barelbv1beta1.ConditionAnnounced {
-				return string(c.Status) + c.Reason + c.Message
+			if c.Type == typ {
+				return string(c.Status) + "/" + c.Reason + "/" + c.Message
 			}
 		}
 		return ""
 	}
-	return find(a) != find(b)
+	return find(a, barelbv1beta1.ConditionAnnounced) != find(b, barelbv1beta1.ConditionAnnounced) ||
+		(find(a, barelbv1beta1.ConditionAddressAssigned) == "") != (find(b, barelbv1beta1.ConditionAddressAssigned) == "")
 }
 
 // nodeChanged passes node changes that matter here: labels, Ready and
