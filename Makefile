@@ -134,6 +134,7 @@ $(BIN)/imagebuild: $(TOOLS_DIR)/imagebuild/go.mod $(TOOLS_DIR)/imagebuild/go.sum
 bench: tools ## Speed and memory benchmarks: they print numbers and never fail on speed.
 	go test -run='^$$' -bench=. -benchmem ./internal/allocator/
 	go test -run='^$$' -bench=Allocation -benchtime=1x -timeout=30m ./e2etest/scale/
+	go test -run='^$$' -bench=Conditions -benchtime=1x -timeout=30m ./e2etest/scale/
 	go test -run='^$$' -bench=Detection -benchtime=20x ./internal/bfd/
 
 # The side-by-side comparison with MetalLB at full size (see README,

@@ -13,6 +13,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/barelb/barelb/internal/k8s/allocation"
+	"github.com/barelb/barelb/internal/k8s/announcement"
 	"github.com/barelb/barelb/internal/k8s/memberlistkey"
 	"github.com/barelb/barelb/internal/k8s/webhook"
 	"github.com/barelb/barelb/internal/k8s/wrongnamespace"
@@ -216,11 +217,15 @@ func RunController(ctx context.Context, inv Invocation) error {
 					return err
 				}
 			}
-			return allocation.Setup(mgr, allocation.Options{
+			if err := allocation.Setup(mgr, allocation.Options{
 				Namespace:         o.Namespace,
 				LoadBalancerClass: o.LoadBalancerClass,
 				Metrics:           m,
-			})
+			}); err != nil {
+				return err
+			}
+			_, err = announcement.Setup(ctx, mgr, announcement.Options{Namespace: o.Namespace, LoadBalancerClass: o.LoadBalancerClass})
+			return err
 		},
 	})
 }

@@ -352,8 +352,9 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 			return fmt.Errorf("setting up the memberlist metadata refresh: %w", err)
 		}
 	}
+	bgpSessions := &bgpadvertiser.Sessions{}
 	heartbeatWriter := &heartbeat.Writer{Client: mgr.GetClient(), Log: log.WithName("heartbeat"), Namespace: o.Namespace, Node: o.NodeName,
-		State: func() heartbeat.State { return speakerState(members) }}
+		State: func() heartbeat.State { return speakerState(members, bgpSessions) }}
 	if err := mgr.Add(manager.RunnableFunc(heartbeatWriter.Start)); err != nil {
 		stopAnswering()
 		_ = shutdown()
@@ -375,7 +376,8 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		// without memberlist, the advertiser looks the InternalIP up.
 		routerID, _ := netip.ParseAddr(addr)
 		err = bgpadvertiser.Setup(ctx, mgr, bgpadvertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second})
+			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second,
+			Sessions: bgpSessions})
 	}
 	if err == nil {
 		err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
@@ -466,9 +468,10 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 const speakerMetaInterval = 30 * time.Second
 
 // speakerState is what this speaker's Lease says: how its memberlist
-// stands (members is nil without memberlist) and its node's MACs.
-func speakerState(members *l2announcer.MemberlistMembers) heartbeat.State {
-	st := heartbeat.State{Memberlist: heartbeat.MemberlistOff}
+// stands (members is nil without memberlist), its node's MACs and its
+// established BGP sessions.
+func speakerState(members *l2announcer.MemberlistMembers, sessions *bgpadvertiser.Sessions) heartbeat.State {
+	st := heartbeat.State{Memberlist: heartbeat.MemberlistOff, BGPEstablished: sessions.Established()}
 	if members != nil {
 		st.Memberlist = heartbeat.MemberlistFallback
 		if members.Formed() {

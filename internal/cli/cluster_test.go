@@ -64,6 +64,21 @@ func TestClusterCommands(t *testing.T) {
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
 	}))
 
+	// Services with the controller's conditions: they say what is wrong,
+	// in place of the guesses from statuses and Events.
+	withConditions(t, c, service(t, c, "web", "conditioned", nil, "default", "198.51.100.4"),
+		cond(barelbv1beta1.ConditionAddressAssigned, "True", "IPAllocated", "assigned 198.51.100.4 from pool default"),
+		cond(barelbv1beta1.ConditionAnnounced, "False", "NoBGPSessionUp", "BGP: advertised to tor-a (from node-1), but no session is established"))
+	withConditions(t, c, service(t, c, "web", "refused", nil, ""),
+		cond(barelbv1beta1.ConditionAddressAssigned, "False", "PoolExhausted", "every pool this Service may use is out of IPv4 addresses"),
+		cond(barelbv1beta1.ConditionAnnounced, "False", "NoAddress", "the Service has no address to announce (see the barelb.io/AddressAssigned condition)"))
+	announcedL2 := service(t, c, "web", "announced", nil, "default", "198.51.100.5")
+	l2Status(t, c, announcedL2, "node-2")
+	withConditions(t, c, announcedL2,
+		cond(barelbv1beta1.ConditionAddressAssigned, "True", "IPAllocated", "assigned 198.51.100.5 from pool default"),
+		cond(barelbv1beta1.ConditionAnnounced, "True", "Layer2", "layer 2: node node-2 answers ARP/NDP for 198.51.100.5 on eth0"),
+		cond("example.com/Other", "False", "NotOurs", "another component's condition is not shown"))
+
 	// What the speakers report.
 	l2Status(t, c, frontend, "node-1")
 	l2Status(t, c, flaky, "node-2")
@@ -175,6 +190,12 @@ func service(t *testing.T, c client.Client, ns, name string, class *string, pool
 		must(t, c.Status().Update(context.Background(), svc))
 	}
 	return svc
+}
+
+func withConditions(t *testing.T, c client.Client, svc *corev1.Service, conds ...metav1.Condition) {
+	t.Helper()
+	svc.Status.Conditions = conds
+	must(t, c.Status().Update(context.Background(), svc))
 }
 
 func statusLabels(svc *corev1.Service) map[string]string {

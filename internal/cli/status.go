@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
@@ -28,8 +30,57 @@ type ServiceStatus struct {
 	L2Nodes []string `json:"l2Nodes,omitempty"`
 	// BGP are the nodes advertising the Service and their peers.
 	BGP []BGPAnnouncement `json:"bgp,omitempty"`
+	// Conditions are barelb's conditions on the Service
+	// (barelb.io/AddressAssigned, barelb.io/Announced).
+	Conditions []ServiceCondition `json:"conditions,omitempty"`
 	// Problems are in words, most important first.
 	Problems []string `json:"problems,omitempty"`
+}
+
+// ServiceCondition is one of barelb's conditions on a Service.
+type ServiceCondition struct {
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message,omitempty"`
+}
+
+// barelbConditions are the condition types the controller writes, in
+// the order shown.
+var barelbConditions = []string{barelbv1beta1.ConditionAddressAssigned, barelbv1beta1.ConditionAnnounced}
+
+func conditionsOf(svc *corev1.Service) []ServiceCondition {
+	var out []ServiceCondition
+	for _, typ := range barelbConditions {
+		for _, c := range svc.Status.Conditions {
+			if c.Type == typ {
+				out = append(out, ServiceCondition{Type: c.Type, Status: string(c.Status), Reason: c.Reason, Message: c.Message})
+			}
+		}
+	}
+	return out
+}
+
+// problems are what the Service's conditions say is wrong, when the
+// controller writes them; otherwise what its statuses suggest (a
+// controller older than the conditions).
+func problems(row ServiceStatus) []string {
+	var out []string
+	said := map[string]bool{}
+	for _, c := range row.Conditions {
+		said[c.Type] = true
+		// Without an address, not being announced says nothing new.
+		if c.Status != string(metav1.ConditionTrue) && c.Reason != barelbv1beta1.AnnouncedReasonNoAddress {
+			out = append(out, c.Reason+": "+c.Message)
+		}
+	}
+	if !said[barelbv1beta1.ConditionAddressAssigned] && len(row.Addresses) == 0 {
+		out = append(out, "pending: no address assigned")
+	}
+	if !said[barelbv1beta1.ConditionAnnounced] && len(row.Addresses) > 0 && len(row.L2Nodes) == 0 && len(row.BGP) == 0 {
+		out = append(out, "not announced: no node reports announcing it")
+	}
+	return out
 }
 
 // BGPAnnouncement is one node advertising a Service to its peers.
@@ -190,12 +241,9 @@ func Status(ctx context.Context, c client.Client, namespace, lbClass string) ([]
 			BGP:       bgpNodes[key],
 		}
 		sort.Slice(row.BGP, func(a, b int) bool { return row.BGP[a].Node < row.BGP[b].Node })
-		if len(row.Addresses) == 0 {
-			row.Problems = append(row.Problems, "pending: no address assigned")
-		} else if len(row.L2Nodes) == 0 && len(row.BGP) == 0 {
-			row.Problems = append(row.Problems, "not announced: no node reports announcing it")
-		}
-		if w := latestWarning(svc, events.Items, len(row.Addresses) == 0); w != "" {
+		row.Conditions = conditionsOf(svc)
+		row.Problems = problems(row)
+		if w := latestWarning(svc, events.Items, len(row.Addresses) == 0); w != "" && !slices.Contains(row.Problems, w) {
 			row.Problems = append(row.Problems, w)
 		}
 		rows = append(rows, row)
@@ -316,7 +364,7 @@ func orNone(s string) string {
 
 func writeStatusTable(w io.Writer, rows []ServiceStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tADDRESSES\tPOOL\tL2 NODE\tBGP NODE(PEERS)\tPROBLEMS")
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tADDRESSES\tPOOL\tASSIGNED\tANNOUNCED\tL2 NODE\tBGP NODE(PEERS)\tPROBLEMS")
 	for _, r := range rows {
 		addrs := strings.Join(r.Addresses, ",")
 		if addrs == "" {
@@ -326,11 +374,26 @@ func writeStatusTable(w io.Writer, rows []ServiceStatus) error {
 		for _, b := range r.BGP {
 			bgp = append(bgp, b.Node+"("+strings.Join(b.Peers, ",")+")")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Name, addrs, orNone(r.Pool),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Name, addrs, orNone(r.Pool),
+			conditionCell(r, barelbv1beta1.ConditionAddressAssigned), conditionCell(r, barelbv1beta1.ConditionAnnounced),
 			orNone(strings.Join(r.L2Nodes, ",")), orNone(strings.Join(bgp, " ")), orNone(strings.Join(r.Problems, "; ")))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing the table: %w", err)
 	}
 	return nil
+}
+
+// conditionCell is a condition's reason, marked when it is not True:
+// "IPAllocated", "!NoPoolAdmits"; "<none>" without the condition.
+func conditionCell(r ServiceStatus, typ string) string {
+	for _, c := range r.Conditions {
+		if c.Type == typ {
+			if c.Status == string(metav1.ConditionTrue) {
+				return c.Reason
+			}
+			return "!" + c.Reason
+		}
+	}
+	return "<none>"
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/config"
+	"github.com/barelb/barelb/internal/k8s/servicecondition"
 )
 
 // serviceReconciler gives LoadBalancer Services their addresses.
@@ -53,7 +56,8 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if err != nil {
 		// Bad input never costs an address: the Service keeps what it has
 		// and its owner is told what to fix.
-		if f := fail(ReasonInvalidRequest, "%v", err); r.state.noteFailure(key, f) {
+		f := fail(ReasonInvalidRequest, "%v", err)
+		if r.state.noteFailure(key, f) {
 			r.recorder.Event(&svc, corev1.EventTypeWarning, f.Reason, f.Message)
 			r.state.metrics.AllocationFailures.WithLabelValues(f.Reason).Inc()
 		}
@@ -64,7 +68,8 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		if err != nil {
 			return reconcile.Result{}, err
 		}
-		return reconcile.Result{}, r.writeStatus(ctx, &svc, addrs, pool)
+		cond := addressCondition(addrs, pool, f)
+		return reconcile.Result{}, r.writeStatus(ctx, &svc, addrs, pool, &cond)
 	}
 
 	nsLabels, err := r.namespaceLabels(ctx, svc.Namespace)
@@ -79,7 +84,8 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	r.retryFailing(ctx, key, freed)
 
 	old := ingressAddresses(&svc)
-	if err := r.writeStatus(ctx, &svc, d.Addresses, d.Pool); err != nil {
+	cond := addressCondition(d.Addresses, d.Pool, d.Failure)
+	if err := r.writeStatus(ctx, &svc, d.Addresses, d.Pool, &cond); err != nil {
 		return reconcile.Result{}, err
 	}
 	r.tell(&svc, old, d)
@@ -128,10 +134,12 @@ func (r *serviceReconciler) stopServing(ctx context.Context, key string, svc *co
 	r.notifyPools(ctx, pools)
 	r.retryFailing(ctx, key, len(pools) > 0)
 	if _, ours := svc.Annotations[config.AnnotationAllocatedFromPool]; !ours {
-		return nil
+		// Only the condition barelb set goes.
+		_, err := servicecondition.Write(ctx, r.client, svc, barelbv1beta1.ConditionAddressAssigned, nil, time.Now())
+		return err
 	}
 	old := ingressAddresses(svc)
-	if err := r.writeStatus(ctx, svc, nil, ""); err != nil {
+	if err := r.writeStatus(ctx, svc, nil, "", nil); err != nil {
 		return err
 	}
 	if len(old) > 0 {
@@ -151,11 +159,16 @@ func (r *serviceReconciler) namespaceLabels(ctx context.Context, name string) (l
 	return labels.Set(ns.Labels), nil
 }
 
-// writeStatus sets the Service's addresses and the pool annotation in one
+// writeStatus sets the Service's addresses, the pool annotation and its
+// barelb.io/AddressAssigned condition (removed when cond is nil) in one
 // write: the status subresource of a Service also takes metadata, so a
-// Service costs one request, not two.
-func (r *serviceReconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips []netip.Addr, pool string) error {
-	if statusMatches(svc, ips, pool) {
+// Service costs one request, not three. It is a strategic merge patch:
+// status.conditions merges by type, so the barelb.io/Announced condition
+// (the announcement reconciler's) and anyone else's stay as they are.
+func (r *serviceReconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips []netip.Addr, pool string, cond *servicecondition.Want) error {
+	existing := servicecondition.Find(svc, barelbv1beta1.ConditionAddressAssigned)
+	condSays := existing == nil && cond == nil || cond != nil && servicecondition.Says(existing, *cond, svc.Generation)
+	if statusMatches(svc, ips, pool) && condSays {
 		return nil
 	}
 	ingress := make([]corev1.LoadBalancerIngress, len(ips))
@@ -167,15 +180,27 @@ func (r *serviceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 	if pool != "" {
 		poolValue = pool
 	}
+	status := map[string]any{"loadBalancer": map[string]any{"ingress": ingress}}
+	if !condSays {
+		var next *metav1.Condition
+		if cond != nil {
+			c := servicecondition.Next(existing, barelbv1beta1.ConditionAddressAssigned, *cond, svc.Generation, time.Now())
+			next = &c
+		}
+		status["conditions"] = []any{servicecondition.Entry(barelbv1beta1.ConditionAddressAssigned, next)}
+	}
 	patch := map[string]any{
 		"metadata": map[string]any{"annotations": map[string]any{config.AnnotationAllocatedFromPool: poolValue}},
-		"status":   map[string]any{"loadBalancer": map[string]any{"ingress": ingress}},
+		"status":   status,
 	}
 	data, err := json.Marshal(patch)
 	if err != nil {
 		return fmt.Errorf("encoding status of %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
-	if err := r.client.Status().Patch(ctx, svc, ctrl.RawPatch(types.MergePatchType, data)); err != nil {
+	// A strategic merge patch replaces status.loadBalancer.ingress whole
+	// (an atomic list) as a JSON merge patch would, and merges
+	// status.conditions by type, which a JSON merge patch cannot.
+	if err := r.client.Status().Patch(ctx, svc, ctrl.RawPatch(types.StrategicMergePatchType, data)); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

@@ -52,6 +52,8 @@ type Options struct {
 	// Services is the speaker's cache of Services and their endpoints'
 	// nodes, shared with layer 2; Setup makes one when nil.
 	Services *servicecache.Cache
+	// Sessions, when set, is connected to the node's BGP speaker.
+	Sessions *Sessions
 }
 
 // Setup adds the BGP advertiser to mgr: the reconciler, its own small
@@ -104,6 +106,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	speaker := bgp.New(bgp.Options{RouterID: routerID, ASN: placeholderASN, Logger: log.WithName("gobgp"), OnEvent: sessions.onEvent})
 	if err := speaker.Start(ctx); err != nil {
 		return fmt.Errorf("starting BGP: %w", err)
+	}
+	if o.Sessions != nil {
+		o.Sessions.speaker.Store(speaker)
 	}
 	r := &Reconciler{
 		Client: mgr.GetClient(), Own: own, Services: services, Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log,

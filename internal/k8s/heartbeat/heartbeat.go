@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +29,13 @@ const (
 	// AnnotationMACs lists the MAC addresses of the speaker's node,
 	// separated by commas.
 	AnnotationMACs = "barelb.io/macs"
+	// AnnotationBGPEstablished lists the BGPPeers whose sessions from the
+	// speaker's node are established, separated by commas (empty: none).
+	// The controller reads it for the Services' barelb.io/Announced
+	// condition: a route handed to a session that is down reaches no
+	// router. A session going up or down is one Lease write, not one
+	// write per Service.
+	AnnotationBGPEstablished = "barelb.io/bgp-established"
 
 	// RenewInterval is how often a speaker renews its Lease, and
 	// Duration how long a Lease that is not renewed stays fresh.
@@ -54,6 +62,8 @@ func LeaseName(node string) string { return "speaker-" + node }
 type State struct {
 	Memberlist string
 	MACs       []net.HardwareAddr
+	// BGPEstablished names the BGPPeers with an established session.
+	BGPEstablished []string
 }
 
 func (s State) annotations() map[string]string {
@@ -62,7 +72,10 @@ func (s State) annotations() map[string]string {
 		macs = append(macs, m.String())
 	}
 	sort.Strings(macs)
-	return map[string]string{AnnotationMemberlist: s.Memberlist, AnnotationMACs: strings.Join(macs, ",")}
+	peers := slices.Clone(s.BGPEstablished)
+	sort.Strings(peers)
+	return map[string]string{AnnotationMemberlist: s.Memberlist, AnnotationMACs: strings.Join(macs, ","),
+		AnnotationBGPEstablished: strings.Join(peers, ",")}
 }
 
 // Writer keeps this speaker's Lease.
