@@ -14,14 +14,15 @@ import (
 	"github.com/go-logr/logr/testr"
 	apipb "github.com/osrg/gobgp/v3/api"
 
-	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
 // The lab: testenv.NewLink joins a speaker namespace (198.51.100.1,
 // 2001:db8:100::1, plus .2 and .3 added here) and a router namespace
-// (198.51.100.100, 2001:db8:100::100) where FRR's zebra and bgpd run by
-// hand. GoBGP dials from its own goroutines, which may run on any thread,
+// (198.51.100.100, 2001:db8:100::100, plus .101 and .102 added here) where
+// FRR's zebra and bgpd run by hand. Each session goes to its own router
+// address, as sessions to distinct routers would: they all run on one
+// GoBGP server. GoBGP dials from its own goroutines, which may run on any thread,
 // so the Speaker cannot live in a namespace entered by one thread: the
 // test runs itself again, whole, inside the speaker namespace.
 const (
@@ -30,6 +31,9 @@ const (
 	speakerASN  = 64500
 	routerV4    = "198.51.100.100"
 	routerV6    = "2001:db8:100::100"
+	// The router's addresses for the iBGP and the MD5 sessions.
+	routerV4iBGP = "198.51.100.101"
+	routerV4MD5  = "198.51.100.102"
 	md5Password = "s3cret"
 )
 
@@ -45,6 +49,9 @@ func TestFRR(t *testing.T) {
 	link := testenv.NewLink(t)
 	for _, a := range []string{"198.51.100.2/24", "198.51.100.3/24"} {
 		link.Run("ip", "-n", link.Speaker, "addr", "add", a, "dev", link.SpeakerIf)
+	}
+	for _, a := range []string{routerV4iBGP + "/24", routerV4MD5 + "/24"} {
+		link.Run("ip", "-n", link.Client, "addr", "add", a, "dev", link.ClientIf)
 	}
 	testenv.RerunInNetns(t, link.Speaker, "TestFRRLab", labEnv, labSpec{Router: link.Client})
 }
@@ -68,8 +75,8 @@ func TestFRRLab(t *testing.T) {
 	ebgp := Peer{Name: "ebgp", Address: netip.MustParseAddr(routerV4), ASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.1"),
 		HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, ConnectRetry: 2 * time.Second,
 		NextHopV6: netip.MustParseAddr("2001:db8:100::1")}
-	ibgp := Peer{Name: "ibgp", Address: netip.MustParseAddr(routerV4), ASN: routerASN, LocalASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.2"),
-		RouterID: netip.MustParseAddr("198.51.100.2"), ConnectRetry: 2 * time.Second, GracefulRestart: true}
+	ibgp := Peer{Name: "ibgp", Address: netip.MustParseAddr(routerV4iBGP), ASN: routerASN, LocalASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.2"),
+		ConnectRetry: 2 * time.Second, GracefulRestart: true}
 	v6 := Peer{Name: "v6", Address: netip.MustParseAddr(routerV6), ASN: routerASN, SourceAddress: netip.MustParseAddr("2001:db8:100::1"),
 		ConnectRetry: 2 * time.Second, DisableMP: true}
 
@@ -98,8 +105,8 @@ func TestFRRLab(t *testing.T) {
 		err := sp.SetRoutes(ctx, map[string][]Route{
 			"ebgp": {
 				{Prefix: netip.MustParsePrefix("203.0.113.7/32"), LocalPref: 300, // not sent: eBGP
-					Communities: []config.Community{config.StandardCommunity(64500, 1), config.LargeCommunity(64500, 7, 7)}},
-				{Prefix: netip.MustParsePrefix("2001:db8:5::7/128"), Communities: []config.Community{config.StandardCommunity(64500, 6)}},
+					Communities: []Community{Community{Global: 64500, Local1: 1}, Community{Large: true, Global: 64500, Local1: 7, Local2: 7}}},
+				{Prefix: netip.MustParsePrefix("2001:db8:5::7/128"), Communities: []Community{Community{Global: 64500, Local1: 6}}},
 			},
 			"ibgp": {{Prefix: netip.MustParsePrefix("203.0.113.8/32"), LocalPref: 250}},
 			"v6":   {{Prefix: netip.MustParsePrefix("2001:db8:5::8/128")}},
@@ -124,12 +131,11 @@ func TestFRRLab(t *testing.T) {
 			t.Errorf("2001:db8:5::8/128 learnt from %q, want the IPv6 session", r.Peer)
 		}
 		// What FRR sends back (it passes each session's routes on to the
-		// others) stays out of the speaker's RIBs: each holds its own.
+		// others) stays out of the speaker's RIB: one GoBGP server for
+		// the three sessions, one path per prefix.
 		time.Sleep(500 * time.Millisecond)
-		for name, want := range map[string]int{"ebgp": 2, "ibgp": 1, "v6": 1} {
-			if got := ribSize(t, sp, name); got != want {
-				t.Errorf("session %s: %d paths in GoBGP's RIB, want %d (its own)", name, got, want)
-			}
+		if n, got := servers(sp), ribSize(t, sp); n != 1 || got != 4 {
+			t.Errorf("%d GoBGP servers holding %d paths, want 1 server with 4 (one per prefix)", n, got)
 		}
 		// Per-peer routes: 203.0.113.8 went to ibgp only.
 		if paths := router.Routes(t, "ipv4", "203.0.113.8/32"); len(paths) != 1 {
@@ -140,7 +146,7 @@ func TestFRRLab(t *testing.T) {
 	t.Run("attributes change and withdraw", func(t *testing.T) {
 		start := time.Now()
 		if err := sp.SetRoutes(ctx, map[string][]Route{
-			"ebgp": {{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Communities: []config.Community{config.StandardCommunity(64500, 2)}}},
+			"ebgp": {{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Communities: []Community{Community{Global: 64500, Local1: 2}}}},
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +172,7 @@ func TestFRRLab(t *testing.T) {
 	})
 
 	t.Run("wrong MD5 password, then the right one", func(t *testing.T) {
-		md5 := Peer{Name: "md5", Address: netip.MustParseAddr(routerV4), ASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.3"),
+		md5 := Peer{Name: "md5", Address: netip.MustParseAddr(routerV4MD5), ASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.3"),
 			ConnectRetry: 2 * time.Second, Password: "wrong"}
 		if err := sp.SetPeers(ctx, []Peer{ebgp, ibgp, v6, md5}); err != nil {
 			t.Fatal(err)
@@ -282,20 +288,28 @@ func TestFRRLab(t *testing.T) {
 	events.mu.Unlock()
 }
 
-func ribSize(t *testing.T, sp *Speaker, name string) int {
+// ribSize counts the paths in the RIBs of the speaker's GoBGP servers.
+func ribSize(t *testing.T, sp *Speaker) int {
 	t.Helper()
 	sp.mu.Lock()
-	sess := sp.sessions[name]
-	sp.mu.Unlock()
+	defer sp.mu.Unlock()
 	n := 0
-	for _, f := range []*apipb.Family{familyV4, familyV6} {
-		err := sess.srv.ListPath(context.Background(), &apipb.ListPathRequest{TableType: apipb.TableType_GLOBAL, Family: f},
-			func(d *apipb.Destination) { n += len(d.Paths) })
-		if err != nil {
-			t.Fatal(err)
+	for _, inst := range sp.instances {
+		for _, f := range []*apipb.Family{familyV4, familyV6} {
+			err := inst.srv.ListPath(context.Background(), &apipb.ListPathRequest{TableType: apipb.TableType_GLOBAL, Family: f},
+				func(d *apipb.Destination) { n += len(d.Paths) })
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	return n
+}
+
+func servers(sp *Speaker) int {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return len(sp.instances)
 }
 
 type eventLog struct {

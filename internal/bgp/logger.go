@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"sync"
@@ -12,44 +11,37 @@ import (
 
 // gobgpLogger passes GoBGP's log to logr (errors and warnings as errors
 // and info, info at V(1), debug at V(2)) and keeps what it says about why
-// a session is down: GoBGP reports the reason of a reset and the error of
-// a failed connection attempt only in its log. It claims debug level so
-// that GoBGP hands it the connection errors.
+// a session is down, by neighbour address: GoBGP reports the reason of a
+// reset and the error of a failed connection attempt only in its log. It
+// claims debug level so that GoBGP hands it the connection errors.
 type gobgpLogger struct {
-	mu     sync.Mutex
-	log    logr.Logger
-	reason string
-	cancel context.CancelFunc
+	mu      sync.Mutex
+	log     logr.Logger
+	reasons map[string]string
 }
 
-func newGoBGPLogger(l logr.Logger) *gobgpLogger { return &gobgpLogger{log: l} }
+func newGoBGPLogger(l logr.Logger) *gobgpLogger {
+	return &gobgpLogger{log: l, reasons: map[string]string{}}
+}
 
-// reset starts a new session's log.
+// reset starts a new server's log.
 func (g *gobgpLogger) reset(l logr.Logger) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.log, g.reason = l, ""
+	g.log, g.reasons = l, map[string]string{}
 }
 
-func (g *gobgpLogger) setCancel(c context.CancelFunc) {
+// forget drops the reason kept for a neighbour (a new session).
+func (g *gobgpLogger) forget(neighbor string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.cancel = c
+	delete(g.reasons, neighbor)
 }
 
-func (g *gobgpLogger) cancelWatch() {
+func (g *gobgpLogger) lastReason(neighbor string) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.cancel != nil {
-		g.cancel()
-		g.cancel = nil
-	}
-}
-
-func (g *gobgpLogger) lastReason() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.reason
+	return g.reasons[neighbor]
 }
 
 func (g *gobgpLogger) note(msg string, fields gobgplog.Fields) {
@@ -74,8 +66,9 @@ func (g *gobgpLogger) note(msg string, fields gobgplog.Fields) {
 	default:
 		return
 	}
+	key := fmt.Sprint(fields["Key"])
 	g.mu.Lock()
-	g.reason = reason
+	g.reasons[key] = reason
 	g.mu.Unlock()
 }
 

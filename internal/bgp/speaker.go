@@ -1,32 +1,3 @@
-// Package bgp puts BGP mode on the wire: a Speaker opens the BGP sessions
-// it is told to open and sends on each the routes it is told to send, using
-// GoBGP's server in-process. It never decides anything; it reports what it
-// sees (session up and down, with the reason) through events.
-//
-// # One GoBGP server per peer
-//
-// A prefix may go to some peers and not others, with attributes (local
-// preference, communities) that differ from peer to peer. One GoBGP server
-// has one global RIB holding one local path per prefix, so per-peer
-// differences would need per-neighbour export policies built from prefix
-// sets and rewritten (with a soft reset) on every change. Instead the
-// Speaker runs one GoBGP server per peer, each with exactly that peer's
-// routes in its global RIB: what a server's RIB holds is what the peer is
-// sent, and setting routes is a plain diff of paths. Each server has its
-// own router ID and local ASN, so peers with different myASN coexist. No
-// server listens (listen port -1): every session is opened actively.
-//
-// GoBGP's Serve loop never ends, so a server whose peer is removed is
-// stopped (StopBgp) and kept for the next new peer rather than leaked.
-//
-// Known limitation: GoBGP v3 keeps two route-selection settings in package
-// variables (table.SelectionOptions, table.UseMultiplePaths) that every
-// StartBgp writes and every server reads while propagating paths. The
-// Speaker never sets them, so every write stores the same zero values and
-// nothing observable changes, but the race detector reports starting a
-// server while another one sends routes. Removing it means one GoBGP
-// server with per-neighbour export policies (or servers all started
-// before any session opens).
 package bgp
 
 import (
@@ -41,12 +12,12 @@ import (
 
 	"github.com/go-logr/logr"
 	apipb "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/server"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/barelb/barelb/internal/config"
 )
+
+// DefaultConnectRetry is the time between connection attempts of a peer
+// that sets none. It is short on purpose: GoBGP's own default (120 s)
+// leaves a session down for minutes after one failed attempt.
+const DefaultConnectRetry = 5 * time.Second
 
 // Options configure a Speaker.
 type Options struct {
@@ -70,12 +41,14 @@ type Peer struct {
 	SourceAddress netip.Addr
 	// ASN is the peer's ASN; 0 accepts whatever it presents.
 	ASN uint32
-	// LocalASN and RouterID override the Speaker's when set.
+	// LocalASN and RouterID override the Speaker's when set. A peer with
+	// a router ID of its own runs on a GoBGP server of its own (a server
+	// has one router ID).
 	LocalASN uint32
 	RouterID netip.Addr
 	// HoldTime and KeepaliveTime are sent to the peer; 0 means GoBGP's
 	// defaults (90 s and 30 s). ConnectRetry is the time between
-	// connection attempts; 0 means 5 s (GoBGP's own default is 120 s).
+	// connection attempts; 0 means DefaultConnectRetry.
 	HoldTime, KeepaliveTime, ConnectRetry time.Duration
 	// EBGPMultiHopTTL > 0 lets an eBGP peer be that many hops away.
 	EBGPMultiHopTTL uint8
@@ -93,13 +66,20 @@ type Peer struct {
 	NextHopV4, NextHopV6 netip.Addr
 }
 
+// Community is a BGP community: standard (RFC 1997: Global is the 16-bit
+// ASN, Local1 the 16-bit value) unless Large (RFC 8092: all three parts).
+type Community struct {
+	Large                  bool
+	Global, Local1, Local2 uint32
+}
+
 // Route is a prefix sent to a peer.
 type Route struct {
 	Prefix netip.Prefix
 	// LocalPref is sent to iBGP peers when not 0 (GoBGP sends 100
 	// otherwise); eBGP peers never see it.
 	LocalPref   uint32
-	Communities []config.Community
+	Communities []Community
 }
 
 // Event is a change of a session's state.
@@ -134,16 +114,28 @@ type PeerStatus struct {
 type Speaker struct {
 	opts Options
 
-	mu       sync.Mutex
-	started  bool
-	sessions map[string]*session
-	idle     []*session         // stopped servers, kept for reuse
-	routes   map[string][]Route // desired routes by peer name
+	mu        sync.Mutex
+	started   bool
+	instances []*instance        // running GoBGP servers, in creation order
+	idle      []*instance        // stopped servers, kept for reuse
+	peers     map[string]*member // by peer name
+	routes    map[string][]Route // desired routes by peer name
+	nextID    uint32             // the next member's tag ID; never reused
+}
+
+// member is a peer on one of the servers.
+type member struct {
+	peer Peer
+	inst *instance
+	// id tags the paths meant for this peer (see instance); groups are
+	// the export statements made for it, by what they set.
+	id     uint32
+	groups map[group]uint32
 }
 
 // New returns a Speaker; Start starts it.
 func New(opts Options) *Speaker {
-	return &Speaker{opts: opts, sessions: map[string]*session{}, routes: map[string][]Route{}}
+	return &Speaker{opts: opts, peers: map[string]*member{}, routes: map[string][]Route{}, nextID: 1}
 }
 
 // Start checks the options; sessions open as SetPeers adds them.
@@ -165,13 +157,14 @@ func (s *Speaker) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	for name, sess := range s.sessions {
-		if err := sess.stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stopping the session with %s: %w", name, err))
+	for _, inst := range s.instances {
+		if err := inst.stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the BGP server with router ID %s: %w", inst.routerID, err))
 		}
-		s.idle = append(s.idle, sess)
-		delete(s.sessions, name)
+		s.idle = append(s.idle, inst)
 	}
+	s.instances = nil
+	s.peers = map[string]*member{}
 	s.started = false
 	return errors.Join(errs...)
 }
@@ -200,46 +193,105 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 		}
 		want[p.Name] = p
 	}
-	for name, sess := range s.sessions {
-		if _, ok := want[name]; ok {
+	// Removed and changed peers go first: a changed peer comes back as a
+	// new member (a new tag ID), so no path tagged for the old session
+	// is ever sent to the new one.
+	var gone []*member
+	for name, m := range s.peers {
+		if p, ok := want[name]; ok && reflect.DeepEqual(m.peer, p) {
 			continue
 		}
-		if err := sess.stop(ctx); err != nil {
+		if err := m.inst.deletePeer(ctx, m); err != nil {
 			errs = append(errs, fmt.Errorf("removing peer %s: %w", name, err))
 		}
-		s.idle = append(s.idle, sess)
-		delete(s.sessions, name)
+		delete(s.peers, name)
+		gone = append(gone, m)
 	}
 	names := make([]string, 0, len(want))
 	for name := range want {
-		names = append(names, name)
+		if s.peers[name] == nil {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		p := want[name]
-		sess := s.sessions[name]
-		if sess != nil && reflect.DeepEqual(sess.peer, p) {
-			continue
-		}
-		if sess != nil {
-			if err := sess.stop(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("resetting peer %s: %w", name, err))
-			}
-		} else {
-			sess = s.takeSession()
-		}
-		if err := sess.start(ctx, p, s.opts); err != nil {
+		if err := s.addPeer(ctx, want[name]); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", name, err))
-			s.idle = append(s.idle, sess)
-			delete(s.sessions, name)
-			continue
-		}
-		s.sessions[name] = sess
-		if err := sess.setRoutes(ctx, s.routes[name]); err != nil {
-			errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
 		}
 	}
+	if err := s.apply(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	// Only now that no path carries their tags.
+	for _, m := range gone {
+		if err := m.inst.deleteStatements(ctx, m); err != nil {
+			errs = append(errs, fmt.Errorf("removing the export policy of peer %s: %w", m.peer.Name, err))
+		}
+	}
+	s.dropEmptyInstances(ctx)
 	return errors.Join(errs...)
+}
+
+// addPeer is the one place a peer joins a GoBGP server: the first one
+// with its router ID and no session to its address yet, or a new one.
+func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
+	routerID := s.opts.RouterID
+	if p.RouterID.IsValid() {
+		routerID = p.RouterID
+	}
+	var inst *instance
+	for _, i := range s.instances {
+		if i.routerID == routerID && !i.hasAddress(p.Address) {
+			inst = i
+			break
+		}
+	}
+	if inst == nil {
+		var err error
+		if inst, err = s.startInstance(ctx, routerID); err != nil {
+			return err
+		}
+	}
+	m := &member{peer: p, inst: inst, id: s.nextID, groups: map[group]uint32{}}
+	s.nextID++
+	if err := inst.addPeer(ctx, m); err != nil {
+		return err
+	}
+	s.peers[p.Name] = m
+	return nil
+}
+
+// startInstance starts a GoBGP server (a stopped one when there is one).
+func (s *Speaker) startInstance(ctx context.Context, routerID netip.Addr) (*instance, error) {
+	var inst *instance
+	if n := len(s.idle); n > 0 {
+		inst = s.idle[n-1]
+		s.idle = s.idle[:n-1]
+	} else {
+		inst = newInstance(s.opts)
+	}
+	if err := inst.start(ctx, routerID, s.opts); err != nil {
+		s.idle = append(s.idle, inst)
+		return nil, err
+	}
+	s.instances = append(s.instances, inst)
+	return inst, nil
+}
+
+// dropEmptyInstances stops the servers left without peers.
+func (s *Speaker) dropEmptyInstances(ctx context.Context) {
+	kept := s.instances[:0]
+	for _, inst := range s.instances {
+		if len(inst.members) > 0 {
+			kept = append(kept, inst)
+			continue
+		}
+		if err := inst.stop(ctx); err != nil {
+			s.opts.Logger.Error(err, "stopping an unused BGP server")
+		}
+		s.idle = append(s.idle, inst)
+	}
+	s.instances = kept
 }
 
 // Check tells whether SetPeers can open a session with p; SetPeers
@@ -259,15 +311,6 @@ func (p Peer) Check() error {
 	return nil
 }
 
-func (s *Speaker) takeSession() *session {
-	if n := len(s.idle); n > 0 {
-		sess := s.idle[n-1]
-		s.idle = s.idle[:n-1]
-		return sess
-	}
-	return newSession(s.opts)
-}
-
 // ResetPeer closes the session with the named peer at once (a Cease
 // notification, administrative reset, then the TCP connection closed, so
 // the peer drops every route of the session at once) and lets it
@@ -280,11 +323,11 @@ func (s *Speaker) takeSession() *session {
 func (s *Speaker) ResetPeer(ctx context.Context, name, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess := s.sessions[name]
-	if sess == nil {
+	m := s.peers[name]
+	if m == nil {
 		return nil
 	}
-	if err := sess.srv.ResetPeer(ctx, &apipb.ResetPeerRequest{Address: sess.peer.Address.String(), Communication: reason}); err != nil {
+	if err := m.inst.srv.ResetPeer(ctx, &apipb.ResetPeerRequest{Address: m.peer.Address.String(), Communication: reason}); err != nil {
 		return fmt.Errorf("resetting the session with %s: %w", name, err)
 	}
 	return nil
@@ -301,10 +344,47 @@ func (s *Speaker) SetRoutes(ctx context.Context, desired map[string][]Route) err
 	for name, rs := range desired {
 		s.routes[name] = append([]Route(nil), rs...)
 	}
+	return s.apply(ctx)
+}
+
+// apply gives every server the paths of its peers' desired routes.
+func (s *Speaker) apply(ctx context.Context) error {
 	var errs []error
-	for name, sess := range s.sessions {
-		if err := sess.setRoutes(ctx, s.routes[name]); err != nil {
-			errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
+	want := make(map[*instance]map[netip.Prefix][]tag, len(s.instances))
+	for _, inst := range s.instances {
+		want[inst] = map[netip.Prefix][]tag{}
+	}
+	names := make([]string, 0, len(s.peers))
+	for name := range s.peers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		m := s.peers[name]
+		seen := map[netip.Prefix]bool{}
+		for _, r := range s.routes[name] {
+			r.Prefix = r.Prefix.Masked()
+			if seen[r.Prefix] {
+				errs = append(errs, fmt.Errorf("routes to peer %s: prefix %s is listed twice", name, r.Prefix))
+				continue
+			}
+			seen[r.Prefix] = true
+			g, err := groupOf(m.peer, r)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
+				continue
+			}
+			id, err := m.inst.statement(ctx, m, g)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
+				continue
+			}
+			want[m.inst][r.Prefix] = append(want[m.inst][r.Prefix], tag{peer: m.id, group: id})
+		}
+	}
+	for _, inst := range s.instances {
+		if err := inst.setPaths(ctx, want[inst]); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -314,342 +394,12 @@ func (s *Speaker) SetRoutes(ctx context.Context, desired map[string][]Route) err
 func (s *Speaker) Peers() []PeerStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]PeerStatus, 0, len(s.sessions))
-	for name, sess := range s.sessions {
-		st := sess.status()
+	out := make([]PeerStatus, 0, len(s.peers))
+	for name, m := range s.peers {
+		st := m.inst.status(m.peer.Address)
 		st.Peer = name
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
 	return out
-}
-
-// session is one GoBGP server and the peer it talks to.
-type session struct {
-	srv *server.BgpServer
-	log *gobgpLogger
-
-	// Owned by the Speaker's lock.
-	peer   Peer
-	routes map[netip.Prefix]installed
-
-	// mu guards what the watch goroutine writes.
-	mu         sync.Mutex
-	name       string
-	onEvent    func(Event)
-	state      string
-	lastChange time.Time
-}
-
-type installed struct {
-	route Route
-	path  *apipb.Path
-}
-
-func newSession(opts Options) *session {
-	lg := newGoBGPLogger(opts.Logger)
-	srv := server.NewBgpServer(server.LoggerOption(lg))
-	go srv.Serve()
-	sess := &session{srv: srv, log: lg}
-	return sess
-}
-
-// start starts the server's BGP instance for p and adds p.
-func (sess *session) start(ctx context.Context, p Peer, opts Options) error {
-	routerID, asn := opts.RouterID, opts.ASN
-	if p.RouterID.IsValid() {
-		routerID = p.RouterID
-	}
-	if p.LocalASN != 0 {
-		asn = p.LocalASN
-	}
-	sess.mu.Lock()
-	sess.name, sess.onEvent, sess.state, sess.lastChange = p.Name, opts.OnEvent, "idle", time.Now()
-	sess.mu.Unlock()
-	sess.log.reset(opts.Logger.WithValues("peer", p.Name))
-	if err := sess.srv.StartBgp(ctx, &apipb.StartBgpRequest{Global: &apipb.Global{
-		Asn: asn, RouterId: routerID.String(), ListenPort: -1,
-	}}); err != nil {
-		return fmt.Errorf("starting BGP (router ID %s, ASN %d): %w", routerID, asn, err)
-	}
-	if err := dropReceivedRoutes(ctx, sess.srv); err != nil {
-		_ = sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
-		return err
-	}
-	// The watch is registered after StartBgp: a stopped server forgets
-	// its watchers' filters along with its global state.
-	wctx, cancel := context.WithCancel(context.Background())
-	if err := sess.srv.WatchEvent(wctx, &apipb.WatchEventRequest{Peer: &apipb.WatchEventRequest_Peer{}}, sess.onWatch); err != nil {
-		cancel()
-		_ = sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
-		return fmt.Errorf("watching peer events: %w", err)
-	}
-	if err := sess.srv.AddPeer(ctx, &apipb.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
-		cancel()
-		_ = sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
-		return fmt.Errorf("adding the peer %s: %w", p.Address, err)
-	}
-	sess.peer = p
-	sess.routes = map[netip.Prefix]installed{}
-	sess.log.setCancel(cancel)
-	return nil
-}
-
-// importPolicy is the name of the policy dropping routes from the peer.
-const importPolicy = "barelb-drop-received"
-
-// dropReceivedRoutes keeps what the router sends out of the server's RIB:
-// the speaker only advertises, and a router may send a full table. GoBGP's
-// global import policy also judges locally added paths, so the policy
-// rejects routes learnt over iBGP and eBGP and accepts the rest (local).
-func dropReceivedRoutes(ctx context.Context, srv *server.BgpServer) error {
-	reject := func(name string, t apipb.Conditions_RouteType) *apipb.Statement {
-		return &apipb.Statement{Name: name, Conditions: &apipb.Conditions{RouteType: t},
-			Actions: &apipb.Actions{RouteAction: apipb.RouteAction_REJECT}}
-	}
-	policy := &apipb.Policy{Name: importPolicy, Statements: []*apipb.Statement{
-		reject(importPolicy+"-ibgp", apipb.Conditions_ROUTE_TYPE_INTERNAL),
-		reject(importPolicy+"-ebgp", apipb.Conditions_ROUTE_TYPE_EXTERNAL),
-	}}
-	if err := srv.AddPolicy(ctx, &apipb.AddPolicyRequest{Policy: policy}); err != nil {
-		return fmt.Errorf("adding the import policy: %w", err)
-	}
-	if err := srv.AddPolicyAssignment(ctx, &apipb.AddPolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
-		Name: "global", Direction: apipb.PolicyDirection_IMPORT,
-		Policies: []*apipb.Policy{{Name: importPolicy}}, DefaultAction: apipb.RouteAction_ACCEPT,
-	}}); err != nil {
-		return fmt.Errorf("assigning the import policy: %w", err)
-	}
-	return nil
-}
-
-// stop closes the session (a Cease notification) and forgets its routes.
-func (sess *session) stop(ctx context.Context) error {
-	sess.log.cancelWatch()
-	err := sess.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
-	sess.routes = nil
-	sess.mu.Lock()
-	sess.onEvent = nil
-	sess.mu.Unlock()
-	return err
-}
-
-func (sess *session) onWatch(r *apipb.WatchEventResponse) {
-	pe := r.GetPeer()
-	if pe == nil || pe.GetType() != apipb.WatchEventResponse_PeerEvent_STATE {
-		return
-	}
-	state := sessionState(pe.GetPeer().GetState().GetSessionState())
-	addr, _ := netip.ParseAddr(pe.GetPeer().GetState().GetNeighborAddress())
-	sess.mu.Lock()
-	if state == sess.state {
-		sess.mu.Unlock()
-		return
-	}
-	ev := Event{Peer: sess.name, Address: addr.Unmap(), State: state, Up: state == "established", WasUp: sess.state == "established", Time: time.Now()}
-	if !ev.Up {
-		ev.Reason = sess.log.lastReason()
-	}
-	sess.state, sess.lastChange = state, ev.Time
-	onEvent := sess.onEvent
-	sess.mu.Unlock()
-	if onEvent != nil {
-		onEvent(ev)
-	}
-}
-
-func (sess *session) status() PeerStatus {
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	st := PeerStatus{State: sess.state, Up: sess.state == "established", LastChange: sess.lastChange}
-	if !st.Up {
-		st.Reason = sess.log.lastReason()
-	}
-	return st
-}
-
-func sessionState(s apipb.PeerState_SessionState) string {
-	switch s {
-	case apipb.PeerState_IDLE:
-		return "idle"
-	case apipb.PeerState_CONNECT:
-		return "connect"
-	case apipb.PeerState_ACTIVE:
-		return "active"
-	case apipb.PeerState_OPENSENT:
-		return "opensent"
-	case apipb.PeerState_OPENCONFIRM:
-		return "openconfirm"
-	case apipb.PeerState_ESTABLISHED:
-		return "established"
-	}
-	return "unknown"
-}
-
-// setRoutes diffs desired against the installed paths: new or changed
-// routes are added (a path for a prefix replaces the previous one), gone
-// ones withdrawn.
-func (sess *session) setRoutes(ctx context.Context, desired []Route) error {
-	var errs []error
-	want := map[netip.Prefix]Route{}
-	for _, r := range desired {
-		r.Prefix = r.Prefix.Masked()
-		if _, dup := want[r.Prefix]; dup {
-			errs = append(errs, fmt.Errorf("prefix %s is listed twice", r.Prefix))
-			continue
-		}
-		want[r.Prefix] = r
-	}
-	for prefix, inst := range sess.routes {
-		if _, ok := want[prefix]; ok {
-			continue
-		}
-		if err := sess.srv.DeletePath(ctx, &apipb.DeletePathRequest{TableType: apipb.TableType_GLOBAL, Family: inst.path.Family, Path: inst.path}); err != nil {
-			errs = append(errs, fmt.Errorf("withdrawing %s: %w", prefix, err))
-			continue
-		}
-		delete(sess.routes, prefix)
-	}
-	for prefix, r := range want {
-		if inst, ok := sess.routes[prefix]; ok && reflect.DeepEqual(inst.route, r) {
-			continue
-		}
-		path, err := apiPath(sess.peer, r)
-		if err != nil {
-			errs = append(errs, err)
-			if inst, ok := sess.routes[prefix]; ok {
-				_ = sess.srv.DeletePath(ctx, &apipb.DeletePathRequest{TableType: apipb.TableType_GLOBAL, Family: inst.path.Family, Path: inst.path})
-				delete(sess.routes, prefix)
-			}
-			continue
-		}
-		if _, err := sess.srv.AddPath(ctx, &apipb.AddPathRequest{TableType: apipb.TableType_GLOBAL, Path: path}); err != nil {
-			errs = append(errs, fmt.Errorf("advertising %s: %w", prefix, err))
-			continue
-		}
-		sess.routes[prefix] = installed{route: r, path: path}
-	}
-	return errors.Join(errs...)
-}
-
-var (
-	familyV4 = &apipb.Family{Afi: apipb.Family_AFI_IP, Safi: apipb.Family_SAFI_UNICAST}
-	familyV6 = &apipb.Family{Afi: apipb.Family_AFI_IP6, Safi: apipb.Family_SAFI_UNICAST}
-)
-
-// apiPeer is p as GoBGP's API wants it.
-func apiPeer(p Peer) *apipb.Peer {
-	secs := func(d time.Duration) uint64 { return uint64(d / time.Second) }
-	connect := p.ConnectRetry
-	if connect <= 0 {
-		connect = config.DefaultConnectTime
-	}
-	port := uint32(p.Port)
-	if port == 0 {
-		port = 179
-	}
-	out := &apipb.Peer{
-		Conf: &apipb.PeerConf{
-			NeighborAddress: p.Address.String(),
-			PeerAsn:         p.ASN,
-			LocalAsn:        p.LocalASN,
-			AuthPassword:    p.Password,
-			Description:     p.Name,
-		},
-		Timers: &apipb.Timers{Config: &apipb.TimersConfig{
-			ConnectRetry:      secs(connect),
-			HoldTime:          secs(p.HoldTime),
-			KeepaliveInterval: secs(p.KeepaliveTime),
-			// After ResetPeer, reconnect as soon as after a failed
-			// attempt (GoBGP's own default waits 30 s).
-			IdleHoldTimeAfterReset: secs(connect),
-		}},
-		Transport: &apipb.Transport{RemotePort: port, PassiveMode: false},
-	}
-	if p.SourceAddress.IsValid() {
-		out.Transport.LocalAddress = p.SourceAddress.String()
-	}
-	if p.EBGPMultiHopTTL > 0 {
-		out.EbgpMultihop = &apipb.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultiHopTTL)}
-	}
-	families := []*apipb.Family{familyV4, familyV6}
-	if p.DisableMP {
-		families = []*apipb.Family{familyV6}
-		if p.Address.Is4() {
-			families = []*apipb.Family{familyV4}
-		}
-	}
-	if p.GracefulRestart {
-		out.GracefulRestart = &apipb.GracefulRestart{Enabled: true, RestartTime: 120}
-	}
-	for _, f := range families {
-		afi := &apipb.AfiSafi{Config: &apipb.AfiSafiConfig{Family: f, Enabled: true}}
-		if p.GracefulRestart {
-			afi.MpGracefulRestart = &apipb.MpGracefulRestart{Config: &apipb.MpGracefulRestartConfig{Enabled: true}}
-		}
-		out.AfiSafis = append(out.AfiSafis, afi)
-	}
-	return out
-}
-
-// apiPath is r as a GoBGP path for a session with p.
-func apiPath(p Peer, r Route) (*apipb.Path, error) {
-	prefix := r.Prefix
-	sameFamily := prefix.Addr().Is4() == p.Address.Is4()
-	if !sameFamily && p.DisableMP {
-		return nil, fmt.Errorf("prefix %s: the session with %s carries one family only (disableMP)", prefix, p.Address)
-	}
-	nexthop := "0.0.0.0"
-	if prefix.Addr().Is6() {
-		nexthop = "::"
-	}
-	if !sameFamily {
-		nh := p.NextHopV4
-		if prefix.Addr().Is6() {
-			nh = p.NextHopV6
-		}
-		if !nh.IsValid() || nh.Is4() != prefix.Addr().Is4() {
-			return nil, fmt.Errorf("prefix %s over the session with %s needs a next hop of its family, and none is set", prefix, p.Address)
-		}
-		nexthop = nh.String()
-	}
-	nlri, err := anypb.New(&apipb.IPAddressPrefix{PrefixLen: uint32(prefix.Bits()), Prefix: prefix.Addr().String()})
-	if err != nil {
-		return nil, fmt.Errorf("prefix %s: %w", prefix, err)
-	}
-	msgs := []proto.Message{&apipb.OriginAttribute{Origin: 0}}
-	family := familyV4
-	if prefix.Addr().Is4() {
-		msgs = append(msgs, &apipb.NextHopAttribute{NextHop: nexthop})
-	} else {
-		family = familyV6
-		msgs = append(msgs, &apipb.MpReachNLRIAttribute{Family: familyV6, NextHops: []string{nexthop}, Nlris: []*anypb.Any{nlri}})
-	}
-	if r.LocalPref != 0 {
-		msgs = append(msgs, &apipb.LocalPrefAttribute{LocalPref: r.LocalPref})
-	}
-	var standard []uint32
-	var large []*apipb.LargeCommunity
-	for _, c := range r.Communities {
-		if asn, value, ok := c.Standard(); ok {
-			standard = append(standard, uint32(asn)<<16|uint32(value))
-		} else if g, l1, l2, ok := c.Large(); ok {
-			large = append(large, &apipb.LargeCommunity{GlobalAdmin: g, LocalData1: l1, LocalData2: l2})
-		}
-	}
-	if len(standard) > 0 {
-		msgs = append(msgs, &apipb.CommunitiesAttribute{Communities: standard})
-	}
-	if len(large) > 0 {
-		msgs = append(msgs, &apipb.LargeCommunitiesAttribute{Communities: large})
-	}
-	attrs := make([]*anypb.Any, 0, len(msgs))
-	for _, m := range msgs {
-		a, err := anypb.New(m)
-		if err != nil {
-			return nil, fmt.Errorf("prefix %s: %w", prefix, err)
-		}
-		attrs = append(attrs, a)
-	}
-	return &apipb.Path{Family: family, Nlri: nlri, Pattrs: attrs}, nil
 }

@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
+	apipb "github.com/osrg/gobgp/v3/api"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/barelb/barelb/internal/config"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -66,7 +67,7 @@ func TestAPIPeer(t *testing.T) {
 	}
 }
 
-func TestAPIPath(t *testing.T) {
+func TestExportPolicy(t *testing.T) {
 	v4 := Peer{Address: netip.MustParseAddr("198.51.100.254"), NextHopV6: netip.MustParseAddr("2001:db8:100::1")}
 	tests := []struct {
 		name    string
@@ -74,9 +75,9 @@ func TestAPIPath(t *testing.T) {
 		route   Route
 		wantErr string
 	}{
-		{name: "path_v4_attributes", peer: v4, route: Route{Prefix: netip.MustParsePrefix("203.0.113.0/24"), LocalPref: 150,
-			Communities: []config.Community{config.StandardCommunity(65535, 65281), config.LargeCommunity(64500, 1, 2)}}},
-		{name: "path_v6_over_v4", peer: v4, route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}},
+		{name: "export_v4_attributes", peer: v4, route: Route{Prefix: netip.MustParsePrefix("203.0.113.0/24"), LocalPref: 150,
+			Communities: []Community{{Global: 65535, Local1: 65281}, {Large: true, Global: 64500, Local1: 1, Local2: 2}}}},
+		{name: "export_v6_over_v4", peer: v4, route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}},
 		{name: "v4 over v6 without next hop", peer: Peer{Address: netip.MustParseAddr("2001:db8::fe")},
 			route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}, wantErr: "needs a next hop of its family"},
 		{name: "v6 over single-family v4", peer: Peer{Address: v4.Address, DisableMP: true},
@@ -86,7 +87,7 @@ func TestAPIPath(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := apiPath(tc.peer, tc.route)
+			g, err := groupOf(tc.peer, tc.route)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
@@ -96,14 +97,33 @@ func TestAPIPath(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name, p)
+			golden(t, tc.name, exportPolicy(7, 3, g))
+		})
+	}
+}
+
+func TestAPIPath(t *testing.T) {
+	for name, tc := range map[string]struct {
+		prefix netip.Prefix
+		tags   []tag
+	}{
+		"path_v4_tagged": {netip.MustParsePrefix("203.0.113.0/24"), []tag{{peer: 1, group: 1}, {peer: 7, group: 3}}},
+		"path_v6":        {netip.MustParsePrefix("2001:db8:5::7/128"), nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := apiPath(tc.prefix, tc.tags)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name, p)
 		})
 	}
 }
 
 // TestSpeakerWithoutRouter checks the bookkeeping against GoBGP with no
 // router to talk to: peers added, changed and removed, routes kept for a
-// peer set later, refused routes reported, nothing listening.
+// peer set later, refused routes reported, one server for peers of one
+// router ID and distinct addresses, nothing listening.
 func TestSpeakerWithoutRouter(t *testing.T) {
 	ctx := context.Background()
 	if err := New(Options{ASN: 1}).Start(ctx); err == nil {
@@ -119,48 +139,103 @@ func TestSpeakerWithoutRouter(t *testing.T) {
 	defer func() { _ = sp.Stop(ctx) }()
 	// 192.0.2.0/24 is TEST-NET-1; port 9 on loopback: nothing answers and
 	// no packet leaves the machine.
-	a := Peer{Name: "a", Address: netip.MustParseAddr("127.0.0.1"), Port: 9, ASN: 64501}
+	a := Peer{Name: "a", Address: netip.MustParseAddr("127.0.0.1"), Port: 9, ASN: 64501, NextHopV6: netip.MustParseAddr("2001:db8::1")}
 	b := Peer{Name: "b", Address: netip.MustParseAddr("::1"), Port: 9, ASN: 64501, DisableMP: true}
-	if err := sp.SetRoutes(ctx, map[string][]Route{"a": {{Prefix: netip.MustParsePrefix("203.0.113.7/32")}}}); err != nil {
+	p7, p8, p9 := netip.MustParsePrefix("203.0.113.7/32"), netip.MustParsePrefix("203.0.113.8/32"), netip.MustParsePrefix("203.0.113.9/32")
+	v6 := netip.MustParsePrefix("2001:db8::/64")
+	if err := sp.SetRoutes(ctx, map[string][]Route{"a": {{Prefix: p7}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := sp.SetPeers(ctx, []Peer{a, b}); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(sp.sessions["a"].routes); got != 1 {
-		t.Errorf("routes set before the peer: %d installed, want 1", got)
+	if got := rib(sp); len(got) != 1 || len(got[0]) != 1 {
+		t.Errorf("routes set before the peer: RIBs %v, want one server with 1 path", got)
 	}
 	err := sp.SetRoutes(ctx, map[string][]Route{
-		"a": {{Prefix: netip.MustParsePrefix("203.0.113.7/32")}, {Prefix: netip.MustParsePrefix("203.0.113.8/32")}},
-		"b": {{Prefix: netip.MustParsePrefix("203.0.113.9/32")}, {Prefix: netip.MustParsePrefix("2001:db8::/64")}},
+		"a": {{Prefix: p7}, {Prefix: p8}, {Prefix: v6}},
+		"b": {{Prefix: p9}, {Prefix: v6, LocalPref: 200}},
 	})
 	if err == nil || !strings.Contains(err.Error(), "routes to peer b: prefix 203.0.113.9/32: the session with ::1 carries one family only") {
 		t.Errorf("error %v, want the refused IPv4 route over the single-family IPv6 session", err)
 	}
-	if got := len(sp.sessions["a"].routes) + len(sp.sessions["b"].routes); got != 3 {
-		t.Errorf("%d routes installed, want 3", got)
+	aID, bID := sp.peers["a"].id, sp.peers["b"].id
+	// One path per prefix, tagged for each peer it goes to with the
+	// statement of its attributes (a's IPv6 route needs a next hop).
+	want := map[netip.Prefix][]tag{p7: {{aID, 1}}, p8: {{aID, 1}}, v6: {{aID, 2}, {bID, 1}}}
+	if diff := cmp.Diff([]map[netip.Prefix][]tag{want}, rib(sp), cmp.AllowUnexported(tag{})); diff != "" {
+		t.Errorf("paths and their tags (-want +got):\n%s", diff)
 	}
-	first := sp.sessions["a"]
 	a.HoldTime = 30 * time.Second
-	if err := sp.SetPeers(ctx, []Peer{a, {Name: "c", Address: netip.MustParseAddr("127.0.0.1")}, {Name: "c"}}); err == nil || !strings.Contains(err.Error(), "peer c is listed twice") {
+	if err := sp.SetPeers(ctx, []Peer{a, {Name: "c", Address: netip.MustParseAddr("127.0.0.5"), Port: 9}, {Name: "c"}}); err == nil || !strings.Contains(err.Error(), "peer c is listed twice") {
 		t.Errorf("error %v, want the duplicate peer", err)
 	}
-	if sp.sessions["a"] != first || sp.sessions["a"].peer.HoldTime != 30*time.Second || len(sp.sessions["a"].routes) != 2 {
-		t.Errorf("changed peer: session %p (was %p), %+v", sp.sessions["a"], first, sp.sessions["a"].peer)
+	// a changed: a new member (new tag ID), its routes re-tagged; b gone:
+	// its tags too.
+	if m := sp.peers["a"]; m == nil || m.peer.HoldTime != 30*time.Second || m.id == aID {
+		t.Fatalf("changed peer a: %+v (old ID %d)", m, aID)
 	}
-	if _, ok := sp.sessions["b"]; ok || len(sp.idle) != 0 {
-		t.Errorf("removed peer still there, or its server not reused for c: %d idle", len(sp.idle))
+	aID = sp.peers["a"].id
+	want = map[netip.Prefix][]tag{p7: {{aID, 1}}, p8: {{aID, 1}}, v6: {{aID, 2}}}
+	if diff := cmp.Diff([]map[netip.Prefix][]tag{want}, rib(sp), cmp.AllowUnexported(tag{})); diff != "" {
+		t.Errorf("paths after a changed and b removed (-want +got):\n%s", diff)
 	}
 	st := sp.Peers()
 	if len(st) != 2 || st[0].Peer != "a" || st[0].Up || st[1].Peer != "c" {
 		t.Errorf("statuses %+v", st)
 	}
-	// b comes back on c's server, with the routes kept for it (one still
-	// refused).
+	// Same address as a (another source address) or another router ID:
+	// another server each.
+	c := Peer{Name: "c", Address: a.Address, SourceAddress: netip.MustParseAddr("127.0.0.2"), Port: 9, ASN: 64501}
+	d := Peer{Name: "d", Address: netip.MustParseAddr("127.0.0.3"), Port: 9, ASN: 64501, RouterID: netip.MustParseAddr("192.0.2.9")}
+	e := Peer{Name: "e", Address: netip.MustParseAddr("127.0.0.4"), Port: 9, ASN: 64501}
+	if err := sp.SetPeers(ctx, []Peer{a, c, d, e}); err != nil {
+		t.Fatal(err)
+	}
+	if got := servers(sp); got != 3 {
+		t.Errorf("%d GoBGP servers, want 3 (a and e; c; d)", got)
+	}
+	if err := sp.SetPeers(ctx, []Peer{a}); err != nil {
+		t.Fatal(err)
+	}
+	if got, idle := servers(sp), len(sp.idle); got != 1 || idle != 2 {
+		t.Errorf("%d GoBGP servers running and %d idle, want 1 and 2", got, idle)
+	}
+	// b comes back, on the running server, with the routes kept for it
+	// (one still refused).
 	if err := sp.SetPeers(ctx, []Peer{a, b}); err == nil || !strings.Contains(err.Error(), "one family only") {
 		t.Errorf("error %v, want b's refused route again", err)
 	}
-	if len(sp.idle) != 0 || len(sp.sessions["b"].routes) != 1 {
-		t.Errorf("%d idle servers (want 0: c's reused for b), b has %d routes (want 1)", len(sp.idle), len(sp.sessions["b"].routes))
+	if got := servers(sp); got != 1 {
+		t.Errorf("%d GoBGP servers, want 1", got)
 	}
+}
+
+// rib is what each server's RIB holds: prefix → the tags of its path.
+func rib(sp *Speaker) []map[netip.Prefix][]tag {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	var out []map[netip.Prefix][]tag
+	for _, inst := range sp.instances {
+		m := map[netip.Prefix][]tag{}
+		for _, f := range []*apipb.Family{familyV4, familyV6} {
+			_ = inst.srv.ListPath(context.Background(), &apipb.ListPathRequest{TableType: apipb.TableType_GLOBAL, Family: f}, func(d *apipb.Destination) {
+				prefix := netip.MustParsePrefix(d.Prefix)
+				for _, p := range d.Paths {
+					var tags []tag
+					for _, a := range p.Pattrs {
+						var lc apipb.LargeCommunitiesAttribute
+						if a.UnmarshalTo(&lc) == nil {
+							for _, c := range lc.Communities {
+								tags = append(tags, tag{peer: c.LocalData1, group: c.LocalData2})
+							}
+						}
+					}
+					m[prefix] = tags
+				}
+			})
+		}
+		out = append(out, m)
+	}
+	return out
 }

@@ -166,7 +166,7 @@ func decide(w world) decision {
 		d.Peers = append(d.Peers, sessions[pp.Peer])
 		routes := make([]bgp.Route, 0, len(pp.Routes))
 		for _, r := range pp.Routes {
-			routes = append(routes, bgp.Route{Prefix: r.Prefix, LocalPref: r.LocalPref, Communities: r.Communities})
+			routes = append(routes, bgp.Route{Prefix: r.Prefix, LocalPref: r.LocalPref, Communities: wireCommunities(r.Communities)})
 			for _, svc := range r.Services {
 				d.Statuses[svc] = appendOnce(d.Statuses[svc], pp.Peer)
 			}
@@ -282,4 +282,20 @@ func nodeOf(n *corev1.Node) (bgpplan.Node, []netip.Addr) {
 		}
 	}
 	return out, ips
+}
+
+// wireCommunities is cs as the wire package takes them.
+func wireCommunities(cs []config.Community) []bgp.Community {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]bgp.Community, 0, len(cs))
+	for _, c := range cs {
+		if asn, value, ok := c.Standard(); ok {
+			out = append(out, bgp.Community{Global: uint32(asn), Local1: uint32(value)})
+		} else if g, l1, l2, ok := c.Large(); ok {
+			out = append(out, bgp.Community{Large: true, Global: g, Local1: l1, Local2: l2})
+		}
+	}
+	return out
 }

@@ -204,8 +204,8 @@ func TestDecideRoutes(t *testing.T) {
 				w.Communities = []barelbv1beta1.Community{{Spec: barelbv1beta1.CommunitySpec{Communities: []barelbv1beta1.CommunityAlias{{Name: "no-export-ish", Value: "large:64500:1:2"}}}}}
 			},
 			routes: map[string][]bgp.Route{"router": {
-				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Communities: []config.Community{config.StandardCommunity(64500, 1), config.LargeCommunity(64500, 1, 2)}},
-				{Prefix: p7v6, Communities: []config.Community{config.StandardCommunity(64500, 1), config.LargeCommunity(64500, 1, 2)}}}},
+				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Communities: []bgp.Community{bgp.Community{Global: 64500, Local1: 1}, bgp.Community{Large: true, Global: 64500, Local1: 1, Local2: 2}}},
+				{Prefix: p7v6, Communities: []bgp.Community{bgp.Community{Global: 64500, Local1: 1}, bgp.Community{Large: true, Global: 64500, Local1: 1, Local2: 2}}}}},
 			statuses: map[string][]string{"default/web": {"router"}}},
 		{name: "an unknown community name refuses the advertisement, not the others",
 			change: func(w *world) {

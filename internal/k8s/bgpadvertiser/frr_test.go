@@ -26,8 +26,10 @@ import (
 )
 
 // The lab: testenv.NewLink joins a speaker namespace (198.51.100.1, plus
-// .2 and .3 added here) and a router namespace (198.51.100.100) where
-// FRR's zebra, bgpd and bfdd run by hand. GoBGP dials from its own
+// .2 and .3 added here) and a router namespace (198.51.100.100, plus .101
+// and .102 added here) where FRR's zebra, bgpd and bfdd run by hand. Each
+// BGPPeer names its own router address, as peers of distinct routers
+// would: the speaker runs them all on one GoBGP server. GoBGP dials from its own
 // goroutines, which may run on any thread, so the test runs itself again,
 // whole, inside the speaker namespace, and starts the API server there
 // too (on that namespace's loopback).
@@ -38,6 +40,9 @@ const (
 	routerASN  = 64501
 	nodeASN    = 64500
 	routerAddr = "198.51.100.100"
+	// The router's addresses for the peers "md5" and "bfd".
+	routerMD5 = "198.51.100.101"
+	routerBFD = "198.51.100.102"
 	md5Secret  = "s3cret"
 )
 
@@ -56,6 +61,9 @@ func TestAdvertiserFRR(t *testing.T) {
 	link.Run("ip", "-n", link.Speaker, "route", "add", "default", "via", "198.51.100.100")
 	for _, a := range []string{"198.51.100.2/24", "198.51.100.3/24"} {
 		link.Run("ip", "-n", link.Speaker, "addr", "add", a, "dev", link.SpeakerIf)
+	}
+	for _, a := range []string{routerMD5 + "/24", routerBFD + "/24"} {
+		link.Run("ip", "-n", link.Client, "addr", "add", a, "dev", link.ClientIf)
 	}
 	testenv.RerunInNetns(t, link.Speaker, "TestAdvertiserLab", labEnv, labSpec{Router: link.Client, RouterIf: link.ClientIf})
 }
@@ -132,7 +140,11 @@ func TestAdvertiserLab(t *testing.T) {
 	must(c.Create(ctx, adv))
 	peer := func(name, source string, mutate func(*barelbv1beta1.BGPPeerSpec)) *barelbv1beta1.BGPPeer {
 		p := &barelbv1beta1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}}
-		p.Spec = barelbv1beta1.BGPPeerSpec{MyASN: nodeASN, PeerASN: routerASN, PeerAddress: routerAddr, SourceAddress: source,
+		address := map[string]string{"md5": routerMD5, "bfd": routerBFD}[name]
+		if address == "" {
+			address = routerAddr
+		}
+		p.Spec = barelbv1beta1.BGPPeerSpec{MyASN: nodeASN, PeerASN: routerASN, PeerAddress: address, SourceAddress: source,
 			HoldTime: &metav1.Duration{Duration: 9 * time.Second}, ConnectTime: &metav1.Duration{Duration: 2 * time.Second},
 			NodeSelectors: []barelbv1beta1.Selector{{MatchLabels: map[string]barelbv1beta1.LabelValue{"bgp": "yes"}}}}
 		if mutate != nil {
@@ -409,7 +421,7 @@ bfd
   transmit-interval 100
  !
 !
-`, routerASN, routerAddr, nodeASN, nodeASN, nodeASN, md5Secret, routerAddr, ifName)
+`, routerASN, routerAddr, nodeASN, nodeASN, nodeASN, md5Secret, routerBFD, ifName)
 	return testenv.StartFRR(t, netns, conf, "zebra", "bgpd", "bfdd")
 }
 

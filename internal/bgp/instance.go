@@ -1,0 +1,532 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	apipb "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// instance is one GoBGP server and the peers on it. See the package
+// documentation for how one RIB carries routes that differ per peer.
+type instance struct {
+	srv *server.BgpServer
+	log *gobgpLogger
+
+	// Owned by the Speaker's lock.
+	routerID netip.Addr
+	members  map[uint32]*member
+	paths    map[netip.Prefix]installed
+	cancel   context.CancelFunc
+
+	// mu guards what the watch goroutine reads and writes.
+	mu       sync.Mutex
+	onEvent  func(Event)
+	sessions map[netip.Addr]*sessionState
+}
+
+// sessionState is what the watch saw of one peer's session.
+type sessionState struct {
+	name       string
+	state      string
+	lastChange time.Time
+}
+
+// installed is the path of a prefix in the RIB and the tags it carries.
+type installed struct {
+	tags []tag
+	path *apipb.Path
+}
+
+func newInstance(opts Options) *instance {
+	lg := newGoBGPLogger(opts.Logger)
+	srv := server.NewBgpServer(server.LoggerOption(lg))
+	go srv.Serve()
+	return &instance{srv: srv, log: lg}
+}
+
+// start starts the server's BGP instance: no listening socket (every
+// session is opened actively), received routes dropped, nothing exported
+// that the export policy does not accept, and a watch on the sessions.
+func (inst *instance) start(ctx context.Context, routerID netip.Addr, opts Options) error {
+	inst.log.reset(opts.Logger.WithValues("routerID", routerID.String()))
+	if err := inst.srv.StartBgp(ctx, &apipb.StartBgpRequest{Global: &apipb.Global{
+		Asn: opts.ASN, RouterId: routerID.String(), ListenPort: -1,
+	}}); err != nil {
+		return fmt.Errorf("starting BGP (router ID %s, ASN %d): %w", routerID, opts.ASN, err)
+	}
+	if err := setUpPolicies(ctx, inst.srv); err != nil {
+		_ = inst.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
+		return err
+	}
+	// The watch is registered after StartBgp: a stopped server forgets
+	// its watchers' filters along with its global state.
+	wctx, cancel := context.WithCancel(context.Background())
+	if err := inst.srv.WatchEvent(wctx, &apipb.WatchEventRequest{Peer: &apipb.WatchEventRequest_Peer{}}, inst.onWatch); err != nil {
+		cancel()
+		_ = inst.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
+		return fmt.Errorf("watching peer events: %w", err)
+	}
+	inst.routerID, inst.cancel = routerID, cancel
+	inst.members = map[uint32]*member{}
+	inst.paths = map[netip.Prefix]installed{}
+	inst.mu.Lock()
+	inst.onEvent, inst.sessions = opts.OnEvent, map[netip.Addr]*sessionState{}
+	inst.mu.Unlock()
+	return nil
+}
+
+// stop closes every session (a Cease notification each) and forgets the
+// server's state.
+func (inst *instance) stop(ctx context.Context) error {
+	if inst.cancel != nil {
+		inst.cancel()
+		inst.cancel = nil
+	}
+	err := inst.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
+	inst.members, inst.paths = nil, nil
+	inst.mu.Lock()
+	inst.onEvent, inst.sessions = nil, nil
+	inst.mu.Unlock()
+	return err
+}
+
+func (inst *instance) hasAddress(a netip.Addr) bool {
+	for _, m := range inst.members {
+		if m.peer.Address == a {
+			return true
+		}
+	}
+	return false
+}
+
+// addPeer opens the session of m. Its neighbour set is defined first, so
+// that the export statements made for it later can name it.
+func (inst *instance) addPeer(ctx context.Context, m *member) error {
+	if err := inst.srv.AddDefinedSet(ctx, &apipb.AddDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
+		DefinedType: apipb.DefinedType_NEIGHBOR, Name: neighborSetName(m.id),
+		List: []string{netip.PrefixFrom(m.peer.Address, m.peer.Address.BitLen()).String()},
+	}}); err != nil {
+		return fmt.Errorf("defining the neighbour set of %s: %w", m.peer.Address, err)
+	}
+	inst.mu.Lock()
+	inst.sessions[m.peer.Address] = &sessionState{name: m.peer.Name, state: "idle", lastChange: time.Now()}
+	inst.mu.Unlock()
+	inst.log.forget(m.peer.Address.String())
+	if err := inst.srv.AddPeer(ctx, &apipb.AddPeerRequest{Peer: apiPeer(m.peer)}); err != nil {
+		inst.mu.Lock()
+		delete(inst.sessions, m.peer.Address)
+		inst.mu.Unlock()
+		_ = inst.srv.DeleteDefinedSet(ctx, &apipb.DeleteDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
+			DefinedType: apipb.DefinedType_NEIGHBOR, Name: neighborSetName(m.id)}, All: true})
+		return fmt.Errorf("adding the peer %s: %w", m.peer.Address, err)
+	}
+	inst.members[m.id] = m
+	return nil
+}
+
+// deletePeer closes the session of m (a Cease notification). Its export
+// statements stay until no path carries its tags (deleteStatements).
+func (inst *instance) deletePeer(ctx context.Context, m *member) error {
+	delete(inst.members, m.id)
+	inst.mu.Lock()
+	delete(inst.sessions, m.peer.Address)
+	inst.mu.Unlock()
+	return inst.srv.DeletePeer(ctx, &apipb.DeletePeerRequest{Address: m.peer.Address.String()})
+}
+
+// deleteStatements removes the export policies and sets made for m.
+func (inst *instance) deleteStatements(ctx context.Context, m *member) error {
+	if inst.cancel == nil {
+		return nil // stopped: the server forgot them
+	}
+	var errs []error
+	for _, id := range m.groups {
+		name := policyName(m.id, id)
+		if err := inst.srv.DeletePolicyAssignment(ctx, &apipb.DeletePolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
+			Name: "global", Direction: apipb.PolicyDirection_EXPORT, Policies: []*apipb.Policy{{Name: name}},
+		}}); err != nil {
+			errs = append(errs, err)
+		}
+		if err := inst.srv.DeletePolicy(ctx, &apipb.DeletePolicyRequest{Policy: &apipb.Policy{Name: name}, All: true}); err != nil {
+			errs = append(errs, err)
+		}
+		if err := inst.srv.DeleteDefinedSet(ctx, &apipb.DeleteDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
+			DefinedType: apipb.DefinedType_LARGE_COMMUNITY, Name: tagSetName(m.id, id)}, All: true}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := inst.srv.DeleteDefinedSet(ctx, &apipb.DeleteDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
+		DefinedType: apipb.DefinedType_NEIGHBOR, Name: neighborSetName(m.id)}, All: true}); err != nil {
+		errs = append(errs, err)
+	}
+	m.groups = map[group]uint32{}
+	return errors.Join(errs...)
+}
+
+// statement returns the ID of m's export statement for g, making it when
+// it is new: a policy with one statement, appended to the global export
+// assignment.
+func (inst *instance) statement(ctx context.Context, m *member, g group) (uint32, error) {
+	if id, ok := m.groups[g]; ok {
+		return id, nil
+	}
+	id := uint32(len(m.groups)) + 1
+	if err := inst.srv.AddDefinedSet(ctx, &apipb.AddDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
+		DefinedType: apipb.DefinedType_LARGE_COMMUNITY, Name: tagSetName(m.id, id),
+		List: []string{"^" + tag{peer: m.id, group: id}.String() + "$"},
+	}}); err != nil {
+		return 0, fmt.Errorf("defining an export tag: %w", err)
+	}
+	p := exportPolicy(m.id, id, g)
+	if err := inst.srv.AddPolicy(ctx, &apipb.AddPolicyRequest{Policy: p}); err != nil {
+		return 0, fmt.Errorf("adding an export policy: %w", err)
+	}
+	if err := inst.srv.AddPolicyAssignment(ctx, &apipb.AddPolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
+		Name: "global", Direction: apipb.PolicyDirection_EXPORT, Policies: []*apipb.Policy{{Name: p.Name}},
+		DefaultAction: apipb.RouteAction_REJECT,
+	}}); err != nil {
+		return 0, fmt.Errorf("assigning an export policy: %w", err)
+	}
+	m.groups[g] = id
+	return id, nil
+}
+
+// setPaths diffs desired (the tags of each prefix) against the installed
+// paths: a prefix whose tags changed gets a new path (which replaces the
+// previous one; GoBGP withdraws it from the peers the new one no longer
+// goes to), gone ones are withdrawn.
+func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]tag) error {
+	var errs []error
+	for prefix, in := range inst.paths {
+		if _, ok := desired[prefix]; ok {
+			continue
+		}
+		if err := inst.srv.DeletePath(ctx, &apipb.DeletePathRequest{TableType: apipb.TableType_GLOBAL, Family: in.path.Family, Path: in.path}); err != nil {
+			errs = append(errs, fmt.Errorf("withdrawing %s: %w", prefix, err))
+			continue
+		}
+		delete(inst.paths, prefix)
+	}
+	for prefix, tags := range desired {
+		sortTags(tags)
+		if in, ok := inst.paths[prefix]; ok && slices.Equal(in.tags, tags) {
+			continue
+		}
+		path, err := apiPath(prefix, tags)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := inst.srv.AddPath(ctx, &apipb.AddPathRequest{TableType: apipb.TableType_GLOBAL, Path: path}); err != nil {
+			errs = append(errs, fmt.Errorf("advertising %s: %w", prefix, err))
+			continue
+		}
+		inst.paths[prefix] = installed{tags: tags, path: path}
+	}
+	return errors.Join(errs...)
+}
+
+func (inst *instance) onWatch(r *apipb.WatchEventResponse) {
+	pe := r.GetPeer()
+	if pe == nil || pe.GetType() != apipb.WatchEventResponse_PeerEvent_STATE {
+		return
+	}
+	state := fsmState(pe.GetPeer().GetState().GetSessionState())
+	addr, err := netip.ParseAddr(pe.GetPeer().GetState().GetNeighborAddress())
+	if err != nil {
+		return
+	}
+	addr = addr.Unmap()
+	inst.mu.Lock()
+	sess := inst.sessions[addr]
+	if sess == nil || state == sess.state {
+		inst.mu.Unlock()
+		return
+	}
+	ev := Event{Peer: sess.name, Address: addr, State: state, Up: state == "established", WasUp: sess.state == "established", Time: time.Now()}
+	if !ev.Up {
+		ev.Reason = inst.log.lastReason(addr.String())
+	}
+	sess.state, sess.lastChange = state, ev.Time
+	onEvent := inst.onEvent
+	inst.mu.Unlock()
+	if onEvent != nil {
+		onEvent(ev)
+	}
+}
+
+func (inst *instance) status(addr netip.Addr) PeerStatus {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	sess := inst.sessions[addr]
+	if sess == nil {
+		return PeerStatus{State: "idle"}
+	}
+	st := PeerStatus{State: sess.state, Up: sess.state == "established", LastChange: sess.lastChange}
+	if !st.Up {
+		st.Reason = inst.log.lastReason(addr.String())
+	}
+	return st
+}
+
+func fsmState(s apipb.PeerState_SessionState) string {
+	switch s {
+	case apipb.PeerState_IDLE:
+		return "idle"
+	case apipb.PeerState_CONNECT:
+		return "connect"
+	case apipb.PeerState_ACTIVE:
+		return "active"
+	case apipb.PeerState_OPENSENT:
+		return "opensent"
+	case apipb.PeerState_OPENCONFIRM:
+		return "openconfirm"
+	case apipb.PeerState_ESTABLISHED:
+		return "established"
+	}
+	return "unknown"
+}
+
+// importPolicy is the name of the policy dropping routes from the peers.
+const importPolicy = "barelb-drop-received"
+
+// setUpPolicies keeps what the routers send out of the server's RIB (the
+// speaker only advertises, and a router may send a full table: GoBGP's
+// global import policy also judges locally added paths, so the policy
+// rejects routes learnt over iBGP and eBGP and accepts the rest, local)
+// and makes the export policy reject what no statement accepts.
+func setUpPolicies(ctx context.Context, srv *server.BgpServer) error {
+	reject := func(name string, t apipb.Conditions_RouteType) *apipb.Statement {
+		return &apipb.Statement{Name: name, Conditions: &apipb.Conditions{RouteType: t},
+			Actions: &apipb.Actions{RouteAction: apipb.RouteAction_REJECT}}
+	}
+	policy := &apipb.Policy{Name: importPolicy, Statements: []*apipb.Statement{
+		reject(importPolicy+"-ibgp", apipb.Conditions_ROUTE_TYPE_INTERNAL),
+		reject(importPolicy+"-ebgp", apipb.Conditions_ROUTE_TYPE_EXTERNAL),
+	}}
+	if err := srv.AddPolicy(ctx, &apipb.AddPolicyRequest{Policy: policy}); err != nil {
+		return fmt.Errorf("adding the import policy: %w", err)
+	}
+	if err := srv.AddPolicyAssignment(ctx, &apipb.AddPolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
+		Name: "global", Direction: apipb.PolicyDirection_IMPORT,
+		Policies: []*apipb.Policy{{Name: importPolicy}}, DefaultAction: apipb.RouteAction_ACCEPT,
+	}}); err != nil {
+		return fmt.Errorf("assigning the import policy: %w", err)
+	}
+	if err := srv.AddPolicyAssignment(ctx, &apipb.AddPolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
+		Name: "global", Direction: apipb.PolicyDirection_EXPORT, DefaultAction: apipb.RouteAction_REJECT,
+	}}); err != nil {
+		return fmt.Errorf("assigning the export policy: %w", err)
+	}
+	return nil
+}
+
+// tagGlobal is the global administrator of the large communities that tag
+// a path for a peer: 4294967295, a reserved ASN no real community uses.
+// The tags never leave the speaker: every export statement replaces them.
+const tagGlobal = 4294967295
+
+// tag marks a path for one peer (by member ID) with the attributes of
+// one of its export statements (group).
+type tag struct{ peer, group uint32 }
+
+func (t tag) String() string {
+	return strconv.FormatUint(tagGlobal, 10) + ":" + strconv.FormatUint(uint64(t.peer), 10) + ":" + strconv.FormatUint(uint64(t.group), 10)
+}
+
+func sortTags(ts []tag) {
+	sort.Slice(ts, func(i, j int) bool {
+		if ts[i].peer != ts[j].peer {
+			return ts[i].peer < ts[j].peer
+		}
+		return ts[i].group < ts[j].group
+	})
+}
+
+// group is what an export statement sets on the paths it accepts for a
+// peer: local preference, communities (as GoBGP writes them) and, for
+// routes of the other family than the session's, the next hop.
+type group struct {
+	localPref uint32
+	standard  string // space-separated "ASN:value"
+	large     string // space-separated "G:L1:L2"
+	nextHop   netip.Addr
+}
+
+// groupOf is what the statement for r to p sets; a route p cannot carry
+// is an error.
+func groupOf(p Peer, r Route) (group, error) {
+	prefix := r.Prefix
+	g := group{localPref: r.LocalPref}
+	if prefix.Addr().Is4() != p.Address.Is4() {
+		if p.DisableMP {
+			return g, fmt.Errorf("prefix %s: the session with %s carries one family only (disableMP)", prefix, p.Address)
+		}
+		nh := p.NextHopV4
+		if prefix.Addr().Is6() {
+			nh = p.NextHopV6
+		}
+		if !nh.IsValid() || nh.Is4() != prefix.Addr().Is4() {
+			return g, fmt.Errorf("prefix %s over the session with %s needs a next hop of its family, and none is set", prefix, p.Address)
+		}
+		g.nextHop = nh
+	}
+	var standard, large []string
+	for _, c := range r.Communities {
+		if c.Large {
+			large = append(large, fmt.Sprintf("%d:%d:%d", c.Global, c.Local1, c.Local2))
+		} else {
+			standard = append(standard, fmt.Sprintf("%d:%d", uint16(c.Global), uint16(c.Local1)))
+		}
+	}
+	g.standard, g.large = strings.Join(standard, " "), strings.Join(large, " ")
+	return g, nil
+}
+
+func neighborSetName(peer uint32) string { return "barelb-peer-" + strconv.FormatUint(uint64(peer), 10) }
+func tagSetName(peer, group uint32) string {
+	return "barelb-tag-" + strconv.FormatUint(uint64(peer), 10) + "-" + strconv.FormatUint(uint64(group), 10)
+}
+func policyName(peer, group uint32) string {
+	return "barelb-export-" + strconv.FormatUint(uint64(peer), 10) + "-" + strconv.FormatUint(uint64(group), 10)
+}
+
+// exportPolicy is the policy with the one statement for group g of peer:
+// a path sent to that peer (its neighbour set) and tagged for it with g
+// (its tag set) is accepted with g's attributes, and its tags replaced.
+func exportPolicy(peer, id uint32, g group) *apipb.Policy {
+	name := policyName(peer, id)
+	actions := &apipb.Actions{RouteAction: apipb.RouteAction_ACCEPT}
+	// The tags are the path's only large communities: replacing them
+	// with the route's own (or removing every tag when it has none)
+	// leaves exactly the route's.
+	if g.large != "" {
+		actions.LargeCommunity = &apipb.CommunityAction{Type: apipb.CommunityAction_REPLACE, Communities: strings.Fields(g.large)}
+	} else {
+		actions.LargeCommunity = &apipb.CommunityAction{Type: apipb.CommunityAction_REMOVE,
+			Communities: []string{"^" + strconv.FormatUint(tagGlobal, 10) + `:\d+:\d+$`}}
+	}
+	if g.standard != "" {
+		actions.Community = &apipb.CommunityAction{Type: apipb.CommunityAction_ADD, Communities: strings.Fields(g.standard)}
+	}
+	if g.localPref != 0 {
+		actions.LocalPref = &apipb.LocalPrefAction{Value: g.localPref}
+	}
+	if g.nextHop.IsValid() {
+		actions.Nexthop = &apipb.NexthopAction{Address: g.nextHop.String()}
+	}
+	return &apipb.Policy{Name: name, Statements: []*apipb.Statement{{
+		Name: name,
+		Conditions: &apipb.Conditions{
+			NeighborSet:       &apipb.MatchSet{Type: apipb.MatchSet_ANY, Name: neighborSetName(peer)},
+			LargeCommunitySet: &apipb.MatchSet{Type: apipb.MatchSet_ANY, Name: tagSetName(peer, id)},
+		},
+		Actions: actions,
+	}}}
+}
+
+var (
+	familyV4 = &apipb.Family{Afi: apipb.Family_AFI_IP, Safi: apipb.Family_SAFI_UNICAST}
+	familyV6 = &apipb.Family{Afi: apipb.Family_AFI_IP6, Safi: apipb.Family_SAFI_UNICAST}
+)
+
+// apiPeer is p as GoBGP's API wants it.
+func apiPeer(p Peer) *apipb.Peer {
+	secs := func(d time.Duration) uint64 { return uint64(d / time.Second) }
+	connect := p.ConnectRetry
+	if connect <= 0 {
+		connect = DefaultConnectRetry
+	}
+	port := uint32(p.Port)
+	if port == 0 {
+		port = 179
+	}
+	out := &apipb.Peer{
+		Conf: &apipb.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.ASN,
+			LocalAsn:        p.LocalASN,
+			AuthPassword:    p.Password,
+			Description:     p.Name,
+		},
+		Timers: &apipb.Timers{Config: &apipb.TimersConfig{
+			ConnectRetry:      secs(connect),
+			HoldTime:          secs(p.HoldTime),
+			KeepaliveInterval: secs(p.KeepaliveTime),
+			// After ResetPeer, reconnect as soon as after a failed
+			// attempt (GoBGP's own default waits 30 s).
+			IdleHoldTimeAfterReset: secs(connect),
+		}},
+		Transport: &apipb.Transport{RemotePort: port, PassiveMode: false},
+	}
+	if p.SourceAddress.IsValid() {
+		out.Transport.LocalAddress = p.SourceAddress.String()
+	}
+	if p.EBGPMultiHopTTL > 0 {
+		out.EbgpMultihop = &apipb.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultiHopTTL)}
+	}
+	families := []*apipb.Family{familyV4, familyV6}
+	if p.DisableMP {
+		families = []*apipb.Family{familyV6}
+		if p.Address.Is4() {
+			families = []*apipb.Family{familyV4}
+		}
+	}
+	if p.GracefulRestart {
+		out.GracefulRestart = &apipb.GracefulRestart{Enabled: true, RestartTime: 120}
+	}
+	for _, f := range families {
+		afi := &apipb.AfiSafi{Config: &apipb.AfiSafiConfig{Family: f, Enabled: true}}
+		if p.GracefulRestart {
+			afi.MpGracefulRestart = &apipb.MpGracefulRestart{Config: &apipb.MpGracefulRestartConfig{Enabled: true}}
+		}
+		out.AfiSafis = append(out.AfiSafis, afi)
+	}
+	return out
+}
+
+// apiPath is the path of prefix in the RIB, tagged for the peers it goes
+// to: the next hop is unspecified (each session sends its local address;
+// an export statement sets the next hop of the other family's routes).
+func apiPath(prefix netip.Prefix, tags []tag) (*apipb.Path, error) {
+	nlri, err := anypb.New(&apipb.IPAddressPrefix{PrefixLen: uint32(prefix.Bits()), Prefix: prefix.Addr().String()})
+	if err != nil {
+		return nil, fmt.Errorf("prefix %s: %w", prefix, err)
+	}
+	msgs := []proto.Message{&apipb.OriginAttribute{Origin: 0}}
+	family := familyV4
+	if prefix.Addr().Is4() {
+		msgs = append(msgs, &apipb.NextHopAttribute{NextHop: "0.0.0.0"})
+	} else {
+		family = familyV6
+		msgs = append(msgs, &apipb.MpReachNLRIAttribute{Family: familyV6, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
+	}
+	if len(tags) > 0 {
+		large := make([]*apipb.LargeCommunity, 0, len(tags))
+		for _, t := range tags {
+			large = append(large, &apipb.LargeCommunity{GlobalAdmin: tagGlobal, LocalData1: t.peer, LocalData2: t.group})
+		}
+		msgs = append(msgs, &apipb.LargeCommunitiesAttribute{Communities: large})
+	}
+	attrs := make([]*anypb.Any, 0, len(msgs))
+	for _, m := range msgs {
+		a, err := anypb.New(m)
+		if err != nil {
+			return nil, fmt.Errorf("prefix %s: %w", prefix, err)
+		}
+		attrs = append(attrs, a)
+	}
+	return &apipb.Path{Family: family, Nlri: nlri, Pattrs: attrs}, nil
+}
