@@ -19,7 +19,7 @@ GO_TEST_FLAGS ?= -count=1
 export KUBEBUILDER_ASSETS := $(BIN)
 
 TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
-	$(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm
+	$(BIN)/kube-scheduler $(BIN)/kubelet $(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm
 # Helm, for the chart tests: Debian has no package, so it is built from the
 # module proxy in its own module (e2etest/tools/helm), at this version.
 HELM_VERSION := v3.17.3
@@ -35,7 +35,7 @@ build: ## Build the controller, speaker and kubectl plugin into bin/.
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-barelb ./kubectl-barelb
 
 .PHONY: tools
-tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, controller-gen, staticcheck, helm from source.
+tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, kube-scheduler, kubelet, controller-gen, staticcheck, helm from source.
 
 $(BIN)/etcd: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(TOOLS_DIR)/etcd/main.go
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ ./etcd
@@ -45,6 +45,10 @@ $(BIN)/kube-proxy: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-proxy
 $(BIN)/kube-controller-manager: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+$(BIN)/kube-scheduler: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-scheduler
+$(BIN)/kubelet: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kubelet
 $(BIN)/controller-gen: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
 $(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
@@ -90,7 +94,9 @@ test: deps tools build images check-generated lint ## Everything CI runs: lint, 
 # Debian packages the tests use; installed by `make deps` when missing.
 # iptables and conntrack: kube-proxy in the lab; frr: the lab's BGP router; curl: the lab's client.
 # qemu-user-static: the image test runs the arm64 binaries too.
-DEB_PACKAGES ?= git iproute2 iptables conntrack frr curl qemu-user-static
+# containerd, runc, containernetworking-plugins: the real nodes of e2etest/cluster.
+DEB_PACKAGES ?= git iproute2 iptables conntrack frr curl qemu-user-static \
+	containerd runc containernetworking-plugins
 
 # Container images, without a container engine: static binaries per
 # platform on a minimal base, each program a multi-platform OCI image index
@@ -110,6 +116,20 @@ images: $(BIN)/imagebuild ## Build the controller and speaker images (amd64, arm
 			args="$$args -binary $$platform=$$out"; \
 		done; \
 		$(BIN)/imagebuild -name $$prog -version $(VERSION) $$args -out $(IMAGES_DIR)/$$prog.oci.tar; \
+	done
+
+# The images the real nodes of e2etest/cluster run besides barelb's: the pod
+# sandbox (pause) and a small static HTTP backend, built like barelb's for
+# this machine's platform only, because no registry is reachable.
+CLUSTER_IMAGE_PROGRAMS := pause backend
+HOST_PLATFORM := $(shell go env GOOS)/$(shell go env GOARCH)
+
+.PHONY: cluster-images
+cluster-images: $(BIN)/imagebuild ## Build the pause and backend images of the cluster suite into bin/images/.
+	@for prog in $(CLUSTER_IMAGE_PROGRAMS); do \
+		out=$(BIN)/$$(echo $(HOST_PLATFORM) | tr / _)/$$prog; \
+		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $$out ./e2etest/cmd/$$prog; \
+		$(BIN)/imagebuild -name $$prog -version $(VERSION) -binary $(HOST_PLATFORM)=$$out -out $(IMAGES_DIR)/$$prog.oci.tar; \
 	done
 
 $(BIN)/imagebuild: $(TOOLS_DIR)/imagebuild/go.mod $(TOOLS_DIR)/imagebuild/go.sum $(TOOLS_DIR)/imagebuild/main.go
