@@ -60,6 +60,17 @@ func Cleanup(prefix, stateRoot string) error {
 	for len(labProcesses(prefix, stateRoot)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Real nodes: their containers (in the kubelets' cgroup roots), then
+	// the mounts of kubelets and containerds.
+	nodes, _ := os.ReadDir(filepath.Join(stateRoot, prefix, "nodes"))
+	for _, n := range nodes {
+		if err := removeCgroup(cgroupRoot(prefix, n.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := unmountUnder(filepath.Join(stateRoot, prefix)); err != nil {
+		errs = append(errs, err)
+	}
 	nss, err := labNamespaces(prefix)
 	if err != nil {
 		errs = append(errs, err)
