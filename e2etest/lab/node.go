@@ -499,3 +499,30 @@ func processesNaming(s string) []int {
 func nodeKubeconfig(stateDir, node string) string {
 	return filepath.Join(stateDir, "kubeconfig-node-"+node)
 }
+
+// NodeProcesses lists the processes of a real node's pods (everything in
+// the node's cgroup root), for tests that look at a container from the
+// machine: its capabilities, environment, mounts and network namespace.
+func (l *Lab) NodeProcesses(node string) []int {
+	seen := map[int]bool{}
+	var pids []int
+	for _, h := range cgroupHierarchies() {
+		if !strings.HasSuffix(h, "/pids") {
+			continue
+		}
+		_ = filepath.WalkDir(filepath.Join(h, cgroupRoot(l.state.Prefix, node)), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			data, _ := os.ReadFile(path)
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil && !seen[pid] {
+					seen[pid] = true
+					pids = append(pids, pid)
+				}
+			}
+			return nil
+		})
+	}
+	return pids
+}
