@@ -135,6 +135,27 @@ cluster-images: $(BIN)/imagebuild ## Build the pause and backend images of the c
 $(BIN)/imagebuild: $(TOOLS_DIR)/imagebuild/go.mod $(TOOLS_DIR)/imagebuild/go.sum $(TOOLS_DIR)/imagebuild/main.go
 	cd $(TOOLS_DIR)/imagebuild && go build -o $@ .
 
+# One-file install, as MetalLB's metallb-native.yaml: config/default with
+# the images of this VERSION, plus the Helm chart packaged with the same
+# tags. `kubectl apply -f bin/release/barelb.yaml` installs barelb.
+IMAGE_REGISTRY ?= ghcr.io/barelb
+RELEASE_DIR ?= $(BIN)/release
+
+.PHONY: release
+release: $(BIN)/helm ## Write bin/release/barelb.yaml (one install file, images tagged VERSION) and the packaged chart.
+	@work=$$(mktemp -d) && trap 'rm -rf $$work' EXIT && mkdir -p $(RELEASE_DIR) && \
+	printf '%s\n' 'apiVersion: kustomize.config.k8s.io/v1beta1' 'kind: Kustomization' \
+		'resources:' "- $$(realpath --relative-to=$$work $(CURDIR)/config/default)" 'images:' \
+		'- name: ghcr.io/barelb/controller' "  newName: $(IMAGE_REGISTRY)/controller" "  newTag: $(VERSION)" \
+		'- name: ghcr.io/barelb/speaker' "  newName: $(IMAGE_REGISTRY)/speaker" "  newTag: $(VERSION)" \
+		> $$work/kustomization.yaml && \
+	{ echo "# barelb $(VERSION): kubectl apply -f barelb.yaml"; kubectl kustomize $$work; } > $(RELEASE_DIR)/barelb.yaml && \
+	cp -r config/helm/barelb $$work/chart && \
+	sed -i -e 's|repository: ghcr.io/barelb/|repository: $(IMAGE_REGISTRY)/|' -e 's|tag: latest|tag: "$(VERSION)"|' $$work/chart/values.yaml && \
+	sed -i 's|^appVersion: .*|appVersion: "$(VERSION)"|' $$work/chart/Chart.yaml && \
+	$(BIN)/helm package $$work/chart --destination $(RELEASE_DIR) >/dev/null && \
+	echo "$(RELEASE_DIR)/barelb.yaml and the chart $$(ls $(RELEASE_DIR)/*.tgz) ($(VERSION))"
+
 .PHONY: bench
 bench: tools ## Speed and memory benchmarks: they print numbers and never fail on speed.
 	go test -run='^$$' -bench=. -benchmem ./internal/allocator/
