@@ -88,7 +88,7 @@ unit: ## Unit tests only (no control plane, no root).
 	go test $(GO_TEST_FLAGS) -short ./...
 
 .PHONY: test
-test: deps tools build images check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
+test: deps tools build images cluster-images check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
 	go test $(GO_TEST_FLAGS) ./...
 
 # Debian packages the tests use; installed by `make deps` when missing.
