@@ -54,7 +54,19 @@ func start(t *testing.T, nodes int, tags ...string) *cluster {
 			t.Fatalf("%v (run `make images cluster-images`)", err)
 		}
 	}
-	l := lab.Start(t, lab.Options{Nodes: nodes, Kubelets: true, Images: images})
+	// Registered before the lab's own clean-up, so it runs after it: a
+	// real node must leave no container, cgroup, mount or namespace.
+	var l *lab.Lab
+	t.Cleanup(func() {
+		if l == nil {
+			return
+		}
+		left, err := lab.Leftovers(l.Prefix(), "")
+		if err != nil || len(left) > 0 {
+			t.Errorf("the lab left %v (%v)", left, err)
+		}
+	})
+	l = lab.Start(t, lab.Options{Nodes: nodes, Kubelets: true, Images: images})
 	return &cluster{Lab: l, root: root}
 }
 

@@ -35,6 +35,20 @@ func Leftovers(prefix, stateRoot string) ([]string, error) {
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, "folder "+dir)
 	}
+	// Real nodes: the kubelets' cgroup roots and any mount in the folder.
+	for _, h := range cgroupHierarchies() {
+		cgs, _ := filepath.Glob(filepath.Join(h, prefix+"-*"))
+		for _, cg := range cgs {
+			left = append(left, "cgroup "+cg)
+		}
+	}
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+				left = append(left, "mount "+f[4])
+			}
+		}
+	}
 	return left, nil
 }
 
