@@ -179,7 +179,7 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		opts.ImageDir = filepath.Join(opts.BinDir, "images")
 	}
 	if opts.Kubelets && opts.Barelb {
-		return nil, errors.New("Kubelets and Barelb exclude each other: with real kubelets barelb is installed by manifests")
+		return nil, errors.New("options Kubelets and Barelb exclude each other: with real kubelets barelb is installed from its manifests")
 	}
 	if opts.LabBinary == "" {
 		exe, err := os.Executable()
