@@ -19,7 +19,7 @@ GO_TEST_FLAGS ?= -count=1
 export KUBEBUILDER_ASSETS := $(BIN)
 
 TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
-	$(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm
+	$(BIN)/kube-scheduler $(BIN)/kubelet $(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm
 # MetalLB, for `make compare` (e2etest/compare): its released controller and
 # speaker, built from the module proxy in a module of their own
 # (e2etest/tools/metallb pins the version), and its CRDs from the same
@@ -41,7 +41,7 @@ build: ## Build the controller, speaker and kubectl plugin into bin/.
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-barelb ./kubectl-barelb
 
 .PHONY: tools
-tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, controller-gen, staticcheck, helm from source.
+tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, kube-scheduler, kubelet, controller-gen, staticcheck, helm from source.
 
 $(BIN)/etcd: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(TOOLS_DIR)/etcd/main.go
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ ./etcd
@@ -51,6 +51,10 @@ $(BIN)/kube-proxy: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-proxy
 $(BIN)/kube-controller-manager: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+$(BIN)/kube-scheduler: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-scheduler
+$(BIN)/kubelet: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kubelet
 $(BIN)/controller-gen: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
 $(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
@@ -99,13 +103,15 @@ unit: ## Unit tests only (no control plane, no root).
 	go test $(GO_TEST_FLAGS) -short ./...
 
 .PHONY: test
-test: deps tools metallb build images check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
+test: deps tools metallb build images cluster-images check-generated lint ## Everything CI runs: lint, unit, integration and end-to-end tests.
 	go test $(GO_TEST_FLAGS) ./...
 
 # Debian packages the tests use; installed by `make deps` when missing.
 # iptables and conntrack: kube-proxy in the lab; frr: the lab's BGP router; curl: the lab's client.
 # qemu-user-static: the image test runs the arm64 binaries too.
-DEB_PACKAGES ?= git iproute2 iptables conntrack frr curl qemu-user-static
+# containerd, runc, containernetworking-plugins: the real nodes of e2etest/cluster.
+DEB_PACKAGES ?= git iproute2 iptables conntrack frr curl qemu-user-static \
+	containerd runc containernetworking-plugins
 
 # Container images, without a container engine: static binaries per
 # platform on a minimal base, each program a multi-platform OCI image index
@@ -127,8 +133,43 @@ images: $(BIN)/imagebuild ## Build the controller and speaker images (amd64, arm
 		$(BIN)/imagebuild -name $$prog -version $(VERSION) $$args -out $(IMAGES_DIR)/$$prog.oci.tar; \
 	done
 
+# The images the real nodes of e2etest/cluster run besides barelb's: the pod
+# sandbox (pause) and a small static HTTP backend, built like barelb's for
+# this machine's platform only, because no registry is reachable.
+CLUSTER_IMAGE_PROGRAMS := pause backend
+HOST_PLATFORM := $(shell go env GOOS)/$(shell go env GOARCH)
+
+.PHONY: cluster-images
+cluster-images: $(BIN)/imagebuild ## Build the pause and backend images of the cluster suite into bin/images/.
+	@for prog in $(CLUSTER_IMAGE_PROGRAMS); do \
+		out=$(BIN)/$$(echo $(HOST_PLATFORM) | tr / _)/$$prog; \
+		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $$out ./e2etest/cmd/$$prog; \
+		$(BIN)/imagebuild -name $$prog -version $(VERSION) -binary $(HOST_PLATFORM)=$$out -out $(IMAGES_DIR)/$$prog.oci.tar; \
+	done
+
 $(BIN)/imagebuild: $(TOOLS_DIR)/imagebuild/go.mod $(TOOLS_DIR)/imagebuild/go.sum $(TOOLS_DIR)/imagebuild/main.go
 	cd $(TOOLS_DIR)/imagebuild && go build -o $@ .
+
+# One-file install, as MetalLB's metallb-native.yaml: config/default with
+# the images of this VERSION, plus the Helm chart packaged with the same
+# tags. `kubectl apply -f bin/release/barelb.yaml` installs barelb.
+IMAGE_REGISTRY ?= ghcr.io/barelb
+RELEASE_DIR ?= $(BIN)/release
+
+.PHONY: release
+release: $(BIN)/helm ## Write bin/release/barelb.yaml (one install file, images tagged VERSION) and the packaged chart.
+	@work=$$(mktemp -d) && trap 'rm -rf $$work' EXIT && mkdir -p $(RELEASE_DIR) && \
+	printf '%s\n' 'apiVersion: kustomize.config.k8s.io/v1beta1' 'kind: Kustomization' \
+		'resources:' "- $$(realpath --relative-to=$$work $(CURDIR)/config/default)" 'images:' \
+		'- name: ghcr.io/barelb/controller' "  newName: $(IMAGE_REGISTRY)/controller" "  newTag: $(VERSION)" \
+		'- name: ghcr.io/barelb/speaker' "  newName: $(IMAGE_REGISTRY)/speaker" "  newTag: $(VERSION)" \
+		> $$work/kustomization.yaml && \
+	{ echo "# barelb $(VERSION): kubectl apply -f barelb.yaml"; kubectl kustomize $$work; } > $(RELEASE_DIR)/barelb.yaml && \
+	cp -r config/helm/barelb $$work/chart && \
+	sed -i -e 's|repository: ghcr.io/barelb/|repository: $(IMAGE_REGISTRY)/|' -e 's|tag: latest|tag: "$(VERSION)"|' $$work/chart/values.yaml && \
+	sed -i 's|^appVersion: .*|appVersion: "$(VERSION)"|' $$work/chart/Chart.yaml && \
+	$(BIN)/helm package $$work/chart --destination $(RELEASE_DIR) >/dev/null && \
+	echo "$(RELEASE_DIR)/barelb.yaml and the chart $$(ls $(RELEASE_DIR)/*.tgz) ($(VERSION))"
 
 .PHONY: bench
 bench: tools ## Speed and memory benchmarks: they print numbers and never fail on speed.

@@ -35,6 +35,20 @@ func Leftovers(prefix, stateRoot string) ([]string, error) {
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, "folder "+dir)
 	}
+	// Real nodes: the kubelets' cgroup roots and any mount in the folder.
+	for _, h := range cgroupHierarchies() {
+		cgs, _ := filepath.Glob(filepath.Join(h, prefix+"-*"))
+		for _, cg := range cgs {
+			left = append(left, "cgroup "+cg)
+		}
+	}
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+				left = append(left, "mount "+f[4])
+			}
+		}
+	}
 	return left, nil
 }
 
@@ -59,6 +73,17 @@ func Cleanup(prefix, stateRoot string) error {
 	deadline := time.Now().Add(3 * time.Second)
 	for len(labProcesses(prefix, stateRoot)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
+	}
+	// Real nodes: their containers (in the kubelets' cgroup roots), then
+	// the mounts of kubelets and containerds.
+	nodes, _ := os.ReadDir(filepath.Join(stateRoot, prefix, "nodes"))
+	for _, n := range nodes {
+		if err := removeCgroup(cgroupRoot(prefix, n.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := unmountUnder(filepath.Join(stateRoot, prefix)); err != nil {
+		errs = append(errs, err)
 	}
 	nss, err := labNamespaces(prefix)
 	if err != nil {

@@ -61,6 +61,19 @@ func (l *Lab) writeCredentials() error {
 		tokens += fmt.Sprintf("%s,%s,%s,%q\n", t, serviceAccountUser(component), component,
 			"system:serviceaccounts,system:serviceaccounts:"+BarelbNamespace+",system:authenticated")
 	}
+	// Real nodes' kubelets run as their nodes (the Node authorizer's
+	// system:node:NAME in system:nodes).
+	l.nodeTokens = map[string]string{}
+	if l.opts.Kubelets {
+		for _, n := range l.state.Nodes {
+			if _, err := rand.Read(tok); err != nil {
+				return fmt.Errorf("making a token: %w", err)
+			}
+			t := hex.EncodeToString(tok)
+			l.nodeTokens[n.Name] = t
+			tokens += fmt.Sprintf("%s,system:node:%s,node-%s,\"system:nodes,system:authenticated\"\n", t, n.Name, n.Name)
+		}
+	}
 	files := map[string][]byte{
 		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
@@ -114,7 +127,17 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	apiserver, err := l.startProc("kube-apiserver", ns, filepath.Join(l.opts.BinDir, "kube-apiserver"),
+	admission := []string{
+		// No serviceaccount controller runs: Pods need no ServiceAccount.
+		"--disable-admission-plugins=ServiceAccount",
+	}
+	if l.opts.Kubelets {
+		// Pods get their ServiceAccount's token as a real cluster's do.
+		admission = []string{"--enable-admission-plugins=NodeRestriction",
+			// kubectl logs and exec: node names resolve nowhere.
+			"--kubelet-preferred-address-types=InternalIP"}
+	}
+	apiserver, err := l.startProc("kube-apiserver", ns, filepath.Join(l.opts.BinDir, "kube-apiserver"), append(admission,
 		"--etcd-servers=http://127.0.0.1:2379",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+filepath.Join(pki, "sa.pub"),
@@ -126,12 +149,10 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		"--authorization-mode=Node,RBAC",
 		"--token-auth-file="+filepath.Join(pki, "tokens.csv"),
 		"--service-cluster-ip-range="+ServicesV4+","+ServicesV6,
-		// No serviceaccount controller runs: Pods need no ServiceAccount.
-		"--disable-admission-plugins=ServiceAccount",
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
-		"--v=0")
+		"--v=0")...)
 	if err != nil {
 		return err
 	}
@@ -155,6 +176,11 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	l.state.Kubeconfig = filepath.Join(sd, "kubeconfig")
 	if err := writeKubeconfig(l.state.Kubeconfig, "https://"+l.state.Forwarder, l.token); err != nil {
 		return err
+	}
+	for node, token := range l.nodeTokens {
+		if err := writeKubeconfig(nodeKubeconfig(sd, node), l.state.APIServer, token); err != nil {
+			return err
+		}
 	}
 	for component, token := range l.identityTokens {
 		if err := writeKubeconfig(identityKubeconfig(sd, component), l.state.APIServer, token); err != nil {
@@ -186,17 +212,37 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 }
 
 // startKubeControllerManager runs the real kube-controller-manager with
-// only the endpointslice controller.
+// only the endpointslice controller; with real nodes also the controllers
+// workloads need (Deployments, DaemonSets, ServiceAccounts and the API
+// server's CA for their tokens, garbage collection, namespaces).
 func (l *Lab) startKubeControllerManager() error {
+	controllers := []string{"--controllers=endpointslice"}
+	if l.opts.Kubelets {
+		controllers = []string{
+			"--controllers=endpointslice,endpointslicemirroring,deployment,replicaset,daemonset,serviceaccount," +
+				"garbagecollector,namespace,root-ca-certificate-publisher-controller,disruption,nodelifecycle",
+			"--root-ca-file=" + filepath.Join(l.state.StateDir, "pki", "apiserver", "apiserver.crt"),
+		}
+	}
 	_, err := l.startProc("kube-controller-manager", l.state.ControlPlane.Netns,
-		filepath.Join(l.opts.BinDir, "kube-controller-manager"),
+		filepath.Join(l.opts.BinDir, "kube-controller-manager"), append(controllers,
+			"--kubeconfig="+l.state.InternalKubeconfig,
+			"--leader-elect=false",
+			"--use-service-account-credentials=false",
+			"--secure-port=0",
+			"--concurrent-service-endpoint-syncs=10",
+			"--endpointslice-updates-batch-period=0s",
+			"--v=0")...)
+	return err
+}
+
+// startScheduler runs the real kube-scheduler (real nodes only).
+func (l *Lab) startScheduler() error {
+	_, err := l.startProc("kube-scheduler", l.state.ControlPlane.Netns,
+		filepath.Join(l.opts.BinDir, "kube-scheduler"),
 		"--kubeconfig="+l.state.InternalKubeconfig,
-		"--controllers=endpointslice",
 		"--leader-elect=false",
-		"--use-service-account-credentials=false",
 		"--secure-port=0",
-		"--concurrent-service-endpoint-syncs=10",
-		"--endpointslice-updates-batch-period=0s",
 		"--v=0")
 	return err
 }

@@ -25,6 +25,11 @@
 //     with the pod's name on every containerPort, 80 when none is listed),
 //     writes its status (Running, Ready) and stops it when the Pod is
 //     deleted. Pods without the label are left alone;
+//   - real nodes, with Options.Kubelets (node.go): every node runs
+//     containerd, runc and the real kubelet instead of the lab's loops
+//     (which then neither keep Nodes Ready nor run pods); the control plane
+//     adds kube-scheduler, the workload controllers and kube-proxy; nothing
+//     of barelb is installed, tests install it from its manifests;
 //   - client: a host on the LAN (the laptop);
 //   - router: FRR (zebra, bgpd, bfdd) on a second segment that every node
 //     joins with a second link, AS 64500, accepting BGP sessions from any

@@ -38,6 +38,12 @@ func (l *Lab) registerNodes(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("creating node %s: %w", n.Name, err)
 		}
+		if l.opts.Kubelets {
+			// The kubelet takes the Node over (status, heartbeats); the
+			// lab only gives it its pod ranges, as the node IPAM
+			// controller would.
+			continue
+		}
 		setNodeStatus(created, n, true)
 		if _, err := l.clientset.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("writing the status of node %s: %w", n.Name, err)
@@ -90,20 +96,56 @@ func setNodeStatus(node *corev1.Node, n Host, ready bool) {
 	}
 }
 
-// startKubeProxy runs the real kube-proxy (iptables mode) in a node.
+// startKubeProxy runs the real kube-proxy (iptables mode) in a node, or
+// in the control plane (real nodes only): the API server calls webhooks
+// through their Services' cluster IPs.
 func (l *Lab) startKubeProxy(n Host) error {
-	_, err := l.startProc(n.Name+"/kube-proxy", n.Netns, filepath.Join(l.opts.BinDir, "kube-proxy"),
-		"--kubeconfig="+l.state.InternalKubeconfig,
-		"--hostname-override="+n.Name,
+	var extra []string
+	if n.Name == l.state.ControlPlane.Name {
+		// No Node object names the control plane: its address comes from
+		// here.
+		extra = append(extra, "--bind-address="+n.Addr(SegmentLAN, 4).String())
+	}
+	_, err := l.startProc(n.Name+"/kube-proxy", n.Netns, filepath.Join(l.opts.BinDir, "kube-proxy"), append([]string{
+		"--kubeconfig=" + l.state.InternalKubeconfig,
+		"--hostname-override=" + n.Name,
 		"--proxy-mode=iptables",
 		"--conntrack-max-per-core=0",
 		"--oom-score-adj=0",
-		"--cluster-cidr="+PodsV4+","+PodsV6,
+		"--cluster-cidr=" + PodsV4 + "," + PodsV6,
 		"--healthz-bind-address=127.0.0.1:10256",
 		"--metrics-bind-address=127.0.0.1:10249",
 		"--iptables-min-sync-period=0s",
-		"--v=0")
+		"--v=0"}, extra...)...)
 	return err
+}
+
+// waitNodesReady waits until every kubelet has reported its node Ready.
+func (l *Lab) waitNodesReady(ctx context.Context) error {
+	for _, n := range l.state.Nodes {
+		err := waitFor(ctx, 90*time.Second, "node "+n.Name+" Ready", func() (bool, error) {
+			if err := l.procErr(n.Name + "/kubelet"); err != nil {
+				return false, err
+			}
+			node, err := l.clientset.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, c := range node.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					if c.Status == corev1.ConditionTrue {
+						return true, nil
+					}
+					return false, fmt.Errorf("%s: %s", c.Reason, c.Message)
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitKubeProxies waits until every kube-proxy reports healthy (it has
@@ -141,6 +183,11 @@ func (l *Lab) waitKubeProxies(ctx context.Context) error {
 func (l *Lab) startLoops(ctx context.Context) {
 	l.loops.Add(2)
 	go func() {
+		if l.opts.Kubelets {
+			// Real kubelets keep their nodes' status.
+			l.loops.Done()
+			return
+		}
 		defer l.loops.Done()
 		t := time.NewTicker(heartbeatInterval)
 		defer t.Stop()

@@ -58,6 +58,20 @@ type Options struct {
 	Barelb bool
 	// SpeakerArgs are extra flags for every speaker.
 	SpeakerArgs []string
+	// Kubelets makes every node a real one: containerd (runc, CNI bridge
+	// and host-local) and the real kubelet, which registers the node and
+	// runs its pods in containers; the control plane adds kube-scheduler,
+	// the kube-controller-manager's workload controllers and kube-proxy
+	// (so that the API server reaches webhooks through their Services).
+	// Nothing of barelb is installed: no CRDs, no namespace, no RBAC; a
+	// test installs it as a user does. Options.Barelb must be false. See
+	// node.go.
+	Kubelets bool
+	// ImageDir holds pause.oci.tar, the sandbox image (`make
+	// cluster-images`); the repository's bin/images when empty.
+	ImageDir string
+	// Images are imported into every node's containerd (with Kubelets).
+	Images []Image
 	// KeepOnFailure leaves whatever a failed Up made, for inspection
 	// (`lab down` removes it).
 	KeepOnFailure bool
@@ -74,8 +88,10 @@ type Lab struct {
 	// identityTokens are the tokens of barelb's ServiceAccounts, by
 	// component.
 	identityTokens map[string]string
-	cancel         context.CancelFunc
-	loops          sync.WaitGroup
+	// nodeTokens are the real nodes' kubelets' tokens, by node.
+	nodeTokens map[string]string
+	cancel     context.CancelFunc
+	loops      sync.WaitGroup
 
 	restCfg   *rest.Config
 	clientset kubernetes.Interface
@@ -159,6 +175,12 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 			}
 		}
 	}
+	if opts.ImageDir == "" {
+		opts.ImageDir = filepath.Join(opts.BinDir, "images")
+	}
+	if opts.Kubelets && opts.Barelb {
+		return nil, errors.New("options Kubelets and Barelb exclude each other: with real kubelets barelb is installed from its manifests")
+	}
 	if opts.LabBinary == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -183,6 +205,12 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 	l.state.StateDir = filepath.Join(opts.StateRoot, opts.Prefix)
 	l.state.Barelb = opts.Barelb
+	l.state.Kubelets = opts.Kubelets
+	if opts.Kubelets {
+		if err := l.checkRealNodeTools(); err != nil {
+			return nil, err
+		}
+	}
 	if l.memberlistKey, err = newMemberlistKey(); err != nil {
 		return nil, err
 	}
@@ -234,14 +262,29 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if l.client, err = client.New(l.restCfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, fmt.Errorf("creating a client: %w", err)
 	}
-	if _, err := envtest.InstallCRDs(l.restCfg, envtest.CRDInstallOptions{Paths: []string{opts.CRDDir}, ErrorIfPathMissing: true}); err != nil {
-		return nil, fmt.Errorf("installing barelb's CRDs from %s: %w", opts.CRDDir, err)
+	if !opts.Kubelets {
+		if _, err := envtest.InstallCRDs(l.restCfg, envtest.CRDInstallOptions{Paths: []string{opts.CRDDir}, ErrorIfPathMissing: true}); err != nil {
+			return nil, fmt.Errorf("installing barelb's CRDs from %s: %w", opts.CRDDir, err)
+		}
 	}
 	if err := l.startKubeControllerManager(); err != nil {
 		return nil, err
 	}
 	if err := l.registerNodes(ctx); err != nil {
 		return nil, fmt.Errorf("registering the nodes: %w", err)
+	}
+	if opts.Kubelets {
+		if err := l.startScheduler(); err != nil {
+			return nil, err
+		}
+		if err := l.startKubeProxy(l.state.ControlPlane); err != nil {
+			return nil, err
+		}
+		if err := Parallel(len(l.state.Nodes), len(l.state.Nodes), func(i int) error {
+			return l.startRealNode(ctx, l.state.Nodes[i])
+		}); err != nil {
+			return nil, err
+		}
 	}
 	for _, n := range l.state.Nodes {
 		if err := l.startKubeProxy(n); err != nil {
@@ -252,14 +295,25 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := l.waitKubeProxies(ctx); err != nil {
 		return nil, err
 	}
+	if opts.Kubelets {
+		if err := l.waitKubelets(ctx); err != nil {
+			return nil, err
+		}
+		if err := l.waitNodesReady(ctx); err != nil {
+			return nil, err
+		}
+		l.log.Info("kubelets ready", "elapsed", time.Since(start).Round(time.Millisecond))
+	}
 	if err := l.waitRouter(ctx); err != nil {
 		return nil, err
 	}
-	if err := l.createBarelbNamespace(ctx); err != nil {
-		return nil, err
-	}
-	if err := l.applyRBAC(ctx); err != nil {
-		return nil, err
+	if !opts.Kubelets {
+		if err := l.createBarelbNamespace(ctx); err != nil {
+			return nil, err
+		}
+		if err := l.applyRBAC(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Barelb {
 		if err := l.startBarelb(ctx); err != nil {

@@ -113,7 +113,9 @@ type State struct {
 	Forwarder          string `json:"forwarder"`
 	SupervisorPID      int    `json:"supervisorPID,omitempty"`
 	// Barelb tells whether the lab runs barelb's controller and speakers.
-	Barelb       bool   `json:"barelb"`
+	Barelb bool `json:"barelb"`
+	// Kubelets tells whether the nodes are real (containerd and kubelet).
+	Kubelets     bool   `json:"kubelets,omitempty"`
 	LabBinary    string `json:"labBinary"`
 	ControlPlane Host   `json:"controlPlane"`
 	Nodes        []Host `json:"nodes"`

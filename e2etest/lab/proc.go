@@ -29,13 +29,25 @@ func (l *Lab) startProc(key, ns, name string, args ...string) (*proc, error) {
 // startProcEnv is startProc with extra environment variables (KEY=VALUE)
 // added to the lab's own environment.
 func (l *Lab) startProcEnv(key, ns string, env []string, name string, args ...string) (*proc, error) {
+	return l.startCmd(key, nsCommand(context.Background(), ns, name, args...), env)
+}
+
+// startNetProc is startProc for programs that must share the machine's
+// mount namespace (containerd and the kubelet: see node.go): it joins
+// only the network namespace, where `ip netns exec` also makes a private
+// mount namespace.
+func (l *Lab) startNetProc(key, ns, name string, args ...string) (*proc, error) {
+	cmd := exec.Command("nsenter", append([]string{"--net=" + filepath.Join("/run/netns", ns), "--", name}, args...)...)
+	return l.startCmd(key, cmd, nil)
+}
+
+func (l *Lab) startCmd(key string, cmd *exec.Cmd, env []string) (*proc, error) {
 	logPath := filepath.Join(l.state.StateDir, "logs", strings.ReplaceAll(key, "/", "_")+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening the log of %s: %w", key, err)
 	}
 	defer logf.Close()
-	cmd := nsCommand(context.Background(), ns, name, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if len(env) > 0 {

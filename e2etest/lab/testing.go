@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -39,10 +41,38 @@ func Start(t testing.TB, opts Options) *Lab {
 		opts.Log = TestLogger(t)
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	timeout := 2 * time.Minute
+	if opts.Kubelets {
+		// containerd, image imports and kubelets take longer.
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// A failed Up is kept just long enough to save its logs.
+	keep := opts.KeepOnFailure
+	opts.KeepOnFailure = true
+	if opts.Prefix == "" {
+		b := make([]byte, 2)
+		_, _ = rand.Read(b)
+		opts.Prefix = "blb" + hex.EncodeToString(b)
+	}
 	l, err := Up(ctx, opts)
 	if err != nil {
+		root := opts.StateRoot
+		if root == "" {
+			root = DefaultStateRoot
+		}
+		kept := filepath.Join(os.TempDir(), "barelb-failed-"+opts.Prefix)
+		if out, cerr := exec.Command("cp", "-r", filepath.Join(root, opts.Prefix, "logs"), kept).CombinedOutput(); cerr == nil {
+			t.Logf("the failed lab's logs are kept in %s", kept)
+		} else {
+			t.Logf("keeping the failed lab's logs: %v %s", cerr, out)
+		}
+		if !keep {
+			if cerr := Cleanup(opts.Prefix, root); cerr != nil {
+				t.Logf("cleaning up the failed lab: %v", cerr)
+			}
+		}
 		t.Fatalf("bringing the lab up: %v", err)
 	}
 	t.Logf("lab %s up in %v (state in %s)", l.Prefix(), time.Since(start).Round(time.Millisecond), l.StateDir())
@@ -67,6 +97,10 @@ func Start(t testing.TB, opts Options) *Lab {
 			if out, err := exec.Command("cp", "-r", filepath.Join(l.StateDir(), "logs"), kept).CombinedOutput(); err != nil {
 				t.Logf("keeping the lab's logs: %v %s", err, out)
 			} else {
+				// Real nodes: the containers' logs too.
+				for _, n := range l.Nodes() {
+					_ = exec.Command("cp", "-r", filepath.Join(l.nodeDir(n.Name), "pods-logs"), filepath.Join(kept, n.Name+"-pods")).Run()
+				}
 				t.Logf("the lab's logs are kept in %s", kept)
 			}
 		}

@@ -61,6 +61,24 @@ func (l *Lab) buildTopology() error {
 			"addr add "+gateway(n.PodCIDRs[0])+"/24 dev cni0",
 			"addr add "+gateway(n.PodCIDRs[1])+"/64 dev cni0 nodad")
 	}
+	if l.opts.Kubelets {
+		// Programs on the hosts' own network (the API server calling a
+		// webhook, a hostNetwork speaker calling the API server) connect
+		// to cluster IPs, which kube-proxy translates only after the
+		// kernel found a route: without one the connect fails at once
+		// ("network is unreachable"). Real machines have a default route.
+		for _, h := range append([]Host{s.ControlPlane}, s.Nodes...) {
+			hostCmds[h.Netns] = append(hostCmds[h.Netns],
+				"route add "+ServicesV4+" dev eth0", "route add "+ServicesV6+" dev eth0")
+		}
+		// The API server reaches webhooks' pods on every node (kube-proxy
+		// in the control plane translates the Services).
+		for _, m := range s.Nodes {
+			hostCmds[s.ControlPlane.Netns] = append(hostCmds[s.ControlPlane.Netns],
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[0], m.Addr(SegmentLAN, 4)),
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[1], m.Addr(SegmentLAN, 6)))
+		}
+	}
 	hostCmds[s.Ext.Netns] = append(hostCmds[s.Ext.Netns],
 		"route add default via "+s.Router.Addr(SegmentExt, 4).String(),
 		"route add ::/0 via "+s.Router.Addr(SegmentExt, 6).String())

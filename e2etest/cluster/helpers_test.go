@@ -1,0 +1,244 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/barelb/barelb/e2etest/lab"
+	"github.com/barelb/barelb/internal/testenv"
+)
+
+const (
+	namespace = "barelb-system"
+	// imageRepo is where the lab imports barelb's images: a name no
+	// registry serves, so nothing can be pulled by mistake.
+	imageRepo    = "lab.barelb.io/barelb"
+	backendImage = "lab.barelb.io/backend:lab"
+)
+
+func TestMain(m *testing.M) {
+	lab.RunHelperMode()
+	os.Exit(m.Run())
+}
+
+// cluster is a lab of real nodes with barelb's images imported.
+type cluster struct {
+	*lab.Lab
+	root string
+}
+
+// start brings up a lab of real nodes with barelb's images (bin/images,
+// `make images`) imported under each of tags, and the backend image.
+func start(t *testing.T, nodes int, tags ...string) *cluster {
+	t.Helper()
+	lab.NeedsLab(t, "the cluster suite")
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgDir := filepath.Join(root, "bin", "images")
+	images := []lab.Image{{Name: backendImage, Path: filepath.Join(imgDir, "backend.oci.tar")}}
+	for _, tag := range tags {
+		for _, prog := range []string{"controller", "speaker"} {
+			images = append(images, lab.Image{Name: imageRepo + "/" + prog + ":" + tag, Path: filepath.Join(imgDir, prog+".oci.tar")})
+		}
+	}
+	for _, img := range images {
+		if _, err := os.Stat(img.Path); err != nil {
+			t.Fatalf("%v (run `make images cluster-images`)", err)
+		}
+	}
+	// Registered before the lab's own clean-up, so it runs after it: a
+	// real node must leave no container, cgroup, mount or namespace.
+	var l *lab.Lab
+	t.Cleanup(func() {
+		if l == nil {
+			return
+		}
+		left, err := lab.Leftovers(l.Prefix(), "")
+		if err != nil || len(left) > 0 {
+			t.Errorf("the lab left %v (%v)", left, err)
+		}
+	})
+	l = lab.Start(t, lab.Options{Nodes: nodes, Kubelets: true, Images: images})
+	return &cluster{Lab: l, root: root}
+}
+
+// kubectl runs kubectl against the lab as its administrator.
+func (c *cluster) kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.kubectlErr(args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *cluster) kubectlErr(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", c.Kubeconfig()}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// overlay writes a kustomization that is config/default with the images
+// set to the imported ones, as the README tells users to do, and returns
+// its folder.
+func (c *cluster) overlay(t *testing.T, tag string) string {
+	t.Helper()
+	dir := t.TempDir()
+	base, err := filepath.Rel(dir, filepath.Join(c.root, "config", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- %s
+images:
+- name: ghcr.io/barelb/controller
+  newName: %s/controller
+  newTag: %s
+- name: ghcr.io/barelb/speaker
+  newName: %s/speaker
+  newTag: %s
+`, base, imageRepo, tag, imageRepo, tag)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// waitRollout waits until the speaker DaemonSet and the controller
+// Deployment have rolled out (every pod Running and Ready).
+func (c *cluster) waitRollout(t *testing.T) {
+	t.Helper()
+	for _, obj := range []string{"daemonset/barelb-speaker", "deployment/barelb-controller"} {
+		if out, err := c.kubectlErr("-n", namespace, "rollout", "status", obj, "--timeout=3m"); err != nil {
+			c.dump(t)
+			t.Fatalf("rollout of %s: %v\n%s", obj, err, out)
+		}
+	}
+}
+
+// dump logs what explains a failed rollout: pods, events, logs.
+func (c *cluster) dump(t *testing.T) {
+	t.Helper()
+	out, _ := c.kubectlErr("-n", namespace, "get", "pods", "-o", "wide")
+	t.Logf("pods:\n%s", out)
+	out, _ = c.kubectlErr("-n", namespace, "get", "events", "--sort-by=.lastTimestamp")
+	t.Logf("events:\n%s", out)
+	for _, sel := range []string{"app.kubernetes.io/component=speaker", "app.kubernetes.io/component=controller"} {
+		out, _ = c.kubectlErr("-n", namespace, "logs", "-l", sel, "--tail=40", "--prefix")
+		t.Logf("logs of %s:\n%s", sel, out)
+	}
+}
+
+// pool is an address pool on the LAN and its L2Advertisement.
+const pool = `apiVersion: barelb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: lan
+  namespace: barelb-system
+spec:
+  addresses:
+  - 198.51.100.200-198.51.100.239
+  - 2001:db8:100::200-2001:db8:100::239
+---
+apiVersion: barelb.io/v1beta1
+kind: L2Advertisement
+metadata:
+  name: lan
+  namespace: barelb-system
+spec:
+  ipAddressPools:
+  - lan
+`
+
+// apply applies a manifest given as text.
+func (c *cluster) apply(t *testing.T, manifest string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "m.yaml")
+	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.kubectl(t, "apply", "-f", f)
+}
+
+// backend is a Deployment of the backend image and a dual-stack
+// LoadBalancer Service in front of it.
+func backend(name string, replicas int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s
+  namespace: default
+spec:
+  replicas: %[2]d
+  selector:
+    matchLabels: {app: %[1]s}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      containers:
+      - name: backend
+        image: %[3]s
+        imagePullPolicy: Never
+        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        ports:
+        - {name: http, containerPort: 8080}
+        readinessProbe:
+          httpGet: {path: /healthz, port: http}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: %[1]s
+  namespace: default
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  selector: {app: %[1]s}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+`, name, replicas, backendImage)
+}
+
+// vips waits until the Service has an address per family and returns
+// them.
+func (c *cluster) vips(t *testing.T, svc string) (v4, v6 string) {
+	t.Helper()
+	lab.Eventually(t, 60*time.Second, "addresses of "+svc, func() (bool, string) {
+		out, err := c.kubectlErr("-n", "default", "get", "service", svc, "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+		if err != nil {
+			return false, out
+		}
+		v4, v6 = "", ""
+		for _, ip := range strings.Fields(out) {
+			if strings.Contains(ip, ":") {
+				v6 = ip
+			} else {
+				v4 = ip
+			}
+		}
+		return v4 != "" && v6 != "", out
+	})
+	return v4, v6
+}
+
+// get fetches a URL from the LAN's client.
+func (c *cluster) get(url string) (string, error) {
+	body, err := c.Get("client", url, 2*time.Second)
+	return strings.TrimSpace(body), err
+}

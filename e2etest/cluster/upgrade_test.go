@@ -1,0 +1,85 @@
+package cluster_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/barelb/barelb/e2etest/lab"
+)
+
+// TestUpgrade installs barelb with images tagged a, starts a request loop
+// from the client to both VIPs, upgrades to images tagged b (kubectl apply
+// -k: CRDs first, then a rolling update of the DaemonSet and the
+// Deployment) and rolls back to a. Every request must succeed and the
+// Service must keep its addresses.
+//
+// It runs only with BARELB_CLUSTER_UPGRADE=1: on this machine the rolling
+// update of the speakers loses requests to the IPv6 VIP for tens of
+// seconds (and one IPv4 connection is reset), which is a defect of the
+// speaker's hand-over on a rolling update still to be fixed; see README,
+// "The cluster suite".
+func TestUpgrade(t *testing.T) {
+	if os.Getenv("BARELB_CLUSTER_UPGRADE") != "1" {
+		t.Skip("BARELB_CLUSTER_UPGRADE=1 runs it; it fails today: the IPv6 VIP is lost for tens of seconds during the speakers' rolling update (README, \"The cluster suite\")")
+	}
+	c := start(t, 2, "a", "b")
+	c.kubectl(t, "apply", "-k", c.overlay(t, "a"))
+	c.waitRollout(t)
+	c.apply(t, pool)
+	c.apply(t, backend("web", 2))
+	checkVIPs(t, c, "web")
+	v4, v6 := c.vips(t, "web")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	type result struct{ ok, failed int }
+	results := map[string]*result{}
+	var mu sync.Mutex
+	for _, ip := range []string{v4, v6} {
+		results[ip] = &result{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, err := c.get(lab.URL(ip))
+				mu.Lock()
+				if err != nil {
+					results[ip].failed++
+					t.Logf("%s: request failed at %s: %v", ip, time.Now().Format("15:04:05.000"), err)
+				} else {
+					results[ip].ok++
+				}
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	for _, tag := range []string{"b", "a"} {
+		start := time.Now()
+		c.kubectl(t, "apply", "-k", c.overlay(t, tag))
+		c.waitRollout(t)
+		for _, obj := range []string{"daemonset/barelb-speaker", "deployment/barelb-controller"} {
+			img := c.kubectl(t, "-n", namespace, "get", obj, "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+			if want := imageRepo + "/" + map[string]string{"daemonset/barelb-speaker": "speaker", "deployment/barelb-controller": "controller"}[obj] + ":" + tag; img != want {
+				t.Errorf("%s runs %s, want %s", obj, img, want)
+			}
+		}
+		t.Logf("rolled out %s in %v", tag, time.Since(start).Round(time.Millisecond))
+		// Requests go on a little after the rollout.
+		time.Sleep(3 * time.Second)
+	}
+	cancel()
+	wg.Wait()
+	for ip, r := range results {
+		t.Logf("%s: %d requests, %d failed", ip, r.ok+r.failed, r.failed)
+		if r.failed > 0 || r.ok == 0 {
+			t.Errorf("%s: %d of %d requests failed during upgrade and rollback, want 0", ip, r.failed, r.ok+r.failed)
+		}
+	}
+	if a4, a6 := c.vips(t, "web"); a4 != v4 || a6 != v6 {
+		t.Errorf("the Service's addresses changed from %s %s to %s %s", v4, v6, a4, a6)
+	}
+}
