@@ -223,9 +223,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	// take-over is not.
 	probe := make(map[netip.Addr]bool, size)
 	var keys map[netip.Addr]netip.Addr
+	var owners map[netip.Addr]string
 	for _, a := range plan {
 		if a.Node != r.Node {
 			continue
+		}
+		if a.Owner != r.Node {
+			if owners == nil {
+				owners = map[netip.Addr]string{}
+			}
+			owners[a.Address] = a.Owner
 		}
 		if a.Key != a.Address {
 			if keys == nil {
@@ -258,7 +265,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			}
 		}
 	}
-	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys})
+	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys, owners: owners})
 	var leaseRetry time.Duration
 	if membershipOK {
 		if leaseRetry, err = r.checkLeases(ctx, alive, time.Now()); err != nil {
