@@ -34,6 +34,10 @@ type L2Node struct {
 	// Excluded: labelled node.kubernetes.io/exclude-from-external-load-balancers
 	// or NetworkUnavailable.
 	Excluded bool
+	// Subnets are the subnets of the node's answerable interfaces, as its
+	// speaker publishes them; nil when unknown (a speaker that does not
+	// say), which makes the node a candidate for every address.
+	Subnets []netip.Prefix
 }
 
 // L2Announcement says which node answers for an address, and where.
@@ -53,6 +57,12 @@ type L2Announcement struct {
 	Interfaces []string
 	// Services using the address, sorted.
 	Services []string
+	// OutsideSubnets: no node with known subnets has one holding the
+	// address, so every candidate node was in the election (the
+	// fallback rule; the node answers on the interfaces
+	// layer2.SelectInterfaces picks for an address outside its subnets:
+	// every answerable one).
+	OutsideSubnets bool
 }
 
 // PlanL2 decides, for every address of every Service, which node
@@ -89,6 +99,12 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 	}
 	shared := map[string]candidateList{}
 	var memoKey []byte
+	// Subnet-aware election: an address's candidates are the nodes with
+	// an interface in a subnet holding it (see onSubnet).
+	subnets := newSubnetIndex(nodes)
+	outside := map[netip.Addr]bool{}
+	var matches []int
+	filteredShared := map[string]candidateList{}
 	for _, svc := range services {
 		pool := pools[svc.Pool]
 		if pool == nil {
@@ -118,6 +134,35 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 			}
 		}
 		for i, ip := range svc.Addresses {
+			list := list
+			if len(subnets.prefixes) > 0 {
+				matches = subnets.match(ip, matches[:0])
+				if len(matches) == 0 {
+					outside[ip] = true // the fallback: every candidate
+				} else {
+					var key string
+					if cached {
+						key = string(binary.AppendUvarint(slices.Clip(memoKey), uint64(len(matches))))
+						for _, m := range matches {
+							key = string(binary.AppendUvarint([]byte(key), uint64(m)))
+						}
+					}
+					filtered, ok := filteredShared[key]
+					if !ok || !cached {
+						filtered = candidateList{}
+						for j, n := range list.nodes {
+							if subnets.onSubnet(n.Name, matches) || !list.ifaces[j].all {
+								filtered.nodes = append(filtered.nodes, n)
+								filtered.ifaces = append(filtered.ifaces, list.ifaces[j])
+							}
+						}
+						if cached {
+							filteredShared[key] = filtered
+						}
+					}
+					list = filtered
+				}
+			}
 			p := plans[ip]
 			if p == nil {
 				plans[ip] = &addressPlan{services: []string{svc.Key}, candidates: list.nodes, ifaces: list.ifaces}
@@ -197,7 +242,8 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 			k, key, owner = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner }), ip, ""
 		}
 		sort.Strings(p.services)
-		out = append(out, L2Announcement{Address: ip, Key: key, Node: winner, Owner: owner, Interfaces: p.ifaces[k].interfaces(), Services: p.services})
+		out = append(out, L2Announcement{Address: ip, Key: key, Node: winner, Owner: owner, Interfaces: p.ifaces[k].interfaces(),
+			Services: p.services, OutsideSubnets: outside[ip]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out
@@ -303,4 +349,68 @@ func candidateFor(node L2Node, svc L2Service, pool *config.Pool, advs []*config.
 		c.merge(interfaceChoice{all: len(adv.Interfaces) == 0, named: adv.Interfaces})
 	}
 	return c, ok
+}
+
+// subnetIndex tells which nodes have an interface in a subnet holding an
+// address.
+//
+// Subnet-aware election: a node is a candidate for an address only if one
+// of its subnets holds it, or the advertisement that allows it names its
+// interfaces (the operator's choice: those may reach the clients through
+// a route, not a subnet), or its subnets are unknown. Clusters whose
+// nodes sit on several VLANs then get each address announced from its
+// own segment, and failover stays there. An address that no known subnet
+// holds is elected among every candidate, as before, and the plan says so
+// (L2Announcement.OutsideSubnets).
+type subnetIndex struct {
+	prefixes []netip.Prefix // distinct, masked
+	byNode   map[string][]int
+}
+
+func newSubnetIndex(nodes []L2Node) *subnetIndex {
+	x := &subnetIndex{byNode: map[string][]int{}}
+	seen := map[netip.Prefix]int{}
+	for _, n := range nodes {
+		if n.Subnets == nil {
+			continue
+		}
+		ids := make([]int, 0, len(n.Subnets))
+		for _, p := range n.Subnets {
+			p = p.Masked()
+			id, ok := seen[p]
+			if !ok {
+				id = len(x.prefixes)
+				seen[p] = id
+				x.prefixes = append(x.prefixes, p)
+			}
+			ids = append(ids, id)
+		}
+		x.byNode[n.Name] = ids
+	}
+	return x
+}
+
+// match appends the subnets holding ip to buf, in index order.
+func (x *subnetIndex) match(ip netip.Addr, buf []int) []int {
+	for id, p := range x.prefixes {
+		if p.Contains(ip) {
+			buf = append(buf, id)
+		}
+	}
+	return buf
+}
+
+// onSubnet tells whether node has one of the subnets matched, or has
+// unknown subnets.
+func (x *subnetIndex) onSubnet(node string, matched []int) bool {
+	ids, known := x.byNode[node]
+	if !known {
+		return true
+	}
+	for _, id := range ids {
+		if slices.Contains(matched, id) {
+			return true
+		}
+	}
+	return false
 }

@@ -177,6 +177,13 @@ func (r *Reconciler) wake() {
 	}
 }
 
+// subnetSource is a Members that knows the speakers' subnets
+// (MemberlistMembers): the election then holds each address to the nodes
+// on its subnet.
+type subnetSource interface {
+	Subnets() map[string][]netip.Prefix
+}
+
 // Reconcile recomputes the plan and applies this node's part of it.
 func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	r.mu.Lock()
@@ -202,6 +209,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if !membershipOK && r.Speakers != nil {
 		if err := r.fallbackAlive(ctx, in); err != nil {
 			return reconcile.Result{}, err
+		}
+	}
+	if s, ok := r.Members.(subnetSource); ok {
+		subnets := s.Subnets()
+		for i := range in.nodes {
+			in.nodes[i].Subnets = subnets[in.nodes[i].Name]
 		}
 	}
 	host, err := r.Network.Interfaces()
