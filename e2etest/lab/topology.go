@@ -32,7 +32,7 @@ func (l *Lab) buildTopology() error {
 		hostCmds[h.Netns] = append(hostCmds[h.Netns], "link set lo up")
 		for _, ifc := range h.Interfaces {
 			if ifc.Port != "" {
-				segCmds[ifc.Segment] = append(segCmds[ifc.Segment],
+				segCmds[ifc.bridge()] = append(segCmds[ifc.bridge()],
 					fmt.Sprintf("link add %s type veth peer name %s address %s netns %s", ifc.Port, ifc.Name, ifc.MAC, h.Netns),
 					fmt.Sprintf("link set %s master br0 up", ifc.Port))
 			}
@@ -62,14 +62,49 @@ func (l *Lab) buildTopology() error {
 	delete(hostCmds, s.Router.Netns)
 	// Routes: pod ranges between nodes over the LAN; the network behind the
 	// router through the router; the ext host's default route.
+	// With a second LAN, each LAN reaches the other through the
+	// router's leg on it, pods included.
+	secondLAN := s.Client2.Netns != ""
+	routerOn := func(h Host, family int) netip.Addr {
+		for _, ifc := range s.Router.Interfaces {
+			if ifc.Segment == SegmentLAN && (ifc.bridge() == SegmentLAN2) == h.onLAN2() {
+				for _, a := range ifc.Addresses {
+					if p := netip.MustParsePrefix(a); p.Addr().Is4() == (family == 4) {
+						return p.Addr()
+					}
+				}
+			}
+		}
+		return netip.Addr{}
+	}
+	if secondLAN {
+		for _, h := range append([]Host{s.ControlPlane, s.Client, s.Client2}, s.Nodes...) {
+			other4, other6 := LAN2v4, LAN2v6
+			if h.onLAN2() {
+				other4, other6 = LANv4, LANv6
+			}
+			hostCmds[h.Netns] = append(hostCmds[h.Netns],
+				fmt.Sprintf("route add %s via %s", other4, routerOn(h, 4)),
+				fmt.Sprintf("route add %s via %s", other6, routerOn(h, 6)))
+		}
+		for _, m := range s.Nodes {
+			hostCmds[s.Router.Netns] = append(hostCmds[s.Router.Netns],
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[0], m.Addr(SegmentLAN, 4)),
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[1], m.Addr(SegmentLAN, 6)))
+		}
+	}
 	for _, n := range s.Nodes {
 		for _, m := range s.Nodes {
 			if m.Name == n.Name {
 				continue
 			}
+			via4, via6 := m.Addr(SegmentLAN, 4), m.Addr(SegmentLAN, 6)
+			if m.onLAN2() != n.onLAN2() {
+				via4, via6 = routerOn(n, 4), routerOn(n, 6)
+			}
 			hostCmds[n.Netns] = append(hostCmds[n.Netns],
-				fmt.Sprintf("route add %s via %s", m.PodCIDRs[0], m.Addr(SegmentLAN, 4)),
-				fmt.Sprintf("route add %s via %s", m.PodCIDRs[1], m.Addr(SegmentLAN, 6)))
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[0], via4),
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[1], via6))
 		}
 		hostCmds[n.Netns] = append(hostCmds[n.Netns],
 			fmt.Sprintf("route add %s via %s", ExtSegv4, s.Router.Addr(SegmentRouter, 4)),
