@@ -13,13 +13,16 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 // TestTwoSubnets: nodes on two LAN segments (two bridges, as two VLANs
 // would be, with the router between them), a pool per segment. Each
 // address is answered only from its own segment, asked from a client on
 // each; when its announcer's speaker dies, the other node of the same
-// segment takes it over, and the other segment's nodes never answer.
+// segment takes it over, and the other segment's nodes never answer. An
+// address outside every node's subnet is announced anyway (the fallback
+// rule), and an Event says so once.
 func TestTwoSubnets(t *testing.T) {
 	needsLab(t)
 	l := lab.Start(t, lab.Options{Nodes: 4, Barelb: true, SecondLAN: true})
@@ -91,6 +94,29 @@ func TestTwoSubnets(t *testing.T) {
 			announcer[svc] = answeredBy(t, svc, segment[own])
 			t.Logf("%s (%s): answered by %s", svc, vips[svc], announcer[svc])
 		}
+	})
+
+	t.Run("an address outside every subnet: announced by the fallback rule, said once", func(t *testing.T) {
+		must(l.Client().Create(ctx, &barelbv1beta1.IPAddressPool{
+			ObjectMeta: metav1.ObjectMeta{Name: "nowhere", Namespace: "barelb-system"},
+			Spec:       barelbv1beta1.IPAddressPoolSpec{Addresses: []barelbv1beta1.AddressRange{"203.0.113.250-203.0.113.251"}},
+		}))
+		must(l.Client().Create(ctx, &barelbv1beta1.L2Advertisement{
+			ObjectMeta: metav1.ObjectMeta{Name: "nowhere", Namespace: "barelb-system"},
+			Spec:       barelbv1beta1.L2AdvertisementSpec{IPAddressPools: []string{"nowhere"}},
+		}))
+		createService(t, l, svcSpec{name: "nowhere", app: "nowhere", port: 80, ip: "203.0.113.250", ipv4Only: true})
+		node := waitAnnouncer(t, l, "nowhere", "")
+		lab.Eventually(t, 30*time.Second, "an AddressOutsideSubnets Event on the Service", func() (bool, string) {
+			events := serviceEvents(l, "nowhere", l2announcer.ReasonOutsideSubnets)
+			return len(events) == 1 && events[0].Count == 1 && strings.Contains(events[0].Message, node), fmt.Sprint(eventMessages(events))
+		})
+		// Once: later plans say nothing more.
+		time.Sleep(3 * time.Second)
+		if events := serviceEvents(l, "nowhere", l2announcer.ReasonOutsideSubnets); len(events) != 1 || events[0].Count != 1 {
+			t.Errorf("Events: %v, want one, once", eventMessages(events))
+		}
+		t.Logf("announced by %s: %v", node, eventMessages(serviceEvents(l, "nowhere", l2announcer.ReasonOutsideSubnets)))
 	})
 
 	t.Run("failover stays within the segment", func(t *testing.T) {
