@@ -10,16 +10,16 @@ import (
 
 // The address plan; see the package documentation.
 const (
-	LANv4          = "198.51.100.0/24"
-	LANv6          = "2001:db8:100::/64"
-	RouterSegv4    = "203.0.113.0/26"
-	RouterSegv6    = "2001:db8:200::/64"
-	ExtSegv4       = "203.0.113.64/26"
-	ExtSegv6       = "2001:db8:300::/64"
+	LANv4       = "198.51.100.0/24"
+	LANv6       = "2001:db8:100::/64"
+	RouterSegv4 = "203.0.113.0/26"
+	RouterSegv6 = "2001:db8:200::/64"
+	ExtSegv4    = "203.0.113.64/26"
+	ExtSegv6    = "2001:db8:300::/64"
 	// LAN2v4 and LAN2v6 are the second LAN segment's subnets
 	// (Options.SecondLAN), with the router between the two LANs.
-	LAN2v4 = "203.0.113.128/26"
-	LAN2v6 = "2001:db8:400::/64"
+	LAN2v4         = "203.0.113.128/26"
+	LAN2v6         = "2001:db8:400::/64"
 	PodsV4         = "198.18.0.0/16"
 	PodsV6         = "2001:db8:10::/48"
 	ServicesV4     = "198.19.0.0/16"
@@ -139,12 +139,12 @@ type State struct {
 	Client       Host   `json:"client"`
 	// Client2 is a client on the second LAN (Options.SecondLAN; its
 	// Netns is empty otherwise).
-	Client2 Host `json:"client2,omitempty"`
-	Router       Host   `json:"router"`
-	Ext          Host   `json:"ext"`
-	RouterASN    int    `json:"routerASN"`
-	NodeASN      int    `json:"nodeASN"`
-	Pools        Pools  `json:"pools"`
+	Client2   Host  `json:"client2,omitempty"`
+	Router    Host  `json:"router"`
+	Ext       Host  `json:"ext"`
+	RouterASN int   `json:"routerASN"`
+	NodeASN   int   `json:"nodeASN"`
+	Pools     Pools `json:"pools"`
 	// Bridges are the namespaces holding the segments' bridges (br0).
 	Bridges map[string]string `json:"bridges"`
 }
