@@ -457,6 +457,7 @@ func speakerState(members *l2announcer.MemberlistMembers) heartbeat.State {
 	}
 	if ifaces, err := layer2.HostInterfaces(); err == nil {
 		st.MACs = l2announcer.SpeakerMACs(ifaces)
+		st.Subnets = l2announcer.SpeakerSubnets(ifaces)
 	}
 	return st
 }

@@ -184,6 +184,33 @@ type subnetSource interface {
 	Subnets() map[string][]netip.Prefix
 }
 
+// nodeSubnets gives the plan's nodes their subnets: what memberlist's
+// metadata says (kept for departed speakers since this one started),
+// else what the speaker's Lease says (kept after a crash, read alike by a
+// speaker started since): every speaker must give the election the same
+// subnets, or they elect differently.
+func (r *Reconciler) nodeSubnets(ctx context.Context, in *inputs) error {
+	var fromMeta, fromLease map[string][]netip.Prefix
+	if s, ok := r.Members.(subnetSource); ok {
+		fromMeta = s.Subnets()
+	}
+	if r.Speakers != nil {
+		var err error
+		if fromLease, err = r.Speakers.Subnets(ctx); err != nil {
+			return err
+		}
+	}
+	for i := range in.nodes {
+		name := in.nodes[i].Name
+		if s, ok := fromMeta[name]; ok {
+			in.nodes[i].Subnets = s
+		} else {
+			in.nodes[i].Subnets = fromLease[name]
+		}
+	}
+	return nil
+}
+
 // Reconcile recomputes the plan and applies this node's part of it.
 func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	r.mu.Lock()
@@ -211,11 +238,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			return reconcile.Result{}, err
 		}
 	}
-	if s, ok := r.Members.(subnetSource); ok {
-		subnets := s.Subnets()
-		for i := range in.nodes {
-			in.nodes[i].Subnets = subnets[in.nodes[i].Name]
-		}
+	if err := r.nodeSubnets(ctx, in); err != nil {
+		return reconcile.Result{}, err
 	}
 	host, err := r.Network.Interfaces()
 	if err != nil {
