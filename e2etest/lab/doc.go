@@ -58,9 +58,18 @@
 //	pods of node i               198.18.i.0/24     2001:db8:10:i::/64  (cni0 .1 ::1)
 //	Service ClusterIPs           198.19.0.0/16     2001:db8:ffff::/108
 //
+// With Options.SecondLAN the even nodes' eth0 and a second client sit on a
+// second LAN (bridge PREFIX-lan2, as another VLAN would be), and the router
+// joins both LANs (eth2, eth3) and routes between them:
+//
+//	second LAN (eth0)            203.0.113.128/26  2001:db8:400::/64
+//	  router                     .129              ::1     (first LAN: .1 ::1)
+//	  node i (even)              .(138+i)          ::(10+i)
+//	  client2                    .178              ::50
+//
 // MAC addresses are fixed: 02:00:00:00:SS:HH with SS the segment (01 LAN,
-// 02 router segment, 03 behind the router) and HH the host's last address
-// byte (0a control plane, 0b node1, …, 64 client, 01 router).
+// 02 router segment, 03 behind the router, 04 second LAN) and HH the host's
+// last address byte (0a control plane, 0b node1, …, 64 client, 01 router).
 //
 // # Names
 //

@@ -56,6 +56,10 @@ type Options struct {
 	// random memberlist secret shared by the speakers. Up waits until all
 	// of them are ready.
 	Barelb bool
+	// SecondLAN puts the even nodes and a second client ("client2") on a
+	// second LAN segment (LAN2v4, LAN2v6: another bridge, as a VLAN
+	// would be), with the router between the two LANs.
+	SecondLAN bool
 	// SpeakerArgs are extra flags for every speaker.
 	SpeakerArgs []string
 	// Kubelets makes every node a real one: containerd (runc, CNI bridge
@@ -199,7 +203,7 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	l := &Lab{
 		opts:  opts,
 		log:   opts.Log,
-		state: plan(opts.Prefix, opts.Nodes),
+		state: plan(opts.Prefix, opts.Nodes, opts.SecondLAN),
 		procs: map[string]*proc{},
 		pods:  map[types.UID]*podRun{},
 	}

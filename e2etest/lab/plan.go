@@ -10,12 +10,16 @@ import (
 
 // The address plan; see the package documentation.
 const (
-	LANv4          = "198.51.100.0/24"
-	LANv6          = "2001:db8:100::/64"
-	RouterSegv4    = "203.0.113.0/26"
-	RouterSegv6    = "2001:db8:200::/64"
-	ExtSegv4       = "203.0.113.64/26"
-	ExtSegv6       = "2001:db8:300::/64"
+	LANv4       = "198.51.100.0/24"
+	LANv6       = "2001:db8:100::/64"
+	RouterSegv4 = "203.0.113.0/26"
+	RouterSegv6 = "2001:db8:200::/64"
+	ExtSegv4    = "203.0.113.64/26"
+	ExtSegv6    = "2001:db8:300::/64"
+	// LAN2v4 and LAN2v6 are the second LAN segment's subnets
+	// (Options.SecondLAN), with the router between the two LANs.
+	LAN2v4         = "203.0.113.128/26"
+	LAN2v6         = "2001:db8:400::/64"
 	PodsV4         = "198.18.0.0/16"
 	PodsV6         = "2001:db8:10::/48"
 	ServicesV4     = "198.19.0.0/16"
@@ -33,6 +37,10 @@ const (
 	SegmentLAN    = "lan"
 	SegmentRouter = "router"
 	SegmentExt    = "ext"
+	// SegmentLAN2 is the bridge of the second LAN (Options.SecondLAN).
+	// A host's link there is still its SegmentLAN link (its LAN, where
+	// its node address is), plugged into this bridge (Interface.Bridge).
+	SegmentLAN2 = "lan2"
 )
 
 // Interface is one link of a host.
@@ -44,6 +52,17 @@ type Interface struct {
 	// Port is the peer of this link on the segment's bridge, in the
 	// segment's namespace (empty for the point-to-point ext link).
 	Port string `json:"bridgePort,omitempty"`
+	// Bridge is the segment whose bridge the link is plugged into, when
+	// not Segment's own (a LAN link on the second LAN).
+	Bridge string `json:"bridge,omitempty"`
+}
+
+// bridge is the segment whose bridge the link is plugged into.
+func (i Interface) bridge() string {
+	if i.Bridge != "" {
+		return i.Bridge
+	}
+	return i.Segment
 }
 
 // Host is a network namespace acting as a machine.
@@ -120,11 +139,14 @@ type State struct {
 	ControlPlane Host   `json:"controlPlane"`
 	Nodes        []Host `json:"nodes"`
 	Client       Host   `json:"client"`
-	Router       Host   `json:"router"`
-	Ext          Host   `json:"ext"`
-	RouterASN    int    `json:"routerASN"`
-	NodeASN      int    `json:"nodeASN"`
-	Pools        Pools  `json:"pools"`
+	// Client2 is a client on the second LAN (Options.SecondLAN; its
+	// Netns is empty otherwise).
+	Client2   Host  `json:"client2,omitempty"`
+	Router    Host  `json:"router"`
+	Ext       Host  `json:"ext"`
+	RouterASN int   `json:"routerASN"`
+	NodeASN   int   `json:"nodeASN"`
+	Pools     Pools `json:"pools"`
 	// Bridges are the namespaces holding the segments' bridges (br0).
 	Bridges map[string]string `json:"bridges"`
 }
@@ -133,8 +155,10 @@ func mac(segment, host byte) string {
 	return fmt.Sprintf("02:00:00:00:%02x:%02x", segment, host)
 }
 
-// plan computes the topology of a lab without touching the system.
-func plan(prefix string, nodes int) State {
+// plan computes the topology of a lab without touching the system. With
+// secondLAN, the even nodes and a second client sit on a second LAN
+// (LAN2v4, LAN2v6) and the router routes between the two.
+func plan(prefix string, nodes int, secondLAN bool) State {
 	ns := func(s string) string { return prefix + "-" + s }
 	lan := func(last int, port string) Interface {
 		return Interface{Name: "eth0", Segment: SegmentLAN, MAC: mac(1, byte(last)), Port: prefix + "-" + port,
@@ -162,20 +186,53 @@ func plan(prefix string, nodes int) State {
 		APIServer: fmt.Sprintf("https://%s:%d", controlPlaneIP, APIServerPort),
 		Bridges:   map[string]string{SegmentLAN: ns("lan"), SegmentRouter: ns("rtr")},
 	}
+	lan2 := func(last int, port string) Interface {
+		return Interface{Name: "eth0", Segment: SegmentLAN, Bridge: SegmentLAN2, MAC: mac(4, byte(last)), Port: prefix + "-" + port,
+			Addresses: []string{fmt.Sprintf("203.0.113.%d/26", 128+last), fmt.Sprintf("2001:db8:400::%d/64", last)}}
+	}
 	for i := 1; i <= nodes; i++ {
 		name := fmt.Sprintf("node%d", i)
+		link := lan(10+i, fmt.Sprintf("n%d", i))
+		if secondLAN && i%2 == 0 {
+			link = lan2(10+i, fmt.Sprintf("n%d", i))
+		}
 		s.Nodes = append(s.Nodes, Host{
 			Name: name, Netns: ns(name),
-			Interfaces: []Interface{lan(10+i, fmt.Sprintf("n%d", i)), rseg(10+i, fmt.Sprintf("n%d", i))},
+			Interfaces: []Interface{link, rseg(10+i, fmt.Sprintf("n%d", i))},
 			PodCIDRs:   []string{fmt.Sprintf("198.18.%d.0/24", i), fmt.Sprintf("2001:db8:10:%x::/64", i)},
 		})
+	}
+	if secondLAN {
+		s.Bridges[SegmentLAN2] = ns("lan2")
+		s.Client2 = Host{Name: "client2", Netns: ns("client2"), Interfaces: []Interface{lan2(50, "client2")}}
+		// The router's legs on both LANs (.1 of each), after its router
+		// and ext links.
+		s.Router.Interfaces = append(s.Router.Interfaces,
+			Interface{Name: "eth2", Segment: SegmentLAN, MAC: mac(1, 1), Port: prefix + "-rlan",
+				Addresses: []string{"198.51.100.1/24", "2001:db8:100::1/64"}},
+			Interface{Name: "eth3", Segment: SegmentLAN, Bridge: SegmentLAN2, MAC: mac(4, 1), Port: prefix + "-rlan2",
+				Addresses: []string{"203.0.113.129/26", "2001:db8:400::1/64"}})
 	}
 	return s
 }
 
+// onLAN2 tells whether h's LAN link is on the second LAN.
+func (h Host) onLAN2() bool {
+	for _, ifc := range h.Interfaces {
+		if ifc.Segment == SegmentLAN {
+			return ifc.bridge() == SegmentLAN2
+		}
+	}
+	return false
+}
+
 // hosts returns every host of the lab.
 func (s *State) hosts() []Host {
-	return append([]Host{s.ControlPlane, s.Client, s.Router, s.Ext}, s.Nodes...)
+	hosts := []Host{s.ControlPlane, s.Client, s.Router, s.Ext}
+	if s.Client2.Netns != "" {
+		hosts = append(hosts, s.Client2)
+	}
+	return append(hosts, s.Nodes...)
 }
 
 // Host returns the host with the given name: "cp", "client", "router",
@@ -190,7 +247,7 @@ func (s *State) Host(name string) (Host, error) {
 }
 
 // labRanges are every range the lab uses.
-var labRanges = []string{LANv4, LANv6, RouterSegv4, RouterSegv6, ExtSegv4, ExtSegv6, PodsV4, PodsV6, ServicesV4, ServicesV6}
+var labRanges = []string{LANv4, LANv6, RouterSegv4, RouterSegv6, ExtSegv4, ExtSegv6, PodsV4, PodsV6, ServicesV4, ServicesV6, LAN2v4, LAN2v6}
 
 // checkRootRoutes refuses a plan whose ranges overlap a route of the root
 // namespace.

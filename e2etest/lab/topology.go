@@ -32,7 +32,7 @@ func (l *Lab) buildTopology() error {
 		hostCmds[h.Netns] = append(hostCmds[h.Netns], "link set lo up")
 		for _, ifc := range h.Interfaces {
 			if ifc.Port != "" {
-				segCmds[ifc.Segment] = append(segCmds[ifc.Segment], bridgePortCmds(h, ifc)...)
+				segCmds[ifc.bridge()] = append(segCmds[ifc.bridge()], bridgePortCmds(h, ifc)...)
 			}
 			hostCmds[h.Netns] = append(hostCmds[h.Netns], hostLinkCmds(ifc)...)
 		}
@@ -53,6 +53,25 @@ func (l *Lab) buildTopology() error {
 	delete(hostCmds, s.Router.Netns)
 	// Routes: pod ranges between nodes over the LAN; the network behind the
 	// router through the router; the ext host's default route.
+	// With a second LAN, each LAN reaches the other through the
+	// router's leg on it, pods included.
+	secondLAN := s.Client2.Netns != ""
+	if secondLAN {
+		for _, h := range append([]Host{s.ControlPlane, s.Client, s.Client2}, s.Nodes...) {
+			other4, other6 := LAN2v4, LAN2v6
+			if h.onLAN2() {
+				other4, other6 = LANv4, LANv6
+			}
+			hostCmds[h.Netns] = append(hostCmds[h.Netns],
+				fmt.Sprintf("route add %s via %s", other4, s.routerOn(h, 4)),
+				fmt.Sprintf("route add %s via %s", other6, s.routerOn(h, 6)))
+		}
+		for _, m := range s.Nodes {
+			hostCmds[s.Router.Netns] = append(hostCmds[s.Router.Netns],
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[0], m.Addr(SegmentLAN, 4)),
+				fmt.Sprintf("route add %s via %s", m.PodCIDRs[1], m.Addr(SegmentLAN, 6)))
+		}
+	}
 	for _, n := range s.Nodes {
 		hostCmds[n.Netns] = append(hostCmds[n.Netns], s.nodeRoutes(n)...)
 		hostCmds[n.Netns] = append(hostCmds[n.Netns],
@@ -100,21 +119,40 @@ func (l *Lab) buildTopology() error {
 }
 
 // nodeRoutes are a node's routes: pod ranges of the other nodes over the
-// LAN, the network behind the router through the router. "replace" makes
-// them safe to add again.
+// LAN (through the router for a node on the other LAN), the network
+// behind the router through the router. "replace" makes them safe to add
+// again (RecreateLANLink); the other LAN's own route is buildTopology's.
 func (s *State) nodeRoutes(n Host) []string {
 	var out []string
 	for _, m := range s.Nodes {
 		if m.Name == n.Name {
 			continue
 		}
+		via4, via6 := m.Addr(SegmentLAN, 4), m.Addr(SegmentLAN, 6)
+		if m.onLAN2() != n.onLAN2() {
+			via4, via6 = s.routerOn(n, 4), s.routerOn(n, 6)
+		}
 		out = append(out,
-			fmt.Sprintf("route replace %s via %s", m.PodCIDRs[0], m.Addr(SegmentLAN, 4)),
-			fmt.Sprintf("route replace %s via %s", m.PodCIDRs[1], m.Addr(SegmentLAN, 6)))
+			fmt.Sprintf("route replace %s via %s", m.PodCIDRs[0], via4),
+			fmt.Sprintf("route replace %s via %s", m.PodCIDRs[1], via6))
 	}
 	return append(out,
 		fmt.Sprintf("route replace %s via %s", ExtSegv4, s.Router.Addr(SegmentRouter, 4)),
 		fmt.Sprintf("route replace %s via %s", ExtSegv6, s.Router.Addr(SegmentRouter, 6)))
+}
+
+// routerOn is the router's address on h's LAN.
+func (s *State) routerOn(h Host, family int) netip.Addr {
+	for _, ifc := range s.Router.Interfaces {
+		if ifc.Segment == SegmentLAN && (ifc.bridge() == SegmentLAN2) == h.onLAN2() {
+			for _, a := range ifc.Addresses {
+				if p := netip.MustParsePrefix(a); p.Addr().Is4() == (family == 4) {
+					return p.Addr()
+				}
+			}
+		}
+	}
+	return netip.Addr{}
 }
 
 // hostLinkCmds bring a host's interface up with its addresses.
@@ -151,7 +189,7 @@ func (l *Lab) RecreateLANLink(node string) error {
 		if ifc.Segment != SegmentLAN {
 			continue
 		}
-		seg := l.state.Bridges[SegmentLAN]
+		seg := l.state.Bridges[ifc.bridge()]
 		// Deleting the bridge's end deletes the pair.
 		if err := ipBatch(seg, []string{"link del " + ifc.Port}); err != nil {
 			return fmt.Errorf("deleting %s's %s: %w", node, ifc.Name, err)
@@ -159,7 +197,16 @@ func (l *Lab) RecreateLANLink(node string) error {
 		if err := ipBatch(seg, bridgePortCmds(n, ifc)); err != nil {
 			return fmt.Errorf("making %s's %s again: %w", node, ifc.Name, err)
 		}
-		if err := ipBatch(n.Netns, append(hostLinkCmds(ifc), l.state.nodeRoutes(n)...)); err != nil {
+		cmds := append(hostLinkCmds(ifc), l.state.nodeRoutes(n)...)
+		if l.state.Client2.Netns != "" {
+			other4, other6 := LAN2v4, LAN2v6
+			if n.onLAN2() {
+				other4, other6 = LANv4, LANv6
+			}
+			cmds = append(cmds, fmt.Sprintf("route replace %s via %s", other4, l.state.routerOn(n, 4)),
+				fmt.Sprintf("route replace %s via %s", other6, l.state.routerOn(n, 6)))
+		}
+		if err := ipBatch(n.Netns, cmds); err != nil {
 			return fmt.Errorf("configuring %s's %s again: %w", node, ifc.Name, err)
 		}
 		return nil

@@ -480,6 +480,7 @@ func speakerState(members *l2announcer.MemberlistMembers, sessions *bgpadvertise
 	}
 	if ifaces, err := layer2.HostInterfaces(); err == nil {
 		st.MACs = l2announcer.SpeakerMACs(ifaces)
+		st.Subnets = l2announcer.SpeakerSubnets(ifaces)
 	}
 	return st
 }

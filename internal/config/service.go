@@ -132,8 +132,14 @@ func ParseServiceRequest(svc *corev1.Service) (ServiceRequest, error) {
 			return req, fmt.Errorf("requested address %q is not an IP address", s)
 		}
 		family := FamilyOf(ip)
-		if _, dup := req.Addresses[family]; dup {
-			return req, fmt.Errorf("requested addresses %q name two %s addresses; ask for at most one per family", ips, family)
+		if first, dup := req.Addresses[family]; dup {
+			// Several per family (as Cilium allows) are refused on
+			// purpose, not by accident: see the README, "Requesting
+			// addresses".
+			return req, fmt.Errorf("requested addresses %q name two %s addresses (%s and %s): barelb gives a Service one address per IP family, "+
+				"as Kubernetes gives it one cluster IP per family, and announces, shares and reports it per family; "+
+				"ask for one per family, or make one Service per address and let them share the backends (%s)",
+				ips, family, first, ip, AnnotationAllowSharedIP)
 		}
 		if !hasFamily(req.Families, family) {
 			return req, fmt.Errorf("requested address %s is %s, but the Service's ipFamilies are %v", ip, family, req.Families)

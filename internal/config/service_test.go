@@ -90,7 +90,7 @@ func TestParseServiceRequest(t *testing.T) {
 		svc: lbService(func(s *corev1.Service) {
 			s.Annotations = map[string]string{AnnotationLoadBalancerIPs: "198.51.100.7,198.51.100.8"}
 		}),
-		wantErr: "two IPv4 addresses",
+		wantErr: "name two IPv4 addresses (198.51.100.7 and 198.51.100.8): barelb gives a Service one address per IP family",
 	}, {
 		name:    "family the Service does not have",
 		svc:     lbService(func(s *corev1.Service) { s.Annotations = map[string]string{AnnotationLoadBalancerIPs: "2001:db8::7"} }),

@@ -12,7 +12,6 @@ package election
 
 import (
 	"encoding/binary"
-	"hash/fnv"
 )
 
 // Node is one node as the election sees it for one address.
@@ -67,13 +66,38 @@ func Winner(key string, nodes []Node, localTraffic bool) (winner string, ok bool
 // SplitMix64 finalizer (which spreads FNV's weak low bits), not from a
 // hash whose seed or algorithm may change.
 func Score(node, key string) uint64 {
-	h := fnv.New64a()
+	return scoreFrom(scoreSeed(node), key)
+}
+
+// FNV-1a's parameters (64 bits).
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// scoreSeed is FNV-1a's state after a node's part of Score: computed once
+// per node, it spares the balancing, which scores every node for every
+// address, half the work.
+func scoreSeed(node string) uint64 {
+	h := uint64(fnvOffset)
+	// The length keeps ("ab","c") apart from ("a","bc").
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(node)))
-	_, _ = h.Write(n[:]) // the length keeps ("ab","c") apart from ("a","bc")
-	_, _ = h.Write([]byte(node))
-	_, _ = h.Write([]byte(key))
-	x := h.Sum64()
+	for _, c := range n {
+		h = (h ^ uint64(c)) * fnvPrime
+	}
+	for i := 0; i < len(node); i++ {
+		h = (h ^ uint64(node[i])) * fnvPrime
+	}
+	return h
+}
+
+// scoreFrom finishes Score from a node's seed.
+func scoreFrom(seed uint64, key string) uint64 {
+	x := seed
+	for i := 0; i < len(key); i++ {
+		x = (x ^ uint64(key[i])) * fnvPrime
+	}
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27
@@ -82,14 +106,35 @@ func Score(node, key string) uint64 {
 	return x
 }
 
+// ArbitrateOwned names which of two speakers keeps an address that both
+// answer for although neither sees the other, given the address's owner
+// in the plan (L2Announcement.Owner): the owner, when it is one of the
+// two, else the winner of Arbitrate. Both speakers compute the owner
+// from the cluster's objects alone (never from memberlist), so they
+// agree; and since the plan of a cluster whose candidates are all alive
+// puts every address on its owner, a partition between live nodes that
+// heals leaves each address where the whole cluster's election puts it,
+// bounded load and preferences included.
+func ArbitrateOwned(key, owner, a, b string) string {
+	switch owner {
+	case "":
+	case a:
+		return a
+	case b:
+		return b
+	}
+	return Arbitrate(key, a, b)
+}
+
 // Arbitrate names which of two speakers keeps an address that both
 // answer for although neither sees the other (the gossip between them is
 // cut, or one has not joined). Both compute it from the same values, the
 // address's election key (L2Announcement.Key) and the two node names, so
 // they agree without talking, and the loser stops. It is the pairwise
-// form of Winner: absent preferences, the winner of the whole cluster
-// beats every other node here too, so a partition that heals leaves each
-// address where the whole cluster's election puts it.
+// form of Winner (rendezvous alone): the plan's balancing can put an
+// address elsewhere than its rendezvous winner, so contests between
+// speakers use ArbitrateOwned, which falls back to this for addresses
+// whose owner is neither side.
 func Arbitrate(key, a, b string) string {
 	ha, hb := Score(a, key), Score(b, key)
 	if ha > hb || (ha == hb && a < b) {

@@ -1,6 +1,7 @@
 package election
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"sort"
@@ -33,6 +34,10 @@ type L2Node struct {
 	// Excluded: labelled node.kubernetes.io/exclude-from-external-load-balancers
 	// or NetworkUnavailable.
 	Excluded bool
+	// Subnets are the subnets of the node's answerable interfaces, as its
+	// speaker publishes them; nil when unknown (a speaker that does not
+	// say), which makes the node a candidate for every address.
+	Subnets []netip.Prefix
 }
 
 // L2Announcement says which node answers for an address, and where.
@@ -42,11 +47,22 @@ type L2Announcement struct {
 	// lowest address of its group, or Address itself (see PlanL2).
 	Key  netip.Addr
 	Node string
+	// Owner is the node the address goes to while every candidate is
+	// alive (Node, then, unless the owner is gone): it wins a contest
+	// between two speakers that both answer (ArbitrateOwned). Empty for
+	// an address elected apart from its group, which rendezvous settles.
+	Owner string
 	// Interfaces named by the advertisements that put the node up; nil
 	// means the default interface rule.
 	Interfaces []string
 	// Services using the address, sorted.
 	Services []string
+	// OutsideSubnets: no node with known subnets has one holding the
+	// address, so every candidate node was in the election (the
+	// fallback rule; the node answers on the interfaces
+	// layer2.SelectInterfaces picks for an address outside its subnets:
+	// every answerable one).
+	OutsideSubnets bool
 }
 
 // PlanL2 decides, for every address of every Service, which node
@@ -72,37 +88,101 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 	}
 	plans := make(map[netip.Addr]*addressPlan, len(services))
 	groups := newUnionFind()
-	var scratch []candidate
+	// Services of one pool that the same advertisements select have the
+	// same candidates, unless their traffic is Local: they share one
+	// read-only list (an address used by several Services gets its own
+	// copy to merge into). At 250 nodes and 10,000 Services, a list per
+	// Service would be 100 MB per plan.
+	type candidateList struct {
+		nodes  []Node
+		ifaces []interfaceChoice
+	}
+	shared := map[string]candidateList{}
+	var memoKey []byte
+	// Subnet-aware election: an address's candidates are the nodes with
+	// an interface in a subnet holding it (see onSubnet).
+	subnets := newSubnetIndex(nodes)
+	outside := map[netip.Addr]bool{}
+	var matches []int
+	filteredShared := map[string]candidateList{}
 	for _, svc := range services {
 		pool := pools[svc.Pool]
 		if pool == nil {
 			continue
 		}
-		scratch = scratch[:0]
-		for _, node := range nodes {
-			if c, ok := candidateFor(node, svc, pool, advs); ok {
-				scratch = append(scratch, c)
+		var list candidateList
+		cached := false
+		if !svc.LocalTraffic {
+			memoKey = append(memoKey[:0], svc.Pool...)
+			memoKey = append(memoKey, 0)
+			for j, adv := range advs {
+				if adv.CoversPool(pool) && adv.SelectsService(svc.Labels) {
+					memoKey = binary.AppendUvarint(memoKey, uint64(j))
+				}
+			}
+			list, cached = shared[string(memoKey)]
+		}
+		if !cached {
+			for _, node := range nodes {
+				if c, ok := candidateFor(node, svc, pool, advs); ok {
+					list.nodes = append(list.nodes, c.node)
+					list.ifaces = append(list.ifaces, c.interfaceChoice)
+				}
+			}
+			if !svc.LocalTraffic {
+				shared[string(memoKey)] = list
 			}
 		}
 		for i, ip := range svc.Addresses {
+			list := list
+			if len(subnets.prefixes) > 0 {
+				matches = subnets.match(ip, matches[:0])
+				if len(matches) == 0 {
+					outside[ip] = true // the fallback: every candidate
+				} else {
+					var key string
+					if cached {
+						key = string(binary.AppendUvarint(slices.Clip(memoKey), uint64(len(matches))))
+						for _, m := range matches {
+							key = string(binary.AppendUvarint([]byte(key), uint64(m)))
+						}
+					}
+					filtered, ok := filteredShared[key]
+					if !ok || !cached {
+						filtered = candidateList{}
+						for j, n := range list.nodes {
+							if subnets.onSubnet(n.Name, matches) || !list.ifaces[j].all {
+								filtered.nodes = append(filtered.nodes, n)
+								filtered.ifaces = append(filtered.ifaces, list.ifaces[j])
+							}
+						}
+						if cached {
+							filteredShared[key] = filtered
+						}
+					}
+					list = filtered
+				}
+			}
 			p := plans[ip]
 			if p == nil {
-				p = &addressPlan{candidates: make([]Node, 0, len(scratch)), ifaces: make([]interfaceChoice, 0, len(scratch))}
-				plans[ip] = p
+				plans[ip] = &addressPlan{services: []string{svc.Key}, candidates: list.nodes, ifaces: list.ifaces}
+				groups.union(svc.Addresses[0], svc.Addresses[i])
+				continue
+			}
+			if len(p.services) == 1 {
+				// Its list may be shared: merge into a copy.
+				p.candidates, p.ifaces = slices.Clone(p.candidates), slices.Clone(p.ifaces)
 			}
 			p.services = append(p.services, svc.Key)
-			for _, c := range scratch {
-				k := -1
-				if len(p.services) > 1 {
-					k = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == c.node.Name })
-				}
+			for j, n := range list.nodes {
+				k := slices.IndexFunc(p.candidates, func(c Node) bool { return c.Name == n.Name })
 				if k < 0 {
-					p.candidates = append(p.candidates, c.node)
-					p.ifaces = append(p.ifaces, c.interfaceChoice)
+					p.candidates = append(p.candidates, n)
+					p.ifaces = append(p.ifaces, list.ifaces[j])
 					continue
 				}
-				p.candidates[k].Preference = max(p.candidates[k].Preference, c.node.Preference)
-				p.ifaces[k].merge(c.interfaceChoice)
+				p.candidates[k].Preference = max(p.candidates[k].Preference, n.Preference)
+				p.ifaces[k].merge(list.ifaces[j])
 			}
 			groups.union(svc.Addresses[0], svc.Addresses[i])
 		}
@@ -128,31 +208,42 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 		}
 		groupCandidates[root] = cands
 	}
-	groupWinner := make(map[netip.Addr]string, len(groupCandidates))
+	// Every group, and every address alone in its group, is one ballot;
+	// balance elects them all at once, so that no node takes more than
+	// its share of the ballots with the same candidates.
+	ballots := make([]ballot, 0, len(plans))
+	ballotOf := make(map[netip.Addr]int, len(plans))
 	for root, cands := range groupCandidates {
-		if w, ok := Winner(root.String(), cands, false); ok {
-			groupWinner[root] = w
+		ballotOf[root] = len(ballots)
+		ballots = append(ballots, ballot{key: root.String(), cands: cands})
+	}
+	for ip, p := range plans {
+		if _, grouped := groups.root(ip); !grouped {
+			ballotOf[ip] = len(ballots)
+			ballots = append(ballots, ballot{key: ip.String(), cands: p.candidates})
 		}
 	}
+	outcomes := balance(ballots)
 
 	out := make([]L2Announcement, 0, len(plans))
 	for ip, p := range plans {
-		// An address alone in its group is its own group: the group's
-		// election is its own.
-		var winner string
-		ok, k, key := false, -1, ip
-		if root, grouped := groups.root(ip); grouped {
-			winner, ok = groupWinner[root]
-			k, key = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner }), root
-		}
-		if !ok || k < 0 || !p.candidates[k].Eligible(false) {
+		root, _ := groups.root(ip)
+		o := outcomes[ballotOf[root]]
+		winner, owner, key := o.winner, o.owner, root
+		k := slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner })
+		if winner == "" || k < 0 || !p.candidates[k].Eligible(false) {
+			// The group's winner may not announce this address (the
+			// advertisements differ within the group): it is elected on
+			// its own, by rendezvous alone, and a contest over it too.
+			var ok bool
 			if winner, ok = Winner(ip.String(), p.candidates, false); !ok {
 				continue
 			}
-			k, key = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner }), ip
+			k, key, owner = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner }), ip, ""
 		}
 		sort.Strings(p.services)
-		out = append(out, L2Announcement{Address: ip, Key: key, Node: winner, Interfaces: p.ifaces[k].interfaces(), Services: p.services})
+		out = append(out, L2Announcement{Address: ip, Key: key, Node: winner, Owner: owner, Interfaces: p.ifaces[k].interfaces(),
+			Services: p.services, OutsideSubnets: outside[ip]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out
@@ -258,4 +349,68 @@ func candidateFor(node L2Node, svc L2Service, pool *config.Pool, advs []*config.
 		c.merge(interfaceChoice{all: len(adv.Interfaces) == 0, named: adv.Interfaces})
 	}
 	return c, ok
+}
+
+// subnetIndex tells which nodes have an interface in a subnet holding an
+// address.
+//
+// Subnet-aware election: a node is a candidate for an address only if one
+// of its subnets holds it, or the advertisement that allows it names its
+// interfaces (the operator's choice: those may reach the clients through
+// a route, not a subnet), or its subnets are unknown. Clusters whose
+// nodes sit on several VLANs then get each address announced from its
+// own segment, and failover stays there. An address that no known subnet
+// holds is elected among every candidate, as before, and the plan says so
+// (L2Announcement.OutsideSubnets).
+type subnetIndex struct {
+	prefixes []netip.Prefix // distinct, masked
+	byNode   map[string][]int
+}
+
+func newSubnetIndex(nodes []L2Node) *subnetIndex {
+	x := &subnetIndex{byNode: map[string][]int{}}
+	seen := map[netip.Prefix]int{}
+	for _, n := range nodes {
+		if n.Subnets == nil {
+			continue
+		}
+		ids := make([]int, 0, len(n.Subnets))
+		for _, p := range n.Subnets {
+			p = p.Masked()
+			id, ok := seen[p]
+			if !ok {
+				id = len(x.prefixes)
+				seen[p] = id
+				x.prefixes = append(x.prefixes, p)
+			}
+			ids = append(ids, id)
+		}
+		x.byNode[n.Name] = ids
+	}
+	return x
+}
+
+// match appends the subnets holding ip to buf, in index order.
+func (x *subnetIndex) match(ip netip.Addr, buf []int) []int {
+	for id, p := range x.prefixes {
+		if p.Contains(ip) {
+			buf = append(buf, id)
+		}
+	}
+	return buf
+}
+
+// onSubnet tells whether node has one of the subnets matched, or has
+// unknown subnets.
+func (x *subnetIndex) onSubnet(node string, matched []int) bool {
+	ids, known := x.byNode[node]
+	if !known {
+		return true
+	}
+	for _, id := range ids {
+		if slices.Contains(matched, id) {
+			return true
+		}
+	}
+	return false
 }

@@ -57,7 +57,7 @@ func TestPlanL2(t *testing.T) {
 		want     []L2Announcement
 	}{
 		{"one advertisement for every pool", []L2Service{web}, []*config.L2Advertisement{all}, nodes,
-			[]L2Announcement{{Address: vip, Key: vip, Node: winnerOf("n1", "n2", "n3"), Services: []string{"shop/web"}}}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: winnerOf("n1", "n2", "n3"), Owner: winnerOf("n1", "n2", "n3"), Services: []string{"shop/web"}}}},
 		{"no advertisement, no announcement", []L2Service{web}, nil, nodes, []L2Announcement{}},
 		{"advertisement of another pool", []L2Service{web},
 			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{IPAddressPools: []string{"other"}})}, nodes, []L2Announcement{}},
@@ -66,22 +66,22 @@ func TestPlanL2(t *testing.T) {
 				IPAddressPoolSelectors: []barelbv1beta1.Selector{sel("tier", "public")},
 				NodeSelectors:          []barelbv1beta1.Selector{sel("zone", "b")},
 			})}, nodes,
-			[]L2Announcement{{Address: vip, Key: vip, Node: winnerOf("n2", "n3"), Services: []string{"shop/web"}}}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: winnerOf("n2", "n3"), Owner: winnerOf("n2", "n3"), Services: []string{"shop/web"}}}},
 		{"service selector leaves the Service out", []L2Service{web},
 			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{ServiceSelectors: []barelbv1beta1.Selector{sel("app", "db")}})}, nodes, []L2Announcement{}},
 		{"local traffic: only the node with an endpoint", []L2Service{{Key: "shop/web", Pool: "lan", Addresses: []netip.Addr{vip}, LocalTraffic: true, EndpointNodes: map[string]bool{"n3": true}}},
 			[]*config.L2Advertisement{all}, nodes,
-			[]L2Announcement{{Address: vip, Key: vip, Node: "n3", Services: []string{"shop/web"}}}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: "n3", Owner: "n3", Services: []string{"shop/web"}}}},
 		{"dead and excluded nodes never announce", []L2Service{web}, []*config.L2Advertisement{all},
 			[]L2Node{{Name: "n1", Alive: false}, {Name: "n2", Alive: true, Excluded: true}, {Name: "n3", Alive: true}},
-			[]L2Announcement{{Address: vip, Key: vip, Node: "n3", Services: []string{"shop/web"}}}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: "n3", Owner: winnerOf("n1", "n3"), Services: []string{"shop/web"}}}},
 		{"preferred node wins while alive", []L2Service{web},
 			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{PreferredNodeSelectors: []barelbv1beta1.WeightedNodeSelector{{Weight: 50, Preference: sel("zone", "a")}}})}, nodes,
-			[]L2Announcement{{Address: vip, Key: vip, Node: "n1", Services: []string{"shop/web"}}}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: "n1", Owner: "n1", Services: []string{"shop/web"}}}},
 		{"shared address: one announcement for both Services", []L2Service{web, {Key: "shop/dns", Pool: "lan", Addresses: []netip.Addr{vip}}},
 			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{NodeSelectors: []barelbv1beta1.Selector{sel("edge", "true")}, Interfaces: []string{"eth1"}}),
 				l2adv(t, barelbv1beta1.L2AdvertisementSpec{NodeSelectors: []barelbv1beta1.Selector{sel("zone", "a")}, Interfaces: []string{"eth0"}})}, nodes,
-			[]L2Announcement{{Address: vip, Key: vip, Node: winnerOf("n1", "n2"), Interfaces: map[string][]string{"n1": {"eth0", "eth1"}, "n2": {"eth1"}}[winnerOf("n1", "n2")], Services: []string{"shop/dns", "shop/web"}}}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: winnerOf("n1", "n2"), Owner: winnerOf("n1", "n2"), Interfaces: map[string][]string{"n1": {"eth0", "eth1"}, "n2": {"eth1"}}[winnerOf("n1", "n2")], Services: []string{"shop/dns", "shop/web"}}}},
 	}
 	for _, tc := range tests {
 		got := PlanL2(tc.services, pools, tc.advs, tc.nodes)
@@ -139,7 +139,10 @@ func TestPlanL2KeepsGroupsTogether(t *testing.T) {
 // Two speakers that both answer for an address without seeing each other
 // agree on who keeps it, whichever asks; and where every node is
 // eligible, the node the whole cluster elects wins against each other
-// one, so a partition that heals moves nothing.
+// one, so a partition that heals moves nothing. The plan balances (500
+// dual-stack Services over 5 nodes put many addresses elsewhere than
+// their rendezvous winner), so the contest asks ArbitrateOwned with the
+// plan's owner.
 func TestArbitrateAgreesWithThePlan(t *testing.T) {
 	pools := map[string]*config.Pool{"lan": {Name: "lan"}}
 	advs := []*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{})}
@@ -157,10 +160,10 @@ func TestArbitrateAgreesWithThePlan(t *testing.T) {
 	for _, a := range PlanL2(services, pools, advs, nodes) {
 		for _, other := range names {
 			key := a.Key.String()
-			if got, back := Arbitrate(key, a.Node, other), Arbitrate(key, other, a.Node); got != back {
+			if got, back := ArbitrateOwned(key, a.Owner, a.Node, other), ArbitrateOwned(key, a.Owner, other, a.Node); got != back {
 				t.Fatalf("%s: %s against %s: %s asking, %s asked", a.Address, a.Node, other, got, back)
 			}
-			if got := Arbitrate(key, other, a.Node); got != a.Node {
+			if got := ArbitrateOwned(key, a.Owner, other, a.Node); got != a.Node {
 				t.Fatalf("%s (key %s): the plan elects %s, but %s wins the arbitration against it", a.Address, key, a.Node, got)
 			}
 		}

@@ -135,6 +135,12 @@ func TestAllocation(t *testing.T) {
 
 		cl.service("req", "bad", annotate(config.AnnotationLoadBalancerIPs, "not-an-ip"))
 		cl.waitEvent("req", "bad", ReasonInvalidRequest, `"not-an-ip" is not an IP address`)
+
+		// Several addresses of one family (Cilium allows it): refused
+		// with the reason, and the Service gets none of them.
+		cl.service("req", "several", annotate(config.AnnotationLoadBalancerIPs, "198.51.100.40, 198.51.100.41"))
+		cl.waitEvent("req", "several", ReasonInvalidRequest, "two IPv4 addresses (198.51.100.40 and 198.51.100.41): barelb gives a Service one address per IP family")
+		cl.waitIPs("req", "several")
 	})
 
 	t.Run("dual stack", func(t *testing.T) {

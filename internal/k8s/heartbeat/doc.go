@@ -12,7 +12,10 @@
 // learns from their Leases that they formed one without it, and stands
 // aside instead of answering for addresses they answer for; and the MAC
 // addresses tell another speaker's claims on the LAN from a foreign
-// host's even where memberlist never carried them.
+// host's even where memberlist never carried them. It also names the
+// node's subnets, which the subnet-aware election reads for a node whose
+// memberlist metadata this speaker never saw (its speaker crashed before
+// this one started): a crashed speaker's Lease stays.
 //
 // Freshness is judged by when this speaker saw a Lease's renewTime
 // change, on its own clock, as the node lifecycle controller does: clocks

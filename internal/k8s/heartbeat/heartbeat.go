@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -36,6 +37,10 @@ const (
 	// router. A session going up or down is one Lease write, not one
 	// write per Service.
 	AnnotationBGPEstablished = "barelb.io/bgp-established"
+	// AnnotationSubnets lists the subnets of the interfaces of the
+	// speaker's node that may answer ARP/NDP, separated by commas (for
+	// the subnet-aware election).
+	AnnotationSubnets = "barelb.io/subnets"
 
 	// RenewInterval is how often a speaker renews its Lease, and
 	// Duration how long a Lease that is not renewed stays fresh.
@@ -64,6 +69,8 @@ type State struct {
 	MACs       []net.HardwareAddr
 	// BGPEstablished names the BGPPeers with an established session.
 	BGPEstablished []string
+	// Subnets are nil when the speaker does not say (an earlier one).
+	Subnets []netip.Prefix
 }
 
 func (s State) annotations() map[string]string {
@@ -74,8 +81,16 @@ func (s State) annotations() map[string]string {
 	sort.Strings(macs)
 	peers := slices.Clone(s.BGPEstablished)
 	sort.Strings(peers)
-	return map[string]string{AnnotationMemberlist: s.Memberlist, AnnotationMACs: strings.Join(macs, ","),
+	a := map[string]string{AnnotationMemberlist: s.Memberlist, AnnotationMACs: strings.Join(macs, ","),
 		AnnotationBGPEstablished: strings.Join(peers, ",")}
+	if len(s.Subnets) > 0 {
+		subnets := make([]string, 0, len(s.Subnets))
+		for _, p := range s.Subnets {
+			subnets = append(subnets, p.String())
+		}
+		a[AnnotationSubnets] = strings.Join(subnets, ",")
+	}
+	return a
 }
 
 // Writer keeps this speaker's Lease.
@@ -306,7 +321,38 @@ func parseState(annotations map[string]string) State {
 			st.MACs = append(st.MACs, mac)
 		}
 	}
+	if v := annotations[AnnotationSubnets]; v != "" {
+		for _, p := range strings.Split(v, ",") {
+			prefix, err := netip.ParsePrefix(strings.TrimSpace(p))
+			if err != nil {
+				// Part of them would hold the node to too few addresses.
+				return State{Memberlist: st.Memberlist, MACs: st.MACs}
+			}
+			st.Subnets = append(st.Subnets, prefix)
+		}
+	}
 	return st
+}
+
+// Subnets returns the subnets every speaker's Lease names, fresh or not
+// (a crashed speaker's Lease stays with what it last said), by node; a
+// Lease that names none is absent.
+func (s *Speakers) Subnets(ctx context.Context) (map[string][]netip.Prefix, error) {
+	var leases coordinationv1.LeaseList
+	if err := s.Reader.List(ctx, &leases, client.InNamespace(s.Namespace), client.MatchingLabels{LabelComponent: ComponentSpeaker}); err != nil {
+		return nil, fmt.Errorf("listing the speakers' Leases: %w", err)
+	}
+	out := map[string][]netip.Prefix{}
+	for i := range leases.Items {
+		l := &leases.Items[i]
+		if l.Spec.HolderIdentity == nil {
+			continue
+		}
+		if st := parseState(l.Annotations); st.Subnets != nil {
+			out[*l.Spec.HolderIdentity] = st.Subnets
+		}
+	}
+	return out, nil
 }
 
 // FallbackAlive decides, for a speaker whose memberlist cannot tell (off,

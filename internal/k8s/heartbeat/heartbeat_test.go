@@ -3,6 +3,7 @@ package heartbeat
 import (
 	"context"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -62,8 +63,11 @@ func TestLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	mac, _ := net.ParseMAC("02:00:00:00:00:0a")
+	subnets := []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:100::/64")}
 	w := &Writer{Client: env.Client, Log: testr.New(t), Namespace: "barelb-system", Node: "n1",
-		State: func() State { return State{Memberlist: MemberlistFormed, MACs: []net.HardwareAddr{mac}} }}
+		State: func() State {
+			return State{Memberlist: MemberlistFormed, MACs: []net.HardwareAddr{mac}, Subnets: subnets}
+		}}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = w.Start(wctx); close(done) }()
@@ -78,8 +82,8 @@ func TestLeases(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	want := map[string]Speaker{"n1": {Node: "n1", State: State{Memberlist: MemberlistFormed, MACs: []net.HardwareAddr{mac}}}}
-	if diff := cmp.Diff(want, running, cmpopts.IgnoreFields(Speaker{}, "RenewedAt")); diff != "" {
+	want := map[string]Speaker{"n1": {Node: "n1", State: State{Memberlist: MemberlistFormed, MACs: []net.HardwareAddr{mac}, Subnets: subnets}}}
+	if diff := cmp.Diff(want, running, cmpopts.IgnoreFields(Speaker{}, "RenewedAt"), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 		t.Fatalf("running speakers (-want +got):\n%s", diff)
 	}
 	if node, ok := s.NodeOf(mac); !ok || node != "n1" {
@@ -101,6 +105,23 @@ func TestLeases(t *testing.T) {
 	}
 	if running, _ := s2.Running(ctx, now.Add(Duration+time.Second)); running["n2"].Node != "" {
 		t.Errorf("a Lease not renewed for longer than %s still counts: %v", Duration, running)
+	}
+	// The subnets of every Lease, fresh or not; none from a Lease that
+	// names none (or names them wrong).
+	dead.Annotations = map[string]string{AnnotationSubnets: "203.0.113.128/26"}
+	if err := env.Client.Update(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.Subnets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSubnets := map[string][]netip.Prefix{"n1": subnets, "n2": {netip.MustParsePrefix("203.0.113.128/26")}}
+	if diff := cmp.Diff(wantSubnets, got, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+		t.Errorf("subnets (-want +got):\n%s", diff)
+	}
+	if st := parseState(map[string]string{AnnotationSubnets: "203.0.113.128/26,nonsense"}); st.Subnets != nil {
+		t.Errorf("subnets from a bad annotation: %v", st.Subnets)
 	}
 	if err := env.Client.Delete(ctx, dead); err != nil {
 		t.Fatal(err)

@@ -181,6 +181,42 @@ func (r *Reconciler) wake() {
 	}
 }
 
+// subnetSource is a Members that knows the speakers' subnets
+// (MemberlistMembers): the election then holds each address to the nodes
+// on its subnet.
+type subnetSource interface {
+	Subnets() map[string][]netip.Prefix
+}
+
+// nodeSubnets gives the plan's nodes their subnets: what memberlist's
+// metadata says (kept for departed speakers since this one started),
+// else what the speaker's Lease says (kept after a crash, read alike by a
+// speaker started since): every speaker must give the election the same
+// subnets, or they elect differently.
+func (r *Reconciler) nodeSubnets(ctx context.Context, in *inputs, fromAPI bool) error {
+	var fromMeta, fromLease map[string][]netip.Prefix
+	if s, ok := r.Members.(subnetSource); ok {
+		fromMeta = s.Subnets()
+	}
+	// Leases cannot be read while the API server is away (a plan from a
+	// peer's table): the other speakers' memberlist metadata says it.
+	if r.Speakers != nil && fromAPI {
+		var err error
+		if fromLease, err = r.Speakers.Subnets(ctx); err != nil {
+			return err
+		}
+	}
+	for i := range in.nodes {
+		name := in.nodes[i].Name
+		if s, ok := fromMeta[name]; ok {
+			in.nodes[i].Subnets = s
+		} else {
+			in.nodes[i].Subnets = fromLease[name]
+		}
+	}
+	return nil
+}
+
 // Reconcile recomputes the plan and applies this node's part of it.
 func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	r.mu.Lock()
@@ -199,6 +235,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		if err := r.fallbackAlive(ctx, in); err != nil {
 			return reconcile.Result{}, err
 		}
+	}
+	if err := r.nodeSubnets(ctx, in, true); err != nil {
+		return reconcile.Result{}, err
 	}
 	if r.Peers != nil {
 		r.Peers.readFromAPI()
@@ -229,7 +268,7 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	for _, a := range part.noInterface {
 		r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
 	}
-	want, services, servicesOf, probe, keys := part.want, part.services, part.servicesOf, part.probe, part.keys
+	want, services, servicesOf, probe, keys, owners := part.want, part.services, part.servicesOf, part.probe, part.keys, part.owners
 	if err := r.apply(ctx, want, rejoined, probe); err != nil {
 		return 0, err
 	}
@@ -242,7 +281,7 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 			}
 		}
 	}
-	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys})
+	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys, owners: owners})
 	var leaseRetry time.Duration
 	if membershipOK && fromAPI {
 		if leaseRetry, err = r.checkLeases(ctx, alive, time.Now()); err != nil {

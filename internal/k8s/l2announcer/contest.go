@@ -22,12 +22,12 @@ import (
 // and each side elects among the members it sees. The LAN tells: each
 // hears the other's gratuitous announcements and answers. A claim by a
 // speaker this node's memberlist has lost (not one that left: it answers
-// on for its hand-over) is settled by election.Arbitrate, which both sides
-// compute alike: the loser yields (its responder stops answering and
-// watches until the winner goes quiet), the winner announces again so
-// that neighbours point at it. Without preferences the pairwise winner is
-// the node the whole cluster elects, so nothing moves when the partition
-// heals. A speaker this node still sees as a member is left to the
+// on for its hand-over) is settled by election.ArbitrateOwned, which both
+// sides compute alike from the plan's owner of the address: the loser
+// yields (its responder stops answering and watches until the winner
+// goes quiet), the winner announces again so that neighbours point at
+// it. Between live nodes the pairwise winner is the node the whole
+// cluster elects, so nothing moves when the partition heals. A speaker this node still sees as a member is left to the
 // election, which settles within a gossip round.
 //
 // Each speaker heard that way is reported once: a log line naming both
@@ -73,6 +73,17 @@ type planView struct {
 	// keys are the election keys of the addresses whose key is not
 	// their own (a dual-stack Service's second address, shared ones).
 	keys map[netip.Addr]netip.Addr
+	// owners are the plan's owners (election.L2Announcement.Owner) of
+	// this node's addresses that another node owns (or none does).
+	owners map[netip.Addr]string
+}
+
+// owner is the plan's owner of ip, one of this node's addresses.
+func (v *planView) owner(ip netip.Addr, self string) string {
+	if o, ok := v.owners[ip]; ok {
+		return o
+	}
+	return self
 }
 
 func (v *planView) key(ip netip.Addr) netip.Addr {
@@ -229,7 +240,7 @@ func (c *contests) defendDue(ip netip.Addr, now time.Time) bool {
 
 // HandlePeerClaim takes a responder's report of another speaker's claim
 // on an address this node announces (wire it to
-// layer2.Options.OnPeerClaim) and settles it with election.Arbitrate.
+// layer2.Options.OnPeerClaim) and settles it with election.ArbitrateOwned.
 func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	view := r.view.Load()
 	if view == nil || c.Node == r.Node {
@@ -266,7 +277,7 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 		return // not this node's any more: withdrawn already
 	}
 	now := time.Now()
-	keep := election.Arbitrate(view.key(c.Address).String(), r.Node, c.Node) == r.Node
+	keep := election.ArbitrateOwned(view.key(c.Address).String(), view.owner(c.Address, r.Node), r.Node, c.Node) == r.Node
 	yielded := false
 	for _, name := range names {
 		resp, err := r.Network.Responder(context.Background(), name)

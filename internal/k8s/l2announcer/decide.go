@@ -24,6 +24,10 @@ type nodePart struct {
 	// keys are the election keys of addresses elected under another
 	// address's key (a dual-stack or shared group); nil when none.
 	keys map[netip.Addr]netip.Addr
+	// owners are the plan's owners of the addresses this node answers
+	// for another (an orphan of a dead owner, see election); nil when
+	// none.
+	owners map[netip.Addr]string
 	// noInterface are the addresses won that no interface of host may
 	// answer for.
 	noInterface []election.L2Announcement
@@ -42,6 +46,12 @@ func decide(plan []election.L2Announcement, node string, host []layer2.Interface
 	for _, a := range plan {
 		if a.Node != node {
 			continue
+		}
+		if a.Owner != node {
+			if p.owners == nil {
+				p.owners = map[netip.Addr]string{}
+			}
+			p.owners[a.Address] = a.Owner
 		}
 		if a.Key != a.Address {
 			if p.keys == nil {

@@ -37,6 +37,10 @@ const (
 	// ReasonNoInterface: this node won an address but no interface may
 	// answer for it.
 	ReasonNoInterface = "NoInterface"
+	// ReasonOutsideSubnets: no node has an interface in a subnet holding
+	// an address, so any node may announce it, on every suitable
+	// interface (the fallback rule).
+	ReasonOutsideSubnets = "AddressOutsideSubnets"
 )
 
 // DefaultRecheckInterval is how often the Observer re-reads interfaces and
@@ -83,6 +87,9 @@ type Observer struct {
 	warned map[string]bool
 	// noInterface are the Services told that no interface may answer.
 	noInterface map[string]bool
+	// outsideSubnets are the addresses told to be outside every node's
+	// subnets.
+	outsideSubnets map[netip.Addr]bool
 }
 
 // NeedLeaderElection makes the re-check run on every speaker.
@@ -134,6 +141,7 @@ func (o *Observer) planned(ctx context.Context, in *inputs, plan []election.L2An
 	}
 	slices.SortFunc(o.vips, func(a, b vipService) int { return a.address.Compare(b.address) })
 	o.reportNoInterface(in, plan, want)
+	o.reportOutsideSubnets(in, plan, want)
 	o.checkStrictARP(ctx, host)
 }
 
@@ -161,6 +169,31 @@ func (o *Observer) reportNoInterface(in *inputs, plan []election.L2Announcement,
 		}
 	}
 	o.noInterface = now
+}
+
+// reportOutsideSubnets tells a Service once when this node announces its
+// address although no node's subnet holds it (election.L2Announcement.
+// OutsideSubnets): every node was a candidate, and it answers on every
+// suitable interface, which may not reach the clients.
+func (o *Observer) reportOutsideSubnets(in *inputs, plan []election.L2Announcement, want map[netip.Addr][]string) {
+	now := map[netip.Addr]bool{}
+	for _, a := range plan {
+		if a.Node != o.Node || !a.OutsideSubnets || len(want[a.Address]) == 0 {
+			continue
+		}
+		now[a.Address] = true
+		if o.outsideSubnets[a.Address] {
+			continue
+		}
+		for _, key := range a.Services {
+			if svc := in.byKey[key]; svc != nil {
+				o.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonOutsideSubnets,
+					"no node has an interface in a subnet holding %s: any node may announce it; node %q answers on %s (the fallback rule: every interface that can answer)",
+					a.Address, o.Node, strings.Join(want[a.Address], ", "))
+			}
+		}
+	}
+	o.outsideSubnets = now
 }
 
 // vipService is an assigned address and one Service it is assigned to.

@@ -2,7 +2,11 @@ package l2announcer
 
 import (
 	"net"
+	"net/netip"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/barelb/barelb/internal/layer2"
 )
@@ -108,6 +112,55 @@ func TestSpeakerReady(t *testing.T) {
 			if node, ok := SpeakerOf(map[string][]byte{"n1": tc.meta}, mac); !ok || node != "n1" {
 				t.Errorf("%s: SpeakerOf = %q, %v; want n1", tc.name, node, ok)
 			}
+		}
+	}
+}
+
+// TestSpeakerMetaSubnets: the metadata carries the subnets of the
+// interfaces that may answer (not loopback, link-local or pod
+// interfaces), the MACs still read as before, and metadata without
+// subnets (earlier speakers, or too little room) says it does not know.
+func TestSpeakerMetaSubnets(t *testing.T) {
+	eth0, eth1 := mustMAC(t, "02:00:00:00:00:01"), mustMAC(t, "02:00:00:00:00:02")
+	pfx := func(s ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, p := range s {
+			out = append(out, netip.MustParsePrefix(p))
+		}
+		return out
+	}
+	ifaces := []layer2.Interface{
+		{Name: "lo", Up: true, Loopback: true, Prefixes: pfx("127.0.0.1/8", "::1/128")},
+		{Name: "eth0", Up: true, HardwareAddr: eth0, Prefixes: pfx("198.51.100.11/24", "2001:db8:100::11/64", "fe80::1/64")},
+		{Name: "eth1", Up: true, HardwareAddr: eth1, Prefixes: pfx("203.0.113.140/26")},
+		{Name: "cni0", Up: true, HardwareAddr: eth1, Prefixes: pfx("198.18.1.1/24")},
+		{Name: "eth2", Up: false, Prefixes: pfx("192.0.2.5/24")},
+	}
+	meta := SpeakerMeta(ifaces, 512, true)
+	got, ok := MetaSubnets(meta)
+	if !ok {
+		t.Fatalf("no subnets in %x", meta)
+	}
+	if diff := cmp.Diff(pfx("198.51.100.0/24", "2001:db8:100::/64", "203.0.113.128/26"), got, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+		t.Errorf("subnets (-want +got):\n%s", diff)
+	}
+	for _, mac := range []net.HardwareAddr{eth0, eth1} {
+		if node, ok := SpeakerOf(map[string][]byte{"n1": meta}, mac); !ok || node != "n1" {
+			t.Errorf("SpeakerOf(%s) = %q, %v; want n1", mac, node, ok)
+		}
+	}
+	if !SpeakerReady(meta) {
+		t.Error("not ready")
+	}
+	for name, m := range map[string][]byte{
+		"version 1":          {speakerMetaV1, 2, 0, 0, 0, 0, 1},
+		"version 2, no flag": SpeakerMeta([]layer2.Interface{{Name: "eth0", HardwareAddr: eth0}}, 512, true),
+		"no room":            SpeakerMeta(ifaces, 20, true),
+		"garbage":            {speakerMetaVersion, metaSubnets, 9, 9, 200},
+		"bad length":         {speakerMetaVersion, metaSubnets, 4, 24, 1, 2, 3, 5},
+	} {
+		if s, ok := MetaSubnets(m); ok {
+			t.Errorf("%s: subnets %v, want none", name, s)
 		}
 	}
 }
