@@ -41,10 +41,7 @@ func (l *Lab) startProcEnv(key, ns string, env []string, name string, args ...st
 	if len(env) > 0 {
 		cmd.Env = append(os.Environ(), env...)
 	}
-	// Own process group: a Ctrl-C in the terminal reaches the lab, which
-	// tears down in order, not every process at once. Pdeathsig: nothing
-	// outlives the process that runs the lab.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", key, err)
 	}

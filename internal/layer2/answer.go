@@ -73,6 +73,7 @@ const (
 	protocolICMPv6    = 58
 	ndpHopLimit       = 255
 	etherTypeIPv6     = 0x86dd
+	etherTypeARP      = 0x0806
 	ethernetHeaderLen = 14
 )
 
