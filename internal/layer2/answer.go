@@ -63,6 +63,15 @@ const (
 	etherTypeIPv6     = 0x86dd
 	etherTypeARP      = 0x0806
 	ethernetHeaderLen = 14
+
+	// ICMPv6 types of NDP's messages (RFC 4861 §4.3, §4.4).
+	icmpv6NeighborSolicitation  = 135
+	icmpv6NeighborAdvertisement = 136
+
+	// A socket filter's verdicts: keep up to this many bytes of a frame
+	// (all of it), or drop it.
+	bpfKeep = 0xffff
+	bpfDrop = 0
 )
 
 var allNodes = netip.MustParseAddr("ff02::1")

@@ -203,10 +203,10 @@ func NewResponder(ifi *net.Interface, log logr.Logger, opts Options) (*Responder
 		bpf.LoadAbsolute{Off: ethernetHeaderLen + 6, Size: 1},
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protocolICMPv6, SkipTrue: 4},
 		bpf.LoadAbsolute{Off: ethernetHeaderLen + ipv6HeaderLen, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 135, SkipTrue: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 136, SkipTrue: 1},
-		bpf.RetConstant{Val: 0xffff},
-		bpf.RetConstant{Val: 0},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpv6NeighborSolicitation, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: icmpv6NeighborAdvertisement, SkipTrue: 1},
+		bpf.RetConstant{Val: bpfKeep},
+		bpf.RetConstant{Val: bpfDrop},
 	})
 	if err == nil {
 		err = r.ndp.SetBPF(filter)
@@ -709,7 +709,7 @@ func (r *Responder) serveNDP(ctx context.Context) {
 		if c, ok := ndpClaim(buf[:n], r.ifi.HardwareAddr); ok {
 			r.observe(c)
 		}
-		if n <= ethernetHeaderLen+ipv6HeaderLen || buf[ethernetHeaderLen+ipv6HeaderLen] != 135 {
+		if n <= ethernetHeaderLen+ipv6HeaderLen || buf[ethernetHeaderLen+ipv6HeaderLen] != icmpv6NeighborSolicitation {
 			continue // an advertisement
 		}
 		r.Stats.NDPSolicitations.Add(1)
