@@ -12,14 +12,22 @@ import (
 )
 
 // update is the -update flag of every test binary that imports testutil.
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/ with the tests' output (testutil.Golden)")
+// Programs that import a package using testutil (the lab's command) do
+// not get the flag.
+var update *bool
+
+func init() {
+	if testing.Testing() {
+		update = flag.Bool("update", false, "rewrite the golden files under testdata/ with the tests' output (testutil.Golden)")
+	}
+}
 
 // Golden compares got with the golden file at path (under the test's
 // testdata/). With -update it writes got to the file instead, creating it
 // and its folder. A difference is reported as a line diff (-want +got).
 func Golden(tb testing.TB, path string, got []byte) {
 	tb.Helper()
-	if *update {
+	if update != nil && *update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			tb.Fatalf("writing golden file: %v", err)
 		}
