@@ -53,10 +53,7 @@ func (l *Lab) startCmd(key string, cmd *exec.Cmd, env []string) (*proc, error) {
 	if len(env) > 0 {
 		cmd.Env = append(os.Environ(), env...)
 	}
-	// Own process group: a Ctrl-C in the terminal reaches the lab, which
-	// tears down in order, not every process at once. Pdeathsig: nothing
-	// outlives the process that runs the lab.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", key, err)
 	}

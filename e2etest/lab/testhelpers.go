@@ -15,23 +15,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/testutil"
 )
 
-// Eventually polls cond every 50 ms until it holds, and fails the test
-// when timeout passes first, with cond's last word on what it saw.
+// Eventually is testutil.Eventually (the one polling helper of every
+// test): it polls cond every 50 ms until it holds, and fails the test when
+// timeout passes first, with cond's last word on what it saw.
 func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %v still waiting for %s: %s", timeout, what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(tb, timeout, what, cond)
 }
 
 // WaitEndpoints waits until the EndpointSlices of the Service svc (in

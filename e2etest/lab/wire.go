@@ -13,7 +13,6 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
-	"golang.org/x/sys/unix"
 
 	"github.com/barelb/barelb/internal/testenv"
 )
@@ -44,9 +43,9 @@ func (l *Lab) WhoHasWithin(host string, ip netip.Addr, wait time.Duration) ([]st
 	}
 	ifname := h.Interface(SegmentLAN)
 	src := h.Addr(SegmentLAN, 4)
-	proto := unix.ETH_P_ARP
+	proto := etherTypeARP
 	if ip.Is6() {
-		src, proto = h.Addr(SegmentLAN, 6), unix.ETH_P_IPV6
+		src, proto = h.Addr(SegmentLAN, 6), etherTypeIPv6
 	}
 	var conn *packet.Conn
 	var ifi *net.Interface

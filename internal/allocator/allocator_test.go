@@ -711,8 +711,11 @@ func TestStats(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := setUp(t, tt.pools, tt.held)
 			got, ok := a.Stats(tt.pool)
-			if !ok || got != tt.want {
-				t.Errorf("Stats(%q) = %+v, %v; want %+v", tt.pool, got, ok, tt.want)
+			if !ok {
+				t.Fatalf("Stats(%q) found no pool", tt.pool)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Stats(%q) (-want +got):\n%s", tt.pool, diff)
 			}
 		})
 	}

@@ -642,7 +642,7 @@ func (m *Manager) openSender(ctx context.Context, local netip.Addr, ifName strin
 				}
 			}
 			if ifName != "" {
-				if err := unix.BindToDevice(int(fd), ifName); err != nil {
+				if err := bindToDevice(int(fd), ifName); err != nil {
 					serr = fmt.Errorf("binding to interface %s: %w", ifName, err)
 				}
 			}

@@ -1,9 +1,9 @@
 package bgpplan
 
 import (
+	"github.com/google/go-cmp/cmp"
 	"math/rand"
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -172,15 +172,15 @@ func TestPlanRoutes(t *testing.T) {
 			}
 			tc.in.Pools = pools
 			got := PlanRoutes(tc.in)
-			if !reflect.DeepEqual(got.Peers, tc.want) {
-				t.Errorf("peers\n got %+v\nwant %+v", got.Peers, tc.want)
+			if diff := cmp.Diff(tc.want, got.Peers, cmpOpts); diff != "" {
+				t.Errorf("peers (-want +got):\n%s", diff)
 			}
 			var problems []string
 			for _, p := range got.Problems {
 				problems = append(problems, p.String())
 			}
-			if !reflect.DeepEqual(problems, tc.wantProblems) {
-				t.Errorf("problems\n got %q\nwant %q", problems, tc.wantProblems)
+			if diff := cmp.Diff(tc.wantProblems, problems); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -266,8 +266,8 @@ func TestMakeProperties(t *testing.T) {
 			shuffled.Advertisements[i], shuffled.Advertisements[j] = shuffled.Advertisements[j], shuffled.Advertisements[i]
 		})
 		rng.Shuffle(len(shuffled.Peers), func(i, j int) { shuffled.Peers[i], shuffled.Peers[j] = shuffled.Peers[j], shuffled.Peers[i] })
-		if again := PlanRoutes(shuffled); !reflect.DeepEqual(again, got) {
-			t.Fatalf("iteration %d: plan depends on input order:\n%+v\n%+v", iter, got, again)
+		if diff := cmp.Diff(got, PlanRoutes(shuffled), cmpOpts); diff != "" {
+			t.Fatalf("iteration %d: plan depends on input order (-first +shuffled):\n%s", iter, diff)
 		}
 
 		svcByKey := map[string]Service{}

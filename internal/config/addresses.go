@@ -1,12 +1,3 @@
-// Package config turns barelb's configuration objects into one validated
-// plain model. For now it holds the parsers of addresses, ranges and
-// communities that the controller and speaker use.
-//
-// The API server already validates these strings with CEL rules (see
-// api/v1beta1). The parsers here accept exactly the strings those rules
-// accept, so that an object the API server admits never fails later in the
-// controller or speaker, and an object it would refuse is refused here too
-// when it arrives some other way.
 package config
 
 import (

@@ -1,7 +1,7 @@
 package config
 
 import (
-	"reflect"
+	"github.com/google/go-cmp/cmp"
 	"strings"
 	"testing"
 	"time"
@@ -59,8 +59,8 @@ func TestBGPPeerFromAPI(t *testing.T) {
 				SourceAddress: p.SourceAddress, RouterID: p.RouterID, HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second,
 				ConnectTime: 2 * time.Second, EBGPMultiHop: true, PasswordSecret: &SecretRef{Namespace: "barelb-system", Name: "md5"},
 				GracefulRestart: true, DisableMP: true, NodeSelectors: p.NodeSelectors, BFDProfile: "fast"}
-			if !reflect.DeepEqual(p, want) {
-				t.Errorf("got %+v\nwant %+v", p, want)
+			if diff := cmp.Diff(want, p, cmpOpts); diff != "" {
+				t.Errorf("BGPPeerFromAPI (-want +got):\n%s", diff)
 			}
 			if p.SourceAddress.String() != "198.51.100.1" || p.RouterID.String() != "10.0.0.1" {
 				t.Errorf("addresses %s %s", p.SourceAddress, p.RouterID)
@@ -168,8 +168,8 @@ func TestCommunityAliases(t *testing.T) {
 		apiCommunity("b", "no-export", "65535:65281", "clash", "1:2", "bad:name", "1:1"),
 	})
 	want := map[string]Community{"no-export": StandardCommunity(65535, 65281), "big": LargeCommunity(64500, 1, 2)}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("aliases %v, want %v", got, want)
+	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
+		t.Errorf("aliases (-want +got):\n%s", diff)
 	}
 	var msgs []string
 	for _, e := range errs {
@@ -228,8 +228,8 @@ func TestBGPAdvertisementFromAPI(t *testing.T) {
 				got.PoolSelectors = []labels.Selector{}
 			}
 			tc.want.PoolSelectors, tc.want.NodeSelectors, tc.want.ServiceSelectors = got.PoolSelectors, got.NodeSelectors, got.ServiceSelectors
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			if diff := cmp.Diff(tc.want, got, cmpOpts); diff != "" {
+				t.Errorf("BGPAdvertisementFromAPI (-want +got):\n%s", diff)
 			}
 		})
 	}

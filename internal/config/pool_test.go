@@ -2,7 +2,6 @@ package config
 
 import (
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -107,8 +106,8 @@ func TestSortPoolsAndCandidates(t *testing.T) {
 		names = append(names, p.Name)
 	}
 	want := []string{"p10a", "p10b", "p20", "alpha", "zeta"}
-	if !reflect.DeepEqual(names, want) {
-		t.Errorf("order %v, want %v", names, want)
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
 	}
 }
 
@@ -120,8 +119,8 @@ func TestOverlaps(t *testing.T) {
 	}
 	got := Overlaps(pools)
 	want := map[string][]string{"a": {"b"}, "b": {"a"}}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v, want %v", got, want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Overlaps (-want +got):\n%s", diff)
 	}
 }
 

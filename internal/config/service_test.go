@@ -2,7 +2,6 @@ package config
 
 import (
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -141,8 +140,8 @@ func TestParseServiceRequest(t *testing.T) {
 			if tc.want.Ports == nil {
 				got.Ports = nil
 			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			if diff := cmp.Diff(tc.want, got, cmpOpts); diff != "" {
+				t.Errorf("ParseServiceRequest (-want +got):\n%s", diff)
 			}
 		})
 	}

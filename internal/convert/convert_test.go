@@ -2,7 +2,6 @@ package convert
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +11,8 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/config"
+	"github.com/barelb/barelb/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files of testdata/convert")
 
 // caseDirs lists the cases of testdata/convert: each holds input.yaml and
 // the golden output.yaml and warnings.txt.
@@ -40,23 +38,6 @@ func convertFile(t *testing.T, path string) *Result {
 	return res
 }
 
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run go test ./internal/convert -run Golden -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (rerun with -update if the change is intended)\n--- got:\n%s\n--- want:\n%s", path, got, want)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	for _, dir := range caseDirs(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
@@ -65,12 +46,12 @@ func TestGolden(t *testing.T) {
 			if err := res.WriteYAML(&out); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join(dir, "output.yaml"), out.Bytes())
+			testutil.Golden(t, filepath.Join(dir, "output.yaml"), out.Bytes())
 			var warnings bytes.Buffer
 			for _, w := range res.Warnings {
 				warnings.WriteString(w.String() + "\n")
 			}
-			golden(t, filepath.Join(dir, "warnings.txt"), warnings.Bytes())
+			testutil.Golden(t, filepath.Join(dir, "warnings.txt"), warnings.Bytes())
 
 			// The output must convert cleanly a second time through barelb's
 			// own configuration parser, not only look right.

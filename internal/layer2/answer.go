@@ -1,15 +1,3 @@
-// Package layer2 makes addresses reachable on a LAN: it answers ARP
-// requests (IPv4) and Neighbor Solicitations (IPv6) for the addresses it is
-// told to announce, on one interface, and sends gratuitous ARP and
-// unsolicited Neighbor Advertisements when it starts announcing one. It
-// never decides which addresses to announce; the speaker tells it. Asked
-// to, it first probes the link for an address (RFC 5227, duplicate address
-// detection) and does not answer for one another host uses; it reports
-// such conflicts, and those it sees while answering.
-//
-// The decisions about single packets are pure functions of bytes and the
-// set of owned addresses (fuzzed); the Responder around them only moves
-// packets.
 package layer2
 
 import (
@@ -73,7 +61,17 @@ const (
 	protocolICMPv6    = 58
 	ndpHopLimit       = 255
 	etherTypeIPv6     = 0x86dd
+	etherTypeARP      = 0x0806
 	ethernetHeaderLen = 14
+
+	// ICMPv6 types of NDP's messages (RFC 4861 §4.3, §4.4).
+	icmpv6NeighborSolicitation  = 135
+	icmpv6NeighborAdvertisement = 136
+
+	// A socket filter's verdicts: keep up to this many bytes of a frame
+	// (all of it), or drop it.
+	bpfKeep = 0xffff
+	bpfDrop = 0
 )
 
 var allNodes = netip.MustParseAddr("ff02::1")

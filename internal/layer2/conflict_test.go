@@ -17,7 +17,6 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
-	"golang.org/x/sys/unix"
 
 	"github.com/barelb/barelb/internal/testenv"
 )
@@ -190,7 +189,7 @@ func startCapture(t *testing.T, l *testenv.Link) *capture {
 		if err != nil {
 			return err
 		}
-		conn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+		conn, err = packet.Listen(ifi, packet.Raw, etherTypeAll, nil)
 		return err
 	})
 	if err != nil {
@@ -395,7 +394,7 @@ func sendFrom(t *testing.T, l *testenv.Link, frames ...[]byte) {
 		if err != nil {
 			return err
 		}
-		conn, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+		conn, err := packet.Listen(ifi, packet.Raw, etherTypeAll, nil)
 		if err != nil {
 			return err
 		}
@@ -695,3 +694,7 @@ func TestResumeAYieldedAddress(t *testing.T) {
 		t.Error("resumed without a gratuitous announcement")
 	}
 }
+
+// etherTypeAll makes a packet socket capture every frame (Linux's
+// ETH_P_ALL).
+const etherTypeAll = 0x0003

@@ -184,7 +184,7 @@ func NewResponder(ifi *net.Interface, log logr.Logger, opts Options) (*Responder
 		}
 	}
 	var err error
-	if r.arpConn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil); err != nil {
+	if r.arpConn, err = packet.Listen(ifi, packet.Raw, etherTypeARP, nil); err != nil {
 		return nil, fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
 	}
 	if r.arp, err = arp.New(ifi, r.arpConn); err != nil {
@@ -203,10 +203,10 @@ func NewResponder(ifi *net.Interface, log logr.Logger, opts Options) (*Responder
 		bpf.LoadAbsolute{Off: ethernetHeaderLen + 6, Size: 1},
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protocolICMPv6, SkipTrue: 4},
 		bpf.LoadAbsolute{Off: ethernetHeaderLen + ipv6HeaderLen, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 135, SkipTrue: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 136, SkipTrue: 1},
-		bpf.RetConstant{Val: 0xffff},
-		bpf.RetConstant{Val: 0},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpv6NeighborSolicitation, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: icmpv6NeighborAdvertisement, SkipTrue: 1},
+		bpf.RetConstant{Val: bpfKeep},
+		bpf.RetConstant{Val: bpfDrop},
 	})
 	if err == nil {
 		err = r.ndp.SetBPF(filter)
@@ -288,7 +288,7 @@ func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 	r.owned[ip] = o
 	r.mu.Unlock()
 	if ip.Is6() {
-		if err := r.membership(ip, unix.PACKET_ADD_MEMBERSHIP); err != nil {
+		if err := r.membership(ip, joinGroup); err != nil {
 			r.Withdraw(ip)
 			return err
 		}
@@ -422,7 +422,7 @@ func (r *Responder) Withdraw(ip netip.Addr) {
 		return
 	}
 	if ip.Is6() {
-		if err := r.membership(ip, unix.PACKET_DROP_MEMBERSHIP); err != nil {
+		if err := r.membership(ip, leaveGroup); err != nil {
 			r.log.Error(err, "leaving solicited-node group", "address", ip.String())
 		}
 	}
@@ -611,29 +611,6 @@ func (r *Responder) periodic(ctx context.Context) {
 	}
 }
 
-// membership joins or leaves the solicited-node multicast group of ip at
-// the Ethernet level, so that a NIC that filters multicast lets the
-// address's solicitations in. The kernel counts joins per socket.
-func (r *Responder) membership(ip netip.Addr, op int) error {
-	group := solicitedNodeMAC(ip)
-	raw, err := r.ndp.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("reaching the IPv6 packet socket: %w", err)
-	}
-	mreq := unix.PacketMreq{Ifindex: int32(r.ifi.Index), Type: unix.PACKET_MR_MULTICAST, Alen: 6}
-	copy(mreq.Address[:], group)
-	var sockErr error
-	if err := raw.Control(func(fd uintptr) {
-		sockErr = unix.SetsockoptPacketMreq(int(fd), unix.SOL_PACKET, op, &mreq)
-	}); err != nil {
-		return fmt.Errorf("reaching the IPv6 packet socket: %w", err)
-	}
-	if sockErr != nil {
-		return fmt.Errorf("multicast membership %s on %s: %w", group, r.ifi.Name, sockErr)
-	}
-	return nil
-}
-
 // solicitedNodeMAC is the Ethernet group of ip's solicited-node multicast
 // address ff02::1:ffXX:XXXX.
 func solicitedNodeMAC(ip netip.Addr) net.HardwareAddr {
@@ -732,7 +709,7 @@ func (r *Responder) serveNDP(ctx context.Context) {
 		if c, ok := ndpClaim(buf[:n], r.ifi.HardwareAddr); ok {
 			r.observe(c)
 		}
-		if n <= ethernetHeaderLen+ipv6HeaderLen || buf[ethernetHeaderLen+ipv6HeaderLen] != 135 {
+		if n <= ethernetHeaderLen+ipv6HeaderLen || buf[ethernetHeaderLen+ipv6HeaderLen] != icmpv6NeighborSolicitation {
 			continue // an advertisement
 		}
 		r.Stats.NDPSolicitations.Add(1)

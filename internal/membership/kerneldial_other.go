@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// synsPerDial is 1 here: the plain dial sends one SYN and never reports
+// unanswered.
+const synsPerDial = 1
+
 // kernelDial is a plain dial where TCP_INFO is not available: it reports
 // answered and refused, never unanswered (a timeout here might be this
 // process being late, which only the Linux version can rule out).

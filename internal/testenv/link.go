@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
-	"golang.org/x/sys/unix"
 )
 
 // Link is a speaker and a client network namespace joined by a veth pair,
@@ -96,38 +94,6 @@ func (l *Link) Run(args ...string) string {
 // opens stay there.
 func (l *Link) InSpeaker(f func() error) error { return InNetns(l.Speaker, f) }
 
-// InNetns runs f on a thread that has entered the named namespace.
-func InNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/var/run/netns/" + name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", name, err)
-			return
-		}
-		err = f()
-		// Only a thread back in its own namespace may serve other
-		// goroutines; otherwise it ends with this one, still locked.
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
 // Touch makes the client's kernel resolve ip by sending it a datagram.
 func (l *Link) Touch(ip netip.Addr) {
 	_ = exec.Command("ip", "netns", "exec", l.Client, "bash", "-c", fmt.Sprintf("echo x > /dev/udp/%s/9", ip)).Run()
@@ -181,6 +147,9 @@ func ReachableAt(mac string) func(string) bool {
 // ClientMAC is the client's MAC address on a Link.
 const ClientMAC = "02:00:00:00:00:64"
 
+// etherTypeARP is ARP's EtherType (ETH_P_ARP).
+const etherTypeARP = 0x0806
+
 // ClientClaims makes the client announce the IPv4 address ip as its own
 // with a gratuitous ARP request, as another speaker taking the address
 // over does.
@@ -204,7 +173,7 @@ func (l *Link) ClientClaims(ip netip.Addr) {
 		if err != nil {
 			return err
 		}
-		conn, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil)
+		conn, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
 		if err != nil {
 			return err
 		}
