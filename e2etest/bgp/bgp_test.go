@@ -136,6 +136,10 @@ func testECMP(t *testing.T, l *lab.Lab) {
 	gws, _ := kernelNextHops(l, host(ecmp.v4))
 	t.Logf("router kernel: %s via %v", ecmp.v4, gws)
 	waitStatuses(t, l, "ecmp", allNodes(l), peerName)
+	// The Service says so: the peer, and the nodes whose sessions to it
+	// are established (their speakers' Leases say which).
+	t.Logf("condition barelb.io/Announced: %s", waitAnnounced(t, l, "ecmp", metav1.ConditionTrue, barelbv1beta1.AnnouncedReasonBGP,
+		"advertised to "+peerName+" by node "+strings.Join(allNodes(l), ", ")))
 
 	// Flows from the router and from the host behind it reach the pods,
 	// spread over the nodes by the router's multipath hash.
@@ -425,6 +429,8 @@ func testMD5(t *testing.T, l *lab.Lab) {
 	})
 	t.Logf("Event BGPSessionNotEstablished: %s", msg)
 	waitSessions(t, l, nil, 10*time.Second)
+	// The Service says why it reaches no router.
+	t.Logf("condition barelb.io/Announced: %s", waitAnnounced(t, l, "md5", metav1.ConditionFalse, barelbv1beta1.AnnouncedReasonNoBGPSessionUp, peerName))
 	if paths, err := routerPaths(l, host(v4)); err != nil || len(paths) != 0 {
 		t.Errorf("the router learnt %s with a wrong MD5 password: %v %v", v4, paths, err)
 	}
@@ -434,6 +440,7 @@ func testMD5(t *testing.T, l *lab.Lab) {
 	})
 	waitSessions(t, l, allNodes(l), 60*time.Second)
 	waitPaths(t, l, host(v4), allNodes(l), 30*time.Second)
+	waitAnnounced(t, l, "md5", metav1.ConditionTrue, barelbv1beta1.AnnouncedReasonBGP, "advertised to "+peerName)
 	t.Logf("with the right password: sessions up and %s learnt %v after the Secret's update", v4, time.Since(start).Round(time.Millisecond))
 
 	// Back to no password, which also shows the sessions coming back by

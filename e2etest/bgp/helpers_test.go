@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -655,4 +656,32 @@ func measureWithdrawal(l *lab.Lab, prefix netip.Prefix, node string, start time.
 		time.Sleep(5 * time.Millisecond)
 	}
 	return time.Since(start), false
+}
+
+// waitAnnounced waits until the Service's barelb.io/Announced condition
+// has the status and reason, and its message contains every fragment.
+func waitAnnounced(tb testing.TB, l *lab.Lab, svc string, status metav1.ConditionStatus, reason string, fragments ...string) string {
+	tb.Helper()
+	var said string
+	lab.Eventually(tb, 30*time.Second, "Announced condition of "+svc+": "+reason, func() (bool, string) {
+		var s corev1.Service
+		if err := l.Client().Get(context.Background(), client.ObjectKey{Namespace: "default", Name: svc}, &s); err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(s.Status.Conditions, barelbv1beta1.ConditionAnnounced)
+		if c == nil {
+			return false, "no condition"
+		}
+		said = string(c.Status) + " " + c.Reason + ": " + c.Message
+		if c.Status != status || c.Reason != reason {
+			return false, said
+		}
+		for _, f := range fragments {
+			if !strings.Contains(c.Message, f) {
+				return false, said
+			}
+		}
+		return true, said
+	})
+	return said
 }

@@ -370,8 +370,17 @@ func checkAccess(t *testing.T, env *testenv.Env) {
 			{"update", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "barelb-validating-webhook", false},
 			{"update", "barelb.io", "ipaddresspools", "", namespace, "lan", false},
 			{"create", "barelb.io", "servicel2statuses", "", namespace, "", false},
-			{"list", "", "nodes", "", "", "", false},
+			{"update", "barelb.io", "servicebgpstatuses", "status", namespace, "x", false},
+			{"update", "", "nodes", "", "", "n1", false},
+			{"update", "discovery.k8s.io", "endpointslices", "", other, "x", false},
 			{"update", "coordination.k8s.io", "leases", "", other, "x", false},
+			// The Services' barelb.io/Announced condition reads what the
+			// speakers report, the nodes and a Local Service's endpoints.
+			{"watch", "barelb.io", "servicel2statuses", "", namespace, "", true},
+			{"list", "barelb.io", "servicebgpstatuses", "", namespace, "", true},
+			{"list", "", "nodes", "", "", "", true},
+			{"watch", "discovery.k8s.io", "endpointslices", "", "", "", true},
+			{"watch", "coordination.k8s.io", "leases", "", namespace, "", true},
 		},
 		"barelb-speaker": {
 			{"list", "", "services", "", "", "", true},
