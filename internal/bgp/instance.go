@@ -395,7 +395,9 @@ func groupOf(p Peer, r Route) (group, error) {
 	return g, nil
 }
 
-func neighborSetName(peer uint32) string { return "barelb-peer-" + strconv.FormatUint(uint64(peer), 10) }
+func neighborSetName(peer uint32) string {
+	return "barelb-peer-" + strconv.FormatUint(uint64(peer), 10)
+}
 func tagSetName(peer, group uint32) string {
 	return "barelb-tag-" + strconv.FormatUint(uint64(peer), 10) + "-" + strconv.FormatUint(uint64(group), 10)
 }
