@@ -26,15 +26,15 @@ import (
 // so the Speaker cannot live in a namespace entered by one thread: the
 // test runs itself again, whole, inside the speaker namespace.
 const (
-	labEnv      = "BARELB_BGP_LAB"
-	routerASN   = 64501
-	speakerASN  = 64500
-	routerV4    = "198.51.100.100"
-	routerV6    = "2001:db8:100::100"
+	labEnv     = "BARELB_BGP_LAB"
+	routerASN  = 64501
+	speakerASN = 64500
+	routerV4   = "198.51.100.100"
+	routerV6   = "2001:db8:100::100"
 	// The router's addresses for the iBGP and the MD5 sessions.
 	routerV4iBGP = "198.51.100.101"
 	routerV4MD5  = "198.51.100.102"
-	md5Password = "s3cret"
+	md5Password  = "s3cret"
 )
 
 // labSpec is handed to the test run inside the speaker namespace.

@@ -17,7 +17,6 @@ import (
 	apipb "github.com/osrg/gobgp/v3/api"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")

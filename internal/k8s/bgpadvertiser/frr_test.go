@@ -43,7 +43,7 @@ const (
 	// The router's addresses for the peers "md5" and "bfd".
 	routerMD5 = "198.51.100.101"
 	routerBFD = "198.51.100.102"
-	md5Secret  = "s3cret"
+	md5Secret = "s3cret"
 )
 
 type labSpec struct {
