@@ -3,7 +3,9 @@ package chaos_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,12 +14,39 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
 )
 
-// burst is how many Services a churn step creates at once: the sample
-// pool's 40 IPv4 addresses, less the chaos lab's own.
-const burst = 30
+// smallBurst is how many Services a churn step creates at once by
+// default: the sample pool's 40 IPv4 addresses, less the chaos lab's own.
+// BARELB_CHURN=500 makes bursts of 500 IPv6-only Services instead, from a
+// pool of 4,096 addresses on the LAN added for them.
+const smallBurst = 30
+
+// churnBurst is the burst size and the IP family of its Services.
+func churnBurst(tb testing.TB, l *lab.Lab) (int, corev1.IPFamily) {
+	tb.Helper()
+	v := os.Getenv("BARELB_CHURN")
+	if v == "" {
+		return smallBurst, corev1.IPv4Protocol
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 4000 {
+		tb.Fatalf("BARELB_CHURN=%q: want a number of Services, 1 to 4000", v)
+	}
+	for _, obj := range []client.Object{
+		&barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "burst", Namespace: lab.BarelbNamespace},
+			Spec: barelbv1beta1.IPAddressPoolSpec{Addresses: []barelbv1beta1.AddressRange{"2001:db8:100::1000/116"}}},
+		&barelbv1beta1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "burst", Namespace: lab.BarelbNamespace},
+			Spec: barelbv1beta1.L2AdvertisementSpec{IPAddressPools: []string{"burst"}}},
+	} {
+		if err := l.Client().Create(context.Background(), obj); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return n, corev1.IPv6Protocol
+}
 
 // TestChurnUnderFailure kills barelb's processes while Services come and
 // go, and checks afterwards, from the client's side, that every address
@@ -27,10 +56,12 @@ const burst = 30
 func TestChurnUnderFailure(t *testing.T) {
 	l, assigned := startChaosLab(t, 4)
 	before := checkOneAnswerer(t, l, assigned, 30*time.Second)
+	burst, family := churnBurst(t, l)
+	settle := 30*time.Second + time.Duration(burst)*100*time.Millisecond
 
 	t.Run("the busiest speaker SIGKILLed in a burst of Service changes", func(t *testing.T) {
 		node := busiest(before)
-		created := createBurst(t, l, "burst", burst, func(i int) {
+		created := createBurst(t, l, "burst", burst, family, func(i int) {
 			if i == burst/2 {
 				if err := l.Kill(node, lab.ComponentSpeaker); err != nil {
 					t.Fatal(err)
@@ -42,14 +73,14 @@ func TestChurnUnderFailure(t *testing.T) {
 		}
 		all := merge(assigned, created)
 		checkNoDuplicates(t, all)
-		checkOneAnswerer(t, l, all, 30*time.Second)
+		checkOneAnswerer(t, l, all, settle)
 		checkUnchanged(t, l, assigned)
 		deleteServices(t, l, created)
 		checkOneAnswerer(t, l, assigned, 30*time.Second)
 	})
 
 	t.Run("the controller SIGKILLed in a burst of Service creations", func(t *testing.T) {
-		created := createBurst(t, l, "again", burst, func(i int) {
+		created := createBurst(t, l, "again", burst, family, func(i int) {
 			if i == burst/2 {
 				if err := l.Kill("cp", lab.ComponentController); err != nil {
 					t.Fatal(err)
@@ -61,16 +92,16 @@ func TestChurnUnderFailure(t *testing.T) {
 		})
 		all := merge(assigned, created)
 		checkNoDuplicates(t, all)
-		checkOneAnswerer(t, l, all, 30*time.Second)
+		checkOneAnswerer(t, l, all, settle)
 		checkUnchanged(t, l, assigned)
 		deleteServices(t, l, created)
 	})
 }
 
-// createBurst creates n IPv4 LoadBalancer Services named PREFIX-i as fast
-// as it can, calling during(i) before each, and returns their addresses
-// once every one has one.
-func createBurst(tb testing.TB, l *lab.Lab, prefix string, n int, during func(i int)) map[string][]string {
+// createBurst creates n single-stack LoadBalancer Services of family
+// named PREFIX-i as fast as it can, calling during(i) before each, and
+// returns their addresses once every one has one.
+func createBurst(tb testing.TB, l *lab.Lab, prefix string, n int, family corev1.IPFamily, during func(i int)) map[string][]string {
 	tb.Helper()
 	single := corev1.IPFamilyPolicySingleStack
 	var names []string
@@ -80,7 +111,7 @@ func createBurst(tb testing.TB, l *lab.Lab, prefix string, n int, during func(i 
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 			Spec: corev1.ServiceSpec{
-				Type: corev1.ServiceTypeLoadBalancer, IPFamilyPolicy: &single, IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol},
+				Type: corev1.ServiceTypeLoadBalancer, IPFamilyPolicy: &single, IPFamilies: []corev1.IPFamily{family},
 				Selector: map[string]string{"app": "p"},
 				Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
 			},

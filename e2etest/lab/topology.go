@@ -32,18 +32,9 @@ func (l *Lab) buildTopology() error {
 		hostCmds[h.Netns] = append(hostCmds[h.Netns], "link set lo up")
 		for _, ifc := range h.Interfaces {
 			if ifc.Port != "" {
-				segCmds[ifc.bridge()] = append(segCmds[ifc.bridge()],
-					fmt.Sprintf("link add %s type veth peer name %s address %s netns %s", ifc.Port, ifc.Name, ifc.MAC, h.Netns),
-					fmt.Sprintf("link set %s master br0 up", ifc.Port))
+				segCmds[ifc.bridge()] = append(segCmds[ifc.bridge()], bridgePortCmds(h, ifc)...)
 			}
-			hostCmds[h.Netns] = append(hostCmds[h.Netns], fmt.Sprintf("link set %s up", ifc.Name))
-			for _, a := range ifc.Addresses {
-				extra := ""
-				if strings.Contains(a, ":") {
-					extra = " nodad"
-				}
-				hostCmds[h.Netns] = append(hostCmds[h.Netns], fmt.Sprintf("addr add %s dev %s%s", a, ifc.Name, extra))
-			}
+			hostCmds[h.Netns] = append(hostCmds[h.Netns], hostLinkCmds(ifc)...)
 		}
 	}
 	// The point-to-point link between the router and the host behind it.
@@ -65,18 +56,7 @@ func (l *Lab) buildTopology() error {
 	// With a second LAN, each LAN reaches the other through the
 	// router's leg on it, pods included.
 	secondLAN := s.Client2.Netns != ""
-	routerOn := func(h Host, family int) netip.Addr {
-		for _, ifc := range s.Router.Interfaces {
-			if ifc.Segment == SegmentLAN && (ifc.bridge() == SegmentLAN2) == h.onLAN2() {
-				for _, a := range ifc.Addresses {
-					if p := netip.MustParsePrefix(a); p.Addr().Is4() == (family == 4) {
-						return p.Addr()
-					}
-				}
-			}
-		}
-		return netip.Addr{}
-	}
+	routerOn := s.routerOn
 	if secondLAN {
 		for _, h := range append([]Host{s.ControlPlane, s.Client, s.Client2}, s.Nodes...) {
 			other4, other6 := LAN2v4, LAN2v6
@@ -94,21 +74,8 @@ func (l *Lab) buildTopology() error {
 		}
 	}
 	for _, n := range s.Nodes {
-		for _, m := range s.Nodes {
-			if m.Name == n.Name {
-				continue
-			}
-			via4, via6 := m.Addr(SegmentLAN, 4), m.Addr(SegmentLAN, 6)
-			if m.onLAN2() != n.onLAN2() {
-				via4, via6 = routerOn(n, 4), routerOn(n, 6)
-			}
-			hostCmds[n.Netns] = append(hostCmds[n.Netns],
-				fmt.Sprintf("route add %s via %s", m.PodCIDRs[0], via4),
-				fmt.Sprintf("route add %s via %s", m.PodCIDRs[1], via6))
-		}
+		hostCmds[n.Netns] = append(hostCmds[n.Netns], s.nodeRoutes(n)...)
 		hostCmds[n.Netns] = append(hostCmds[n.Netns],
-			fmt.Sprintf("route add %s via %s", ExtSegv4, s.Router.Addr(SegmentRouter, 4)),
-			fmt.Sprintf("route add %s via %s", ExtSegv6, s.Router.Addr(SegmentRouter, 6)),
 			// The pods' bridge.
 			"link add cni0 type bridge", "link set cni0 up",
 			"addr add "+gateway(n.PodCIDRs[0])+"/24 dev cni0",
@@ -134,7 +101,94 @@ func (l *Lab) buildTopology() error {
 		"net.ipv4.fib_multipath_hash_policy": "1", "net.ipv6.fib_multipath_hash_policy": "1"})
 }
 
+// nodeRoutes are a node's routes: pod ranges of the other nodes over the
+// LAN, the network behind the router through the router. "replace" makes
+// them safe to add again.
+func (s *State) nodeRoutes(n Host) []string {
+	var out []string
+	for _, m := range s.Nodes {
+		if m.Name == n.Name {
+			continue
+		}
+		// A node on the other LAN (Options.SecondLAN) through the router.
+		via4, via6 := m.Addr(SegmentLAN, 4), m.Addr(SegmentLAN, 6)
+		if m.onLAN2() != n.onLAN2() {
+			via4, via6 = s.routerOn(n, 4), s.routerOn(n, 6)
+		}
+		out = append(out,
+			fmt.Sprintf("route replace %s via %s", m.PodCIDRs[0], via4),
+			fmt.Sprintf("route replace %s via %s", m.PodCIDRs[1], via6))
+	}
+	return append(out,
+		fmt.Sprintf("route replace %s via %s", ExtSegv4, s.Router.Addr(SegmentRouter, 4)),
+		fmt.Sprintf("route replace %s via %s", ExtSegv6, s.Router.Addr(SegmentRouter, 6)))
+}
+
+// hostLinkCmds bring a host's interface up with its addresses.
+func hostLinkCmds(ifc Interface) []string {
+	out := []string{fmt.Sprintf("link set %s up", ifc.Name)}
+	for _, a := range ifc.Addresses {
+		extra := ""
+		if strings.Contains(a, ":") {
+			extra = " nodad"
+		}
+		out = append(out, fmt.Sprintf("addr add %s dev %s%s", a, ifc.Name, extra))
+	}
+	return out
+}
+
+// bridgePortCmds make a host's interface on its segment's bridge.
+func bridgePortCmds(h Host, ifc Interface) []string {
+	return []string{
+		fmt.Sprintf("link add %s type veth peer name %s address %s netns %s", ifc.Port, ifc.Name, ifc.MAC, h.Netns),
+		fmt.Sprintf("link set %s master br0 up", ifc.Port),
+	}
+}
+
+// RecreateLANLink deletes a node's LAN interface and makes it again with
+// the same name, MAC, addresses and routes, as a driver reload or a
+// network configuration that re-creates a bond or VLAN does: a program
+// that holds the old interface (a socket bound to its index) has lost it.
+func (l *Lab) RecreateLANLink(node string) error {
+	n, err := l.node(node)
+	if err != nil {
+		return err
+	}
+	for _, ifc := range n.Interfaces {
+		if ifc.Segment != SegmentLAN {
+			continue
+		}
+		seg := l.state.Bridges[SegmentLAN]
+		// Deleting the bridge's end deletes the pair.
+		if err := ipBatch(seg, []string{"link del " + ifc.Port}); err != nil {
+			return fmt.Errorf("deleting %s's %s: %w", node, ifc.Name, err)
+		}
+		if err := ipBatch(seg, bridgePortCmds(n, ifc)); err != nil {
+			return fmt.Errorf("making %s's %s again: %w", node, ifc.Name, err)
+		}
+		if err := ipBatch(n.Netns, append(hostLinkCmds(ifc), l.state.nodeRoutes(n)...)); err != nil {
+			return fmt.Errorf("configuring %s's %s again: %w", node, ifc.Name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("node %s has no LAN interface", node)
+}
+
 // gateway is the first address of a pod range, the node's address on cni0.
 func gateway(cidr string) string {
 	return netip.MustParsePrefix(cidr).Addr().Next().String()
+}
+
+// routerOn is the router's address on h's LAN (Options.SecondLAN).
+func (s *State) routerOn(h Host, family int) netip.Addr {
+	for _, ifc := range s.Router.Interfaces {
+		if ifc.Segment == SegmentLAN && (ifc.bridge() == SegmentLAN2) == h.onLAN2() {
+			for _, a := range ifc.Addresses {
+				if p := netip.MustParsePrefix(a); p.Addr().Is4() == (family == 4) {
+					return p.Addr()
+				}
+			}
+		}
+	}
+	return netip.Addr{}
 }

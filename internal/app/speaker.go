@@ -262,24 +262,6 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 // sessions only once BGPPeers select the node).
 func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) error {
 	log := mgr.GetLogger().WithName("speaker")
-	// m and addr stay zero without memberlist.
-	var m *membership.Membership
-	var addr string
-	if o.Memberlist {
-		var err error
-		if m, addr, err = startMemberlist(ctx, mgr, o, secret); err != nil {
-			return err
-		}
-	} else {
-		log.Info("memberlist is off (--memberlist=false): the API decides which speakers are alive (Ready nodes whose speaker renews its Lease); " +
-			"a dead speaker on a Ready node keeps its addresses until its Lease expires (20s)")
-	}
-	shutdown := func() error {
-		if m == nil {
-			return nil
-		}
-		return m.Shutdown()
-	}
 	// One cache of Services, endpoints' nodes and ServiceL2Statuses for
 	// every reconciler of the speaker, as compact records (see
 	// servicecache); /readyz waits for it too.
@@ -291,8 +273,29 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		err = mgr.AddReadyzCheck("service-cache", services.ReadyCheck)
 	}
 	if err != nil {
-		_ = shutdown()
 		return fmt.Errorf("setting up the service cache: %w", err)
+	}
+	// What a speaker that starts while the API server is away learns from
+	// this one over memberlist, and this one from the others when it does.
+	peers := l2announcer.NewPeerTable(l2announcer.PeerTableOptions{Log: log.WithName("layer2"), Reader: mgr.GetClient(),
+		Services: services, Namespace: o.Namespace, Node: o.NodeName})
+	// m and addr stay zero without memberlist.
+	var m *membership.Membership
+	var addr string
+	if o.Memberlist {
+		var err error
+		if m, addr, err = startMemberlist(ctx, mgr, o, secret, peers); err != nil {
+			return err
+		}
+	} else {
+		log.Info("memberlist is off (--memberlist=false): the API decides which speakers are alive (Ready nodes whose speaker renews its Lease); " +
+			"a dead speaker on a Ready node keeps its addresses until its Lease expires (20s)")
+	}
+	shutdown := func() error {
+		if m == nil {
+			return nil
+		}
+		return m.Shutdown()
 	}
 	answerCtx, stopAnswering := context.WithCancel(context.Background())
 	// BGP sessions close on stopping once layer 2 has handed over.
@@ -313,6 +316,9 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 		Members: alive, Network: network, Services: services, Speakers: speakers,
+	}
+	if m != nil {
+		r.Peers = peers
 	}
 	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, OnPeerClaim: r.HandlePeerClaim,
 		GratuitousInterval: o.GratuitousInterval, Speaker: speakers.NodeOf}
@@ -405,7 +411,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 
 // startMemberlist starts this speaker's memberlist on its address (the
 // node's InternalIP unless --memberlist-address), which it returns too.
-func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) (*membership.Membership, string, error) {
+func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string, state membership.JoinState) (*membership.Membership, string, error) {
 	addr := o.MemberlistAddress
 	if addr == "" {
 		ip, err := speakerglue.NodeAddress(ctx, mgr.GetAPIReader(), o.NodeName)
@@ -433,7 +439,7 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 		Logger: mgr.GetLogger().WithName("speaker"), Meta: meta,
 		// A speaker that left answers on for its hand-over only; heard
 		// after that, it is back where this one cannot hear it.
-		LeftGrace: o.HandOver + leftGraceMargin})
+		LeftGrace: o.HandOver + leftGraceMargin, JoinState: state})
 	if err != nil {
 		return nil, "", err
 	}

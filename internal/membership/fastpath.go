@@ -390,6 +390,8 @@ type delegate struct {
 	meta *atomic.Pointer[[]byte] // this member's metadata
 	// departing records a member's leaving notice.
 	departing func(name string)
+	// state is exchanged on joins only (see JoinState); nil for none.
+	state JoinState
 }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -413,9 +415,18 @@ func (d delegate) NotifyMsg(b []byte) {
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.fp.queue.GetBroadcasts(overhead, limit)
 }
-func (delegate) LocalState(bool) []byte        { return nil }
-func (delegate) MergeRemoteState([]byte, bool) {}
-func (delegate) AckPayload() []byte            { return nil }
+func (d delegate) LocalState(join bool) []byte {
+	if !join || d.state == nil {
+		return nil
+	}
+	return d.state.LocalJoinState()
+}
+func (d delegate) MergeRemoteState(b []byte, join bool) {
+	if join && d.state != nil && len(b) > 0 {
+		d.state.MergeJoinState(b)
+	}
+}
+func (delegate) AckPayload() []byte { return nil }
 func (d delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
 	d.fp.clear(n.Name, "acked a ping")
 }

@@ -76,6 +76,10 @@ type memberOpts struct {
 	meta   []byte
 	// leftGrace is Config.LeftGrace.
 	leftGrace time.Duration
+	// state is Config.JoinState.
+	state JoinState
+	// pushPull, when set, is Timing.PushPullInterval.
+	pushPull time.Duration
 }
 
 func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
@@ -90,7 +94,11 @@ func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
 	if o.logger != nil {
 		lg = *o.logger
 	}
-	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: testTiming(t), Logger: lg, Meta: o.meta, LeftGrace: o.leftGrace})
+	timing := testTiming(t)
+	if o.pushPull > 0 {
+		timing.PushPullInterval = o.pushPull
+	}
+	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: timing, Logger: lg, Meta: o.meta, LeftGrace: o.leftGrace, JoinState: o.state})
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}

@@ -77,6 +77,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -120,6 +121,22 @@ type Config struct {
 	// notice (see Left): longer than a leaving member goes on answering
 	// for its hand-over. DefaultLeftGrace when zero.
 	LeftGrace time.Duration
+	// JoinState, when set, is the state this member hands a member that
+	// joins it, or that it joins, and takes from it (see JoinState).
+	JoinState JoinState
+}
+
+// JoinState is state exchanged with every member this one joins or is
+// joined by (memberlist's push/pull on a join, both ways, over the same
+// encrypted stream as the member lists), and never on the periodic
+// anti-entropy exchanges: what a member that starts needs from the
+// others, which they should not resend every PushPullInterval. Both
+// methods run on memberlist's goroutines and must not block for long.
+type JoinState interface {
+	// LocalJoinState is this member's state to hand over; nil for none.
+	LocalJoinState() []byte
+	// MergeJoinState takes another member's state.
+	MergeJoinState([]byte)
 }
 
 // MaxMetaSize is the most metadata a member may carry: memberlist's limit.
@@ -221,7 +238,7 @@ func New(cfg Config) (*Membership, error) {
 	}
 	mc.Events = events{m}
 	m.meta.Store(ptr(slices.Clone(cfg.Meta)))
-	mc.Delegate = delegate{fp: m.fast, meta: &m.meta, departing: m.departing}
+	mc.Delegate = delegate{fp: m.fast, meta: &m.meta, departing: m.departing, state: cfg.JoinState}
 	mc.Ping = delegate{fp: m.fast}
 	mc.Logger = log.New(logWriter{cfg.Logger.WithName("memberlist")}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -382,6 +399,35 @@ func (m *Membership) Shutdown() error {
 		return fmt.Errorf("membership: shutdown: %w", err)
 	}
 	return nil
+}
+
+// RequestJoinState exchanges join state (see JoinState) with up to n
+// other live members, picked at random, and returns how many answered: a
+// member that started with nothing to plan from asks again this way
+// rather than wait to be joined.
+func (m *Membership) RequestJoinState(n int) int {
+	m.mu.Lock()
+	closed := m.closed || m.left
+	m.mu.Unlock()
+	if closed {
+		return 0
+	}
+	var addrs []string
+	for _, node := range m.list.Members() {
+		if node.Name != m.fast.self {
+			addrs = append(addrs, node.Address())
+		}
+	}
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	answered := 0
+	for _, a := range addrs[:min(n, len(addrs))] {
+		if _, err := m.list.Join([]string{a}); err != nil {
+			m.log.V(1).Info("Join state exchange failed", "address", a, "error", err.Error())
+			continue
+		}
+		answered++
+	}
+	return answered
 }
 
 // syncWith exchanges the full state with the member at addr (a

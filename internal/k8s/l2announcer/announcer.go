@@ -96,6 +96,10 @@ type Reconciler struct {
 	Services *servicecache.Cache
 	// Observer, when set, is told every plan (metrics and checks).
 	Observer *Observer
+	// Peers, when set, hands this speaker's reading of the cluster to
+	// speakers that start while the API server is away, and gives this
+	// one the others' when it does (see PeerTable).
+	Peers *PeerTable
 	// Speakers, when set, tells which speakers run (their Leases): where
 	// memberlist cannot tell, only their nodes are elected (see
 	// heartbeat.FallbackAlive), not every Ready node.
@@ -189,12 +193,13 @@ type subnetSource interface {
 // else what the speaker's Lease says (kept after a crash, read alike by a
 // speaker started since): every speaker must give the election the same
 // subnets, or they elect differently.
-func (r *Reconciler) nodeSubnets(ctx context.Context, in *inputs) error {
+func (r *Reconciler) nodeSubnets(ctx context.Context, in *inputs, fromAPI bool) error {
 	var fromMeta, fromLease map[string][]netip.Prefix
 	if s, ok := r.Members.(subnetSource); ok {
 		fromMeta = s.Subnets()
 	}
-	if r.Speakers != nil {
+	// The Leases cannot be read while the API server is away.
+	if r.Speakers != nil && fromAPI {
 		var err error
 		if fromLease, err = r.Speakers.Subnets(ctx); err != nil {
 			return err
@@ -221,14 +226,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, ctx.Err()
 	}
 	alive, membershipOK := r.Members.Alive()
-	// A speaker that reappears (a restart, a healed partition) may have
-	// been answering on its side all along; whoever keeps an address
-	// tells the LAN again, so that neighbours drop the other's MAC.
-	rejoined := false
-	for name := range alive {
-		rejoined = rejoined || (r.alive != nil && alive[name] && !r.alive[name])
-	}
-	r.alive = alive
 	in, err := read(ctx, r.Client, r.Services, r.Namespace, r.LBClass, alive, membershipOK)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -238,60 +235,41 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			return reconcile.Result{}, err
 		}
 	}
-	if err := r.nodeSubnets(ctx, in); err != nil {
-		return reconcile.Result{}, err
+	if r.Peers != nil {
+		r.Peers.readFromAPI()
+	}
+	retry, err := r.planAndApply(ctx, in, alive, membershipOK, r.announcedElsewhere(), true)
+	return reconcile.Result{RequeueAfter: retry}, err
+}
+
+// planAndApply computes the plan from in and applies this node's part of it.
+// taken are the Services announced by another node (not probed when
+// taken over). fromAPI is false for a plan made from another speaker's
+// table while the API server is away: the speakers' Leases cannot be
+// read then, nor statuses written. It returns how soon to plan again.
+func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[string]bool, membershipOK bool, taken map[string]bool, fromAPI bool) (time.Duration, error) {
+	// A speaker that reappears (a restart, a healed partition) may have
+	// been answering on its side all along; whoever keeps an address
+	// tells the LAN again, so that neighbours drop the other's MAC.
+	rejoined := anyRejoined(r.alive, alive)
+	r.alive = alive
+	if err := r.nodeSubnets(ctx, in, fromAPI); err != nil {
+		return 0, err
 	}
 	host, err := r.Network.Interfaces()
 	if err != nil {
-		return reconcile.Result{}, fmt.Errorf("reading interfaces: %w", err)
+		return 0, fmt.Errorf("reading interfaces: %w", err)
 	}
-	taken := r.announcedElsewhere()
 	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
 	// The maps are made at the size this node's part of the plan had last
 	// time: at 10,000 addresses, growing them is much of a plan's garbage.
-	size := len(r.answering)
-	want := make(map[netip.Addr][]string, size)
-	services := make(map[string]netip.Addr, size)
-	// servicesOf are the Services of each address (a dual-stack Service
-	// has two addresses), sorted: the plan's lists.
-	servicesOf := make(map[netip.Addr][]string, size)
-	// probe: addresses that no other node announced for any of their
-	// Services, new to the cluster, are probed before being answered; a
-	// take-over is not.
-	probe := make(map[netip.Addr]bool, size)
-	var keys map[netip.Addr]netip.Addr
-	var owners map[netip.Addr]string
-	for _, a := range plan {
-		if a.Node != r.Node {
-			continue
-		}
-		if a.Owner != r.Node {
-			if owners == nil {
-				owners = map[netip.Addr]string{}
-			}
-			owners[a.Address] = a.Owner
-		}
-		if a.Key != a.Address {
-			if keys == nil {
-				keys = map[netip.Addr]netip.Addr{}
-			}
-			keys[a.Address] = a.Key
-		}
-		ifaces := layer2.SelectInterfaces(a.Address, a.Interfaces, host)
-		if len(ifaces) == 0 {
-			r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
-			continue
-		}
-		want[a.Address] = ifaces
-		servicesOf[a.Address] = a.Services
-		probe[a.Address] = true
-		for _, s := range a.Services {
-			services[s] = a.Address
-			probe[a.Address] = probe[a.Address] && !taken[s]
-		}
+	part := decide(plan, r.Node, host, taken, len(r.answering))
+	for _, a := range part.noInterface {
+		r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
 	}
+	want, services, servicesOf, probe, keys, owners := part.want, part.services, part.servicesOf, part.probe, part.keys, part.owners
 	if err := r.apply(ctx, want, rejoined, probe); err != nil {
-		return reconcile.Result{}, err
+		return 0, err
 	}
 	viewAlive := alive
 	if !membershipOK {
@@ -304,14 +282,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	}
 	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys, owners: owners})
 	var leaseRetry time.Duration
-	if membershipOK {
+	if membershipOK && fromAPI {
 		if leaseRetry, err = r.checkLeases(ctx, alive, time.Now()); err != nil {
-			return reconcile.Result{}, err
+			return 0, err
 		}
 	}
 	contestRetry, err := r.settleContests(ctx, in, viewAlive, want, servicesOf)
 	if err != nil {
-		return reconcile.Result{}, err
+		return 0, err
 	}
 	if leaseRetry > 0 && (contestRetry == 0 || leaseRetry < contestRetry) {
 		contestRetry = leaseRetry
@@ -319,7 +297,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	r.Observer.planned(ctx, in, plan, want, host)
 	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
 	if err != nil {
-		return reconcile.Result{}, err
+		return 0, err
 	}
 	if m := r.Observer.metrics(); m != nil {
 		// What the node answers for: not what it is probing, what
@@ -334,9 +312,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			delete(services, key)
 		}
 	}
-	r.report(in, want, services)
+	if fromAPI {
+		r.report(in, want, services)
+	}
 	r.planned.Store(true)
-	return reconcile.Result{RequeueAfter: contestRetry}, nil
+	return contestRetry, nil
 }
 
 // fallbackAlive replaces node readiness in the plan's nodes with the

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,6 +23,7 @@ import (
 	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/election"
 	"github.com/barelb/barelb/internal/layer2"
+	"github.com/barelb/barelb/internal/metrics"
 	"github.com/barelb/barelb/internal/testenv"
 )
 
@@ -82,6 +85,9 @@ func TestContestedAddresses(t *testing.T) {
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: testr.New(t),
 		Node: "n1", Namespace: namespace, Members: m, Network: network,
 	}
+	speakerMetrics, err := metrics.NewSpeaker(prometheus.NewRegistry())
+	must(err)
+	r.Observer = &Observer{Recorder: r.Recorder, Log: r.Log, Node: r.Node, Metrics: speakerMetrics, Interfaces: network.Interfaces}
 	clientMAC, _ := net.ParseMAC(testenv.ClientMAC)
 	network.opts = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, OnPeerClaim: r.HandlePeerClaim,
 		Speaker: func(mac net.HardwareAddr) (string, bool) { return other, mac.String() == clientMAC.String() }}
@@ -216,6 +222,8 @@ func TestContestedAddresses(t *testing.T) {
 	t.Run("the arbitration's loser stops answering, the winner goes on", func(t *testing.T) {
 		waitFor(t, "the address the other speaker wins yielded", func() bool { return resp().Yielded(vipYield) })
 		waitFor(t, "no ServiceL2Status naming n1 for the yielded address", func() bool { return statusNode("yield") != "n1" })
+		// What the node answers for, not what it yielded.
+		waitFor(t, "barelb_speaker_addresses_announced 1", func() bool { return testutil.ToFloat64(speakerMetrics.AddressesAnnounced) == 1 })
 		if !resp().Owns(vipKeep) {
 			t.Error("the address n1 wins is no longer answered")
 		}
@@ -257,6 +265,7 @@ func TestContestedAddresses(t *testing.T) {
 		waitFor(t, "the yielded address answered again", func() bool { return resp().Owns(vipYield) })
 		t.Logf("answered again %v after the other speaker's last claim", time.Since(start).Round(time.Millisecond))
 		waitFor(t, "ServiceL2Status naming n1 again", func() bool { return statusNode("yield") == "n1" })
+		waitFor(t, "barelb_speaker_addresses_announced 2", func() bool { return testutil.ToFloat64(speakerMetrics.AddressesAnnounced) == 2 })
 	})
 
 	t.Run("healed: a Normal Event once memberlist sees the speaker again", func(t *testing.T) {

@@ -47,37 +47,42 @@ type ServiceSource interface {
 // the rest from c. alive names the live speakers; ok is false when
 // membership is unavailable, and node readiness stands in.
 func read(ctx context.Context, c client.Reader, services ServiceSource, namespace, lbClass string, alive map[string]bool, membershipOK bool) (*inputs, error) {
-	in := &inputs{byKey: map[string]*servicecache.Service{}, pools: map[string]*config.Pool{}}
-
 	var poolList barelbv1beta1.IPAddressPoolList
 	if err := c.List(ctx, &poolList, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing IPAddressPools: %w", err)
-	}
-	for i := range poolList.Items {
-		// The definition the controller uses: the last valid one while
-		// it refuses an edit.
-		if p, err := config.PoolInForce(&poolList.Items[i]); err == nil {
-			in.pools[p.Name] = p
-		}
 	}
 	var advList barelbv1beta1.L2AdvertisementList
 	if err := c.List(ctx, &advList, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing L2Advertisements: %w", err)
 	}
-	for i := range advList.Items {
-		if a, err := config.L2AdvertisementFromAPI(&advList.Items[i]); err == nil {
-			in.advs = append(in.advs, a)
-		}
-	}
-
 	// Nodes are read without copying them out of the cache: everything
 	// read here is read-only.
 	var nodeList corev1.NodeList
 	if err := c.List(ctx, &nodeList, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Nodes: %w", err)
 	}
-	for i := range nodeList.Items {
-		n := &nodeList.Items[i]
+	return inputsFrom(poolList.Items, advList.Items, nodeList.Items, services, lbClass, alive, membershipOK), nil
+}
+
+// inputsFrom makes the plan's inputs from the objects read, from the
+// caches or from another speaker's table (see PeerTable).
+func inputsFrom(pools []barelbv1beta1.IPAddressPool, advs []barelbv1beta1.L2Advertisement, nodes []corev1.Node, services ServiceSource, lbClass string, alive map[string]bool, membershipOK bool) *inputs {
+	in := &inputs{pools: make(map[string]*config.Pool, len(pools))}
+	for i := range pools {
+		// The definition the controller uses: the last valid one while
+		// it refuses an edit.
+		if p, err := config.PoolInForce(&pools[i]); err == nil {
+			in.pools[p.Name] = p
+		}
+	}
+	for i := range advs {
+		if a, err := config.L2AdvertisementFromAPI(&advs[i]); err == nil {
+			in.advs = append(in.advs, a)
+		}
+	}
+	in.nodes = make([]election.L2Node, 0, len(nodes))
+	for i := range nodes {
+		n := &nodes[i]
 		_, excluded := n.Labels[ExcludeLabel]
 		isAlive := alive[n.Name]
 		if !membershipOK {
@@ -121,7 +126,7 @@ func read(ctx context.Context, c client.Reader, services ServiceSource, namespac
 		in.services = append(in.services, s)
 		in.byKey[key] = svc
 	}
-	return in, nil
+	return in
 }
 
 func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatus {

@@ -59,11 +59,9 @@ func (r *records) EndpointNodes(key string) map[string]bool {
 	return out
 }
 
-// TestCacheTransformsKeepWhatReadReads proves the speaker's cache
-// transforms and service records correct: the plan's inputs read from
-// trimmed objects and records are the inputs the objects as the API
-// server sends them make.
-func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
+// sampleObjects are the objects of a small cluster as the API server
+// sends them, with what the speaker reads and what it ignores.
+func sampleObjects() []client.Object {
 	managed := []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate}}
 	class := "other"
 	svc := func(name string, mutate func(*corev1.Service)) *corev1.Service {
@@ -112,7 +110,7 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 	cond := func(typ corev1.NodeConditionType, status corev1.ConditionStatus) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: typ, Status: status, Reason: "KubeletReady", Message: "kubelet is posting ready status"}
 	}
-	objects := []client.Object{
+	return []client.Object{
 		svc("cluster", func(*corev1.Service) {}),
 		svc("local", func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }),
 		svc("other-class", func(s *corev1.Service) { s.Spec.LoadBalancerClass = &class }),
@@ -134,6 +132,15 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 		node("n3", nil, cond(corev1.NodeReady, corev1.ConditionFalse), cond(corev1.NodeNetworkUnavailable, corev1.ConditionTrue),
 			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse)),
 	}
+}
+
+// TestCacheTransformsKeepWhatReadReads proves the speaker's cache
+// transforms and service records correct: the plan's inputs read from
+// trimmed objects and records are the inputs the objects as the API
+// server sends them make.
+func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
+	objects := sampleObjects()
+	managed := []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate}}
 	transforms := CacheTransforms()
 	trim := func(obj client.Object) client.Object {
 		for kind, tf := range transforms {

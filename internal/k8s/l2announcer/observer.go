@@ -263,12 +263,18 @@ func nodeRef(node string) *corev1.ObjectReference {
 	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: node, UID: types.UID(node)}
 }
 
+// kubeProxyReadTimeout bounds reading kube-proxy's ConfigMap.
+const kubeProxyReadTimeout = 2 * time.Second
+
 // kubeProxyCause names kube-proxy's configuration when it can be read and
 // explains the problem.
 func (o *Observer) kubeProxyCause(ctx context.Context) string {
 	if o.APIReader == nil {
 		return ""
 	}
+	// Under the plan's lock: a hung API server must not hold it.
+	ctx, cancel := context.WithTimeout(ctx, kubeProxyReadTimeout)
+	defer cancel()
 	var cm corev1.ConfigMap
 	if err := o.APIReader.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "kube-proxy"}, &cm); err != nil {
 		o.Log.V(1).Info("cannot read kube-proxy's ConfigMap; not naming the cause", "error", err.Error())

@@ -61,6 +61,11 @@ func Setup(mgr ctrl.Manager, r *Reconciler, memberChanges <-chan event.GenericEv
 			return fmt.Errorf("adding the speakers' Lease watch: %w", err)
 		}
 	}
+	if r.Peers != nil {
+		if err := mgr.Add(runnableFunc(func(ctx context.Context) error { r.planFromPeers(ctx); return nil })); err != nil {
+			return fmt.Errorf("adding the plan from other speakers' tables: %w", err)
+		}
+	}
 	r.statuses = newStatusWriter(r)
 	if err := mgr.Add(runnableFunc(func(ctx context.Context) error { r.statuses.run(ctx); return nil })); err != nil {
 		return fmt.Errorf("adding the ServiceL2Status writer: %w", err)

@@ -1,0 +1,90 @@
+package l2announcer
+
+import (
+	"net/netip"
+
+	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/layer2"
+)
+
+// nodePart is one node's part of the layer-2 plan: what it answers for,
+// where, and for which Services.
+type nodePart struct {
+	// want are the addresses to answer for, each with its interfaces.
+	want map[netip.Addr][]string
+	// services maps each Service this node announces to one of its
+	// addresses (the one its ServiceL2Status is written for).
+	services map[string]netip.Addr
+	// servicesOf are the Services of each address, sorted (the plan's).
+	servicesOf map[netip.Addr][]string
+	// probe marks the addresses that no other node announced for any of
+	// their Services: new to the cluster, they are probed before being
+	// answered; a take-over is not.
+	probe map[netip.Addr]bool
+	// keys are the election keys of addresses elected under another
+	// address's key (a dual-stack or shared group); nil when none.
+	keys map[netip.Addr]netip.Addr
+	// owners are the plan's owners (election.L2Announcement.Owner) of
+	// the addresses this node announces that another node owns (or none
+	// does); nil when none.
+	owners map[netip.Addr]string
+	// noInterface are the addresses won that no interface of host may
+	// answer for.
+	noInterface []election.L2Announcement
+}
+
+// decide picks node's part of plan. host are the node's interfaces;
+// taken are the Services another node's ServiceL2Status names; size is a
+// hint for the maps (the last part's size).
+func decide(plan []election.L2Announcement, node string, host []layer2.Interface, taken map[string]bool, size int) nodePart {
+	p := nodePart{
+		want:       make(map[netip.Addr][]string, size),
+		services:   make(map[string]netip.Addr, size),
+		servicesOf: make(map[netip.Addr][]string, size),
+		probe:      make(map[netip.Addr]bool, size),
+	}
+	for _, a := range plan {
+		if a.Node != node {
+			continue
+		}
+		if a.Key != a.Address {
+			if p.keys == nil {
+				p.keys = map[netip.Addr]netip.Addr{}
+			}
+			p.keys[a.Address] = a.Key
+		}
+		ifaces := layer2.SelectInterfaces(a.Address, a.Interfaces, host)
+		if len(ifaces) == 0 {
+			p.noInterface = append(p.noInterface, a)
+			continue
+		}
+		p.want[a.Address] = ifaces
+		if a.Owner != node {
+			if p.owners == nil {
+				p.owners = map[netip.Addr]string{}
+			}
+			p.owners[a.Address] = a.Owner
+		}
+		p.servicesOf[a.Address] = a.Services
+		p.probe[a.Address] = true
+		for _, s := range a.Services {
+			p.services[s] = a.Address
+			p.probe[a.Address] = p.probe[a.Address] && !taken[s]
+		}
+	}
+	return p
+}
+
+// anyRejoined tells whether a speaker alive now was not in the last
+// plan's membership (prev nil: the first plan, nobody rejoined).
+func anyRejoined(prev, now map[string]bool) bool {
+	if prev == nil {
+		return false
+	}
+	for name, alive := range now {
+		if alive && !prev[name] {
+			return true
+		}
+	}
+	return false
+}
