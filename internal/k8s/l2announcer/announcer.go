@@ -198,8 +198,7 @@ func (r *Reconciler) nodeSubnets(ctx context.Context, in *inputs, fromAPI bool) 
 	if s, ok := r.Members.(subnetSource); ok {
 		fromMeta = s.Subnets()
 	}
-	// Leases cannot be read while the API server is away (a plan from a
-	// peer's table): the other speakers' memberlist metadata says it.
+	// The Leases cannot be read while the API server is away.
 	if r.Speakers != nil && fromAPI {
 		var err error
 		if fromLease, err = r.Speakers.Subnets(ctx); err != nil {
@@ -236,9 +235,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			return reconcile.Result{}, err
 		}
 	}
-	if err := r.nodeSubnets(ctx, in, true); err != nil {
-		return reconcile.Result{}, err
-	}
 	if r.Peers != nil {
 		r.Peers.readFromAPI()
 	}
@@ -257,6 +253,9 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	// tells the LAN again, so that neighbours drop the other's MAC.
 	rejoined := anyRejoined(r.alive, alive)
 	r.alive = alive
+	if err := r.nodeSubnets(ctx, in, fromAPI); err != nil {
+		return 0, err
+	}
 	host, err := r.Network.Interfaces()
 	if err != nil {
 		return 0, fmt.Errorf("reading interfaces: %w", err)

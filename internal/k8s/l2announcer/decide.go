@@ -24,9 +24,9 @@ type nodePart struct {
 	// keys are the election keys of addresses elected under another
 	// address's key (a dual-stack or shared group); nil when none.
 	keys map[netip.Addr]netip.Addr
-	// owners are the plan's owners of the addresses this node answers
-	// for another (an orphan of a dead owner, see election); nil when
-	// none.
+	// owners are the plan's owners (election.L2Announcement.Owner) of
+	// the addresses this node announces that another node owns (or none
+	// does); nil when none.
 	owners map[netip.Addr]string
 	// noInterface are the addresses won that no interface of host may
 	// answer for.
@@ -47,12 +47,6 @@ func decide(plan []election.L2Announcement, node string, host []layer2.Interface
 		if a.Node != node {
 			continue
 		}
-		if a.Owner != node {
-			if p.owners == nil {
-				p.owners = map[netip.Addr]string{}
-			}
-			p.owners[a.Address] = a.Owner
-		}
 		if a.Key != a.Address {
 			if p.keys == nil {
 				p.keys = map[netip.Addr]netip.Addr{}
@@ -65,6 +59,12 @@ func decide(plan []election.L2Announcement, node string, host []layer2.Interface
 			continue
 		}
 		p.want[a.Address] = ifaces
+		if a.Owner != node {
+			if p.owners == nil {
+				p.owners = map[netip.Addr]string{}
+			}
+			p.owners[a.Address] = a.Owner
+		}
 		p.servicesOf[a.Address] = a.Services
 		p.probe[a.Address] = true
 		for _, s := range a.Services {

@@ -18,13 +18,12 @@ func TestDecide(t *testing.T) {
 		{Name: "eth1", Up: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.11/24")}},
 	}
 	plan := []election.L2Announcement{
-		// Mine, new to the cluster: probed. Its owner (n4) is dead; n1
-		// answers it meanwhile.
-		{Address: ip("198.51.100.200"), Key: ip("198.51.100.200"), Node: "n1", Owner: "n4", Services: []string{"default/new"}},
+		// Mine, new to the cluster: probed.
+		{Address: ip("198.51.100.200"), Key: ip("198.51.100.200"), Node: "n1", Owner: "n1", Services: []string{"default/new"}},
 		// Mine, a dual-stack group elected under its IPv4 key, taken
-		// over from another node: not probed.
-		{Address: ip("198.51.100.201"), Key: ip("198.51.100.201"), Node: "n1", Owner: "n1", Services: []string{"default/dual"}},
-		{Address: ip("2001:db8:100::201"), Key: ip("198.51.100.201"), Node: "n1", Owner: "n1", Services: []string{"default/dual"}},
+		// over from another node (its owner, which is gone): not probed.
+		{Address: ip("198.51.100.201"), Key: ip("198.51.100.201"), Node: "n1", Owner: "n2", Services: []string{"default/dual"}},
+		{Address: ip("2001:db8:100::201"), Key: ip("198.51.100.201"), Node: "n1", Owner: "n2", Services: []string{"default/dual"}},
 		// Shared by two Services, one of them announced elsewhere before:
 		// not probed.
 		{Address: ip("198.51.100.202"), Key: ip("198.51.100.202"), Node: "n1", Owner: "n1", Services: []string{"a/one", "b/two"}},
@@ -33,7 +32,7 @@ func TestDecide(t *testing.T) {
 		// Named interface missing here: won, but not answered.
 		{Address: ip("192.0.2.8"), Key: ip("192.0.2.8"), Node: "n1", Owner: "n1", Interfaces: []string{"bond0"}, Services: []string{"default/nowhere"}},
 		// Another node's.
-		{Address: ip("198.51.100.203"), Key: ip("198.51.100.203"), Node: "n2", Owner: "n2", Services: []string{"default/theirs"}},
+		{Address: ip("198.51.100.203"), Key: ip("198.51.100.203"), Node: "n2", Services: []string{"default/theirs"}},
 	}
 	taken := map[string]bool{"default/dual": true, "b/two": true, "default/theirs": true}
 	got := decide(plan, "n1", host, taken, 0)
@@ -54,8 +53,9 @@ func TestDecide(t *testing.T) {
 			ip("198.51.100.200"): true, ip("198.51.100.201"): false, ip("2001:db8:100::201"): false,
 			ip("198.51.100.202"): false, ip("192.0.2.7"): true,
 		},
-		keys:        map[netip.Addr]netip.Addr{ip("2001:db8:100::201"): ip("198.51.100.201")},
-		owners:      map[netip.Addr]string{ip("198.51.100.200"): "n4"},
+		keys: map[netip.Addr]netip.Addr{ip("2001:db8:100::201"): ip("198.51.100.201")},
+		// Only the owners that are not this node.
+		owners:      map[netip.Addr]string{ip("198.51.100.201"): "n2", ip("2001:db8:100::201"): "n2"},
 		noInterface: []election.L2Announcement{plan[5]},
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(nodePart{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmpopts.EquateEmpty()); diff != "" {

@@ -355,9 +355,6 @@ func (r *Reconciler) planFromTable(ctx context.Context, table *planTable, alive 
 		return nil
 	}
 	in := inputsFrom(table.Pools, table.Advertisements, table.Nodes, table, r.LBClass, alive, true)
-	if err := r.nodeSubnets(ctx, in, false); err != nil {
-		return err
-	}
 	_, err := r.planAndApply(ctx, in, alive, true, table.announcedElsewhere(r.Node), false)
 	return err
 }
