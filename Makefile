@@ -19,7 +19,7 @@ GO_TEST_FLAGS ?= -count=1
 export KUBEBUILDER_ASSETS := $(BIN)
 
 TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
-	$(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm
+	$(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm $(BIN)/promtool
 # Helm, for the chart tests: Debian has no package, so it is built from the
 # module proxy in its own module (e2etest/tools/helm), at this version.
 HELM_VERSION := v3.17.3
@@ -35,7 +35,7 @@ build: ## Build the controller, speaker and kubectl plugin into bin/.
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-barelb ./kubectl-barelb
 
 .PHONY: tools
-tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, controller-gen, staticcheck, helm from source.
+tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, controller-gen, staticcheck, helm, promtool from source.
 
 $(BIN)/etcd: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(TOOLS_DIR)/etcd/main.go
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ ./etcd
@@ -49,6 +49,11 @@ $(BIN)/controller-gen: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
 $(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ honnef.co/go/tools/cmd/staticcheck
+# promtool checks and unit-tests the alerting rules (internal/metrics);
+# built from the module proxy in its own module, Prometheus's dependencies
+# being far from the product's.
+$(BIN)/promtool: $(TOOLS_DIR)/promtool/go.mod $(TOOLS_DIR)/promtool/go.sum
+	cd $(TOOLS_DIR)/promtool && go build -o $@ github.com/prometheus/prometheus/cmd/promtool
 $(BIN)/helm: $(TOOLS_DIR)/helm/go.mod $(TOOLS_DIR)/helm/go.sum
 	cd $(TOOLS_DIR)/helm && go build -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" -o $@ helm.sh/helm/v3/cmd/helm
 
