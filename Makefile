@@ -19,7 +19,7 @@ GO_TEST_FLAGS ?= -count=1
 export KUBEBUILDER_ASSETS := $(BIN)
 
 TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
-	$(BIN)/kube-scheduler $(BIN)/kubelet $(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm
+	$(BIN)/kube-scheduler $(BIN)/kubelet $(BIN)/controller-gen $(BIN)/staticcheck $(BIN)/helm $(BIN)/promtool
 # MetalLB, for `make compare` (e2etest/compare): its released controller and
 # speaker, built from the module proxy in a module of their own
 # (e2etest/tools/metallb pins the version), and its CRDs from the same
@@ -41,7 +41,7 @@ build: ## Build the controller, speaker and kubectl plugin into bin/.
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-barelb ./kubectl-barelb
 
 .PHONY: tools
-tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, kube-scheduler, kubelet, controller-gen, staticcheck, helm from source.
+tools: $(TOOL_BINS) ## Build etcd, kube-apiserver, kube-proxy, kube-controller-manager, kube-scheduler, kubelet, controller-gen, staticcheck, helm, promtool from source.
 
 $(BIN)/etcd: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(TOOLS_DIR)/etcd/main.go
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ ./etcd
@@ -72,6 +72,11 @@ $(BIN)/vulndb: $(VULN_DIR)/go.mod $(VULN_DIR)/go.sum
 	rm -rf $@.tmp && $(BIN)/vulndb-indexdb -vulns "$$(cd $(VULN_DIR) && go list -m -f '{{.Dir}}' golang.org/x/vulndb)/data/osv" -out $@.tmp
 	rm -rf $@ && mv $@.tmp $@
 
+# promtool checks and unit-tests the alerting rules (internal/metrics);
+# built from the module proxy in its own module, Prometheus's dependencies
+# being far from the product's.
+$(BIN)/promtool: $(TOOLS_DIR)/promtool/go.mod $(TOOLS_DIR)/promtool/go.sum
+	cd $(TOOLS_DIR)/promtool && go build -o $@ github.com/prometheus/prometheus/cmd/promtool
 $(BIN)/helm: $(TOOLS_DIR)/helm/go.mod $(TOOLS_DIR)/helm/go.sum
 	cd $(TOOLS_DIR)/helm && go build -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" -o $@ helm.sh/helm/v3/cmd/helm
 
@@ -123,7 +128,7 @@ vulncheck: $(BIN)/govulncheck $(BIN)/vulndb ## govulncheck against the pinned Go
 	$(BIN)/govulncheck -db file://$(BIN)/vulndb ./...
 
 # Every module of the repository: the product's and the tools'.
-GO_MODULES := . $(TOOLS_DIR) $(TOOLS_DIR)/helm $(TOOLS_DIR)/imagebuild $(VULN_DIR)
+GO_MODULES := . $(TOOLS_DIR) $(TOOLS_DIR)/helm $(TOOLS_DIR)/imagebuild $(TOOLS_DIR)/promtool $(VULN_DIR)
 
 .PHONY: check-tidy
 check-tidy: ## Fail when `go mod tidy` would change a go.mod or go.sum (it changes nothing).

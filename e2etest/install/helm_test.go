@@ -165,7 +165,7 @@ func TestHelmLint(t *testing.T) {
 	e := needsHelm(t)
 	for _, set := range [][]string{
 		nil,
-		{"--set", "namespace.create=true,serviceMonitor.enabled=true,memberlist.secretName="},
+		{"--set", "namespace.create=true,serviceMonitor.enabled=true,prometheusRule.enabled=true,memberlist.secretName="},
 	} {
 		out := e.run(t, e.helm, append([]string{"lint", "--strict", chart}, set...)...)
 		t.Logf("helm lint %v:\n%s", set, out)
@@ -191,15 +191,40 @@ func TestHelmChartRendersConfigDefault(t *testing.T) {
 	t.Run("namespace.create", func(t *testing.T) {
 		sameObjects(t, e.template(t, "--set", "namespace.create=true"), kustomized)
 	})
-	t.Run("serviceMonitor.enabled renders config/prometheus", func(t *testing.T) {
+	t.Run("serviceMonitor.enabled and prometheusRule.enabled render config/prometheus", func(t *testing.T) {
 		want := kustomized.clone()
 		delete(want, ns)
 		for k, u := range e.kustomize(t, "config/prometheus") {
 			want[k] = u
 		}
-		got := e.template(t, "--set", "serviceMonitor.enabled=true")
+		if want["PrometheusRule/"+namespace+"/barelb-alerts"] == nil {
+			t.Fatal("config/prometheus has no PrometheusRule barelb-alerts")
+		}
+		got := e.template(t, "--set", "serviceMonitor.enabled=true,prometheusRule.enabled=true")
 		sameObjects(t, got, want)
 		checkScrapeChain(t, got)
+	})
+	t.Run("metrics.secure renders config/metrics-secure", func(t *testing.T) {
+		want := e.kustomize(t, "config/metrics-secure")
+		delete(want, ns)
+		got := e.template(t, "--set", "metrics.secure=true")
+		sameObjects(t, got, want)
+		for _, k := range []string{controllerKey, speakerKey} {
+			if args := fmt.Sprint(container(t, got[k])["args"]); !strings.Contains(args, "--metrics-secure") {
+				t.Errorf("%s args %s lack --metrics-secure", k, args)
+			}
+		}
+	})
+	t.Run("prometheusRule.enabled alone", func(t *testing.T) {
+		got := e.template(t, "--set", "prometheusRule.enabled=true")
+		rule := got["PrometheusRule/"+namespace+"/barelb-alerts"]
+		if rule == nil {
+			t.Fatal("no PrometheusRule rendered")
+		}
+		want := e.kustomize(t, "config/prometheus")["PrometheusRule/"+namespace+"/barelb-alerts"]
+		if d := cmp.Diff(want.Object, rule.Object); d != "" {
+			t.Errorf("PrometheusRule differs from config/prometheus (-want +got):\n%s", d)
+		}
 	})
 }
 
@@ -536,6 +561,51 @@ func TestHelmValues(t *testing.T) {
 	}
 }
 
+// TestHelmNetworkPolicy renders networkPolicy.enabled: one policy per
+// program selecting its pods, admitting exactly the ports its container
+// names (metrics, health, webhook or memberlist), and none by default.
+func TestHelmNetworkPolicy(t *testing.T) {
+	e := needsHelm(t)
+	for _, k := range e.template(t).keys() {
+		if strings.HasPrefix(k, "NetworkPolicy/") {
+			t.Errorf("%s rendered by default", k)
+		}
+	}
+	got := e.template(t, "--set", "networkPolicy.enabled=true",
+		"--set-json", `networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]`)
+	for workload, policy := range map[string]string{controllerKey: "NetworkPolicy/" + namespace + "/barelb-controller",
+		speakerKey: "NetworkPolicy/" + namespace + "/barelb-speaker"} {
+		np := got[policy]
+		if np == nil {
+			t.Fatalf("%s not rendered", policy)
+		}
+		selector, _, _ := unstructured.NestedMap(np.Object, "spec", "podSelector", "matchLabels")
+		podLabels, _, _ := unstructured.NestedMap(got[workload].Object, "spec", "template", "metadata", "labels")
+		if d := cmp.Diff(podLabels, selector); d != "" {
+			t.Errorf("%s selects other pods than %s (-pods +selector):\n%s", policy, workload, d)
+		}
+		containerPorts := map[string]bool{}
+		for _, p := range container(t, got[workload])["ports"].([]any) {
+			containerPorts[p.(map[string]any)["name"].(string)] = true
+		}
+		admitted := map[string]bool{}
+		ingress, _, _ := unstructured.NestedSlice(np.Object, "spec", "ingress")
+		for _, rule := range ingress {
+			rule := rule.(map[string]any)
+			for _, p := range rule["ports"].([]any) {
+				port := p.(map[string]any)["port"].(string)
+				admitted[port] = true
+				if port == "metrics" && rule["from"] == nil {
+					t.Errorf("%s admits the metrics port from anyone although metricsFrom is set", policy)
+				}
+			}
+		}
+		if d := cmp.Diff(containerPorts, admitted); d != "" {
+			t.Errorf("%s admits other ports than %s names (-container +policy):\n%s", policy, workload, d)
+		}
+	}
+}
+
 // TestHelmInstall runs `helm install` against a real API server, as an
 // operator would (--create-namespace), checks that every object of the
 // render exists and that its RBAC is least privilege rule by rule like
@@ -597,6 +667,7 @@ func TestHelmInstall(t *testing.T) {
 	t.Run("non-default values are accepted", func(t *testing.T) {
 		set := []string{"--namespace", namespace,
 			"--set", "memberlist.secretName=,memberlist.port=7950,controller.replicas=3,speaker.image.tag=v9,webhook.enabled=false",
+			"--set", "metrics.secure=true,networkPolicy.enabled=true",
 			"--set-json", `speaker.tolerations=[{"operator":"Exists"}]`,
 			"--set-json", `controller.nodeSelector={"kubernetes.io/os":"linux"}`}
 		out := helm(t, append([]string{"upgrade", release, chart, "--dry-run=server"}, set...)...)

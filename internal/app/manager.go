@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
@@ -152,7 +153,7 @@ func NewManager(cfg *rest.Config, o Options, opts ...Option) (manager.Manager, e
 	}
 	mo := manager.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		Metrics:                o.metricsServerOptions(),
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
 		Cache:                  cacheOpts,
 	}
@@ -174,6 +175,26 @@ func NewManager(cfg *rest.Config, o Options, opts ...Option) (manager.Manager, e
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// metricsServerOptions serve metrics over plain HTTP, or with
+// --metrics-secure over HTTPS behind controller-runtime's authentication
+// and authorization filter: a caller needs a token the API server accepts
+// and RBAC allowing "get" on the non-resource URL /metrics.
+func (o *Options) metricsServerOptions() metricsserver.Options {
+	mo := metricsserver.Options{BindAddress: o.MetricsBindAddress}
+	if o.MetricsSecure {
+		mo.SecureServing = true
+		mo.FilterProvider = filters.WithAuthenticationAndAuthorization
+		mo.CertDir = o.MetricsCertDir
+		if mo.CertDir == "" {
+			// A directory that holds no certificate: controller-runtime
+			// then makes a self-signed one in memory. Its default
+			// directory is shared by every program on the machine.
+			mo.CertDir = "/nonexistent/barelb-metrics-certs"
+		}
+	}
+	return mo
 }
 
 // namespacedBarelbObjects restricts every object kind of barelb.io/v1beta1

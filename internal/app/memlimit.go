@@ -104,7 +104,7 @@ func applyGCPercent(log logr.Logger, percent int, gogc string) {
 // per distinct stack, for as long as the process lives: resident memory a
 // speaker with no profile endpoint spends for nothing.
 func heapProfileRate(pprofAddress, godebug string, current int) int {
-	if pprofAddress != "" {
+	if pprofAddress != "" && pprofAddress != "0" {
 		return current
 	}
 	for _, setting := range strings.Split(godebug, ",") {

@@ -55,6 +55,7 @@ func TestHeapProfileRate(t *testing.T) {
 	}{
 		{name: "no profile endpoint", want: 0},
 		{name: "profiles served", pprof: "127.0.0.1:6060", want: runtimeDefault},
+		{name: "profile endpoint off", pprof: "0", want: 0},
 		{name: "GODEBUG chooses", godebug: "madvdontneed=1, memprofilerate=1", want: runtimeDefault},
 		{name: "other GODEBUG settings", godebug: "madvdontneed=1", want: 0},
 	} {

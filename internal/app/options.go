@@ -39,9 +39,18 @@ type Options struct {
 	// Kubeconfig is a kubeconfig file's path; empty means controller-runtime's
 	// usual search: $KUBECONFIG, then in-cluster, then ~/.kube/config.
 	Kubeconfig string
-	// MetricsBindAddress serves Prometheus metrics over plain HTTP; "0"
-	// turns the server off.
+	// MetricsBindAddress serves Prometheus metrics (over plain HTTP
+	// unless MetricsSecure); "0" turns the server off.
 	MetricsBindAddress string
+	// MetricsSecure serves metrics over HTTPS to callers the API server
+	// authenticates (TokenReview) and authorizes (SubjectAccessReview of
+	// "get" on the path /metrics) only: controller-runtime's filters. The
+	// program's ServiceAccount then needs to create tokenreviews and
+	// subjectaccessreviews.
+	MetricsSecure bool
+	// MetricsCertDir holds tls.crt and tls.key for MetricsSecure (reloaded
+	// when they change); empty serves a self-signed certificate.
+	MetricsCertDir string
 	// HealthProbeBindAddress serves /healthz and /readyz; "0" turns the
 	// server off.
 	HealthProbeBindAddress string
@@ -85,6 +94,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Path to a kubeconfig file. When empty: $KUBECONFIG, then the in-cluster configuration, then ~/.kube/config.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		`Address (host:port) to serve Prometheus metrics on over HTTP; "0" turns metrics off.`)
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure,
+		"Serve metrics over HTTPS, only to callers with a bearer token the API server authenticates (TokenReview) and "+
+			"authorizes to get the non-resource URL /metrics (SubjectAccessReview).")
+	fs.StringVar(&o.MetricsCertDir, "metrics-cert-dir", o.MetricsCertDir,
+		"With --metrics-secure: directory holding tls.crt and tls.key (reloaded when they change); empty serves a self-signed certificate.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
 		`Address (host:port) to serve /healthz and /readyz on; "0" turns the probes off.`)
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "Least severe messages logged: debug, info, warn or error.")
@@ -109,6 +123,9 @@ func (o *Options) Validate() error {
 	}
 	if err := validateBindAddress(o.MetricsBindAddress); err != nil {
 		return usageErrorf("--metrics-bind-address: %w", err)
+	}
+	if o.MetricsCertDir != "" && !o.MetricsSecure {
+		return usageErrorf("--metrics-cert-dir needs --metrics-secure")
 	}
 	if err := validateBindAddress(o.HealthProbeBindAddress); err != nil {
 		return usageErrorf("--health-probe-bind-address: %w", err)
@@ -136,6 +153,29 @@ func validateBindAddress(addr string) error {
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
+}
+
+// validateLoopbackAddress accepts "0" or empty (off) or host:port whose
+// host is a loopback address or "localhost": what serves profiles, which
+// carry no authentication and tell much about the program, is reachable
+// from the node itself only (kubectl port-forward or a shell on it), not
+// from the network, whatever the pod's network (the speaker's is the
+// host's).
+func validateLoopbackAddress(addr string) error {
+	if addr == "" || addr == "0" {
+		return nil
+	}
+	if err := validateBindAddress(addr); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: want a loopback host (127.0.0.1, [::1] or localhost), so that only the node itself reaches it", addr)
 	}
 	return nil
 }

@@ -167,7 +167,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 		fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio,
 			"Share of the container's memory limit (its cgroup's) set as the Go runtime's soft memory limit, unless $GOMEMLIMIT sets one; 0 is off.")
 		fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", "",
-			`Address (host:port) to serve Go's /debug/pprof profiles on over HTTP; empty or "0" is off.`)
+			`Loopback address (127.0.0.1:port, [::1]:port or localhost:port) to serve Go's /debug/pprof profiles on over HTTP, without authentication; empty or "0" is off.`)
 		fs.IntVar(&o.GCPercent, "gc-percent", o.GCPercent,
 			"Garbage collection target percent (as GOGC), unless $GOGC sets one; 0 is the Go runtime's default (100).")
 		fs.BoolVar(&o.ReleaseStartupPages, "release-startup-pages", o.ReleaseStartupPages,
@@ -193,7 +193,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 		return o, usageErrorf("node name %q is not a node name: %v", o.NodeName, errs)
 	}
 	if o.PprofBindAddress != "" {
-		if err := validateBindAddress(o.PprofBindAddress); err != nil {
+		if err := validateLoopbackAddress(o.PprofBindAddress); err != nil {
 			return o, usageErrorf("--pprof-bind-address: %w", err)
 		}
 	}

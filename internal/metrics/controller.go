@@ -21,6 +21,11 @@ type Controller struct {
 	// AssignmentConflicts counts addresses claimed by two Services at start
 	// (after a restore from backup, say); the older keeps it.
 	AssignmentConflicts prometheus.Counter
+	// ServicesWaiting counts the Services the allocator could not give an
+	// address (no pool admits them, pools exhausted, the address asked
+	// for is taken, ...): the gauge the ServicesWaitingForAddress alert
+	// reads.
+	ServicesWaiting prometheus.Gauge
 }
 
 // NewController makes the controller's metrics and registers them on reg.
@@ -46,6 +51,10 @@ func NewController(reg prometheus.Registerer) (*Controller, error) {
 			Namespace: "barelb", Subsystem: "allocator", Name: "assignment_conflicts_total",
 			Help: "Addresses found held by two Services; the older Service keeps it.",
 		}),
+		ServicesWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "barelb", Subsystem: "allocator", Name: "services_waiting",
+			Help: "LoadBalancer Services barelb serves that have no address because none could be allocated (see their Events for why).",
+		}),
 	}
 	var err error
 	if m.AddressesInUse, err = register(reg, m.AddressesInUse); err != nil {
@@ -61,6 +70,9 @@ func NewController(reg prometheus.Registerer) (*Controller, error) {
 		return nil, err
 	}
 	if m.AssignmentConflicts, err = register(reg, m.AssignmentConflicts); err != nil {
+		return nil, err
+	}
+	if m.ServicesWaiting, err = register(reg, m.ServicesWaiting); err != nil {
 		return nil, err
 	}
 	return m, nil

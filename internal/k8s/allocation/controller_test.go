@@ -58,6 +58,7 @@ func TestAllocation(t *testing.T) {
 		cl.waitIPs("release", "b", "198.51.100.9")
 		cl.service("release", "c", nil)
 		cl.waitEvent("release", "c", ReasonPoolExhausted, "out of IPv4 addresses")
+		cl.waitServicesWaiting(1)
 
 		cl.updateService("release", "a", func(s *corev1.Service) {
 			s.Spec.Type = corev1.ServiceTypeClusterIP
@@ -71,6 +72,7 @@ func TestAllocation(t *testing.T) {
 			return ""
 		})
 		cl.waitIPs("release", "c", "198.51.100.8")
+		cl.waitServicesWaiting(0)
 
 		if err := cl.c.Delete(ctx, cl.get("release", "b")); err != nil {
 			t.Fatal(err)

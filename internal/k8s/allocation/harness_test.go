@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,8 +40,9 @@ type cluster struct {
 
 // replica is one controller manager running in this process.
 type replica struct {
-	stop context.CancelFunc
-	done chan struct{}
+	stop    context.CancelFunc
+	done    chan struct{}
+	metrics *metrics.Controller
 }
 
 // startCluster starts an API server and controller replicas; with more
@@ -83,7 +85,7 @@ func (cl *cluster) startController() {
 		cl.t.Fatalf("setting up: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{stop: cancel, done: make(chan struct{})}
+	r := &replica{stop: cancel, done: make(chan struct{}), metrics: m}
 	t := cl.t
 	go func() {
 		defer close(r.done)
@@ -289,4 +291,21 @@ func (cl *cluster) stayPending(ns, name string) {
 	if got := ips(cl.get(ns, name)); len(got) > 0 {
 		cl.t.Fatalf("%s/%s got %v, want none", ns, name, got)
 	}
+}
+
+// waitServicesWaiting waits until the first replica's
+// barelb_allocator_services_waiting gauge (what the
+// ServicesWaitingForAddress alert reads) says want.
+func (cl *cluster) waitServicesWaiting(want float64) {
+	cl.t.Helper()
+	cl.eventually(fmt.Sprintf("%v Services waiting for an address", want), func() string {
+		var m dto.Metric
+		if err := cl.replicas[0].metrics.ServicesWaiting.Write(&m); err != nil {
+			return err.Error()
+		}
+		if got := m.GetGauge().GetValue(); got != want {
+			return fmt.Sprintf("barelb_allocator_services_waiting %v", got)
+		}
+		return ""
+	})
 }

@@ -226,6 +226,7 @@ func (s *state) decideFor(ctx context.Context, key, ns string, nsLabels, svcLabe
 	} else {
 		delete(s.failures, key)
 	}
+	s.countWaitingLocked()
 	after := s.alloc.Addresses(key)
 	for _, ip := range before {
 		freed = freed || !slices.Contains(after, ip)
@@ -277,7 +278,21 @@ func (s *state) noteFailureLocked(key string, f *failure) bool {
 		return false
 	}
 	s.failures[key] = text
+	s.countWaitingLocked()
 	return true
+}
+
+// countWaitingLocked sets the gauge of Services waiting for an address:
+// failing and holding none (a Service whose annotation cannot be read
+// fails too, but keeps its address). It walks the failing Services only.
+func (s *state) countWaitingLocked() {
+	waiting := 0
+	for key := range s.failures {
+		if len(s.alloc.Addresses(key)) == 0 {
+			waiting++
+		}
+	}
+	s.metrics.ServicesWaiting.Set(float64(waiting))
 }
 
 // release frees a Service's addresses and names the pools they were in.
@@ -290,6 +305,7 @@ func (s *state) release(ctx context.Context, key string) ([]string, error) {
 	held := s.alloc.Addresses(key)
 	s.alloc.Release(key)
 	delete(s.failures, key)
+	s.countWaitingLocked()
 	return s.poolsOfLocked(held), nil
 }
 
