@@ -234,7 +234,7 @@ bench: tools ## Speed and memory benchmarks: they print numbers and never fail o
 # "Compared with MetalLB"); `make test` runs the same harness small.
 COMPARE_ENV ?= BARELB_COMPARE_SERVICES=5000 BARELB_COMPARE_ROUNDS=10
 .PHONY: compare
-compare: deps tools metallb build ## Run MetalLB, then barelb, in the lab on the same scenarios and print one table (root, ~30 min).
+compare: deps tools metallb build ## Run MetalLB, then barelb, in the lab on the same scenarios and print one table (root, an hour or more).
 	$(COMPARE_ENV) flock /tmp/barelb-lab.lock go test -count=1 -v -timeout=120m -run='^TestCompare$$' ./e2etest/compare/ | tee $(BIN)/compare.log
 
 .PHONY: deps

@@ -59,7 +59,13 @@ func TestCompare(t *testing.T) {
 	for _, impl := range impls {
 		names = append(names, impl.Name())
 	}
+	// BARELB_COMPARE_ONLY=MetalLB or barelb runs one column (e.g. to
+	// finish a run cut short).
+	only := os.Getenv("BARELB_COMPARE_ONLY")
 	for _, impl := range impls {
+		if only != "" && !strings.EqualFold(only, strings.Fields(impl.Name())[0]) {
+			continue
+		}
 		t.Run(strings.Fields(impl.Name())[0], func(t *testing.T) {
 			measure(t, impl, res, size)
 		})

@@ -160,6 +160,9 @@ func (r *run) failover(ips []string) {
 		}
 		for round := range r.size.Rounds {
 			from := announcer(r.l, ip)
+			if from == "" {
+				r.fatalf("nobody answers for %s", ip)
+			}
 			p := startProber(r.l, lab.URL(ip))
 			time.Sleep(300 * time.Millisecond)
 			at := time.Now()
