@@ -53,3 +53,12 @@ func inNetns(ns string, f func() error) error {
 func procAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
+
+// unmount detaches a mount point left by a node's containers; one already
+// gone is no error.
+func unmount(point string) error {
+	if err := syscall.Unmount(point, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+		return fmt.Errorf("unmounting %s: %w", point, err)
+	}
+	return nil
+}

@@ -22,3 +22,7 @@ func inNetns(ns string, _ func() error) error {
 func procAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+func unmount(point string) error {
+	return fmt.Errorf("unmounting %s: %w", point, errNoLab)
+}

@@ -469,13 +469,6 @@ func unescapeMount(s string) string {
 
 func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
 
-func unmount(point string) error {
-	if err := syscall.Unmount(point, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
-		return fmt.Errorf("unmounting %s: %w", point, err)
-	}
-	return nil
-}
-
 // processesNaming lists the live processes whose arguments contain s
 // (containerd's shims name their containerd's socket).
 func processesNaming(s string) []int {
