@@ -675,12 +675,22 @@ func TestHelmInstall(t *testing.T) {
 		// Helm's dry run renders; the API server's dry run admits each
 		// object, replacing the installed one whole (an apply would merge
 		// lists such as the container ports with Helm's).
+		// The NetworkPolicies are new (the installed release has none):
+		// they are created, the rest replaced.
+		const newObjects = "templates/networkpolicy.yaml"
 		cmd := exec.Command("kubectl", "--kubeconfig", kubeconfig, "replace", "--dry-run=server", "-f", "-")
-		cmd.Stdin = bytes.NewReader(e.run(t, e.helm, append([]string{"template", release, chart}, set...)...))
+		cmd.Stdin = bytes.NewReader(e.run(t, e.helm, append([]string{"template", release, chart}, append(set, "--set", "networkPolicy.enabled=false")...)...))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("kubectl replace --dry-run=server: %v\n%s", err, out)
 		} else {
 			t.Logf("kubectl replace --dry-run=server:\n%s", out)
+		}
+		cmd = exec.Command("kubectl", "--kubeconfig", kubeconfig, "create", "--dry-run=server", "-f", "-")
+		cmd.Stdin = bytes.NewReader(e.run(t, e.helm, append([]string{"template", release, chart, "--show-only", newObjects}, set...)...))
+		if out, err := cmd.CombinedOutput(); err != nil || strings.Count(string(out), "created (server dry run)") != 2 {
+			t.Fatalf("kubectl create --dry-run=server of the NetworkPolicies: %v\n%s", err, out)
+		} else {
+			t.Logf("kubectl create --dry-run=server:\n%s", out)
 		}
 	})
 }
