@@ -68,8 +68,11 @@
 //	  client2                    .178              ::50
 //
 // MAC addresses are fixed: 02:00:00:00:SS:HH with SS the segment (01 LAN,
-// 02 router segment, 03 behind the router, 04 second LAN) and HH the host's
-// last address byte (0a control plane, 0b node1, …, 64 client, 01 router).
+// 02 router segment, 03 behind the router, 04 second LAN, 05 a node's pods'
+// bridge cni0) and HH the host's last address byte (0a control plane, 0b
+// node1, …, 64 client, 01 router). cni0 has a fixed address because a
+// bridge without one changes it to a new port's lower one, which IPv6
+// pods notice only tens of seconds later.
 //
 // # Names
 //

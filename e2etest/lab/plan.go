@@ -155,6 +155,17 @@ func mac(segment, host byte) string {
 	return fmt.Sprintf("02:00:00:00:%02x:%02x", segment, host)
 }
 
+// podBridgeMAC is the MAC address of a node's pods' bridge (cni0):
+// segment 05, the node's host byte.
+func podBridgeMAC(n Host) string {
+	for _, ifc := range n.Interfaces {
+		if ifc.Name == "eth0" {
+			return "02:00:00:00:05:" + ifc.MAC[len(ifc.MAC)-2:]
+		}
+	}
+	return mac(5, 0)
+}
+
 // plan computes the topology of a lab without touching the system. With
 // secondLAN, the even nodes and a second client sit on a second LAN
 // (LAN2v4, LAN2v6) and the router routes between the two.

@@ -75,8 +75,16 @@ func (l *Lab) buildTopology() error {
 	for _, n := range s.Nodes {
 		hostCmds[n.Netns] = append(hostCmds[n.Netns], s.nodeRoutes(n)...)
 		hostCmds[n.Netns] = append(hostCmds[n.Netns],
-			// The pods' bridge.
-			"link add cni0 type bridge", "link set cni0 up",
+			// The pods' bridge, with a MAC address of its own: a bridge
+			// without one takes the lowest of its ports' and changes it
+			// whenever a pod with a lower one starts. IPv6 pods keep the
+			// old address for their gateway until neighbour discovery
+			// finds out (tens of seconds: the bridge's solicitations come
+			// from its link-local address, not the gateway's), and
+			// replies to traffic kube-proxy sent them from another node
+			// are lost meanwhile. IPv4 pods learn the new address from
+			// the first ARP request of the bridge.
+			"link add cni0 address "+podBridgeMAC(n)+" type bridge", "link set cni0 up",
 			"addr add "+gateway(n.PodCIDRs[0])+"/24 dev cni0",
 			"addr add "+gateway(n.PodCIDRs[1])+"/64 dev cni0 nodad")
 	}

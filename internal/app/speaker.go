@@ -408,11 +408,15 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 			joinMemberlist(ctx, mgr, o, m, addr)
 		}
 		<-ctx.Done()
-		// Leave first, so that the others elect new announcers at once,
-		// and keep answering until they have announced. Without
-		// memberlist no other speaker learns that this one stops (its
-		// node stays Ready); keep answering for the hand-over anyway,
-		// which covers a node turning NotReady as it shuts down.
+		// Leave memberlist first, so that the others elect new
+		// announcers at once, and keep answering until they have
+		// announced. Without memberlist no other speaker learns that
+		// this one stops (its node stays Ready); keep answering for the
+		// hand-over anyway, which covers a node turning NotReady as it
+		// shuts down. The responders stop announcing before the others
+		// hear of it: an announcement after a successor's would move
+		// the addresses back for the moment this one still answers.
+		network.Leave()
 		if m != nil {
 			if err := m.Leave(time.Second); err != nil {
 				log.Error(err, "leaving memberlist")

@@ -698,3 +698,59 @@ func TestResumeAYieldedAddress(t *testing.T) {
 // etherTypeAll makes a packet socket capture every frame (Linux's
 // ETH_P_ALL).
 const etherTypeAll = 0x0003
+
+// TestLeave: a responder whose speaker stops announces nothing any more
+// (no periodic, scheduled or defending announcement), answers requests
+// until another host claims an address, and then no longer answers that
+// one, without telling OnPeerClaim.
+func TestLeave(t *testing.T) {
+	l := testenv.NewLink(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	capt := startCapture(t, l)
+	var peerClaims atomic.Int32
+	r := startResponder(ctx, t, l, Options{GratuitousInterval: 200 * time.Millisecond, Speaker: otherSpeaker,
+		OnPeerClaim: func(PeerClaim) { peerClaims.Add(1) }})
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		if err := r.Announce(vip, AnnounceOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Leaving in the middle of the burst on announcing.
+	time.Sleep(100 * time.Millisecond)
+	r.Leave()
+	capt.reset()
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		r.Reannounce(vip) // what defending an address does
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		if claims, _ := capt.claims(vip); claims != 0 {
+			t.Errorf("%s: %d announcements after Leave, want none", vip, claims)
+		}
+		if !r.Owns(vip) {
+			t.Errorf("%s no longer answered after Leave, before anyone claimed it", vip)
+		}
+	}
+	reachableOurs := testenv.ReachableAt(l.SpeakerMAC)
+	l.FlushNeighbour(vip6)
+	l.Touch(vip6)
+	l.WaitNeighbour(t, vip6, "our MAC: requests are answered during the hand-over", reachableOurs)
+
+	// The successor (the client here, another speaker by its MAC) claims
+	// the IPv4 address.
+	l.ClientClaims(vip4)
+	deadline := time.Now().Add(2 * time.Second)
+	for r.Owns(vip4) {
+		if time.Now().After(deadline) {
+			t.Fatal("still answering for an address the successor claimed during the hand-over")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !r.Owns(vip6) {
+		t.Error("stopped answering an address nobody claimed")
+	}
+	if n := peerClaims.Load(); n != 0 {
+		t.Errorf("OnPeerClaim told %d times during the hand-over, want 0", n)
+	}
+}

@@ -164,6 +164,8 @@ type Responder struct {
 	// successor, once set (HandOver), takes every call: the interface
 	// was re-created and this responder's sockets are dead.
 	successor *Responder
+	// leaving: the speaker stops (Leave).
+	leaving bool
 }
 
 // NewResponder opens the packet sockets of interface ifi. The caller runs
@@ -306,6 +308,38 @@ func (r *Responder) Announce(ip netip.Addr, opts AnnounceOptions) error {
 	return nil
 }
 
+// Leave starts the responder's hand-over: its speaker stops, and the
+// other speakers take its addresses over. It goes on answering requests,
+// for neighbours that ask before a successor has announced, but it
+// announces nothing any more, neither on schedule nor to defend an
+// address, and it stops answering an address as soon as another host
+// claims it: an announcement from a node about to go quiet would point
+// the LAN back at it after its successor had moved the address, and
+// break the connections that had moved with it (a rolling update of the
+// speakers moves every address twice).
+func (r *Responder) Leave() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.successor; s != nil {
+		s.Leave()
+		return
+	}
+	r.leaving = true
+	for _, o := range r.owned {
+		r.cancelLocked(o)
+	}
+}
+
+// Leaving tells whether Leave was called.
+func (r *Responder) Leaving() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if s := r.successor; s != nil {
+		return s.Leaving()
+	}
+	return r.leaving
+}
+
 // Reannounce repeats the gratuitous announcements of an address the
 // responder answers for: neighbours may have learnt another node's MAC for
 // it meanwhile, as on both sides of a network partition that has healed.
@@ -318,7 +352,7 @@ func (r *Responder) Reannounce(ip netip.Addr) {
 		return
 	}
 	o, ok := r.owned[ip]
-	if !ok || o.state != stateAnswering {
+	if !ok || o.state != stateAnswering || r.leaving {
 		return
 	}
 	r.startBurstLocked(o)
@@ -362,7 +396,7 @@ func (r *Responder) Resume(ip netip.Addr) bool {
 		return s.Resume(ip)
 	}
 	o, ok := r.owned[ip]
-	if !ok || o.state != stateYielded {
+	if !ok || o.state != stateYielded || r.leaving {
 		return false
 	}
 	o.state, o.probe, o.probesSent = stateAnswering, nil, 0
@@ -500,6 +534,14 @@ func (r *Responder) observe(c claim) {
 	if o == nil {
 		return
 	}
+	if r.Leaving() {
+		if !c.Probe {
+			// The successor announced it (or a foreign host claims
+			// it): either way not this stopping speaker's to defend.
+			r.Withdraw(c.Address)
+		}
+		return
+	}
 	if r.opts.Speaker != nil {
 		if node, ok := r.opts.Speaker(c.MAC); ok {
 			r.peerClaim(c, node, o, state)
@@ -592,6 +634,10 @@ func (r *Responder) periodic(ctx context.Context) {
 		}
 		ips = ips[:0]
 		r.mu.RLock()
+		if r.leaving {
+			r.mu.RUnlock()
+			continue
+		}
 		for ip, o := range r.owned {
 			if o.state == stateAnswering {
 				ips = append(ips, ip)

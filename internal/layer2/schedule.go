@@ -130,7 +130,7 @@ func (r *Responder) startBurstLocked(o *owned) {
 func (r *Responder) gratuitousStep(t task) {
 	r.mu.Lock()
 	o := t.o
-	if r.owned[o.ip] != o || o.gen != t.gen || o.state != stateAnswering {
+	if r.owned[o.ip] != o || o.gen != t.gen || o.state != stateAnswering || r.leaving {
 		r.mu.Unlock()
 		return
 	}

@@ -257,8 +257,10 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 		}
 		return
 	}
-	if listed(view.alive, c.Node) {
-		// The election settles it, unless memberlist here is about to
+	if listed(view.alive, c.Node) || r.listedNow(c.Node) {
+		// The election settles it (a speaker memberlist lists again,
+		// after a restart say, is heard announcing before the plan here
+		// counts it), unless memberlist here is about to
 		// lose that speaker, or the two disagree for longer than a
 		// hand-over takes (see contests.inView).
 		if _, ok := view.answering[c.Address]; !ok {
@@ -306,6 +308,13 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	if r.contests.record(c.Node, c.Address, !keep, listed(view.alive, c.Node), now) || yielded {
 		r.wake()
 	}
+}
+
+// listedNow tells whether memberlist lists node now, whatever the last
+// plan was made with.
+func (r *Reconciler) listedNow(node string) bool {
+	alive, ok := r.Members.Alive()
+	return ok && listed(alive, node)
 }
 
 // checkLeases finds the speakers that memberlist here has lost although

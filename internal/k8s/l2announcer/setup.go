@@ -166,6 +166,16 @@ func (h *HostNetwork) openLocked(name string) (*hostResponder, error) {
 	return out, nil
 }
 
+// Leave starts the hand-over of every open responder (see
+// layer2.Responder.Leave): the speaker stops.
+func (h *HostNetwork) Leave() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.responders {
+		r.resp.Leave()
+	}
+}
+
 // Watch looks at the interfaces with open responders every interval
 // until ctx ends (see refresh).
 func (h *HostNetwork) Watch(ctx context.Context, interval time.Duration) {
