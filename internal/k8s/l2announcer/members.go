@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -26,11 +27,48 @@ import (
 type MemberlistMembers struct {
 	Membership *membership.Membership
 	Log        logr.Logger
-	// Self is this speaker's node: it is ready whenever it plans.
+	// Self is this speaker's node. It counts itself as ready
+	// SelfReadyDelay after its metadata says so, as the others do once
+	// they hear it.
 	Self string
+	// SelfReadyDelay is how long after its metadata turned ready this
+	// speaker counts itself as ready: about the time the others take to
+	// hear it, so that all elect it at about the same moment. A speaker
+	// that elected itself at once announced its addresses while the
+	// others, which had taken them over during its restart and did not
+	// know it ready yet, still answered: two answerers, and clients
+	// moved back and forth. Zero: DefaultSelfReadyDelay.
+	SelfReadyDelay time.Duration
 
 	mu     sync.Mutex
 	formed bool
+	// selfReadyAt is when this speaker's metadata was first seen ready;
+	// selfTold, whether Forward has asked for a plan since it counts.
+	selfReadyAt time.Time
+	selfTold    bool
+}
+
+// DefaultSelfReadyDelay is MemberlistMembers.SelfReadyDelay's default:
+// a few gossip rounds.
+const DefaultSelfReadyDelay = 300 * time.Millisecond
+
+// selfReadyLocked tells whether this speaker counts itself as ready now.
+// m.mu is held.
+func (m *MemberlistMembers) selfReadyLocked(now time.Time) bool {
+	if m.Self == "" {
+		return true
+	}
+	if !SpeakerReady(m.Membership.Meta()) {
+		return false
+	}
+	if m.selfReadyAt.IsZero() {
+		m.selfReadyAt = now
+	}
+	delay := m.SelfReadyDelay
+	if delay == 0 {
+		delay = DefaultSelfReadyDelay
+	}
+	return now.Sub(m.selfReadyAt) >= delay
 }
 
 // Alive names the live members; ok is false while memberlist has not
@@ -52,9 +90,25 @@ func (m *MemberlistMembers) Alive() (map[string]bool, bool) {
 	metas := m.Membership.Metadata()
 	alive := make(map[string]bool, len(names))
 	for _, n := range names {
-		alive[n] = n == m.Self || SpeakerReady(metas[n])
+		if n == m.Self {
+			alive[n] = m.selfReadyLocked(time.Now())
+			continue
+		}
+		alive[n] = SpeakerReady(metas[n])
 	}
 	return alive, true
+}
+
+// selfDue tells, once, that this speaker has come to count itself as
+// ready: plans made before did not elect it.
+func (m *MemberlistMembers) selfDue() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.selfTold || !m.formed || !m.selfReadyLocked(time.Now()) {
+		return false
+	}
+	m.selfTold = true
+	return true
 }
 
 // Left tells whether the speaker of node name left memberlist on purpose.
@@ -85,19 +139,31 @@ func (NodeReadiness) Left(string) bool { return false }
 
 // Forward turns membership changes into events for Setup's channel until
 // ctx ends.
+// It also asks for a plan once this speaker counts itself as ready (see
+// SelfReadyDelay).
 func (m *MemberlistMembers) Forward(ctx context.Context, out chan<- event.GenericEvent) {
+	tick := time.NewTicker(selfReadyPoll)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.Membership.Changes():
-			select {
-			case out <- event.GenericEvent{Object: &corev1.Node{}}:
-			default: // a recomputation is pending already
+		case <-tick.C:
+			if !m.selfDue() {
+				continue
 			}
+		}
+		select {
+		case out <- event.GenericEvent{Object: &corev1.Node{}}:
+		default: // a recomputation is pending already
 		}
 	}
 }
+
+// selfReadyPoll is how often Forward looks whether this speaker counts
+// itself as ready.
+const selfReadyPoll = 50 * time.Millisecond
 
 // Peers lists the other nodes' addresses of the family of self, with the
 // memberlist port, from the API's Nodes: every node runs a speaker.
