@@ -106,24 +106,12 @@ func (n *linkNetwork) Responder(_ context.Context, name string) (Responder, erro
 
 func TestAnnouncer(t *testing.T) {
 	link := testenv.NewLink(t)
-	env := testenv.Start(t, testenv.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	env, ctx, must := startAPI(t)
 	c := env.Client
 	vip4, vip6 := netip.MustParseAddr("198.51.100.200"), netip.MustParseAddr("2001:db8:100::200")
 
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}))
 	for _, n := range []struct{ name, zone string }{{"n1", "a"}, {"n2", "b"}} {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: map[string]string{"zone": n.zone}}}
-		must(c.Create(ctx, node))
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-		must(c.Status().Update(ctx, node))
+		readyNode(ctx, must, c, n.name, map[string]string{"zone": n.zone})
 	}
 	pool := &barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "lan", Namespace: namespace}}
 	pool.Spec.Addresses = []barelbv1beta1.AddressRange{"198.51.100.200-198.51.100.210", "2001:db8:100::200-2001:db8:100::210"}

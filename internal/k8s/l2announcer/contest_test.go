@@ -1,7 +1,6 @@
 package l2announcer
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -44,22 +43,10 @@ func TestContestedAddresses(t *testing.T) {
 		}
 	}
 	link := testenv.NewLink(t)
-	env := testenv.Start(t, testenv.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	env, ctx, must := startAPI(t)
 	c := env.Client
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}))
 	for _, name := range []string{"n1", other} {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		must(c.Create(ctx, node))
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-		must(c.Status().Update(ctx, node))
+		readyNode(ctx, must, c, name, nil)
 	}
 	pool := &barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "lan", Namespace: namespace}}
 	pool.Spec.Addresses = []barelbv1beta1.AddressRange{"198.51.100.200-198.51.100.210"}
