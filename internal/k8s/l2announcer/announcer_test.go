@@ -74,7 +74,7 @@ type linkNetwork struct {
 	link *testenv.Link
 	mu   sync.Mutex
 	resp *layer2.Responder
-	opts layer2.Options
+	opts layer2.Options // but the handlers: those of the Reporter
 }
 
 func (n *linkNetwork) Interfaces() ([]layer2.Interface, error) {
@@ -83,7 +83,7 @@ func (n *linkNetwork) Interfaces() ([]layer2.Interface, error) {
 	}}}, nil
 }
 
-func (n *linkNetwork) Responder(_ context.Context, name string) (Responder, error) {
+func (n *linkNetwork) Responder(_ context.Context, name string, report Reporter) (Responder, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.resp != nil {
@@ -94,7 +94,7 @@ func (n *linkNetwork) Responder(_ context.Context, name string) (Responder, erro
 		if err != nil {
 			return err
 		}
-		n.resp, err = layer2.NewResponder(ifi, testr.New(n.t), n.opts)
+		n.resp, err = layer2.NewResponder(ifi, testr.New(n.t), reportingTo(n.opts, report))
 		return err
 	})
 	if err != nil {
@@ -134,12 +134,11 @@ func TestAnnouncer(t *testing.T) {
 	replan := func() { changes <- event.GenericEvent{Object: &corev1.Node{}} }
 	mgr, err := ctrl.NewManager(env.Config, env.ManagerOptions(testr.New(t)))
 	must(err)
-	network := &linkNetwork{t: t, ctx: ctx, link: link}
+	network := &linkNetwork{t: t, ctx: ctx, link: link, opts: layer2.Options{ReprobeInterval: 300 * time.Millisecond}}
 	r := &Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: testr.New(t),
 		Node: "n1", Namespace: namespace, Members: m, Network: network,
 	}
-	network.opts = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, ReprobeInterval: 300 * time.Millisecond}
 	must(Setup(mgr, r, changes))
 	go func() { _ = mgr.Start(ctx) }()
 
