@@ -128,7 +128,7 @@ func (r *run) failover(ips []string) {
 			if err != nil {
 				r.fatalf("%v", err)
 			}
-			p := startProber(r.l, lab.URL(ip))
+			p := r.l.StartProber("client", lab.URL(ip))
 			time.Sleep(300 * time.Millisecond)
 			at := time.Now()
 			if err := setLink(ns, port, "down"); err != nil {
@@ -136,10 +136,10 @@ func (r *run) failover(ips []string) {
 			}
 			_ = r.l.KillProcess(r.impl.SpeakerKey(from))
 			lab.Eventually(r.tb, 120*time.Second, r.name()+": the client served again after "+from+" died", func() (bool, string) {
-				return p.okSince(at.Add(50*time.Millisecond)) && announcer(r.l, ip) != from, ""
+				return p.OKSince(at.Add(50*time.Millisecond)) && announcer(r.l, ip) != from, ""
 			})
 			time.Sleep(300 * time.Millisecond)
-			outage, _ := p.finish()
+			outage := p.Stop().Outage
 			cut = append(cut, outage)
 			now := announcer(r.l, ip)
 			nodes, err := l2StatusNodes(r.ctx, r.l, r.impl, "ha")
@@ -163,7 +163,7 @@ func (r *run) failover(ips []string) {
 			if from == "" {
 				r.fatalf("nobody answers for %s", ip)
 			}
-			p := startProber(r.l, lab.URL(ip))
+			p := r.l.StartProber("client", lab.URL(ip))
 			time.Sleep(300 * time.Millisecond)
 			at := time.Now()
 			if err := r.l.KillProcess(r.impl.SpeakerKey(from)); err != nil {
@@ -178,7 +178,7 @@ func (r *run) failover(ips []string) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			time.Sleep(500 * time.Millisecond)
-			outage, _ := p.finish()
+			outage := p.Stop().Outage
 			kill = append(kill, outage)
 			r.tb.Logf("%s: SIGKILL %s round %d: %s -> %s after %v, outage %v", r.name(), ip, round+1, from, announcer(r.l, ip), time.Since(at).Round(time.Millisecond), outage.Round(time.Millisecond))
 			r.restartSpeaker(from)
@@ -190,9 +190,9 @@ func (r *run) failover(ips []string) {
 	}
 	// Rolling restart: every speaker in turn, SIGTERM with the grace its
 	// manifests give it, started again, ready before the next.
-	probers := make([]*prober, len(ips))
+	probers := make([]*lab.Prober, len(ips))
 	for i, ip := range ips {
-		probers[i] = startProber(r.l, lab.URL(ip))
+		probers[i] = r.l.StartProber("client", lab.URL(ip))
 	}
 	for _, n := range r.l.Nodes() {
 		if err := r.l.StopProcess(r.impl.SpeakerKey(n.Name), r.impl.StopGrace()); err != nil {
@@ -203,7 +203,7 @@ func (r *run) failover(ips []string) {
 	}
 	time.Sleep(2 * time.Second)
 	for i, p := range probers {
-		_, failed := p.finish()
+		failed := p.Stop().Failed
 		r.res.set(r.name(), "L2 "+family[i]+": rolling restart of every speaker, failed requests", float64(failed))
 	}
 	r.settle(ips)

@@ -127,6 +127,12 @@ func labNamespaces(prefix string) ([]string, error) {
 func labProcesses(prefix, stateRoot string) []int {
 	dir := []byte(filepath.Join(stateRoot, prefix))
 	ns := []byte(prefix + "-")
+	return liveProcesses(func(cmdline []byte) bool { return bytes.Contains(cmdline, dir) || bytes.Contains(cmdline, ns) })
+}
+
+// liveProcesses lists the live processes (not zombies, not this one)
+// whose command line (arguments separated by NUL bytes) match accepts.
+func liveProcesses(match func(cmdline []byte) bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
@@ -135,7 +141,7 @@ func labProcesses(prefix, stateRoot string) []int {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !(bytes.Contains(cmdline, dir) || bytes.Contains(cmdline, ns)) {
+		if err != nil || !match(cmdline) {
 			continue
 		}
 		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))

@@ -152,32 +152,42 @@ func (l *Lab) waitNodesReady(ctx context.Context) error {
 // programmed its rules).
 func (l *Lab) waitKubeProxies(ctx context.Context) error {
 	for _, n := range l.state.Nodes {
-		hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return dialIn(ctx, n.Netns, network, addr)
-			},
-		}}
-		err := waitFor(ctx, 60*time.Second, "kube-proxy on "+n.Name, func() (bool, error) {
-			l.mu.Lock()
-			p := l.procs[n.Name+"/kube-proxy"]
-			l.mu.Unlock()
-			if err := p.errExited(); err != nil {
-				return false, fmt.Errorf("%w (see %s)", err, l.logPath(n.Name+"_kube-proxy"))
-			}
-			resp, err := hc.Get("http://127.0.0.1:10256/healthz")
-			if err != nil {
-				return false, err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK, nil
-		})
-		hc.CloseIdleConnections()
-		if err != nil {
+		if err := l.waitHealthy(ctx, n.Netns, n.Name+"/kube-proxy", "http://127.0.0.1:10256/healthz", 60*time.Second); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// waitHealthy waits until the process key (NODE/COMPONENT) answers its
+// health check at url, from inside the node's namespace netns. A process
+// that is gone or exits meanwhile ends the wait with its error (and its
+// log's path).
+func (l *Lab) waitHealthy(ctx context.Context, netns, key, url string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialIn(ctx, netns, network, addr)
+		},
+	}}
+	defer hc.CloseIdleConnections()
+	node, component, _ := strings.Cut(key, "/")
+	var dead error
+	err := waitFor(ctx, timeout, component+" on "+node, func() (bool, error) {
+		if dead = l.procErr(key); dead != nil {
+			return true, nil
+		}
+		resp, err := hc.Get(url)
+		if err != nil {
+			return false, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return err
+	}
+	return dead
 }
 
 func (l *Lab) startLoops(ctx context.Context) {

@@ -5,9 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,30 +179,8 @@ func (l *Lab) procErr(key string) error {
 // waitKubelets waits until every kubelet answers its health check.
 func (l *Lab) waitKubelets(ctx context.Context) error {
 	for _, n := range l.state.Nodes {
-		hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return dialIn(ctx, n.Netns, network, addr)
-			},
-		}}
-		var dead error
-		err := waitFor(ctx, 90*time.Second, "kubelet on "+n.Name, func() (bool, error) {
-			if dead = l.procErr(n.Name + "/kubelet"); dead != nil {
-				return true, nil
-			}
-			resp, err := hc.Get("http://127.0.0.1:10248/healthz")
-			if err != nil {
-				return false, nil
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK, nil
-		})
-		hc.CloseIdleConnections()
-		if err != nil {
+		if err := l.waitHealthy(ctx, n.Netns, n.Name+"/kubelet", "http://127.0.0.1:10248/healthz", 90*time.Second); err != nil {
 			return err
-		}
-		if dead != nil {
-			return dead
 		}
 	}
 	return nil
@@ -472,19 +447,7 @@ func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
 // processesNaming lists the live processes whose arguments contain s
 // (containerd's shims name their containerd's socket).
 func processesNaming(s string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte(s)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return liveProcesses(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte(s)) })
 }
 
 // nodeKubeconfig is the kubeconfig a node's kubelet runs with: the node's

@@ -1,13 +1,9 @@
 package layer2_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,98 +97,4 @@ func waitServed(tb testing.TB, l *lab.Lab, ip, node string, n int) map[string]in
 		seen[answer]++
 	}
 	return seen
-}
-
-// prober requests a URL from the client every interval, one new
-// connection each, and records when requests succeeded.
-type prober struct {
-	url      string
-	interval time.Duration
-	timeout  time.Duration
-	hc       *http.Client
-	stop     chan struct{}
-	done     chan struct{}
-
-	mu      sync.Mutex
-	ok      []time.Time
-	failed  int
-	answers map[string]int
-	started time.Time
-}
-
-func startProber(l *lab.Lab, url string) *prober {
-	p := &prober{url: url, interval: 10 * time.Millisecond, timeout: 200 * time.Millisecond,
-		stop: make(chan struct{}), done: make(chan struct{}), answers: map[string]int{}}
-	p.hc = l.HTTPClient("client", p.timeout)
-	p.started = time.Now()
-	go p.run()
-	return p
-}
-
-func (p *prober) run() {
-	defer close(p.done)
-	defer p.hc.CloseIdleConnections()
-	for {
-		select {
-		case <-p.stop:
-			return
-		default:
-		}
-		resp, err := p.hc.Get(p.url)
-		var body []byte
-		if err == nil {
-			body, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = errors.New(resp.Status)
-			}
-		}
-		now := time.Now()
-		p.mu.Lock()
-		if err != nil {
-			p.failed++
-		} else {
-			p.ok = append(p.ok, now)
-			p.answers[strings.TrimSpace(string(body))]++
-		}
-		p.mu.Unlock()
-		select {
-		case <-p.stop:
-			return
-		case <-time.After(p.interval):
-		}
-	}
-}
-
-// probeResult is what a prober saw.
-type probeResult struct {
-	OK, Failed int
-	// Outage is the longest time between two successful answers (or from
-	// the start to the first, or from the last to the end).
-	Outage time.Duration
-	// OutageAt is when the longest gap began, after the prober started.
-	OutageAt time.Duration
-	Answers  map[string]int
-}
-
-func (r probeResult) String() string {
-	return fmt.Sprintf("%d ok, %d failed, longest gap %v (from +%v), answers %v",
-		r.OK, r.Failed, r.Outage.Round(time.Millisecond), r.OutageAt.Round(time.Millisecond), r.Answers)
-}
-
-func (p *prober) Stop() probeResult {
-	close(p.stop)
-	<-p.done
-	end := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r := probeResult{OK: len(p.ok), Failed: p.failed, Answers: p.answers}
-	prev := p.started
-	for _, t := range append(append([]time.Time(nil), p.ok...), end) {
-		if gap := t.Sub(prev); gap > r.Outage {
-			r.Outage, r.OutageAt = gap, prev.Sub(p.started)
-		}
-		prev = t
-	}
-	return r
 }

@@ -175,7 +175,7 @@ type takeOver struct {
 	// the new node's MAC, after the failure.
 	moved []time.Duration
 	// probes are the request loops' results, per address.
-	probes []probeResult
+	probes []lab.ProbeResult
 	// mismatches are addresses whose client neighbour entry names another
 	// node than the Service's ServiceL2Status.
 	mismatches []string
@@ -224,9 +224,9 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 	tb.Helper()
 	r := takeOver{from: from, moved: make([]time.Duration, len(ips))}
 	fromMAC := nodeMAC(tb, l, from)
-	var probers []*prober
+	var probers []*lab.Prober
 	for _, ip := range ips {
-		probers = append(probers, startProber(l, lab.URL(ip)))
+		probers = append(probers, l.StartProber("client", lab.URL(ip)))
 	}
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
@@ -391,9 +391,9 @@ func testHealed(t *testing.T, l *lab.Lab) {
 
 func testRollingRestart(t *testing.T, l *lab.Lab) {
 	ips, _ := haOnce(t, l)
-	var probers []*prober
+	var probers []*lab.Prober
 	for _, ip := range ips {
-		probers = append(probers, startProber(l, lab.URL(ip)))
+		probers = append(probers, l.StartProber("client", lab.URL(ip)))
 	}
 	start := time.Now()
 	for _, n := range l.Nodes() {

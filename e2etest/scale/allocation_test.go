@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -54,20 +52,7 @@ func servicesWanted() int {
 func BenchmarkAllocation(b *testing.B) {
 	n := servicesWanted()
 	ctx := context.Background()
-	env := testenv.Start(b, testenv.Options{APIServerFlags: map[string]string{
-		"service-cluster-ip-range": "10.0.0.0/16",
-	}})
-	bin := b.TempDir()
-	if err := testenv.BuildPrograms(ctx, bin, "./controller"); err != nil {
-		b.Fatal(err)
-	}
-	kubeconfig := env.WriteKubeconfig(b)
-	cs := unlimitedClientset(b, env.Config)
-	for _, ns := range []string{barelbNamespace, benchNamespace} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	env, bin, kubeconfig, cs := controllerBench(b)
 
 	began := time.Now()
 	parallel(b, n, func(i int) error {
@@ -78,7 +63,7 @@ func BenchmarkAllocation(b *testing.B) {
 
 	b.ResetTimer()
 	// The ceiling: the same status writes from a plain client.
-	w := watchAssigned(b, cs, n)
+	w := watchServices(b, cs, n, "an address", hasAddress)
 	began = time.Now()
 	parallel(b, n, func(i int) error { return writeStatus(ctx, cs, i, benchAddress(i).String(), "ceiling") })
 	w.waitAll(b, 5*time.Minute)
@@ -92,7 +77,7 @@ func BenchmarkAllocation(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	w = watchAssigned(b, cs, n)
+	w = watchServices(b, cs, n, "an address", hasAddress)
 	began = time.Now()
 	controller := startController(b, filepath.Join(bin, "controller"), kubeconfig)
 	w.waitAll(b, 10*time.Minute)
@@ -106,7 +91,7 @@ func BenchmarkAllocation(b *testing.B) {
 
 	// Cold start with every Service assigned.
 	controller.stop(b)
-	w = watchAssigned(b, cs, n)
+	w = watchServices(b, cs, n, "an address", hasAddress)
 	began = time.Now()
 	controller = startController(b, filepath.Join(bin, "controller"), kubeconfig)
 	controller.waitVerified(b, n, 5*time.Minute)
@@ -134,6 +119,28 @@ func BenchmarkAllocation(b *testing.B) {
 	if changed > 0 {
 		b.Errorf("%d addresses changed across the cold start", changed)
 	}
+}
+
+// controllerBench starts the control plane of the controller's
+// benchmarks (a /16 of Service IPs, so that 10,000 Services fit), builds
+// the controller into bin and makes the two namespaces.
+func controllerBench(b *testing.B) (env *testenv.Env, bin, kubeconfig string, cs *kubernetes.Clientset) {
+	ctx := context.Background()
+	env = testenv.Start(b, testenv.Options{APIServerFlags: map[string]string{
+		"service-cluster-ip-range": "10.0.0.0/16",
+	}})
+	bin = b.TempDir()
+	if err := testenv.BuildPrograms(ctx, bin, "./controller"); err != nil {
+		b.Fatal(err)
+	}
+	kubeconfig = env.WriteKubeconfig(b)
+	cs = unlimitedClientset(b, env.Config)
+	for _, ns := range []string{barelbNamespace, benchNamespace} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return env, bin, kubeconfig, cs
 }
 
 func unlimitedClientset(b *testing.B, cfg *rest.Config) *kubernetes.Clientset {
@@ -184,83 +191,6 @@ func parallel(b *testing.B, n int, f func(i int) error) {
 	if err := lab.Parallel(n, workers, f); err != nil {
 		b.Fatal(err)
 	}
-}
-
-// assignedWatch counts, from one watch, the Services that have an address
-// and every write to any Service.
-type assignedWatch struct {
-	w        watch.Interface
-	mu       sync.Mutex
-	assigned map[string]bool
-	modified int
-	all      chan struct{}
-	done     chan struct{}
-}
-
-func watchAssigned(b *testing.B, cs *kubernetes.Clientset, n int) *assignedWatch {
-	ctx := context.Background()
-	list, err := cs.CoreV1().Services(benchNamespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := cs.CoreV1().Services(benchNamespace).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
-	if err != nil {
-		b.Fatal(err)
-	}
-	aw := &assignedWatch{w: w, assigned: map[string]bool{}, all: make(chan struct{}), done: make(chan struct{})}
-	for i := range list.Items {
-		if len(list.Items[i].Status.LoadBalancer.Ingress) > 0 {
-			aw.assigned[list.Items[i].Name] = true
-		}
-	}
-	if len(aw.assigned) >= n {
-		close(aw.all)
-	}
-	go func() {
-		defer close(aw.done)
-		for ev := range w.ResultChan() {
-			svc, ok := ev.Object.(*corev1.Service)
-			if !ok {
-				continue
-			}
-			aw.mu.Lock()
-			if ev.Type == watch.Modified {
-				aw.modified++
-			}
-			had := len(aw.assigned) >= n
-			if len(svc.Status.LoadBalancer.Ingress) > 0 {
-				aw.assigned[svc.Name] = true
-			} else {
-				delete(aw.assigned, svc.Name)
-			}
-			if !had && len(aw.assigned) >= n {
-				close(aw.all)
-			}
-			aw.mu.Unlock()
-		}
-	}()
-	return aw
-}
-
-func (aw *assignedWatch) waitAll(b *testing.B, limit time.Duration) {
-	select {
-	case <-aw.all:
-	case <-time.After(limit):
-		aw.mu.Lock()
-		defer aw.mu.Unlock()
-		b.Fatalf("only %d Services got an address within %v", len(aw.assigned), limit)
-	}
-}
-
-func (aw *assignedWatch) writes() int {
-	aw.mu.Lock()
-	defer aw.mu.Unlock()
-	return aw.modified
-}
-
-func (aw *assignedWatch) stop() {
-	aw.w.Stop()
-	<-aw.done
 }
 
 func addresses(b *testing.B, cs *kubernetes.Clientset) map[string]string {

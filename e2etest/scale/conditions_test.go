@@ -3,18 +3,14 @@ package scale
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
-	"github.com/barelb/barelb/internal/testenv"
 )
 
 // BenchmarkConditions counts the writes the controller's two Service
@@ -36,20 +32,7 @@ import (
 func BenchmarkConditions(b *testing.B) {
 	n := servicesWanted()
 	ctx := context.Background()
-	env := testenv.Start(b, testenv.Options{APIServerFlags: map[string]string{
-		"service-cluster-ip-range": "10.0.0.0/16",
-	}})
-	bin := b.TempDir()
-	if err := testenv.BuildPrograms(ctx, bin, "./controller"); err != nil {
-		b.Fatal(err)
-	}
-	kubeconfig := env.WriteKubeconfig(b)
-	cs := unlimitedClientset(b, env.Config)
-	for _, ns := range []string{barelbNamespace, benchNamespace} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	env, bin, kubeconfig, cs := controllerBench(b)
 	parallel(b, n, func(i int) error {
 		_, err := cs.CoreV1().Services(benchNamespace).Create(ctx, service(i), metav1.CreateOptions{})
 		return err
@@ -70,7 +53,7 @@ func BenchmarkConditions(b *testing.B) {
 	}
 
 	// First start.
-	w := watchServices(b, cs, n, announced(barelbv1beta1.AnnouncedReasonNoAdvertisement))
+	w := watchServices(b, cs, n, "their conditions", announced(barelbv1beta1.AnnouncedReasonNoAdvertisement))
 	began := time.Now()
 	controller := startController(b, filepath.Join(bin, "controller"), kubeconfig)
 	w.waitAll(b, 10*time.Minute)
@@ -79,7 +62,7 @@ func BenchmarkConditions(b *testing.B) {
 	firstWrites := w.stop()
 
 	// A configuration change that changes every Service's verdict.
-	w = watchServices(b, cs, n, announced(barelbv1beta1.AnnouncedReasonNoEligibleNode))
+	w = watchServices(b, cs, n, "their conditions", announced(barelbv1beta1.AnnouncedReasonNoEligibleNode))
 	began = time.Now()
 	adv := &barelbv1beta1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "nowhere", Namespace: barelbNamespace},
 		Spec: barelbv1beta1.L2AdvertisementSpec{NodeSelectors: []barelbv1beta1.Selector{{MatchLabels: map[string]barelbv1beta1.LabelValue{"zone": "nowhere"}}}}}
@@ -93,7 +76,7 @@ func BenchmarkConditions(b *testing.B) {
 
 	// A cold start: nothing to write.
 	controller.stop(b)
-	w = watchServices(b, cs, n, announced(barelbv1beta1.AnnouncedReasonNoEligibleNode))
+	w = watchServices(b, cs, n, "their conditions", announced(barelbv1beta1.AnnouncedReasonNoEligibleNode))
 	began = time.Now()
 	controller = startController(b, filepath.Join(bin, "controller"), kubeconfig)
 	controller.waitVerified(b, n, 5*time.Minute)
@@ -108,77 +91,4 @@ func BenchmarkConditions(b *testing.B) {
 	b.ReportMetric(float64(coldWrites), "writes-cold-start")
 	b.Logf("%d Services: first start %d writes in %v (address+AddressAssigned, then Announced); a change of every verdict %d writes in %v; cold start (ready and verified in %v, then 5 s more) %d writes",
 		n, firstWrites, firstTook.Round(time.Millisecond), changeWrites, changeTook.Round(time.Millisecond), coldTook.Round(time.Millisecond), coldWrites)
-}
-
-// serviceWatch counts the writes to the Services seen on one watch and
-// tells when every one of them satisfies done.
-type serviceWatch struct {
-	w        watch.Interface
-	mu       sync.Mutex
-	ok       map[string]bool
-	modified int
-	all      chan struct{}
-	finished chan struct{}
-}
-
-func watchServices(b *testing.B, cs *kubernetes.Clientset, n int, done func(*corev1.Service) bool) *serviceWatch {
-	ctx := context.Background()
-	list, err := cs.CoreV1().Services(benchNamespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := cs.CoreV1().Services(benchNamespace).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sw := &serviceWatch{w: w, ok: map[string]bool{}, all: make(chan struct{}), finished: make(chan struct{})}
-	for i := range list.Items {
-		if done(&list.Items[i]) {
-			sw.ok[list.Items[i].Name] = true
-		}
-	}
-	if len(sw.ok) >= n {
-		close(sw.all)
-	}
-	go func() {
-		defer close(sw.finished)
-		for ev := range w.ResultChan() {
-			svc, isSvc := ev.Object.(*corev1.Service)
-			if !isSvc {
-				continue
-			}
-			sw.mu.Lock()
-			if ev.Type == watch.Modified {
-				sw.modified++
-			}
-			had := len(sw.ok) >= n
-			if done(svc) {
-				sw.ok[svc.Name] = true
-			} else {
-				delete(sw.ok, svc.Name)
-			}
-			if !had && len(sw.ok) >= n {
-				close(sw.all)
-			}
-			sw.mu.Unlock()
-		}
-	}()
-	return sw
-}
-
-func (sw *serviceWatch) waitAll(b *testing.B, limit time.Duration) {
-	select {
-	case <-sw.all:
-	case <-time.After(limit):
-		sw.mu.Lock()
-		defer sw.mu.Unlock()
-		b.Fatalf("only %d Services got their conditions within %v", len(sw.ok), limit)
-	}
-}
-
-// stop ends the watch and returns the writes seen.
-func (sw *serviceWatch) stop() int {
-	sw.w.Stop()
-	<-sw.finished
-	return sw.modified
 }

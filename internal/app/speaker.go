@@ -320,27 +320,30 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		changes = make(chan event.GenericEvent, 1)
 		alive = members
 	}
-	network := &l2announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2")}
 	speakers := &heartbeat.Speakers{Reader: mgr.GetClient(), Namespace: o.Namespace}
-	r := &l2announcer.Reconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
-		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-		Members: alive, Network: network, Services: services, Speakers: speakers,
-	}
-	if m != nil {
-		r.Peers = peers
-	}
-	network.Options = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, OnPeerClaim: r.HandlePeerClaim,
-		GratuitousInterval: o.GratuitousInterval, Speaker: speakers.NodeOf}
+	speakerOf := speakers.NodeOf
 	if members != nil {
 		// memberlist's metadata first: it knows speakers that joined
 		// since the Leases were last read, and gone ones.
-		network.Options.Speaker = func(mac net.HardwareAddr) (string, bool) {
+		speakerOf = func(mac net.HardwareAddr) (string, bool) {
 			if node, ok := members.Speaker(mac); ok {
 				return node, ok
 			}
 			return speakers.NodeOf(mac)
 		}
+	}
+	// The responders report to the Reconciler that opens them (see
+	// l2announcer.Network).
+	network := &l2announcer.HostNetwork{Ctx: answerCtx, Log: log.WithName("layer2"),
+		Options: layer2.Options{GratuitousInterval: o.GratuitousInterval, Speaker: speakerOf}}
+	var tablePeers *l2announcer.PeerTable
+	if m != nil {
+		tablePeers = peers
+	}
+	r := &l2announcer.Reconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
+		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
+		Members: alive, Network: network, Services: services, Speakers: speakers, Peers: tablePeers,
 	}
 	if m != nil {
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/barelb/barelb/internal/testutil"
 )
 
 // fastProfile is the 100 ms × 3 profile of the issue.
@@ -51,9 +53,9 @@ func TestFRR(t *testing.T) {
 			up := ev.wait(t, k, StateUp, upTimeout)
 			t.Logf("%s: Up after %v", tc.name, up.At.Sub(start).Round(time.Millisecond))
 			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
-			eventually(t, 5*time.Second, "FRR sees the session up with our 100 ms timers", func() bool {
+			testutil.Eventually(t, 5*time.Second, "FRR sees the session up with our 100 ms timers", func() (bool, string) {
 				s := l.frrState(tc.ours)
-				return s.Status == "up" && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100 && s.RemoteTransmit == 100
+				return s.Status == "up" && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100 && s.RemoteTransmit == 100, fmt.Sprintf("FRR: %+v", s)
 			})
 
 			// bfdd killed: we detect it within the detection time.
@@ -118,13 +120,13 @@ func TestFRR(t *testing.T) {
 			if err := m.Add(context.Background(), peer); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "our Poll Sequence completes", func() bool {
+			testutil.Eventually(t, 5*time.Second, "our Poll Sequence completes", func() (bool, string) {
 				s := info(t, m, k)
-				return !s.Polling && s.Stats.PollsDone > polls
+				return !s.Polling && s.Stats.PollsDone > polls, fmt.Sprintf("polling %v, polls done %d", s.Polling, s.Stats.PollsDone)
 			})
-			eventually(t, 5*time.Second, "FRR sees our new timers", func() bool {
+			testutil.Eventually(t, 5*time.Second, "FRR sees our new timers", func() (bool, string) {
 				s := l.frrState(tc.ours)
-				return s.Status == "up" && s.RemoteReceive == 200 && s.RemoteTransmit == 250 && s.RemoteDetectMult == 4
+				return s.Status == "up" && s.RemoteReceive == 200 && s.RemoteTransmit == 250 && s.RemoteDetectMult == 4, fmt.Sprintf("FRR: %+v", s)
 			})
 			s := info(t, m, k)
 			// FRR transmits at max(its 100 ms, our 200 ms); its detect
@@ -135,13 +137,15 @@ func TestFRR(t *testing.T) {
 
 			// FRR's timers change: FRR polls, we answer Final.
 			l.frrPeer(tc.ours, tc.theirs, "receive-interval 300", "transmit-interval 150")
-			eventually(t, 5*time.Second, "we see FRR's new timers", func() bool {
+			testutil.Eventually(t, 5*time.Second, "we see FRR's new timers", func() (bool, string) {
 				s := info(t, m, k)
-				return s.RemoteMinRxInterval == 300*time.Millisecond && s.RemoteDesiredMinTx == 150*time.Millisecond
+				return s.RemoteMinRxInterval == 300*time.Millisecond && s.RemoteDesiredMinTx == 150*time.Millisecond,
+					fmt.Sprintf("remote min rx %v, desired min tx %v", s.RemoteMinRxInterval, s.RemoteDesiredMinTx)
 			})
-			eventually(t, 5*time.Second, "FRR's Poll Sequence completes", func() bool {
+			testutil.Eventually(t, 5*time.Second, "FRR's Poll Sequence completes", func() (bool, string) {
 				s := info(t, m, k)
-				return s.TxInterval == 300*time.Millisecond && s.DetectionTime == 3*200*time.Millisecond
+				return s.TxInterval == 300*time.Millisecond && s.DetectionTime == 3*200*time.Millisecond,
+					fmt.Sprintf("tx %v, detection %v", s.TxInterval, s.DetectionTime)
 			})
 			ev.none(t, k, time.Second)
 			if st := l.frrState(tc.ours).Status; st != "up" {
@@ -150,9 +154,9 @@ func TestFRR(t *testing.T) {
 
 			// Removal: AdminDown reaches FRR.
 			m.Remove(k)
-			eventually(t, 5*time.Second, "FRR sees our AdminDown", func() bool {
+			testutil.Eventually(t, 5*time.Second, "FRR sees our AdminDown", func() (bool, string) {
 				s := l.frrState(tc.ours)
-				return s.Status == "down" && s.RemoteDiagnostic == "administratively down"
+				return s.Status == "down" && s.RemoteDiagnostic == "administratively down", fmt.Sprintf("FRR: %+v", s)
 			})
 			if n := len(m.Sessions()); n != 0 {
 				t.Errorf("%d sessions after Remove", n)
@@ -166,9 +170,10 @@ func TestFRR(t *testing.T) {
 // and the given transmission interval and detection time.
 func waitSettled(t testing.TB, m *Manager, k Key, tx, detect time.Duration) {
 	t.Helper()
-	eventually(t, 5*time.Second, "session settles on tx "+tx.String()+", detection "+detect.String(), func() bool {
+	testutil.Eventually(t, 5*time.Second, "session settles on tx "+tx.String()+", detection "+detect.String(), func() (bool, string) {
 		s := info(t, m, k)
-		return s.State == StateUp && !s.Polling && s.TxInterval == tx && s.DetectionTime == detect
+		return s.State == StateUp && !s.Polling && s.TxInterval == tx && s.DetectionTime == detect,
+			fmt.Sprintf("%s, polling %v, tx %v, detection %v", s.State, s.Polling, s.TxInterval, s.DetectionTime)
 	})
 }
 
@@ -288,7 +293,10 @@ func TestFRRPassive(t *testing.T) {
 			l.frrPeer(addrA4, addrB4, append([]string{"receive-interval 100", "transmit-interval 100", "detect-multiplier 3"}, tc.frrExtra...)...)
 			ev.wait(t, k, StateUp, upTimeout)
 			waitSettled(t, m, k, 100*time.Millisecond, 300*time.Millisecond)
-			eventually(t, 5*time.Second, "FRR up", func() bool { return l.frrState(addrA4).Status == "up" })
+			testutil.Eventually(t, 5*time.Second, "FRR up", func() (bool, string) {
+				s := l.frrState(addrA4)
+				return s.Status == "up", s.Status
+			})
 		})
 	}
 }

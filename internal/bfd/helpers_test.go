@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr/testr"
 
 	"github.com/barelb/barelb/internal/testenv"
+	"github.com/barelb/barelb/internal/testutil"
 )
 
 // The lab: two network namespaces joined by a veth pair, "a" (ours) and
@@ -235,18 +236,6 @@ func info(t testing.TB, m *Manager, k Key) SessionInfo {
 	return SessionInfo{}
 }
 
-// eventually polls cond every 20 ms until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // ---- FRR ----
 
 const frrDir = "/usr/lib/frr"
@@ -273,9 +262,9 @@ func (l *lab) startFRR() {
 	l.run("install", "-o", "frr", "-g", "frr", "-m", "0640", "/dev/null", filepath.Join(dir, "frr.conf"))
 	l.zebr = l.daemon("zebra")
 	l.t.Cleanup(func() { stopDaemon(l.zebr) })
-	eventually(l.t, 10*time.Second, "zebra's socket", func() bool {
+	testutil.Eventually(l.t, 10*time.Second, "zebra's socket", func() (bool, string) {
 		_, err := os.Stat(filepath.Join(dir, "zserv.api"))
-		return err == nil
+		return err == nil, fmt.Sprint(err)
 	})
 	l.startBFDD()
 	l.t.Cleanup(func() { stopDaemon(l.bfdd) })
@@ -286,8 +275,9 @@ func (l *lab) startBFDD() {
 	l.t.Helper()
 	_ = os.Remove(filepath.Join(l.frrDir, "bfdd.vty"))
 	l.bfdd = l.daemon("bfdd", "--bfdctl", filepath.Join(l.frrDir, "bfdd.sock"))
-	eventually(l.t, 10*time.Second, "bfdd's vty", func() bool {
-		return exec.Command("vtysh", "--vty_socket", l.frrDir, "-d", "bfdd", "-c", "show bfd peers").Run() == nil
+	testutil.Eventually(l.t, 10*time.Second, "bfdd's vty", func() (bool, string) {
+		err := exec.Command("vtysh", "--vty_socket", l.frrDir, "-d", "bfdd", "-c", "show bfd peers").Run()
+		return err == nil, fmt.Sprint(err)
 	})
 }
 

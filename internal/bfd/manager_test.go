@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/barelb/barelb/internal/testenv"
+	"github.com/barelb/barelb/internal/testutil"
 )
 
 // TestManagers runs two of our Managers against each other, one in each
@@ -119,16 +120,17 @@ func TestReceiveChecks(t *testing.T) {
 		send(t, l.nsB, fam.src, fam.dst, 64, down)
 		send(t, l.nsB, fam.src, fam.dst, 255, down[:20])
 		send(t, l.nsB, fam.src, fam.dst, 255, withAuth)
-		eventually(t, 5*time.Second, fam.name+": drops counted", func() bool {
+		testutil.Eventually(t, 5*time.Second, fam.name+": drops counted", func() (bool, string) {
 			s := m.Stats()
-			return s.BadTTL == before.BadTTL+1 && s.Malformed == before.Malformed+2
+			return s.BadTTL == before.BadTTL+1 && s.Malformed == before.Malformed+2, fmt.Sprintf("bad TTL %d, malformed %d", s.BadTTL, s.Malformed)
 		})
 		if s := info(t, m, k); s.State != StateDown || s.Stats.PacketsIn != 0 {
 			t.Fatalf("%s: a dropped packet reached the session: %+v", fam.name, s.Info)
 		}
 		send(t, l.nsB, fam.src, fam.dst, 255, down)
-		eventually(t, 5*time.Second, fam.name+": a valid packet moves the session to Init", func() bool {
-			return info(t, m, k).State == StateInit
+		testutil.Eventually(t, 5*time.Second, fam.name+": a valid packet moves the session to Init", func() (bool, string) {
+			s := info(t, m, k).State
+			return s == StateInit, s.String()
 		})
 		t.Logf("%s: %+v", fam.name, m.Stats())
 	}
@@ -337,7 +339,10 @@ func TestCallbackMayCallManager(t *testing.T) {
 	case <-time.After(upTimeout):
 		t.Fatal("the callback never ran or blocked")
 	}
-	eventually(t, 5*time.Second, "the session is gone", func() bool { return len(ma.Sessions()) == 0 })
+	testutil.Eventually(t, 5*time.Second, "the session is gone", func() (bool, string) {
+		n := len(ma.Sessions())
+		return n == 0, fmt.Sprintf("%d sessions", n)
+	})
 }
 
 // TestReAddWhileDraining: a session removed and added again at once must

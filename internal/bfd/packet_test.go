@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // frrDown is a packet as FRR's bfdd sends it before the session comes up:
@@ -31,8 +33,8 @@ func TestUnmarshal(t *testing.T) {
 	}
 	want := Packet{State: StateDown, DetectMult: 3, MyDiscriminator: 0x8c9c4f42,
 		DesiredMinTxInterval: time.Second, RequiredMinRxInterval: 100 * time.Millisecond, RequiredMinEchoRxInterval: 50 * time.Millisecond}
-	if p != want {
-		t.Fatalf("got %+v\nwant %+v", p, want)
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Fatalf("Unmarshal (-want +got):\n%s", diff)
 	}
 }
 
@@ -181,8 +183,11 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("round trip of %x gave %x", want, out)
 		}
 		q, err := Unmarshal(out)
-		if err != nil || q != p {
-			t.Fatalf("re-decoding gave %+v, %v; want %+v", q, err, p)
+		if err != nil {
+			t.Fatalf("re-decoding %x: %v", out, err)
+		}
+		if diff := cmp.Diff(p, q); diff != "" {
+			t.Fatalf("re-decoding (-want +got):\n%s", diff)
 		}
 	})
 }

@@ -1,17 +1,15 @@
 package bgp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/barelb/barelb/internal/testutil"
 	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	apipb "github.com/osrg/gobgp/v3/api"
@@ -19,10 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files")
-
 // golden compares m, as indented JSON with stable formatting, with
-// testdata/NAME.json.
+// testdata/NAME.json (testutil.Golden: -update rewrites it).
 func golden(t *testing.T, name string, m proto.Message) {
 	t.Helper()
 	raw, err := protojson.MarshalOptions{Multiline: false}.Marshal(m)
@@ -35,19 +31,7 @@ func golden(t *testing.T, name string, m proto.Message) {
 	}
 	got, _ := json.MarshalIndent(v, "", "  ")
 	got = append(got, '\n')
-	path := filepath.Join("testdata", name+".json")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run with -update after checking):\n%s", path, got)
-	}
+	testutil.Golden(t, filepath.Join("testdata", name+".json"), got)
 }
 
 func TestAPIPeer(t *testing.T) {

@@ -3,32 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/barelb/barelb/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files of testdata")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run the test with -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (rerun with -update if the change is intended)\n--- got:\n%s\n--- want:\n%s", path, got, want)
-	}
-}
 
 // run runs the plugin as its main would.
 func run(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
@@ -47,8 +28,8 @@ func TestConvertCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, warnings)
 	}
-	golden(t, "convert.stdout.golden", []byte(fromFile))
-	golden(t, "convert.stderr.golden", []byte(warnings))
+	testutil.Golden(t, filepath.Join("testdata", "convert.stdout.golden"), []byte(fromFile))
+	testutil.Golden(t, filepath.Join("testdata", "convert.stderr.golden"), []byte(warnings))
 
 	for _, args := range [][]string{{"convert"}, {"convert", "-f", "-"}} {
 		fromStdin, _, code := run(t, string(input), args...)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/testenv"
+	"github.com/barelb/barelb/internal/testutil"
 )
 
 const barelbNS = "barelb-system"
@@ -118,7 +120,7 @@ func TestClusterCommands(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
-			golden(t, tc.golden, []byte(out))
+			testutil.Golden(t, filepath.Join("testdata", tc.golden), []byte(out))
 		})
 	}
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -19,7 +20,12 @@ import (
 	"github.com/mdlayher/packet"
 
 	"github.com/barelb/barelb/internal/testenv"
+	"github.com/barelb/barelb/internal/testutil"
 )
+
+// claimOpts let cmp.Diff compare claims: addresses by value, no MAC the
+// same as an empty one.
+var claimOpts = cmp.Options{cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()}
 
 func TestARPClaim(t *testing.T) {
 	pkt := func(op arp.Operation, mac net.HardwareAddr, sender, target netip.Addr) *arp.Packet {
@@ -57,8 +63,11 @@ func TestARPClaim(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := arpClaim(tc.p, tc.src, ourMAC)
-			if ok != tc.ok || got.Address != tc.want.Address || got.Probe != tc.want.Probe || !bytes.Equal(got.MAC, tc.want.MAC) {
-				t.Errorf("got %+v %v, want %+v %v", got, ok, tc.want, tc.ok)
+			if ok != tc.ok {
+				t.Errorf("ok = %v, want %v", ok, tc.ok)
+			}
+			if diff := cmp.Diff(tc.want, got, claimOpts); diff != "" {
+				t.Errorf("claim (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -98,8 +107,11 @@ func TestNDPClaim(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := ndpClaim(tc.frame, ourMAC)
-			if ok != tc.ok || got.Address != tc.want.Address || got.Probe != tc.want.Probe || !bytes.Equal(got.MAC, tc.want.MAC) {
-				t.Errorf("got %+v %v, want %+v %v", got, ok, tc.want, tc.ok)
+			if ok != tc.ok {
+				t.Errorf("ok = %v, want %v", ok, tc.ok)
+			}
+			if diff := cmp.Diff(tc.want, got, claimOpts); diff != "" {
+				t.Errorf("claim (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -462,19 +474,14 @@ func TestConflictSeenWhileAnswering(t *testing.T) {
 	}
 	// The responder defended both addresses with a gratuitous
 	// announcement.
-	deadline := time.Now().Add(5 * time.Second)
-	for _, vip := range []netip.Addr{vip4, vip6} {
-		for {
-			claims, _ := capt.claims(vip)
-			if claims > 0 {
-				break
+	testutil.Eventually(t, 5*time.Second, "both addresses defended", func() (bool, string) {
+		for _, vip := range []netip.Addr{vip4, vip6} {
+			if claims, _ := capt.claims(vip); claims == 0 {
+				return false, vip.String() + " not defended"
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not defended", vip)
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
-	}
+		return true, ""
+	})
 	// A second claim within defendInterval is neither reported nor
 	// defended again: no storm between two hosts that both claim.
 	sendFrom(t, l, frames[vip4], frames[vip6])
@@ -534,13 +541,9 @@ func TestProbeAnsweredBySpeaker(t *testing.T) {
 			if err := r.Announce(vip, AnnounceOptions{Probe: true}); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for !r.Owns(vip) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s not answered 5 s after a probe that only another speaker answered (in conflict: %v)", vip, r.InConflict(vip))
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			testutil.Eventually(t, 5*time.Second, vip.String()+" answered after a probe that only another speaker answered", func() (bool, string) {
+				return r.Owns(vip), fmt.Sprintf("not answered, in conflict: %v", r.InConflict(vip))
+			})
 			reports.none(t, r, "another speaker's answer")
 		})
 	}

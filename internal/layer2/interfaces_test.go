@@ -2,8 +2,9 @@ package layer2
 
 import (
 	"net/netip"
-	"reflect"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestSelectInterfaces(t *testing.T) {
@@ -38,8 +39,8 @@ func TestSelectInterfaces(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got := SelectInterfaces(netip.MustParseAddr(tc.vip), tc.named, host)
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/barelb/barelb/internal/testutil"
 	"github.com/go-logr/logr/funcr"
 )
 
@@ -31,33 +32,27 @@ import (
 func detect(t testing.TB, survivors []*Membership, seedPort int, name string, port int) time.Duration {
 	t.Helper()
 	c := startChild(t, name, port, seedPort)
-	waitFor(t, 30*time.Second, "survivors list "+name+" and are healthy", func() bool {
+	testutil.Eventually(t, 30*time.Second, "survivors list "+name+" and are healthy", func() (bool, string) {
+		for i, s := range survivors {
+			if !lists(s, name) {
+				return false, fmt.Sprintf("survivor %d lists %v", i, s.Members())
+			}
+			if h := s.list.GetHealthScore(); h > 0 {
+				return false, fmt.Sprintf("survivor %d has health score %d", i, h)
+			}
+		}
+		return true, ""
+	})
+	time.Sleep(rand.N(testTiming(t).ProbeInterval))
+	c.kill()
+	return elapsedUntil(t, 30*time.Second, "the survivors to drop "+name+" after SIGKILL", func() bool {
 		for _, s := range survivors {
-			if !lists(s, name) || s.list.GetHealthScore() > 0 {
+			if lists(s, name) {
 				return false
 			}
 		}
 		return true
 	})
-	time.Sleep(rand.N(testTiming(t).ProbeInterval))
-	start := time.Now()
-	c.kill()
-	for {
-		gone := true
-		for _, s := range survivors {
-			if lists(s, name) {
-				gone = false
-			}
-		}
-		took := time.Since(start)
-		if gone {
-			return took
-		}
-		if took > 30*time.Second {
-			t.Fatalf("%s still listed %v after SIGKILL", name, took)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // TestCrashDetection: a SIGKILLed member is dropped by the others. The bound
@@ -82,7 +77,7 @@ func TestCrashDetection(t *testing.T) {
 	}
 	t.Logf("SIGKILL detection over %d kills: median %v, worst %v, all %v",
 		reps, median(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond), roundAll(ds))
-	if !sees([]*Membership{a, b}, "a", "b")() {
+	if ok, _ := sees([]*Membership{a, b}, "a", "b")(); !ok {
 		t.Errorf("survivors see %v and %v, want a, b", a.Members(), b.Members())
 	}
 }
@@ -188,7 +183,7 @@ func TestNoFlapping(t *testing.T) {
 		}
 		ms = append(ms, m)
 	}
-	waitFor(t, 15*time.Second, "all see a, b, c", sees(ms, names...))
+	testutil.Eventually(t, 15*time.Second, "all see a, b, c", sees(ms, names...))
 	for _, m := range ms {
 		drain(m.Changes())
 	}
@@ -350,7 +345,7 @@ func TestRejoinAfterRestart(t *testing.T) {
 			c, pc := startMember(t, "c", memberOpts{})
 			join(t, b, pa)
 			join(t, c, pa)
-			waitFor(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
+			testutil.Eventually(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
 
 			if tt.leave {
 				if err := c.Leave(time.Second); err != nil {
@@ -366,8 +361,9 @@ func TestRejoinAfterRestart(t *testing.T) {
 				// Until memberlist itself declares c dead (the fast
 				// path drops it from Members sooner), memberlist
 				// refuses c's name from another address.
-				waitFor(t, 15*time.Second, "memberlist on a and b declares c dead", func() bool {
-					return !memberlistLists(a, "c") && !memberlistLists(b, "c")
+				testutil.Eventually(t, 15*time.Second, "memberlist on a and b declares c dead", func() (bool, string) {
+					la, lb := memberlistLists(a, "c"), memberlistLists(b, "c")
+					return !la && !lb, fmt.Sprintf("a lists c: %v, b lists c: %v", la, lb)
 				})
 			}
 			drain(a.Changes())
@@ -378,13 +374,13 @@ func TestRejoinAfterRestart(t *testing.T) {
 			start := time.Now()
 			c2, _ := startMember(t, "c", memberOpts{port: port})
 			join(t, c2, pa)
-			waitFor(t, 15*time.Second, "all see a, b, c again", sees([]*Membership{a, b, c2}, "a", "b", "c"))
+			testutil.Eventually(t, 15*time.Second, "all see a, b, c again", sees([]*Membership{a, b, c2}, "a", "b", "c"))
 			t.Logf("listed again by all %v after restart", time.Since(start).Round(time.Millisecond))
 			// It must stay listed: nothing about the old incarnation (a
 			// suspicion, a dead or left message) may win over the new one.
 			end := time.Now().Add(1500 * time.Millisecond)
 			for time.Now().Before(end) {
-				if !sees([]*Membership{a, b, c2}, "a", "b", "c")() {
+				if ok, _ := sees([]*Membership{a, b, c2}, "a", "b", "c")(); !ok {
 					t.Fatalf("c dropped again: a %v, b %v, c %v", a.Members(), b.Members(), c2.Members())
 				}
 				time.Sleep(5 * time.Millisecond)
@@ -408,11 +404,11 @@ func TestRejoinAfterKill(t *testing.T) {
 	join(t, b, pa)
 	port := freePort(t)
 	c := startChild(t, "c", port, pa)
-	waitFor(t, 15*time.Second, "all see c", sees([]*Membership{a, b}, "a", "b", "c"))
+	testutil.Eventually(t, 15*time.Second, "all see c", sees([]*Membership{a, b}, "a", "b", "c"))
 	c.kill()
 	start := time.Now()
 	startChild(t, "c", port, pa) // READY means it sees another member
-	waitFor(t, 15*time.Second, "a and b list c again", sees([]*Membership{a, b}, "a", "b", "c"))
+	testutil.Eventually(t, 15*time.Second, "a and b list c again", sees([]*Membership{a, b}, "a", "b", "c"))
 	t.Logf("restarted c listed by a and b %v after its SIGKILL", time.Since(start).Round(time.Millisecond))
 	// It must stay listed: the old incarnation's suspicion must not win.
 	end := time.Now().Add(2 * time.Second)

@@ -119,27 +119,53 @@ func join(t testing.TB, m *Membership, ports ...int) {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+// elapsedUntil measures how long cond takes to hold, polling every
+// millisecond (testutil.Eventually's coarser polling would blur a
+// detection time), and fails the test after timeout.
+func elapsedUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
+	start := time.Now()
+	for {
+		took := time.Since(start)
+		if cond() {
+			return took
 		}
-		time.Sleep(5 * time.Millisecond)
+		if took > timeout {
+			t.Fatalf("after %v still waiting for %s", took, what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
-func sees(ms []*Membership, want ...string) func() bool {
+// sees is a testutil.Eventually condition: every member of ms lists
+// exactly want.
+func sees(ms []*Membership, want ...string) func() (bool, string) {
 	slices.Sort(want)
-	return func() bool {
-		for _, m := range ms {
-			if !slices.Equal(m.Members(), want) {
-				return false
+	return func() (bool, string) {
+		for i, m := range ms {
+			if got := m.Members(); !slices.Equal(got, want) {
+				return false, fmt.Sprintf("member %d lists %v", i, got)
 			}
 		}
-		return true
+		return true, ""
+	}
+}
+
+// healthy is a testutil.Eventually condition: every member of ms lists
+// exactly want and has a health score of 0 (no unexplained failed probes
+// slowing its probing down).
+func healthy(ms []*Membership, want ...string) func() (bool, string) {
+	seen := sees(ms, want...)
+	return func() (bool, string) {
+		if ok, last := seen(); !ok {
+			return false, last
+		}
+		for i, m := range ms {
+			if h := m.list.GetHealthScore(); h > 0 {
+				return false, fmt.Sprintf("member %d has health score %d", i, h)
+			}
+		}
+		return true, ""
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/barelb/barelb/internal/testutil"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -38,7 +39,7 @@ func TestJoinStateGoesBothWaysOnJoinsOnly(t *testing.T) {
 	a, aPort := startMember(t, "a", memberOpts{key: key, state: aState, pushPull: 200 * time.Millisecond})
 	b, _ := startMember(t, "b", memberOpts{key: key, state: bState, pushPull: 200 * time.Millisecond})
 	join(t, b, aPort)
-	waitFor(t, 5*time.Second, "b receives a's state", func() bool { return len(bState.received()) > 0 })
+	testutil.Eventually(t, 5*time.Second, "b receives a's state", func() (bool, string) { return len(bState.received()) > 0, "nothing yet" })
 	if diff := cmp.Diff([]string{"table of a"}, bState.received()); diff != "" {
 		t.Errorf("b received (-want +got):\n%s", diff)
 	}

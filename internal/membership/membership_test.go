@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/barelb/barelb/internal/testutil"
 	"github.com/go-logr/logr/funcr"
+	"github.com/google/go-cmp/cmp"
 )
 
 func key(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
@@ -51,8 +53,8 @@ func TestTimingDefaults(t *testing.T) {
 	got := Timing{ProbeInterval: time.Second, ProbeTimeout: 300 * time.Millisecond}.withDefaults()
 	want := LANTiming()
 	want.ProbeInterval, want.ProbeTimeout = time.Second, 300*time.Millisecond
-	if got != want {
-		t.Fatalf("withDefaults:\n got %+v\nwant %+v", got, want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("withDefaults (-want +got):\n%s", diff)
 	}
 	if err := LANTiming().validate(); err != nil {
 		t.Fatal(err)
@@ -125,7 +127,7 @@ func TestJoin(t *testing.T) {
 			c, _ := startMember(t, "c", memberOpts{key: tt.key})
 			join(t, b, pa)
 			join(t, c, pb) // c knows only b, and must learn a through it
-			waitFor(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
+			testutil.Eventually(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
 		})
 	}
 }
@@ -148,7 +150,7 @@ func TestIntruderCannotJoin(t *testing.T) {
 			a, pa := startMember(t, "a", memberOpts{key: tt.clusterKey})
 			b, _ := startMember(t, "b", memberOpts{key: tt.clusterKey})
 			join(t, b, pa)
-			waitFor(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
+			testutil.Eventually(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
 
 			x, _ := startMember(t, "x", memberOpts{key: tt.intrKey})
 			n, err := x.Join(context.Background(), []string{addr(pa)})
@@ -184,19 +186,19 @@ func TestMetadata(t *testing.T) {
 	c, _ := startMember(t, "c", memberOpts{})
 	join(t, b, pa)
 	join(t, c, pa)
-	waitFor(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
+	testutil.Eventually(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
 	want := map[string][]byte{"a": []byte("meta of a"), "b": []byte("meta of b")}
 	for name, m := range map[string]*Membership{"a": a, "b": b, "c": c} {
-		if got := m.Metadata(); !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: Metadata() = %q, want %q", name, got, want)
+		if diff := cmp.Diff(want, m.Metadata()); diff != "" {
+			t.Errorf("%s: Metadata() (-want +got):\n%s", name, diff)
 		}
 	}
 	if err := b.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "a and c drop b", sees([]*Membership{a, c}, "a", "c"))
-	if got := a.Metadata(); !reflect.DeepEqual(got, want) {
-		t.Errorf("after b left: Metadata() = %q, want %q (b's kept)", got, want)
+	testutil.Eventually(t, 15*time.Second, "a and c drop b", sees([]*Membership{a, c}, "a", "c"))
+	if diff := cmp.Diff(want, a.Metadata()); diff != "" {
+		t.Errorf("after b left: Metadata() (-want +got), b's kept:\n%s", diff)
 	}
 }
 
@@ -207,13 +209,14 @@ func TestSetMeta(t *testing.T) {
 	a, pa := startMember(t, "a", memberOpts{meta: []byte("old")})
 	b, _ := startMember(t, "b", memberOpts{})
 	join(t, b, pa)
-	waitFor(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
+	testutil.Eventually(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
 	if err := a.SetMeta([]byte("new"), time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for name, m := range map[string]*Membership{"a": a, "b": b} {
-		waitFor(t, 15*time.Second, name+" knows a's new metadata", func() bool {
-			return string(m.Metadata()["a"]) == "new"
+		testutil.Eventually(t, 15*time.Second, name+" knows a's new metadata", func() (bool, string) {
+			got := string(m.Metadata()["a"])
+			return got == "new", fmt.Sprintf("a's metadata is %q", got)
 		})
 	}
 	if err := a.SetMeta(make([]byte, MaxMetaSize+1), time.Second); err == nil {
@@ -232,14 +235,14 @@ func TestLeave(t *testing.T) {
 	c, _ := startMember(t, "c", memberOpts{})
 	join(t, b, pa)
 	join(t, c, pa)
-	waitFor(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
+	testutil.Eventually(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
 	drain(a.Changes())
 	drain(b.Changes())
 
 	start := time.Now()
 	left := make(chan error, 1)
 	go func() { left <- c.Leave(time.Second) }()
-	waitFor(t, 15*time.Second, "a and b drop c", sees([]*Membership{a, b}, "a", "b"))
+	testutil.Eventually(t, 15*time.Second, "a and b drop c", sees([]*Membership{a, b}, "a", "b"))
 	took := time.Since(start)
 	if err := <-left; err != nil {
 		t.Fatalf("Leave: %v", err)
@@ -251,13 +254,16 @@ func TestLeave(t *testing.T) {
 	// Both know that c left on purpose (it may answer on for its
 	// hand-over), and that b has not.
 	for name, m := range map[string]*Membership{"a": a, "b": b} {
-		waitFor(t, 5*time.Second, name+" knowing that c left", func() bool { return m.Left("c") })
+		testutil.Eventually(t, 5*time.Second, name+" knowing that c left", func() (bool, string) { return m.Left("c"), "c has not left" })
 		if m.Left("b") || m.Left("a") {
 			t.Errorf("%s: a member that did not leave counts as left", name)
 		}
 	}
 	// Only for the hand-over's time: heard later, it is back somewhere.
-	waitFor(t, 3*grace, "c no longer counting as left after the grace", func() bool { return !a.Left("c") && !b.Left("c") })
+	testutil.Eventually(t, 3*grace, "c no longer counting as left after the grace", func() (bool, string) {
+		la, lb := a.Left("c"), b.Left("c")
+		return !la && !lb, fmt.Sprintf("left for a: %v, for b: %v", la, lb)
+	})
 	for name, m := range map[string]*Membership{"a": a, "b": b} {
 		select {
 		case <-m.Changes():
@@ -294,7 +300,7 @@ func TestJoinRetriesUntilPeerAppears(t *testing.T) {
 	}
 	time.Sleep(700 * time.Millisecond) // a few retries fail
 	b, _ := startMember(t, "b", memberOpts{port: pb})
-	waitFor(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
+	testutil.Eventually(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
 }
 
 // TestJoinHealsPartition: once a member has company, Join keeps retrying
@@ -313,14 +319,14 @@ func TestJoinHealsPartition(t *testing.T) {
 	pa, pb, pc, pd := freePort(t), freePort(t), freePort(t), freePort(t)
 	a, b := mk("a", pa), mk("b", pb)
 	join(t, a, pb, pc) // c is not up yet
-	waitFor(t, 15*time.Second, "a and b", sees([]*Membership{a, b}, "a", "b"))
+	testutil.Eventually(t, 15*time.Second, "a and b", sees([]*Membership{a, b}, "a", "b"))
 
 	c, d := mk("c", pc), mk("d", pd)
 	join(t, d, pc)
-	waitFor(t, 15*time.Second, "c and d", sees([]*Membership{c, d}, "c", "d"))
+	testutil.Eventually(t, 15*time.Second, "c and d", sees([]*Membership{c, d}, "c", "d"))
 	// Generous: the merge takes ~1 s, but make test runs packages side by
 	// side on two cores.
-	waitFor(t, 15*time.Second, "one cluster", sees([]*Membership{a, b, c, d}, "a", "b", "c", "d"))
+	testutil.Eventually(t, 15*time.Second, "one cluster", sees([]*Membership{a, b, c, d}, "a", "b", "c", "d"))
 }
 
 func mustAddrPort(t *testing.T, s string) netip.AddrPort {

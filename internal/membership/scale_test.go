@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/barelb/barelb/internal/testutil"
 	metrics "github.com/hashicorp/go-metrics"
 )
 
@@ -106,13 +107,13 @@ func victimGone(t testing.TB, ms []*Membership, seed, port int, sig syscall.Sign
 	t.Helper()
 	c := startChild(t, "victim", port, seed)
 	defer c.kill()
-	waitFor(t, time.Minute, "every member lists the victim", func() bool {
-		for _, m := range ms {
+	testutil.Eventually(t, time.Minute, "every member lists the victim", func() (bool, string) {
+		for i, m := range ms {
 			if !lists(m, "victim") {
-				return false
+				return false, fmt.Sprintf("member %d lists %v", i, m.Members())
 			}
 		}
-		return true
+		return true, ""
 	})
 	time.Sleep(rand.N(testTiming(t).ProbeInterval))
 	start := time.Now()

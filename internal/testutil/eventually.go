@@ -25,3 +25,15 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() (
 		time.Sleep(PollInterval)
 	}
 }
+
+// NoError turns a check that returns an error into a condition for
+// Eventually: it holds when check returns nil, and the error is the last
+// word.
+func NoError(check func() error) func() (bool, string) {
+	return func() (bool, string) {
+		if err := check(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	}
+}

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,6 +55,15 @@ func TestEventually(t *testing.T) {
 	})
 	if len(failed) != 1 || !strings.Contains(failed[0], "waiting for never: still no") {
 		t.Errorf("failures = %q, want one naming what and the last word", failed)
+	}
+}
+
+func TestNoError(t *testing.T) {
+	if ok, last := NoError(func() error { return nil })(); !ok || last != "" {
+		t.Errorf("nil error: %v, %q; want true, \"\"", ok, last)
+	}
+	if ok, last := NoError(func() error { return errors.New("not yet") })(); ok || last != "not yet" {
+		t.Errorf("error: %v, %q; want false, \"not yet\"", ok, last)
 	}
 }
 

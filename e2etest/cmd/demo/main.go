@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -173,7 +172,7 @@ func run(keep bool) error {
 
 	step("Killing %s's speaker (SIGKILL) while the client sends a request every 10 ms", node)
 	url := lab.URL(ips[0])
-	p := startProber(l, url)
+	p := l.StartProber("client", url)
 	time.Sleep(time.Second)
 	killed := time.Now()
 	if err := l.Kill(node, lab.ComponentSpeaker); err != nil {
@@ -188,13 +187,13 @@ func run(keep bool) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second)
-	r := p.stop()
+	r := p.Stop()
 	to, err := announcer(ctx, l, node)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("    %s took over: the client's neighbour entry for %s pointed at it %v after the kill\n", to, ips[0], moved.Round(time.Millisecond))
-	fmt.Printf("    request loop: %d answered, %d failed; longest time without an answer: %v\n", r.ok, r.failed, r.outage.Round(time.Millisecond))
+	fmt.Printf("    request loop: %d answered, %d failed; longest time without an answer: %v\n", r.OK, r.Failed, r.Outage.Round(time.Millisecond))
 	fmt.Println("    (a killed speaker's node still forwards traffic that reaches it; cutting the node off the LAN costs about 400 ms)")
 	if err := kubectl("get", "servicel2statuses", "-n", lab.BarelbNamespace); err != nil {
 		return err
@@ -279,47 +278,4 @@ func neighbour(l *lab.Lab, ip string) string {
 		}
 	}
 	return ""
-}
-
-// prober requests a URL every 10 ms (200 ms timeout) until stopped.
-type prober struct {
-	stopc, done chan struct{}
-	ok, failed  int
-	outage      time.Duration
-}
-
-func startProber(l *lab.Lab, url string) *prober {
-	p := &prober{stopc: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		hc := l.HTTPClient("client", 200*time.Millisecond)
-		last := time.Now()
-		for {
-			resp, err := hc.Get(url)
-			if err == nil {
-				_, err = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-			if err != nil {
-				p.failed++
-			} else {
-				p.ok++
-				p.outage = max(p.outage, time.Since(last))
-				last = time.Now()
-			}
-			select {
-			case <-p.stopc:
-				p.outage = max(p.outage, time.Since(last))
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
-	return p
-}
-
-func (p *prober) stop() *prober {
-	close(p.stopc)
-	<-p.done
-	return p
 }

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/k8s/controllerglue"
 	"github.com/barelb/barelb/internal/metrics"
 )
 
@@ -59,7 +60,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Watches(&barelbv1beta1.IPAddressPool{}, handler.EnqueueRequestsFromMapFunc(allServices(mgr.GetClient())),
 			// Only spec changes matter; the pool's own status writes must
 			// not send every Service round again.
-			builder.WithPredicates(inNamespace(o.Namespace), predicate.GenerationChangedPredicate{})).
+			builder.WithPredicates(controllerglue.InNamespace(o.Namespace), predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(servicesIn(mgr.GetClient())),
 			builder.WithPredicates(labelsChanged())).
 		WatchesRawSource(source.Channel(retry, &handler.EnqueueRequestForObject{})).
@@ -92,7 +93,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 // free any of them.
 func allServices(c client.Client) handler.MapFunc {
 	return func(ctx context.Context, _ client.Object) []reconcile.Request {
-		return loadBalancerServices(ctx, c)
+		return controllerglue.LoadBalancerServices(ctx, c)
 	}
 }
 
@@ -100,27 +101,8 @@ func allServices(c client.Client) handler.MapFunc {
 // changed, for pools that select namespaces by label.
 func servicesIn(c client.Client) handler.MapFunc {
 	return func(ctx context.Context, ns client.Object) []reconcile.Request {
-		return loadBalancerServices(ctx, c, client.InNamespace(ns.GetName()))
+		return controllerglue.LoadBalancerServices(ctx, c, client.InNamespace(ns.GetName()))
 	}
-}
-
-func loadBalancerServices(ctx context.Context, c client.Client, opts ...client.ListOption) []reconcile.Request {
-	var list corev1.ServiceList
-	if err := c.List(ctx, &list, opts...); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing Services to reconcile")
-		return nil
-	}
-	var out []reconcile.Request
-	for i := range list.Items {
-		if list.Items[i].Spec.Type == corev1.ServiceTypeLoadBalancer {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-		}
-	}
-	return out
-}
-
-func inNamespace(ns string) predicate.Predicate {
-	return predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == ns })
 }
 
 // labelsChanged passes namespace updates that change labels; a new

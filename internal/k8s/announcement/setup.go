@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/k8s/controllerglue"
 	"github.com/barelb/barelb/internal/k8s/heartbeat"
 )
 
@@ -94,7 +95,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconciler, error
 	later := func(f func(context.Context, client.Object) []reconcile.Request) handler.EventHandler {
 		return delayed(o.Delay, f)
 	}
-	everyService := later(func(ctx context.Context, _ client.Object) []reconcile.Request { return loadBalancerServices(ctx, c) })
+	everyService := later(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		return controllerglue.LoadBalancerServices(ctx, c)
+	})
 	ofStatus := later(func(_ context.Context, obj client.Object) []reconcile.Request {
 		var key string
 		switch st := obj.(type) {
@@ -111,7 +114,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconciler, error
 		}
 		return nil
 	})
-	inNS := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return obj.GetNamespace() == o.Namespace }))
+	inNS := builder.WithPredicates(controllerglue.InNamespace(o.Namespace))
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("service-announced").
 		// Services through the same delay: the allocation reconciler's
@@ -183,21 +186,6 @@ func delayed(delay time.Duration, f func(context.Context, client.Object) []recon
 			add(ctx, e.Object, q)
 		},
 	}
-}
-
-func loadBalancerServices(ctx context.Context, c client.Client) []reconcile.Request {
-	var list corev1.ServiceList
-	if err := c.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing Services to look at")
-		return nil
-	}
-	var out []reconcile.Request
-	for i := range list.Items {
-		if list.Items[i].Spec.Type == corev1.ServiceTypeLoadBalancer {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-		}
-	}
-	return out
 }
 
 // serviceChanged passes the Service updates the verdict may depend on:

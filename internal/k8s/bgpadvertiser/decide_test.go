@@ -2,7 +2,6 @@ package bgpadvertiser
 
 import (
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/barelb/barelb/internal/bgp"
 	"github.com/barelb/barelb/internal/bgpplan"
 	"github.com/barelb/barelb/internal/config"
+	"github.com/google/go-cmp/cmp"
 )
 
 func testPeer(name string, mutate func(*barelbv1beta1.BGPPeerSpec)) *barelbv1beta1.BGPPeer {
@@ -160,14 +160,14 @@ func TestDecideSessions(t *testing.T) {
 				tc.change(&w)
 			}
 			d := decide(w)
-			if !reflect.DeepEqual(d.Peers, tc.peers) {
-				t.Errorf("peers\n got %+v\nwant %+v", d.Peers, tc.peers)
+			if diff := cmp.Diff(tc.peers, d.Peers, cmpOpts); diff != "" {
+				t.Errorf("peers (-want +got):\n%s", diff)
 			}
 			if tc.passwords == nil {
 				tc.passwords = map[string]string{}
 			}
-			if !reflect.DeepEqual(d.Passwords, tc.passwords) {
-				t.Errorf("passwords %v, want %v", d.Passwords, tc.passwords)
+			if diff := cmp.Diff(tc.passwords, d.Passwords); diff != "" {
+				t.Errorf("passwords (-want +got):\n%s", diff)
 			}
 			got := d.PeerProblems["router"]
 			if (tc.problem == "") != (got == "") || !strings.Contains(got, tc.problem) {
@@ -176,8 +176,8 @@ func TestDecideSessions(t *testing.T) {
 			if tc.bfd == nil {
 				tc.bfd = map[string]bfd.Peer{}
 			}
-			if !reflect.DeepEqual(d.BFD, tc.bfd) {
-				t.Errorf("BFD %+v, want %+v", d.BFD, tc.bfd)
+			if diff := cmp.Diff(tc.bfd, d.BFD, cmpOpts); diff != "" {
+				t.Errorf("BFD (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -279,11 +279,11 @@ func TestDecideRoutes(t *testing.T) {
 				tc.change(&w)
 			}
 			d := decide(w)
-			if !reflect.DeepEqual(d.Routes, tc.routes) {
-				t.Errorf("routes\n got %+v\nwant %+v", d.Routes, tc.routes)
+			if diff := cmp.Diff(tc.routes, d.Routes, cmpOpts); diff != "" {
+				t.Errorf("routes (-want +got):\n%s", diff)
 			}
-			if !reflect.DeepEqual(d.Statuses, tc.statuses) {
-				t.Errorf("statuses %v, want %v", d.Statuses, tc.statuses)
+			if diff := cmp.Diff(tc.statuses, d.Statuses); diff != "" {
+				t.Errorf("statuses (-want +got):\n%s", diff)
 			}
 			var advProblems []string
 			for _, p := range d.AdvProblems {
@@ -310,8 +310,8 @@ func TestNodeOf(t *testing.T) {
 	if got.Name != "n1" || got.Labels["a"] != "b" || !got.NetworkUnavailable || !got.Excluded() {
 		t.Errorf("node %+v", got)
 	}
-	if want := []netip.Addr{netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("198.51.100.1")}; !reflect.DeepEqual(ips, want) {
-		t.Errorf("InternalIPs %v, want %v", ips, want)
+	if diff := cmp.Diff([]netip.Addr{netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("198.51.100.1")}, ips, cmpOpts); diff != "" {
+		t.Errorf("InternalIPs (-want +got):\n%s", diff)
 	}
 }
 

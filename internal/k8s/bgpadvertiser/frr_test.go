@@ -23,6 +23,7 @@ import (
 	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/k8s/l2announcer"
 	"github.com/barelb/barelb/internal/testenv"
+	"github.com/barelb/barelb/internal/testutil"
 )
 
 // The lab: testenv.NewLink joins a speaker namespace (198.51.100.1, plus
@@ -86,16 +87,6 @@ func TestAdvertiserLab(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor := func(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out after %v waiting for %s", timeout, what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 	eventsOf := func(name, reason string) []corev1.Event {
 		var events corev1.EventList
 		_ = c.List(ctx, &events, client.InNamespace(namespace))
@@ -110,13 +101,13 @@ func TestAdvertiserLab(t *testing.T) {
 	waitEvent := func(t *testing.T, name, reason string, timeout time.Duration) corev1.Event {
 		t.Helper()
 		var ev corev1.Event
-		waitFor(t, fmt.Sprintf("Event %s on %s", reason, name), timeout, func() bool {
+		testutil.Eventually(t, timeout, fmt.Sprintf("Event %s on %s", reason, name), func() (bool, string) {
 			evs := eventsOf(name, reason)
 			if len(evs) == 0 {
-				return false
+				return false, "none yet"
 			}
 			ev = evs[len(evs)-1]
-			return true
+			return true, ""
 		})
 		t.Logf("Event %s %s on %s: %s", ev.Type, ev.Reason, name, ev.Message)
 		if !strings.Contains(ev.Message, nodeName) {
@@ -191,6 +182,14 @@ func TestAdvertiserLab(t *testing.T) {
 		}
 		return -1
 	}
+	// metricIs is a testutil.Eventually condition: metric name of peer is
+	// want.
+	metricIs := func(name, peer string, want float64) func() (bool, string) {
+		return func() (bool, string) {
+			got := metric(name, peer)
+			return got == want, fmt.Sprintf("%s{peer=%q} = %v", name, peer, got)
+		}
+	}
 	statusOf := func(svc string) (*barelbv1beta1.ServiceBGPStatus, error) {
 		var st barelbv1beta1.ServiceBGPStatus
 		err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: statusName(nodeName, "default", svc)}, &st)
@@ -204,7 +203,7 @@ func TestAdvertiserLab(t *testing.T) {
 		if st := router.NeighborState(t, "198.51.100.1"); st != "Established" {
 			t.Errorf("FRR's neighbour 198.51.100.1 is %q", st)
 		}
-		waitFor(t, "barelb_speaker_bgp_session_up 1", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "router") == 1 })
+		testutil.Eventually(t, 10*time.Second, "barelb_speaker_bgp_session_up 1", metricIs("barelb_speaker_bgp_session_up", "router", 1))
 	})
 
 	svc := &corev1.Service{
@@ -221,12 +220,15 @@ func TestAdvertiserLab(t *testing.T) {
 		if r.NextHop != "198.51.100.1" || strings.Join(r.Communities, " ") != "64500:7" {
 			t.Errorf("route %+v: want next hop 198.51.100.1, community 64500:7", r)
 		}
-		waitFor(t, "ServiceBGPStatus of web", 20*time.Second, func() bool {
+		testutil.Eventually(t, 20*time.Second, "ServiceBGPStatus of web", func() (bool, string) {
 			st, err := statusOf("web")
-			return err == nil && st.Status.Node == nodeName && st.Status.ServiceName == "web" && st.Status.ServiceNamespace == "default" &&
-				strings.Join(st.Status.Peers, ",") == "router" && st.Labels[LabelNode] == nodeName
+			if err != nil {
+				return false, err.Error()
+			}
+			return st.Status.Node == nodeName && st.Status.ServiceName == "web" && st.Status.ServiceNamespace == "default" &&
+				strings.Join(st.Status.Peers, ",") == "router" && st.Labels[LabelNode] == nodeName, fmt.Sprintf("status %+v, labels %v", st.Status, st.Labels)
 		})
-		waitFor(t, "prefixes_advertised 1", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_prefixes_advertised", "router") == 1 })
+		testutil.Eventually(t, 10*time.Second, "prefixes_advertised 1", metricIs("barelb_speaker_bgp_prefixes_advertised", "router", 1))
 		if n := metric("barelb_speaker_bgp_updates_sent_total", "router"); n < 1 {
 			t.Errorf("barelb_speaker_bgp_updates_sent_total{peer=router} = %v, want >= 1", n)
 		}
@@ -270,11 +272,11 @@ func TestAdvertiserLab(t *testing.T) {
 		must(c.Delete(ctx, svc))
 		router.WaitGone(t, "ipv4", "203.0.113.7/32", 30*time.Second)
 		t.Logf("MEASURED 203.0.113.7/32 withdrawn from FRR %v after the Service's deletion", time.Since(start).Round(time.Millisecond))
-		waitFor(t, "ServiceBGPStatus of web deleted", 20*time.Second, func() bool {
+		testutil.Eventually(t, 20*time.Second, "ServiceBGPStatus of web deleted", func() (bool, string) {
 			_, err := statusOf("web")
-			return apierrors.IsNotFound(err)
+			return apierrors.IsNotFound(err), fmt.Sprintf("get: %v", err)
 		})
-		waitFor(t, "prefixes_advertised 0", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_prefixes_advertised", "router") == 0 })
+		testutil.Eventually(t, 10*time.Second, "prefixes_advertised 0", metricIs("barelb_speaker_bgp_prefixes_advertised", "router", 0))
 	})
 
 	t.Run("a missing passwordSecret: BGPPeerInvalid; a wrong password: NotEstablished; the right one: up", func(t *testing.T) {
@@ -324,10 +326,10 @@ func TestAdvertiserLab(t *testing.T) {
 			s.HoldTime = &metav1.Duration{Duration: 90 * time.Second}
 		})))
 		waitEvent(t, "bfd", ReasonSessionEstablished, 60*time.Second)
-		waitFor(t, "barelb_speaker_bfd_session_up 1", 30*time.Second, func() bool { return metric("barelb_speaker_bfd_session_up", "bfd") == 1 })
+		testutil.Eventually(t, 30*time.Second, "barelb_speaker_bfd_session_up 1", metricIs("barelb_speaker_bfd_session_up", "bfd", 1))
 		start := time.Now()
 		router.Kill("bfdd")
-		waitFor(t, "the BGP session with peer bfd down", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "bfd") == 0 })
+		testutil.Eventually(t, 10*time.Second, "the BGP session with peer bfd down", metricIs("barelb_speaker_bgp_session_up", "bfd", 0))
 		t.Logf("MEASURED BGP session down %v after the router's bfdd was killed (BFD 100 ms x 3, hold time 90 s)", time.Since(start).Round(time.Millisecond))
 		if metric("barelb_speaker_bfd_session_up", "bfd") != 0 {
 			t.Error("barelb_speaker_bfd_session_up{peer=bfd} is not 0")
@@ -340,32 +342,33 @@ func TestAdvertiserLab(t *testing.T) {
 			t.Error("BFD of one peer took another session down")
 		}
 		// Non-strict: bgpd still runs, so the session returns without BFD.
-		waitFor(t, "the BGP session with peer bfd back without BFD", 60*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "bfd") == 1 })
+		testutil.Eventually(t, 60*time.Second, "the BGP session with peer bfd back without BFD", metricIs("barelb_speaker_bgp_session_up", "bfd", 1))
 		t.Logf("MEASURED BGP session back (without BFD) %v after bfdd was killed", time.Since(start).Round(time.Millisecond))
 		start = time.Now()
 		router.Start(t, "bfdd")
-		waitFor(t, "BFD up again", 60*time.Second, func() bool { return metric("barelb_speaker_bfd_session_up", "bfd") == 1 })
+		testutil.Eventually(t, 60*time.Second, "BFD up again", metricIs("barelb_speaker_bfd_session_up", "bfd", 1))
 		t.Logf("MEASURED BFD up %v after bfdd restarted", time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("a link flap with BFD: down at once, back by itself", func(t *testing.T) {
-		waitFor(t, "barelb_speaker_bfd_session_up 1", 30*time.Second, func() bool { return metric("barelb_speaker_bfd_session_up", "bfd") == 1 })
+		testutil.Eventually(t, 30*time.Second, "barelb_speaker_bfd_session_up 1", metricIs("barelb_speaker_bfd_session_up", "bfd", 1))
 		start := time.Now()
 		setLink(t, router.Netns, spec.RouterIf, "down")
 		t.Cleanup(func() { setLink(t, router.Netns, spec.RouterIf, "up") })
-		waitFor(t, "the BGP session with peer bfd down", 10*time.Second, func() bool { return metric("barelb_speaker_bgp_session_up", "bfd") == 0 })
+		testutil.Eventually(t, 10*time.Second, "the BGP session with peer bfd down", metricIs("barelb_speaker_bgp_session_up", "bfd", 0))
 		t.Logf("MEASURED link down: BGP session down %v after", time.Since(start).Round(time.Millisecond))
 		time.Sleep(2 * time.Second)
 		start = time.Now()
 		setLink(t, router.Netns, spec.RouterIf, "up")
-		deadline := time.Now().Add(60 * time.Second)
-		for metric("barelb_speaker_bgp_session_up", "bfd") != 1 || metric("barelb_speaker_bfd_session_up", "bfd") != 1 {
-			if time.Now().After(deadline) {
+		t.Cleanup(func() {
+			if t.Failed() {
 				t.Logf("FRR's BFD peers:\n%s", router.Vtysh(t, "show bfd peers"))
-				t.Fatal("the BGP session with peer bfd did not come back after the link flap")
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		})
+		testutil.Eventually(t, 60*time.Second, "the BGP session with peer bfd back after the link flap, with BFD", func() (bool, string) {
+			bgpUp, bfdUp := metric("barelb_speaker_bgp_session_up", "bfd"), metric("barelb_speaker_bfd_session_up", "bfd")
+			return bgpUp == 1 && bfdUp == 1, fmt.Sprintf("BGP session up %v, BFD session up %v", bgpUp, bfdUp)
+		})
 		t.Logf("MEASURED link up: BGP session back %v after", time.Since(start).Round(time.Millisecond))
 	})
 
@@ -378,7 +381,7 @@ func TestAdvertiserLab(t *testing.T) {
 		again.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.9"}}
 		must(c.Status().Update(ctx, again))
 		router.WaitRoute(t, "ipv4", "203.0.113.9/32", 30*time.Second)
-		waitFor(t, "ServiceBGPStatus of again", 20*time.Second, func() bool { _, err := statusOf("again"); return err == nil })
+		testutil.Eventually(t, 20*time.Second, "ServiceBGPStatus of again", testutil.NoError(func() error { _, err := statusOf("again"); return err }))
 		cancel()
 		select {
 		case err := <-mgrDone:

@@ -43,7 +43,28 @@ type Members interface {
 // interface.
 type Network interface {
 	Interfaces() ([]layer2.Interface, error)
-	Responder(ctx context.Context, name string) (Responder, error)
+	// Responder returns the responder of interface name, opening it if
+	// needed; one it opens reports what it sees to report (the
+	// Reconciler asking for it: the two need each other, and this way
+	// each is whole when made).
+	Responder(ctx context.Context, name string, report Reporter) (Responder, error)
+}
+
+// Reporter is told what a responder sees; the Reconciler is one.
+type Reporter interface {
+	HandleConflict(layer2.Conflict)
+	HandleProbed(netip.Addr)
+	HandlePeerClaim(layer2.PeerClaim)
+}
+
+// reportingTo returns o with report's handlers as the responder's
+// OnConflict, OnProbed and OnPeerClaim (a nil report: o as it is).
+func reportingTo(o layer2.Options, report Reporter) layer2.Options {
+	if report == nil {
+		return o
+	}
+	o.OnConflict, o.OnProbed, o.OnPeerClaim = report.HandleConflict, report.HandleProbed, report.HandlePeerClaim
+	return o
 }
 
 // Responder answers for addresses on one interface.
@@ -389,7 +410,7 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 	for ip, names := range want {
 		inConflict, answered := false, false
 		for _, name := range names {
-			resp, err := r.Network.Responder(ctx, name)
+			resp, err := r.Network.Responder(ctx, name, r)
 			if err != nil {
 				return nil, err
 			}
@@ -453,7 +474,7 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 	for ip, had := range r.answering {
 		for _, name := range had {
 			if !contains(want[ip], name) {
-				resp, err := r.Network.Responder(ctx, name)
+				resp, err := r.Network.Responder(ctx, name, r)
 				if err != nil {
 					return err
 				}
@@ -463,7 +484,7 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 	}
 	for ip, names := range want {
 		for _, name := range names {
-			resp, err := r.Network.Responder(ctx, name)
+			resp, err := r.Network.Responder(ctx, name, r)
 			if err != nil {
 				return err
 			}

@@ -74,7 +74,7 @@ type linkNetwork struct {
 	link *testenv.Link
 	mu   sync.Mutex
 	resp *layer2.Responder
-	opts layer2.Options
+	opts layer2.Options // but the handlers: those of the Reporter
 }
 
 func (n *linkNetwork) Interfaces() ([]layer2.Interface, error) {
@@ -83,7 +83,7 @@ func (n *linkNetwork) Interfaces() ([]layer2.Interface, error) {
 	}}}, nil
 }
 
-func (n *linkNetwork) Responder(_ context.Context, name string) (Responder, error) {
+func (n *linkNetwork) Responder(_ context.Context, name string, report Reporter) (Responder, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.resp != nil {
@@ -94,7 +94,7 @@ func (n *linkNetwork) Responder(_ context.Context, name string) (Responder, erro
 		if err != nil {
 			return err
 		}
-		n.resp, err = layer2.NewResponder(ifi, testr.New(n.t), n.opts)
+		n.resp, err = layer2.NewResponder(ifi, testr.New(n.t), reportingTo(n.opts, report))
 		return err
 	})
 	if err != nil {
@@ -106,24 +106,12 @@ func (n *linkNetwork) Responder(_ context.Context, name string) (Responder, erro
 
 func TestAnnouncer(t *testing.T) {
 	link := testenv.NewLink(t)
-	env := testenv.Start(t, testenv.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	env, ctx, must := startAPI(t)
 	c := env.Client
 	vip4, vip6 := netip.MustParseAddr("198.51.100.200"), netip.MustParseAddr("2001:db8:100::200")
 
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}))
 	for _, n := range []struct{ name, zone string }{{"n1", "a"}, {"n2", "b"}} {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: map[string]string{"zone": n.zone}}}
-		must(c.Create(ctx, node))
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-		must(c.Status().Update(ctx, node))
+		readyNode(ctx, must, c, n.name, map[string]string{"zone": n.zone})
 	}
 	pool := &barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "lan", Namespace: namespace}}
 	pool.Spec.Addresses = []barelbv1beta1.AddressRange{"198.51.100.200-198.51.100.210", "2001:db8:100::200-2001:db8:100::210"}
@@ -146,12 +134,11 @@ func TestAnnouncer(t *testing.T) {
 	replan := func() { changes <- event.GenericEvent{Object: &corev1.Node{}} }
 	mgr, err := ctrl.NewManager(env.Config, env.ManagerOptions(testr.New(t)))
 	must(err)
-	network := &linkNetwork{t: t, ctx: ctx, link: link}
+	network := &linkNetwork{t: t, ctx: ctx, link: link, opts: layer2.Options{ReprobeInterval: 300 * time.Millisecond}}
 	r := &Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: testr.New(t),
 		Node: "n1", Namespace: namespace, Members: m, Network: network,
 	}
-	network.opts = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, ReprobeInterval: 300 * time.Millisecond}
 	must(Setup(mgr, r, changes))
 	go func() { _ = mgr.Start(ctx) }()
 

@@ -1,7 +1,6 @@
 package l2announcer
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 
@@ -13,7 +12,6 @@ import (
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/election"
-	"github.com/barelb/barelb/internal/testenv"
 )
 
 // TestAnnouncesOnlyAssignedAddresses reads the plan's inputs from a real
@@ -21,21 +19,9 @@ import (
 // at a node's address is not announced, and a pool whose edit the
 // controller refused is announced with its addresses in force.
 func TestAnnouncesOnlyAssignedAddresses(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
-	ctx := context.Background()
+	env, ctx, must := startAPI(t)
 	c := env.Client
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}))
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
-	must(c.Create(ctx, node))
-	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.11"}}
-	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-	must(c.Status().Update(ctx, node))
+	readyNode(ctx, must, c, "n1", nil, "198.51.100.11")
 
 	lan := &barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "lan", Namespace: namespace}}
 	lan.Spec.Addresses = []barelbv1beta1.AddressRange{"198.51.100.200/29"}

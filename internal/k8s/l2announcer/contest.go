@@ -282,7 +282,7 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	keep := election.ArbitrateOwned(view.key(c.Address).String(), view.owner(c.Address, r.Node), r.Node, c.Node) == r.Node
 	yielded := false
 	for _, name := range names {
-		resp, err := r.Network.Responder(context.Background(), name)
+		resp, err := r.Network.Responder(context.Background(), name, r)
 		if err != nil {
 			r.Log.Error(err, "settling a contested address", "address", c.Address.String())
 			continue
@@ -392,7 +392,7 @@ func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[s
 	// instead would make this node yield to a dead speaker.
 	check := func(ip netip.Addr) {
 		for _, name := range want[ip] {
-			if resp, err := r.Network.Responder(ctx, name); err == nil {
+			if resp, err := r.Network.Responder(ctx, name, r); err == nil {
 				resp.Check(ip)
 			}
 		}
@@ -415,7 +415,7 @@ func (r *Reconciler) settleContests(ctx context.Context, in *inputs, alive map[s
 		names, planned := want[ip]
 		stillYielded := false
 		for _, name := range names {
-			resp, err := r.Network.Responder(ctx, name)
+			resp, err := r.Network.Responder(ctx, name, r)
 			if err != nil {
 				return 0, err
 			}

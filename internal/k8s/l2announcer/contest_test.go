@@ -1,7 +1,6 @@
 package l2announcer
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -44,22 +43,10 @@ func TestContestedAddresses(t *testing.T) {
 		}
 	}
 	link := testenv.NewLink(t)
-	env := testenv.Start(t, testenv.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	env, ctx, must := startAPI(t)
 	c := env.Client
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}))
 	for _, name := range []string{"n1", other} {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		must(c.Create(ctx, node))
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-		must(c.Status().Update(ctx, node))
+		readyNode(ctx, must, c, name, nil)
 	}
 	pool := &barelbv1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "lan", Namespace: namespace}}
 	pool.Spec.Addresses = []barelbv1beta1.AddressRange{"198.51.100.200-198.51.100.210"}
@@ -80,7 +67,9 @@ func TestContestedAddresses(t *testing.T) {
 	changes := make(chan event.GenericEvent, 1)
 	mgr, err := ctrl.NewManager(env.Config, env.ManagerOptions(testr.New(t)))
 	must(err)
-	network := &linkNetwork{t: t, ctx: ctx, link: link}
+	clientMAC, _ := net.ParseMAC(testenv.ClientMAC)
+	network := &linkNetwork{t: t, ctx: ctx, link: link, opts: layer2.Options{
+		Speaker: func(mac net.HardwareAddr) (string, bool) { return other, mac.String() == clientMAC.String() }}}
 	r := &Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: testr.New(t),
 		Node: "n1", Namespace: namespace, Members: m, Network: network,
@@ -88,9 +77,6 @@ func TestContestedAddresses(t *testing.T) {
 	speakerMetrics, err := metrics.NewSpeaker(prometheus.NewRegistry())
 	must(err)
 	r.Observer = &Observer{Recorder: r.Recorder, Log: r.Log, Node: r.Node, Metrics: speakerMetrics, Interfaces: network.Interfaces}
-	clientMAC, _ := net.ParseMAC(testenv.ClientMAC)
-	network.opts = layer2.Options{OnConflict: r.HandleConflict, OnProbed: r.HandleProbed, OnPeerClaim: r.HandlePeerClaim,
-		Speaker: func(mac net.HardwareAddr) (string, bool) { return other, mac.String() == clientMAC.String() }}
 	must(Setup(mgr, r, changes))
 	go func() { _ = mgr.Start(ctx) }()
 
@@ -123,9 +109,9 @@ func TestContestedAddresses(t *testing.T) {
 		}
 	}
 	resp := func() Responder {
-		r, err := network.Responder(ctx, link.SpeakerIf)
+		resp, err := network.Responder(ctx, link.SpeakerIf, r)
 		must(err)
-		return r
+		return resp
 	}
 	waitFor(t, "both addresses announced by n1", func() bool { return statusNode("yield") == "n1" && statusNode("keep") == "n1" })
 

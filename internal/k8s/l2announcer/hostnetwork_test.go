@@ -22,7 +22,7 @@ func TestInterfaceMadeAgain(t *testing.T) {
 	defer cancel()
 	network := &HostNetwork{Ctx: ctx, Log: testr.New(t), InNetns: link.InSpeaker}
 	vip4, vip6 := netip.MustParseAddr("198.51.100.200"), netip.MustParseAddr("2001:db8:100::200")
-	old, err := network.Responder(ctx, link.SpeakerIf)
+	old, err := network.Responder(ctx, link.SpeakerIf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestInterfaceMadeAgain(t *testing.T) {
 		link.WaitNeighbour(t, vip, "the new MAC", testenv.ReachableAt(link.SpeakerMAC))
 	}
 	t.Logf("answered from the new interface %v after it was made", time.Since(start).Round(time.Millisecond))
-	fresh, err := network.Responder(ctx, link.SpeakerIf)
+	fresh, err := network.Responder(ctx, link.SpeakerIf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

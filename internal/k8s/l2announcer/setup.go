@@ -89,8 +89,8 @@ const speakersWatchInterval = time.Second
 type HostNetwork struct {
 	Ctx context.Context
 	Log logr.Logger
-	// Options are every responder's (OnConflict and OnProbed: the
-	// Reconciler's HandleConflict and HandleProbed).
+	// Options are every responder's; its handlers (OnConflict, OnProbed,
+	// OnPeerClaim) are those of the Reporter that Responder is given.
 	Options layer2.Options
 	// InNetns, when set, runs what reads interfaces or opens sockets (a
 	// test's network namespace); nil runs it in the caller's.
@@ -106,6 +106,9 @@ type hostResponder struct {
 	index  int
 	mac    string
 	cancel context.CancelFunc
+	// report is who it reports to (its successor on a new interface
+	// reports there too).
+	report Reporter
 }
 
 func (h *HostNetwork) inNetns(f func() error) error {
@@ -124,33 +127,35 @@ func (h *HostNetwork) Interfaces() (ifaces []layer2.Interface, err error) {
 	return ifaces, err
 }
 
-// Responder returns the responder of interface name, opening it if needed.
-func (h *HostNetwork) Responder(_ context.Context, name string) (Responder, error) {
+// Responder returns the responder of interface name, opening it if needed
+// (one it opens reports to report).
+func (h *HostNetwork) Responder(_ context.Context, name string, report Reporter) (Responder, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r, ok := h.responders[name]; ok {
 		return r.resp, nil
 	}
-	r, err := h.openLocked(name)
+	r, err := h.openLocked(name, report)
 	if err != nil {
 		return nil, err
 	}
 	return r.resp, nil
 }
 
-// openLocked opens and runs a responder on interface name. h.mu is held.
-func (h *HostNetwork) openLocked(name string) (*hostResponder, error) {
+// openLocked opens and runs a responder on interface name that reports to
+// report. h.mu is held.
+func (h *HostNetwork) openLocked(name string, report Reporter) (*hostResponder, error) {
 	var out *hostResponder
 	err := h.inNetns(func() error {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
 			return fmt.Errorf("finding interface %s: %w", name, err)
 		}
-		resp, err := layer2.NewResponder(ifi, h.Log, h.Options)
+		resp, err := layer2.NewResponder(ifi, h.Log, reportingTo(h.Options, report))
 		if err != nil {
 			return err
 		}
-		out = &hostResponder{resp: resp, index: ifi.Index, mac: ifi.HardwareAddr.String()}
+		out = &hostResponder{resp: resp, index: ifi.Index, mac: ifi.HardwareAddr.String(), report: report}
 		return nil
 	})
 	if err != nil {
@@ -209,7 +214,7 @@ func (h *HostNetwork) refresh() {
 		if !ok || (old.index == ifi.Index && old.mac == ifi.HardwareAddr.String()) {
 			continue
 		}
-		fresh, err := h.openLocked(ifi.Name)
+		fresh, err := h.openLocked(ifi.Name, old.report)
 		if err != nil {
 			h.Log.Error(err, "interface made again, but no responder could be opened on it; retrying", "interface", ifi.Name)
 			h.responders[ifi.Name] = old

@@ -3,12 +3,15 @@ package servicecache
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
-	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,8 +105,8 @@ func TestCache(t *testing.T) {
 	web0 := cache.Service("default/web0")
 	want := &Service{Namespace: "default", Name: "web0", UID: services[0].UID, ResourceVersion: web0.ResourceVersion,
 		Labels: map[string]string{"app": "web0"}, Pool: "lan", Addresses: []netip.Addr{netip.MustParseAddr("198.51.100.200")}, key: "default/web0"}
-	if !reflect.DeepEqual(web0, want) {
-		t.Errorf("web0 is\n%+v, want\n%+v", web0, want)
+	if diff := cmp.Diff(want, web0, cmp.AllowUnexported(Service{}), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("web0 (-want +got):\n%s", diff)
 	}
 	if un := cache.Service("default/unallocated"); un == nil || un.Pool != "" || len(un.Addresses) != 0 {
 		t.Errorf("unallocated is %+v, want a record without pool and addresses", un)
@@ -114,13 +117,15 @@ func TestCache(t *testing.T) {
 	for key, want := range map[string]map[string]bool{
 		"default/web0": {"n1": true, "n2": true, "n3": true}, "default/web1": {}, "default/web2": {},
 	} {
-		if got := cache.EndpointNodes(key); !reflect.DeepEqual(got, want) {
-			t.Errorf("endpoint nodes of %s: %v, want %v", key, got, want)
+		if diff := cmp.Diff(want, cache.EndpointNodes(key)); diff != "" {
+			t.Errorf("endpoint nodes of %s (-want +got):\n%s", key, diff)
 		}
 	}
 	statuses := cache.Statuses()
-	if len(statuses) != 1 || statuses["s0"] == nil || !reflect.DeepEqual(statuses["s0"].Status, status.Status) || statuses["s0"].ResourceVersion != status.ResourceVersion {
-		t.Errorf("statuses %+v, want s0 of %s alone as written", statuses, statusNamespace)
+	if len(statuses) != 1 || statuses["s0"] == nil || statuses["s0"].ResourceVersion != status.ResourceVersion {
+		t.Errorf("statuses %v, want s0 of %s alone as written (resource version %s)", slices.Sorted(maps.Keys(statuses)), statusNamespace, status.ResourceVersion)
+	} else if diff := cmp.Diff(status.Status, statuses["s0"].Status); diff != "" {
+		t.Errorf("status s0 (-want +got):\n%s", diff)
 	}
 
 	// What a reader cannot see changes nothing.
@@ -165,16 +170,16 @@ func TestCache(t *testing.T) {
 			sliceA.Endpoints[1].Conditions.Ready = ptr.To(false)
 			must(c.Update(ctx, sliceA))
 		}, func() bool {
-			return reflect.DeepEqual(cache.EndpointNodes("default/web0"), map[string]bool{"n1": true, "n3": true})
+			return cmp.Equal(cache.EndpointNodes("default/web0"), map[string]bool{"n1": true, "n3": true})
 		}},
 		{"a slice deleted", func() { must(c.Delete(ctx, sliceA)) }, func() bool {
-			return reflect.DeepEqual(cache.EndpointNodes("default/web0"), map[string]bool{"n3": true})
+			return cmp.Equal(cache.EndpointNodes("default/web0"), map[string]bool{"n3": true})
 		}},
 		{"an endpoint ready", func() {
 			notReady.Endpoints[0].Conditions.Ready = ptr.To(true)
 			must(c.Update(ctx, notReady))
 		}, func() bool {
-			return reflect.DeepEqual(cache.EndpointNodes("default/web2"), map[string]bool{"n1": true})
+			return cmp.Equal(cache.EndpointNodes("default/web2"), map[string]bool{"n1": true})
 		}},
 		{"a status deleted", func() { must(c.Delete(ctx, status)) }, func() bool { return len(cache.Statuses()) == 0 }},
 	} {

@@ -32,6 +32,7 @@ import (
 	"github.com/barelb/barelb/internal/k8s/webhook"
 	"github.com/barelb/barelb/internal/servingcert"
 	"github.com/barelb/barelb/internal/testenv"
+	"github.com/barelb/barelb/internal/testutil"
 )
 
 const (
@@ -128,7 +129,7 @@ func start(t *testing.T) *suite {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, 30*time.Second, "the webhook serves", srv.Ready)
+	testutil.Eventually(t, 30*time.Second, "the webhook serves", testutil.NoError(srv.Ready))
 
 	s := &suite{env: env, warns: &warnings{}, cache: mgr.GetClient(), srv: srv,
 		webhook: fmt.Sprintf("https://%s%s", srv.Addr(), webhook.Path)}
@@ -168,7 +169,7 @@ func start(t *testing.T) *suite {
 func (s *suite) testCABundle(t *testing.T) {
 	ctx := context.Background()
 	var secret corev1.Secret
-	eventually(t, 30*time.Second, "every webhook has the CA bundle of the Secret", func() error {
+	testutil.Eventually(t, 30*time.Second, "every webhook has the CA bundle of the Secret", testutil.NoError(func() error {
 		if err := s.env.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: webhook.DefaultSecretName}, &secret); err != nil {
 			return err
 		}
@@ -182,7 +183,7 @@ func (s *suite) testCABundle(t *testing.T) {
 			}
 		}
 		return nil
-	})
+	}))
 	if secret.Type != corev1.SecretTypeTLS {
 		t.Errorf("Secret type %s, want %s", secret.Type, corev1.SecretTypeTLS)
 	}
@@ -195,13 +196,13 @@ func (s *suite) testCABundle(t *testing.T) {
 	// A write the webhook denies proves the API server reached it through
 	// TLS: with failurePolicy Fail, an untrusted certificate would be an
 	// error of another kind.
-	eventually(t, 30*time.Second, "the API server calls the webhook", func() error {
+	testutil.Eventually(t, 30*time.Second, "the API server calls the webhook", testutil.NoError(func() error {
 		err := s.c.Create(ctx, pool("probe", "203.0.113.0/24", "203.0.113.0/25"), client.DryRunAll)
 		if err == nil || !strings.Contains(err.Error(), "admission webhook \"validate.barelb.io\" denied the request") {
 			return fmt.Errorf("dry-run create of an invalid pool: %v", err)
 		}
 		return nil
-	})
+	}))
 	if err := s.c.Create(ctx, pool("probe", "203.0.113.0/24"), client.DryRunAll); err != nil {
 		t.Errorf("a valid pool was refused: %v", err)
 	}
@@ -319,7 +320,7 @@ func (s *suite) testPools(t *testing.T) {
 	if err := s.env.Client.Status().Update(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the controller's cache sees the Service's address", func() error {
+	testutil.Eventually(t, 30*time.Second, "the controller's cache sees the Service's address", testutil.NoError(func() error {
 		var got corev1.Service
 		if err := s.cache.Get(ctx, client.ObjectKeyFromObject(svc), &got); err != nil {
 			return err
@@ -328,7 +329,7 @@ func (s *suite) testPools(t *testing.T) {
 			return fmt.Errorf("no ingress yet")
 		}
 		return nil
-	})
+	}))
 	s.run(t, []step{
 		{name: "a shrink that keeps the assigned address", write: update(pool("lan"), func(p *barelbv1beta1.IPAddressPool) {
 			p.Spec.Addresses = []barelbv1beta1.AddressRange{"198.51.100.0/25"}
@@ -538,22 +539,6 @@ func (s *suite) testReplicasAgree(t *testing.T) {
 		} else if !bytes.Equal(first, cert.Certificate[0]) {
 			t.Errorf("keeper %d serves another certificate than keeper 0", i)
 		}
-	}
-}
-
-// eventually retries f until it succeeds or the time is up.
-func eventually(t *testing.T, within time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
