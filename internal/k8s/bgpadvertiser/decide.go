@@ -117,7 +117,10 @@ func decide(w world) decision {
 			if perr := badProfiles[p.BFDProfile]; perr != nil {
 				addProblem(d.PeerProblems, obj.Name, fmt.Sprintf("bfdProfile %s: %v; the session runs without BFD", p.BFDProfile, perr))
 			} else {
-				d.BFD[p.Name] = bfd.Peer{Local: p.SourceAddress, Remote: p.Address, Profile: profiles[p.BFDProfile]}
+				// An eBGP multihop peer may be routers away: single-hop
+				// BFD (TTL 255 only, RFC 5881) would never come up with
+				// it, so it gets a multihop session (RFC 5883).
+				d.BFD[p.Name] = bfd.Peer{Local: p.SourceAddress, Remote: p.Address, Multihop: p.EBGPMultiHop, Profile: profiles[p.BFDProfile]}
 			}
 		}
 		if sp.Password != "" {

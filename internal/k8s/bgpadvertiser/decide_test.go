@@ -144,6 +144,15 @@ func TestDecideSessions(t *testing.T) {
 			peers: []bgp.Peer{with(func(p *bgp.Peer) { p.SourceAddress = netip.MustParseAddr("198.51.100.2") })},
 			bfd: map[string]bfd.Peer{"router": {Local: netip.MustParseAddr("198.51.100.2"), Remote: router,
 				Profile: bfd.Profile{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3}}}},
+		{name: "bfdProfile on an ebgpMultiHop peer: a multihop session with the profile's minimum TTL",
+			change: func(w *world) {
+				w.Peers[0].Spec.BFDProfile, w.Peers[0].Spec.EBGPMultiHop = "hops", true
+				ttl := uint32(250)
+				w.Profiles = []*barelbv1beta1.BFDProfile{{ObjectMeta: metav1.ObjectMeta{Name: "hops"}, Spec: barelbv1beta1.BFDProfileSpec{MinimumTTL: &ttl}}}
+			},
+			peers: []bgp.Peer{with(func(p *bgp.Peer) { p.EBGPMultiHopTTL = 255 })},
+			bfd: map[string]bfd.Peer{"router": {Remote: router, Multihop: true,
+				Profile: bfd.Profile{ReceiveInterval: 300 * time.Millisecond, TransmitInterval: 300 * time.Millisecond, DetectMultiplier: 3, MinimumTTL: 250}}}},
 		{name: "bfdProfile with echo: the session runs without BFD, and says so",
 			change: func(w *world) {
 				w.Peers[0].Spec.BFDProfile = "echo"
