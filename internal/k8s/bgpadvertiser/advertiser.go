@@ -59,6 +59,8 @@ type Reconciler struct {
 	advProblems  problemTracker
 	// sent are the routes last handed to each peer's session.
 	sent map[string][]bgp.Route
+	// peers are the sessions last handed to the speaker.
+	peers []bgp.Peer
 }
 
 // Reconcile makes the plan and applies it.
@@ -85,6 +87,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err := r.Speaker.SetPeers(ctx, d.Peers); err != nil {
 		errs = append(errs, err)
 	}
+	r.peers = d.Peers
 	if err := r.Speaker.SetRoutes(ctx, d.Routes); err != nil {
 		errs = append(errs, err)
 	}

@@ -173,13 +173,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		}
 		// Close every session (a Cease notification each: the routers
 		// withdraw this node's routes at once, not at hold time), then
-		// BFD; then delete this node's ServiceBGPStatuses.
+		// BFD; then delete this node's ServiceBGPStatuses. Sessions with
+		// graceful restart are the exception (see restarting).
 		r.stopping.Store(true)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
-		err := speaker.Stop(stopCtx)
+		var err error
+		if keep := restarting(r.peers); len(keep) > 0 {
+			log.Info("leaving the sessions with graceful restart to the process's exit, so that the routers keep this node's routes", "peers", len(keep))
+			err = speaker.SetPeers(stopCtx, keep)
+		} else {
+			err = speaker.Stop(stopCtx)
+		}
 		r.bfd.close()
 		if err != nil {
 			err = fmt.Errorf("closing the BGP sessions: %w", err)
@@ -188,6 +195,24 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		}
 		return errors.Join(err, r.statuses.clear(stopCtx))
 	}))
+}
+
+// restarting are the peers whose sessions stay open when the advertiser
+// stops: those with graceful restart. The process's exit then closes
+// their TCP connections without a NOTIFICATION, which a router takes for
+// a restart (RFC 4724 §4.2): it keeps this node's routes, stale, until
+// the restarted speaker sends them again (or the restart time, 120 s,
+// passes). Closing them would send a Cease, which GoBGP turns into a Hard
+// Reset for a peer with RFC 8538's N bit: the router would drop the
+// routes at once.
+func restarting(peers []bgp.Peer) []bgp.Peer {
+	var keep []bgp.Peer
+	for _, p := range peers {
+		if p.GracefulRestart {
+			keep = append(keep, p)
+		}
+	}
+	return keep
 }
 
 // placeholderASN is the speaker's default local ASN, never used: every
