@@ -438,7 +438,7 @@ func bfdPeersOf(vtysh func(context.Context, ...string) ([]byte, error)) (map[str
 		return nil, err
 	}
 	var peers []struct {
-		Peer   string `json:"peer"`
+		Peer     string `json:"peer"`
 		Status   string `json:"status"`
 		Uptime   int    `json:"uptime"`
 		Multihop bool   `json:"multihop"`

@@ -154,10 +154,10 @@ type Manager struct {
 	// listeners are the open listeners by port and family ("udp4",
 	// "udp6"); closed when the Manager stops.
 	listeners map[listenerKey]net.PacketConn
-	byKey    map[Key]*session
-	byDiscr  map[uint32]*session
-	byRemote map[netip.Addr][]*session
-	ports    map[uint16]bool // source ports of live sessions
+	byKey     map[Key]*session
+	byDiscr   map[uint32]*session
+	byRemote  map[netip.Addr][]*session
+	ports     map[uint16]bool // source ports of live sessions
 	// draining holds removed sessions that still send AdminDown.
 	draining map[Key]*session
 	stats    ManagerStats
