@@ -30,9 +30,10 @@ func TestBGPPeerKinds(t *testing.T) {
 	create(t, l, pool("routed", routedV4, routedV6), fast, adv)
 	l.RunPod(t, "kinds-node1", "kinds", "node1")
 	lbService(t, l, "kinds", "kinds", "routed", corev1.ServiceExternalTrafficPolicyCluster)
-	v4, _ := waitIngress(t, l, "kinds")
+	v4, v6 := waitIngress(t, l, "kinds")
 	l.WaitEndpoints(t, "kinds", 1)
 	prefix := host(v4)
+	kinds.v4, kinds.v6 = v4, v6
 	steps := []struct {
 		name string
 		f    func(*testing.T, *lab.Lab, netip.Prefix)
@@ -40,6 +41,7 @@ func TestBGPPeerKinds(t *testing.T) {
 		{"eBGP multihop to a router two hops away, with multihop BFD", testMultihop},
 		{"graceful restart: the router keeps the routes while the speaker restarts", testGracefulRestart},
 		{"dynamic ASN: external and internal", testDynamicASN},
+		{"unnumbered: IPv4 and IPv6 routes over a link-local session, IPv4 with an IPv6 next hop", testUnnumbered},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.f(t, l, prefix) }) {
@@ -47,6 +49,9 @@ func TestBGPPeerKinds(t *testing.T) {
 		}
 	}
 }
+
+// kinds holds the addresses of the suite's Service.
+var kinds struct{ v4, v6 netip.Addr }
 
 // peerTo is a BGPPeer of node ASN to addr with the suite's timers.
 func peerTo(name, addr string, asn uint32, edit func(*barelbv1beta1.BGPPeerSpec)) *barelbv1beta1.BGPPeer {
@@ -280,4 +285,65 @@ func testDynamicASN(t *testing.T, l *lab.Lab, prefix netip.Prefix) {
 		t.Errorf("dynamicASN internal: the router has %v, want an internal path", paths)
 	}
 	t.Logf("dynamicASN internal: %v", paths)
+}
+
+// testUnnumbered peers node1 with the router over their shared link
+// alone (BGPPeer.interface; FRR's `neighbor eth0 interface`): no address
+// is configured on either side, the router learns node1's link-local
+// address from its Router Advertisements, and the IPv4 route arrives with
+// node1's IPv6 link-local next hop (RFC 8950) and carries traffic from the
+// host behind the router.
+func testUnnumbered(t *testing.T, l *lab.Lab, _ netip.Prefix) {
+	rasn := fmt.Sprintf("router bgp %d", lab.RouterASN)
+	routerIf := l.Router().Interface(lab.SegmentRouter)
+	configureRouter(t, l, []string{rasn, fmt.Sprintf("neighbor %s interface remote-as %d", routerIf, lab.NodeASN),
+		"address-family ipv6 unicast", "neighbor " + routerIf + " activate", "exit-address-family"},
+		[]string{rasn, "no neighbor " + routerIf + " interface"})
+	nodeIf := l.Nodes()[0].Interface(lab.SegmentRouter)
+	start := time.Now()
+	create(t, l, peerTo("unnumbered", "", lab.RouterASN, func(s *barelbv1beta1.BGPPeerSpec) { s.Interface = nodeIf }))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := l.Exec(ctx, "node1", "ip", "-6", "-o", "addr", "show", "dev", nodeIf, "scope", "link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(out))
+	var linkLocal string
+	for i, f := range fields {
+		if f == "inet6" && i+1 < len(fields) {
+			linkLocal = strings.Split(fields[i+1], "/")[0]
+		}
+	}
+	if linkLocal == "" {
+		t.Fatalf("node1 has no link-local address on %s: %s", nodeIf, out)
+	}
+	for _, vip := range []netip.Addr{kinds.v4, kinds.v6} {
+		family := "-4"
+		if vip.Is6() {
+			family = "-6"
+		}
+		want := "via " + linkLocal + " dev " + routerIf
+		if vip.Is4() {
+			want = "via inet6 " + linkLocal + " dev " + routerIf
+		}
+		lab.Eventually(t, 90*time.Second, fmt.Sprintf("the router's kernel route to %s %s", vip, want), func() (bool, string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out, err := l.Exec(ctx, "router", "ip", family, "route", "show", "exact", host(vip).String())
+			if err != nil {
+				return false, err.Error()
+			}
+			if strings.Contains(string(out), want) {
+				return true, ""
+			}
+			summary, _ := l.Vtysh(ctx, "show bgp neighbors "+routerIf)
+			neigh, _ := l.Exec(ctx, "node1", "ip", "-6", "neigh", "show", "dev", nodeIf)
+			return false, fmt.Sprintf("route %q; node1's neighbours on %s:\n%s\nthe router's neighbour %s:\n%s", out, nodeIf, neigh, routerIf, summary)
+		})
+		t.Logf("unnumbered: the router routes %s via node1's link-local %s (%v after the BGPPeer was created)", vip, linkLocal, time.Since(start).Round(time.Millisecond))
+	}
+	answer := waitReached(t, l, "ext", lab.URL(kinds.v4.String()))
+	t.Logf("ext reached %s over the IPv4 route with an IPv6 next hop: %q", kinds.v4, answer)
 }

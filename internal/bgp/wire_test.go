@@ -60,6 +60,7 @@ func TestAPIPeer(t *testing.T) {
 			SourceAddress: netip.MustParseAddr("198.51.100.1"), HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second,
 			ConnectRetry: 2 * time.Second, EBGPMultiHopTTL: 4, Password: "s3cret", GracefulRestart: true}},
 		{"peer_v6_single_family", Peer{Name: "v6", Address: netip.MustParseAddr("2001:db8::fe"), ASN: 64501, DisableMP: true}},
+		{"peer_unnumbered", Peer{Name: "leaf", Interface: "eth1", Address: netip.MustParseAddr("fe80::1"), ASN: 64501}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, apiPeer(tc.peer)) })
@@ -68,6 +69,7 @@ func TestAPIPeer(t *testing.T) {
 
 func TestExportPolicy(t *testing.T) {
 	v4 := Peer{Address: netip.MustParseAddr("198.51.100.254"), NextHopV6: netip.MustParseAddr("2001:db8:100::1")}
+	unnumbered := Peer{Interface: "eth1", Address: netip.MustParseAddr("fe80::1"), NextHopV6: netip.MustParseAddr("fe80::2%eth1")}
 	tests := []struct {
 		name    string
 		peer    Peer
@@ -83,6 +85,14 @@ func TestExportPolicy(t *testing.T) {
 			route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}, wantErr: "one family only"},
 		{name: "next hop of the wrong family", peer: Peer{Address: v4.Address, NextHopV6: v4.Address},
 			route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}, wantErr: "needs a next hop"},
+		// RFC 8950: the node's link-local address is the next hop of
+		// IPv4 routes too.
+		{name: "export_v4_unnumbered", peer: unnumbered, route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}},
+		{name: "export_v6_unnumbered", peer: unnumbered, route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}},
+		{name: "unnumbered without a link-local next hop", peer: Peer{Interface: "eth1", Address: unnumbered.Address, NextHopV6: netip.MustParseAddr("2001:db8::1")},
+			route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}, wantErr: "link-local address"},
+		{name: "v4 over single-family unnumbered", peer: Peer{Interface: "eth1", Address: unnumbered.Address, NextHopV6: unnumbered.NextHopV6, DisableMP: true},
+			route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}, wantErr: "one family only"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,4 +247,28 @@ func rib(sp *Speaker) []map[netip.Prefix][]tag {
 		out = append(out, m)
 	}
 	return out
+}
+
+func TestPeerCheck(t *testing.T) {
+	ll := netip.MustParseAddr("fe80::1")
+	for _, tc := range []struct {
+		name    string
+		peer    Peer
+		wantErr string
+	}{
+		{"numbered", Peer{Name: "a", Address: netip.MustParseAddr("198.51.100.1")}, ""},
+		{"no address", Peer{Name: "a"}, "no address"},
+		{"unnumbered before the router is heard", Peer{Name: "a", Interface: "eth1"}, ""},
+		{"unnumbered", Peer{Name: "a", Interface: "eth1", Address: ll}, ""},
+		{"unnumbered with a zone", Peer{Name: "a", Interface: "eth1", Address: ll.WithZone("eth1")}, "has a zone"},
+		{"unnumbered with a global address", Peer{Name: "a", Interface: "eth1", Address: netip.MustParseAddr("2001:db8::1")}, "not an IPv6 link-local address"},
+		{"unnumbered with a source address", Peer{Name: "a", Interface: "eth1", Address: ll, SourceAddress: netip.MustParseAddr("fe80::2")}, "source address for an unnumbered peer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.peer.Check()
+			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("Check() = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
 }

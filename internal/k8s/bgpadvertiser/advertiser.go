@@ -50,6 +50,7 @@ type Reconciler struct {
 	Metrics   *metrics.SpeakerBGP
 
 	bfd      *bfdControl
+	ra       *raControl
 	sessions *sessionWatch
 	statuses *statusWriter
 	stopping atomic.Bool
@@ -81,6 +82,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	}
 	d := decide(w)
 	linkNextHops(d.Peers)
+	r.ra.peerRouters(d.Peers)
 	r.tell(ctx, d)
 
 	var errs []error
@@ -95,12 +97,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	infos := make(map[string]sessionInfo, len(d.Peers))
 	for _, p := range d.Peers {
 		source, hasPassword := d.Passwords[p.Name]
-		infos[p.Name] = sessionInfo{Address: p.Address, Password: hasPassword, PasswordSecret: source, Namespace: r.Namespace}
+		infos[p.Name] = sessionInfo{Address: p.Address, Interface: p.Interface, Password: hasPassword, PasswordSecret: source, Namespace: r.Namespace}
 	}
 	r.sessions.configure(infos)
 	if err := r.bfd.set(ctx, d.BFD); err != nil {
 		errs = append(errs, err)
 	}
+	r.ra.set(unnumberedInterfaces(d.Peers))
 	// The statuses are written apart, so that routes never wait for
 	// thousands of status writes.
 	r.statuses.set(d.Statuses)

@@ -114,7 +114,11 @@ func decide(w world) decision {
 			continue
 		}
 		if p.BFDProfile != "" {
-			if perr := badProfiles[p.BFDProfile]; perr != nil {
+			if perr := badProfiles[p.BFDProfile]; p.Interface != "" {
+				// The router's link-local address is learnt on the
+				// link, not configured: BFD would need it first.
+				addProblem(d.PeerProblems, obj.Name, fmt.Sprintf("bfdProfile %s: BFD over an unnumbered session (interface %s) is not supported; the session runs without BFD", p.BFDProfile, p.Interface))
+			} else if perr != nil {
 				addProblem(d.PeerProblems, obj.Name, fmt.Sprintf("bfdProfile %s: %v; the session runs without BFD", p.BFDProfile, perr))
 			} else {
 				// An eBGP multihop peer may be routers away: single-hop
@@ -193,11 +197,8 @@ func assigned(services []bgpplan.Service, pools map[string]*config.Pool) []bgppl
 // from spec.password or from the passwordSecret in secrets; source names
 // the Secret ("" for spec.password).
 func sessionOf(p *config.BGPPeer, secrets map[string]*corev1.Secret, nextHopV4, nextHopV6 netip.Addr) (out bgp.Peer, source string, err error) {
-	if !p.Address.IsValid() {
-		return bgp.Peer{}, "", fmt.Errorf("interface %s: unnumbered peers (BGP over an interface's IPv6 link-local address) are not supported yet; set peerAddress", p.Interface)
-	}
 	out = bgp.Peer{
-		Name: p.Name, Address: p.Address, Port: p.Port, SourceAddress: p.SourceAddress,
+		Name: p.Name, Address: p.Address, Interface: p.Interface, Port: p.Port, SourceAddress: p.SourceAddress,
 		LocalASN: p.MyASN, RouterID: p.RouterID,
 		HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectRetry: p.ConnectTime,
 		Password: p.Password, GracefulRestart: p.GracefulRestart, DisableMP: p.DisableMP,

@@ -125,9 +125,16 @@ func TestDecideSessions(t *testing.T) {
 		{name: "impossible ASN mix",
 			change:  func(w *world) { w.Peers[0].Spec.DynamicASN = "external" },
 			problem: "set exactly one of peerASN and dynamicASN, not both"},
-		{name: "unnumbered peers are refused, not half-opened",
-			change:  func(w *world) { w.Peers[0].Spec.PeerAddress, w.Peers[0].Spec.Interface = "", "eth0" },
-			problem: "unnumbered peers"},
+		{name: "an unnumbered peer: a session over the interface",
+			change: func(w *world) { w.Peers[0].Spec.PeerAddress, w.Peers[0].Spec.Interface = "", "eth0" },
+			peers:  []bgp.Peer{with(func(p *bgp.Peer) { p.Address, p.Interface = netip.Addr{}, "eth0" })}},
+		{name: "an unnumbered peer with a bfdProfile: the session runs without BFD, and says so",
+			change: func(w *world) {
+				w.Peers[0].Spec.PeerAddress, w.Peers[0].Spec.Interface, w.Peers[0].Spec.BFDProfile = "", "eth0", "fast"
+				w.Profiles = []*barelbv1beta1.BFDProfile{{ObjectMeta: metav1.ObjectMeta{Name: "fast"}}}
+			},
+			peers:   []bgp.Peer{with(func(p *bgp.Peer) { p.Address, p.Interface = netip.Addr{}, "eth0" })},
+			problem: "BFD over an unnumbered session (interface eth0) is not supported; the session runs without BFD"},
 		{name: "source address of the other family",
 			change:  func(w *world) { w.Peers[0].Spec.SourceAddress = "2001:db8:100::1" },
 			problem: "different families"},

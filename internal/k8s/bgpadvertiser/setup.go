@@ -115,6 +115,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Node: o.Node, Namespace: o.Namespace, LBClass: o.LBClass, Speaker: speaker, Metrics: m,
 		sessions: sessions,
 		bfd:      newBFDControl(log.WithName("bfd"), speaker, m),
+		ra:       newRAControl(log.WithName("ra")),
 		statuses: newStatusWriter(mgr.GetClient(), own, log.WithName("status"), o.Node, o.Namespace),
 	}
 	r.bfd.verdict = sessions.bfdVerdict
@@ -131,6 +132,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		// Services and EndpointSlices only through the record cache:
 		// watching them here would start the manager's typed caches.
 		WatchesRawSource(source.Channel(services.Subscribe(), toPlan)).
+		WatchesRawSource(source.Channel(r.ra.changed, toPlan)).
 		Watches(&corev1.Node{}, toPlan, thisNode).
 		Watches(&barelbv1beta1.IPAddressPool{}, toPlan, changed).
 		Watches(&barelbv1beta1.BGPPeer{}, toPlan, changed).
@@ -163,6 +165,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		go sessions.run(ctx)
 		go r.bfd.run(ctx)
+		go r.ra.run(ctx)
 		go r.statuses.run(ctx)
 		<-ctx.Done()
 		if o.StopAfter != nil {

@@ -29,3 +29,10 @@ func TestRestarting(t *testing.T) {
 		})
 	}
 }
+
+func TestUnnumberedInterfaces(t *testing.T) {
+	peers := []bgp.Peer{{Name: "a", Interface: "eth2"}, {Name: "b", Address: netip.MustParseAddr("198.51.100.1")}, {Name: "c", Interface: "eth1"}, {Name: "d", Interface: "eth2"}}
+	if diff := cmp.Diff([]string{"eth1", "eth2"}, unnumberedInterfaces(peers)); diff != "" {
+		t.Errorf("unnumberedInterfaces (-want +got):\n%s", diff)
+	}
+}
