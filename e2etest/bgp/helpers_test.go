@@ -279,13 +279,19 @@ func pathsOf(vtysh func(context.Context, ...string) ([]byte, error), prefix neti
 // kernelNextHops returns the gateways of the router's kernel route to
 // exactly this prefix, sorted (none when there is no route).
 func kernelNextHops(l *lab.Lab, prefix netip.Prefix) ([]string, error) {
+	return kernelNextHopsOn(l, "router", prefix)
+}
+
+// kernelNextHopsOn is kernelNextHops of another host's kernel (ext runs
+// the far router).
+func kernelNextHopsOn(l *lab.Lab, host string, prefix netip.Prefix) ([]string, error) {
 	family := "-4"
 	if prefix.Addr().Is6() {
 		family = "-6"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := l.Exec(ctx, "router", "ip", "-j", family, "route", "show", "exact", prefix.String())
+	out, err := l.Exec(ctx, host, "ip", "-j", family, "route", "show", "exact", prefix.String())
 	if err != nil {
 		return nil, err
 	}
