@@ -211,14 +211,16 @@ func (inst *instance) statement(ctx context.Context, m *member, g group) (uint32
 // setPaths diffs desired (the tags of each prefix) against the installed
 // paths: a prefix whose tags changed gets a new path (which replaces the
 // previous one; GoBGP withdraws it from the peers the new one no longer
-// goes to), gone ones are withdrawn.
-func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]tag) error {
+// goes to), gone ones are withdrawn. With gshut the new paths carry
+// LOCAL_PREF 0 (graceful shutdown); their tags name statements of
+// shutting-down groups, so they differ from the paths before.
+func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]tag, gshut bool) error {
 	var errs []error
 	for prefix, in := range inst.paths {
 		if _, ok := desired[prefix]; ok {
 			continue
 		}
-		path, err := apiPath(prefix, in.tags)
+		path, err := apiPath(prefix, in.tags, false)
 		if err == nil {
 			err = inst.srv.DeletePath(ctx, &apipb.DeletePathRequest{TableType: apipb.TableType_GLOBAL, Family: path.Family, Path: path})
 		}
@@ -233,7 +235,7 @@ func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]t
 		if in, ok := inst.paths[prefix]; ok && slices.Equal(in.tags, tags) {
 			continue
 		}
-		path, err := apiPath(prefix, tags)
+		path, err := apiPath(prefix, tags, gshut)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -375,6 +377,23 @@ type group struct {
 	standard  string // space-separated "ASN:value"
 	large     string // space-separated "G:L1:L2"
 	nextHop   netip.Addr
+	// gshut marks the groups of graceful shutdown (shuttingDown), whose
+	// paths carry LOCAL_PREF 0: never the statement of a group without.
+	gshut bool
+}
+
+// gshutCommunity is GracefulShutdownCommunity as GoBGP writes it.
+const gshutCommunity = "65535:0"
+
+// shuttingDown is g during graceful shutdown (RFC 8326): the
+// GRACEFUL_SHUTDOWN community added, and no local preference of its own,
+// so that the path's LOCAL_PREF 0 goes to iBGP peers.
+func (g group) shuttingDown() group {
+	if !slices.Contains(strings.Fields(g.standard), gshutCommunity) {
+		g.standard = strings.TrimSpace(g.standard + " " + gshutCommunity)
+	}
+	g.localPref, g.gshut = 0, true
+	return g
 }
 
 // groupOf is what the statement for r to p sets; a route p cannot carry
@@ -528,7 +547,10 @@ func apiPeer(p Peer) *apipb.Peer {
 // apiPath is the path of prefix in the RIB, tagged for the peers it goes
 // to: the next hop is unspecified (each session sends its local address;
 // an export statement sets the next hop of the other family's routes).
-func apiPath(prefix netip.Prefix, tags []tag) (*apipb.Path, error) {
+// With zeroPref it carries LOCAL_PREF 0, for graceful shutdown: an export
+// statement cannot set 0 (GoBGP takes it for "no action"), and GoBGP
+// sends a path's own local preference to iBGP peers only.
+func apiPath(prefix netip.Prefix, tags []tag, zeroPref bool) (*apipb.Path, error) {
 	nlri, err := anypb.New(&apipb.IPAddressPrefix{PrefixLen: uint32(prefix.Bits()), Prefix: prefix.Addr().String()})
 	if err != nil {
 		return nil, fmt.Errorf("prefix %s: %w", prefix, err)
@@ -540,6 +562,9 @@ func apiPath(prefix netip.Prefix, tags []tag) (*apipb.Path, error) {
 	} else {
 		family = familyV6
 		msgs = append(msgs, &apipb.MpReachNLRIAttribute{Family: familyV6, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
+	}
+	if zeroPref {
+		msgs = append(msgs, &apipb.LocalPrefAttribute{LocalPref: 0})
 	}
 	if len(tags) > 0 {
 		large := make([]*apipb.LargeCommunity, 0, len(tags))

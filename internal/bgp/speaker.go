@@ -133,6 +133,9 @@ type Speaker struct {
 	peers     map[string]*member // by peer name
 	routes    map[string][]Route // desired routes by peer name
 	nextID    uint32             // the next member's tag ID; never reused
+	// gshut is RFC 8326's graceful shutdown: every route goes out with
+	// the GRACEFUL_SHUTDOWN community and LOCAL_PREF 0.
+	gshut bool
 }
 
 // member is a peer on one of the servers.
@@ -413,6 +416,9 @@ func (s *Speaker) apply(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
 				continue
 			}
+			if s.gshut {
+				g = g.shuttingDown()
+			}
 			id, err := m.inst.statement(ctx, m, g)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
@@ -422,11 +428,44 @@ func (s *Speaker) apply(ctx context.Context) error {
 		}
 	}
 	for _, inst := range s.instances {
-		if err := inst.setPaths(ctx, want[inst]); err != nil {
+		if err := inst.setPaths(ctx, want[inst], s.gshut); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// GracefulShutdownCommunity is RFC 8326's well-known GRACEFUL_SHUTDOWN
+// community, 65535:0.
+var GracefulShutdownCommunity = Community{Global: 65535, Local1: 0}
+
+// SetGracefulShutdown turns RFC 8326's graceful shutdown on or off. While
+// it is on, every route goes to every peer with the GRACEFUL_SHUTDOWN
+// community added and a LOCAL_PREF of 0 (which only iBGP peers see: eBGP
+// peers are sent none), instead of its own local preference; a router
+// that honours the community (RFC 8326 §4.2: an import policy setting
+// LOCAL_PREF 0) or an iBGP one then prefers any other path to this
+// node's, and moves its traffic before the sessions close. Routes set
+// while it is on are sent the same way; off, they go out as set again.
+// It returns the number of established sessions sent routes, which the
+// caller waits for: with none, nothing needs to move.
+func (s *Speaker) SetGracefulShutdown(ctx context.Context, on bool) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return 0, errors.New("the speaker is not started")
+	}
+	n := 0
+	for name, m := range s.peers {
+		if len(s.routes[name]) > 0 && m.inst.status(m.peer).Up {
+			n++
+		}
+	}
+	if s.gshut == on {
+		return n, nil
+	}
+	s.gshut = on
+	return n, s.apply(ctx)
 }
 
 // Peers reports the state of every session, sorted by peer name.

@@ -74,11 +74,18 @@ func TestExportPolicy(t *testing.T) {
 		name    string
 		peer    Peer
 		route   Route
+		gshut   bool
 		wantErr string
 	}{
 		{name: "export_v4_attributes", peer: v4, route: Route{Prefix: netip.MustParsePrefix("203.0.113.0/24"), LocalPref: 150,
 			Communities: []Community{{Global: 65535, Local1: 65281}, {Large: true, Global: 64500, Local1: 1, Local2: 2}}}},
 		{name: "export_v6_over_v4", peer: v4, route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}},
+		// Graceful shutdown (RFC 8326): 65535:0 added, the route's own
+		// local preference dropped (the path's LOCAL_PREF 0 goes out).
+		{name: "export_v4_shutdown", peer: v4, gshut: true, route: Route{Prefix: netip.MustParsePrefix("203.0.113.0/24"), LocalPref: 150,
+			Communities: []Community{{Global: 65000, Local1: 100}, {Large: true, Global: 64500, Local1: 1, Local2: 2}}}},
+		{name: "export_v4_shutdown_once", peer: v4, gshut: true, route: Route{Prefix: netip.MustParsePrefix("203.0.113.0/24"),
+			Communities: []Community{GracefulShutdownCommunity}}},
 		{name: "v4 over v6 without next hop", peer: Peer{Address: netip.MustParseAddr("2001:db8::fe")},
 			route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}, wantErr: "needs a next hop of its family"},
 		{name: "v6 over single-family v4", peer: Peer{Address: v4.Address, DisableMP: true},
@@ -106,6 +113,9 @@ func TestExportPolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if tc.gshut {
+				g = g.shuttingDown()
+			}
 			golden(t, tc.name, exportPolicy(7, 3, g))
 		})
 	}
@@ -113,14 +123,17 @@ func TestExportPolicy(t *testing.T) {
 
 func TestAPIPath(t *testing.T) {
 	for name, tc := range map[string]struct {
-		prefix netip.Prefix
-		tags   []tag
+		prefix   netip.Prefix
+		tags     []tag
+		zeroPref bool
 	}{
-		"path_v4_tagged": {netip.MustParsePrefix("203.0.113.0/24"), []tag{{peer: 1, group: 1}, {peer: 7, group: 3}}},
-		"path_v6":        {netip.MustParsePrefix("2001:db8:5::7/128"), nil},
+		"path_v4_tagged": {netip.MustParsePrefix("203.0.113.0/24"), []tag{{peer: 1, group: 1}, {peer: 7, group: 3}}, false},
+		"path_v6":        {netip.MustParsePrefix("2001:db8:5::7/128"), nil, false},
+		// Graceful shutdown: LOCAL_PREF 0 in the path itself.
+		"path_v4_shutdown": {netip.MustParsePrefix("203.0.113.0/24"), []tag{{peer: 1, group: 2}}, true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := apiPath(tc.prefix, tc.tags)
+			p, err := apiPath(tc.prefix, tc.tags, tc.zeroPref)
 			if err != nil {
 				t.Fatal(err)
 			}
