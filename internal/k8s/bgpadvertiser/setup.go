@@ -49,6 +49,10 @@ type Options struct {
 	// stopping: the speaker closes it once layer 2 has handed its
 	// addresses over. It is waited for at most StopTimeout.
 	StopAfter <-chan struct{}
+	// GracefulShutdown is how long a stopping speaker advertises its
+	// routes with the GRACEFUL_SHUTDOWN community (RFC 8326) before it
+	// closes its sessions; 0 closes them without.
+	GracefulShutdown time.Duration
 	// Services is the speaker's cache of Services and their endpoints'
 	// nodes, shared with layer 2; Setup makes one when nil.
 	Services *servicecache.Cache
@@ -61,7 +65,8 @@ type Options struct {
 // node's ServiceBGPStatus objects: no cluster-wide Secret watch, and no
 // other node's statuses in memory), the session and BFD watchers, and a
 // runnable that closes every session, withdrawing the routes, when the
-// manager stops. No session opens until a BGPPeer selects the node.
+// manager stops (after o.GracefulShutdown of RFC 8326's graceful
+// shutdown). No session opens until a BGPPeer selects the node.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	log := mgr.GetLogger().WithName("bgp")
 	routerID := routerIDFrom(o.RouterID)
@@ -168,12 +173,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		go r.ra.run(ctx)
 		go r.statuses.run(ctx)
 		<-ctx.Done()
+		// Graceful shutdown first, while layer 2 hands its addresses
+		// over: the routers move their traffic before the routes go.
+		gshut := startGracefulShutdown(log, speaker, o.GracefulShutdown, stopTimeout)
 		if o.StopAfter != nil {
 			select {
 			case <-o.StopAfter:
 			case <-time.After(stopTimeout):
 			}
 		}
+		<-gshut
 		// Close every session (a Cease notification each: the routers
 		// withdraw this node's routes at once, not at hold time), then
 		// BFD; then delete this node's ServiceBGPStatuses. Sessions with
