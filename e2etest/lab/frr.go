@@ -14,10 +14,20 @@ import (
 const frrDir = "/usr/lib/frr"
 
 // routerConfig is bgpd's configuration: AS 64500 accepting sessions from
-// any address of the router segment.
+// any address of the router segment. It honours the GRACEFUL_SHUTDOWN
+// community as RFC 8326 §4.2 asks of a receiving router: an import policy
+// on the eBGP sessions setting LOCAL_PREF 0 on paths that carry 65535:0
+// (route-map GSHUT, the others pass unchanged).
 func routerConfig() string {
 	return fmt.Sprintf(`hostname router
 log stdout
+bgp community-list standard GSHUT seq 5 permit 65535:0
+route-map GSHUT permit 10
+ match community GSHUT
+ set local-preference 0
+exit
+route-map GSHUT permit 20
+exit
 router bgp %d
  bgp router-id 203.0.113.1
  no bgp ebgp-requires-policy
@@ -28,9 +38,11 @@ router bgp %d
  bgp listen range %s peer-group NODES
  address-family ipv4 unicast
   neighbor NODES activate
+  neighbor NODES route-map GSHUT in
  exit-address-family
  address-family ipv6 unicast
   neighbor NODES activate
+  neighbor NODES route-map GSHUT in
  exit-address-family
 !
 `, RouterASN, NodeASN, RouterSegv4, RouterSegv6)

@@ -396,7 +396,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		err = bgpadvertiser.Setup(ctx, mgr, bgpadvertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second,
 			GracefulShutdown: o.BGPGracefulShutdown,
-			Sessions: bgpSessions})
+			Sessions:         bgpSessions})
 	}
 	if err == nil {
 		err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {

@@ -54,6 +54,9 @@ type Reconciler struct {
 	sessions *sessionWatch
 	statuses *statusWriter
 	stopping atomic.Bool
+	// shuttingDown is set when the speaker begins to stop: graceful
+	// shutdown stays on whatever the plan says.
+	shuttingDown atomic.Bool
 
 	mu           sync.Mutex
 	peerProblems problemTracker
@@ -90,6 +93,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		errs = append(errs, err)
 	}
 	r.peers = d.Peers
+	if _, err := r.Speaker.SetGracefulShutdown(ctx, d.GracefulShutdown || r.shuttingDown.Load()); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.Speaker.SetRoutes(ctx, d.Routes); err != nil {
 		errs = append(errs, err)
 	}
@@ -130,6 +136,7 @@ func (r *Reconciler) read(ctx context.Context) (world, error) {
 		return w, fmt.Errorf("reading node %s: %w", r.Node, err)
 	}
 	w.Node, w.NodeIPs = nodeOf(&node)
+	w.Cordoned = node.Spec.Unschedulable
 
 	ns := client.InNamespace(r.Namespace)
 	var pools barelbv1beta1.IPAddressPoolList

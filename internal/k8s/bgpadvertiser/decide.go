@@ -22,8 +22,11 @@ const SecretPasswordKey = corev1.BasicAuthPasswordKey
 
 // world is what one decision is made from: the objects as read, plain.
 type world struct {
-	Node     bgpplan.Node
-	NodeIPs  []netip.Addr // the node's InternalIPs
+	Node    bgpplan.Node
+	NodeIPs []netip.Addr // the node's InternalIPs
+	// Cordoned is the node's spec.unschedulable (kubectl cordon, and
+	// kubectl drain's first step).
+	Cordoned bool
 	Services []bgpplan.Service
 	Pools    map[string]*config.Pool
 	Peers    []*barelbv1beta1.BGPPeer
@@ -55,6 +58,12 @@ type decision struct {
 	// PeerProblems are the messages of BGPPeers that cannot be used (or
 	// only in part), by name; AdvProblems the same for BGPAdvertisements.
 	PeerProblems, AdvProblems map[string]string
+	// GracefulShutdown sends every route with the GRACEFUL_SHUTDOWN
+	// community (RFC 8326): the node is cordoned, most likely drained for
+	// maintenance, and the routers should prefer the other nodes while it
+	// still forwards. Its routes stay: a Service only this node serves
+	// keeps its only path.
+	GracefulShutdown bool
 }
 
 // decide turns the world into the decision.
@@ -62,6 +71,7 @@ func decide(w world) decision {
 	d := decision{
 		Routes: map[string][]bgp.Route{}, BFD: map[string]bfd.Peer{}, Passwords: map[string]string{},
 		Statuses: map[string][]string{}, PeerProblems: map[string]string{}, AdvProblems: map[string]string{},
+		GracefulShutdown: w.Cordoned,
 	}
 	addProblem := func(m map[string]string, name, msg string) {
 		if m[name] != "" {

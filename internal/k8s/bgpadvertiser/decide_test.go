@@ -358,3 +358,18 @@ func TestRouteChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideGracefulShutdown: a cordoned node (kubectl drain's first step)
+// keeps its sessions and routes and sends them with GRACEFUL_SHUTDOWN.
+func TestDecideGracefulShutdown(t *testing.T) {
+	w := testWorld(t)
+	plain := decide(w)
+	w.Cordoned = true
+	cordoned := decide(w)
+	if plain.GracefulShutdown || !cordoned.GracefulShutdown {
+		t.Errorf("GracefulShutdown %v uncordoned, %v cordoned; want false, true", plain.GracefulShutdown, cordoned.GracefulShutdown)
+	}
+	if !reflect.DeepEqual(plain.Peers, cordoned.Peers) || !reflect.DeepEqual(plain.Routes, cordoned.Routes) {
+		t.Errorf("cordoning changed the sessions or routes:\n%+v %+v\n%+v %+v", plain.Peers, plain.Routes, cordoned.Peers, cordoned.Routes)
+	}
+}

@@ -175,7 +175,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		<-ctx.Done()
 		// Graceful shutdown first, while layer 2 hands its addresses
 		// over: the routers move their traffic before the routes go.
+		// Under the reconciler's lock, so that a plan being applied
+		// cannot turn it off again.
+		r.mu.Lock()
+		r.shuttingDown.Store(true)
 		gshut := startGracefulShutdown(log, speaker, o.GracefulShutdown, stopTimeout)
+		r.mu.Unlock()
 		if o.StopAfter != nil {
 			select {
 			case <-o.StopAfter:
