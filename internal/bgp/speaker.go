@@ -180,7 +180,7 @@ func (s *Speaker) Stop(ctx context.Context) error {
 	}
 	s.instances = nil
 	s.peers = map[string]*member{}
-	s.started = false
+	s.started, s.gshut = false, false
 	return errors.Join(errs...)
 }
 
