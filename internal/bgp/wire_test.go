@@ -285,3 +285,87 @@ func TestPeerCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestGracefulShutdownWithoutRouter checks the bookkeeping of graceful
+// shutdown: the paths move to shutting-down statements with LOCAL_PREF 0
+// in the path, and back; nothing is established, so nothing to wait for.
+func TestGracefulShutdownWithoutRouter(t *testing.T) {
+	ctx := context.Background()
+	sp := New(Options{RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 64500, Logger: logr.Discard()})
+	if _, err := sp.SetGracefulShutdown(ctx, true); err == nil {
+		t.Error("SetGracefulShutdown before Start succeeded")
+	}
+	if err := sp.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sp.Stop(ctx) }()
+	a := Peer{Name: "a", Address: netip.MustParseAddr("127.0.0.1"), Port: 9, ASN: 64501}
+	p7 := netip.MustParsePrefix("203.0.113.7/32")
+	if err := sp.SetPeers(ctx, []Peer{a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.SetRoutes(ctx, map[string][]Route{"a": {{Prefix: p7, LocalPref: 150}}}); err != nil {
+		t.Fatal(err)
+	}
+	id := sp.peers["a"].id
+	for _, step := range []struct {
+		on        bool
+		group     uint32
+		zeroPref  bool
+		community bool
+	}{{true, 2, true, true}, {false, 1, false, false}, {true, 2, true, true}} {
+		n, err := sp.SetGracefulShutdown(ctx, step.on)
+		if err != nil || n != 0 {
+			t.Fatalf("SetGracefulShutdown(%v) = %d, %v; want 0 sessions to wait for (none established)", step.on, n, err)
+		}
+		want := map[netip.Prefix][]tag{p7: {{id, step.group}}}
+		if diff := cmp.Diff([]map[netip.Prefix][]tag{want}, rib(sp), cmp.AllowUnexported(tag{})); diff != "" {
+			t.Errorf("graceful shutdown %v: paths (-want +got):\n%s", step.on, diff)
+		}
+		if got := hasZeroLocalPref(t, sp, p7); got != step.zeroPref {
+			t.Errorf("graceful shutdown %v: path with LOCAL_PREF 0 %v, want %v", step.on, got, step.zeroPref)
+		}
+		g := sp.peers["a"].groups
+		var gshut group
+		for k, v := range g {
+			if v == step.group {
+				gshut = k
+			}
+		}
+		if got := strings.Contains(gshut.standard, gshutCommunity); got != step.community || (step.on && gshut.localPref != 0) {
+			t.Errorf("graceful shutdown %v: statement %+v", step.on, gshut)
+		}
+	}
+	// Stop ends it: a restarted speaker sends the routes as set.
+	if err := sp.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sp.gshut {
+		t.Error("graceful shutdown still on after Stop")
+	}
+}
+
+// hasZeroLocalPref tells whether the RIB's path to prefix carries
+// LOCAL_PREF 0.
+func hasZeroLocalPref(t *testing.T, sp *Speaker, prefix netip.Prefix) bool {
+	t.Helper()
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	found := false
+	for _, inst := range sp.instances {
+		_ = inst.srv.ListPath(context.Background(), &apipb.ListPathRequest{TableType: apipb.TableType_GLOBAL, Family: familyV4}, func(d *apipb.Destination) {
+			if d.Prefix != prefix.String() {
+				return
+			}
+			for _, p := range d.Paths {
+				for _, a := range p.Pattrs {
+					var lp apipb.LocalPrefAttribute
+					if a.UnmarshalTo(&lp) == nil && lp.LocalPref == 0 {
+						found = true
+					}
+				}
+			}
+		})
+	}
+	return found
+}
