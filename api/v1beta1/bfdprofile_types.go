@@ -44,8 +44,9 @@ type BFDProfileSpec struct {
 	// +optional
 	PassiveMode *bool `json:"passiveMode,omitempty"`
 
-	// MinimumTTL is the lowest TTL accepted on incoming control packets;
-	// single-hop BFD expects 255. Kept for MetalLB manifests.
+	// MinimumTTL is, for multihop sessions (peers with ebgpMultiHop), the
+	// lowest TTL accepted on incoming control packets. Default 254: one
+	// router between. Single-hop sessions accept 255 only.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=254

@@ -191,6 +191,8 @@ type bgpPath struct {
 	LocalPref *uint32
 	Best      bool
 	Multipath bool
+	// Stale is set while a graceful restart keeps the path (RFC 4724).
+	Stale bool
 }
 
 func (p bgpPath) String() string {
@@ -198,21 +200,27 @@ func (p bgpPath) String() string {
 	if p.LocalPref != nil {
 		lp = strconv.Itoa(int(*p.LocalPref))
 	}
-	return fmt.Sprintf("from %s (%s) via %v communities %q large %q localPref %s best %v multipath %v",
-		p.Peer, p.Type, p.NextHops, p.Communities, p.LargeCommunities, lp, p.Best, p.Multipath)
+	return fmt.Sprintf("from %s (%s) via %v communities %q large %q localPref %s best %v multipath %v stale %v",
+		p.Peer, p.Type, p.NextHops, p.Communities, p.LargeCommunities, lp, p.Best, p.Multipath, p.Stale)
 }
 
 // routerPaths returns the router's BGP paths for exactly this prefix (none
 // when it has no such route), from `show bgp ipv4|ipv6 unicast PREFIX
 // json`.
 func routerPaths(l *lab.Lab, prefix netip.Prefix) ([]bgpPath, error) {
+	return pathsOf(l.Vtysh, prefix)
+}
+
+// pathsOf is routerPaths of the FRR that vtysh talks to (the router's,
+// or the far router's: lab.FarVtysh).
+func pathsOf(vtysh func(context.Context, ...string) ([]byte, error), prefix netip.Prefix) ([]bgpPath, error) {
 	afi := "ipv4"
 	if prefix.Addr().Is6() {
 		afi = "ipv6"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := l.Vtysh(ctx, fmt.Sprintf("show bgp %s unicast %s json", afi, prefix))
+	out, err := vtysh(ctx, fmt.Sprintf("show bgp %s unicast %s json", afi, prefix))
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +245,7 @@ func routerPaths(l *lab.Lab, prefix netip.Prefix) ([]bgpPath, error) {
 			LocalPref *uint32         `json:"localpref"`
 			BestPath  json.RawMessage `json:"bestpath"`
 			Multipath bool            `json:"multipath"`
+			Stale     bool            `json:"stale"`
 		} `json:"paths"`
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
@@ -250,7 +259,7 @@ func routerPaths(l *lab.Lab, prefix netip.Prefix) ([]bgpPath, error) {
 	var paths []bgpPath
 	for _, p := range doc.Paths {
 		bp := bgpPath{Peer: p.Peer.PeerID, Type: p.Peer.Type, Communities: p.Community.String,
-			LargeCommunities: p.LargeCommunity.String, Multipath: p.Multipath, LocalPref: p.LocPrf}
+			LargeCommunities: p.LargeCommunity.String, Multipath: p.Multipath, LocalPref: p.LocPrf, Stale: p.Stale}
 		if bp.LocalPref == nil {
 			bp.LocalPref = p.LocalPref
 		}
@@ -270,13 +279,19 @@ func routerPaths(l *lab.Lab, prefix netip.Prefix) ([]bgpPath, error) {
 // kernelNextHops returns the gateways of the router's kernel route to
 // exactly this prefix, sorted (none when there is no route).
 func kernelNextHops(l *lab.Lab, prefix netip.Prefix) ([]string, error) {
+	return kernelNextHopsOn(l, "router", prefix)
+}
+
+// kernelNextHopsOn is kernelNextHops of another host's kernel (ext runs
+// the far router).
+func kernelNextHopsOn(l *lab.Lab, host string, prefix netip.Prefix) ([]string, error) {
 	family := "-4"
 	if prefix.Addr().Is6() {
 		family = "-6"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := l.Exec(ctx, "router", "ip", "-j", family, "route", "show", "exact", prefix.String())
+	out, err := l.Exec(ctx, host, "ip", "-j", family, "route", "show", "exact", prefix.String())
 	if err != nil {
 		return nil, err
 	}
@@ -361,9 +376,14 @@ type sessionState struct {
 // `show bgp summary json`, for one address family ("ipv4Unicast" or
 // "ipv6Unicast").
 func routerSessions(l *lab.Lab, family string) (map[string]sessionState, error) {
+	return sessionsOf(l.Vtysh, family)
+}
+
+// sessionsOf is routerSessions of the FRR that vtysh talks to.
+func sessionsOf(vtysh func(context.Context, ...string) ([]byte, error), family string) (map[string]sessionState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := l.Vtysh(ctx, "show bgp summary json")
+	out, err := vtysh(ctx, "show bgp summary json")
 	if err != nil {
 		return nil, err
 	}
@@ -411,16 +431,23 @@ func waitSessions(tb testing.TB, l *lab.Lab, nodes []string, timeout time.Durati
 // "up" only once the session has been up for 2 s (a session that has just
 // come back may still run at the slow pace of RFC 5880 6.8.3).
 func bfdPeers(l *lab.Lab) (map[string]string, error) {
+	return bfdPeersOf(l.Vtysh)
+}
+
+// bfdPeersOf is bfdPeers of the FRR that vtysh talks to; a multihop
+// session's status is suffixed " (multihop)".
+func bfdPeersOf(vtysh func(context.Context, ...string) ([]byte, error)) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := l.Vtysh(ctx, "show bfd peers json")
+	out, err := vtysh(ctx, "show bfd peers json")
 	if err != nil {
 		return nil, err
 	}
 	var peers []struct {
-		Peer   string `json:"peer"`
-		Status string `json:"status"`
-		Uptime int    `json:"uptime"`
+		Peer     string `json:"peer"`
+		Status   string `json:"status"`
+		Uptime   int    `json:"uptime"`
+		Multihop bool   `json:"multihop"`
 	}
 	if err := json.Unmarshal(out, &peers); err != nil {
 		return nil, fmt.Errorf("parsing %s: %w", out, err)
@@ -430,6 +457,9 @@ func bfdPeers(l *lab.Lab) (map[string]string, error) {
 		res[p.Peer] = p.Status
 		if p.Status == "up" && p.Uptime < 2 {
 			res[p.Peer] = fmt.Sprintf("up for %d s", p.Uptime)
+		}
+		if p.Multihop {
+			res[p.Peer] += " (multihop)"
 		}
 	}
 	return res, nil

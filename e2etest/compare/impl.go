@@ -73,7 +73,7 @@ func (barelb) LabOptions() lab.Options {
 
 // StopGrace: terminationGracePeriodSeconds of barelb's DaemonSet
 // (config/speaker/daemonset.yaml).
-func (barelb) StopGrace() time.Duration                { return 10 * time.Second }
+func (barelb) StopGrace() time.Duration                { return 30 * time.Second }
 func (barelb) Install(context.Context, *lab.Lab) error { return nil }
 func (barelb) ControllerKey() string                   { return lab.ComponentController }
 func (barelb) SpeakerKey(node string) string           { return node + "/" + lab.ComponentSpeaker }

@@ -456,6 +456,13 @@ func TestHelmValues(t *testing.T) {
 			}
 		},
 	}, {
+		name: "BGP graceful shutdown and the speaker's grace period",
+		set:  []string{"--set", "speaker.bgpGracefulShutdown=45s,speaker.terminationGracePeriodSeconds=60"},
+		edit: func(t *testing.T, want objects) {
+			setContainer(t, want[speakerKey], func(c map[string]any) { appendArgs(c, "--bgp-graceful-shutdown=45s") })
+			setPod(t, want[speakerKey], float64(60), "terminationGracePeriodSeconds")
+		},
+	}, {
 		name: "log level, extra args, resources",
 		set: []string{
 			"--set", "controller.logLevel=debug,speaker.logLevel=warn",

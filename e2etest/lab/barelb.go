@@ -42,6 +42,14 @@ const (
 	stopGrace = 15 * time.Second
 )
 
+// SpeakerBGPGracefulShutdown is the lab speakers' --bgp-graceful-shutdown
+// (Options.SpeakerArgs may set another): how long a stopping speaker
+// advertises its routes with the GRACEFUL_SHUTDOWN community before it
+// closes its sessions. Shorter than the product's default, so that the
+// suites stop speakers quickly; the lab's router moves its traffic within
+// a fraction of it.
+const SpeakerBGPGracefulShutdown = 3 * time.Second
+
 // Components of barelb, for Kill, Stop and Restart.
 const (
 	ComponentSpeaker    = "speaker"
@@ -159,6 +167,7 @@ func (l *Lab) startSpeaker(n Host) error {
 		"--kubeconfig=" + identityKubeconfig(l.state.StateDir, ComponentSpeaker),
 		"--metrics-bind-address=" + speakerMetricsAddr,
 		"--health-probe-bind-address=" + speakerProbeAddr,
+		"--bgp-graceful-shutdown=" + SpeakerBGPGracefulShutdown.String(),
 	}, l.opts.SpeakerArgs...)
 	l.mu.Lock()
 	key, ok := l.memberlistKeys[n.Name]

@@ -76,6 +76,10 @@ type SpeakerOptions struct {
 	// leaving memberlist, so that the next announcer has announced before
 	// it goes quiet.
 	HandOver time.Duration
+	// BGPGracefulShutdown is how long a stopping speaker advertises its
+	// BGP routes with the GRACEFUL_SHUTDOWN community (RFC 8326) before
+	// it closes its sessions; 0 closes them at once.
+	BGPGracefulShutdown time.Duration
 	// GratuitousInterval repeats the gratuitous announcement of every
 	// announced address this often; 0 is off.
 	GratuitousInterval time.Duration
@@ -143,6 +147,7 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 		MemberlistPort:       membership.DefaultPort,
 		MemberlistKeyEnv:     MemberlistKeyEnv,
 		HandOver:             2 * time.Second,
+		BGPGracefulShutdown:  bgpadvertiser.DefaultGracefulShutdown,
 		MemoryLimitRatio:     DefaultMemoryLimitRatio,
 		GCPercent:            DefaultGCPercent,
 		ProgramPagesInterval: time.Minute,
@@ -162,6 +167,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Environment variable holding the memberlist secret; gossip is unencrypted when it is unset.")
 		fs.DurationVar(&o.HandOver, "handover", o.HandOver,
 			"How long a stopping speaker keeps answering after leaving memberlist.")
+		fs.DurationVar(&o.BGPGracefulShutdown, "bgp-graceful-shutdown", o.BGPGracefulShutdown,
+			"How long a stopping speaker advertises its BGP routes with the GRACEFUL_SHUTDOWN community 65535:0 (RFC 8326; LOCAL_PREF 0 to iBGP peers), "+
+				"so that routers move traffic to other nodes, before it closes its sessions; 0 closes them at once. Keep the pod's terminationGracePeriodSeconds longer.")
 		fs.DurationVar(&o.GratuitousInterval, "gratuitous-interval", 0,
 			"Repeat the gratuitous ARP/unsolicited advertisement of every announced address this often, to keep switches' MAC tables fresh; 0 is off.")
 		fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio,
@@ -199,6 +207,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	}
 	if o.MemoryLimitRatio < 0 || o.MemoryLimitRatio > 1 {
 		return o, usageErrorf("--memory-limit-ratio %v: want a number from 0 to 1", o.MemoryLimitRatio)
+	}
+	if o.BGPGracefulShutdown < 0 {
+		return o, usageErrorf("--bgp-graceful-shutdown %v is negative", o.BGPGracefulShutdown)
 	}
 	if o.GratuitousInterval < 0 {
 		return o, usageErrorf("--gratuitous-interval %v is negative", o.GratuitousInterval)
@@ -249,6 +260,13 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 				// the speaker answers meanwhile (controller-runtime's 2
 				// minutes would end the process).
 				mo.Controller.CacheSyncTimeout = speakerCacheSyncTimeout
+				// Stopping takes the hand-over and the BGP graceful
+				// shutdown (side by side), then closing the sessions:
+				// controller-runtime's 30 s must not cut a long one short.
+				stopping := max(o.HandOver, o.BGPGracefulShutdown) + speakerStopMargin
+				if mo.GracefulShutdownTimeout == nil || *mo.GracefulShutdownTimeout < stopping {
+					mo.GracefulShutdownTimeout = &stopping
+				}
 				// The speakers' Leases only (see internal/k8s/heartbeat).
 				mo.Cache.ByObject[&coordinationv1.Lease{}] = cache.ByObject{
 					Namespaces: map[string]cache.Config{o.Namespace: {}},
@@ -380,7 +398,8 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		routerID, _ := netip.ParseAddr(addr)
 		err = bgpadvertiser.Setup(ctx, mgr, bgpadvertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second,
-			Sessions: bgpSessions})
+			GracefulShutdown: o.BGPGracefulShutdown,
+			Sessions:         bgpSessions})
 	}
 	if err == nil {
 		err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
@@ -468,6 +487,11 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 	}
 	return m, addr, nil
 }
+
+// speakerStopMargin is what a stopping speaker may take past its
+// hand-over and BGP graceful shutdown: closing the sessions and BFD,
+// deleting its ServiceBGPStatuses.
+const speakerStopMargin = 20 * time.Second
 
 // speakerMetaInterval is how often the speaker re-reads its node's
 // hardware addresses for its memberlist metadata: a NIC added or replaced

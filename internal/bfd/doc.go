@@ -1,6 +1,6 @@
-// Package bfd implements single-hop asynchronous Bidirectional Forwarding
-// Detection (RFC 5880, RFC 5881) for barelb's BGP speaker, which embeds
-// GoBGP and has no BFD of its own.
+// Package bfd implements asynchronous Bidirectional Forwarding Detection,
+// single-hop and multihop (RFC 5880, RFC 5881, RFC 5883), for barelb's BGP
+// speaker, which embeds GoBGP and has no BFD of its own.
 //
 // The package has three layers:
 //
@@ -12,12 +12,16 @@
 //     by the caller's clock. It never reads the time, sleeps or touches a
 //     socket; it is told the time and what arrived and answers with the
 //     packet to send and the state transition, if any.
-//   - Manager: the UDP transport of RFC 5881 around sessions. One listener
-//     per address family on port 3784 is shared by all sessions and
-//     demultiplexed by Your Discriminator (or, while it is zero, by the
-//     source address); each session sends from its own socket with a
-//     source port in 49152–65535 and TTL/hop limit 255, and received
-//     packets must carry TTL/hop limit 255.
+//   - Manager: the UDP transport of RFC 5881 and RFC 5883 around
+//     sessions. One listener per address family on port 3784 is shared by
+//     all single-hop sessions, one on port 4784 by all multihop ones
+//     (opened with the first); packets are demultiplexed by Your
+//     Discriminator (or, while it is zero, by the source address) and by
+//     the port they came to. Each session sends from its own socket with
+//     a source port in 49152–65535 and TTL/hop limit 255. A single-hop
+//     session accepts packets with TTL/hop limit 255 only; a multihop one
+//     those with at least its profile's MinimumTTL (254 by default, one
+//     router between, as FRR's bfdd has it).
 //
 // Remove sends AdminDown for about the peer's detection time before the
 // session's socket closes; adding the same key again ends that at once.

@@ -313,3 +313,88 @@ func flapped(ev events, peer Key) bool {
 		}
 	}
 }
+
+// TestFRRMultihop runs multihop sessions (RFC 5883) against FRR's bfdd
+// two hops away, a router between: up on port 4784 although the packets
+// arrive with TTL 254, which single-hop BFD drops; down within the
+// detection time when the far link goes (which neither end sees on its
+// own links); a minimum TTL of 255 drops the peer's packets (they come
+// with 254) and the default of 254 takes them again. IPv4 and IPv6.
+func TestFRRMultihop(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		ours, theirs netip.Addr
+	}{
+		{"IPv4", addrA4, farB4},
+		{"IPv6", addrA6, farB6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newRoutedLab(t)
+			l.startFRR()
+			l.frrMultihopPeer(tc.ours, tc.theirs, "receive-interval 100", "transmit-interval 100", "detect-multiplier 3")
+			m, ev := startManager(t, l.nsA, testLog(t))
+
+			// A single-hop session to a peer two hops away never comes up:
+			// what the glue must not do for an ebgpMultiHop peer.
+			single := Peer{Local: tc.ours, Remote: tc.theirs, Profile: fastProfile}
+			if err := m.Add(context.Background(), single); err != nil {
+				t.Fatal(err)
+			}
+			peer := Peer{Local: tc.ours, Remote: tc.theirs, Multihop: true, Profile: fastProfile}
+			k := peer.Key()
+			start := time.Now()
+			if err := m.Add(context.Background(), peer); err != nil {
+				t.Fatal(err)
+			}
+			up := ev.wait(t, k, StateUp, upTimeout)
+			t.Logf("%s: multihop Up after %v", tc.name, up.At.Sub(start).Round(time.Millisecond))
+			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
+			eventually(t, 5*time.Second, "FRR sees the multihop session up with our 100 ms timers", func() bool {
+				s := l.frrState(tc.ours)
+				return s.Status == "up" && s.Multihop && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100
+			})
+			if s := info(t, m, single.Key()); s.State == StateUp || s.Stats.PacketsIn != 0 {
+				t.Errorf("the single-hop session to a peer two hops away: state %s, %d packets in; want Down, none", s.State, s.Stats.PacketsIn)
+			}
+			m.Remove(single.Key())
+
+			// The far link down: only BFD can tell.
+			cut := time.Now()
+			l.run("ip", "-n", l.nsR, "link", "set", l.ifRB, "down")
+			down := ev.waitAfter(t, k, StateDown, cut, detectTimeout)
+			detection := down.At.Sub(cut)
+			t.Logf("%s: far link down -> Down in %v (diag %s)", tc.name, detection.Round(time.Millisecond), down.Diag)
+			if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
+				t.Errorf("down after the far link went: diag %s, PeerFailed %v", down.Diag, down.PeerFailed())
+			}
+			if detection > time.Second {
+				t.Errorf("detection took %v, want about 300 ms (at most 1 s)", detection)
+			}
+			l.run("ip", "-n", l.nsR, "link", "set", l.ifRB, "up")
+			ev.wait(t, k, StateUp, upTimeout)
+			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
+
+			// Minimum TTL 255: FRR's packets (TTL 254 here) are dropped.
+			bad := m.Stats().BadTTL
+			strict := peer
+			strict.Profile.MinimumTTL = 255
+			if err := m.Add(context.Background(), strict); err != nil {
+				t.Fatal(err)
+			}
+			down = ev.wait(t, k, StateDown, detectTimeout)
+			if down.Diag != DiagControlDetectionExpired {
+				t.Errorf("with minimum TTL 255: down with diag %s, want ControlDetectionTimeExpired", down.Diag)
+			}
+			if got := m.Stats().BadTTL; got <= bad {
+				t.Errorf("with minimum TTL 255: BadTTL %d -> %d, want it to grow", bad, got)
+			}
+			t.Logf("%s: minimum TTL 255 -> Down (diag %s), BadTTL %d -> %d", tc.name, down.Diag, bad, m.Stats().BadTTL)
+			// Back to the default, 254: Up again.
+			if err := m.Add(context.Background(), peer); err != nil {
+				t.Fatal(err)
+			}
+			ev.wait(t, k, StateUp, upTimeout)
+			t.Logf("%s: manager stats %+v", tc.name, m.Stats())
+		})
+	}
+}

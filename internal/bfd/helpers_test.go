@@ -33,12 +33,21 @@ var (
 	llB    = netip.MustParseAddr("fe80::b")
 )
 
+// The routed lab (newRoutedLab) puts a router, namespace "r", between a
+// and b: b has these addresses, two hops from a.
+var (
+	farB4 = netip.MustParseAddr("203.0.113.2")
+	farB6 = netip.MustParseAddr("2001:db8:200::2")
+)
+
 type lab struct {
 	t          testing.TB
 	nsA, nsB   string
 	ifA, ifB   string
 	frrDir     string
 	bfdd, zebr *exec.Cmd
+	// nsR and ifRB are the router and its link to b, in the routed lab.
+	nsR, ifRB string
 }
 
 // requireRoot skips a test that needs network namespaces when not root
@@ -82,6 +91,51 @@ func newLab(t testing.TB) *lab {
 		l.run("ip", "-n", side.ns, "link", "set", "lo", "up")
 		l.run("ip", "-n", side.ns, "link", "set", side.ifName, "up")
 	}
+	return l
+}
+
+// newRoutedLab makes namespaces a and b with a router, r, between them:
+// a (198.51.100.1, 2001:db8:100::1) – r – b (farB4, farB6), routes both
+// ways through r, which forwards. A packet sent with TTL 255 arrives
+// with 254. Everything is removed when the test ends.
+func newRoutedLab(t testing.TB) *lab {
+	t.Helper()
+	requireRoot(t)
+	prefix := fmt.Sprintf("bfd%05x", rand.IntN(1<<20))
+	l := &lab{t: t, nsA: prefix + "-a", nsB: prefix + "-b", nsR: prefix + "-r", ifA: prefix + "a", ifB: prefix + "b", ifRB: prefix + "rb"}
+	ifRA := prefix + "ra"
+	t.Cleanup(func() {
+		for _, ns := range []string{l.nsA, l.nsB, l.nsR} {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	for _, ns := range []string{l.nsA, l.nsB, l.nsR} {
+		l.run("ip", "netns", "add", ns)
+		l.run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.keep_addr_on_down=1")
+		l.run("ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	l.run("ip", "link", "add", l.ifA, "netns", l.nsA, "type", "veth", "peer", "name", ifRA, "netns", l.nsR)
+	l.run("ip", "link", "add", l.ifRB, "netns", l.nsR, "type", "veth", "peer", "name", l.ifB, "netns", l.nsB)
+	for _, a := range []struct{ ns, ifName, addr string }{
+		{l.nsA, l.ifA, addrA4.String() + "/24"}, {l.nsA, l.ifA, addrA6.String() + "/64"},
+		{l.nsR, ifRA, "198.51.100.254/24"}, {l.nsR, ifRA, "2001:db8:100::fe/64"},
+		{l.nsR, l.ifRB, "203.0.113.254/24"}, {l.nsR, l.ifRB, "2001:db8:200::fe/64"},
+		{l.nsB, l.ifB, farB4.String() + "/24"}, {l.nsB, l.ifB, farB6.String() + "/64"},
+	} {
+		args := []string{"ip", "-n", a.ns, "addr", "add", a.addr, "dev", a.ifName}
+		if strings.Contains(a.addr, ":") {
+			args = append(args, "nodad")
+		}
+		l.run(args...)
+	}
+	for _, link := range [][2]string{{l.nsA, l.ifA}, {l.nsR, ifRA}, {l.nsR, l.ifRB}, {l.nsB, l.ifB}} {
+		l.run("ip", "-n", link[0], "link", "set", link[1], "up")
+	}
+	l.run("ip", "-n", l.nsA, "route", "add", "203.0.113.0/24", "via", "198.51.100.254")
+	l.run("ip", "-n", l.nsA, "route", "add", "2001:db8:200::/64", "via", "2001:db8:100::fe")
+	l.run("ip", "-n", l.nsB, "route", "add", "198.51.100.0/24", "via", "203.0.113.254")
+	l.run("ip", "-n", l.nsB, "route", "add", "2001:db8:100::/64", "via", "2001:db8:200::fe")
+	l.run("ip", "netns", "exec", l.nsR, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	return l
 }
 
@@ -328,6 +382,13 @@ func (l *lab) frrPeer(ours, theirs netip.Addr, lines ...string) {
 		fmt.Sprintf("peer %s local-address %s interface %s", ours, theirs, l.ifB)}, lines...)...)
 }
 
+// frrMultihopPeer configures a multihop bfdd peer towards our address.
+func (l *lab) frrMultihopPeer(ours, theirs netip.Addr, lines ...string) {
+	l.t.Helper()
+	l.vtysh(append([]string{"configure terminal", "bfd",
+		fmt.Sprintf("peer %s multihop local-address %s", ours, theirs)}, lines...)...)
+}
+
 // frrPeerState is one entry of `show bfd peers json`.
 type frrPeerState struct {
 	Peer                 string `json:"peer"`
@@ -343,6 +404,7 @@ type frrPeerState struct {
 	RemoteDetectMult     int    `json:"remote-detect-multiplier"`
 	DetectMultiplier     int    `json:"detect-multiplier"`
 	RemoteEchoReceiveInt int    `json:"remote-echo-receive-interval"`
+	Multihop             bool   `json:"multihop"`
 }
 
 func (l *lab) frrState(peer netip.Addr) frrPeerState {

@@ -18,11 +18,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RFC 5881 constants.
+// RFC 5881 and RFC 5883 constants.
 const (
 	// ControlPort is the UDP destination port of single-hop control
 	// packets (RFC 5881 §4).
 	ControlPort = 3784
+	// MultihopControlPort is the UDP destination port of multihop
+	// control packets (RFC 5883 §5).
+	MultihopControlPort = 4784
+	// DefaultMultihopMinTTL is the least TTL a multihop session accepts
+	// when its Profile sets none: one router between the two ends, as
+	// FRR's bfdd (and so MetalLB) defaults to.
+	DefaultMultihopMinTTL = 254
 	// MinSourcePort and MaxSourcePort bound the source port (RFC 5881 §4).
 	MinSourcePort = 49152
 	MaxSourcePort = 65535
@@ -37,12 +44,15 @@ const (
 	maxDrain = 3 * time.Second
 )
 
-// Key names a session: the local and remote address and, optionally, the
-// interface both are bound to. Addresses carry no zone; Interface gives a
-// link-local address its scope.
+// Key names a session: the local and remote address, optionally the
+// interface both are bound to, and whether it is a multihop session.
+// Addresses carry no zone; Interface gives a link-local address its
+// scope. A single-hop and a multihop session between the same addresses
+// are different sessions (RFC 5883 §3: they are told apart by port).
 type Key struct {
 	Local, Remote netip.Addr
 	Interface     string
+	Multihop      bool
 }
 
 func (k Key) String() string {
@@ -50,24 +60,39 @@ func (k Key) String() string {
 	if k.Interface != "" {
 		s += "%" + k.Interface
 	}
+	if k.Multihop {
+		s += " (multihop)"
+	}
 	return s
+}
+
+// normal is k without zones and with IPv4-mapped addresses unmapped.
+func (k Key) normal() Key {
+	k.Local, k.Remote = k.Local.WithZone("").Unmap(), k.Remote.WithZone("").Unmap()
+	return k
 }
 
 // Peer is a session to set up.
 type Peer struct {
 	// Local is the address packets are sent from; Remote is the peer's.
-	// Both are of one family; Remote is on a directly connected network.
+	// Both are of one family; Remote is on a directly connected network
+	// unless Multihop.
 	Local, Remote netip.Addr
 	// Interface binds the session's socket to an interface and makes the
 	// session accept packets from that interface only. Needed for a
 	// link-local Remote.
 	Interface string
-	Profile   Profile
+	// Multihop runs the session as RFC 5883 has it, for a peer that may
+	// be routers away (an eBGP multihop peer): UDP port 4784, and a
+	// received packet needs a TTL of at least the Profile's MinimumTTL
+	// instead of exactly 255.
+	Multihop bool
+	Profile  Profile
 }
 
 // Key returns the peer's session key.
 func (p Peer) Key() Key {
-	return Key{Local: p.Local.WithZone("").Unmap(), Remote: p.Remote.WithZone("").Unmap(), Interface: p.Interface}
+	return Key{Local: p.Local, Remote: p.Remote, Interface: p.Interface, Multihop: p.Multihop}.normal()
 }
 
 // Change is a state change of one session.
@@ -90,7 +115,8 @@ type SessionInfo struct {
 type ManagerStats struct {
 	// Malformed packets failed Unmarshal (including authenticated ones).
 	Malformed uint64
-	// BadTTL packets arrived with a TTL or hop limit other than 255.
+	// BadTTL packets arrived with a TTL or hop limit other than 255
+	// (single-hop) or below their session's minimum TTL (multihop).
 	BadTTL uint64
 	// NoSession packets matched no session.
 	NoSession uint64
@@ -112,9 +138,11 @@ type Options struct {
 	OpenSocket func(open func() error) error
 }
 
-// Manager runs BFD sessions over UDP (RFC 5881): one listener per address
-// family on port 3784, shared by all sessions, and one sending socket per
-// session. Its methods are safe for concurrent use.
+// Manager runs BFD sessions over UDP (RFC 5881, RFC 5883): one listener
+// per address family on port 3784, shared by all single-hop sessions, one
+// per family on port 4784 for multihop sessions (opened with the first
+// multihop session of the family), and one sending socket per session.
+// Its methods are safe for concurrent use.
 type Manager struct {
 	log    logr.Logger
 	opts   Options
@@ -122,16 +150,22 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	listeners []net.PacketConn
-
-	mu       sync.Mutex
-	byKey    map[Key]*session
-	byDiscr  map[uint32]*session
-	byRemote map[netip.Addr][]*session
-	ports    map[uint16]bool // source ports of live sessions
+	mu sync.Mutex
+	// listeners are the open listeners by port and family ("udp4",
+	// "udp6"); closed when the Manager stops.
+	listeners map[listenerKey]net.PacketConn
+	byKey     map[Key]*session
+	byDiscr   map[uint32]*session
+	byRemote  map[netip.Addr][]*session
+	ports     map[uint16]bool // source ports of live sessions
 	// draining holds removed sessions that still send AdminDown.
 	draining map[Key]*session
 	stats    ManagerStats
+}
+
+type listenerKey struct {
+	port    int
+	network string
 }
 
 // received is a packet for a session.
@@ -171,51 +205,24 @@ func Start(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	m := &Manager{
-		log: opts.Log, opts: opts, ctx: ctx, cancel: cancel,
+		log: opts.Log, opts: opts, ctx: ctx, cancel: cancel, listeners: map[listenerKey]net.PacketConn{},
 		byKey: map[Key]*session{}, byDiscr: map[uint32]*session{}, byRemote: map[netip.Addr][]*session{},
 		ports: map[uint16]bool{}, draining: map[Key]*session{},
 	}
-	var c4, c6 net.PacketConn
-	err := opts.OpenSocket(func() error {
-		var err error
-		lc := net.ListenConfig{Control: reuseAddr}
-		if c4, err = lc.ListenPacket(ctx, "udp4", fmt.Sprintf("0.0.0.0:%d", ControlPort)); err != nil {
-			return fmt.Errorf("listening on UDP port %d (IPv4): %w", ControlPort, err)
-		}
-		if c6, err = lc.ListenPacket(ctx, "udp6", fmt.Sprintf("[::]:%d", ControlPort)); err != nil {
-			// A host without IPv6 still runs IPv4 sessions.
-			m.log.Info("no IPv6 BFD listener", "error", err.Error())
-			c6 = nil
-		}
-		return nil
-	})
-	if err != nil {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.listen(ControlPort, "udp4"); err != nil {
 		cancel()
 		return nil, err
 	}
-	p4 := ipv4.NewPacketConn(c4)
-	if err := p4.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
-		err = fmt.Errorf("asking for the TTL of received packets (IP_RECVTTL): %w", err)
-		return nil, errors.Join(err, closeAll(cancel, c4, c6))
-	}
-	var p6 *ipv6.PacketConn
-	if c6 != nil {
-		p6 = ipv6.NewPacketConn(c6)
-		if err := p6.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
-			err = fmt.Errorf("asking for the hop limit of received packets (IPV6_RECVHOPLIMIT): %w", err)
-			return nil, errors.Join(err, closeAll(cancel, c4, c6))
-		}
-	}
-	m.listeners = append(m.listeners, c4)
-	m.wg.Add(1)
-	go m.serve("IPv4", func(buf []byte) (arrival, error) { return read4(p4, buf) })
-	if p6 != nil {
-		m.listeners = append(m.listeners, c6)
-		m.wg.Add(1)
-		go m.serve("IPv6", func(buf []byte) (arrival, error) { return read6(p6, buf) })
+	if err := m.listen(ControlPort, "udp6"); err != nil {
+		// A host without IPv6 still runs IPv4 sessions.
+		m.log.Info("no IPv6 BFD listener", "error", err.Error())
 	}
 	go func() {
 		<-ctx.Done()
+		m.mu.Lock()
+		defer m.mu.Unlock()
 		for _, l := range m.listeners {
 			_ = l.Close()
 		}
@@ -223,15 +230,57 @@ func Start(ctx context.Context, opts Options) (*Manager, error) {
 	return m, nil
 }
 
-func closeAll(cancel context.CancelFunc, conns ...net.PacketConn) error {
-	cancel()
-	var errs []error
-	for _, c := range conns {
-		if c != nil {
-			errs = append(errs, c.Close())
-		}
+// listen opens the listener of a port and family ("udp4" or "udp6")
+// unless it is open, and serves it. m.mu is held.
+func (m *Manager) listen(port int, network string) error {
+	lk := listenerKey{port: port, network: network}
+	if m.listeners[lk] != nil {
+		return nil
 	}
-	return errors.Join(errs...)
+	if m.ctx.Err() != nil {
+		return fmt.Errorf("BFD manager stopped: %w", m.ctx.Err())
+	}
+	multihop := port == MultihopControlPort
+	family, addr := "IPv4", fmt.Sprintf("0.0.0.0:%d", port)
+	if network == "udp6" {
+		family, addr = "IPv6", fmt.Sprintf("[::]:%d", port)
+	}
+	var c net.PacketConn
+	err := m.opts.OpenSocket(func() error {
+		var err error
+		lc := net.ListenConfig{Control: reuseAddr}
+		if c, err = lc.ListenPacket(m.ctx, network, addr); err != nil {
+			return fmt.Errorf("listening on UDP port %d (%s): %w", port, family, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var read func(buf []byte) (arrival, error)
+	if network == "udp4" {
+		p := ipv4.NewPacketConn(c)
+		if err := p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+			err = fmt.Errorf("asking for the TTL of received packets (IP_RECVTTL): %w", err)
+			return errors.Join(err, c.Close())
+		}
+		read = func(buf []byte) (arrival, error) { return read4(p, buf) }
+	} else {
+		p := ipv6.NewPacketConn(c)
+		if err := p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
+			err = fmt.Errorf("asking for the hop limit of received packets (IPV6_RECVHOPLIMIT): %w", err)
+			return errors.Join(err, c.Close())
+		}
+		read = func(buf []byte) (arrival, error) { return read6(p, buf) }
+	}
+	m.listeners[lk] = c
+	m.wg.Add(1)
+	go m.serve(fmt.Sprintf("%s port %d", family, port), func(buf []byte) (arrival, error) {
+		a, err := read(buf)
+		a.multihop = multihop
+		return a, err
+	})
+	return nil
 }
 
 // Close stops all sessions (without notifying the peers) and the
@@ -269,6 +318,8 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 		return fmt.Errorf("%w %s: addresses of different families", ErrPeer, k)
 	case k.Remote.IsLinkLocalUnicast() && k.Remote.Is6() && p.Interface == "":
 		return fmt.Errorf("%w %s: a link-local peer needs an interface", ErrPeer, k)
+	case k.Multihop && k.Remote.IsLinkLocalUnicast():
+		return fmt.Errorf("%w %s: a link-local peer is one hop away; multihop BFD needs a routable address", ErrPeer, k)
 	}
 	if m.ctx.Err() != nil {
 		return fmt.Errorf("BFD manager stopped: %w", m.ctx.Err())
@@ -279,6 +330,16 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 		m.update(s, p.Profile)
 		return nil
 	}
+	if k.Multihop {
+		network := "udp4"
+		if k.Remote.Is6() {
+			network = "udp6"
+		}
+		if err := m.listen(MultihopControlPort, network); err != nil {
+			m.mu.Unlock()
+			return fmt.Errorf("BFD peer %s: %w", k, err)
+		}
+	}
 	m.mu.Unlock()
 
 	s := &session{peer: p, key: k, prof: p.Profile, in: make(chan received, inboxLen),
@@ -287,7 +348,11 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 	if k.Remote.Is6() && (k.Remote.IsLinkLocalUnicast() || k.Local.IsLinkLocalUnicast()) {
 		zone = p.Interface
 	}
-	s.dst = net.UDPAddrFromAddrPort(netip.AddrPortFrom(k.Remote.WithZone(zone), ControlPort))
+	port := uint16(ControlPort)
+	if k.Multihop {
+		port = MultihopControlPort
+	}
+	s.dst = net.UDPAddrFromAddrPort(netip.AddrPortFrom(k.Remote.WithZone(zone), port))
 	err := m.opts.OpenSocket(func() error {
 		if p.Interface != "" {
 			ifi, err := net.InterfaceByName(p.Interface)
@@ -344,7 +409,8 @@ func (m *Manager) Add(ctx context.Context, p Peer) error {
 	m.wg.Add(1)
 	go m.run(s)
 	m.log.Info("BFD session added", "peer", k.String(), "discriminator", discr,
-		"rx", p.Profile.ReceiveInterval, "tx", p.Profile.TransmitInterval, "multiplier", p.Profile.DetectMultiplier, "passive", p.Profile.Passive)
+		"rx", p.Profile.ReceiveInterval, "tx", p.Profile.TransmitInterval, "multiplier", p.Profile.DetectMultiplier, "passive", p.Profile.Passive,
+		"multihop", k.Multihop)
 	return nil
 }
 
@@ -366,7 +432,7 @@ func (m *Manager) update(s *session, p Profile) {
 // socket. A peer that is not Added is not an error. Remove and Add never
 // wait for a session's goroutine, so OnChange may call them.
 func (m *Manager) Remove(k Key) {
-	k = Key{Local: k.Local.WithZone("").Unmap(), Remote: k.Remote.WithZone("").Unmap(), Interface: k.Interface}
+	k = k.normal()
 	m.mu.Lock()
 	s, ok := m.byKey[k]
 	if ok {
@@ -513,6 +579,8 @@ type arrival struct {
 	src, dst netip.Addr
 	ttl      int
 	ifIndex  int
+	// multihop tells that it came to the multihop port.
+	multihop bool
 }
 
 // read4 reads an IPv4 datagram with its TTL, destination and interface.
@@ -578,19 +646,32 @@ func (m *Manager) dispatch(a arrival) {
 		m.log.V(1).Info("dropped a malformed BFD packet", "from", a.src.String(), "error", err.Error())
 		return
 	}
-	if a.ttl != TTL {
+	// Single-hop: only a neighbour can send TTL 255 (RFC 5881 §5).
+	if !a.multihop && a.ttl != TTL {
 		m.stats.BadTTL++
 		m.log.V(1).Info("dropped a BFD packet without TTL 255", "from", a.src.String(), "ttl", a.ttl)
 		return
 	}
 	if l := m.log.V(2); l.Enabled() {
-		l.Info("BFD packet in", "from", a.src.String(), "ttl", a.ttl, "packet", fmt.Sprintf("%+v", p))
+		l.Info("BFD packet in", "from", a.src.String(), "ttl", a.ttl, "multihop", a.multihop, "packet", fmt.Sprintf("%+v", p))
 	}
 	s := m.lookup(p, a)
 	if s == nil {
 		m.stats.NoSession++
-		m.log.V(1).Info("dropped a BFD packet for no session", "from", a.src.String(), "to", a.dst.String(), "yourDiscriminator", p.YourDiscriminator)
+		m.log.V(1).Info("dropped a BFD packet for no session", "from", a.src.String(), "to", a.dst.String(), "yourDiscriminator", p.YourDiscriminator, "multihop", a.multihop)
 		return
+	}
+	// Multihop: no TTL is sure (RFC 5883 §5), but the session's minimum
+	// keeps out packets from farther than the peer should be.
+	if a.multihop {
+		s.mu.Lock()
+		least := s.prof.minTTL()
+		s.mu.Unlock()
+		if a.ttl < least {
+			m.stats.BadTTL++
+			m.log.V(1).Info("dropped a multihop BFD packet below the minimum TTL", "from", a.src.String(), "ttl", a.ttl, "minimumTTL", least)
+			return
+		}
 	}
 	select {
 	case s.in <- received{p: p, at: at}:
@@ -602,10 +683,12 @@ func (m *Manager) dispatch(a arrival) {
 // lookup finds a packet's session (RFC 5880 §6.8.6): by Your
 // Discriminator when it is set, else by source address, destination
 // address and interface. The session's remote address must match the
-// source either way. m.mu is held.
+// source either way, and its kind the port the packet came to (a
+// single-hop session never takes a multihop packet, nor the reverse).
+// m.mu is held.
 func (m *Manager) lookup(p Packet, a arrival) *session {
 	match := func(s *session) bool {
-		return s.key.Remote == a.src &&
+		return s.key.Multihop == a.multihop && s.key.Remote == a.src &&
 			(!a.dst.IsValid() || s.key.Local == a.dst) &&
 			(s.ifIndex == 0 || a.ifIndex == 0 || s.ifIndex == a.ifIndex)
 	}

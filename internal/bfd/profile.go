@@ -19,6 +19,18 @@ type Profile struct {
 	// Passive sessions send nothing until the peer's first packet arrives
 	// (RFC 5880 §6.1).
 	Passive bool
+	// MinimumTTL is the least TTL (hop limit) a multihop session accepts
+	// on a received packet; 0 means DefaultMultihopMinTTL. Single-hop
+	// sessions ignore it: they accept 255 only (RFC 5881 §5).
+	MinimumTTL uint8
+}
+
+// minTTL is the least TTL a multihop session with p accepts.
+func (p Profile) minTTL() int {
+	if p.MinimumTTL == 0 {
+		return DefaultMultihopMinTTL
+	}
+	return int(p.MinimumTTL)
 }
 
 // The BFDProfile defaults (api/v1beta1).

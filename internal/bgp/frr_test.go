@@ -171,6 +171,49 @@ func TestFRRLab(t *testing.T) {
 		router.WaitGone(t, "ipv4", "203.0.113.7/32", 10*time.Second)
 	})
 
+	t.Run("graceful shutdown (RFC 8326): GRACEFUL_SHUTDOWN and LOCAL_PREF 0, then back", func(t *testing.T) {
+		routes := map[string][]Route{
+			"ebgp": {{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Communities: []Community{{Global: 64500, Local1: 2}}}},
+			"ibgp": {{Prefix: netip.MustParsePrefix("203.0.113.8/32"), LocalPref: 250}},
+		}
+		if err := sp.SetRoutes(ctx, routes); err != nil {
+			t.Fatal(err)
+		}
+		expectPath(t, router.WaitRoute(t, "ipv4", "203.0.113.8/32", 10*time.Second), "198.51.100.2", "Local", nil, nil, 250)
+		start := time.Now()
+		n, err := sp.SetGracefulShutdown(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 2 {
+			t.Errorf("SetGracefulShutdown: %d established sessions with routes, want 2 (ebgp, ibgp)", n)
+		}
+		// FRR names 65535:0 "graceful-shutdown".
+		gshut := []string{"graceful-shutdown"}
+		waitPath(t, router, "203.0.113.7/32", 10*time.Second, func(r testenv.FRRPath) bool {
+			return strings.Join(r.Communities, " ") == "64500:2 graceful-shutdown"
+		})
+		waitPath(t, router, "203.0.113.8/32", 10*time.Second, func(r testenv.FRRPath) bool {
+			return strings.Join(r.Communities, " ") == gshut[0] && r.LocalPref == 0
+		})
+		t.Logf("MEASURED graceful shutdown: both paths re-advertised %v after SetGracefulShutdown", time.Since(start).Round(time.Millisecond))
+		// Routes set meanwhile go out the same way.
+		routes["ebgp"] = append(routes["ebgp"], Route{Prefix: netip.MustParsePrefix("203.0.113.9/32")})
+		if err := sp.SetRoutes(ctx, routes); err != nil {
+			t.Fatal(err)
+		}
+		expectPath(t, router.WaitRoute(t, "ipv4", "203.0.113.9/32", 10*time.Second), "198.51.100.1", "64500", gshut, nil, 0)
+		if _, err := sp.SetGracefulShutdown(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		waitPath(t, router, "203.0.113.8/32", 10*time.Second, func(r testenv.FRRPath) bool { return len(r.Communities) == 0 && r.LocalPref == 250 })
+		waitPath(t, router, "203.0.113.9/32", 10*time.Second, func(r testenv.FRRPath) bool { return len(r.Communities) == 0 })
+		if err := sp.SetRoutes(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		router.WaitGone(t, "ipv4", "203.0.113.7/32", 10*time.Second)
+	})
+
 	t.Run("wrong MD5 password, then the right one", func(t *testing.T) {
 		md5 := Peer{Name: "md5", Address: netip.MustParseAddr(routerV4MD5), ASN: routerASN, SourceAddress: netip.MustParseAddr("198.51.100.3"),
 			ConnectRetry: 2 * time.Second, Password: "wrong"}
@@ -384,5 +427,21 @@ func expectPath(t *testing.T, r testenv.FRRPath, nexthop, asPath string, communi
 	if r.NextHop != nexthop || r.ASPath != asPath || strings.Join(r.Communities, " ") != strings.Join(communities, " ") ||
 		strings.Join(r.Large, " ") != strings.Join(large, " ") || r.LocalPref != localPref || !r.Valid {
 		t.Errorf("route %+v, want next hop %s, AS path %q, communities %v, large %v, local-pref %d, valid", r, nexthop, asPath, communities, large, localPref)
+	}
+}
+
+// waitPath waits until FRR's path to prefix (IPv4) satisfies ok.
+func waitPath(t *testing.T, router *testenv.FRR, prefix string, timeout time.Duration, ok func(testenv.FRRPath) bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := router.WaitRoute(t, "ipv4", prefix, timeout)
+		if ok(r) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: FRR still has %+v", prefix, r)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -103,6 +103,10 @@ func (inst *instance) stop(ctx context.Context) error {
 	return err
 }
 
+// hasAddress tells whether a session to a runs here. Unnumbered peers
+// count by their link-local address alone: the neighbour sets that
+// select a peer's routes match addresses without their zone, so two
+// routers with one link-local address on two links need two servers.
 func (inst *instance) hasAddress(a netip.Addr) bool {
 	for _, m := range inst.members {
 		if m.peer.Address == a {
@@ -119,19 +123,19 @@ func (inst *instance) addPeer(ctx context.Context, m *member) error {
 		DefinedType: apipb.DefinedType_NEIGHBOR, Name: neighborSetName(m.id),
 		List: []string{netip.PrefixFrom(m.peer.Address, m.peer.Address.BitLen()).String()},
 	}}); err != nil {
-		return fmt.Errorf("defining the neighbour set of %s: %w", m.peer.Address, err)
+		return fmt.Errorf("defining the neighbour set of %s: %w", m.peer.target(), err)
 	}
 	inst.mu.Lock()
 	inst.sessions[m.peer.Address] = &sessionState{name: m.peer.Name, state: "idle", lastChange: time.Now()}
 	inst.mu.Unlock()
-	inst.log.forget(m.peer.Address.String())
+	inst.log.forget(m.peer.neighbor())
 	if err := inst.srv.AddPeer(ctx, &apipb.AddPeerRequest{Peer: apiPeer(m.peer)}); err != nil {
 		inst.mu.Lock()
 		delete(inst.sessions, m.peer.Address)
 		inst.mu.Unlock()
 		_ = inst.srv.DeleteDefinedSet(ctx, &apipb.DeleteDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
 			DefinedType: apipb.DefinedType_NEIGHBOR, Name: neighborSetName(m.id)}, All: true})
-		return fmt.Errorf("adding the peer %s: %w", m.peer.Address, err)
+		return fmt.Errorf("adding the peer %s: %w", m.peer.target(), err)
 	}
 	inst.members[m.id] = m
 	return nil
@@ -144,7 +148,7 @@ func (inst *instance) deletePeer(ctx context.Context, m *member) error {
 	inst.mu.Lock()
 	delete(inst.sessions, m.peer.Address)
 	inst.mu.Unlock()
-	return inst.srv.DeletePeer(ctx, &apipb.DeletePeerRequest{Address: m.peer.Address.String()})
+	return inst.srv.DeletePeer(ctx, &apipb.DeletePeerRequest{Address: m.peer.neighbor()})
 }
 
 // deleteStatements removes the export policies and sets made for m.
@@ -207,14 +211,16 @@ func (inst *instance) statement(ctx context.Context, m *member, g group) (uint32
 // setPaths diffs desired (the tags of each prefix) against the installed
 // paths: a prefix whose tags changed gets a new path (which replaces the
 // previous one; GoBGP withdraws it from the peers the new one no longer
-// goes to), gone ones are withdrawn.
-func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]tag) error {
+// goes to), gone ones are withdrawn. With gshut the new paths carry
+// LOCAL_PREF 0 (graceful shutdown); their tags name statements of
+// shutting-down groups, so they differ from the paths before.
+func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]tag, gshut bool) error {
 	var errs []error
 	for prefix, in := range inst.paths {
 		if _, ok := desired[prefix]; ok {
 			continue
 		}
-		path, err := apiPath(prefix, in.tags)
+		path, err := apiPath(prefix, in.tags, false)
 		if err == nil {
 			err = inst.srv.DeletePath(ctx, &apipb.DeletePathRequest{TableType: apipb.TableType_GLOBAL, Family: path.Family, Path: path})
 		}
@@ -229,7 +235,7 @@ func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]t
 		if in, ok := inst.paths[prefix]; ok && slices.Equal(in.tags, tags) {
 			continue
 		}
-		path, err := apiPath(prefix, tags)
+		path, err := apiPath(prefix, tags, gshut)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -253,7 +259,9 @@ func (inst *instance) onWatch(r *apipb.WatchEventResponse) {
 	if err != nil {
 		return
 	}
-	addr = addr.Unmap()
+	// Sessions are known by their address without the zone an unnumbered
+	// peer's name carries (hasAddress keeps them apart per server).
+	addr = addr.Unmap().WithZone("")
 	inst.mu.Lock()
 	sess := inst.sessions[addr]
 	if sess == nil || state == sess.state {
@@ -262,7 +270,7 @@ func (inst *instance) onWatch(r *apipb.WatchEventResponse) {
 	}
 	ev := Event{Peer: sess.name, Address: addr, State: state, Up: state == "established", WasUp: sess.state == "established", Time: time.Now()}
 	if !ev.Up {
-		ev.Reason = inst.log.lastReason(addr.String())
+		ev.Reason = inst.log.lastReason(pe.GetPeer().GetState().GetNeighborAddress())
 	}
 	sess.state, sess.lastChange = state, ev.Time
 	onEvent := inst.onEvent
@@ -272,16 +280,16 @@ func (inst *instance) onWatch(r *apipb.WatchEventResponse) {
 	}
 }
 
-func (inst *instance) status(addr netip.Addr) PeerStatus {
+func (inst *instance) status(p Peer) PeerStatus {
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
-	sess := inst.sessions[addr]
+	sess := inst.sessions[p.Address]
 	if sess == nil {
 		return PeerStatus{State: "idle"}
 	}
 	st := PeerStatus{State: sess.state, Up: sess.state == "established", LastChange: sess.lastChange}
 	if !st.Up {
-		st.Reason = inst.log.lastReason(addr.String())
+		st.Reason = inst.log.lastReason(p.neighbor())
 	}
 	return st
 }
@@ -362,12 +370,30 @@ func sortTags(ts []tag) {
 
 // group is what an export statement sets on the paths it accepts for a
 // peer: local preference, communities (as GoBGP writes them) and, for
-// routes of the other family than the session's, the next hop.
+// routes of the other family than the session's or any route to an
+// unnumbered peer, the next hop.
 type group struct {
 	localPref uint32
 	standard  string // space-separated "ASN:value"
 	large     string // space-separated "G:L1:L2"
 	nextHop   netip.Addr
+	// gshut marks the groups of graceful shutdown (shuttingDown), whose
+	// paths carry LOCAL_PREF 0: never the statement of a group without.
+	gshut bool
+}
+
+// gshutCommunity is GracefulShutdownCommunity as GoBGP writes it.
+const gshutCommunity = "65535:0"
+
+// shuttingDown is g during graceful shutdown (RFC 8326): the
+// GRACEFUL_SHUTDOWN community added, and no local preference of its own,
+// so that the path's LOCAL_PREF 0 goes to iBGP peers.
+func (g group) shuttingDown() group {
+	if !slices.Contains(strings.Fields(g.standard), gshutCommunity) {
+		g.standard = strings.TrimSpace(g.standard + " " + gshutCommunity)
+	}
+	g.localPref, g.gshut = 0, true
+	return g
 }
 
 // groupOf is what the statement for r to p sets; a route p cannot carry
@@ -375,7 +401,21 @@ type group struct {
 func groupOf(p Peer, r Route) (group, error) {
 	prefix := r.Prefix
 	g := group{localPref: r.LocalPref}
-	if prefix.Addr().Is4() != p.Address.Is4() {
+	switch {
+	case p.Interface != "":
+		// An unnumbered session is IPv6 (link-local) and carries IPv4
+		// routes with an IPv6 next hop (RFC 8950). GoBGP v3.37.0 would
+		// send "::" (a router refuses it) on a session to a link-local
+		// address, so the node's own link-local address is set, for
+		// both families.
+		if p.DisableMP && prefix.Addr().Is4() {
+			return g, fmt.Errorf("prefix %s: the session with %s carries one family only (disableMP)", prefix, p.target())
+		}
+		if !p.NextHopV6.Is6() || !p.NextHopV6.IsLinkLocalUnicast() {
+			return g, fmt.Errorf("prefix %s over the session with %s needs this node's link-local address on the interface as next hop, and none is set", prefix, p.target())
+		}
+		g.nextHop = p.NextHopV6.WithZone("")
+	case prefix.Addr().Is4() != p.Address.Is4():
 		if p.DisableMP {
 			return g, fmt.Errorf("prefix %s: the session with %s carries one family only (disableMP)", prefix, p.Address)
 		}
@@ -462,7 +502,7 @@ func apiPeer(p Peer) *apipb.Peer {
 	}
 	out := &apipb.Peer{
 		Conf: &apipb.PeerConf{
-			NeighborAddress: p.Address.String(),
+			NeighborAddress: p.neighbor(),
 			PeerAsn:         p.ASN,
 			LocalAsn:        p.LocalASN,
 			AuthPassword:    p.Password,
@@ -507,7 +547,10 @@ func apiPeer(p Peer) *apipb.Peer {
 // apiPath is the path of prefix in the RIB, tagged for the peers it goes
 // to: the next hop is unspecified (each session sends its local address;
 // an export statement sets the next hop of the other family's routes).
-func apiPath(prefix netip.Prefix, tags []tag) (*apipb.Path, error) {
+// With zeroPref it carries LOCAL_PREF 0, for graceful shutdown: an export
+// statement cannot set 0 (GoBGP takes it for "no action"), and GoBGP
+// sends a path's own local preference to iBGP peers only.
+func apiPath(prefix netip.Prefix, tags []tag, zeroPref bool) (*apipb.Path, error) {
 	nlri, err := anypb.New(&apipb.IPAddressPrefix{PrefixLen: uint32(prefix.Bits()), Prefix: prefix.Addr().String()})
 	if err != nil {
 		return nil, fmt.Errorf("prefix %s: %w", prefix, err)
@@ -519,6 +562,9 @@ func apiPath(prefix netip.Prefix, tags []tag) (*apipb.Path, error) {
 	} else {
 		family = familyV6
 		msgs = append(msgs, &apipb.MpReachNLRIAttribute{Family: familyV6, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
+	}
+	if zeroPref {
+		msgs = append(msgs, &apipb.LocalPrefAttribute{LocalPref: 0})
 	}
 	if len(tags) > 0 {
 		large := make([]*apipb.LargeCommunity, 0, len(tags))

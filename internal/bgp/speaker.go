@@ -35,7 +35,18 @@ type Peer struct {
 	// Name identifies the peer (the BGPPeer's name); routes are set by it.
 	Name    string
 	Address netip.Addr
-	Port    uint16 // 0 means 179
+	// Interface peers unnumbered over this interface: Address is then the
+	// router's IPv6 link-local address on it, as the caller learnt it
+	// (from the router's Router Advertisements), without a zone. GoBGP's
+	// own neighbor interface cannot be used: v3.37.0's AddPeer asks for
+	// an address before it would look one up, and it looks in the
+	// kernel's neighbour table, which a forwarding host does not fill
+	// from advertisements. Routes of both families take NextHopV6, this
+	// node's link-local address on the interface, as next hop: IPv4 ones
+	// as an IPv6 next hop (RFC 8950), which GoBGP's extended next hop
+	// capability announces.
+	Interface string
+	Port      uint16 // 0 means 179
 	// SourceAddress is the local address of the session; invalid lets the
 	// kernel choose.
 	SourceAddress netip.Addr
@@ -62,7 +73,8 @@ type Peer struct {
 	// family than the session's (an IPv6 route over an IPv4 session needs
 	// an IPv6 next hop, NextHopV6). Routes of the session's own family
 	// take the session's local address. A route of the other family
-	// without a next hop is refused, not sent with a broken one.
+	// without a next hop is refused, not sent with a broken one. An
+	// unnumbered session sends NextHopV6 (link-local) for every route.
 	NextHopV4, NextHopV6 netip.Addr
 }
 
@@ -121,6 +133,9 @@ type Speaker struct {
 	peers     map[string]*member // by peer name
 	routes    map[string][]Route // desired routes by peer name
 	nextID    uint32             // the next member's tag ID; never reused
+	// gshut is RFC 8326's graceful shutdown: every route goes out with
+	// the GRACEFUL_SHUTDOWN community and LOCAL_PREF 0.
+	gshut bool
 }
 
 // member is a peer on one of the servers.
@@ -165,7 +180,7 @@ func (s *Speaker) Stop(ctx context.Context) error {
 	}
 	s.instances = nil
 	s.peers = map[string]*member{}
-	s.started = false
+	s.started, s.gshut = false, false
 	return errors.Join(errs...)
 }
 
@@ -235,6 +250,9 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 // addPeer is the one place a peer joins a GoBGP server: the first one
 // with its router ID and no session to its address yet, or a new one.
 func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
+	if p.Interface != "" && !p.Address.IsValid() {
+		return fmt.Errorf("the router's link-local address on interface %s is not known yet (no Router Advertisement heard from it)", p.Interface)
+	}
 	routerID := s.opts.RouterID
 	if p.RouterID.IsValid() {
 		routerID = p.RouterID
@@ -294,15 +312,39 @@ func (s *Speaker) dropEmptyInstances(ctx context.Context) {
 	s.instances = kept
 }
 
+// target names the peer in messages: its address or interface.
+func (p Peer) target() string {
+	if p.Interface != "" {
+		return "the router on interface " + p.Interface
+	}
+	return p.Address.String()
+}
+
+// neighbor is GoBGP's name of the peer: its address, with the interface
+// as zone for an unnumbered peer ("fe80::1%eth1").
+func (p Peer) neighbor() string {
+	if p.Interface != "" {
+		return p.Address.WithZone(p.Interface).String()
+	}
+	return p.Address.String()
+}
+
 // Check tells whether SetPeers can open a session with p; SetPeers
 // refuses such a peer, and callers may check first to tell which peer is
-// wrong.
+// wrong. An unnumbered peer whose router is not known yet (no Address)
+// passes: SetPeers says it is not known yet, until it is.
 func (p Peer) Check() error {
 	switch {
 	case p.Name == "":
 		return errors.New("no name")
-	case !p.Address.IsValid():
+	case p.Interface == "" && !p.Address.IsValid():
 		return errors.New("no address")
+	case p.Interface != "" && p.Address.IsValid() && !(p.Address.Is6() && p.Address.IsLinkLocalUnicast()):
+		return fmt.Errorf("address %s on interface %s is not an IPv6 link-local address", p.Address, p.Interface)
+	case p.Address.Zone() != "":
+		return fmt.Errorf("address %s has a zone: name the interface in Interface", p.Address)
+	case p.Interface != "" && p.SourceAddress.IsValid():
+		return errors.New("a source address for an unnumbered peer: the session starts from the interface's link-local address")
 	case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
 		return fmt.Errorf("source address %s and peer address %s are of different families", p.SourceAddress, p.Address)
 	case p.RouterID.IsValid() && !p.RouterID.Is4():
@@ -327,7 +369,7 @@ func (s *Speaker) ResetPeer(ctx context.Context, name, reason string) error {
 	if m == nil {
 		return nil
 	}
-	if err := m.inst.srv.ResetPeer(ctx, &apipb.ResetPeerRequest{Address: m.peer.Address.String(), Communication: reason}); err != nil {
+	if err := m.inst.srv.ResetPeer(ctx, &apipb.ResetPeerRequest{Address: m.peer.neighbor(), Communication: reason}); err != nil {
 		return fmt.Errorf("resetting the session with %s: %w", name, err)
 	}
 	return nil
@@ -374,6 +416,9 @@ func (s *Speaker) apply(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
 				continue
 			}
+			if s.gshut {
+				g = g.shuttingDown()
+			}
 			id, err := m.inst.statement(ctx, m, g)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
@@ -383,11 +428,44 @@ func (s *Speaker) apply(ctx context.Context) error {
 		}
 	}
 	for _, inst := range s.instances {
-		if err := inst.setPaths(ctx, want[inst]); err != nil {
+		if err := inst.setPaths(ctx, want[inst], s.gshut); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// GracefulShutdownCommunity is RFC 8326's well-known GRACEFUL_SHUTDOWN
+// community, 65535:0.
+var GracefulShutdownCommunity = Community{Global: 65535, Local1: 0}
+
+// SetGracefulShutdown turns RFC 8326's graceful shutdown on or off. While
+// it is on, every route goes to every peer with the GRACEFUL_SHUTDOWN
+// community added and a LOCAL_PREF of 0 (which only iBGP peers see: eBGP
+// peers are sent none), instead of its own local preference; a router
+// that honours the community (RFC 8326 §4.2: an import policy setting
+// LOCAL_PREF 0) or an iBGP one then prefers any other path to this
+// node's, and moves its traffic before the sessions close. Routes set
+// while it is on are sent the same way; off, they go out as set again.
+// It returns the number of established sessions sent routes, which the
+// caller waits for: with none, nothing needs to move.
+func (s *Speaker) SetGracefulShutdown(ctx context.Context, on bool) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return 0, errors.New("the speaker is not started")
+	}
+	n := 0
+	for name, m := range s.peers {
+		if len(s.routes[name]) > 0 && m.inst.status(m.peer).Up {
+			n++
+		}
+	}
+	if s.gshut == on {
+		return n, nil
+	}
+	s.gshut = on
+	return n, s.apply(ctx)
 }
 
 // Peers reports the state of every session, sorted by peer name.
@@ -396,7 +474,7 @@ func (s *Speaker) Peers() []PeerStatus {
 	defer s.mu.Unlock()
 	out := make([]PeerStatus, 0, len(s.peers))
 	for name, m := range s.peers {
-		st := m.inst.status(m.peer.Address)
+		st := m.inst.status(m.peer)
 		st.Peer = name
 		out = append(out, st)
 	}

@@ -44,6 +44,7 @@ func TestAPIPeer(t *testing.T) {
 			SourceAddress: netip.MustParseAddr("198.51.100.1"), HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second,
 			ConnectRetry: 2 * time.Second, EBGPMultiHopTTL: 4, Password: "s3cret", GracefulRestart: true}},
 		{"peer_v6_single_family", Peer{Name: "v6", Address: netip.MustParseAddr("2001:db8::fe"), ASN: 64501, DisableMP: true}},
+		{"peer_unnumbered", Peer{Name: "leaf", Interface: "eth1", Address: netip.MustParseAddr("fe80::1"), ASN: 64501}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, apiPeer(tc.peer)) })
@@ -52,21 +53,37 @@ func TestAPIPeer(t *testing.T) {
 
 func TestExportPolicy(t *testing.T) {
 	v4 := Peer{Address: netip.MustParseAddr("198.51.100.254"), NextHopV6: netip.MustParseAddr("2001:db8:100::1")}
+	unnumbered := Peer{Interface: "eth1", Address: netip.MustParseAddr("fe80::1"), NextHopV6: netip.MustParseAddr("fe80::2%eth1")}
 	tests := []struct {
 		name    string
 		peer    Peer
 		route   Route
+		gshut   bool
 		wantErr string
 	}{
 		{name: "export_v4_attributes", peer: v4, route: Route{Prefix: netip.MustParsePrefix("203.0.113.0/24"), LocalPref: 150,
 			Communities: []Community{{Global: 65535, Local1: 65281}, {Large: true, Global: 64500, Local1: 1, Local2: 2}}}},
 		{name: "export_v6_over_v4", peer: v4, route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}},
+		// Graceful shutdown (RFC 8326): 65535:0 added, the route's own
+		// local preference dropped (the path's LOCAL_PREF 0 goes out).
+		{name: "export_v4_shutdown", peer: v4, gshut: true, route: Route{Prefix: netip.MustParsePrefix("203.0.113.0/24"), LocalPref: 150,
+			Communities: []Community{{Global: 65000, Local1: 100}, {Large: true, Global: 64500, Local1: 1, Local2: 2}}}},
+		{name: "export_v4_shutdown_once", peer: v4, gshut: true, route: Route{Prefix: netip.MustParsePrefix("203.0.113.0/24"),
+			Communities: []Community{GracefulShutdownCommunity}}},
 		{name: "v4 over v6 without next hop", peer: Peer{Address: netip.MustParseAddr("2001:db8::fe")},
 			route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}, wantErr: "needs a next hop of its family"},
 		{name: "v6 over single-family v4", peer: Peer{Address: v4.Address, DisableMP: true},
 			route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}, wantErr: "one family only"},
 		{name: "next hop of the wrong family", peer: Peer{Address: v4.Address, NextHopV6: v4.Address},
 			route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}, wantErr: "needs a next hop"},
+		// RFC 8950: the node's link-local address is the next hop of
+		// IPv4 routes too.
+		{name: "export_v4_unnumbered", peer: unnumbered, route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}},
+		{name: "export_v6_unnumbered", peer: unnumbered, route: Route{Prefix: netip.MustParsePrefix("2001:db8:5::7/128")}},
+		{name: "unnumbered without a link-local next hop", peer: Peer{Interface: "eth1", Address: unnumbered.Address, NextHopV6: netip.MustParseAddr("2001:db8::1")},
+			route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}, wantErr: "link-local address"},
+		{name: "v4 over single-family unnumbered", peer: Peer{Interface: "eth1", Address: unnumbered.Address, NextHopV6: unnumbered.NextHopV6, DisableMP: true},
+			route: Route{Prefix: netip.MustParsePrefix("203.0.113.7/32")}, wantErr: "one family only"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,6 +97,9 @@ func TestExportPolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if tc.gshut {
+				g = g.shuttingDown()
+			}
 			golden(t, tc.name, exportPolicy(7, 3, g))
 		})
 	}
@@ -87,14 +107,17 @@ func TestExportPolicy(t *testing.T) {
 
 func TestAPIPath(t *testing.T) {
 	for name, tc := range map[string]struct {
-		prefix netip.Prefix
-		tags   []tag
+		prefix   netip.Prefix
+		tags     []tag
+		zeroPref bool
 	}{
-		"path_v4_tagged": {netip.MustParsePrefix("203.0.113.0/24"), []tag{{peer: 1, group: 1}, {peer: 7, group: 3}}},
-		"path_v6":        {netip.MustParsePrefix("2001:db8:5::7/128"), nil},
+		"path_v4_tagged": {netip.MustParsePrefix("203.0.113.0/24"), []tag{{peer: 1, group: 1}, {peer: 7, group: 3}}, false},
+		"path_v6":        {netip.MustParsePrefix("2001:db8:5::7/128"), nil, false},
+		// Graceful shutdown: LOCAL_PREF 0 in the path itself.
+		"path_v4_shutdown": {netip.MustParsePrefix("203.0.113.0/24"), []tag{{peer: 1, group: 2}}, true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := apiPath(tc.prefix, tc.tags)
+			p, err := apiPath(tc.prefix, tc.tags, tc.zeroPref)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,4 +244,112 @@ func rib(sp *Speaker) []map[netip.Prefix][]tag {
 		out = append(out, m)
 	}
 	return out
+}
+
+func TestPeerCheck(t *testing.T) {
+	ll := netip.MustParseAddr("fe80::1")
+	for _, tc := range []struct {
+		name    string
+		peer    Peer
+		wantErr string
+	}{
+		{"numbered", Peer{Name: "a", Address: netip.MustParseAddr("198.51.100.1")}, ""},
+		{"no address", Peer{Name: "a"}, "no address"},
+		{"unnumbered before the router is heard", Peer{Name: "a", Interface: "eth1"}, ""},
+		{"unnumbered", Peer{Name: "a", Interface: "eth1", Address: ll}, ""},
+		{"unnumbered with a zone", Peer{Name: "a", Interface: "eth1", Address: ll.WithZone("eth1")}, "has a zone"},
+		{"unnumbered with a global address", Peer{Name: "a", Interface: "eth1", Address: netip.MustParseAddr("2001:db8::1")}, "not an IPv6 link-local address"},
+		{"unnumbered with a source address", Peer{Name: "a", Interface: "eth1", Address: ll, SourceAddress: netip.MustParseAddr("fe80::2")}, "source address for an unnumbered peer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.peer.Check()
+			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("Check() = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestGracefulShutdownWithoutRouter checks the bookkeeping of graceful
+// shutdown: the paths move to shutting-down statements with LOCAL_PREF 0
+// in the path, and back; nothing is established, so nothing to wait for.
+func TestGracefulShutdownWithoutRouter(t *testing.T) {
+	ctx := context.Background()
+	sp := New(Options{RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 64500, Logger: logr.Discard()})
+	if _, err := sp.SetGracefulShutdown(ctx, true); err == nil {
+		t.Error("SetGracefulShutdown before Start succeeded")
+	}
+	if err := sp.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sp.Stop(ctx) }()
+	a := Peer{Name: "a", Address: netip.MustParseAddr("127.0.0.1"), Port: 9, ASN: 64501}
+	p7 := netip.MustParsePrefix("203.0.113.7/32")
+	if err := sp.SetPeers(ctx, []Peer{a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.SetRoutes(ctx, map[string][]Route{"a": {{Prefix: p7, LocalPref: 150}}}); err != nil {
+		t.Fatal(err)
+	}
+	id := sp.peers["a"].id
+	for _, step := range []struct {
+		on        bool
+		group     uint32
+		zeroPref  bool
+		community bool
+	}{{true, 2, true, true}, {false, 1, false, false}, {true, 2, true, true}} {
+		n, err := sp.SetGracefulShutdown(ctx, step.on)
+		if err != nil || n != 0 {
+			t.Fatalf("SetGracefulShutdown(%v) = %d, %v; want 0 sessions to wait for (none established)", step.on, n, err)
+		}
+		want := map[netip.Prefix][]tag{p7: {{id, step.group}}}
+		if diff := cmp.Diff([]map[netip.Prefix][]tag{want}, rib(sp), cmp.AllowUnexported(tag{})); diff != "" {
+			t.Errorf("graceful shutdown %v: paths (-want +got):\n%s", step.on, diff)
+		}
+		if got := hasZeroLocalPref(t, sp, p7); got != step.zeroPref {
+			t.Errorf("graceful shutdown %v: path with LOCAL_PREF 0 %v, want %v", step.on, got, step.zeroPref)
+		}
+		g := sp.peers["a"].groups
+		var gshut group
+		for k, v := range g {
+			if v == step.group {
+				gshut = k
+			}
+		}
+		if got := strings.Contains(gshut.standard, gshutCommunity); got != step.community || (step.on && gshut.localPref != 0) {
+			t.Errorf("graceful shutdown %v: statement %+v", step.on, gshut)
+		}
+	}
+	// Stop ends it: a restarted speaker sends the routes as set.
+	if err := sp.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sp.gshut {
+		t.Error("graceful shutdown still on after Stop")
+	}
+}
+
+// hasZeroLocalPref tells whether the RIB's path to prefix carries
+// LOCAL_PREF 0.
+func hasZeroLocalPref(t *testing.T, sp *Speaker, prefix netip.Prefix) bool {
+	t.Helper()
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	found := false
+	for _, inst := range sp.instances {
+		_ = inst.srv.ListPath(context.Background(), &apipb.ListPathRequest{TableType: apipb.TableType_GLOBAL, Family: familyV4}, func(d *apipb.Destination) {
+			if d.Prefix != prefix.String() {
+				return
+			}
+			for _, p := range d.Paths {
+				for _, a := range p.Pattrs {
+					var lp apipb.LocalPrefAttribute
+					if a.UnmarshalTo(&lp) == nil && lp.LocalPref == 0 {
+						found = true
+					}
+				}
+			}
+		})
+	}
+	return found
 }

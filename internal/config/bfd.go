@@ -11,8 +11,9 @@ import (
 // BFDProfile turns a BFDProfile's spec into the wire package's Profile, with the
 // API's defaults for unset fields. A spec that enables echo mode is
 // refused: this implementation has no echo function. EchoInterval is
-// ignored, and so is MinimumTTL: single-hop BFD accepts only TTL 255
-// (RFC 5881 §5).
+// ignored. MinimumTTL is the least TTL a multihop session (a peer with
+// ebgpMultiHop) accepts, as MetalLB has it; single-hop BFD accepts only
+// TTL 255 (RFC 5881 §5) whatever it says.
 func BFDProfile(spec v1beta1.BFDProfileSpec) (bfd.Profile, error) {
 	p := bfd.DefaultProfile()
 	if spec.EchoMode != nil && *spec.EchoMode {
@@ -32,6 +33,12 @@ func BFDProfile(spec v1beta1.BFDProfileSpec) (bfd.Profile, error) {
 	}
 	if spec.PassiveMode != nil {
 		p.Passive = *spec.PassiveMode
+	}
+	if spec.MinimumTTL != nil {
+		if *spec.MinimumTTL == 0 || *spec.MinimumTTL > 254 {
+			return bfd.Profile{}, fmt.Errorf("%w: minimum TTL %d is outside 1–254", bfd.ErrProfile, *spec.MinimumTTL)
+		}
+		p.MinimumTTL = uint8(*spec.MinimumTTL)
 	}
 	if err := p.Validate(); err != nil {
 		return bfd.Profile{}, err

@@ -23,7 +23,11 @@ func TestBFDProfile(t *testing.T) {
 	}{
 		{"defaults", v1beta1.BFDProfileSpec{}, bfd.Profile{ReceiveInterval: 300 * time.Millisecond, TransmitInterval: 300 * time.Millisecond, DetectMultiplier: 3}, false},
 		{"all set", v1beta1.BFDProfileSpec{ReceiveInterval: u(100), TransmitInterval: u(150), DetectMultiplier: u(5), PassiveMode: b(true), EchoMode: b(false), EchoInterval: u(50), MinimumTTL: u(254)},
-			bfd.Profile{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 150 * time.Millisecond, DetectMultiplier: 5, Passive: true}, false},
+			bfd.Profile{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 150 * time.Millisecond, DetectMultiplier: 5, Passive: true, MinimumTTL: 254}, false},
+		{"minimum TTL for multihop", v1beta1.BFDProfileSpec{MinimumTTL: u(250)},
+			bfd.Profile{ReceiveInterval: 300 * time.Millisecond, TransmitInterval: 300 * time.Millisecond, DetectMultiplier: 3, MinimumTTL: 250}, false},
+		{"minimum TTL 0", v1beta1.BFDProfileSpec{MinimumTTL: u(0)}, bfd.Profile{}, true},
+		{"minimum TTL 255", v1beta1.BFDProfileSpec{MinimumTTL: u(255)}, bfd.Profile{}, true},
 		{"echo mode", v1beta1.BFDProfileSpec{EchoMode: b(true)}, bfd.Profile{}, true},
 		{"multiplier 0", v1beta1.BFDProfileSpec{DetectMultiplier: u(0)}, bfd.Profile{}, true},
 		{"multiplier 256", v1beta1.BFDProfileSpec{DetectMultiplier: u(256)}, bfd.Profile{}, true},

@@ -116,6 +116,18 @@ func (c *converter) checkPeer(id string, field func(string) string, spec *barelb
 			spec.RouterID = ""
 		}
 	}
+	if spec.Interface != "" {
+		if spec.SourceAddress != "" {
+			c.warn(id, field("sourceAddress"), "an unnumbered session (interface %s) starts from the interface's link-local address; dropped", spec.Interface)
+			spec.SourceAddress = ""
+		}
+		if spec.BFDProfile != "" {
+			c.warn(id, field("bfdProfile"), "barelb runs no BFD over an unnumbered session (interface %s); kept, but the session will run without BFD and the peer is reported", spec.Interface)
+		}
+	}
+	if spec.DynamicASN == barelbv1beta1.ExternalASNMode {
+		c.warn(id, field("dynamicASN"), "external: barelb takes whatever ASN the router presents and does not refuse one equal to myASN (MetalLB's FRR mode does); check the router's ASN")
+	}
 	c.checkTimers(id, field, spec)
 	ibgp := spec.PeerASN == spec.MyASN || spec.DynamicASN == barelbv1beta1.InternalASNMode
 	if spec.EBGPMultiHop && ibgp {

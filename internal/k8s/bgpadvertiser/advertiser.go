@@ -50,15 +50,21 @@ type Reconciler struct {
 	Metrics   *metrics.SpeakerBGP
 
 	bfd      *bfdControl
+	ra       *raControl
 	sessions *sessionWatch
 	statuses *statusWriter
 	stopping atomic.Bool
+	// shuttingDown is set when the speaker begins to stop: graceful
+	// shutdown stays on whatever the plan says.
+	shuttingDown atomic.Bool
 
 	mu           sync.Mutex
 	peerProblems problemTracker
 	advProblems  problemTracker
 	// sent are the routes last handed to each peer's session.
 	sent map[string][]bgp.Route
+	// peers are the sessions last handed to the speaker.
+	peers []bgp.Peer
 }
 
 // Reconcile makes the plan and applies it.
@@ -79,10 +85,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	}
 	d := decide(w)
 	linkNextHops(d.Peers)
+	r.ra.peerRouters(d.Peers)
 	r.tell(ctx, d)
 
 	var errs []error
 	if err := r.Speaker.SetPeers(ctx, d.Peers); err != nil {
+		errs = append(errs, err)
+	}
+	r.peers = d.Peers
+	if _, err := r.Speaker.SetGracefulShutdown(ctx, d.GracefulShutdown || r.shuttingDown.Load()); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.Speaker.SetRoutes(ctx, d.Routes); err != nil {
@@ -92,12 +103,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	infos := make(map[string]sessionInfo, len(d.Peers))
 	for _, p := range d.Peers {
 		source, hasPassword := d.Passwords[p.Name]
-		infos[p.Name] = sessionInfo{Address: p.Address, Password: hasPassword, PasswordSecret: source, Namespace: r.Namespace}
+		infos[p.Name] = sessionInfo{Address: p.Address, Interface: p.Interface, Password: hasPassword, PasswordSecret: source, Namespace: r.Namespace}
 	}
 	r.sessions.configure(infos)
 	if err := r.bfd.set(ctx, d.BFD); err != nil {
 		errs = append(errs, err)
 	}
+	r.ra.set(unnumberedInterfaces(d.Peers))
 	// The statuses are written apart, so that routes never wait for
 	// thousands of status writes.
 	r.statuses.set(d.Statuses)
@@ -124,6 +136,7 @@ func (r *Reconciler) read(ctx context.Context) (world, error) {
 		return w, fmt.Errorf("reading node %s: %w", r.Node, err)
 	}
 	w.Node, w.NodeIPs = nodeOf(&node)
+	w.Cordoned = node.Spec.Unschedulable
 
 	ns := client.InNamespace(r.Namespace)
 	var pools barelbv1beta1.IPAddressPoolList

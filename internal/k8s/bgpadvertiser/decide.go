@@ -22,8 +22,11 @@ const SecretPasswordKey = corev1.BasicAuthPasswordKey
 
 // world is what one decision is made from: the objects as read, plain.
 type world struct {
-	Node     bgpplan.Node
-	NodeIPs  []netip.Addr // the node's InternalIPs
+	Node    bgpplan.Node
+	NodeIPs []netip.Addr // the node's InternalIPs
+	// Cordoned is the node's spec.unschedulable (kubectl cordon, and
+	// kubectl drain's first step).
+	Cordoned bool
 	Services []bgpplan.Service
 	Pools    map[string]*config.Pool
 	Peers    []*barelbv1beta1.BGPPeer
@@ -55,6 +58,12 @@ type decision struct {
 	// PeerProblems are the messages of BGPPeers that cannot be used (or
 	// only in part), by name; AdvProblems the same for BGPAdvertisements.
 	PeerProblems, AdvProblems map[string]string
+	// GracefulShutdown sends every route with the GRACEFUL_SHUTDOWN
+	// community (RFC 8326): the node is cordoned, most likely drained for
+	// maintenance, and the routers should prefer the other nodes while it
+	// still forwards. Its routes stay: a Service only this node serves
+	// keeps its only path.
+	GracefulShutdown bool
 }
 
 // decide turns the world into the decision.
@@ -62,6 +71,7 @@ func decide(w world) decision {
 	d := decision{
 		Routes: map[string][]bgp.Route{}, BFD: map[string]bfd.Peer{}, Passwords: map[string]string{},
 		Statuses: map[string][]string{}, PeerProblems: map[string]string{}, AdvProblems: map[string]string{},
+		GracefulShutdown: w.Cordoned,
 	}
 	addProblem := func(m map[string]string, name, msg string) {
 		if m[name] != "" {
@@ -114,10 +124,17 @@ func decide(w world) decision {
 			continue
 		}
 		if p.BFDProfile != "" {
-			if perr := badProfiles[p.BFDProfile]; perr != nil {
+			if perr := badProfiles[p.BFDProfile]; p.Interface != "" {
+				// The router's link-local address is learnt on the
+				// link, not configured: BFD would need it first.
+				addProblem(d.PeerProblems, obj.Name, fmt.Sprintf("bfdProfile %s: BFD over an unnumbered session (interface %s) is not supported; the session runs without BFD", p.BFDProfile, p.Interface))
+			} else if perr != nil {
 				addProblem(d.PeerProblems, obj.Name, fmt.Sprintf("bfdProfile %s: %v; the session runs without BFD", p.BFDProfile, perr))
 			} else {
-				d.BFD[p.Name] = bfd.Peer{Local: p.SourceAddress, Remote: p.Address, Profile: profiles[p.BFDProfile]}
+				// An eBGP multihop peer may be routers away: single-hop
+				// BFD (TTL 255 only, RFC 5881) would never come up with
+				// it, so it gets a multihop session (RFC 5883).
+				d.BFD[p.Name] = bfd.Peer{Local: p.SourceAddress, Remote: p.Address, Multihop: p.EBGPMultiHop, Profile: profiles[p.BFDProfile]}
 			}
 		}
 		if sp.Password != "" {
@@ -190,11 +207,8 @@ func assigned(services []bgpplan.Service, pools map[string]*config.Pool) []bgppl
 // from spec.password or from the passwordSecret in secrets; source names
 // the Secret ("" for spec.password).
 func sessionOf(p *config.BGPPeer, secrets map[string]*corev1.Secret, nextHopV4, nextHopV6 netip.Addr) (out bgp.Peer, source string, err error) {
-	if !p.Address.IsValid() {
-		return bgp.Peer{}, "", fmt.Errorf("interface %s: unnumbered peers (BGP over an interface's IPv6 link-local address) are not supported yet; set peerAddress", p.Interface)
-	}
 	out = bgp.Peer{
-		Name: p.Name, Address: p.Address, Port: p.Port, SourceAddress: p.SourceAddress,
+		Name: p.Name, Address: p.Address, Interface: p.Interface, Port: p.Port, SourceAddress: p.SourceAddress,
 		LocalASN: p.MyASN, RouterID: p.RouterID,
 		HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectRetry: p.ConnectTime,
 		Password: p.Password, GracefulRestart: p.GracefulRestart, DisableMP: p.DisableMP,

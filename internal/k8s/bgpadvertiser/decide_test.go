@@ -125,9 +125,16 @@ func TestDecideSessions(t *testing.T) {
 		{name: "impossible ASN mix",
 			change:  func(w *world) { w.Peers[0].Spec.DynamicASN = "external" },
 			problem: "set exactly one of peerASN and dynamicASN, not both"},
-		{name: "unnumbered peers are refused, not half-opened",
-			change:  func(w *world) { w.Peers[0].Spec.PeerAddress, w.Peers[0].Spec.Interface = "", "eth0" },
-			problem: "unnumbered peers"},
+		{name: "an unnumbered peer: a session over the interface",
+			change: func(w *world) { w.Peers[0].Spec.PeerAddress, w.Peers[0].Spec.Interface = "", "eth0" },
+			peers:  []bgp.Peer{with(func(p *bgp.Peer) { p.Address, p.Interface = netip.Addr{}, "eth0" })}},
+		{name: "an unnumbered peer with a bfdProfile: the session runs without BFD, and says so",
+			change: func(w *world) {
+				w.Peers[0].Spec.PeerAddress, w.Peers[0].Spec.Interface, w.Peers[0].Spec.BFDProfile = "", "eth0", "fast"
+				w.Profiles = []*barelbv1beta1.BFDProfile{{ObjectMeta: metav1.ObjectMeta{Name: "fast"}}}
+			},
+			peers:   []bgp.Peer{with(func(p *bgp.Peer) { p.Address, p.Interface = netip.Addr{}, "eth0" })},
+			problem: "BFD over an unnumbered session (interface eth0) is not supported; the session runs without BFD"},
 		{name: "source address of the other family",
 			change:  func(w *world) { w.Peers[0].Spec.SourceAddress = "2001:db8:100::1" },
 			problem: "different families"},
@@ -144,6 +151,15 @@ func TestDecideSessions(t *testing.T) {
 			peers: []bgp.Peer{with(func(p *bgp.Peer) { p.SourceAddress = netip.MustParseAddr("198.51.100.2") })},
 			bfd: map[string]bfd.Peer{"router": {Local: netip.MustParseAddr("198.51.100.2"), Remote: router,
 				Profile: bfd.Profile{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3}}}},
+		{name: "bfdProfile on an ebgpMultiHop peer: a multihop session with the profile's minimum TTL",
+			change: func(w *world) {
+				w.Peers[0].Spec.BFDProfile, w.Peers[0].Spec.EBGPMultiHop = "hops", true
+				ttl := uint32(250)
+				w.Profiles = []*barelbv1beta1.BFDProfile{{ObjectMeta: metav1.ObjectMeta{Name: "hops"}, Spec: barelbv1beta1.BFDProfileSpec{MinimumTTL: &ttl}}}
+			},
+			peers: []bgp.Peer{with(func(p *bgp.Peer) { p.EBGPMultiHopTTL = 255 })},
+			bfd: map[string]bfd.Peer{"router": {Remote: router, Multihop: true,
+				Profile: bfd.Profile{ReceiveInterval: 300 * time.Millisecond, TransmitInterval: 300 * time.Millisecond, DetectMultiplier: 3, MinimumTTL: 250}}}},
 		{name: "bfdProfile with echo: the session runs without BFD, and says so",
 			change: func(w *world) {
 				w.Peers[0].Spec.BFDProfile = "echo"
@@ -340,5 +356,20 @@ func TestRouteChanges(t *testing.T) {
 		if got := routeChanges(tc.old, tc.new); got != tc.want {
 			t.Errorf("%s: %d changes, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestDecideGracefulShutdown: a cordoned node (kubectl drain's first step)
+// keeps its sessions and routes and sends them with GRACEFUL_SHUTDOWN.
+func TestDecideGracefulShutdown(t *testing.T) {
+	w := testWorld(t)
+	plain := decide(w)
+	w.Cordoned = true
+	cordoned := decide(w)
+	if plain.GracefulShutdown || !cordoned.GracefulShutdown {
+		t.Errorf("GracefulShutdown %v uncordoned, %v cordoned; want false, true", plain.GracefulShutdown, cordoned.GracefulShutdown)
+	}
+	if !reflect.DeepEqual(plain.Peers, cordoned.Peers) || !reflect.DeepEqual(plain.Routes, cordoned.Routes) {
+		t.Errorf("cordoning changed the sessions or routes:\n%+v %+v\n%+v %+v", plain.Peers, plain.Routes, cordoned.Peers, cordoned.Routes)
 	}
 }

@@ -38,11 +38,22 @@ type news struct {
 // sessionInfo is what the Event messages say of a configured session.
 type sessionInfo struct {
 	Address netip.Addr
+	// Interface is an unnumbered session's interface (Address is then
+	// not set).
+	Interface string
 	// Password is set when the session uses TCP MD5; PasswordSecret names
 	// its Secret ("" for spec.password).
 	Password       bool
 	PasswordSecret string
 	Namespace      string
+}
+
+// peer names the session's peer in messages.
+func (i sessionInfo) peer() string {
+	if i.Interface != "" {
+		return "the router on interface " + i.Interface
+	}
+	return i.Address.String()
 }
 
 // sessionTracker decides the session Events of one node from the
@@ -117,7 +128,7 @@ func (t *sessionTracker) event(ev bgp.Event) []news {
 	case ev.Up && !s.up:
 		s.up, s.told = true, false
 		return []news{{Object: ev.Peer, Type: corev1.EventTypeNormal, Reason: ReasonSessionEstablished,
-			Message: fmt.Sprintf("node %q: BGP session with %s established", t.node, s.info.Address)}}
+			Message: fmt.Sprintf("node %q: BGP session with %s established", t.node, s.info.peer())}}
 	case !ev.Up && s.up:
 		s.up, s.told, s.downSince = false, false, ev.Time
 		reason := ev.Reason
@@ -128,7 +139,7 @@ func (t *sessionTracker) event(ev bgp.Event) []news {
 			reason = fmt.Sprintf("BFD declared the peer down (%s), so the session was closed at once; GoBGP says: %s", s.bfdDown, reason)
 		}
 		return []news{{Object: ev.Peer, Type: corev1.EventTypeWarning, Reason: ReasonSessionDown,
-			Message: fmt.Sprintf("node %q: BGP session with %s went down (%s): %s", t.node, s.info.Address, ev.State, reason)}}
+			Message: fmt.Sprintf("node %q: BGP session with %s went down (%s): %s", t.node, s.info.peer(), ev.State, reason)}}
 	}
 	return nil
 }
@@ -164,7 +175,7 @@ func (t *sessionTracker) check(now time.Time, states map[string]bgp.PeerStatus) 
 
 func (t *sessionTracker) notEstablishedMessage(s *trackedSession, st bgp.PeerStatus, known bool, waited time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "node %q: BGP session with %s not established after %v", t.node, s.info.Address, waited.Round(time.Second))
+	fmt.Fprintf(&b, "node %q: BGP session with %s not established after %v", t.node, s.info.peer(), waited.Round(time.Second))
 	if known && st.State != "" {
 		fmt.Fprintf(&b, " (state %s)", st.State)
 	}

@@ -49,6 +49,10 @@ type Options struct {
 	// stopping: the speaker closes it once layer 2 has handed its
 	// addresses over. It is waited for at most StopTimeout.
 	StopAfter <-chan struct{}
+	// GracefulShutdown is how long a stopping speaker advertises its
+	// routes with the GRACEFUL_SHUTDOWN community (RFC 8326) before it
+	// closes its sessions; 0 closes them without.
+	GracefulShutdown time.Duration
 	// Services is the speaker's cache of Services and their endpoints'
 	// nodes, shared with layer 2; Setup makes one when nil.
 	Services *servicecache.Cache
@@ -61,7 +65,8 @@ type Options struct {
 // node's ServiceBGPStatus objects: no cluster-wide Secret watch, and no
 // other node's statuses in memory), the session and BFD watchers, and a
 // runnable that closes every session, withdrawing the routes, when the
-// manager stops. No session opens until a BGPPeer selects the node.
+// manager stops (after o.GracefulShutdown of RFC 8326's graceful
+// shutdown). No session opens until a BGPPeer selects the node.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	log := mgr.GetLogger().WithName("bgp")
 	routerID := routerIDFrom(o.RouterID)
@@ -115,6 +120,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Node: o.Node, Namespace: o.Namespace, LBClass: o.LBClass, Speaker: speaker, Metrics: m,
 		sessions: sessions,
 		bfd:      newBFDControl(log.WithName("bfd"), speaker, m),
+		ra:       newRAControl(log.WithName("ra")),
 		statuses: newStatusWriter(mgr.GetClient(), own, log.WithName("status"), o.Node, o.Namespace),
 	}
 	r.bfd.verdict = sessions.bfdVerdict
@@ -131,6 +137,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		// Services and EndpointSlices only through the record cache:
 		// watching them here would start the manager's typed caches.
 		WatchesRawSource(source.Channel(services.Subscribe(), toPlan)).
+		WatchesRawSource(source.Channel(r.ra.changed, toPlan)).
 		Watches(&corev1.Node{}, toPlan, thisNode).
 		Watches(&barelbv1beta1.IPAddressPool{}, toPlan, changed).
 		Watches(&barelbv1beta1.BGPPeer{}, toPlan, changed).
@@ -163,23 +170,40 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		go sessions.run(ctx)
 		go r.bfd.run(ctx)
+		go r.ra.run(ctx)
 		go r.statuses.run(ctx)
 		<-ctx.Done()
+		// Graceful shutdown first, while layer 2 hands its addresses
+		// over: the routers move their traffic before the routes go.
+		// Under the reconciler's lock, so that a plan being applied
+		// cannot turn it off again.
+		r.mu.Lock()
+		r.shuttingDown.Store(true)
+		gshut := startGracefulShutdown(log, speaker, o.GracefulShutdown, stopTimeout)
+		r.mu.Unlock()
 		if o.StopAfter != nil {
 			select {
 			case <-o.StopAfter:
 			case <-time.After(stopTimeout):
 			}
 		}
+		<-gshut
 		// Close every session (a Cease notification each: the routers
 		// withdraw this node's routes at once, not at hold time), then
-		// BFD; then delete this node's ServiceBGPStatuses.
+		// BFD; then delete this node's ServiceBGPStatuses. Sessions with
+		// graceful restart are the exception (see restarting).
 		r.stopping.Store(true)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
-		err := speaker.Stop(stopCtx)
+		var err error
+		if keep := restarting(r.peers); len(keep) > 0 {
+			log.Info("leaving the sessions with graceful restart to the process's exit, so that the routers keep this node's routes", "peers", len(keep))
+			err = speaker.SetPeers(stopCtx, keep)
+		} else {
+			err = speaker.Stop(stopCtx)
+		}
 		r.bfd.close()
 		if err != nil {
 			err = fmt.Errorf("closing the BGP sessions: %w", err)
@@ -188,6 +212,24 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		}
 		return errors.Join(err, r.statuses.clear(stopCtx))
 	}))
+}
+
+// restarting are the peers whose sessions stay open when the advertiser
+// stops: those with graceful restart. The process's exit then closes
+// their TCP connections without a NOTIFICATION, which a router takes for
+// a restart (RFC 4724 §4.2): it keeps this node's routes, stale, until
+// the restarted speaker sends them again (or the restart time, 120 s,
+// passes). Closing them would send a Cease, which GoBGP turns into a Hard
+// Reset for a peer with RFC 8538's N bit: the router would drop the
+// routes at once.
+func restarting(peers []bgp.Peer) []bgp.Peer {
+	var keep []bgp.Peer
+	for _, p := range peers {
+		if p.GracefulRestart {
+			keep = append(keep, p)
+		}
+	}
+	return keep
 }
 
 // placeholderASN is the speaker's default local ASN, never used: every

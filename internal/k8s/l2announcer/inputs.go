@@ -238,6 +238,9 @@ func slimNode(in any) (any, error) {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: node.Name, UID: node.UID, ResourceVersion: node.ResourceVersion, Labels: node.Labels,
 		},
+		// spec.unschedulable: BGP sends a cordoned node's routes with
+		// the GRACEFUL_SHUTDOWN community.
+		Spec:   corev1.NodeSpec{Unschedulable: node.Spec.Unschedulable},
 		Status: corev1.NodeStatus{Addresses: node.Status.Addresses},
 	}
 	for _, c := range node.Status.Conditions {
