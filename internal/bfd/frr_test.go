@@ -349,9 +349,9 @@ func TestFRRMultihop(t *testing.T) {
 			up := ev.wait(t, k, StateUp, upTimeout)
 			t.Logf("%s: multihop Up after %v", tc.name, up.At.Sub(start).Round(time.Millisecond))
 			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
-			eventually(t, 5*time.Second, "FRR sees the multihop session up with our 100 ms timers", func() bool {
+			testutil.Eventually(t, 5*time.Second, "FRR sees the multihop session up with our 100 ms timers", func() (bool, string) {
 				s := l.frrState(tc.ours)
-				return s.Status == "up" && s.Multihop && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100
+				return s.Status == "up" && s.Multihop && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100, fmt.Sprintf("FRR: %+v", s)
 			})
 			if s := info(t, m, single.Key()); s.State == StateUp || s.Stats.PacketsIn != 0 {
 				t.Errorf("the single-hop session to a peer two hops away: state %s, %d packets in; want Down, none", s.State, s.Stats.PacketsIn)

@@ -369,7 +369,10 @@ func TestDecideGracefulShutdown(t *testing.T) {
 	if plain.GracefulShutdown || !cordoned.GracefulShutdown {
 		t.Errorf("GracefulShutdown %v uncordoned, %v cordoned; want false, true", plain.GracefulShutdown, cordoned.GracefulShutdown)
 	}
-	if !reflect.DeepEqual(plain.Peers, cordoned.Peers) || !reflect.DeepEqual(plain.Routes, cordoned.Routes) {
-		t.Errorf("cordoning changed the sessions or routes:\n%+v %+v\n%+v %+v", plain.Peers, plain.Routes, cordoned.Peers, cordoned.Routes)
+	if diff := cmp.Diff(plain.Peers, cordoned.Peers, cmpOpts); diff != "" {
+		t.Errorf("cordoning changed the sessions (-uncordoned +cordoned):\n%s", diff)
+	}
+	if diff := cmp.Diff(plain.Routes, cordoned.Routes, cmpOpts); diff != "" {
+		t.Errorf("cordoning changed the routes (-uncordoned +cordoned):\n%s", diff)
 	}
 }
