@@ -34,6 +34,9 @@ type L2Node struct {
 	// Excluded: labelled node.kubernetes.io/exclude-from-external-load-balancers
 	// or NetworkUnavailable.
 	Excluded bool
+	// Drained: under planned maintenance (see Node.Drained); announces
+	// only what no other node may.
+	Drained bool
 	// Subnets are the subnets of the node's answerable interfaces, as its
 	// speaker publishes them; nil when unknown (a speaker that does not
 	// say), which makes the node a candidate for every address.
@@ -237,7 +240,9 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 			// its own, by rendezvous alone, and a contest over it too.
 			var ok bool
 			if winner, ok = Winner(ip.String(), p.candidates, false); !ok {
-				continue
+				if winner, ok = lastResort(ip.String(), p.candidates); !ok {
+					continue
+				}
 			}
 			k, key, owner = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner }), ip, ""
 		}
@@ -247,6 +252,22 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out
+}
+
+// lastResort elects, among drained candidates, the announcer of an
+// address no other node may announce: draining is planned maintenance,
+// and the drained node still works; leaving the address dark would turn
+// a drain into an outage. ok is false when no drained candidate is
+// eligible either.
+func lastResort(key string, cands []Node) (string, bool) {
+	var drained []Node
+	for _, c := range cands {
+		if c.Drained {
+			c.Drained = false
+			drained = append(drained, c)
+		}
+	}
+	return Winner(key, drained, false)
 }
 
 // unionFind groups addresses; each group's root is its lowest address, so
@@ -340,7 +361,7 @@ func candidateFor(node L2Node, svc L2Service, pool *config.Pool, advs []*config.
 			continue
 		}
 		if !ok {
-			c.node, ok = Node{Name: node.Name, Alive: node.Alive, Excluded: node.Excluded, Selected: true, HasEndpoint: true}, true
+			c.node, ok = Node{Name: node.Name, Alive: node.Alive, Excluded: node.Excluded, Drained: node.Drained, Selected: true, HasEndpoint: true}, true
 			c.node.Preference = max(0, adv.Preference(node.Labels))
 			c.interfaceChoice = interfaceChoice{all: len(adv.Interfaces) == 0, named: adv.Interfaces}
 			continue
