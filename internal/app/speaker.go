@@ -76,6 +76,12 @@ type SpeakerOptions struct {
 	// leaving memberlist, so that the next announcer has announced before
 	// it goes quiet.
 	HandOver time.Duration
+	// DrainOnCordon makes a cordoned node (kubectl cordon, kubectl drain)
+	// drained for layer 2, as the barelb.io/drain label does: its
+	// addresses move to other nodes make-before-break. Off by default:
+	// cordoning is done for many reasons besides maintenance of the
+	// network. Every speaker must be given the same value.
+	DrainOnCordon bool
 	// GratuitousInterval repeats the gratuitous announcement of every
 	// announced address this often; 0 is off.
 	GratuitousInterval time.Duration
@@ -162,6 +168,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Environment variable holding the memberlist secret; gossip is unencrypted when it is unset.")
 		fs.DurationVar(&o.HandOver, "handover", o.HandOver,
 			"How long a stopping speaker keeps answering after leaving memberlist.")
+		fs.BoolVar(&o.DrainOnCordon, "drain-on-cordon", false,
+			"Treat a cordoned node (spec.unschedulable) as drained for layer 2, like the barelb.io/drain label (kubectl barelb drain): "+
+				"its addresses move to other nodes make-before-break. Give every speaker the same value.")
 		fs.DurationVar(&o.GratuitousInterval, "gratuitous-interval", 0,
 			"Repeat the gratuitous ARP/unsolicited advertisement of every announced address this often, to keep switches' MAC tables fresh; 0 is off.")
 		fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio,
@@ -325,7 +334,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	r := &l2announcer.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
-		Members: alive, Network: network, Services: services, Speakers: speakers,
+		Members: alive, Network: network, Services: services, Speakers: speakers, DrainOnCordon: o.DrainOnCordon,
 	}
 	if m != nil {
 		r.Peers = peers
