@@ -146,6 +146,8 @@ type Reconciler struct {
 	// releases are the addresses handed over make-before-break after a
 	// drain (release.go).
 	releases releases
+	// handingOver are the last plan's hand-overs (for the log).
+	handingOver map[netip.Addr]release
 	// planned is set once a plan has been made (see Planned).
 	planned atomic.Bool
 }
@@ -288,6 +290,18 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	// is heard (release.go); they are no longer this node's in the view,
 	// the statuses or the metrics.
 	handOvers, releaseRetry := r.releases.next(r.Node, in.nodes, viewAlive, r.answering, want, plan, time.Now())
+	for ip, h := range handOvers {
+		if _, ok := r.handingOver[ip]; !ok {
+			r.Log.Info("address moves to another node (drain); answering on until it announces", "address", ip.String(), "successor", h.successor)
+		}
+	}
+	for ip, h := range r.handingOver {
+		if _, ok := handOvers[ip]; !ok {
+			r.Log.Info("hand-over done; withdrawing", "address", ip.String(), "successor", h.successor,
+				"successorHeard", time.Now().Before(h.until))
+		}
+	}
+	r.handingOver = handOvers
 	if err := r.apply(ctx, want, rejoined, probe, handOvers); err != nil {
 		return 0, err
 	}
