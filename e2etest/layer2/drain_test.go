@@ -121,7 +121,6 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-
 // logTime is the time of the first line of a speaker's log after since
 // with message msg about address ip; the test fails when there is none.
 func logTime(tb testing.TB, log string, since time.Time, msg, ip string) time.Time {
