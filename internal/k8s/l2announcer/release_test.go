@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/barelb/barelb/internal/election"
 	"github.com/barelb/barelb/internal/layer2"
@@ -119,5 +121,28 @@ func TestReleasesAcrossPlans(t *testing.T) {
 		[]election.L2Announcement{{Address: v4, Node: "n1"}}, now)
 	if diff := cmp.Diff(map[netip.Addr]release{v4: {successor: "n1", ifaces: eth0, until: now.Add(releaseOverlap)}}, pending, cmp.AllowUnexported(release{})); diff != "" {
 		t.Errorf("undrain: hand-overs on n2 (-want +got):\n%s", diff)
+	}
+}
+
+func TestDrained(t *testing.T) {
+	node := func(labels map[string]string, cordoned bool) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: labels}, Spec: corev1.NodeSpec{Unschedulable: cordoned}}
+	}
+	tests := []struct {
+		name     string
+		node     *corev1.Node
+		onCordon bool
+		want     bool
+	}{
+		{"plain node", node(nil, false), true, false},
+		{"drain label", node(map[string]string{"barelb.io/drain": "true"}, false), false, true},
+		{"drain label with any value", node(map[string]string{"barelb.io/drain": ""}, false), false, true},
+		{"cordoned, cordon not followed (the default)", node(nil, true), false, false},
+		{"cordoned with --drain-on-cordon", node(nil, true), true, true},
+	}
+	for _, tt := range tests {
+		if got := drained(tt.node, tt.onCordon); got != tt.want {
+			t.Errorf("%s: drained = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
