@@ -5,11 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/barelb/barelb/internal/election"
+	"github.com/barelb/barelb/internal/k8s/servicecache"
 	"github.com/barelb/barelb/internal/layer2"
 )
 
@@ -144,5 +147,38 @@ func TestDrained(t *testing.T) {
 		if got := drained(tt.node, tt.onCordon); got != tt.want {
 			t.Errorf("%s: drained = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestReportNoCommonEndpoint: the plan's reporter tells each Service
+// sharing an address that no node holds endpoints of all of them, once;
+// other speakers do not; once announced again, a new loss is told again.
+func TestReportNoCommonEndpoint(t *testing.T) {
+	v4 := netip.MustParseAddr("198.51.100.10")
+	in := &inputs{byKey: map[string]*servicecache.Service{
+		"ns/a": {Namespace: "ns", Name: "a"}, "ns/b": {Namespace: "ns", Name: "b"},
+	}}
+	lost := []election.L2Announcement{{Address: v4, Key: v4, Services: []string{"ns/a", "ns/b"}, NoCommonEndpoint: true, Reporter: "n1"}}
+	announced := []election.L2Announcement{{Address: v4, Key: v4, Node: "n2", Owner: "n2", Services: []string{"ns/a", "ns/b"}}}
+	recorder := record.NewFakeRecorder(10)
+	o := &Observer{Recorder: recorder, Log: logr.Discard(), Node: "n1"}
+	other := &Observer{Recorder: recorder, Log: logr.Discard(), Node: "n2"}
+	var got []string
+	for _, plan := range [][]election.L2Announcement{lost, lost, announced, lost} {
+		o.reportNoCommonEndpoint(in, plan)
+		other.reportNoCommonEndpoint(in, plan)
+	drain:
+		for {
+			select {
+			case e := <-recorder.Events:
+				got = append(got, e)
+			default:
+				break drain
+			}
+		}
+	}
+	msg := "Warning NoCommonEndpoint address 198.51.100.10 is shared by ns/a, ns/b; with externalTrafficPolicy Local it is announced only from a node holding a ready endpoint of every one of them, and no node does: it is not announced"
+	if diff := cmp.Diff([]string{msg, msg, msg, msg}, got); diff != "" {
+		t.Errorf("Events (-want +got):\n%s", diff)
 	}
 }
