@@ -56,6 +56,8 @@ type svcSpec struct {
 	ip, sharing string
 	// ipv4Only makes it single-stack IPv4; dual-stack otherwise.
 	ipv4Only bool
+	// local is externalTrafficPolicy Local; Cluster otherwise.
+	local bool
 }
 
 // createService creates a LoadBalancer Service selecting app=APP on port
@@ -78,6 +80,9 @@ func createService(tb testing.TB, l *lab.Lab, s svcSpec) {
 		dual := corev1.IPFamilyPolicyPreferDualStack
 		svc.Spec.IPFamilyPolicy = &dual
 		svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+	}
+	if s.local {
+		svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	}
 	if s.ip != "" {
 		svc.Annotations[config.AnnotationLoadBalancerIPs] = s.ip

@@ -2,10 +2,15 @@ package layer2_test
 
 import (
 	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/barelb/barelb/e2etest/lab"
+	"github.com/barelb/barelb/internal/k8s/l2announcer"
 )
 
 // TestSharedAddress proves that two Services on different ports share one
@@ -62,4 +67,62 @@ func TestSharedAddress(t *testing.T) {
 	if v := scrapeSpeaker(t, l, alpha)["barelb_speaker_addresses_announced"]; v != 1 {
 		t.Errorf("%s: barelb_speaker_addresses_announced = %v, want 1 (one address for two Services)", alpha, v)
 	}
+}
+
+// TestLocalSharedAddress: two Services with externalTrafficPolicy Local
+// and different backends (two Deployments' pods) share one address with
+// a sharing key. The address is announced only from a node holding a
+// ready endpoint of both: while none does, nobody answers for it and a
+// NoCommonEndpoint Warning Event tells the Services; once one node holds
+// both, it alone answers, and each port reaches its own backend.
+func TestLocalSharedAddress(t *testing.T) {
+	l := startLab(t)
+	const vip = "198.51.100.231"
+	l.RunPod(t, "front-0", "front", "node1")
+	l.RunPod(t, "api-0", "api", "node2")
+	createService(t, l, svcSpec{name: "front", app: "front", port: 80, ip: vip, sharing: "local-mix", ipv4Only: true, local: true})
+	createService(t, l, svcSpec{name: "api", app: "api", port: 8080, ip: vip, sharing: "local-mix", ipv4Only: true, local: true})
+	for _, svc := range []string{"front", "api"} {
+		if ips := l.WaitIngress(t, svc, 1); ips[0] != vip {
+			t.Fatalf("Service %s got %v, want the shared %s", svc, ips, vip)
+		}
+		waitEndpoints4(t, l, svc, 1)
+	}
+
+	// No node holds endpoints of both.
+	msg := waitEventFor(t, l, "default", "Service", "front", corev1.EventTypeWarning, l2announcer.ReasonNoCommonEndpoint)
+	t.Logf("front: %s", msg)
+	waitEventFor(t, l, "default", "Service", "api", corev1.EventTypeWarning, l2announcer.ReasonNoCommonEndpoint)
+	unanswered := func(what string) {
+		t.Helper()
+		lab.Eventually(t, 30*time.Second, what, func() (bool, string) {
+			got, err := l.WhoHas("client", netip.MustParseAddr(vip))
+			front, _ := l.L2Announcer("default", "front")
+			api, _ := l.L2Announcer("default", "api")
+			return err == nil && len(got) == 0 && front == "" && api == "", fmt.Sprintf("answered by %v (%v), statuses name %q and %q", got, err, front, api)
+		})
+	}
+	unanswered("nobody answering for " + vip + " while no node holds endpoints of both Services")
+
+	// node1 gets an endpoint of api too: it alone announces.
+	l.RunPod(t, "api-1", "api", "node1")
+	waitEndpoints4(t, l, "api", 2)
+	waitAnnouncer(t, l, "front", "node1")
+	waitAnnouncer(t, l, "api", "node1")
+	if got, err := l.WhoHas("client", netip.MustParseAddr(vip)); err != nil || len(got) != 1 || !strings.EqualFold(got[0], nodeMAC(t, l, "node1")) {
+		t.Errorf("%s answered by %v (%v), want node1 alone (%s)", vip, got, err, nodeMAC(t, l, "node1"))
+	}
+	if seen := waitServed(t, l, vip, "node1", 5); len(seen) != 1 || seen["front-0"] != 5 {
+		t.Errorf("http://%s:80/ answered %v, want front-0 only", vip, seen)
+	}
+	url := fmt.Sprintf("http://%s:8080/", vip)
+	lab.Eventually(t, 30*time.Second, url+" answered by api-1 (the endpoint on node1: Local)", func() (bool, string) {
+		answer, err := l.Get("client", url, 2*time.Second)
+		return err == nil && answer == "api-1", fmt.Sprint(answer, err)
+	})
+
+	// node1 loses its api endpoint: nobody may announce again.
+	l.DeletePod(t, "api-1")
+	waitEndpoints4(t, l, "api", 1)
+	unanswered("nobody answering for " + vip + " once node1 lost its endpoint of api")
 }

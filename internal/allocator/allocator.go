@@ -89,9 +89,10 @@ type Service struct {
 	SharingKey string // "" = never shares
 	Ports      []Port
 	// Two services with the same non-empty SharingKey may share an address when no
-	// Port (port+protocol) is in both, and either both have ClusterTraffic true
-	// (externalTrafficPolicy Cluster) or both have the same non-empty Selector
-	// in the same namespace (canonical string of the pod selector: same pods).
+	// Port (port+protocol) is in both (see canShare). ClusterTraffic
+	// (externalTrafficPolicy Cluster) and Selector (canonical string of the
+	// pod selector) no longer restrict sharing: the announcers hold the
+	// endpoints of every Local Service on an address instead.
 	ClusterTraffic bool
 	Selector       string
 	// SharingNamespaces are the other namespaces whose Services may share

@@ -185,10 +185,10 @@ func TestAllocate(t *testing.T) {
 			wantIP: "198.51.100.10", wantPool: "small",
 		},
 		{
-			name: "sharing: Local services selecting different pods do not share", pools: small,
+			name: "sharing: Local services selecting different pods share (the announcers hold endpoints of both)", pools: small,
 			held: []held{{shared("ns/x", "k", false, "app=web", tcp80), "198.51.100.11"}},
 			svc:  shared("ns/a", "k", false, "app=db", tcp443), family: IPv4, from: []string{"small"},
-			wantIP: "198.51.100.10", wantPool: "small",
+			wantIP: "198.51.100.11", wantPool: "small",
 		},
 		{
 			name: "sharing: only addresses in the listed pools", pools: twoPools,
@@ -363,16 +363,24 @@ func TestAssign(t *testing.T) {
 			wantHolder: "ns/x", wantReason: "port 80/TCP is in both",
 		},
 		{
-			name: "conflict: Local services select different pods",
+			// Local sharing across backends: the announcers must hold
+			// endpoints of both (election.PlanL2, bgpplan).
+			name: "sharing: Local services with different pods",
 			held: []held{{shared("ns/x", "k", false, "app=a", tcp80), "198.51.100.5"}},
 			svc:  shared("ns/a", "k", false, "app=b", tcp443), ip: "198.51.100.5",
-			wantHolder: "ns/x", wantReason: "different pods",
+			wantAddrs: []string{"198.51.100.5"}, wantHolders: []string{"ns/a", "ns/x"},
 		},
 		{
-			name: "conflict: Cluster and Local with unknown selectors",
+			name: "sharing: Cluster and Local with unknown selectors",
 			held: []held{{shared("ns/x", "k", true, "", tcp80), "198.51.100.5"}},
 			svc:  shared("ns/a", "k", false, "", tcp443), ip: "198.51.100.5",
-			wantHolder: "ns/x", wantReason: "selector",
+			wantAddrs: []string{"198.51.100.5"}, wantHolders: []string{"ns/a", "ns/x"},
+		},
+		{
+			name: "conflict: Local services with different pods, a port in both",
+			held: []held{{shared("ns/x", "k", false, "app=a", tcp80), "198.51.100.5"}},
+			svc:  shared("ns/a", "k", false, "app=b", tcp80), ip: "198.51.100.5",
+			wantHolder: "ns/x", wantReason: "port 80/TCP is in both",
 		},
 		{
 			name: "conflict names the incompatible holder among several",
@@ -870,12 +878,16 @@ func TestSharingAcrossNamespaces(t *testing.T) {
 		holder:    shared("team-a/web", "k", false, "app=x", tcp80),
 		requester: shared("team-a/dns", "k", false, "app=x", tcp443),
 	}, {
-		// The same selector in two namespaces selects different pods, so
-		// nodes announcing for one would black-hole the other.
-		name:      "Local traffic, same selector, other namespace: refused although both allow it",
+		// Different pods in two namespaces: the announcers hold endpoints
+		// of both.
+		name:      "Local traffic, other namespace, both allow it: shared",
 		holder:    allow(shared("team-a/web", "k", false, "app=x", tcp80), "*"),
 		requester: allow(shared("team-b/dns", "k", false, "app=x", tcp443), "*"),
-		wantErr:   "they do not both use externalTrafficPolicy Cluster and select pods of different namespaces",
+	}, {
+		name:      "Local traffic, other namespace, the holder does not allow it: refused",
+		holder:    shared("team-a/web", "k", false, "app=x", tcp80),
+		requester: allow(shared("team-b/dns", "k", false, "app=x", tcp443), "*"),
+		wantErr:   "the holder is in namespace team-a and does not allow sharing with namespace team-b",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -416,7 +416,9 @@ func refCompatible(a, b Service) bool {
 	if nsA != nsB && !(slices.Contains(b.SharingNamespaces, nsA) || slices.Contains(b.SharingNamespaces, "*")) {
 		return false
 	}
-	return a.ClusterTraffic && b.ClusterTraffic || a.Selector != "" && a.Selector == b.Selector && nsA == nsB
+	// Traffic policies and backends may differ (Local sharing across
+	// backends: the announcers hold endpoints of every Service).
+	return true
 }
 
 func poolHas(p Pool, ip netip.Addr) bool {

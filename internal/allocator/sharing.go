@@ -10,13 +10,16 @@ import (
 // not, why. The rule is symmetric; only the wording takes holder's side.
 //
 // Services share an address only when their owner asked for it with the same
-// sharing key, no port+protocol is in both (the dataplane could not tell their
-// traffic apart), and traffic to the address reaches the right pods from any
-// node announcing it: either both use externalTrafficPolicy Cluster, or both
-// select the same pods, so the nodes announcing for Local traffic agree.
-// Services of different namespaces share only when each allows the
-// other's namespace, so that knowing a sharing key is not enough to pin
-// another team's address.
+// sharing key, and no port+protocol is in both (the dataplane could not tell
+// their traffic apart). Their traffic policies and backends may differ: an
+// address shared by Services with externalTrafficPolicy Local is announced
+// (layer 2) and advertised (BGP) only from nodes holding a ready endpoint of
+// every one of them (election.PlanL2, bgpplan.PlanRoutes), and the Services
+// are told when no node does. (MetalLB, and barelb before, required the same
+// pod selector for Local traffic, which left Services with different
+// backends unable to share one address.) Services of different namespaces
+// share only when each allows the other's namespace, so that knowing a
+// sharing key is not enough to pin another team's address.
 func canShare(svc, holder Service) (reason string, ok bool) {
 	ns, holderNS := namespaceOf(svc.Key), namespaceOf(holder.Key)
 	switch {
@@ -38,20 +41,7 @@ func canShare(svc, holder Service) (reason string, ok bool) {
 			}
 		}
 	}
-	if svc.ClusterTraffic && holder.ClusterTraffic {
-		return "", true
-	}
-	if svc.Selector == "" || holder.Selector == "" {
-		return "they do not both use externalTrafficPolicy Cluster and a pod selector is unknown", false
-	}
-	if ns != holderNS {
-		// The same selector in two namespaces selects different pods.
-		return "they do not both use externalTrafficPolicy Cluster and select pods of different namespaces", false
-	}
-	if svc.Selector == holder.Selector {
-		return "", true
-	}
-	return "they select different pods", false
+	return "", true
 }
 
 // namespaceOf reads the namespace out of a "namespace/name" key; a key

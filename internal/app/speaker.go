@@ -80,6 +80,12 @@ type SpeakerOptions struct {
 	// BGP routes with the GRACEFUL_SHUTDOWN community (RFC 8326) before
 	// it closes its sessions; 0 closes them at once.
 	BGPGracefulShutdown time.Duration
+	// DrainOnCordon makes a cordoned node (kubectl cordon, kubectl drain)
+	// drained for layer 2, as the barelb.io/drain label does: its
+	// addresses move to other nodes make-before-break. Off by default:
+	// cordoning is done for many reasons besides maintenance of the
+	// network. Every speaker must be given the same value.
+	DrainOnCordon bool
 	// GratuitousInterval repeats the gratuitous announcement of every
 	// announced address this often; 0 is off.
 	GratuitousInterval time.Duration
@@ -170,6 +176,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 		fs.DurationVar(&o.BGPGracefulShutdown, "bgp-graceful-shutdown", o.BGPGracefulShutdown,
 			"How long a stopping speaker advertises its BGP routes with the GRACEFUL_SHUTDOWN community 65535:0 (RFC 8326; LOCAL_PREF 0 to iBGP peers), "+
 				"so that routers move traffic to other nodes, before it closes its sessions; 0 closes them at once. Keep the pod's terminationGracePeriodSeconds longer.")
+		fs.BoolVar(&o.DrainOnCordon, "drain-on-cordon", false,
+			"Treat a cordoned node (spec.unschedulable) as drained for layer 2, like the barelb.io/drain label (kubectl barelb drain): "+
+				"its addresses move to other nodes make-before-break. Give every speaker the same value.")
 		fs.DurationVar(&o.GratuitousInterval, "gratuitous-interval", 0,
 			"Repeat the gratuitous ARP/unsolicited advertisement of every announced address this often, to keep switches' MAC tables fresh; 0 is off.")
 		fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio,
@@ -362,6 +371,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 		Members: alive, Network: network, Services: services, Speakers: speakers, Peers: tablePeers,
+		DrainOnCordon: o.DrainOnCordon,
 	}
 	if m != nil {
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {

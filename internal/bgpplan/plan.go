@@ -106,7 +106,8 @@ func (n Node) Excluded() bool {
 //
 //   - An advertisement applies to a Service when it covers the Service's
 //     pool, selects the Service and this node; the node must not be
-//     excluded, and for Local traffic it must hold a ready endpoint.
+//     excluded, and for Local traffic it must hold a ready endpoint — of
+//     every Service with Local traffic that uses the address.
 //   - Each address is advertised with the advertisement's aggregation
 //     length (the mask applied to the address: 198.51.100.7 at /24 is
 //     198.51.100.0/24). An advertisement whose length is shorter than one
@@ -142,6 +143,21 @@ func PlanRoutes(in Input) Plan {
 	}
 	routes := map[key]*acc{}
 	badAggregation := map[[2]string]bool{} // advertisement, pool
+	// An address shared by Services with Local traffic (their backends
+	// may differ: the sharing key allows it) is advertised only from a
+	// node holding a ready endpoint of every one of them: traffic for a
+	// Service without one here would be dropped.
+	var noEndpoint map[netip.Addr]bool
+	for _, svc := range in.Services {
+		if svc.LocalTraffic && !svc.EndpointNodes[in.Node.Name] {
+			if noEndpoint == nil {
+				noEndpoint = map[netip.Addr]bool{}
+			}
+			for _, ip := range svc.Addresses {
+				noEndpoint[ip] = true
+			}
+		}
+	}
 	if !in.Node.Excluded() {
 		for _, svc := range in.Services {
 			pool := in.Pools[svc.Pool]
@@ -164,6 +180,9 @@ func PlanRoutes(in Input) Plan {
 					continue
 				}
 				for _, ip := range svc.Addresses {
+					if noEndpoint[ip] {
+						continue
+					}
 					prefix, err := ip.Prefix(adv.AggregationLengthFor(ip))
 					if err != nil {
 						continue // unreachable: lengths are validated

@@ -43,7 +43,17 @@ Usage:
       Each IPAddressPool: its addresses and how many are assigned and
       available per family.
 
-status and pools take kubectl's connection flags: --kubeconfig, --context,
+  kubectl barelb drain NODE [--wait=true] [--timeout 1m]
+      Planned maintenance: label the node barelb.io/drain, so that the
+      layer-2 addresses it announces move to other nodes make-before-break
+      (the next node announces before this one stops answering), and wait
+      until no ServiceL2Status names it. An address no other node may
+      announce stays on the node.
+  kubectl barelb undrain NODE
+      Remove the label: the node may announce again, and balanced
+      placement may move its share of addresses back (make-before-break).
+
+status, pools, drain and undrain take kubectl's connection flags: --kubeconfig, --context,
 --cluster, --user, --server, --token, --request-timeout ...; KUBECONFIG is
 honoured as by kubectl. --namespace is barelb's namespace, where its pools
 and status objects live.
@@ -66,6 +76,10 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		err = runStatus(ctx, rest, s)
 	case "pools":
 		err = runPools(ctx, rest, s)
+	case "drain":
+		err = runDrain(ctx, rest, s, true)
+	case "undrain":
+		err = runDrain(ctx, rest, s, false)
 	case "help", "-h", "--help":
 		fmt.Fprint(s.Out, usage)
 		return exitOK
@@ -105,15 +119,35 @@ func newCommand(name, synopsis string, s Streams) *command {
 
 // parse parses the command's flags; a command takes no arguments.
 func (c *command) parse(args []string) error {
+	if err := c.parseFlags(args); err != nil {
+		return err
+	}
+	if c.fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s takes no arguments, got %s", c.name, strings.Join(c.fs.Args(), " "))}
+	}
+	return nil
+}
+
+// parseNode parses the flags of a command that takes one node name, and
+// returns the name.
+func (c *command) parseNode(args []string) (string, error) {
+	if err := c.parseFlags(args); err != nil {
+		return "", err
+	}
+	if c.fs.NArg() != 1 {
+		return "", usageError{fmt.Sprintf("%s takes one node name, got %q", c.name, c.fs.Args())}
+	}
+	return c.fs.Arg(0), nil
+}
+
+// parseFlags parses the command's flags; --help prints them.
+func (c *command) parseFlags(args []string) error {
 	if err := c.fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprintf(c.out, "Usage: kubectl barelb %s\n\nFlags:\n%s", c.synopsis, c.fs.FlagUsages())
 			return err
 		}
 		return usageError{fmt.Sprintf("%s: %v", c.name, err)}
-	}
-	if c.fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s takes no arguments, got %s", c.name, strings.Join(c.fs.Args(), " "))}
 	}
 	return nil
 }

@@ -62,8 +62,9 @@ type ServiceRequest struct {
 	// the address; "*" means any.
 	SharingNamespaces []string
 	Ports             []Port
-	// ClusterTraffic is externalTrafficPolicy Cluster; with Local, only
-	// Services selecting the same pods may share an address.
+	// ClusterTraffic is externalTrafficPolicy Cluster. (It no longer
+	// restricts sharing: an address shared by Local Services is announced
+	// from nodes holding endpoints of all of them.)
 	ClusterTraffic bool
 	// Selector is the Service's pod selector in canonical form.
 	Selector string

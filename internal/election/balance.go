@@ -48,7 +48,9 @@ type outcome struct {
 }
 
 // nominal tells whether n may announce the address when it is alive.
-func (n Node) nominal() bool { return !n.Excluded && n.Selected }
+// A drained node is not: its addresses get owners elsewhere, so that an
+// undrain moves back only its share, as a return does.
+func (n Node) nominal() bool { return !n.Excluded && !n.Drained && n.Selected }
 
 // balance elects every ballot.
 func balance(ballots []ballot) []outcome {

@@ -14,6 +14,12 @@ type Node struct {
 	// node.kubernetes.io/exclude-from-external-load-balancers or with the
 	// NetworkUnavailable condition: never candidates.
 	Excluded bool
+	// Drained is true for a node under planned maintenance (the
+	// barelb.io/drain label, see kubectl barelb drain): it is elected
+	// only when no other candidate is (PlanL2's last resort), so that
+	// draining the last node that may announce an address leaves it
+	// announced instead of dark.
+	Drained bool
 	// Selected is true when an L2Advertisement covering the address's pool
 	// and Service selects the node (its nodeSelectors).
 	Selected bool
@@ -27,7 +33,7 @@ type Node struct {
 
 // Eligible tells whether the node may announce the address.
 func (n Node) Eligible(localTraffic bool) bool {
-	return n.Alive && !n.Excluded && n.Selected && (!localTraffic || n.HasEndpoint)
+	return n.Alive && !n.Excluded && !n.Drained && n.Selected && (!localTraffic || n.HasEndpoint)
 }
 
 // Winner returns the node that announces key, normally the address in

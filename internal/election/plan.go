@@ -34,6 +34,9 @@ type L2Node struct {
 	// Excluded: labelled node.kubernetes.io/exclude-from-external-load-balancers
 	// or NetworkUnavailable.
 	Excluded bool
+	// Drained: under planned maintenance (see Node.Drained); announces
+	// only what no other node may.
+	Drained bool
 	// Subnets are the subnets of the node's answerable interfaces, as its
 	// speaker publishes them; nil when unknown (a speaker that does not
 	// say), which makes the node a candidate for every address.
@@ -63,6 +66,13 @@ type L2Announcement struct {
 	// layer2.SelectInterfaces picks for an address outside its subnets:
 	// every answerable one).
 	OutsideSubnets bool
+	// NoCommonEndpoint: Services with externalTrafficPolicy Local share
+	// the address, and no node that may announce it holds a ready
+	// endpoint of every one of them. Node is empty then: nobody
+	// announces it; Reporter names the node that tells the Services
+	// (the same for every speaker).
+	NoCommonEndpoint bool
+	Reporter         string
 }
 
 // PlanL2 decides, for every address of every Service, which node
@@ -73,7 +83,9 @@ type L2Announcement struct {
 // A node may announce an address when an advertisement lets it announce
 // the address for any Service using it; an address whose group winner may
 // not announce it is elected on its own. Addresses no node may announce
-// are absent from the plan. The result is sorted by address.
+// are absent from the plan, but for addresses shared by Services with
+// Local traffic that no node holds an endpoint of all of
+// (NoCommonEndpoint). The result is sorted by address.
 func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.L2Advertisement, nodes []L2Node) []L2Announcement {
 	// The plan runs on every event for every address (10,000 in a large
 	// cluster), so it makes little garbage: an address's candidates are a
@@ -85,6 +97,9 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 		// the address, and the interfaces the advertisements name.
 		candidates []Node
 		ifaces     []interfaceChoice
+		// local are the endpoint nodes of each Service with Local
+		// traffic using the address, when several Services do.
+		local []map[string]bool
 	}
 	plans := make(map[netip.Addr]*addressPlan, len(services))
 	groups := newUnionFind()
@@ -165,9 +180,16 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 			}
 			p := plans[ip]
 			if p == nil {
-				plans[ip] = &addressPlan{services: []string{svc.Key}, candidates: list.nodes, ifaces: list.ifaces}
+				p = &addressPlan{services: []string{svc.Key}, candidates: list.nodes, ifaces: list.ifaces}
+				if svc.LocalTraffic {
+					p.local = []map[string]bool{svc.EndpointNodes}
+				}
+				plans[ip] = p
 				groups.union(svc.Addresses[0], svc.Addresses[i])
 				continue
+			}
+			if svc.LocalTraffic {
+				p.local = append(p.local, svc.EndpointNodes)
 			}
 			if len(p.services) == 1 {
 				// Its list may be shared: merge into a copy.
@@ -186,6 +208,34 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 			}
 			groups.union(svc.Addresses[0], svc.Addresses[i])
 		}
+	}
+
+	// An address shared by Services with Local traffic is announced only
+	// from a node holding a ready endpoint of every one of them (their
+	// backends may differ: the sharing key allows it); a node without
+	// one would drop that Service's traffic. No such node: the address
+	// is not announced, and the plan says so (NoCommonEndpoint).
+	var noCommon []L2Announcement
+	for ip, p := range plans {
+		if len(p.services) < 2 || len(p.local) == 0 {
+			continue // a lone Service's candidates hold its endpoints already
+		}
+		var nodes []Node
+		var ifaces []interfaceChoice
+		for j, c := range p.candidates {
+			if !slices.ContainsFunc(p.local, func(eps map[string]bool) bool { return !eps[c.Name] }) {
+				nodes, ifaces = append(nodes, c), append(ifaces, p.ifaces[j])
+			}
+		}
+		if !slices.ContainsFunc(nodes, func(n Node) bool { return n.Eligible(false) || n.Alive && n.Drained }) {
+			// The report goes to one node, the same for every speaker.
+			if reporter, ok := Winner(ip.String(), p.candidates, false); ok {
+				sort.Strings(p.services)
+				noCommon = append(noCommon, L2Announcement{Address: ip, Key: ip, Services: slices.Clone(p.services),
+					NoCommonEndpoint: true, Reporter: reporter})
+			}
+		}
+		p.candidates, p.ifaces = nodes, ifaces
 	}
 
 	// Each group's winner, among the nodes that may announce any of its
@@ -237,7 +287,9 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 			// its own, by rendezvous alone, and a contest over it too.
 			var ok bool
 			if winner, ok = Winner(ip.String(), p.candidates, false); !ok {
-				continue
+				if winner, ok = lastResort(ip.String(), p.candidates); !ok {
+					continue
+				}
 			}
 			k, key, owner = slices.IndexFunc(p.candidates, func(n Node) bool { return n.Name == winner }), ip, ""
 		}
@@ -245,8 +297,25 @@ func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.
 		out = append(out, L2Announcement{Address: ip, Key: key, Node: winner, Owner: owner, Interfaces: p.ifaces[k].interfaces(),
 			Services: p.services, OutsideSubnets: outside[ip]})
 	}
+	out = append(out, noCommon...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
 	return out
+}
+
+// lastResort elects, among drained candidates, the announcer of an
+// address no other node may announce: draining is planned maintenance,
+// and the drained node still works; leaving the address dark would turn
+// a drain into an outage. ok is false when no drained candidate is
+// eligible either.
+func lastResort(key string, cands []Node) (string, bool) {
+	var drained []Node
+	for _, c := range cands {
+		if c.Drained {
+			c.Drained = false
+			drained = append(drained, c)
+		}
+	}
+	return Winner(key, drained, false)
 }
 
 // unionFind groups addresses; each group's root is its lowest address, so
@@ -340,7 +409,7 @@ func candidateFor(node L2Node, svc L2Service, pool *config.Pool, advs []*config.
 			continue
 		}
 		if !ok {
-			c.node, ok = Node{Name: node.Name, Alive: node.Alive, Excluded: node.Excluded, Selected: true, HasEndpoint: true}, true
+			c.node, ok = Node{Name: node.Name, Alive: node.Alive, Excluded: node.Excluded, Drained: node.Drained, Selected: true, HasEndpoint: true}, true
 			c.node.Preference = max(0, adv.Preference(node.Labels))
 			c.interfaceChoice = interfaceChoice{all: len(adv.Interfaces) == 0, named: adv.Interfaces}
 			continue

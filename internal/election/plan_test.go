@@ -75,6 +75,19 @@ func TestPlanL2(t *testing.T) {
 		{"dead and excluded nodes never announce", []L2Service{web}, []*config.L2Advertisement{all},
 			[]L2Node{{Name: "n1", Alive: false}, {Name: "n2", Alive: true, Excluded: true}, {Name: "n3", Alive: true}},
 			[]L2Announcement{{Address: vip, Key: vip, Node: "n3", Owner: winnerOf("n1", "n3"), Services: []string{"shop/web"}}}},
+		{"a drained node hands its address to another candidate", []L2Service{web}, []*config.L2Advertisement{all},
+			[]L2Node{{Name: "n1", Alive: true}, {Name: "n2", Alive: true, Drained: true}, {Name: "n3", Alive: true}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: winnerOf("n1", "n3"), Owner: winnerOf("n1", "n3"), Services: []string{"shop/web"}}}},
+		{"a drained node is the last resort", []L2Service{web}, []*config.L2Advertisement{all},
+			[]L2Node{{Name: "n1", Alive: false}, {Name: "n2", Alive: true, Drained: true}, {Name: "n3", Alive: true, Excluded: true}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: "n2", Services: []string{"shop/web"}}}},
+		{"a dead drained node is no last resort", []L2Service{web}, []*config.L2Advertisement{all},
+			[]L2Node{{Name: "n1", Alive: false}, {Name: "n2", Alive: false, Drained: true}},
+			[]L2Announcement{}},
+		{"a preferred drained node loses to an unpreferred one", []L2Service{web},
+			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{PreferredNodeSelectors: []barelbv1beta1.WeightedNodeSelector{{Weight: 50, Preference: sel("zone", "a")}}})},
+			[]L2Node{{Name: "n1", Alive: true, Drained: true, Labels: labels.Set{"zone": "a"}}, {Name: "n3", Alive: true, Labels: labels.Set{"zone": "b"}}},
+			[]L2Announcement{{Address: vip, Key: vip, Node: "n3", Owner: "n3", Services: []string{"shop/web"}}}},
 		{"preferred node wins while alive", []L2Service{web},
 			[]*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{PreferredNodeSelectors: []barelbv1beta1.WeightedNodeSelector{{Weight: 50, Preference: sel("zone", "a")}}})}, nodes,
 			[]L2Announcement{{Address: vip, Key: vip, Node: "n1", Owner: "n1", Services: []string{"shop/web"}}}},
@@ -187,5 +200,50 @@ func BenchmarkPlanL2(b *testing.B) {
 		if got := PlanL2(services, pools, advs, nodes); len(got) != len(services) {
 			b.Fatalf("%d announcements, want %d", len(got), len(services))
 		}
+	}
+}
+
+// TestPlanL2Drain: draining a node moves only its addresses (its
+// undrain is the plan from before, the same inputs).
+func TestPlanL2Drain(t *testing.T) {
+	pools := map[string]*config.Pool{"lan": {Name: "lan"}}
+	advs := []*config.L2Advertisement{l2adv(t, barelbv1beta1.L2AdvertisementSpec{})}
+	var services []L2Service
+	for i := range 40 {
+		services = append(services, L2Service{Key: fmt.Sprintf("ns/s%d", i), Pool: "lan",
+			Addresses: []netip.Addr{netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})}})
+	}
+	nodes := func(drained string) []L2Node {
+		var out []L2Node
+		for _, n := range []string{"n1", "n2", "n3", "n4"} {
+			out = append(out, L2Node{Name: n, Alive: true, Drained: n == drained})
+		}
+		return out
+	}
+	byAddr := func(plan []L2Announcement) map[netip.Addr]string {
+		out := map[netip.Addr]string{}
+		for _, a := range plan {
+			out[a.Address] = a.Node
+		}
+		return out
+	}
+	before := byAddr(PlanL2(services, pools, advs, nodes("")))
+	drained := byAddr(PlanL2(services, pools, advs, nodes("n2")))
+	if len(drained) != len(services) {
+		t.Fatalf("drained plan announces %d addresses, want %d", len(drained), len(services))
+	}
+	moved := 0
+	for ip, node := range before {
+		switch {
+		case drained[ip] == "n2":
+			t.Errorf("%s stays on the drained node", ip)
+		case node != "n2" && drained[ip] != node:
+			t.Errorf("%s moved from %s to %s, although %s is not drained", ip, node, drained[ip], node)
+		case node == "n2":
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("n2 announced nothing before the drain: the test proves nothing")
 	}
 }

@@ -274,9 +274,8 @@ func incompatible(a, b *corev1.Service) string {
 			}
 		}
 	}
-	if !(ra.ClusterTraffic && rb.ClusterTraffic) && ra.Selector != rb.Selector {
-		return "Local traffic with different selectors"
-	}
+	// Traffic policies and selectors may differ: the announcers hold
+	// endpoints of every Local Service on the address.
 	return ""
 }
 

@@ -125,6 +125,10 @@ type Reconciler struct {
 	// memberlist cannot tell, only their nodes are elected (see
 	// heartbeat.FallbackAlive), not every Ready node.
 	Speakers *heartbeat.Speakers
+	// DrainOnCordon makes a cordoned node (spec.unschedulable) drained,
+	// as if labelled barelb.io/drain (the speaker's --drain-on-cordon;
+	// every speaker must be given the same).
+	DrainOnCordon bool
 
 	mu sync.Mutex
 	// answering is what this node answers for: address → interfaces.
@@ -160,6 +164,11 @@ type Reconciler struct {
 	// lostAt is when memberlist lost each speaker that still has a fresh
 	// Lease (see checkLeases).
 	lostAt map[string]time.Time
+	// releases are the addresses handed over make-before-break after a
+	// drain (release.go).
+	releases releases
+	// handingOver are the last plan's hand-overs (for the log).
+	handingOver map[netip.Addr]release
 	// planned is set once a plan has been made (see Planned).
 	planned atomic.Bool
 }
@@ -247,7 +256,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, ctx.Err()
 	}
 	alive, membershipOK := r.Members.Alive()
-	in, err := read(ctx, r.Client, r.Services, r.Namespace, r.LBClass, alive, membershipOK)
+	in, err := read(ctx, r.Client, r.Services, r.Namespace, r.LBClass, alive, membershipOK, r.DrainOnCordon)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -289,9 +298,6 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 		r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
 	}
 	want, services, servicesOf, probe, keys, owners := part.want, part.services, part.servicesOf, part.probe, part.keys, part.owners
-	if err := r.apply(ctx, want, rejoined, probe); err != nil {
-		return 0, err
-	}
 	viewAlive := alive
 	if !membershipOK {
 		viewAlive = make(map[string]bool, len(in.nodes))
@@ -300,6 +306,25 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 				viewAlive[n.Name] = true
 			}
 		}
+	}
+	// Addresses a drain moves are answered on until their new announcer
+	// is heard (release.go); they are no longer this node's in the view,
+	// the statuses or the metrics.
+	handOvers, releaseRetry := r.releases.next(r.Node, in.nodes, viewAlive, r.answering, want, plan, time.Now())
+	for ip, h := range handOvers {
+		if _, ok := r.handingOver[ip]; !ok {
+			r.Log.Info("address moves to another node (drain); answering on until it announces", "address", ip.String(), "successor", h.successor)
+		}
+	}
+	for ip, h := range r.handingOver {
+		if _, ok := handOvers[ip]; !ok {
+			r.Log.Info("hand-over done; withdrawing", "address", ip.String(), "successor", h.successor,
+				"successorHeard", time.Now().Before(h.until))
+		}
+	}
+	r.handingOver = handOvers
+	if err := r.apply(ctx, want, rejoined, probe, handOvers); err != nil {
+		return 0, err
 	}
 	r.view.Store(&planView{alive: viewAlive, answering: want, keys: keys, owners: owners})
 	var leaseRetry time.Duration
@@ -312,8 +337,10 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	if err != nil {
 		return 0, err
 	}
-	if leaseRetry > 0 && (contestRetry == 0 || leaseRetry < contestRetry) {
-		contestRetry = leaseRetry
+	for _, d := range []time.Duration{leaseRetry, releaseRetry} {
+		if d > 0 && (contestRetry == 0 || d < contestRetry) {
+			contestRetry = d
+		}
 	}
 	r.Observer.planned(ctx, in, plan, want, host)
 	unanswered, err := r.conflicts(ctx, in, want, servicesOf)
@@ -465,15 +492,17 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 }
 
 // apply withdraws first, so that a lost address stops being answered at
-// once, then announces (after a probe for the addresses in probe); with
-// reannounce, addresses kept are announced again too.
-func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, reannounce bool, probe map[netip.Addr]bool) error {
+// once (unless it is handed over: see release.go), then announces (after
+// a probe for the addresses in probe); with reannounce, addresses kept
+// are announced again too (not those handed over: that would point the
+// LAN back at this node).
+func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, reannounce bool, probe map[netip.Addr]bool, handOvers map[netip.Addr]release) error {
 	if r.answering == nil {
 		r.answering = map[netip.Addr][]string{}
 	}
 	for ip, had := range r.answering {
 		for _, name := range had {
-			if !contains(want[ip], name) {
+			if !contains(want[ip], name) && !contains(handOvers[ip].ifaces, name) {
 				resp, err := r.Network.Responder(ctx, name, r)
 				if err != nil {
 					return err
@@ -499,6 +528,18 @@ func (r *Reconciler) apply(ctx context.Context, want map[netip.Addr][]string, re
 			}
 			r.Log.Info("announcing", "address", ip.String(), "interface", name, "probe", probe[ip])
 		}
+	}
+	if len(handOvers) > 0 {
+		all := make(map[netip.Addr][]string, len(want)+len(handOvers))
+		for ip, names := range want {
+			all[ip] = names
+		}
+		for ip, h := range handOvers {
+			if _, ok := all[ip]; !ok {
+				all[ip] = h.ifaces
+			}
+		}
+		want = all
 	}
 	r.answering = want
 	return nil

@@ -60,7 +60,7 @@ func TestAnnouncesOnlyAssignedAddresses(t *testing.T) {
 	for i := range list.Items {
 		objs = append(objs, &list.Items[i])
 	}
-	in, err := read(ctx, c, recordsOf(objs), namespace, "", map[string]bool{"n1": true}, true)
+	in, err := read(ctx, c, recordsOf(objs), namespace, "", map[string]bool{"n1": true}, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -246,6 +246,11 @@ func (r *Reconciler) HandlePeerClaim(c layer2.PeerClaim) {
 	if view == nil || c.Node == r.Node {
 		return
 	}
+	if r.releases.claimed(c, time.Now()) {
+		// The successor of an address handed over announces it.
+		r.wake()
+		return
+	}
 	if r.Members.Left(c.Node) {
 		// A hand-over ends it; should that speaker go on answering past
 		// its hand-over (it came back where memberlist here cannot hear

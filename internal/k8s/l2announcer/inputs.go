@@ -22,6 +22,17 @@ import (
 // load balancers.
 const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 
+// drained tells whether a node is under planned maintenance: labelled
+// barelb.io/drain, or, with onCordon (the speaker's --drain-on-cordon),
+// cordoned. Cordoning alone is no drain by default: operators cordon
+// nodes for many reasons (an upgrade's first step, a full disk, a
+// scheduling experiment), and an address moving each time is a surprise
+// (MetalLB made cordon exclude nodes, and reverted it).
+func drained(n *corev1.Node, onCordon bool) bool {
+	_, labelled := n.Labels[barelbv1beta1.LabelDrain]
+	return labelled || (onCordon && n.Spec.Unschedulable)
+}
+
 // inputs is everything the plan is computed from, read from the caches.
 type inputs struct {
 	services []election.L2Service
@@ -41,7 +52,7 @@ type ServiceSource interface {
 // read gathers the plan's inputs: Services and endpoints from services,
 // the rest from c. alive names the live speakers; ok is false when
 // membership is unavailable, and node readiness stands in.
-func read(ctx context.Context, c client.Reader, services ServiceSource, namespace, lbClass string, alive map[string]bool, membershipOK bool) (*inputs, error) {
+func read(ctx context.Context, c client.Reader, services ServiceSource, namespace, lbClass string, alive map[string]bool, membershipOK, drainOnCordon bool) (*inputs, error) {
 	var poolList barelbv1beta1.IPAddressPoolList
 	if err := c.List(ctx, &poolList, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing IPAddressPools: %w", err)
@@ -56,12 +67,13 @@ func read(ctx context.Context, c client.Reader, services ServiceSource, namespac
 	if err := c.List(ctx, &nodeList, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Nodes: %w", err)
 	}
-	return inputsFrom(poolList.Items, advList.Items, nodeList.Items, services, lbClass, alive, membershipOK), nil
+	return inputsFrom(poolList.Items, advList.Items, nodeList.Items, services, lbClass, alive, membershipOK, drainOnCordon), nil
 }
 
 // inputsFrom makes the plan's inputs from the objects read, from the
-// caches or from another speaker's table (see PeerTable).
-func inputsFrom(pools []barelbv1beta1.IPAddressPool, advs []barelbv1beta1.L2Advertisement, nodes []corev1.Node, services ServiceSource, lbClass string, alive map[string]bool, membershipOK bool) *inputs {
+// caches or from another speaker's table (see PeerTable). drainOnCordon:
+// see drained.
+func inputsFrom(pools []barelbv1beta1.IPAddressPool, advs []barelbv1beta1.L2Advertisement, nodes []corev1.Node, services ServiceSource, lbClass string, alive map[string]bool, membershipOK, drainOnCordon bool) *inputs {
 	in := &inputs{pools: make(map[string]*config.Pool, len(pools))}
 	for i := range pools {
 		// The definition the controller uses: the last valid one while
@@ -88,6 +100,7 @@ func inputsFrom(pools []barelbv1beta1.IPAddressPool, advs []barelbv1beta1.L2Adve
 			Labels:   labels.Set(n.Labels),
 			Alive:    isAlive,
 			Excluded: excluded || condition(n, corev1.NodeNetworkUnavailable) == corev1.ConditionTrue,
+			Drained:  drained(n, drainOnCordon),
 		})
 	}
 
@@ -146,8 +159,9 @@ func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatu
 //     status.loadBalancer.ingress;
 //   - EndpointSlice: name, namespace, the kubernetes.io/service-name
 //     label, and each endpoint's nodeName and ready condition;
-//   - Node: name, UID, resource version, labels, status.addresses and
-//     the Ready and NetworkUnavailable conditions (type and status);
+//   - Node: name, UID, resource version, labels, spec.unschedulable
+//     (see drained), status.addresses and the Ready and
+//     NetworkUnavailable conditions (type and status);
 //   - ServiceL2Status: everything but labels (report compares statuses;
 //     labels are for people and tools finding a Service's status).
 //
@@ -238,8 +252,9 @@ func slimNode(in any) (any, error) {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: node.Name, UID: node.UID, ResourceVersion: node.ResourceVersion, Labels: node.Labels,
 		},
-		// spec.unschedulable: BGP sends a cordoned node's routes with
-		// the GRACEFUL_SHUTDOWN community.
+		// spec.unschedulable: a cordoned node is drained with
+		// --drain-on-cordon, and BGP sends its routes with the
+		// GRACEFUL_SHUTDOWN community.
 		Spec:   corev1.NodeSpec{Unschedulable: node.Spec.Unschedulable},
 		Status: corev1.NodeStatus{Addresses: node.Status.Addresses},
 	}

@@ -107,6 +107,7 @@ func sampleObjects() []client.Object {
 			},
 		}
 	}
+	cordoned := func(n *corev1.Node) *corev1.Node { n.Spec.Unschedulable = true; return n }
 	cond := func(typ corev1.NodeConditionType, status corev1.ConditionStatus) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: typ, Status: status, Reason: "KubeletReady", Message: "kubelet is posting ready status"}
 	}
@@ -129,8 +130,8 @@ func sampleObjects() []client.Object {
 		slice("cluster-a", "cluster", ep(ptr.To("n2"), ptr.To(true))),
 		node("n1", map[string]string{"zone": "a"}, cond(corev1.NodeReady, corev1.ConditionTrue)),
 		node("n2", map[string]string{"zone": "b", ExcludeLabel: ""}, cond(corev1.NodeReady, corev1.ConditionTrue)),
-		node("n3", nil, cond(corev1.NodeReady, corev1.ConditionFalse), cond(corev1.NodeNetworkUnavailable, corev1.ConditionTrue),
-			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse)),
+		cordoned(node("n3", nil, cond(corev1.NodeReady, corev1.ConditionFalse), cond(corev1.NodeNetworkUnavailable, corev1.ConditionTrue),
+			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse))),
 	}
 }
 
@@ -161,7 +162,7 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 	readAll := func(objs []client.Object, membershipOK bool) *inputs {
 		c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
 			WithStatusSubresource(&corev1.Service{}, &corev1.Node{}, &barelbv1beta1.ServiceL2Status{}).Build()
-		in, err := read(context.Background(), c, recordsOf(objs), namespace, "", map[string]bool{"n1": true, "n3": true}, membershipOK)
+		in, err := read(context.Background(), c, recordsOf(objs), namespace, "", map[string]bool{"n1": true, "n3": true}, membershipOK, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +184,12 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 			t.Errorf("membership %v: nodes differ:\nfull %+v\nslim %+v", membershipOK, full.nodes, slim.nodes)
 		}
 		if len(full.nodes) != 3 {
-			t.Errorf("the test reads %d nodes, want 3", len(full.nodes))
+			t.Fatalf("the test reads %d nodes, want 3", len(full.nodes))
+		}
+		// --drain-on-cordon: the cordoned node is drained, in the cache
+		// too (its spec.unschedulable is kept).
+		if !slim.nodes[2].Drained || slim.nodes[0].Drained {
+			t.Errorf("membership %v: drained nodes %+v, want only n3 (cordoned)", membershipOK, slim.nodes)
 		}
 		want := []election.L2Service{
 			{Key: "default/cluster", Labels: labels.Set{"app": "cluster"}, Pool: "lan",

@@ -41,6 +41,10 @@ const (
 	// an address, so any node may announce it, on every suitable
 	// interface (the fallback rule).
 	ReasonOutsideSubnets = "AddressOutsideSubnets"
+	// ReasonNoCommonEndpoint: Services with externalTrafficPolicy Local
+	// share an address, and no node that may announce it holds a ready
+	// endpoint of every one of them; nobody announces it.
+	ReasonNoCommonEndpoint = "NoCommonEndpoint"
 )
 
 // DefaultRecheckInterval is how often the Observer re-reads interfaces and
@@ -90,6 +94,9 @@ type Observer struct {
 	// outsideSubnets are the addresses told to be outside every node's
 	// subnets.
 	outsideSubnets map[netip.Addr]bool
+	// noCommonEndpoint are the addresses told to have no node with
+	// endpoints of every Service sharing them.
+	noCommonEndpoint map[netip.Addr]bool
 }
 
 // NeedLeaderElection makes the re-check run on every speaker.
@@ -142,6 +149,7 @@ func (o *Observer) planned(ctx context.Context, in *inputs, plan []election.L2An
 	slices.SortFunc(o.vips, func(a, b vipService) int { return a.address.Compare(b.address) })
 	o.reportNoInterface(in, plan, want)
 	o.reportOutsideSubnets(in, plan, want)
+	o.reportNoCommonEndpoint(in, plan)
 	o.checkStrictARP(ctx, host)
 }
 
@@ -194,6 +202,34 @@ func (o *Observer) reportOutsideSubnets(in *inputs, plan []election.L2Announceme
 		}
 	}
 	o.outsideSubnets = now
+}
+
+// reportNoCommonEndpoint tells the Services sharing an address once when
+// no node may announce it because none holds a ready endpoint of every
+// Service with Local traffic on it (election.L2Announcement.
+// NoCommonEndpoint). One speaker tells, the plan's Reporter; it tells
+// again after the address was announced in between.
+func (o *Observer) reportNoCommonEndpoint(in *inputs, plan []election.L2Announcement) {
+	now := map[netip.Addr]bool{}
+	for _, a := range plan {
+		if !a.NoCommonEndpoint || a.Reporter != o.Node {
+			continue
+		}
+		now[a.Address] = true
+		if o.noCommonEndpoint[a.Address] {
+			continue
+		}
+		o.Log.Info("no node holds a ready endpoint of every Service with Local traffic sharing an address; not announced",
+			"address", a.Address.String(), "services", a.Services)
+		for _, key := range a.Services {
+			if svc := in.byKey[key]; svc != nil {
+				o.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonNoCommonEndpoint,
+					"address %s is shared by %s; with externalTrafficPolicy Local it is announced only from a node holding a ready endpoint of every one of them, and no node does: it is not announced",
+					a.Address, strings.Join(a.Services, ", "))
+			}
+		}
+	}
+	o.noCommonEndpoint = now
 }
 
 // vipService is an assigned address and one Service it is assigned to.

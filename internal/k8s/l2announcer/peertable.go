@@ -354,7 +354,7 @@ func (r *Reconciler) planFromTable(ctx context.Context, table *planTable, alive 
 	if r.Peers.fromAPI.Load() {
 		return nil
 	}
-	in := inputsFrom(table.Pools, table.Advertisements, table.Nodes, table, r.LBClass, alive, true)
+	in := inputsFrom(table.Pools, table.Advertisements, table.Nodes, table, r.LBClass, alive, true, r.DrainOnCordon)
 	_, err := r.planAndApply(ctx, in, alive, true, table.announcedElsewhere(r.Node), false)
 	return err
 }

@@ -74,8 +74,8 @@ func TestPeerTableCarriesWhatThePlanReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	alive := map[string]bool{"n1": true, "n3": true, "n4": true}
-	direct := inputsFrom(table.Pools, table.Advertisements, table.Nodes, recordsOf(objs), "", alive, true)
-	fromPeer := inputsFrom(got.Pools, got.Advertisements, got.Nodes, got, "", alive, true)
+	direct := inputsFrom(table.Pools, table.Advertisements, table.Nodes, recordsOf(objs), "", alive, true, false)
+	fromPeer := inputsFrom(got.Pools, got.Advertisements, got.Nodes, got, "", alive, true, false)
 	opts := cmp.Options{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
 	if diff := cmp.Diff(direct.services, fromPeer.services, opts); diff != "" {
 		t.Errorf("services (-caches +table):\n%s", diff)
