@@ -337,12 +337,16 @@ func (s *Speaker) ResetPeer(ctx context.Context, name, reason string) error {
 // name); a peer absent from desired is sent nothing. Routes for a peer not
 // (yet) set are kept and sent once it is. Errors are per peer or route;
 // the others are still set.
+//
+// The Speaker keeps desired's slices, not copies (at 10,000 routes to 4
+// peers a copy is 2.5 MB that the caller usually keeps as well): the
+// caller must not modify them afterwards.
 func (s *Speaker) SetRoutes(ctx context.Context, desired map[string][]Route) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.routes = make(map[string][]Route, len(desired))
 	for name, rs := range desired {
-		s.routes[name] = append([]Route(nil), rs...)
+		s.routes[name] = rs
 	}
 	return s.apply(ctx)
 }

@@ -1,9 +1,9 @@
 package bgpadvertiser
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,7 +50,7 @@ type decision struct {
 	// comes from ("" for spec.password, the Secret's name otherwise).
 	Passwords map[string]string
 	// Statuses are the peers each advertised Service (namespace/name) goes
-	// to, sorted.
+	// to, sorted; Services with the same peers share one list (read-only).
 	Statuses map[string][]string
 	// PeerProblems are the messages of BGPPeers that cannot be used (or
 	// only in part), by name; AdvProblems the same for BGPAdvertisements.
@@ -150,19 +150,57 @@ func decide(w world) decision {
 			addProblem(d.AdvProblems, name, pr.Message)
 		}
 	}
-	for _, pp := range plan.Peers {
+	// A Service's peers are gathered as a set of peer indexes and its list
+	// of names shared with every Service of the same set: at 10,000
+	// Services there are a handful of distinct lists, not 10,000. So are
+	// the routes' communities, converted once per list of the plan (the
+	// plan shares them between routes).
+	sets := map[string][]int{} // Service → indexes in plan.Peers, ascending
+	type communityList struct {
+		first *config.Community
+		n     int
+	}
+	wire := map[communityList][]bgp.Community{}
+	for i, pp := range plan.Peers {
 		d.Peers = append(d.Peers, sessions[pp.Peer])
 		routes := make([]bgp.Route, 0, len(pp.Routes))
 		for _, r := range pp.Routes {
-			routes = append(routes, bgp.Route{Prefix: r.Prefix, LocalPref: r.LocalPref, Communities: wireCommunities(r.Communities)})
+			var cs []bgp.Community
+			if len(r.Communities) > 0 {
+				// Lists that start at the same element and are as long
+				// are the same list.
+				k := communityList{&r.Communities[0], len(r.Communities)}
+				if cs = wire[k]; cs == nil {
+					cs = wireCommunities(r.Communities)
+					wire[k] = cs
+				}
+			}
+			routes = append(routes, bgp.Route{Prefix: r.Prefix, LocalPref: r.LocalPref, Communities: cs})
 			for _, svc := range r.Services {
-				d.Statuses[svc] = appendOnce(d.Statuses[svc], pp.Peer)
+				if set := sets[svc]; len(set) == 0 || set[len(set)-1] != i {
+					sets[svc] = append(set, i)
+				}
 			}
 		}
 		d.Routes[pp.Peer] = routes
 	}
-	for _, peers := range d.Statuses {
-		sort.Strings(peers)
+	// plan.Peers is sorted by name, so each set's names are too.
+	lists := map[string][]string{}
+	var key []byte
+	for svc, set := range sets {
+		key = key[:0]
+		for _, i := range set {
+			key = binary.AppendUvarint(key, uint64(i))
+		}
+		names, ok := lists[string(key)]
+		if !ok {
+			names = make([]string, len(set))
+			for j, i := range set {
+				names[j] = plan.Peers[i].Peer
+			}
+			lists[string(key)] = names
+		}
+		d.Statuses[svc] = names
 	}
 	return d
 }
@@ -241,15 +279,6 @@ func problemAdvertisements(object string) []string {
 		return strings.Fields(strings.Trim(list, "[]"))
 	}
 	return nil
-}
-
-func appendOnce(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
-	}
-	return append(list, s)
 }
 
 // nodeOf is bgpplan's view of a Node.
