@@ -219,8 +219,12 @@ func (s *Speaker) SetPeers(ctx context.Context, desired []Peer) error {
 			errs = append(errs, fmt.Errorf("peer %s: %w", name, err))
 		}
 	}
-	if err := s.apply(ctx); err != nil {
-		errs = append(errs, err)
+	// Paths change only with the peers: unchanged peers keep theirs (a
+	// diff of every route for nothing, on every plan, otherwise).
+	if len(gone) > 0 || len(names) > 0 {
+		if err := s.apply(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	// Only now that no path carries their tags.
 	for _, m := range gone {
@@ -354,25 +358,27 @@ func (s *Speaker) SetRoutes(ctx context.Context, desired map[string][]Route) err
 // apply gives every server the paths of its peers' desired routes.
 func (s *Speaker) apply(ctx context.Context) error {
 	var errs []error
-	want := make(map[*instance]map[netip.Prefix][]tag, len(s.instances))
-	for _, inst := range s.instances {
-		want[inst] = map[netip.Prefix][]tag{}
-	}
+	most := 0
 	names := make([]string, 0, len(s.peers))
 	for name := range s.peers {
 		names = append(names, name)
+		most = max(most, len(s.routes[name]))
 	}
 	sort.Strings(names)
+	want := make(map[*instance]map[netip.Prefix][]tag, len(s.instances))
+	for _, inst := range s.instances {
+		want[inst] = make(map[netip.Prefix][]tag, most)
+	}
 	for _, name := range names {
 		m := s.peers[name]
-		seen := map[netip.Prefix]bool{}
 		for _, r := range s.routes[name] {
 			r.Prefix = r.Prefix.Masked()
-			if seen[r.Prefix] {
+			// The peers' tags are appended one peer after the other: a
+			// prefix listed twice for this one ends with its tag.
+			if ts := want[m.inst][r.Prefix]; len(ts) > 0 && ts[len(ts)-1].peer == m.id {
 				errs = append(errs, fmt.Errorf("routes to peer %s: prefix %s is listed twice", name, r.Prefix))
 				continue
 			}
-			seen[r.Prefix] = true
 			g, err := groupOf(m.peer, r)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("routes to peer %s: %w", name, err))
