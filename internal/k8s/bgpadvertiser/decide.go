@@ -1,7 +1,6 @@
 package bgpadvertiser
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -150,12 +149,19 @@ func decide(w world) decision {
 			addProblem(d.AdvProblems, name, pr.Message)
 		}
 	}
-	// A Service's peers are gathered as a set of peer indexes and its list
-	// of names shared with every Service of the same set: at 10,000
-	// Services there are a handful of distinct lists, not 10,000. So are
-	// the routes' communities, converted once per list of the plan (the
-	// plan shares them between routes).
-	sets := map[string][]int{} // Service → indexes in plan.Peers, ascending
+	// A Service's list of peers is shared with every Service of the same
+	// peers: at 10,000 Services there are a handful of distinct lists, not
+	// 10,000 (nor a set per Service to make them from). A list is extended
+	// by one peer at a time, in plan.Peers' order (by name, so lists come
+	// out sorted), and each extension of a list by a peer is made once.
+	// The routes' communities likewise are converted once per list of
+	// the plan (the plan shares them between routes).
+	type extension struct {
+		list *string // the list's first element; nil for the empty list
+		n    int     // its length
+		peer int
+	}
+	extended := map[extension][]string{}
 	type communityList struct {
 		first *config.Community
 		n     int
@@ -177,30 +183,25 @@ func decide(w world) decision {
 			}
 			routes = append(routes, bgp.Route{Prefix: r.Prefix, LocalPref: r.LocalPref, Communities: cs})
 			for _, svc := range r.Services {
-				if set := sets[svc]; len(set) == 0 || set[len(set)-1] != i {
-					sets[svc] = append(set, i)
+				cur := d.Statuses[svc]
+				if len(cur) > 0 && cur[len(cur)-1] == pp.Peer {
+					continue
 				}
+				k := extension{n: len(cur), peer: i}
+				if len(cur) > 0 {
+					k.list = &cur[0]
+				}
+				next, ok := extended[k]
+				if !ok {
+					next = make([]string, len(cur)+1)
+					copy(next, cur)
+					next[len(cur)] = pp.Peer
+					extended[k] = next
+				}
+				d.Statuses[svc] = next
 			}
 		}
 		d.Routes[pp.Peer] = routes
-	}
-	// plan.Peers is sorted by name, so each set's names are too.
-	lists := map[string][]string{}
-	var key []byte
-	for svc, set := range sets {
-		key = key[:0]
-		for _, i := range set {
-			key = binary.AppendUvarint(key, uint64(i))
-		}
-		names, ok := lists[string(key)]
-		if !ok {
-			names = make([]string, len(set))
-			for j, i := range set {
-				names[j] = plan.Peers[i].Peer
-			}
-			lists[string(key)] = names
-		}
-		d.Statuses[svc] = names
 	}
 	return d
 }
