@@ -1,12 +1,12 @@
 package bgp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -359,12 +359,14 @@ func (t tag) String() string {
 	return strconv.FormatUint(tagGlobal, 10) + ":" + strconv.FormatUint(uint64(t.peer), 10) + ":" + strconv.FormatUint(uint64(t.group), 10)
 }
 
+// sortTags sorts in place without allocating (sort.Slice does, and it
+// runs for every prefix on every change).
 func sortTags(ts []tag) {
-	sort.Slice(ts, func(i, j int) bool {
-		if ts[i].peer != ts[j].peer {
-			return ts[i].peer < ts[j].peer
+	slices.SortFunc(ts, func(a, b tag) int {
+		if c := cmp.Compare(a.peer, b.peer); c != 0 {
+			return c
 		}
-		return ts[i].group < ts[j].group
+		return cmp.Compare(a.group, b.group)
 	})
 }
 

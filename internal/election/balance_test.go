@@ -366,3 +366,20 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestPlanL2WithoutAdvertisements: without an L2Advertisement no node may
+// announce anything, so the plan is empty, and is made without building a
+// plan per address (a BGP-only cluster plans on every change of any of its
+// 10,000 Services).
+func TestPlanL2WithoutAdvertisements(t *testing.T) {
+	c := benchCluster(3, 10000)
+	pools := map[string]*config.Pool{"lan": {Name: "lan"}}
+	var got []L2Announcement
+	allocs := testing.AllocsPerRun(3, func() { got = PlanL2(c.services, pools, nil, c.nodes) })
+	if got == nil || len(got) != 0 {
+		t.Errorf("plan without advertisements: %d announcements (nil %v), want none", len(got), got == nil)
+	}
+	if allocs > 10 {
+		t.Errorf("plan of 10,000 addresses without advertisements made %v allocations, want a handful", allocs)
+	}
+}

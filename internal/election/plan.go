@@ -87,6 +87,13 @@ type L2Announcement struct {
 // Local traffic that no node holds an endpoint of all of
 // (NoCommonEndpoint). The result is sorted by address.
 func PlanL2(services []L2Service, pools map[string]*config.Pool, advs []*config.L2Advertisement, nodes []L2Node) []L2Announcement {
+	if len(advs) == 0 {
+		// No node may announce anything: the plan is empty. A cluster
+		// in BGP mode only has no L2Advertisement, and plans on every
+		// change of any Service; it need not build the plan of 10,000
+		// addresses to learn that.
+		return []L2Announcement{}
+	}
 	// The plan runs on every event for every address (10,000 in a large
 	// cluster), so it makes little garbage: an address's candidates are a
 	// slice of exactly their number, and only addresses that share a group

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,7 +61,8 @@ type Reconciler struct {
 	mu           sync.Mutex
 	peerProblems problemTracker
 	advProblems  problemTracker
-	// sent are the routes last handed to each peer's session.
+	// sent are the routes last handed to each peer's session (the same
+	// slices the speaker keeps: read-only).
 	sent map[string][]bgp.Route
 	// peers are the sessions last handed to the speaker.
 	peers []bgp.Peer
@@ -196,10 +197,7 @@ func (r *Reconciler) read(ctx context.Context) (world, error) {
 		s := bgpplan.Service{
 			Key: svc.Key(), Labels: labels.Set(svc.Labels), Pool: svc.Pool,
 			LocalTraffic: svc.LocalTraffic,
-			Addresses:    make([]netip.Addr, 0, len(svc.Addresses)),
-		}
-		for _, ip := range svc.Addresses {
-			s.Addresses = append(s.Addresses, ip.Unmap())
+			Addresses:    unmapped(svc.Addresses),
 		}
 		if s.LocalTraffic {
 			s.EndpointNodes = r.Services.EndpointNodes(s.Key)
@@ -207,6 +205,19 @@ func (r *Reconciler) read(ctx context.Context) (world, error) {
 		w.Services = append(w.Services, s)
 	}
 	return w, nil
+}
+
+// unmapped is addrs without IPv4-mapped IPv6 forms: addrs itself (shared,
+// read-only, as the record's) when it has none, which is the rule.
+func unmapped(addrs []netip.Addr) []netip.Addr {
+	if !slices.ContainsFunc(addrs, netip.Addr.Is4In6) {
+		return addrs
+	}
+	out := make([]netip.Addr, len(addrs))
+	for i, ip := range addrs {
+		out[i] = ip.Unmap()
+	}
+	return out
 }
 
 // tell sends the Events of new or changed problems.
@@ -261,17 +272,21 @@ func (r *Reconciler) countUpdates(d decision) {
 // routeChanges counts the prefixes added, changed or withdrawn from old
 // to new.
 func routeChanges(old, new []bgp.Route) int {
-	before := make(map[netip.Prefix]bgp.Route, len(old))
-	for _, r := range old {
-		before[r.Prefix.Masked()] = r
+	before := make(map[netip.Prefix]int32, len(old)) // index in old
+	for i, r := range old {
+		before[r.Prefix.Masked()] = int32(i)
 	}
 	n := 0
 	for _, r := range new {
 		p := r.Prefix.Masked()
-		if o, ok := before[p]; !ok || !reflect.DeepEqual(o, r) {
+		if i, ok := before[p]; !ok || !sameRoute(old[i], r) {
 			n++
 		}
 		delete(before, p)
 	}
 	return n + len(before)
+}
+
+func sameRoute(a, b bgp.Route) bool {
+	return a.Prefix == b.Prefix && a.LocalPref == b.LocalPref && slices.Equal(a.Communities, b.Communities)
 }

@@ -3,7 +3,6 @@ package bgpadvertiser
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,7 +52,7 @@ type decision struct {
 	// comes from ("" for spec.password, the Secret's name otherwise).
 	Passwords map[string]string
 	// Statuses are the peers each advertised Service (namespace/name) goes
-	// to, sorted.
+	// to, sorted; Services with the same peers share one list (read-only).
 	Statuses map[string][]string
 	// PeerProblems are the messages of BGPPeers that cannot be used (or
 	// only in part), by name; AdvProblems the same for BGPAdvertisements.
@@ -167,19 +166,59 @@ func decide(w world) decision {
 			addProblem(d.AdvProblems, name, pr.Message)
 		}
 	}
-	for _, pp := range plan.Peers {
+	// A Service's list of peers is shared with every Service of the same
+	// peers: at 10,000 Services there are a handful of distinct lists, not
+	// 10,000 (nor a set per Service to make them from). A list is extended
+	// by one peer at a time, in plan.Peers' order (by name, so lists come
+	// out sorted), and each extension of a list by a peer is made once.
+	// The routes' communities likewise are converted once per list of
+	// the plan (the plan shares them between routes).
+	type extension struct {
+		list *string // the list's first element; nil for the empty list
+		n    int     // its length
+		peer int
+	}
+	extended := map[extension][]string{}
+	type communityList struct {
+		first *config.Community
+		n     int
+	}
+	wire := map[communityList][]bgp.Community{}
+	for i, pp := range plan.Peers {
 		d.Peers = append(d.Peers, sessions[pp.Peer])
 		routes := make([]bgp.Route, 0, len(pp.Routes))
 		for _, r := range pp.Routes {
-			routes = append(routes, bgp.Route{Prefix: r.Prefix, LocalPref: r.LocalPref, Communities: wireCommunities(r.Communities)})
+			var cs []bgp.Community
+			if len(r.Communities) > 0 {
+				// Lists that start at the same element and are as long
+				// are the same list.
+				k := communityList{&r.Communities[0], len(r.Communities)}
+				if cs = wire[k]; cs == nil {
+					cs = wireCommunities(r.Communities)
+					wire[k] = cs
+				}
+			}
+			routes = append(routes, bgp.Route{Prefix: r.Prefix, LocalPref: r.LocalPref, Communities: cs})
 			for _, svc := range r.Services {
-				d.Statuses[svc] = appendOnce(d.Statuses[svc], pp.Peer)
+				cur := d.Statuses[svc]
+				if len(cur) > 0 && cur[len(cur)-1] == pp.Peer {
+					continue
+				}
+				k := extension{n: len(cur), peer: i}
+				if len(cur) > 0 {
+					k.list = &cur[0]
+				}
+				next, ok := extended[k]
+				if !ok {
+					next = make([]string, len(cur)+1)
+					copy(next, cur)
+					next[len(cur)] = pp.Peer
+					extended[k] = next
+				}
+				d.Statuses[svc] = next
 			}
 		}
 		d.Routes[pp.Peer] = routes
-	}
-	for _, peers := range d.Statuses {
-		sort.Strings(peers)
 	}
 	return d
 }
@@ -255,15 +294,6 @@ func problemAdvertisements(object string) []string {
 		return strings.Fields(strings.Trim(list, "[]"))
 	}
 	return nil
-}
-
-func appendOnce(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
-	}
-	return append(list, s)
 }
 
 // nodeOf is bgpplan's view of a Node.
