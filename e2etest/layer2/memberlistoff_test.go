@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,10 +128,14 @@ func TestMemberlistOff(t *testing.T) {
 		sigterm := time.Now()
 		go func() { stopped <- l.Stop(next, lab.ComponentSpeaker) }()
 		time.Sleep(200 * time.Millisecond)
+		// Answered throughout: by the stopping speaker, or by its
+		// successor once that one has announced (the stopping one then
+		// stops answering: layer2.Responder.Leave).
 		macs := arpAnswerers(t, l, addr, 500*time.Millisecond)
-		if !slices.ContainsFunc(macs, func(m string) bool { return strings.EqualFold(m, nodeMAC(t, l, next)) }) {
-			t.Errorf("ARP answers for %s during %s's hand-over from %v, want %s among them", ip, next, macs, nodeMAC(t, l, next))
+		if len(macs) == 0 {
+			t.Errorf("no ARP answer for %s during %s's hand-over", ip, next)
 		}
+		t.Logf("ARP answers for %s 200 ms into %s's hand-over: %v (%s's MAC is %s)", ip, next, macs, next, nodeMAC(t, l, next))
 		if err := <-stopped; err != nil {
 			t.Fatal(err)
 		}
