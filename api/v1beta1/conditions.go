@@ -52,6 +52,11 @@ const (
 	// externalTrafficPolicy Local and no ready endpoint on any eligible
 	// node, so no node may announce it.
 	AnnouncedReasonNoReadyEndpoint = "NoReadyEndpoint"
+	// AnnouncedReasonNoCommonEndpoint: the address is shared with other
+	// Services, some with externalTrafficPolicy Local, and no eligible
+	// node holds a ready endpoint of every Local one, so no node may
+	// announce it.
+	AnnouncedReasonNoCommonEndpoint = "NoCommonEndpoint"
 	// AnnouncedReasonNoBGPPeer: a BGPAdvertisement covers the pool, but
 	// no BGPPeer it goes to selects an eligible node.
 	AnnouncedReasonNoBGPPeer = "NoBGPPeer"

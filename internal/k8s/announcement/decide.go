@@ -61,6 +61,10 @@ type Input struct {
 	// the nodes with a ready endpoint.
 	Local         bool
 	EndpointNodes map[string]bool
+	// SharedLocal are the other Services with externalTrafficPolicy
+	// Local that share one of the addresses: the address is announced
+	// only from a node with a ready endpoint of each of them too.
+	SharedLocal []SharedService
 
 	L2Advertisements  []*config.L2Advertisement
 	BGPAdvertisements []*config.BGPAdvertisement
@@ -71,6 +75,42 @@ type Input struct {
 	// its ServiceBGPStatus objects, one per advertising node.
 	L2  *L2Report
 	BGP []BGPReport
+}
+
+// SharedService is another Service on the same address.
+type SharedService struct {
+	// Name is namespace/name.
+	Name          string
+	EndpointNodes map[string]bool
+}
+
+// mayAnnounce reports whether node n holds what Local requires: a ready
+// endpoint of the Service, when it is Local, and of each Local Service
+// sharing its address.
+func (in Input) mayAnnounce(n string) bool {
+	if in.Local && !in.EndpointNodes[n] {
+		return false
+	}
+	for _, s := range in.SharedLocal {
+		if !s.EndpointNodes[n] {
+			return false
+		}
+	}
+	return true
+}
+
+// noCommonEndpoint is the reason why no eligible node may announce the
+// address, when one may for the Service alone.
+func (in Input) noCommonEndpoint(eligible []string) (reason, message string, ok bool) {
+	if len(in.SharedLocal) == 0 || (in.Local && !slices.ContainsFunc(eligible, func(n string) bool { return in.EndpointNodes[n] })) {
+		return "", "", false
+	}
+	names := make([]string, len(in.SharedLocal))
+	for i, s := range in.SharedLocal {
+		names[i] = s.Name
+	}
+	return barelbv1beta1.AnnouncedReasonNoCommonEndpoint, fmt.Sprintf(
+		"the address is shared with %s (externalTrafficPolicy Local) and none of the eligible nodes (%s) has a ready endpoint of every Local Service on it", few(names), few(eligible)), true
 }
 
 // mode is the verdict of one mode (layer 2 or BGP).
@@ -178,7 +218,11 @@ func decideL2(in Input, addrs []netip.Addr) mode {
 			"no Ready node running a speaker is selected by L2Advertisement %s", strings.Join(advs, ", "))
 		return m
 	}
-	if in.Local && !slices.ContainsFunc(eligible, func(n string) bool { return in.EndpointNodes[n] }) {
+	if !slices.ContainsFunc(eligible, in.mayAnnounce) {
+		if reason, message, ok := in.noCommonEndpoint(eligible); ok {
+			m.reason, m.message = reason, message
+			return m
+		}
 		m.reason, m.message = barelbv1beta1.AnnouncedReasonNoReadyEndpoint, fmt.Sprintf(
 			"externalTrafficPolicy is Local and none of the eligible nodes (%s) has a ready endpoint", few(eligible))
 		return m
@@ -247,14 +291,20 @@ func decideBGP(in Input) mode {
 			"no node running a speaker is selected by BGPAdvertisement %s", strings.Join(advs, ", "))
 		return m
 	}
-	if in.Local {
-		eligible = slices.DeleteFunc(eligible, func(n *Node) bool { return !in.EndpointNodes[n.Name] })
-		if len(eligible) == 0 {
-			m.reason, m.message = barelbv1beta1.AnnouncedReasonNoReadyEndpoint,
-				"externalTrafficPolicy is Local and no node selected by BGPAdvertisement "+strings.Join(advs, ", ")+" has a ready endpoint"
+	if !slices.ContainsFunc(eligible, func(n *Node) bool { return in.mayAnnounce(n.Name) }) {
+		names := make([]string, len(eligible))
+		for i, n := range eligible {
+			names[i] = n.Name
+		}
+		if reason, message, ok := in.noCommonEndpoint(names); ok {
+			m.reason, m.message = reason, message
 			return m
 		}
+		m.reason, m.message = barelbv1beta1.AnnouncedReasonNoReadyEndpoint,
+			"externalTrafficPolicy is Local and no node selected by BGPAdvertisement "+strings.Join(advs, ", ")+" has a ready endpoint"
+		return m
 	}
+	eligible = slices.DeleteFunc(eligible, func(n *Node) bool { return !in.mayAnnounce(n.Name) })
 	// The sessions the eligible nodes would advertise it over.
 	known, anyUp := true, false
 	var sessions []string

@@ -144,6 +144,32 @@ func TestDecide(t *testing.T) {
 		{"Local with a ready endpoint: waiting for the speaker", base(func(in *Input) {
 			in.Local, in.EndpointNodes = true, map[string]bool{"n2": true}
 		}), servicecondition.Want{Status: F, Reason: "Pending", Message: "layer 2: no speaker reports answering for it yet (eligible nodes: n1, n2)"}},
+		{"Local sharing: no node has a ready endpoint of both Services", base(func(in *Input) {
+			in.Local, in.EndpointNodes = true, map[string]bool{"n1": true}
+			in.SharedLocal = []SharedService{{Name: "ns/b", EndpointNodes: map[string]bool{"n2": true}}}
+		}), servicecondition.Want{Status: F, Reason: "NoCommonEndpoint", Message: "layer 2: the address is shared with ns/b (externalTrafficPolicy Local) and none of the eligible nodes (n1, n2) has a ready endpoint of every Local Service on it"}},
+		{"Local sharing: a Cluster Service on the address of a Local one", base(func(in *Input) {
+			in.SharedLocal = []SharedService{{Name: "ns/b", EndpointNodes: map[string]bool{"n3": true}}}
+		}), servicecondition.Want{Status: F, Reason: "NoCommonEndpoint", Message: "layer 2: the address is shared with ns/b (externalTrafficPolicy Local) and none of the eligible nodes (n1, n2) has a ready endpoint of every Local Service on it"}},
+		{"Local sharing: the Service's own endpoints missing is said first", base(func(in *Input) {
+			in.Local, in.EndpointNodes = true, map[string]bool{}
+			in.SharedLocal = []SharedService{{Name: "ns/b", EndpointNodes: map[string]bool{"n2": true}}}
+		}), servicecondition.Want{Status: F, Reason: "NoReadyEndpoint", Message: "layer 2: externalTrafficPolicy is Local and none of the eligible nodes (n1, n2) has a ready endpoint"}},
+		{"Local sharing: a node with endpoints of both: waiting for the speaker", base(func(in *Input) {
+			in.Local, in.EndpointNodes = true, map[string]bool{"n1": true, "n2": true}
+			in.SharedLocal = []SharedService{{Name: "ns/b", EndpointNodes: map[string]bool{"n2": true}}}
+		}), servicecondition.Want{Status: F, Reason: "Pending", Message: "layer 2: no speaker reports answering for it yet (eligible nodes: n1, n2)"}},
+		{"BGP: Local sharing without a common node", base(func(in *Input) {
+			bgpOnly(in)
+			in.Local, in.EndpointNodes = true, map[string]bool{"n1": true}
+			in.SharedLocal = []SharedService{{Name: "ns/b", EndpointNodes: map[string]bool{"n2": true}}}
+		}), servicecondition.Want{Status: F, Reason: "NoCommonEndpoint", Message: "BGP: the address is shared with ns/b (externalTrafficPolicy Local) and none of the eligible nodes (n1, n2) has a ready endpoint of every Local Service on it"}},
+		{"BGP: Local sharing: only the common node's sessions count", base(func(in *Input) {
+			bgpOnly(in)
+			in.Local, in.EndpointNodes = true, map[string]bool{"n1": true, "n2": true}
+			in.SharedLocal = []SharedService{{Name: "ns/b", EndpointNodes: map[string]bool{"n2": true}}}
+			in.Nodes = withSessions(up("r1"), up())
+		}), servicecondition.Want{Status: F, Reason: "NoBGPSessionUp", Message: "BGP: no session is established: r1 (from n2)"}},
 		{"BGP: advertised over an established session", base(func(in *Input) {
 			bgpOnly(in)
 			in.Nodes = withSessions(up("r1"), up())

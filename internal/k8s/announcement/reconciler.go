@@ -27,6 +27,9 @@ import (
 // found by its key (namespace/name) without a scan of every object.
 const (
 	indexService = "barelb.io/service"
+	// indexAddress indexes LoadBalancer Services by the addresses in
+	// their status, to find the Services sharing one.
+	indexAddress = "barelb.io/address"
 )
 
 // excludeLabel keeps a node from announcing (as for the speakers).
@@ -167,11 +170,24 @@ func (r *Reconciler) read(ctx context.Context, svc *corev1.Service) (Input, erro
 	in.Nodes = nodes
 
 	if in.Local {
-		var slices discoveryv1.EndpointSliceList
-		if err := r.Client.List(ctx, &slices, client.InNamespace(svc.Namespace), client.MatchingFields{indexService: key}, ro); err != nil {
-			return in, fmt.Errorf("listing the EndpointSlices of %s: %w", key, err)
+		if in.EndpointNodes, err = r.endpointNodes(ctx, svc.Namespace, key); err != nil {
+			return in, err
 		}
-		in.EndpointNodes = readyNodes(slices.Items)
+	}
+	shared, err := r.sharing(ctx, svc)
+	if err != nil {
+		return in, err
+	}
+	for _, other := range shared {
+		if other.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+			continue
+		}
+		otherKey := client.ObjectKeyFromObject(other).String()
+		nodes, err := r.endpointNodes(ctx, other.Namespace, otherKey)
+		if err != nil {
+			return in, err
+		}
+		in.SharedLocal = append(in.SharedLocal, SharedService{Name: otherKey, EndpointNodes: nodes})
 	}
 
 	var l2 barelbv1beta1.ServiceL2StatusList
@@ -260,6 +276,79 @@ func nodeCondition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionS
 
 // readyNodes names the nodes with a ready endpoint (an endpoint whose
 // ready condition is unset counts as ready, as the API says).
+// endpointNodes are the nodes with a ready endpoint of the Service key.
+func (r *Reconciler) endpointNodes(ctx context.Context, namespace, key string) (map[string]bool, error) {
+	var slices discoveryv1.EndpointSliceList
+	if err := r.Client.List(ctx, &slices, client.InNamespace(namespace), client.MatchingFields{indexService: key}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing the EndpointSlices of %s: %w", key, err)
+	}
+	return readyNodes(slices.Items), nil
+}
+
+// sharing lists the other Services barelb serves whose status holds one
+// of svc's addresses, in name order.
+func (r *Reconciler) sharing(ctx context.Context, svc *corev1.Service) ([]*corev1.Service, error) {
+	self := client.ObjectKeyFromObject(svc)
+	keys, err := r.onAddresses(ctx, serviceAddresses(svc))
+	if err != nil {
+		return nil, err
+	}
+	var out []*corev1.Service
+	for _, key := range keys {
+		if key == self {
+			continue
+		}
+		var other corev1.Service
+		if err := r.Client.Get(ctx, key, &other); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("reading Service %s, which shares an address with %s: %w", key, self, err)
+		}
+		if config.ServesService(&other, r.LBClass) {
+			out = append(out, &other)
+		}
+	}
+	return out, nil
+}
+
+// onAddresses lists the Services whose status holds one of ips, in name
+// order, each once.
+func (r *Reconciler) onAddresses(ctx context.Context, ips []string) ([]client.ObjectKey, error) {
+	seen := map[client.ObjectKey]bool{}
+	var out []client.ObjectKey
+	for _, ip := range ips {
+		var list corev1.ServiceList
+		if err := r.Client.List(ctx, &list, client.MatchingFields{indexAddress: ip}, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("listing the Services on %s: %w", ip, err)
+		}
+		for i := range list.Items {
+			if k := client.ObjectKeyFromObject(&list.Items[i]); !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out, nil
+}
+
+// serviceAddresses are the addresses in a LoadBalancer Service's status
+// (the index of indexAddress).
+func serviceAddresses(o client.Object) []string {
+	svc, ok := o.(*corev1.Service)
+	if !ok || svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return nil
+	}
+	var out []string
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		if ing.IP != "" {
+			out = append(out, ing.IP)
+		}
+	}
+	return out
+}
+
 func readyNodes(slices []discoveryv1.EndpointSlice) map[string]bool {
 	out := map[string]bool{}
 	for i := range slices {

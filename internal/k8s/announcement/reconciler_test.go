@@ -264,6 +264,38 @@ func TestAnnounced(t *testing.T) {
 		w.wait("ann-local", "web", metav1.ConditionFalse, barelbv1beta1.AnnouncedReasonPending)
 	})
 
+	t.Run("NoCommonEndpoint for Local Services sharing an address", func(t *testing.T) {
+		w.t = t
+		w.pool("shared", "ann-shared", "203.0.113.40/32")
+		w.create(&barelbv1beta1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Namespace: barelbNS, Name: "shared"},
+			Spec: barelbv1beta1.L2AdvertisementSpec{IPAddressPools: []string{"shared"}}})
+		local := func(port int32) func(*corev1.Service) {
+			return func(s *corev1.Service) {
+				s.Annotations = map[string]string{"barelb.io/allow-shared-ip": "web"}
+				s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+				s.Spec.Ports[0].Port = port
+			}
+		}
+		slice := func(svc, name, node string) {
+			w.create(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ann-shared", Name: name,
+				Labels: map[string]string{discoveryv1.LabelServiceName: svc}}, AddressType: discoveryv1.AddressTypeIPv4,
+				Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.1.0.9"}, NodeName: ptr.To(node), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}})
+		}
+		w.service("ann-shared", "http", local(80))
+		w.service("ann-shared", "https", local(443))
+		slice("http", "http-1", "n1")
+		slice("https", "https-1", "n2")
+		// Each has a ready endpoint, on different nodes: no node may
+		// announce the address they share.
+		w.wait("ann-shared", "http", metav1.ConditionFalse, barelbv1beta1.AnnouncedReasonNoCommonEndpoint, "shared with ann-shared/https", "none of the eligible nodes")
+		w.wait("ann-shared", "https", metav1.ConditionFalse, barelbv1beta1.AnnouncedReasonNoCommonEndpoint, "shared with ann-shared/http")
+		// An endpoint of https on n1 makes n1 a node for both: the
+		// change to one Service's endpoints reaches the other's verdict.
+		slice("https", "https-2", "n1")
+		w.wait("ann-shared", "http", metav1.ConditionFalse, barelbv1beta1.AnnouncedReasonPending, "no speaker reports answering")
+		w.wait("ann-shared", "https", metav1.ConditionFalse, barelbv1beta1.AnnouncedReasonPending)
+	})
+
 	t.Run("BGP: NoBGPPeer, NoBGPSessionUp, then advertised", func(t *testing.T) {
 		w.t = t
 		w.pool("bgppool", "ann-bgp", "203.0.113.48/28")

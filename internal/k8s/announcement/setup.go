@@ -89,6 +89,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconciler, error
 	}); err != nil {
 		return nil, fmt.Errorf("indexing EndpointSlices: %w", err)
 	}
+	if err := idx.IndexField(ctx, &corev1.Service{}, indexAddress, serviceAddresses); err != nil {
+		return nil, fmt.Errorf("indexing Services by address: %w", err)
+	}
 
 	r := &Reconciler{Client: mgr.GetClient(), Leases: leases, Namespace: o.Namespace, LBClass: o.LoadBalancerClass}
 	c := mgr.GetClient()
@@ -108,18 +111,41 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconciler, error
 		}
 		return request(key)
 	})
-	ofSlice := later(func(_ context.Context, obj client.Object) []reconcile.Request {
-		if name := obj.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
-			return request(obj.GetNamespace() + "/" + name)
+	// A Service and those sharing an address with it: with
+	// externalTrafficPolicy Local, the verdict on each depends on the
+	// others' endpoints.
+	withSharing := func(ctx context.Context, svc *corev1.Service) []reconcile.Request {
+		reqs := []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(svc)}}
+		// The cache fails a listing by index only when the index is
+		// missing, which Setup rules out above.
+		keys, _ := r.onAddresses(ctx, serviceAddresses(svc))
+		for _, k := range keys {
+			if k != reqs[0].NamespacedName {
+				reqs = append(reqs, reconcile.Request{NamespacedName: k})
+			}
 		}
-		return nil
+		return reqs
+	}
+	ofSlice := later(func(ctx context.Context, obj client.Object) []reconcile.Request {
+		name := obj.GetLabels()[discoveryv1.LabelServiceName]
+		if name == "" {
+			return nil
+		}
+		svc := &corev1.Service{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: obj.GetNamespace(), Name: name}, svc); err != nil {
+			svc.Namespace, svc.Name = obj.GetNamespace(), name
+		}
+		return withSharing(ctx, svc)
 	})
 	inNS := builder.WithPredicates(controllerglue.InNamespace(o.Namespace))
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("service-announced").
 		// Services through the same delay: the allocation reconciler's
 		// write of a new address lands before the Service is looked at.
-		Watches(&corev1.Service{}, later(func(_ context.Context, obj client.Object) []reconcile.Request {
+		Watches(&corev1.Service{}, later(func(ctx context.Context, obj client.Object) []reconcile.Request {
+			if svc, ok := obj.(*corev1.Service); ok {
+				return withSharing(ctx, svc)
+			}
 			return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(obj)}}
 		}), builder.WithPredicates(serviceChanged())).
 		Watches(&barelbv1beta1.ServiceL2Status{}, ofStatus, inNS).
