@@ -144,15 +144,20 @@ func (NodeReadiness) Left(string) bool { return false }
 func (m *MemberlistMembers) Forward(ctx context.Context, out chan<- event.GenericEvent) {
 	tick := time.NewTicker(selfReadyPoll)
 	defer tick.Stop()
+	// The poll exists for one plan: the one after this speaker comes to
+	// count itself as ready, which happens once (selfReadyAt stays).
+	poll := tick.C
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.Membership.Changes():
-		case <-tick.C:
+		case <-poll:
 			if !m.selfDue() {
 				continue
 			}
+			tick.Stop()
+			poll = nil
 		}
 		select {
 		case out <- event.GenericEvent{Object: &corev1.Node{}}:
