@@ -1,10 +1,7 @@
 package bgp_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -240,9 +237,10 @@ const maxRollingFailuresBGP = 5
 // (SIGTERM, graceful shutdown, started again, its routes back on the
 // router) under one request loop per address from ext, behind the router.
 func testRollingRestartBGP(t *testing.T, l *lab.Lab, addrs []netip.Addr, settled func(*testing.T)) {
-	var loops []*requestLoop
+	var loops []*lab.Prober
 	for _, a := range addrs {
-		loops = append(loops, startRequestLoop(l, "ext", lab.URL(a.String())))
+		// Behind the router a slow answer is no outage to measure: 1 s.
+		loops = append(loops, l.StartProberTimeout("ext", lab.URL(a.String()), time.Second))
 	}
 	start := time.Now()
 	for _, n := range allNodes(l) {
@@ -258,79 +256,12 @@ func testRollingRestartBGP(t *testing.T, l *lab.Lab, addrs []netip.Addr, settled
 		time.Sleep(time.Second)
 	}
 	for i, lp := range loops {
-		r := lp.stop()
+		r := lp.Stop()
 		t.Logf("rolling restart (%v), %s from ext: %v", time.Since(start).Round(time.Millisecond), addrs[i], r)
-		if r.failed > maxRollingFailuresBGP {
-			t.Errorf("%s: %d of %d requests failed during the rolling restart, want at most %d: %v", addrs[i], r.failed, r.ok+r.failed, maxRollingFailuresBGP, r.errors)
-		} else if r.failed > 0 {
-			t.Logf("%s: failed requests: %v", addrs[i], r.errors)
+		if r.Failed > maxRollingFailuresBGP {
+			t.Errorf("%s: %d of %d requests failed during the rolling restart, want at most %d: %v", addrs[i], r.Failed, r.OK+r.Failed, maxRollingFailuresBGP, r.Errors)
+		} else if r.Failed > 0 {
+			t.Logf("%s: failed requests: %v", addrs[i], r.Errors)
 		}
 	}
-}
-
-// requestLoop is a GET of a URL from a lab host every 10 ms, a new
-// connection each time, 1 s timeout.
-type requestLoop struct {
-	hc           *http.Client
-	url          string
-	stopCh, done chan struct{}
-	mu           sync.Mutex
-	res          loopResult
-}
-
-type loopResult struct {
-	ok, failed int
-	answers    map[string]int
-	errors     []string // the first few
-}
-
-func (r loopResult) String() string {
-	return fmt.Sprintf("%d ok, %d failed, answers %v", r.ok, r.failed, r.answers)
-}
-
-func startRequestLoop(l *lab.Lab, from, url string) *requestLoop {
-	lp := &requestLoop{hc: l.HTTPClient(from, time.Second), url: url, stopCh: make(chan struct{}), done: make(chan struct{}),
-		res: loopResult{answers: map[string]int{}}}
-	go lp.run()
-	return lp
-}
-
-func (lp *requestLoop) run() {
-	defer close(lp.done)
-	defer lp.hc.CloseIdleConnections()
-	for {
-		resp, err := lp.hc.Get(lp.url)
-		var body []byte
-		if err == nil {
-			body, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = errors.New(resp.Status)
-			}
-		}
-		lp.mu.Lock()
-		if err != nil {
-			lp.res.failed++
-			if len(lp.res.errors) < 5 {
-				lp.res.errors = append(lp.res.errors, time.Now().Format("15:04:05.000")+" "+err.Error())
-			}
-		} else {
-			lp.res.ok++
-			lp.res.answers[strings.TrimSpace(string(body))]++
-		}
-		lp.mu.Unlock()
-		select {
-		case <-lp.stopCh:
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-func (lp *requestLoop) stop() loopResult {
-	close(lp.stopCh)
-	<-lp.done
-	lp.mu.Lock()
-	defer lp.mu.Unlock()
-	return lp.res
 }

@@ -345,11 +345,18 @@ func waitKernelNodes(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []str
 // exactly these nodes (by next hop) and returns them.
 func waitPaths(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []string, timeout time.Duration) []bgpPath {
 	tb.Helper()
+	return waitPathsOn(tb, l, l.Vtysh, "router", prefix, nodes, timeout)
+}
+
+// waitPathsOn is waitPaths on the FRR that vtysh talks to (router names
+// it in messages); the wait's message shows its sessions too.
+func waitPathsOn(tb testing.TB, l *lab.Lab, vtysh func(context.Context, ...string) ([]byte, error), router string, prefix netip.Prefix, nodes []string, timeout time.Duration) []bgpPath {
+	tb.Helper()
 	var paths []bgpPath
 	want := fmt.Sprint(nodes)
-	lab.Eventually(tb, timeout, fmt.Sprintf("BGP paths to %s from %s on the router", prefix, want), func() (bool, string) {
+	lab.Eventually(tb, timeout, fmt.Sprintf("BGP paths to %s from %s on the %s", prefix, want, router), func() (bool, string) {
 		var err error
-		paths, err = routerPaths(l, prefix)
+		paths, err = pathsOf(vtysh, prefix)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -361,7 +368,16 @@ func waitPaths(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []string, t
 		if len(got) == 0 {
 			got = nil
 		}
-		return fmt.Sprint(got) == want || (len(nodes) == 0 && len(got) == 0), fmt.Sprint(paths)
+		ok := fmt.Sprint(got) == want || (len(nodes) == 0 && len(got) == 0)
+		if ok {
+			return true, ""
+		}
+		family := "ipv4Unicast"
+		if prefix.Addr().Is6() {
+			family = "ipv6Unicast"
+		}
+		sessions, _ := sessionsOf(vtysh, family)
+		return false, fmt.Sprintf("paths %v; sessions %v", paths, sessions)
 	})
 	return paths
 }

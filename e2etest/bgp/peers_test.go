@@ -82,26 +82,7 @@ func farVtysh(tb testing.TB, l *lab.Lab, lines ...string) {
 // from these nodes.
 func waitFarPaths(tb testing.TB, l *lab.Lab, prefix netip.Prefix, nodes []string, timeout time.Duration) []bgpPath {
 	tb.Helper()
-	var paths []bgpPath
-	want := fmt.Sprint(nodes)
-	lab.Eventually(tb, timeout, fmt.Sprintf("BGP paths to %s from %s on the far router", prefix, want), func() (bool, string) {
-		var err error
-		paths, err = pathsOf(l.FarVtysh, prefix)
-		if err != nil {
-			return false, err.Error()
-		}
-		var hops []string
-		for _, p := range paths {
-			hops = append(hops, p.NextHops...)
-		}
-		got := nodesOf(l, hops)
-		if len(got) == 0 {
-			got = nil
-		}
-		sessions, _ := sessionsOf(l.FarVtysh, "ipv4Unicast")
-		return fmt.Sprint(got) == want || (len(nodes) == 0 && len(got) == 0), fmt.Sprintf("paths %v; sessions %v", paths, sessions)
-	})
-	return paths
+	return waitPathsOn(tb, l, l.FarVtysh, "far router", prefix, nodes, timeout)
 }
 
 // testMultihop peers node1 with FRR on the ext host, behind the router:

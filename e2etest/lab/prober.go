@@ -24,6 +24,7 @@ type Prober struct {
 	mu      sync.Mutex
 	ok      []time.Time
 	failed  int
+	errors  []string
 	answers map[string]int
 	started time.Time
 }
@@ -34,12 +35,21 @@ type Prober struct {
 const (
 	ProbeInterval = 10 * time.Millisecond
 	ProbeTimeout  = 200 * time.Millisecond
+	// maxProbeErrors is how many failures a ProbeResult quotes.
+	maxProbeErrors = 5
 )
 
 // StartProber starts a request loop from host (e.g. "client") to url;
 // Stop ends it.
 func (l *Lab) StartProber(host, url string) *Prober {
-	p := &Prober{url: url, hc: l.HTTPClient(host, ProbeTimeout),
+	return l.StartProberTimeout(host, url, ProbeTimeout)
+}
+
+// StartProberTimeout is StartProber with another timeout per request:
+// behind a router, where a timeout is a failure to explain rather than a
+// gap to measure.
+func (l *Lab) StartProberTimeout(host, url string, timeout time.Duration) *Prober {
+	p := &Prober{url: url, hc: l.HTTPClient(host, timeout),
 		stop: make(chan struct{}), done: make(chan struct{}), answers: map[string]int{}}
 	p.started = time.Now()
 	go p.run()
@@ -68,6 +78,9 @@ func (p *Prober) run() {
 		p.mu.Lock()
 		if err != nil {
 			p.failed++
+			if len(p.errors) < maxProbeErrors {
+				p.errors = append(p.errors, now.Format("15:04:05.000")+" "+err.Error())
+			}
 		} else {
 			p.ok = append(p.ok, now)
 			p.answers[strings.TrimSpace(string(body))]++
@@ -98,6 +111,8 @@ type ProbeResult struct {
 	OutageAt time.Duration
 	// Answers counts the bodies (trimmed) of the successful answers.
 	Answers map[string]int
+	// Errors quotes the first few failures, each with its time.
+	Errors []string
 }
 
 func (r ProbeResult) String() string {
@@ -112,7 +127,7 @@ func (p *Prober) Stop() ProbeResult {
 	end := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r := ProbeResult{OK: len(p.ok), Failed: p.failed, Answers: p.answers}
+	r := ProbeResult{OK: len(p.ok), Failed: p.failed, Answers: p.answers, Errors: p.errors}
 	prev := p.started
 	for _, t := range append(append([]time.Time(nil), p.ok...), end) {
 		if gap := t.Sub(prev); gap > r.Outage {
