@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/netip"
@@ -90,6 +91,9 @@ type fastPath struct {
 	marks     map[string]*mark
 	holdoff   map[string]time.Time // no new mark before
 	verifying map[string]bool      // a hint's verification is running
+	// watch holds the watch streams (watch.go), to the members
+	// watchedBy names.
+	watch *watches
 }
 
 func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fastPath {
@@ -112,6 +116,7 @@ func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fa
 		holdoff:    make(map[string]time.Time),
 		verifying:  make(map[string]bool),
 	}
+	fp.watch = newWatches(fp, log, timing.TCPTimeout)
 	fp.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if l := fp.list.Load(); l != nil {
@@ -179,7 +184,11 @@ func (fp *fastPath) joined(n *memberlist.Node) (again bool) {
 	if a, ok := netip.AddrFromSlice(n.Addr); ok {
 		fp.addrs[n.Name] = netip.AddrPortFrom(a.Unmap(), n.Port)
 	}
-	fp.forgetLocked(n.Name)
+	marked := fp.forgetLocked(n.Name)
+	fp.watch.update(watchedBy(fp.self, fp.addrs))
+	if again || marked {
+		fp.watch.back(n.Name)
+	}
 	return again
 }
 
@@ -191,6 +200,7 @@ func (fp *fastPath) gone(n *memberlist.Node) {
 	delete(fp.addrs, n.Name)
 	fp.wasGone[n.Name] = true
 	fp.forgetLocked(n.Name)
+	fp.watch.update(watchedBy(fp.self, fp.addrs))
 }
 
 // healthy is memberlist's local health score being 0: this member's own
@@ -257,17 +267,21 @@ func (fp *fastPath) clear(name, why string) {
 	}
 	fp.mu.Unlock()
 	if mk != nil {
+		fp.watch.back(name)
 		fp.log.Info("Member mark cleared", "member", name, "reason", why, "markedFor", time.Since(mk.since).Round(time.Millisecond).String())
 		fp.notify()
 	}
 }
 
-// forgetLocked removes name's mark, if any; fp.mu held.
-func (fp *fastPath) forgetLocked(name string) {
-	if mk := fp.marks[name]; mk != nil {
+// forgetLocked removes name's mark, if any, and tells whether there was
+// one; fp.mu held.
+func (fp *fastPath) forgetLocked(name string) bool {
+	mk := fp.marks[name]
+	if mk != nil {
 		mk.timer.Stop()
 		delete(fp.marks, name)
 	}
+	return mk != nil
 }
 
 func (fp *fastPath) expire(name string, mk *mark) {
@@ -328,7 +342,11 @@ func decodeLeaving(b []byte) (name string, ok bool) {
 }
 
 // verify checks a hint with a dial of this member's own.
-func (fp *fastPath) verify(name, from string) {
+func (fp *fastPath) verify(name, from string) { fp.check(name, "hint from "+from, false) }
+
+// check dials member name and acts on what the kernels say (observe); a
+// check already running for name, or a mark, makes it a no-op.
+func (fp *fastPath) check(name, source string, share bool) {
 	ap, ok := fp.member(name)
 	if !ok {
 		return
@@ -349,9 +367,9 @@ func (fp *fastPath) verify(name, from string) {
 	r := kernelDial(ap, fp.window, fp.minSilence)
 	if r.conn != nil {
 		_ = r.conn.Close()
-		fp.log.V(1).Info("Down hint not confirmed: the member answered", "member", name, "from", from)
+		fp.log.V(1).Info("Member answered a check", "member", name, "source", source)
 	}
-	fp.observe(name, ap, r, healthy, "hint from "+from, false)
+	fp.observe(name, ap, r, healthy, source, share)
 }
 
 func encodeHint(name, from string) []byte {
@@ -435,10 +453,64 @@ func (d delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []by
 // the TCP fallback of a probe (a dial with less than TCPTimeout, after the
 // UDP ping got no ack in ProbeTimeout) goes through kernelDial and its
 // verdict is evidence; a refused stream dial (push/pull, Join) is
-// evidence too.
+// evidence too. Its inbound streams are sorted: watch streams (watch.go)
+// are held, memberlist gets the rest.
 type transport struct {
 	*memberlist.NetTransport
-	fp *fastPath
+	fp      *fastPath
+	streams chan net.Conn
+	done    chan struct{}
+	stop    sync.Once
+}
+
+func newTransport(nt *memberlist.NetTransport, fp *fastPath) *transport {
+	t := &transport{NetTransport: nt, fp: fp, streams: make(chan net.Conn), done: make(chan struct{})}
+	go t.sortStreams()
+	return t
+}
+
+// StreamCh is memberlist's inbound streams, watch streams left out.
+func (t *transport) StreamCh() <-chan net.Conn { return t.streams }
+
+func (t *transport) sortStreams() {
+	for {
+		select {
+		case <-t.done:
+			return
+		case c := <-t.NetTransport.StreamCh():
+			go t.sortStream(c)
+		}
+	}
+}
+
+// sortStream reads a stream's first byte: a watch stream is held, any
+// other goes to memberlist with the byte given back.
+func (t *transport) sortStream(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(t.fp.tcpTimeout))
+	var first [1]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		_ = c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if first[0] == watchMagic {
+		t.fp.watch.accept(c)
+		return
+	}
+	select {
+	case t.streams <- &peekedConn{Conn: c, first: first[:]}:
+	case <-t.done:
+		_ = c.Close()
+	}
+}
+
+// Shutdown closes the watch streams too.
+func (t *transport) Shutdown() error {
+	t.stop.Do(func() {
+		close(t.done)
+		t.fp.watch.close()
+	})
+	return t.NetTransport.Shutdown()
 }
 
 func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {

@@ -176,11 +176,11 @@ func New(cfg Config) (*Membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership: start member %q on %s: %w", cfg.NodeName, m.self, err)
 	}
-	mc.Transport = &transport{NetTransport: nt, fp: m.fast}
+	mc.Transport = newTransport(nt, m.fast)
 
 	list, err := memberlist.Create(mc)
 	if err != nil {
-		_ = nt.Shutdown()
+		_ = mc.Transport.Shutdown()
 		return nil, fmt.Errorf("membership: start member %q on %s: %w", cfg.NodeName, m.self, err)
 	}
 	m.list = list

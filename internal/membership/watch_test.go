@@ -1,0 +1,123 @@
+package membership
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/barelb/barelb/internal/testutil"
+)
+
+func TestWatchedBy(t *testing.T) {
+	ap := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), port) }
+	members := func(names ...string) map[string]netip.AddrPort {
+		m := map[string]netip.AddrPort{}
+		for i, n := range names {
+			m[n] = ap(uint16(7000 + i))
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name    string
+		self    string
+		members map[string]netip.AddrPort
+		want    []string
+	}{
+		{"alone", "a", members("a"), nil},
+		{"a pair watch each other", "b", members("a", "b"), []string{"a"}},
+		{"four: every other one", "b", members("a", "b", "c", "d"), []string{"a", "c", "d"}},
+		{"the next three in name order", "b", members("a", "b", "c", "d", "e", "f"), []string{"c", "d", "e"}},
+		{"wrapping around", "e", members("a", "b", "c", "d", "e", "f"), []string{"a", "b", "f"}},
+		{"self not yet listed", "c", members("a", "b", "d", "e", "f"), []string{"d", "e", "f"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := watchedBy(tc.self, tc.members)
+			var names []string
+			for n, a := range got {
+				if a != tc.members[n] {
+					t.Errorf("%s at %v, want %v", n, a, tc.members[n])
+				}
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			if diff := cmp.Diff(tc.want, names); diff != "" {
+				t.Errorf("watched (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// Every member is watched by min(fanout, others) members.
+	all := members("n01", "n02", "n03", "n04", "n05", "n06", "n07", "n08", "n09", "n10")
+	by := map[string]int{}
+	for self := range all {
+		for n := range watchedBy(self, all) {
+			by[n]++
+		}
+	}
+	for n := range all {
+		if by[n] != watchFanout {
+			t.Errorf("%s watched by %d members, want %d", n, by[n], watchFanout)
+		}
+	}
+}
+
+// TestWatchStreamOfLiveMember: a watch stream that ends while its member
+// lives (an older speaker closes the unknown stream, a connection reset
+// by something in between) marks nothing: the watcher's own connect is
+// answered. The watcher opens a new stream afterwards, and memberlist's
+// own streams (the join's push/pull) keep working beside the watch
+// streams.
+func TestWatchStreamOfLiveMember(t *testing.T) {
+	var ml markLog
+	a, pa := startMember(t, "a", memberOpts{logger: ml.logger("a")})
+	b, _ := startMember(t, "b", memberOpts{logger: ml.logger("b")})
+	join(t, b, pa)
+	testutil.Eventually(t, 10*time.Second, "a watches b, held by b", func() (bool, string) {
+		return slices.Equal(a.fast.watch.watching(), []string{"b"}) && b.fast.watch.held() == 1,
+			fmt.Sprintf("a watches %v, b holds %d streams", a.fast.watch.watching(), b.fast.watch.held())
+	})
+	for range 3 {
+		b.fast.watch.dropHeld()
+		testutil.Eventually(t, 10*time.Second, "a's new watch stream to b", func() (bool, string) {
+			return b.fast.watch.held() == 1, fmt.Sprintf("b holds %d streams", b.fast.watch.held())
+		})
+	}
+	if downs, _ := ml.lines(); len(downs) > 0 {
+		t.Errorf("a live member was marked down: %v", downs)
+	}
+	if !lists(a, "b") {
+		t.Errorf("a lists %v, want b among them", a.Members())
+	}
+}
+
+// watching lists the members watched.
+func (w *watches) watching() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.out))
+	for n := range w.out {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// held counts the inbound watch streams held.
+func (w *watches) held() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.inbound)
+}
+
+// dropHeld closes the inbound watch streams, as an older speaker would.
+func (w *watches) dropHeld() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for c := range w.inbound {
+		_ = c.Close()
+		delete(w.inbound, c)
+	}
+}
