@@ -504,13 +504,16 @@ func (t *transport) sortStream(c net.Conn) {
 	}
 }
 
-// Shutdown closes the watch streams too.
+// Shutdown closes the watch streams too. NetTransport's listener may be
+// handing over a stream while it stops: sortStreams takes it until
+// NetTransport has stopped.
 func (t *transport) Shutdown() error {
+	err := t.NetTransport.Shutdown()
 	t.stop.Do(func() {
 		close(t.done)
 		t.fp.watch.close()
 	})
-	return t.NetTransport.Shutdown()
+	return err
 }
 
 func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
