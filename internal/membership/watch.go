@@ -2,13 +2,11 @@ package membership
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -145,9 +143,13 @@ func (w *watches) run(ctx context.Context, name string, wt *watcher) {
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			w.fp.observe(name, ap, dialResult{verdict: verdictRefused}, false, "watch", true)
-		} else if err == nil {
+		// A stream that could not be opened is no evidence here: a
+		// firewall rejecting TCP on the port refuses it as a dead
+		// process would, while memberlist's UDP probes still reach the
+		// member (the probes' own TCP fallback judges only after a
+		// ping went unanswered). Only the end of a stream that was
+		// open is news.
+		if err == nil {
 			// The stream ended: the member's process is gone, or it
 			// closed the stream. A dial of our own tells which.
 			w.fp.check(name, "watch stream ended", true)
