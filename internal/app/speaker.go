@@ -367,11 +367,17 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	if m != nil {
 		tablePeers = peers
 	}
+	observer, err := l2announcer.NewObserver(mgr, log.WithName("layer2"), o.NodeName, members, network, ctrlmetrics.Registry)
+	if err != nil {
+		stopAnswering()
+		_ = shutdown()
+		return err
+	}
 	r := &l2announcer.Reconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: log.WithName("layer2"),
 		Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 		Members: alive, Network: network, Services: services, Speakers: speakers, Peers: tablePeers,
-		DrainOnCordon: o.DrainOnCordon,
+		DrainOnCordon: o.DrainOnCordon, Observer: observer,
 	}
 	if m != nil {
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
@@ -395,9 +401,6 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		network.Watch(ctx, interfaceWatchInterval)
 		return nil
 	}))
-	if err == nil {
-		err = l2announcer.Observe(mgr, r, members, network, ctrlmetrics.Registry)
-	}
 	if err == nil {
 		err = l2announcer.Setup(mgr, r, changes)
 	}

@@ -42,40 +42,19 @@ func TestFRR(t *testing.T) {
 			configure()
 			m, ev := startManager(t, l.nsA, testLog(t))
 			peer := Peer{Local: tc.ours, Remote: tc.theirs, Interface: l.ifA, Profile: fastProfile}
-			k := peer.Key()
-			start := time.Now()
-			if err := m.Add(context.Background(), peer); err != nil {
-				t.Fatal(err)
-			}
-
-			// Up, on both sides, with 100 ms timers once the Poll
-			// Sequence that follows Up is over.
-			up := ev.wait(t, k, StateUp, upTimeout)
-			t.Logf("%s: Up after %v", tc.name, up.At.Sub(start).Round(time.Millisecond))
-			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
-			testutil.Eventually(t, 5*time.Second, "FRR sees the session up with our 100 ms timers", func() (bool, string) {
-				s := l.frrState(tc.ours)
-				return s.Status == "up" && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100 && s.RemoteTransmit == 100, fmt.Sprintf("FRR: %+v", s)
-			})
+			k := l.addUp(t, m, ev, peer)
 
 			// bfdd killed: we detect it within the detection time.
 			killed := time.Now()
 			l.killBFDD()
 			down := ev.waitAfter(t, k, StateDown, killed, detectTimeout)
-			detection := down.At.Sub(killed)
-			t.Logf("%s: bfdd SIGKILLed -> Down in %v (diag %s)", tc.name, detection.Round(time.Millisecond), down.Diag)
-			if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
-				t.Errorf("down after a kill: diag %s, PeerFailed %v; want ControlDetectionTimeExpired, true", down.Diag, down.PeerFailed())
-			}
-			if detection > time.Second {
-				t.Errorf("detection took %v, want about 300 ms (at most 1 s)", detection)
-			}
+			wantDetected(t, down, killed, "bfdd SIGKILLed")
 
 			// bfdd restarted: Up again.
 			restarted := time.Now()
 			l.startBFDD()
 			configure()
-			up = ev.waitAfter(t, k, StateUp, restarted, upTimeout)
+			up := ev.waitAfter(t, k, StateUp, restarted, upTimeout)
 			t.Logf("%s: Up again %v after restarting bfdd", tc.name, up.At.Sub(restarted).Round(time.Millisecond))
 			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
 
@@ -341,18 +320,7 @@ func TestFRRMultihop(t *testing.T) {
 				t.Fatal(err)
 			}
 			peer := Peer{Local: tc.ours, Remote: tc.theirs, Multihop: true, Profile: fastProfile}
-			k := peer.Key()
-			start := time.Now()
-			if err := m.Add(context.Background(), peer); err != nil {
-				t.Fatal(err)
-			}
-			up := ev.wait(t, k, StateUp, upTimeout)
-			t.Logf("%s: multihop Up after %v", tc.name, up.At.Sub(start).Round(time.Millisecond))
-			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
-			testutil.Eventually(t, 5*time.Second, "FRR sees the multihop session up with our 100 ms timers", func() (bool, string) {
-				s := l.frrState(tc.ours)
-				return s.Status == "up" && s.Multihop && s.RemoteID == info(t, m, k).LocalDiscriminator && s.RemoteReceive == 100, fmt.Sprintf("FRR: %+v", s)
-			})
+			k := l.addUp(t, m, ev, peer)
 			if s := info(t, m, single.Key()); s.State == StateUp || s.Stats.PacketsIn != 0 {
 				t.Errorf("the single-hop session to a peer two hops away: state %s, %d packets in; want Down, none", s.State, s.Stats.PacketsIn)
 			}
@@ -362,14 +330,7 @@ func TestFRRMultihop(t *testing.T) {
 			cut := time.Now()
 			l.run("ip", "-n", l.nsR, "link", "set", l.ifRB, "down")
 			down := ev.waitAfter(t, k, StateDown, cut, detectTimeout)
-			detection := down.At.Sub(cut)
-			t.Logf("%s: far link down -> Down in %v (diag %s)", tc.name, detection.Round(time.Millisecond), down.Diag)
-			if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
-				t.Errorf("down after the far link went: diag %s, PeerFailed %v", down.Diag, down.PeerFailed())
-			}
-			if detection > time.Second {
-				t.Errorf("detection took %v, want about 300 ms (at most 1 s)", detection)
-			}
+			wantDetected(t, down, cut, "far link down")
 			l.run("ip", "-n", l.nsR, "link", "set", l.ifRB, "up")
 			ev.wait(t, k, StateUp, upTimeout)
 			settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
@@ -396,5 +357,39 @@ func TestFRRMultihop(t *testing.T) {
 			ev.wait(t, k, StateUp, upTimeout)
 			t.Logf("%s: manager stats %+v", tc.name, m.Stats())
 		})
+	}
+}
+
+// addUp adds peer to m and waits until the session is Up on both sides
+// with our 100 ms timers, once the Poll Sequence that follows Up is over.
+func (l *lab) addUp(t *testing.T, m *Manager, ev events, peer Peer) Key {
+	t.Helper()
+	k := peer.Key()
+	start := time.Now()
+	if err := m.Add(context.Background(), peer); err != nil {
+		t.Fatal(err)
+	}
+	up := ev.wait(t, k, StateUp, upTimeout)
+	t.Logf("%s: Up after %v (multihop %v)", peer.Remote, up.At.Sub(start).Round(time.Millisecond), peer.Multihop)
+	settle(t, m, ev, k, 100*time.Millisecond, 300*time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "FRR sees the session up with our 100 ms timers", func() (bool, string) {
+		s := l.frrState(peer.Local)
+		return s.Status == "up" && s.Multihop == peer.Multihop && s.RemoteID == info(t, m, k).LocalDiscriminator &&
+			s.RemoteReceive == 100 && s.RemoteTransmit == 100, fmt.Sprintf("FRR: %+v", s)
+	})
+	return k
+}
+
+// wantDetected checks a Down the peer's failure caused at since: the
+// detection time expired, in about 300 ms (at most 1 s).
+func wantDetected(t *testing.T, down Change, since time.Time, cause string) {
+	t.Helper()
+	detection := down.At.Sub(since)
+	t.Logf("%s -> Down in %v (diag %s)", cause, detection.Round(time.Millisecond), down.Diag)
+	if down.Diag != DiagControlDetectionExpired || !down.PeerFailed() {
+		t.Errorf("down after %s: diag %s, PeerFailed %v; want ControlDetectionTimeExpired, true", cause, down.Diag, down.PeerFailed())
+	}
+	if detection > time.Second {
+		t.Errorf("%s: detection took %v, want about 300 ms (at most 1 s)", cause, detection)
 	}
 }

@@ -61,7 +61,7 @@ func registeredNames(t *testing.T) describedNames {
 	if _, err := metrics.NewController(names); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := metrics.NewSpeaker(names); err != nil {
+	if _, err := metrics.NewSpeaker(names, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := metrics.NewSpeakerBGP(names); err != nil {

@@ -44,8 +44,10 @@ type Speaker struct {
 	responders *responderCollector
 }
 
-// NewSpeaker makes the speaker's metrics and registers them on reg.
-func NewSpeaker(reg prometheus.Registerer) (*Speaker, error) {
+// NewSpeaker makes the speaker's metrics and registers them on reg;
+// responders reads the layer-2 responders' counters at scrape time (nil:
+// none).
+func NewSpeaker(reg prometheus.Registerer, responders func() []ResponderCounts) (*Speaker, error) {
 	gauge := func(name, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "barelb", Subsystem: "speaker", Name: name, Help: help})
 	}
@@ -92,13 +94,10 @@ func NewSpeaker(reg prometheus.Registerer) (*Speaker, error) {
 	if m.responders, err = register(reg, m.responders); err != nil {
 		return nil, err
 	}
+	// Set on the collector the registry serves, which is an earlier
+	// speaker's when this process started one before (tests do).
+	m.responders.setSource(responders)
 	return m, nil
-}
-
-// SetResponderSource tells the metrics where to read the responders'
-// counters from at scrape time.
-func (m *Speaker) SetResponderSource(source func() []ResponderCounts) {
-	m.responders.setSource(source)
 }
 
 // SetBool sets g to 1 or 0.

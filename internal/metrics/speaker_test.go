@@ -39,7 +39,7 @@ func TestResponderCollector(t *testing.T) {
 		source func() []ResponderCounts
 		want   string
 	}{
-		{name: "no source yet reports nothing", want: ""},
+		{name: "no source reports nothing", want: ""},
 		{name: "no responder open reports nothing", source: func() []ResponderCounts { return nil }, want: ""},
 		{
 			name: "one series per interface and counter",
@@ -80,12 +80,8 @@ barelb_speaker_ndp_solicitations_received_total{interface="eth1"} 0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := prometheus.NewPedanticRegistry()
-			m, err := NewSpeaker(reg)
-			if err != nil {
+			if _, err := NewSpeaker(reg, tt.source); err != nil {
 				t.Fatal(err)
-			}
-			if tt.source != nil {
-				m.SetResponderSource(tt.source)
 			}
 			if got, want := gatherText(t, reg, names...), strings.TrimPrefix(tt.want, "\n"); got != want {
 				t.Errorf("got\n%s\nwant\n%s", got, want)
@@ -96,7 +92,7 @@ barelb_speaker_ndp_solicitations_received_total{interface="eth1"} 0
 
 func TestSpeakerGauges(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	m, err := NewSpeaker(reg)
+	m, err := NewSpeaker(reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,16 +126,14 @@ func TestSpeakerGauges(t *testing.T) {
 // the registered metrics, and the collector reads the newest source.
 func TestNewSpeakerTwice(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	first, err := NewSpeaker(reg)
+	first, err := NewSpeaker(reg, func() []ResponderCounts { return []ResponderCounts{{Interface: "old", ARPAnswers: 1}} })
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.SetResponderSource(func() []ResponderCounts { return []ResponderCounts{{Interface: "old", ARPAnswers: 1}} })
-	second, err := NewSpeaker(reg)
+	second, err := NewSpeaker(reg, func() []ResponderCounts { return []ResponderCounts{{Interface: "new", ARPAnswers: 9}} })
 	if err != nil {
 		t.Fatalf("registering the speaker's metrics twice: %v", err)
 	}
-	second.SetResponderSource(func() []ResponderCounts { return []ResponderCounts{{Interface: "new", ARPAnswers: 9}} })
 	want := `
 # HELP barelb_speaker_arp_answers_sent_total ARP replies sent for announced addresses.
 # TYPE barelb_speaker_arp_answers_sent_total counter

@@ -74,7 +74,7 @@ func TestContestedAddresses(t *testing.T) {
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("barelb-speaker"), Log: testr.New(t),
 		Node: "n1", Namespace: namespace, Members: m, Network: network,
 	}
-	speakerMetrics, err := metrics.NewSpeaker(prometheus.NewRegistry())
+	speakerMetrics, err := metrics.NewSpeaker(prometheus.NewRegistry(), nil)
 	must(err)
 	r.Observer = &Observer{Recorder: r.Recorder, Log: r.Log, Node: r.Node, Metrics: speakerMetrics, Interfaces: network.Interfaces}
 	must(Setup(mgr, r, changes))

@@ -25,38 +25,38 @@ const (
 	ReasonMembershipFormed = "MembershipFormed"
 )
 
-// Observe adds the speaker's observability to r and mgr: metrics
-// registered on reg (the responders' counters, addresses announced,
-// membership), the Observer's strictARP and interface checks, and the
-// MembershipWatch.
+// NewObserver makes the speaker's observability and adds what runs of it
+// to mgr: metrics registered on reg (the responders' counters, addresses
+// announced, membership), the Observer's strictARP and interface checks,
+// and the MembershipWatch. The Reconciler of node is given the Observer
+// when it is made; log is the layer-2 glue's.
 //
 // members is nil when the speaker runs without memberlist
 // (--memberlist=false): node readiness then decides by the operator's
 // choice, not as a fallback, so there is no MembershipWatch to warn about
 // it; memberlist_enabled says 0 and membership_fallback stays 0.
-func Observe(mgr ctrl.Manager, r *Reconciler, members *MemberlistMembers, network *HostNetwork, reg prometheus.Registerer) error {
-	m, err := metrics.NewSpeaker(reg)
+func NewObserver(mgr ctrl.Manager, log logr.Logger, node string, members *MemberlistMembers, network *HostNetwork, reg prometheus.Registerer) (*Observer, error) {
+	m, err := metrics.NewSpeaker(reg, network.ResponderCounts)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	m.SetResponderSource(network.ResponderCounts)
 	metrics.SetBool(m.MemberlistEnabled, members != nil)
 	metrics.SetBool(m.MembershipFallback, false)
 	recorder := mgr.GetEventRecorderFor("barelb-speaker")
-	r.Observer = &Observer{
-		APIReader: mgr.GetAPIReader(), Recorder: recorder, Log: r.Log.WithName("checks"),
-		Node: r.Node, Metrics: m, Interfaces: network.Interfaces,
+	o := &Observer{
+		APIReader: mgr.GetAPIReader(), Recorder: recorder, Log: log.WithName("checks"),
+		Node: node, Metrics: m, Interfaces: network.Interfaces,
 	}
-	runnables := []interface{ Start(context.Context) error }{r.Observer}
+	runnables := []interface{ Start(context.Context) error }{o}
 	if members != nil {
-		runnables = append(runnables, &MembershipWatch{Members: members, Recorder: recorder, Log: r.Log.WithName("membership"), Node: r.Node, Metrics: m})
+		runnables = append(runnables, &MembershipWatch{Members: members, Recorder: recorder, Log: log.WithName("membership"), Node: node, Metrics: m})
 	}
 	for _, runnable := range runnables {
 		if err := mgr.Add(runnableFunc(runnable.Start)); err != nil {
-			return fmt.Errorf("adding the speaker's checks: %w", err)
+			return nil, fmt.Errorf("adding the speaker's checks: %w", err)
 		}
 	}
-	return nil
+	return o, nil
 }
 
 // runnableFunc runs on every speaker: the manager has no leader election

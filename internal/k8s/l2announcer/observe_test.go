@@ -52,7 +52,7 @@ func startObserveEnv(t *testing.T) *observeEnv {
 		t.Fatal(err)
 	}
 	var err error
-	if e.m, err = metrics.NewSpeaker(e.reg); err != nil {
+	if e.m, err = metrics.NewSpeaker(e.reg, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.mgr, err = ctrl.NewManager(env.Config, env.ManagerOptions(testr.New(t)))
