@@ -92,8 +92,9 @@ type fastPath struct {
 	holdoff   map[string]time.Time // no new mark before
 	verifying map[string]bool      // a hint's verification is running
 	// watch holds the watch streams (watch.go), to the members
-	// watchedBy names.
+	// watchedBy names, and echo pings their nodes (echo.go).
 	watch *watches
+	echo  *echoer
 }
 
 func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fastPath {
@@ -117,6 +118,7 @@ func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fa
 		verifying:  make(map[string]bool),
 	}
 	fp.watch = newWatches(fp, log, timing.TCPTimeout)
+	fp.echo = newEchoer(fp, log)
 	fp.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if l := fp.list.Load(); l != nil {
@@ -185,7 +187,7 @@ func (fp *fastPath) joined(n *memberlist.Node) (again bool) {
 		fp.addrs[n.Name] = netip.AddrPortFrom(a.Unmap(), n.Port)
 	}
 	marked := fp.forgetLocked(n.Name)
-	fp.watch.update(watchedBy(fp.self, fp.addrs))
+	fp.watchedChangedLocked()
 	if again || marked {
 		fp.watch.back(n.Name)
 	}
@@ -200,7 +202,15 @@ func (fp *fastPath) gone(n *memberlist.Node) {
 	delete(fp.addrs, n.Name)
 	fp.wasGone[n.Name] = true
 	fp.forgetLocked(n.Name)
-	fp.watch.update(watchedBy(fp.self, fp.addrs))
+	fp.watchedChangedLocked()
+}
+
+// watchedChangedLocked points the watch streams and the echoes at the
+// members watchedBy names now; fp.mu held.
+func (fp *fastPath) watchedChangedLocked() {
+	want := watchedBy(fp.self, fp.addrs)
+	fp.watch.update(want)
+	fp.echo.update(fp.addrs[fp.self].Addr(), want)
 }
 
 // healthy is memberlist's local health score being 0: this member's own
@@ -512,6 +522,7 @@ func (t *transport) Shutdown() error {
 	t.stop.Do(func() {
 		close(t.done)
 		t.fp.watch.close()
+		t.fp.echo.close()
 	})
 	return err
 }

@@ -367,10 +367,16 @@ func TestFastPathUnreachable(t *testing.T) {
 		d := elapsedUntil(t, 30*time.Second, "survivors drop the victim", func() bool { ok, _ := sees(ms, "a", "b")(); return ok })
 		ml.settle(func(downs, _ []string) bool { return len(downs) > 0 })
 		downs, fromHint, _ := ml.counts()
+		fromEcho := ml.countSource("echo silence")
 		fmt.Printf("CUT-DETECTION %v\n", d)
-		t.Logf("cut %d: dropped by both after %v; %d marks, %d after a hint", i, d.Round(time.Millisecond), downs, fromHint)
+		t.Logf("cut %d: dropped by both after %v; %d marks, %d after a hint, %d after echo silence", i, d.Round(time.Millisecond), downs, fromHint, fromEcho)
 		if downs == 0 {
 			t.Errorf("cut %d: no survivor marked the victim on unanswered SYNs", i)
+		}
+		// The survivors ping the victim's node: its silence is what
+		// prompts the check, before a probe would.
+		if fromEcho == 0 {
+			t.Errorf("cut %d: no survivor checked the victim after its echoes went unanswered", i)
 		}
 		if d > 5*time.Second {
 			t.Errorf("cut %d: dropped after %v, want < 5s", i, d)

@@ -174,6 +174,7 @@ func New(cfg Config) (*Membership, error) {
 		Logger:    mc.Logger,
 	})
 	if err != nil {
+		m.fast.echo.close()
 		return nil, fmt.Errorf("membership: start member %q on %s: %w", cfg.NodeName, m.self, err)
 	}
 	mc.Transport = newTransport(nt, m.fast)

@@ -1,0 +1,249 @@
+package membership
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// Echo checks: the watched members' nodes are pinged (ICMP echo) every
+// echoInterval. A node's kernel answers an echo itself, whatever its
+// processes are doing, so a node that stops answering for echoSilence is
+// one whose kernel is down or off the network, or whose path is cut: that
+// is the cue for the fast path's own check (kernelDial: its SYNs too must
+// go unanswered for minSilence, with this member's health at 0), which
+// marks and shares as a probe's would. A node cut off the LAN is then
+// found about 50 ms after the cut plus the check's 60 ms, instead of when
+// memberlist next probes it plus its ping timeout plus the check.
+//
+// Silence is evidence only from a node that has answered before (ICMP may
+// be filtered), and not when every watched node falls silent at once with
+// two or more watched: that is this node cut off, or its own ICMP, not
+// theirs. After a check, a node counts again only once it answers again,
+// so a node whose echoes are filtered from some moment on costs one check.
+// Members on this member's own address are not pinged: the answer would
+// say nothing about them (tests run many members on one address).
+const (
+	echoInterval = 10 * time.Millisecond
+	echoSilence  = 50 * time.Millisecond
+)
+
+// echoer pings the watched members' nodes and asks for a check when one
+// falls silent.
+type echoer struct {
+	fp  *fastPath
+	log logr.Logger
+	id  int
+
+	mu      sync.Mutex
+	closed  bool
+	cancel  context.CancelFunc
+	conns   map[bool]*icmp.PacketConn // by "is IPv4"; nil when it could not be opened
+	tried   map[bool]bool
+	targets map[string]*echoTarget // by member name
+}
+
+// echoTarget is a watched member's node.
+type echoTarget struct {
+	addr netip.Addr
+	// answered is when its node last answered an echo; zero until it
+	// does, and again after a check, until it answers again.
+	answered time.Time
+	checking bool
+}
+
+func newEchoer(fp *fastPath, log logr.Logger) *echoer {
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &echoer{fp: fp, log: log, id: rand.N(0xffff) + 1, cancel: cancel,
+		conns: map[bool]*icmp.PacketConn{}, tried: map[bool]bool{}, targets: map[string]*echoTarget{}}
+	go e.run(ctx)
+	return e
+}
+
+// update pings exactly the members of want that are not on self's
+// address. It does not block (memberlist's events call it).
+func (e *echoer) update(self netip.Addr, want map[string]netip.AddrPort) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	for name, t := range e.targets {
+		if ap, ok := want[name]; !ok || ap.Addr() != t.addr || ap.Addr() == self {
+			delete(e.targets, name)
+		}
+	}
+	for name, ap := range want {
+		if e.targets[name] == nil && ap.Addr() != self && ap.Addr().IsValid() {
+			e.targets[name] = &echoTarget{addr: ap.Addr()}
+		}
+	}
+}
+
+// close stops the echoes.
+func (e *echoer) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	e.closed = true
+	e.cancel()
+	for _, c := range e.conns {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
+
+func (e *echoer) run(ctx context.Context) {
+	tick := time.NewTicker(echoInterval)
+	defer tick.Stop()
+	seq := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			seq = (seq + 1) & 0xffff
+			for _, a := range e.addrs() {
+				e.send(a, seq)
+			}
+			e.judge(now)
+		}
+	}
+}
+
+// addrs are the nodes to ping now.
+func (e *echoer) addrs() []netip.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]netip.Addr, 0, len(e.targets))
+	for _, t := range e.targets {
+		out = append(out, t.addr)
+	}
+	return out
+}
+
+// conn returns the socket for a's family, opening it (and its reader) on
+// first use; nil when it cannot be opened (no CAP_NET_RAW): the echo
+// checks are then off and the probes do as before.
+func (e *echoer) conn(a netip.Addr) *icmp.PacketConn {
+	v4 := a.Is4()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.tried[v4] {
+		return e.conns[v4]
+	}
+	e.tried[v4] = true
+	network, bind := "ip6:ipv6-icmp", "::"
+	if v4 {
+		network, bind = "ip4:icmp", "0.0.0.0"
+	}
+	c, err := icmp.ListenPacket(network, bind)
+	if err != nil {
+		e.log.Info("Echo checks off: cannot open a raw ICMP socket; a node cut off the network is found by the probes alone", "network", network, "error", err.Error())
+		return nil
+	}
+	e.conns[v4] = c
+	go e.read(c, v4)
+	return c
+}
+
+func (e *echoer) send(a netip.Addr, seq int) {
+	c := e.conn(a)
+	if c == nil {
+		return
+	}
+	var typ icmp.Type = ipv6.ICMPTypeEchoRequest
+	if a.Is4() {
+		typ = ipv4.ICMPTypeEcho
+	}
+	b, err := (&icmp.Message{Type: typ, Body: &icmp.Echo{ID: e.id, Seq: seq}}).Marshal(nil)
+	if err != nil {
+		return
+	}
+	// A send that fails (this node's link is down) is silence too.
+	_, _ = c.WriteTo(b, &net.IPAddr{IP: a.AsSlice()})
+}
+
+// read records the answers to this echoer's echoes until c is closed.
+func (e *echoer) read(c *icmp.PacketConn, v4 bool) {
+	proto, reply := 58, icmp.Type(ipv6.ICMPTypeEchoReply) // IANA ICMPv6
+	if v4 {
+		proto, reply = 1, ipv4.ICMPTypeEchoReply
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return // closed
+		}
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil || m.Type != reply {
+			continue
+		}
+		if echo, ok := m.Body.(*icmp.Echo); !ok || echo.ID != e.id {
+			continue
+		}
+		ip, ok := from.(*net.IPAddr)
+		if !ok {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(ip.IP)
+		if !ok {
+			continue
+		}
+		a = a.Unmap()
+		now := time.Now()
+		e.mu.Lock()
+		for _, t := range e.targets {
+			if t.addr == a && !t.checking {
+				t.answered = now
+			}
+		}
+		e.mu.Unlock()
+	}
+}
+
+// judge asks for a check of each node silent for echoSilence.
+func (e *echoer) judge(now time.Time) {
+	e.mu.Lock()
+	var silent []string
+	answering := 0
+	for name, t := range e.targets {
+		if t.answered.IsZero() || t.checking {
+			continue
+		}
+		answering++
+		if now.Sub(t.answered) >= echoSilence {
+			silent = append(silent, name)
+		}
+	}
+	if len(silent) == 0 || (answering >= 2 && len(silent) == answering) {
+		e.mu.Unlock()
+		return
+	}
+	for _, name := range silent {
+		e.targets[name].checking = true
+	}
+	e.mu.Unlock()
+	for _, name := range silent {
+		go func() {
+			e.fp.check(name, "echo silence", true)
+			e.mu.Lock()
+			if t := e.targets[name]; t != nil {
+				t.checking, t.answered = false, time.Time{}
+			}
+			e.mu.Unlock()
+		}()
+	}
+}
