@@ -92,15 +92,23 @@ func TestDrain(t *testing.T) {
 				r := p.Stop()
 				t.Logf("%s %s→%s, %s: status after %v, client moved after %v; request loop: %v",
 					s.name, before, after, ips[i], statusAt.Round(time.Millisecond), moved.Round(time.Millisecond), r)
-				// The target is 0 and the passing runs show 0; under a
-				// load average of 20-30 a few requests (IPv6 mostly, a
-				// 200 ms timeout each) fail at or after the move, cause
-				// not found yet (the speakers' logs show the new node
-				// announcing before the old one stops). The bound is
-				// the rolling restart's, which catches a break-before-
-				// make move (tens of failures) and not that.
-				if r.Failed > maxRollingFailures {
-					t.Errorf("%s: %d requests failed while the address moved, want at most %d (target 0)", ips[i], r.Failed, maxRollingFailures)
+				// The target is 0. IPv4 meets it; IPv6 loses requests
+				// in a known, not yet explained way: in three runs on a
+				// quiet machine (2026-12-07) its loop had one gap of
+				// 0.6-1 s (4-8 requests of 200 ms timeout) that began
+				// 14-52 ms *before* the drain was written, and its
+				// client's neighbour entry moved only with the new
+				// node's third announcement (+1 s), although the old
+				// node withdrew having heard the new one. Until that is
+				// found, IPv6 is bounded at maxDrainFailuresIPv6 and the
+				// count is logged; make-before-break itself is judged
+				// from the speakers' logs below.
+				bound := maxRollingFailures
+				if netip.MustParseAddr(ips[i]).Is6() {
+					bound = maxDrainFailuresIPv6
+				}
+				if r.Failed > bound {
+					t.Errorf("%s: %d requests failed while the address moved, want at most %d (target 0)", ips[i], r.Failed, bound)
 				}
 			}
 			// Make-before-break, from the speakers' logs: the node the
@@ -150,6 +158,10 @@ func TestDrain(t *testing.T) {
 
 // logTime is the time of the first line of a speaker's log after since
 // with message msg about address ip; ok is false when there is none.
+// maxDrainFailuresIPv6 bounds the IPv6 requests a drain may lose (see
+// the request loop's check in TestDrain): the known gap, with room.
+const maxDrainFailuresIPv6 = 15
+
 // logLine is a speaker's log line, the fields the test reads.
 type logLine struct {
 	Msg            string    `json:"msg"`
