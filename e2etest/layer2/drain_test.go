@@ -93,10 +93,10 @@ func TestDrain(t *testing.T) {
 				t.Logf("%s %s→%s, %s: status after %v, client moved after %v; request loop: %v",
 					s.name, before, after, ips[i], statusAt.Round(time.Millisecond), moved.Round(time.Millisecond), r)
 				// The target is 0. IPv4 meets it; IPv6 loses requests
-				// in a known, not yet explained way: in three runs on a
-				// quiet machine (2026-12-07) its loop had one gap of
-				// 0.6-1 s (4-8 requests of 200 ms timeout) that began
-				// 14-52 ms *before* the drain was written, and its
+				// in a known, not yet explained way: in both runs of
+				// 2026-12-07 its loop had one gap of 0.6-1 s (4 and 8
+				// requests of 200 ms timeout) that began 14-52 ms
+				// *before* the drain was written, and its
 				// client's neighbour entry moved only with the new
 				// node's third announcement (+1 s), although the old
 				// node withdrew having heard the new one. Until that is
