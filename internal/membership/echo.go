@@ -238,7 +238,7 @@ func (e *echoer) judge(now time.Time) {
 	e.mu.Unlock()
 	for _, name := range silent {
 		go func() {
-			e.fp.check(name, "echo silence", true)
+			_ = e.fp.check(name, "echo silence", true)
 			e.mu.Lock()
 			if t := e.targets[name]; t != nil {
 				t.checking, t.answered = false, time.Time{}

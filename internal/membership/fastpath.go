@@ -352,19 +352,20 @@ func decodeLeaving(b []byte) (name string, ok bool) {
 }
 
 // verify checks a hint with a dial of this member's own.
-func (fp *fastPath) verify(name, from string) { fp.check(name, "hint from "+from, false) }
+func (fp *fastPath) verify(name, from string) { _ = fp.check(name, "hint from "+from, false) }
 
-// check dials member name and acts on what the kernels say (observe); a
-// check already running for name, or a mark, makes it a no-op.
-func (fp *fastPath) check(name, source string, share bool) {
+// check dials member name and acts on what the kernels say (observe),
+// and returns the verdict; a check already running for name, or a mark,
+// makes it a no-op (verdictUnknown).
+func (fp *fastPath) check(name, source string, share bool) verdict {
 	ap, ok := fp.member(name)
 	if !ok {
-		return
+		return verdictUnknown
 	}
 	fp.mu.Lock()
 	if fp.marks[name] != nil || fp.verifying[name] {
 		fp.mu.Unlock()
-		return
+		return verdictUnknown
 	}
 	fp.verifying[name] = true
 	fp.mu.Unlock()
@@ -380,6 +381,7 @@ func (fp *fastPath) check(name, source string, share bool) {
 		fp.log.V(1).Info("Member answered a check", "member", name, "source", source)
 	}
 	fp.observe(name, ap, r, healthy, source, share)
+	return r.verdict
 }
 
 func encodeHint(name, from string) []byte {

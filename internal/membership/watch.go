@@ -35,9 +35,13 @@ const (
 	// death is seen even when some watchers are busy, few enough that 250
 	// members cost each speaker a handful of sockets.
 	watchFanout = 3
-	// watchRetry and watchRetryMax pace a watcher whose stream cannot be
-	// opened or keeps ending while the member answers (an older speaker
-	// that closes the unknown stream, a member that restarts in a loop).
+	// watchRedial is how soon a watcher tries again when its stream
+	// could not be opened or ended with its member gone: a restarted
+	// speaker is watched again within it.
+	watchRedial = 100 * time.Millisecond
+	// watchRetry and watchRetryMax pace a watcher whose stream keeps
+	// ending while the member answers (an older speaker that closes the
+	// unknown stream).
 	watchRetry    = time.Second
 	watchRetryMax = time.Minute
 	// watchStable is how long a stream must have lasted for its end to
@@ -136,10 +140,9 @@ func (w *watches) back(name string) {
 // checks the member whenever the stream ends.
 func (w *watches) run(ctx context.Context, name string, wt *watcher) {
 	ap := wt.addr
-	pause := watchRetry
+	backoff := watchRetry
 	for ctx.Err() == nil {
-		opened := time.Now()
-		err := w.hold(ctx, ap)
+		opened, err := w.hold(ctx, ap, wt.kick)
 		if ctx.Err() != nil {
 			return
 		}
@@ -149,46 +152,54 @@ func (w *watches) run(ctx context.Context, name string, wt *watcher) {
 		// member (the probes' own TCP fallback judges only after a
 		// ping went unanswered). Only the end of a stream that was
 		// open is news.
+		pause := watchRedial
 		if err == nil {
 			// The stream ended: the member's process is gone, or it
 			// closed the stream. A dial of our own tells which.
-			w.fp.check(name, "watch stream ended", true)
-		}
-		if err != nil || time.Since(opened) < watchStable {
-			w.log.V(1).Info("Watch stream to member ended early; retrying later", "member", name, "after", pause.String(), "error", errString(err))
-			select {
-			case <-ctx.Done():
-				return
-			case <-wt.kick:
-				pause = watchRetry
-				continue
-			case <-time.After(pause):
+			v := w.fp.check(name, "watch stream ended", true)
+			switch {
+			case v == verdictAnswered && time.Since(opened) < watchStable:
+				// A live member that closes the stream: an older
+				// speaker. Slow down.
+				pause, backoff = backoff, min(2*backoff, watchRetryMax)
+				w.log.V(1).Info("Watch stream closed by a live member; retrying later", "member", name, "after", pause.String())
+			case v == verdictAnswered:
+				backoff = watchRetry
 			}
-			pause = min(2*pause, watchRetryMax)
-			continue
 		}
-		pause = watchRetry
+		select {
+		case <-ctx.Done():
+			return
+		case <-wt.kick:
+		case <-time.After(pause):
+		}
 	}
 }
 
-// hold opens a watch stream to ap and returns when it ends: nil when the
-// peer closed or reset it, the dial's error when it could not be opened,
-// or ctx's end.
-func (w *watches) hold(ctx context.Context, ap netip.AddrPort) error {
+// hold opens a watch stream to ap and returns when it ends: when it was
+// opened, and nil when the peer closed or reset it, the dial's error when
+// it could not be opened, or ctx's end. A kick that came before the stream
+// opened is spent: the member is watched.
+func (w *watches) hold(ctx context.Context, ap netip.AddrPort, kick chan struct{}) (time.Time, error) {
 	d := net.Dialer{Timeout: w.dialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", ap.String())
 	if err != nil {
-		return err
+		return time.Time{}, err
+	}
+	opened := time.Now()
+	select {
+	case <-kick:
+	default:
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	defer conn.Close()
 	if _, err := conn.Write([]byte{watchMagic}); err != nil {
-		return nil // reset already: the peer's end is gone
+		return opened, nil // reset already: the peer's end is gone
 	}
 	// Nothing is ever sent back: the read ends with the stream.
 	_, _ = io.Copy(io.Discard, conn)
-	return ctx.Err()
+	return opened, ctx.Err()
 }
 
 // accept keeps an inbound watch stream open until its watcher closes it
