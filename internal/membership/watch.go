@@ -236,13 +236,6 @@ func (w *watches) close() {
 	}
 }
 
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
 // peekedConn gives back the first byte the transport read to tell a watch
 // stream from memberlist's.
 type peekedConn struct {
