@@ -47,6 +47,16 @@ const (
 	// watchStable is how long a stream must have lasted for its end to
 	// reset the pace.
 	watchStable = 10 * time.Second
+	// watchRecheck is the first pause before the connects that follow
+	// one answered after a stream ended. A dying process's kernel closes its
+	// sockets one by one: the stream may end while the listener still
+	// completes handshakes for a few milliseconds (the order follows the
+	// descriptor numbers, which reuse makes random). A live member that
+	// closed the stream answers all of them; a dead one soon refuses.
+	watchRecheck = 5 * time.Millisecond
+	// watchRechecks is how many connects follow, each pause four times
+	// the one before it: 5, 20 and 80 ms.
+	watchRechecks = 3
 	// maxWatchedBy bounds the inbound watch streams a member holds: its
 	// own fanout's worth from each of many members is far below it.
 	maxWatchedBy = 1024
@@ -155,8 +165,8 @@ func (w *watches) run(ctx context.Context, name string, wt *watcher) {
 		pause := watchRedial
 		if err == nil {
 			// The stream ended: the member's process is gone, or it
-			// closed the stream. A dial of our own tells which.
-			v := w.fp.check(name, "watch stream ended", true)
+			// closed the stream. Dials of our own tell which.
+			v := w.checkEnded(ctx, name)
 			switch {
 			case v == verdictAnswered && time.Since(opened) < watchStable:
 				// A live member that closes the stream: an older
@@ -174,6 +184,27 @@ func (w *watches) run(ctx context.Context, name string, wt *watcher) {
 		case <-time.After(pause):
 		}
 	}
+}
+
+// checkEnded checks member name after its watch stream ended, and up to
+// watchRechecks times again while it answers; it returns the last
+// verdict.
+func (w *watches) checkEnded(ctx context.Context, name string) verdict {
+	v := w.fp.check(name, "watch stream ended", true)
+	pause := watchRecheck
+	for range watchRechecks {
+		if v != verdictAnswered {
+			return v
+		}
+		select {
+		case <-ctx.Done():
+			return verdictUnknown
+		case <-time.After(pause):
+		}
+		pause *= 4
+		v = w.fp.check(name, "watch stream ended", true)
+	}
+	return v
 }
 
 // hold opens a watch stream to ap and returns when it ends: when it was

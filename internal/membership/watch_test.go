@@ -2,6 +2,7 @@ package membership
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -119,5 +120,41 @@ func (w *watches) dropHeld() {
 	for c := range w.inbound {
 		_ = c.Close()
 		delete(w.inbound, c)
+	}
+}
+
+// TestCheckEnded: a killed process's kernel may end a watch stream a few
+// milliseconds before it closes the listener, so the first connect after
+// the end is answered. The watcher connects again before it believes the
+// member lives; a member that keeps answering is left unmarked.
+func TestCheckEnded(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		closeAfter  time.Duration // the listener's close after the check starts; 0 for never
+		wantVerdict verdict
+	}{
+		{"listener closes 10 ms after the stream ended", 10 * time.Millisecond, verdictRefused},
+		{"listener closes 60 ms after the stream ended", 60 * time.Millisecond, verdictRefused},
+		{"the member lives", 0, verdictAnswered},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", addr(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			fp := newFastPath("a", testLogger("a"), testTiming(t), func() {})
+			fp.addrs["b"] = netip.MustParseAddrPort(ln.Addr().String())
+			if tc.closeAfter > 0 {
+				time.AfterFunc(tc.closeAfter, func() { _ = ln.Close() })
+			}
+			got := fp.watch.checkEnded(t.Context(), "b")
+			if got != tc.wantVerdict {
+				t.Errorf("verdict %v, want %v", got, tc.wantVerdict)
+			}
+			if marked := fp.marked("b"); marked != (tc.wantVerdict == verdictRefused) {
+				t.Errorf("b marked: %v, want %v", marked, !marked)
+			}
+		})
 	}
 }
