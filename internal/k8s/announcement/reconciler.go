@@ -289,34 +289,25 @@ func (r *Reconciler) endpointNodes(ctx context.Context, namespace, key string) (
 // of svc's addresses, in name order.
 func (r *Reconciler) sharing(ctx context.Context, svc *corev1.Service) ([]*corev1.Service, error) {
 	self := client.ObjectKeyFromObject(svc)
-	keys, err := r.onAddresses(ctx, serviceAddresses(svc))
+	on, err := r.onAddresses(ctx, serviceAddresses(svc))
 	if err != nil {
 		return nil, err
 	}
 	var out []*corev1.Service
-	for _, key := range keys {
-		if key == self {
-			continue
-		}
-		var other corev1.Service
-		if err := r.Client.Get(ctx, key, &other); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return nil, fmt.Errorf("reading Service %s, which shares an address with %s: %w", key, self, err)
-		}
-		if config.ServesService(&other, r.LBClass) {
-			out = append(out, &other)
+	for _, other := range on {
+		if client.ObjectKeyFromObject(other) != self && config.ServesService(other, r.LBClass) {
+			out = append(out, other)
 		}
 	}
 	return out, nil
 }
 
 // onAddresses lists the Services whose status holds one of ips, in name
-// order, each once.
-func (r *Reconciler) onAddresses(ctx context.Context, ips []string) ([]client.ObjectKey, error) {
+// order, each once. They are the cache's own objects: read, never
+// written.
+func (r *Reconciler) onAddresses(ctx context.Context, ips []string) ([]*corev1.Service, error) {
 	seen := map[client.ObjectKey]bool{}
-	var out []client.ObjectKey
+	var out []*corev1.Service
 	for _, ip := range ips {
 		var list corev1.ServiceList
 		if err := r.Client.List(ctx, &list, client.MatchingFields{indexAddress: ip}, client.UnsafeDisableDeepCopy); err != nil {
@@ -325,11 +316,13 @@ func (r *Reconciler) onAddresses(ctx context.Context, ips []string) ([]client.Ob
 		for i := range list.Items {
 			if k := client.ObjectKeyFromObject(&list.Items[i]); !seen[k] {
 				seen[k] = true
-				out = append(out, k)
+				out = append(out, &list.Items[i])
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	sort.Slice(out, func(i, j int) bool {
+		return client.ObjectKeyFromObject(out[i]).String() < client.ObjectKeyFromObject(out[j]).String()
+	})
 	return out, nil
 }
 

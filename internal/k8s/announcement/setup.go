@@ -118,9 +118,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconciler, error
 		reqs := []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(svc)}}
 		// The cache fails a listing by index only when the index is
 		// missing, which Setup rules out above.
-		keys, _ := r.onAddresses(ctx, serviceAddresses(svc))
-		for _, k := range keys {
-			if k != reqs[0].NamespacedName {
+		on, _ := r.onAddresses(ctx, serviceAddresses(svc))
+		for _, other := range on {
+			if k := client.ObjectKeyFromObject(other); k != reqs[0].NamespacedName {
 				reqs = append(reqs, reconcile.Request{NamespacedName: k})
 			}
 		}
