@@ -146,11 +146,9 @@ type Reconciler struct {
 	// conflictChanges wakes the reconciler when a responder reports a
 	// conflict; Setup makes it.
 	conflictChanges chan event.GenericEvent
-	cmu             sync.Mutex
-	// lastConflict is the last probed conflict reported per address.
-	lastConflict map[netip.Addr]layer2.Conflict
-	// seen are the conflicts seen while answering, not yet told.
-	seen []layer2.Conflict
+	// conflictInbox keeps the responders' conflict reports for the next
+	// plan; it has its own lock, as they come while a plan holds mu.
+	conflictInbox conflictInbox
 
 	// view is the last plan's, for HandlePeerClaim; contests what it
 	// found (see contest.go).
@@ -182,17 +180,7 @@ func (r *Reconciler) Planned() bool { return r.planned.Load() }
 // layer2.Options.OnConflict) and recomputes the plan, which tells the
 // Services.
 func (r *Reconciler) HandleConflict(c layer2.Conflict) {
-	r.cmu.Lock()
-	switch c.Kind {
-	case layer2.ConflictProbed:
-		if r.lastConflict == nil {
-			r.lastConflict = map[netip.Addr]layer2.Conflict{}
-		}
-		r.lastConflict[c.Address] = c
-	case layer2.ConflictSeen:
-		r.seen = append(r.seen, c)
-	}
-	r.cmu.Unlock()
+	r.conflictInbox.add(c)
 	r.wake()
 }
 
@@ -417,18 +405,7 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 		}
 		return out
 	}
-	r.cmu.Lock()
-	last := map[netip.Addr]layer2.Conflict{}
-	for ip, c := range r.lastConflict {
-		if _, ok := want[ip]; ok {
-			last[ip] = c
-		} else {
-			delete(r.lastConflict, ip)
-		}
-	}
-	seen := r.seen
-	r.seen = nil
-	r.cmu.Unlock()
+	last, seen := r.conflictInbox.take(want)
 
 	if r.reportedConflict == nil {
 		r.reportedConflict, r.reportedSeen = map[netip.Addr]string{}, map[netip.Addr]string{}
