@@ -137,11 +137,9 @@ type Reconciler struct {
 	announced map[string]bool
 	// alive is the membership the last plan was made with.
 	alive map[string]bool
-	// reportedConflict and reportedSeen are the other host's MAC last told
-	// to the Services of an address (a probe found it in use; it was seen
-	// claiming an address we answer), so that each conflict makes one
-	// Event, not one per plan.
-	reportedConflict, reportedSeen map[netip.Addr]string
+	// conflictBook is what the Services were told of conflicts; plan
+	// state, like the fields above, under mu.
+	conflictBook conflictBook
 
 	// conflictChanges wakes the reconciler when a responder reports a
 	// conflict; Setup makes it.
@@ -391,9 +389,9 @@ func (r *Reconciler) announcedElsewhere() map[string]bool {
 }
 
 // conflicts returns the wanted addresses not answered on any interface
-// (probed, or in conflict on some interface), and tells their Services once per conflict: a
-// Warning Event for a new conflict, found by a probe or seen while
-// answering.
+// (probed, or in conflict on some interface), and tells their Services
+// once per conflict (conflictBook): a Warning Event for a new conflict,
+// found by a probe or seen while answering.
 func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.Addr][]string, servicesOf map[netip.Addr][]string) (map[netip.Addr]bool, error) {
 	// The Services of an address, for the few addresses in conflict.
 	servicesAt := func(ip netip.Addr) []*servicecache.Service {
@@ -405,12 +403,8 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 		}
 		return out
 	}
-	last, seen := r.conflictInbox.take(want)
-
-	if r.reportedConflict == nil {
-		r.reportedConflict, r.reportedSeen = map[netip.Addr]string{}, map[netip.Addr]string{}
-	}
-	conflicted, unanswered := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	facts := conflictFacts{want: want}
+	facts.probed, facts.seen = r.conflictInbox.take(want)
 	for ip, names := range want {
 		inConflict, answered := false, false
 		for _, name := range names {
@@ -421,51 +415,47 @@ func (r *Reconciler) conflicts(ctx context.Context, in *inputs, want map[netip.A
 			inConflict = inConflict || resp.InConflict(ip)
 			answered = answered || resp.Owns(ip)
 		}
-		if inConflict || !answered {
-			unanswered[ip] = true
+		if inConflict {
+			if facts.inConflict == nil {
+				facts.inConflict = map[netip.Addr]bool{}
+			}
+			facts.inConflict[ip] = true
 		}
-		if !inConflict {
-			continue
+		if !answered {
+			if facts.notAnswered == nil {
+				facts.notAnswered = map[netip.Addr]bool{}
+			}
+			facts.notAnswered[ip] = true
 		}
-		conflicted[ip] = true
-		c := last[ip]
-		if r.reportedConflict[ip] == c.MAC.String() {
-			continue
-		}
-		r.reportedConflict[ip] = c.MAC.String()
-		r.Log.Info("address in use by another host; not announcing it", "address", ip.String(), "mac", c.MAC.String(), "interface", c.Interface)
-		for _, svc := range servicesAt(ip) {
+	}
+	news := r.conflictBook.next(facts)
+	for _, n := range news.notes {
+		r.tellConflict(n, servicesAt(n.address))
+	}
+	return news.unanswered, nil
+}
+
+// tellConflict logs a conflict note and makes it a Warning Event of the
+// address's Services.
+func (r *Reconciler) tellConflict(n conflictNote, services []*servicecache.Service) {
+	switch n.kind {
+	case noteInUse:
+		r.Log.Info("address in use by another host; not announcing it", "address", n.address.String(), "mac", n.mac.String(), "interface", n.iface)
+		for _, svc := range services {
 			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonAddressConflict,
 				"address %s is in use by another host (MAC %s, on interface %s of node %q); not announcing it until it is free",
-				ip, c.MAC, c.Interface, r.Node)
+				n.address, n.mac, n.iface, r.Node)
 		}
-	}
-	for ip := range r.reportedConflict {
-		if !conflicted[ip] {
-			delete(r.reportedConflict, ip)
-			if _, ok := want[ip]; ok {
-				r.Log.Info("address conflict over; announcing", "address", ip.String())
-			}
-		}
-	}
-	for _, c := range seen {
-		if _, ok := want[c.Address]; !ok || r.reportedSeen[c.Address] == c.MAC.String() {
-			continue
-		}
-		r.reportedSeen[c.Address] = c.MAC.String()
-		r.Log.Info("another host claims an announced address; defending it", "address", c.Address.String(), "mac", c.MAC.String(), "interface", c.Interface)
-		for _, svc := range servicesAt(c.Address) {
+	case noteOver:
+		r.Log.Info("address conflict over; announcing", "address", n.address.String())
+	case noteClaimed:
+		r.Log.Info("another host claims an announced address; defending it", "address", n.address.String(), "mac", n.mac.String(), "interface", n.iface)
+		for _, svc := range services {
 			r.Recorder.Eventf(svc.Ref(), corev1.EventTypeWarning, ReasonAddressConflict,
 				"another host (MAC %s, on interface %s of node %q) claims address %s; still announcing and defending it",
-				c.MAC, c.Interface, r.Node, c.Address)
+				n.mac, n.iface, r.Node, n.address)
 		}
 	}
-	for ip := range r.reportedSeen {
-		if _, ok := want[ip]; !ok {
-			delete(r.reportedSeen, ip)
-		}
-	}
-	return unanswered, nil
 }
 
 // apply withdraws first, so that a lost address stops being answered at
