@@ -128,7 +128,7 @@ vulncheck: $(BIN)/govulncheck $(BIN)/vulndb ## govulncheck against the pinned Go
 	$(BIN)/govulncheck -db file://$(BIN)/vulndb ./...
 
 # Every module of the repository: the product's and the tools'.
-GO_MODULES := . $(TOOLS_DIR) $(TOOLS_DIR)/helm $(TOOLS_DIR)/imagebuild $(TOOLS_DIR)/promtool $(VULN_DIR)
+GO_MODULES := . $(TOOLS_DIR) $(TOOLS_DIR)/helm $(TOOLS_DIR)/imagebuild $(TOOLS_DIR)/promtool $(TOOLS_DIR)/traefik $(VULN_DIR)
 
 .PHONY: check-tidy
 check-tidy: ## Fail when `go mod tidy` would change a go.mod or go.sum (it changes nothing).
@@ -191,13 +191,24 @@ images: $(BIN)/imagebuild ## Build the controller and speaker images (amd64, arm
 CLUSTER_IMAGE_PROGRAMS := pause backend
 HOST_PLATFORM := $(shell go env GOOS)/$(shell go env GOARCH)
 
+# Traefik, the ingress controller of the cluster suite's user scenario
+# (TestIngress), built from the release e2etest/tools/traefik pins: a few
+# minutes of compiling on a fresh machine, then cached by make.
+TRAEFIK_VERSION := $(shell sed -n 's/^require github.com\/traefik\/traefik\/v3 //p' $(TOOLS_DIR)/traefik/go.mod)
+TRAEFIK_BIN := $(BIN)/$(subst /,_,$(HOST_PLATFORM))/traefik
+$(TRAEFIK_BIN): $(TOOLS_DIR)/traefik/go.mod $(TOOLS_DIR)/traefik/go.sum
+	cd $(TOOLS_DIR)/traefik && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$(TRAEFIK_VERSION)" \
+		-o $@ github.com/traefik/traefik/v3/cmd/traefik
+
 .PHONY: cluster-images
-cluster-images: $(BIN)/imagebuild ## Build the pause and backend images of the cluster suite into bin/images/.
+cluster-images: $(BIN)/imagebuild $(TRAEFIK_BIN) ## Build the pause, backend and Traefik images of the cluster suite into bin/images/.
 	@for prog in $(CLUSTER_IMAGE_PROGRAMS); do \
 		out=$(BIN)/$$(echo $(HOST_PLATFORM) | tr / _)/$$prog; \
 		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $$out ./e2etest/cmd/$$prog; \
 		$(BIN)/imagebuild -name $$prog -version $(VERSION) -binary $(HOST_PLATFORM)=$$out -out $(IMAGES_DIR)/$$prog.oci.tar; \
 	done
+	$(BIN)/imagebuild -name traefik -version $(TRAEFIK_VERSION) -binary $(HOST_PLATFORM)=$(TRAEFIK_BIN) -out $(IMAGES_DIR)/traefik.oci.tar
 
 $(BIN)/imagebuild: $(TOOLS_DIR)/imagebuild/go.mod $(TOOLS_DIR)/imagebuild/go.sum $(TOOLS_DIR)/imagebuild/main.go
 	cd $(TOOLS_DIR)/imagebuild && go build -o $@ .

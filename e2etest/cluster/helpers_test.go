@@ -37,6 +37,13 @@ type cluster struct {
 // `make images`) imported under each of tags, and the backend image.
 func start(t *testing.T, nodes int, tags ...string) *cluster {
 	t.Helper()
+	return startWith(t, nodes, nil, tags...)
+}
+
+// startWith is start with more of bin/images imported (by file name, e.g.
+// "traefik.oci.tar", under lab.barelb.io/NAME:lab).
+func startWith(t *testing.T, nodes int, more []string, tags ...string) *cluster {
+	t.Helper()
 	lab.NeedsLab(t, "the cluster suite")
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -44,6 +51,9 @@ func start(t *testing.T, nodes int, tags ...string) *cluster {
 	}
 	imgDir := filepath.Join(root, "bin", "images")
 	images := []lab.Image{{Name: backendImage, Path: filepath.Join(imgDir, "backend.oci.tar")}}
+	for _, f := range more {
+		images = append(images, lab.Image{Name: "lab.barelb.io/" + strings.TrimSuffix(f, ".oci.tar") + ":lab", Path: filepath.Join(imgDir, f)})
+	}
 	for _, tag := range tags {
 		for _, prog := range []string{"controller", "speaker"} {
 			images = append(images, lab.Image{Name: imageRepo + "/" + prog + ":" + tag, Path: filepath.Join(imgDir, prog+".oci.tar")})
@@ -219,8 +229,14 @@ spec:
 // them.
 func (c *cluster) vips(t *testing.T, svc string) (v4, v6 string) {
 	t.Helper()
+	return c.vipsIn(t, "default", svc)
+}
+
+// vipsIn is vips for a Service in namespace ns.
+func (c *cluster) vipsIn(t *testing.T, ns, svc string) (v4, v6 string) {
+	t.Helper()
 	lab.Eventually(t, 60*time.Second, "addresses of "+svc, func() (bool, string) {
-		out, err := c.kubectlErr("-n", "default", "get", "service", svc, "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+		out, err := c.kubectlErr("-n", ns, "get", "service", svc, "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
 		if err != nil {
 			return false, out
 		}

@@ -14,9 +14,24 @@ import (
 // namespace (e.g. "client"), one new connection per request, so that every
 // request resolves the address afresh through the LAN.
 func (l *Lab) HTTPClient(host string, timeout time.Duration) *http.Client {
+	return l.HTTPClientResolving(host, timeout, "")
+}
+
+// HTTPClientResolving is HTTPClient with every connection made to ip, the
+// URL's port kept, when ip is not empty: the URL's host name then only
+// goes into the Host header, as with `curl --resolve NAME:PORT:IP`. An
+// ingress controller routes by it.
+func (l *Lab) HTTPClientResolving(host string, timeout time.Duration, ip string) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if ip != "" {
+				_, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					return nil, fmt.Errorf("dialing %s: %w", addr, err)
+				}
+				addr = net.JoinHostPort(ip, port)
+			}
 			return l.DialContext(ctx, host, network, addr)
 		},
 	}}

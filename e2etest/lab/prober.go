@@ -49,7 +49,18 @@ func (l *Lab) StartProber(host, url string) *Prober {
 // behind a router, where a timeout is a failure to explain rather than a
 // gap to measure.
 func (l *Lab) StartProberTimeout(host, url string, timeout time.Duration) *Prober {
-	p := &Prober{url: url, hc: l.HTTPClient(host, timeout),
+	return startProber(url, l.HTTPClient(host, timeout))
+}
+
+// StartProberResolving is StartProber with every request sent to ip and
+// the URL's host name in the Host header only (HTTPClientResolving): a
+// request loop to one host of an ingress controller.
+func (l *Lab) StartProberResolving(host, url, ip string) *Prober {
+	return startProber(url, l.HTTPClientResolving(host, ProbeTimeout, ip))
+}
+
+func startProber(url string, hc *http.Client) *Prober {
+	p := &Prober{url: url, hc: hc,
 		stop: make(chan struct{}), done: make(chan struct{}), answers: map[string]int{}}
 	p.started = time.Now()
 	go p.run()
