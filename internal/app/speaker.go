@@ -76,6 +76,12 @@ type SpeakerOptions struct {
 	// leaving memberlist, so that the next announcer has announced before
 	// it goes quiet.
 	HandOver time.Duration
+	// RestartHold, when set, makes a stopping speaker ask the others to
+	// hold its node's layer-2 addresses for that long instead of handing
+	// them over (membership.Restart): a DaemonSet's rolling update then
+	// moves no address, and resets no connection in flight. Its node
+	// forwards meanwhile; the hold ends early when the node goes silent.
+	RestartHold time.Duration
 	// BGPGracefulShutdown is how long a stopping speaker advertises its
 	// BGP routes with the GRACEFUL_SHUTDOWN community (RFC 8326) before
 	// it closes its sessions; 0 closes them at once.
@@ -173,6 +179,10 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 			"Environment variable holding the memberlist secret; gossip is unencrypted when it is unset.")
 		fs.DurationVar(&o.HandOver, "handover", o.HandOver,
 			"How long a stopping speaker keeps answering after leaving memberlist.")
+		fs.DurationVar(&o.RestartHold, "restart-hold", o.RestartHold,
+			"When set, a stopping speaker asks the others to keep its node's layer-2 addresses where they are for this long (at most "+membership.MaxRestartHold.String()+
+				"), expecting to be started again on the same node (a DaemonSet's rolling update), instead of handing them over; "+
+				"the hold ends early when the node stops answering. 0 hands them over (--handover).")
 		fs.DurationVar(&o.BGPGracefulShutdown, "bgp-graceful-shutdown", o.BGPGracefulShutdown,
 			"How long a stopping speaker advertises its BGP routes with the GRACEFUL_SHUTDOWN community 65535:0 (RFC 8326; LOCAL_PREF 0 to iBGP peers), "+
 				"so that routers move traffic to other nodes, before it closes its sessions; 0 closes them at once. Keep the pod's terminationGracePeriodSeconds longer.")
@@ -443,6 +453,17 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 			joinMemberlist(ctx, mgr, o, m, addr)
 		}
 		<-ctx.Done()
+		if m != nil && o.RestartHold > 0 {
+			// A restart in place: the others keep this node elected
+			// while it restarts, and nothing moves. The responders
+			// answer until the process exits (after the BGP side's
+			// graceful shutdown, if any): nobody else will.
+			if err := m.Restart(o.RestartHold, time.Second); err != nil {
+				log.Error(err, "telling the other speakers of the restart")
+			}
+			close(handedOver)
+			return shutdown()
+		}
 		// Leave memberlist first, so that the others elect new
 		// announcers at once, and keep answering until they have
 		// announced. Without memberlist no other speaker learns that

@@ -420,6 +420,8 @@ type delegate struct {
 	meta *atomic.Pointer[[]byte] // this member's metadata
 	// departing records a member's leaving notice.
 	departing func(name string)
+	// restarting records a member's restarting notice (restart.go).
+	restarting func(name string, hold time.Duration)
 	// state is exchanged on joins only (see JoinState); nil for none.
 	state JoinState
 }
@@ -436,6 +438,9 @@ func (d delegate) NodeMeta(limit int) []byte {
 func (d delegate) NotifyMsg(b []byte) {
 	if name, from, ok := decodeHint(b); ok {
 		go d.fp.verify(name, from)
+	}
+	if name, hold, ok := decodeRestarting(b); ok && d.restarting != nil && name != d.fp.self {
+		go d.restarting(name, hold)
 	}
 	if name, ok := decodeLeaving(b); ok && d.departing != nil && name != d.fp.self {
 		d.departing(name)

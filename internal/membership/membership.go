@@ -90,6 +90,8 @@ type Membership struct {
 	// departed are the members that said they were leaving (Leave), and
 	// when, until they join again: gone on purpose, not dead or cut off.
 	departed map[string]time.Time
+	// holds are the members held over their restart (restart.go).
+	holds map[string]*restartHold
 
 	mu       sync.Mutex
 	left     bool
@@ -138,6 +140,7 @@ func New(cfg Config) (*Membership, error) {
 		changes:   make(chan struct{}, 1),
 		metas:     map[string][]byte{},
 		departed:  map[string]time.Time{},
+		holds:     map[string]*restartHold{},
 		leftGrace: cfg.LeftGrace,
 	}
 	if m.leftGrace <= 0 {
@@ -165,7 +168,7 @@ func New(cfg Config) (*Membership, error) {
 	}
 	mc.Events = events{m}
 	m.meta.Store(ptr(slices.Clone(cfg.Meta)))
-	mc.Delegate = delegate{fp: m.fast, meta: &m.meta, departing: m.departing, state: cfg.JoinState}
+	mc.Delegate = delegate{fp: m.fast, meta: &m.meta, departing: m.departing, restarting: m.restarting, state: cfg.JoinState}
 	mc.Ping = delegate{fp: m.fast}
 	mc.Logger = log.New(logWriter{cfg.Logger.WithName("memberlist")}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -294,6 +297,12 @@ func (m *Membership) Changes() <-chan struct{} {
 // it at once instead of detecting a failure. It waits up to timeout (0: no
 // limit) for the message to go out. Call Shutdown afterwards.
 func (m *Membership) Leave(timeout time.Duration) error {
+	return m.leave(encodeLeaving(m.fast.self), timeout)
+}
+
+// leave sends notice (a leaving or a restarting one), then leaves
+// memberlist.
+func (m *Membership) leave(notice []byte, timeout time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -305,7 +314,7 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	// The notice first, so that the others know this member is gone on
 	// purpose (Left) before they see it gone: memberlist tells a leave
 	// from a death only internally.
-	m.fast.tell(encodeLeaving(m.fast.self), "")
+	m.fast.tell(notice, "")
 	if err := m.list.Leave(timeout); err != nil {
 		return fmt.Errorf("membership: leave: %w", err)
 	}
@@ -323,6 +332,7 @@ func (m *Membership) Shutdown() error {
 	}
 	m.closed = true
 	m.stopJoinLocked()
+	m.endHolds()
 	if err := m.list.Shutdown(); err != nil {
 		return fmt.Errorf("membership: shutdown: %w", err)
 	}
@@ -387,6 +397,9 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 	e.m.remember(n)
 	e.m.metaMu.Lock()
 	delete(e.m.departed, n.Name)
+	if h := e.m.holds[n.Name]; h != nil {
+		h.rejoined = true
+	}
 	e.m.metaMu.Unlock()
 	if e.m.fast.joined(n) && n.Name != e.m.fast.self {
 		// A member back from the dead, typically across a healed
@@ -403,6 +416,7 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 // NotifyLeave is called both for a member that left and one declared dead.
 func (e events) NotifyLeave(n *memberlist.Node) {
 	e.m.fast.gone(n)
+	e.m.endHoldIfBack(n.Name)
 	e.m.log.Info("Member gone (left or declared dead)", "member", n.Name, "address", n.Address())
 	e.m.notify()
 }

@@ -96,6 +96,12 @@ func (m *MemberlistMembers) Alive() (map[string]bool, bool) {
 		}
 		alive[n] = SpeakerReady(metas[n])
 	}
+	// A speaker restarting in place keeps its addresses until it is
+	// back (or its hold ends): its node forwards meanwhile, and a move
+	// there and back would reset every connection in flight.
+	for _, n := range m.Membership.Held() {
+		alive[n] = true
+	}
 	return alive, true
 }
 

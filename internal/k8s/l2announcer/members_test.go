@@ -2,6 +2,7 @@ package l2announcer
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -72,5 +73,44 @@ func TestSelfCountsAfterTheOthersHeardIt(t *testing.T) {
 	}
 	if alive, _ := members.Alive(); !alive["a"] {
 		t.Fatalf("a does not count itself as ready %v after its metadata said so", time.Since(readyAt))
+	}
+}
+
+// TestRestartingSpeakerKeepsItsAddresses: a speaker that restarts in place
+// (membership.Restart) stays alive in the others' plans while it is away
+// and while it is back but not ready yet, so that its addresses do not
+// move there and back.
+func TestRestartingSpeakerKeepsItsAddresses(t *testing.T) {
+	a, aAddr := newMember(t, "a")
+	b, _ := newMember(t, "b")
+	if err := b.SetMeta(SpeakerMeta(nil, 512, true), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(context.Background(), []string{aAddr}); err != nil {
+		t.Fatal(err)
+	}
+	members := &MemberlistMembers{Membership: a, Log: testr.New(t), Self: "a"}
+	waitAlive := func(what string, ok func(map[string]bool) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			alive, formed := members.Alive()
+			if formed && ok(alive) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s: %v (formed %v)", what, alive, formed)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitAlive("b alive", func(alive map[string]bool) bool { return alive["b"] })
+	if err := b.Restart(time.Minute, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Shutdown()
+	waitAlive("b gone from memberlist", func(map[string]bool) bool { return !slices.Contains(a.Members(), "b") })
+	if alive, _ := members.Alive(); !alive["b"] {
+		t.Fatalf("b is not alive in a's view while it restarts: %v", alive)
 	}
 }
