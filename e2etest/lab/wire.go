@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +26,31 @@ func (l *Lab) NodeOfMAC(mac string) string {
 		}
 	}
 	return ""
+}
+
+// Neighbour reads host's neighbour-table entry for ip, as `ip neigh show`
+// prints it: the MAC ("" when none) and the state (REACHABLE, STALE...).
+// It asks nothing on the wire: what the host's kernel believes is what
+// its connections use.
+func (l *Lab) Neighbour(host, ip string) (mac, state string) {
+	h, err := l.Host(host)
+	if err != nil {
+		return "", ""
+	}
+	out, err := exec.Command("ip", "-n", h.Netns, "neigh", "show", ip).CombinedOutput()
+	if err != nil {
+		return "", ""
+	}
+	f := strings.Fields(string(out))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "lladdr" {
+			mac = f[i+1]
+		}
+	}
+	if len(f) > 0 {
+		state = f[len(f)-1]
+	}
+	return mac, state
 }
 
 // WhoHas asks the LAN from a host which MACs have ip (an ARP request, or

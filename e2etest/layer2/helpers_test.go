@@ -46,26 +46,6 @@ func nodeMAC(tb testing.TB, l *lab.Lab, node string) string {
 	return h.MAC(lab.SegmentLAN)
 }
 
-// clientNeighbour returns the MAC of the client's neighbour entry for ip
-// and the entry's state ("" when there is none or it has no address). It
-// runs `ip -n CLIENT neigh show IP`.
-func clientNeighbour(l *lab.Lab, ip string) (mac, state string) {
-	out, err := ipIn(l.ClientHost().Netns, "neigh", "show", ip)
-	if err != nil {
-		return "", ""
-	}
-	f := strings.Fields(out)
-	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "lladdr" {
-			mac = f[i+1]
-		}
-	}
-	if len(f) > 0 {
-		state = f[len(f)-1]
-	}
-	return mac, state
-}
-
 // ipIn runs ip -n NS ARGS.
 func ipIn(ns string, args ...string) (string, error) {
 	out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
@@ -85,7 +65,7 @@ func waitServed(tb testing.TB, l *lab.Lab, ip, node string, n int) map[string]in
 		if err != nil {
 			return false, err.Error()
 		}
-		mac, state := clientNeighbour(l, ip)
+		mac, state := l.Neighbour("client", ip)
 		return strings.EqualFold(mac, want), fmt.Sprintf("answer %q, neighbour %s %s (%s)", answer, mac, state, l.NodeOfMAC(mac))
 	})
 	seen := map[string]int{}

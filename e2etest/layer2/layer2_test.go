@@ -97,7 +97,7 @@ func testDualStack(t *testing.T, l *lab.Lab) {
 				t.Errorf("%s: unexpected answer %q: %v", ip, answer, seen)
 			}
 		}
-		mac, state := clientNeighbour(l, ip)
+		mac, state := l.Neighbour("client", ip)
 		t.Logf("client: neigh %s lladdr %s %s (%s)", ip, mac, state, l.NodeOfMAC(mac))
 	}
 }
@@ -237,7 +237,7 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 			if r.moved[i] != 0 {
 				continue
 			}
-			if mac, _ := clientNeighbour(l, ip); mac != "" && !strings.EqualFold(mac, fromMAC) {
+			if mac, _ := l.Neighbour("client", ip); mac != "" && !strings.EqualFold(mac, fromMAC) {
 				r.moved[i] = time.Since(start)
 				pending--
 			}
@@ -261,7 +261,7 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 		return err == nil && node != "" && node != from, fmt.Sprint(node, err)
 	})
 	for _, ip := range ips {
-		if mac, _ := clientNeighbour(l, ip); !strings.EqualFold(mac, nodeMAC(tb, l, r.to)) {
+		if mac, _ := l.Neighbour("client", ip); !strings.EqualFold(mac, nodeMAC(tb, l, r.to)) {
 			r.mismatches = append(r.mismatches, fmt.Sprintf("%s: the client's neighbour entry has %s (%s), the ServiceL2Status names %s",
 				ip, mac, l.NodeOfMAC(mac), r.to))
 		}
@@ -347,7 +347,7 @@ func testCutFailover(t *testing.T, l *lab.Lab) {
 		if answer, err := l.Get("client", lab.URL(ip), 2*time.Second); err != nil {
 			t.Errorf("%s after the link came back: %v", ip, err)
 		} else {
-			mac, state := clientNeighbour(l, ip)
+			mac, state := l.Neighbour("client", ip)
 			t.Logf("%s after the link came back: %s, client neighbour %s %s (%s)", ip, answer, mac, state, l.NodeOfMAC(mac))
 		}
 	}
@@ -374,7 +374,7 @@ func testHealed(t *testing.T, l *lab.Lab) {
 		last = ""
 		for _, ip := range ips {
 			_, _ = l.Get("client", lab.URL(ip), time.Second)
-			if mac, state := clientNeighbour(l, ip); !strings.EqualFold(mac, want) {
+			if mac, state := l.Neighbour("client", ip); !strings.EqualFold(mac, want) {
 				last += fmt.Sprintf(" %s: %s %s (%s);", ip, mac, state, l.NodeOfMAC(mac))
 			}
 		}
@@ -480,7 +480,7 @@ func cutFailover(tb testing.TB, l *lab.Lab, ips []string, from string) takeOver 
 	for _, ip := range ips {
 		for {
 			_, _ = l.Get("client", lab.URL(ip), time.Second)
-			mac, state := clientNeighbour(l, ip)
+			mac, state := l.Neighbour("client", ip)
 			if strings.EqualFold(mac, want) {
 				break
 			}

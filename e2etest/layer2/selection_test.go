@@ -92,7 +92,7 @@ func TestSelection(t *testing.T) {
 		t.Logf("announcement moved from %s to %s %v after the edit", first, target, time.Since(start).Round(time.Millisecond))
 		for _, ip := range ips {
 			seen := waitServed(t, l, ip, target, 5)
-			mac, state := clientNeighbour(l, ip)
+			mac, state := l.Neighbour("client", ip)
 			t.Logf("%s: %v; client: neigh %s lladdr %s %s (%s)", lab.URL(ip), seen, ip, mac, state, l.NodeOfMAC(mac))
 		}
 		// Only that node announces, and keeps announcing.
@@ -159,7 +159,7 @@ func assertUnreachable(t *testing.T, l *lab.Lab, ip string) {
 	if answer, err := l.Get("client", lab.URL(ip), 2*time.Second); err == nil {
 		t.Errorf("the client reached %s (%q); want no answer on the LAN", ip, answer)
 	}
-	if mac, state := clientNeighbour(l, ip); mac != "" {
+	if mac, state := l.Neighbour("client", ip); mac != "" {
 		t.Errorf("the client resolved %s to %s %s (%s); want no answer on the LAN", ip, mac, state, l.NodeOfMAC(mac))
 	} else {
 		t.Logf("client: neigh %s %s (no answer)", ip, state)

@@ -59,7 +59,7 @@ func TestSharedAddress(t *testing.T) {
 	if len(beta8080) != 1 || beta8080["beta-0"] != 5 {
 		t.Errorf("%s answered %v, want beta-0 only", url, beta8080)
 	}
-	mac, state := clientNeighbour(l, vip)
+	mac, state := l.Neighbour("client", vip)
 	t.Logf("client: neigh %s lladdr %s %s (%s)", vip, mac, state, l.NodeOfMAC(mac))
 	if got := l.NodeOfMAC(mac); got != alpha {
 		t.Errorf("the client resolves %s to %s (%s), want %s", vip, mac, got, alpha)
