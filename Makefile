@@ -201,13 +201,14 @@ $(TRAEFIK_BIN): $(TOOLS_DIR)/traefik/go.mod $(TOOLS_DIR)/traefik/go.sum
 		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$(TRAEFIK_VERSION)" \
 		-o $@ github.com/traefik/traefik/v3/cmd/traefik
 
-.PHONY: cluster-images
-cluster-images: $(BIN)/imagebuild $(TRAEFIK_BIN) ## Build the pause, backend and Traefik images of the cluster suite into bin/images/.
+.PHONY: cluster-base-images cluster-images
+cluster-base-images: $(BIN)/imagebuild ## Build the pause and backend images of real nodes into bin/images/.
 	@for prog in $(CLUSTER_IMAGE_PROGRAMS); do \
 		out=$(BIN)/$$(echo $(HOST_PLATFORM) | tr / _)/$$prog; \
 		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $$out ./e2etest/cmd/$$prog; \
 		$(BIN)/imagebuild -name $$prog -version $(VERSION) -binary $(HOST_PLATFORM)=$$out -out $(IMAGES_DIR)/$$prog.oci.tar; \
 	done
+cluster-images: cluster-base-images $(TRAEFIK_BIN) ## Build the images of the cluster suite into bin/images/: pause, backend and Traefik.
 	$(BIN)/imagebuild -name traefik -version $(TRAEFIK_VERSION) -binary $(HOST_PLATFORM)=$(TRAEFIK_BIN) -out $(IMAGES_DIR)/traefik.oci.tar
 
 $(BIN)/imagebuild: $(TOOLS_DIR)/imagebuild/go.mod $(TOOLS_DIR)/imagebuild/go.sum $(TOOLS_DIR)/imagebuild/main.go
@@ -261,6 +262,14 @@ KEEP ?=
 .PHONY: demo
 demo: deps tools build ## Start a cluster in network namespaces with barelb, get a VIP, curl it, kill its speaker (root).
 	KEEP=$(KEEP) go run ./e2etest/cmd/demo
+
+# The demo on real nodes: kubelets and containerd in the namespaces, barelb
+# installed from its images with `kubectl apply -k`, a node's death. Not the
+# default: the first run on a fresh machine builds the kubelet and installs
+# containerd, runc and the CNI plugins (deps), well over `make demo`'s time.
+.PHONY: demo-cluster
+demo-cluster: deps tools images cluster-base-images ## The demo on real nodes (kubelets, containerd), barelb installed with kubectl apply -k (root).
+	KEEP=$(KEEP) go run ./e2etest/cmd/demo --cluster
 
 .PHONY: lab-test
 lab-test: deps $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager ## The lab's own end-to-end tests (root).

@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,11 +14,9 @@ import (
 )
 
 const (
-	namespace = "barelb-system"
-	// imageRepo is where the lab imports barelb's images: a name no
-	// registry serves, so nothing can be pulled by mistake.
-	imageRepo    = "lab.barelb.io/barelb"
-	backendImage = "lab.barelb.io/backend:lab"
+	namespace    = "barelb-system"
+	imageRepo    = lab.ImageRepo
+	backendImage = lab.BackendImage
 )
 
 func TestMain(m *testing.M) {
@@ -55,9 +52,7 @@ func startWith(t *testing.T, nodes int, more []string, tags ...string) *cluster 
 		images = append(images, lab.Image{Name: "lab.barelb.io/" + strings.TrimSuffix(f, ".oci.tar") + ":lab", Path: filepath.Join(imgDir, f)})
 	}
 	for _, tag := range tags {
-		for _, prog := range []string{"controller", "speaker"} {
-			images = append(images, lab.Image{Name: imageRepo + "/" + prog + ":" + tag, Path: filepath.Join(imgDir, prog+".oci.tar")})
-		}
+		images = append(images, lab.BarelbImages(imgDir, tag)...)
 	}
 	for _, img := range images {
 		if _, err := os.Stat(img.Path); err != nil {
@@ -103,23 +98,7 @@ func (c *cluster) kubectlErr(args ...string) (string, error) {
 func (c *cluster) overlay(t *testing.T, tag string) string {
 	t.Helper()
 	dir := t.TempDir()
-	base, err := filepath.Rel(dir, filepath.Join(c.root, "config", "default"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-- %s
-images:
-- name: ghcr.io/barelb/controller
-  newName: %s/controller
-  newTag: %s
-- name: ghcr.io/barelb/speaker
-  newName: %s/speaker
-  newTag: %s
-`, base, imageRepo, tag, imageRepo, tag)
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+	if err := lab.WriteOverlay(dir, c.root, tag); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -181,49 +160,8 @@ func (c *cluster) apply(t *testing.T, manifest string) {
 	c.kubectl(t, "apply", "-f", f)
 }
 
-// backend is a Deployment of the backend image and a dual-stack
-// LoadBalancer Service in front of it.
-func backend(name string, replicas int) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-  namespace: default
-spec:
-  replicas: %[2]d
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-      - name: backend
-        image: %[3]s
-        imagePullPolicy: Never
-        env:
-        - name: POD_NAME
-          valueFrom: {fieldRef: {fieldPath: metadata.name}}
-        ports:
-        - {name: http, containerPort: 8080}
-        readinessProbe:
-          httpGet: {path: /healthz, port: http}
-          periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: %[1]s
-  namespace: default
-spec:
-  type: LoadBalancer
-  ipFamilyPolicy: RequireDualStack
-  ipFamilies: [IPv4, IPv6]
-  selector: {app: %[1]s}
-  ports:
-  - {name: http, port: 80, targetPort: http}
-`, name, replicas, backendImage)
-}
+// backend is lab.BackendManifest.
+func backend(name string, replicas int) string { return lab.BackendManifest(name, replicas) }
 
 // vips waits until the Service has an address per family and returns
 // them.

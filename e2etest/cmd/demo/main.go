@@ -53,8 +53,9 @@ spec:
 func main() {
 	lab.RunHelperMode()
 	keep := flag.Bool("keep", os.Getenv("KEEP") == "1", "keep the lab running until Ctrl-C (also KEEP=1)")
+	cluster := flag.Bool("cluster", false, "real nodes (kubelets, containerd), barelb installed with kubectl apply -k (make demo-cluster)")
 	flag.Parse()
-	if err := run(*keep); err != nil {
+	if err := run(*keep, *cluster); err != nil {
 		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
 		os.Exit(1)
 	}
@@ -64,7 +65,7 @@ func step(format string, args ...any) {
 	fmt.Printf("\n\033[1m==> "+format+"\033[0m\n", args...)
 }
 
-func run(keep bool) error {
+func run(keep, cluster bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the lab makes network namespaces: run as root")
 	}
@@ -77,6 +78,9 @@ func run(keep bool) error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if cluster {
+		return runCluster(ctx, root, keep)
+	}
 
 	step("Starting a 3-node Kubernetes cluster in network namespaces, with barelb's controller and speakers")
 	fmt.Println("    (etcd, kube-apiserver, kube-proxy per node, a client on the LAN; nothing touches this machine's network)")
@@ -180,7 +184,7 @@ func run(keep bool) error {
 	}
 	var moved time.Duration
 	for time.Since(killed) < 20*time.Second {
-		if mac := neighbour(l, ips[0]); mac != "" && !strings.EqualFold(mac, macOf(l, node)) {
+		if mac, _ := l.Neighbour("client", ips[0]); mac != "" && !strings.EqualFold(mac, macOf(l, node)) {
 			moved = time.Since(killed)
 			break
 		}
@@ -266,16 +270,4 @@ func nodeOfMAC(l *lab.Lab, line string) string {
 		}
 	}
 	return "?"
-}
-
-// neighbour is the MAC of the client's neighbour entry for ip.
-func neighbour(l *lab.Lab, ip string) string {
-	out, _ := exec.Command("ip", "-n", l.ClientHost().Netns, "neigh", "show", ip).Output()
-	f := strings.Fields(string(out))
-	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "lladdr" {
-			return f[i+1]
-		}
-	}
-	return ""
 }
