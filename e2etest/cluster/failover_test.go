@@ -2,8 +2,6 @@ package cluster_test
 
 import (
 	"fmt"
-	"net/netip"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -24,32 +22,14 @@ func TestNodeFailover(t *testing.T) {
 	c.apply(t, backend("web", 2))
 	checkVIPs(t, c, "web")
 	v4, v6 := c.vips(t, "web")
-	var victim string
-	lab.Eventually(t, 30*time.Second, "one node answering for "+v4, func() (bool, string) {
-		macs, err := c.WhoHas("client", netip.MustParseAddr(v4))
-		if err != nil || len(macs) != 1 {
-			return false, fmt.Sprint(macs, err)
-		}
-		victim = c.NodeOfMAC(macs[0])
-		return victim != "", macs[0]
-	})
+	victim := c.answering(t, v4)
 	// The backends leave the victim, so that its death costs no endpoint.
-	c.kubectl(t, "-n", "default", "patch", "deployment", "web", "--type=merge", "-p",
-		`{"spec":{"template":{"spec":{"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/hostname","operator":"NotIn","values":["`+victim+`"]}]}]}}}}}}}`)
+	c.kubectl(t, "-n", "default", "patch", "deployment", "web", "--type=merge", "-p", lab.AvoidNodePatch(victim))
 	c.kubectl(t, "-n", "default", "rollout", "status", "deployment/web", "--timeout=2m")
 	checkVIPs(t, c, "web")
 
-	var port string
-	for _, ifc := range mustNode(t, c, victim).Interfaces {
-		if ifc.Segment == lab.SegmentLAN {
-			port = ifc.Port
-		}
-	}
 	cut := time.Now()
-	if out, err := exec.Command("ip", "-n", c.State().Bridges[lab.SegmentLAN], "link", "set", port, "down").CombinedOutput(); err != nil {
-		t.Fatalf("cutting %s off the LAN: %v %s", victim, err, out)
-	}
-	if err := c.StopNode(victim); err != nil {
+	if err := c.KillNode(victim); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -80,13 +60,4 @@ func TestNodeFailover(t *testing.T) {
 		}
 		fmt.Printf("node failover (%s announced %s): first answer %v after the cut\n", victim, ip, d.Round(time.Millisecond))
 	}
-}
-
-func mustNode(t *testing.T, c *cluster, name string) lab.Host {
-	t.Helper()
-	h, err := c.Host(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
 }

@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,4 +197,20 @@ func (c *cluster) vipsIn(t *testing.T, ns, svc string) (v4, v6 string) {
 func (c *cluster) get(url string) (string, error) {
 	body, err := c.Get("client", url, 2*time.Second)
 	return strings.TrimSpace(body), err
+}
+
+// answering waits until exactly one node answers ARP (or NDP) for ip when
+// the client asks, and names it.
+func (c *cluster) answering(t *testing.T, ip string) string {
+	t.Helper()
+	var node string
+	lab.Eventually(t, 30*time.Second, "one node answering for "+ip, func() (bool, string) {
+		macs, err := c.WhoHas("client", netip.MustParseAddr(ip))
+		if err != nil || len(macs) != 1 {
+			return false, fmt.Sprint(macs, err)
+		}
+		node = c.NodeOfMAC(macs[0])
+		return node != "", macs[0]
+	})
+	return node
 }

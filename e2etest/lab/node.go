@@ -186,6 +186,33 @@ func (l *Lab) waitKubelets(ctx context.Context) error {
 	return nil
 }
 
+// KillNode makes a real node die as a machine does: its LAN link goes
+// down (on the bridge's side, so that nothing of it reaches the LAN),
+// then StopNode.
+func (l *Lab) KillNode(node string) error {
+	h, err := l.Host(node)
+	if err != nil {
+		return err
+	}
+	for _, ifc := range h.Interfaces {
+		if ifc.Segment != SegmentLAN {
+			continue
+		}
+		if out, err := exec.Command("ip", "-n", l.state.Bridges[SegmentLAN], "link", "set", ifc.Port, "down").CombinedOutput(); err != nil {
+			return fmt.Errorf("cutting %s off the LAN: %w: %s", node, err, out)
+		}
+	}
+	return l.StopNode(node)
+}
+
+// AvoidNodePatch is a merge patch for a Deployment that keeps its pods
+// off node (a required node affinity): what dies with node is then only
+// what barelb runs there.
+func AvoidNodePatch(node string) string {
+	return `{"spec":{"template":{"spec":{"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":` +
+		`{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/hostname","operator":"NotIn","values":["` + node + `"]}]}]}}}}}}}`
+}
+
 // StopNode stops what a dead machine no longer runs: the node's kubelet
 // (SIGKILL), every container of the node (their cgroups emptied) and its
 // containerd. Its network namespace stays; cut its links to look dead on

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/barelb/barelb/e2etest/lab"
 )
@@ -39,18 +37,9 @@ func runCluster(ctx context.Context, root string, keep bool) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step("Tearing the lab down")
-		l.Down()
-		fmt.Println("    done: no namespace, container, process or file of the lab is left")
-	}()
-	fmt.Printf("    lab %s up in %v\n", l.Prefix(), time.Since(start).Round(100*time.Millisecond))
-	kubectl := func(args ...string) error {
-		fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
-		cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", l.Kubeconfig()}, args...)...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		return cmd.Run()
-	}
+	s := session{ctx: ctx, l: l}
+	defer s.up(start, "container, process")()
+	kubectl := s.kubectl
 	if err := kubectl("get", "nodes", "-o", "wide"); err != nil {
 		return err
 	}
@@ -87,52 +76,18 @@ func runCluster(ctx context.Context, root string, keep bool) error {
 	}
 
 	step("Deploying a web server: a Deployment of two pods and a Service of type LoadBalancer")
-	manifest := lab.BackendManifest("web", 2)
-	fmt.Printf("$ kubectl apply -f - <<EOF\n%sEOF\n", manifest)
-	apply := exec.CommandContext(ctx, "kubectl", "--kubeconfig", l.Kubeconfig(), "apply", "-f", "-")
-	apply.Stdin = strings.NewReader(manifest)
-	apply.Stdout, apply.Stderr = os.Stdout, os.Stderr
-	if err := apply.Run(); err != nil {
+	if err := s.apply(lab.BackendManifest("web", 2)); err != nil {
 		return err
 	}
 	if err := kubectl("rollout", "status", "deployment/web", "--timeout=3m"); err != nil {
 		return err
 	}
-	var ips []string
-	if err := poll(ctx, 60*time.Second, "an EXTERNAL-IP", func() bool {
-		svc, err := l.Clientset().CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		ips = ips[:0]
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			ips = append(ips, in.IP)
-		}
-		return len(ips) == 2
-	}); err != nil {
+	ips, err := s.addresses("web")
+	if err != nil {
 		return err
 	}
-	if err := kubectl("get", "svc", "web"); err != nil {
+	if err := s.curlEach(ips); err != nil {
 		return err
-	}
-
-	step("Reaching the Service from a client on the LAN")
-	for _, ip := range ips {
-		url := lab.URL(ip)
-		fmt.Printf("$ curl %s   (four times, from the client)\n", url)
-		if err := poll(ctx, 60*time.Second, "an answer from "+url, func() bool {
-			_, err := l.Get("client", url, time.Second)
-			return err == nil
-		}); err != nil {
-			return err
-		}
-		for range 4 {
-			answer, err := l.Get("client", url, 2*time.Second)
-			if err != nil {
-				answer = "error: " + err.Error()
-			}
-			fmt.Println("   ", answer)
-		}
 	}
 	var node string
 	if err := poll(ctx, 30*time.Second, "one node answering ARP for "+ips[0], func() bool {
@@ -152,8 +107,7 @@ func runCluster(ctx context.Context, root string, keep bool) error {
 
 	step("%s dies while the client sends a request every 10 ms", node)
 	fmt.Printf("    (the web pods move off %s first, so that what its death costs is barelb's take-over, not a lost pod)\n", node)
-	if err := kubectl("patch", "deployment", "web", "--type=merge", "-p",
-		`{"spec":{"template":{"spec":{"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/hostname","operator":"NotIn","values":["`+node+`"]}]}]}}}}}}}`); err != nil {
+	if err := kubectl("patch", "deployment", "web", "--type=merge", "-p", lab.AvoidNodePatch(node)); err != nil {
 		return err
 	}
 	if err := kubectl("rollout", "status", "deployment/web", "--timeout=3m"); err != nil {
@@ -166,18 +120,9 @@ func runCluster(ctx context.Context, root string, keep bool) error {
 	if err != nil {
 		return err
 	}
-	var port string
-	for _, ifc := range h.Interfaces {
-		if ifc.Segment == lab.SegmentLAN {
-			port = ifc.Port
-		}
-	}
-	fmt.Printf("$ ip -n %s link set %s down; stop %s's kubelet, containerd and containers\n", l.State().Bridges[lab.SegmentLAN], port, node)
+	fmt.Printf("$ ip link set <%s's LAN port> down; stop %s's kubelet, containerd and containers\n", node, node)
 	cut := time.Now()
-	if out, err := exec.Command("ip", "-n", l.State().Bridges[lab.SegmentLAN], "link", "set", port, "down").CombinedOutput(); err != nil {
-		return fmt.Errorf("cutting %s off the LAN: %v %s", node, err, out)
-	}
-	if err := l.StopNode(node); err != nil {
+	if err := l.KillNode(node); err != nil {
 		return err
 	}
 	var moved time.Duration

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
@@ -89,18 +88,9 @@ func run(keep, cluster bool) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step("Tearing the lab down")
-		l.Down()
-		fmt.Println("    done: no namespace, process or file of the lab is left")
-	}()
-	fmt.Printf("    lab %s up in %v\n", l.Prefix(), time.Since(start).Round(100*time.Millisecond))
-	kubectl := func(args ...string) error {
-		fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
-		cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", l.Kubeconfig()}, args...)...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		return cmd.Run()
-	}
+	s := session{ctx: ctx, l: l}
+	defer s.up(start, "process")()
+	kubectl := s.kubectl
 	if err := kubectl("get", "nodes", "-o", "wide"); err != nil {
 		return err
 	}
@@ -111,29 +101,11 @@ func run(keep, cluster bool) error {
 	}
 
 	step("Deploying a front end: two backend pods (on node1 and node2) and a Service of type LoadBalancer")
-	fmt.Printf("$ kubectl apply -f - <<EOF\n%sEOF\n", frontYAML)
-	apply := exec.CommandContext(ctx, "kubectl", "--kubeconfig", l.Kubeconfig(), "apply", "-f", "-")
-	apply.Stdin = strings.NewReader(frontYAML)
-	apply.Stdout, apply.Stderr = os.Stdout, os.Stderr
-	if err := apply.Run(); err != nil {
+	if err := s.apply(frontYAML); err != nil {
 		return err
 	}
-	var ips []string
-	if err := poll(ctx, 30*time.Second, "an EXTERNAL-IP", func() bool {
-		svc, err := l.Clientset().CoreV1().Services("default").Get(ctx, "front", metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		ips = ips[:0]
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			ips = append(ips, in.IP)
-		}
-		return len(ips) == 2
-	}); err != nil {
-		return err
-	}
-	fmt.Println("\nThe controller gave the Service an address per family:")
-	if err := kubectl("get", "svc", "front"); err != nil {
+	ips, err := s.addresses("front")
+	if err != nil {
 		return err
 	}
 	node, err := announcer(ctx, l, "")
@@ -145,25 +117,10 @@ func run(keep, cluster bool) error {
 		return err
 	}
 
-	step("Reaching the Service from a client on the LAN")
-	client := l.ClientHost().Netns
-	for _, ip := range ips {
-		url := lab.URL(ip)
-		fmt.Printf("$ curl %s   (four times, from the client)\n", url)
-		if err := poll(ctx, 20*time.Second, "an answer from "+url, func() bool {
-			_, err := l.Get("client", url, time.Second)
-			return err == nil
-		}); err != nil {
-			return err
-		}
-		for range 4 {
-			answer, err := l.Get("client", url, 2*time.Second)
-			if err != nil {
-				answer = "error: " + err.Error()
-			}
-			fmt.Println("   ", answer)
-		}
+	if err := s.curlEach(ips); err != nil {
+		return err
 	}
+	client := l.ClientHost().Netns
 	fmt.Printf("$ ip -n %s neigh show   (the client's neighbour table: the addresses resolve to %s's MAC %s)\n",
 		client, node, macOf(l, node))
 	if out, err := exec.Command("ip", "-n", client, "neigh", "show").Output(); err == nil {

@@ -72,7 +72,7 @@ func TestAnnouncesOnlyAssignedAddresses(t *testing.T) {
 		netip.MustParseAddr("198.51.100.201"): {"default/web"},
 		netip.MustParseAddr("198.51.100.217"): {"default/kept"},
 	}
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, got, addrEqual); diff != "" {
 		t.Errorf("announced (-want +got):\n%s", diff)
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -177,11 +180,11 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 	}
 	for _, membershipOK := range []bool{true, false} {
 		full, slim := readAll(objects, membershipOK), readAll(trimmed, membershipOK)
-		if !reflect.DeepEqual(full.services, slim.services) {
-			t.Errorf("membership %v: services differ:\nfull %+v\nslim %+v", membershipOK, full.services, slim.services)
+		if diff := cmp.Diff(full.services, slim.services, addrEqual); diff != "" {
+			t.Errorf("membership %v: services read from trimmed objects (-full +trimmed):\n%s", membershipOK, diff)
 		}
-		if !reflect.DeepEqual(full.nodes, slim.nodes) {
-			t.Errorf("membership %v: nodes differ:\nfull %+v\nslim %+v", membershipOK, full.nodes, slim.nodes)
+		if diff := cmp.Diff(full.nodes, slim.nodes, addrEqual); diff != "" {
+			t.Errorf("membership %v: nodes read from trimmed objects (-full +trimmed):\n%s", membershipOK, diff)
 		}
 		if len(full.nodes) != 3 {
 			t.Fatalf("the test reads %d nodes, want 3", len(full.nodes))
@@ -197,8 +200,8 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 			{Key: "default/local", Labels: labels.Set{"app": "local"}, Pool: "lan", LocalTraffic: true, EndpointNodes: map[string]bool{"n1": true, "n3": true},
 				Addresses: []netip.Addr{netip.MustParseAddr("198.51.100.200"), netip.MustParseAddr("2001:db8::200")}},
 		}
-		if !reflect.DeepEqual(full.services, want) {
-			t.Errorf("membership %v: services read\n%+v\nwant\n%+v", membershipOK, full.services, want)
+		if diff := cmp.Diff(want, full.services, addrEqual); diff != "" {
+			t.Errorf("membership %v: services read (-want +got):\n%s", membershipOK, diff)
 		}
 		for key := range full.byKey {
 			if got := full.byKey[key]; got.UID != types.UID("uid-"+got.Name) || got.ResourceVersion != "7" {
@@ -210,7 +213,14 @@ func TestCacheTransformsKeepWhatReadReads(t *testing.T) {
 	status := &barelbv1beta1.ServiceL2Status{ObjectMeta: metav1.ObjectMeta{Name: "s", Labels: map[string]string{barelbv1beta1.LabelServiceName: "web"}, ManagedFields: managed},
 		Status: barelbv1beta1.ServiceL2StatusStatus{Node: "n1", ServiceName: "web", Addresses: []string{"198.51.100.200"}}}
 	got := trim(status).(*barelbv1beta1.ServiceL2Status)
-	if !reflect.DeepEqual(got.Status, status.Status) || got.Labels != nil || got.ManagedFields != nil {
-		t.Errorf("ServiceL2Status trimmed to %+v", got)
+	if diff := cmp.Diff(status.Status, got.Status); diff != "" {
+		t.Errorf("ServiceL2Status's status trimmed (-want +got):\n%s", diff)
+	}
+	if got.Labels != nil || got.ManagedFields != nil {
+		t.Errorf("ServiceL2Status trimmed keeps labels %v or managed fields %v", got.Labels, got.ManagedFields)
 	}
 }
+
+// addrEqual lets cmp.Diff compare netip.Addr values (the package's tests
+// share it).
+var addrEqual = cmpopts.EquateComparable(netip.Addr{})

@@ -31,21 +31,7 @@ func TestSelfCountsAfterTheOthersHeardIt(t *testing.T) {
 	defer cancel()
 	plans := make(chan event.GenericEvent, 1)
 	go members.Forward(ctx, plans)
-	waitAlive := func(what string, ok func(map[string]bool) bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			alive, formed := members.Alive()
-			if formed && ok(alive) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s: %v (formed %v)", what, alive, formed)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitAlive("both listed, a not ready", func(alive map[string]bool) bool {
+	waitAlive(t, members, "both listed, a not ready", func(alive map[string]bool) bool {
 		_, listedA := alive["a"]
 		return listedA && !alive["a"] && alive["b"]
 	})
@@ -90,27 +76,29 @@ func TestRestartingSpeakerKeepsItsAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	members := &MemberlistMembers{Membership: a, Log: testr.New(t), Self: "a"}
-	waitAlive := func(what string, ok func(map[string]bool) bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			alive, formed := members.Alive()
-			if formed && ok(alive) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s: %v (formed %v)", what, alive, formed)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitAlive("b alive", func(alive map[string]bool) bool { return alive["b"] })
+	waitAlive(t, members, "b alive", func(alive map[string]bool) bool { return alive["b"] })
 	if err := b.Restart(time.Minute, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	_ = b.Shutdown()
-	waitAlive("b gone from memberlist", func(map[string]bool) bool { return !slices.Contains(a.Members(), "b") })
+	waitAlive(t, members, "b gone from memberlist", func(map[string]bool) bool { return !slices.Contains(a.Members(), "b") })
 	if alive, _ := members.Alive(); !alive["b"] {
 		t.Fatalf("b is not alive in a's view while it restarts: %v", alive)
+	}
+}
+
+// waitAlive waits until members has formed and its live members satisfy ok.
+func waitAlive(t *testing.T, members *MemberlistMembers, what string, ok func(map[string]bool) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		alive, formed := members.Alive()
+		if formed && ok(alive) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v (formed %v)", what, alive, formed)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

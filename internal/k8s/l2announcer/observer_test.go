@@ -4,8 +4,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/barelb/barelb/internal/layer2"
 )
@@ -51,8 +52,11 @@ func TestKernelAnswers(t *testing.T) {
 			for _, a := range addrs {
 				got = append(got, a.String())
 			}
-			if !reflect.DeepEqual(got, tt.wantAddrs) || !reflect.DeepEqual(lans, tt.wantLANs) {
-				t.Errorf("KernelAnswers = %v on %v, want %v on %v", got, lans, tt.wantAddrs, tt.wantLANs)
+			if diff := cmp.Diff(tt.wantAddrs, got); diff != "" {
+				t.Errorf("KernelAnswers addresses (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantLANs, lans); diff != "" {
+				t.Errorf("KernelAnswers LANs (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package l2announcer
 
 import (
 	"bytes"
-	"net/netip"
 	"reflect"
 	"testing"
 
@@ -76,7 +75,7 @@ func TestPeerTableCarriesWhatThePlanReads(t *testing.T) {
 	alive := map[string]bool{"n1": true, "n3": true, "n4": true}
 	direct := inputsFrom(table.Pools, table.Advertisements, table.Nodes, recordsOf(objs), "", alive, true, false)
 	fromPeer := inputsFrom(got.Pools, got.Advertisements, got.Nodes, got, "", alive, true, false)
-	opts := cmp.Options{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+	opts := cmp.Options{cmpopts.EquateEmpty(), addrEqual}
 	if diff := cmp.Diff(direct.services, fromPeer.services, opts); diff != "" {
 		t.Errorf("services (-caches +table):\n%s", diff)
 	}
