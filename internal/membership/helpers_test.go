@@ -80,6 +80,8 @@ type memberOpts struct {
 	state JoinState
 	// pushPull, when set, is Timing.PushPullInterval.
 	pushPull time.Duration
+	// noEcho is Config.NoEchoChecks.
+	noEcho bool
 }
 
 func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
@@ -98,7 +100,7 @@ func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
 	if o.pushPull > 0 {
 		timing.PushPullInterval = o.pushPull
 	}
-	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: timing, Logger: lg, Meta: o.meta, LeftGrace: o.leftGrace, JoinState: o.state})
+	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: timing, Logger: lg, Meta: o.meta, LeftGrace: o.leftGrace, JoinState: o.state, NoEchoChecks: o.noEcho})
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}

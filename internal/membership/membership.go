@@ -51,6 +51,12 @@ type Config struct {
 	// JoinState, when set, is the state this member hands a member that
 	// joins it, or that it joins, and takes from it (see JoinState).
 	JoinState JoinState
+	// NoEchoChecks turns the echo checks off (see echo.go): no ICMP
+	// echo to the watched members' nodes, about 60 kB/s per node, for
+	// networks that filter, rate-limit or bill ICMP. A node cut off the
+	// network is then found by memberlist's probes: a few hundred
+	// milliseconds instead of about 110.
+	NoEchoChecks bool
 }
 
 // JoinState is state exchanged with every member this one joins or is
@@ -147,6 +153,10 @@ func New(cfg Config) (*Membership, error) {
 		m.leftGrace = DefaultLeftGrace
 	}
 	m.fast = newFastPath(cfg.NodeName, m.log, timing, m.notify)
+	if cfg.NoEchoChecks {
+		m.fast.echo.close()
+		m.log.Info("Echo checks are off: a node cut off the network is found by memberlist's probes")
+	}
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeName

@@ -158,3 +158,29 @@ func TestCheckEnded(t *testing.T) {
 		})
 	}
 }
+
+// TestNoEchoChecks: with Config.NoEchoChecks a member pings none of the
+// nodes it watches, while one with the checks on pings its own.
+func TestNoEchoChecks(t *testing.T) {
+	a, pa := startMember(t, "a", memberOpts{bind: "127.0.0.1", noEcho: true})
+	b, _ := startMember(t, "b", memberOpts{bind: "127.0.0.2"})
+	join(t, b, pa)
+	echoed := func(m *Membership) []string {
+		m.fast.echo.mu.Lock()
+		defer m.fast.echo.mu.Unlock()
+		var out []string
+		for n := range m.fast.echo.targets {
+			out = append(out, n)
+		}
+		return out
+	}
+	testutil.Eventually(t, 10*time.Second, "b pinging a's node", func() (bool, string) {
+		return slices.Equal(echoed(b), []string{"a"}), fmt.Sprint(echoed(b))
+	})
+	if got := echoed(a); len(got) > 0 {
+		t.Errorf("a, with the echo checks off, pings %v", got)
+	}
+	if got := a.fast.watch.watching(); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("a watches %v, want [b]: only the echoes are off", got)
+	}
+}
