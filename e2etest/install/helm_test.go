@@ -456,6 +456,26 @@ func TestHelmValues(t *testing.T) {
 			}
 		},
 	}, {
+		name: "restart hold longer",
+		set:  []string{"--set", "speaker.restartHold=1m"},
+		edit: func(t *testing.T, want objects) {
+			setContainer(t, want[speakerKey], func(c map[string]any) { replaceArg(c, "--restart-hold=30s", "--restart-hold=1m") })
+		},
+	}, {
+		name: "restart hold off: a stopping speaker hands its addresses over",
+		set:  []string{"--set", "speaker.restartHold="},
+		edit: func(t *testing.T, want objects) {
+			setContainer(t, want[speakerKey], func(c map[string]any) {
+				var args []any
+				for _, a := range c["args"].([]any) {
+					if a != "--restart-hold=30s" {
+						args = append(args, a)
+					}
+				}
+				c["args"] = args
+			})
+		},
+	}, {
 		name: "BGP graceful shutdown and the speaker's grace period",
 		set:  []string{"--set", "speaker.bgpGracefulShutdown=45s,speaker.terminationGracePeriodSeconds=60"},
 		edit: func(t *testing.T, want objects) {
