@@ -3,6 +3,8 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,15 +58,7 @@ func TestIngress(t *testing.T) {
 	}
 	// The old pods' endpoints leave kube-proxy's rules a little after
 	// the rollout: what is measured starts once the loops run clean.
-	lab.Eventually(t, 60*time.Second, "2 s of request loops through Traefik without a failure", func() (bool, string) {
-		var failed []string
-		for what, p := range stopAfter(startProbes(), 2*time.Second) {
-			if p.Failed > 0 {
-				failed = append(failed, fmt.Sprintf("%s: %v", what, p))
-			}
-		}
-		return len(failed) == 0, fmt.Sprint(failed)
-	})
+	lab.WaitSteady(t, 60*time.Second, func() []*lab.Prober { return slices.Collect(maps.Values(startProbes())) })
 	probes := startProbes()
 	defer func() {
 		for _, p := range probes {
@@ -149,15 +143,4 @@ func (c *cluster) waitDeployments(t *testing.T, deployments ...string) {
 			t.Fatalf("rollout of %s: %v\n%s\n%s\n%s", d, err, out, out2, out3)
 		}
 	}
-}
-
-// stopAfter lets running request loops run for d, stops them and
-// returns what each saw.
-func stopAfter(probes map[string]*lab.Prober, d time.Duration) map[string]lab.ProbeResult {
-	time.Sleep(d)
-	out := map[string]lab.ProbeResult{}
-	for what, p := range probes {
-		out[what] = p.Stop()
-	}
-	return out
 }

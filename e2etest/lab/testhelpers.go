@@ -26,6 +26,28 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() (
 	testutil.Eventually(tb, timeout, what, cond)
 }
 
+// WaitSteady waits (up to timeout) until request loops, as start starts
+// them, all run for a while without a failed request. What a test then
+// measures starts from a settled data path: a pod just started, its
+// kube-proxy rules and the nodes' neighbour entries toward it can lose
+// the first requests (IPv6 most: a lab pod's first second), which says
+// nothing of what the test is about.
+func WaitSteady(tb testing.TB, timeout time.Duration, start func() []*Prober) {
+	tb.Helper()
+	const clean = 2 * time.Second
+	Eventually(tb, timeout, fmt.Sprintf("request loops running %v without a failure", clean), func() (bool, string) {
+		probers := start()
+		time.Sleep(clean)
+		var failed []string
+		for _, p := range probers {
+			if r := p.Stop(); r.Failed > 0 {
+				failed = append(failed, fmt.Sprintf("%s: %v", p.url, r))
+			}
+		}
+		return len(failed) == 0, fmt.Sprint(failed)
+	})
+}
+
 // WaitEndpoints waits until the EndpointSlices of the Service svc (in
 // namespace default) list n ready endpoints per family.
 func (l *Lab) WaitEndpoints(tb testing.TB, svc string, n int) {
