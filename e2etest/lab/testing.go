@@ -90,9 +90,10 @@ func Start(t testing.TB, opts Options) *Lab {
 	t.Cleanup(func() {
 		signal.Stop(sigs)
 		close(stop)
-		if t.Failed() {
+		if t.Failed() || os.Getenv("BARELB_KEEP_LOGS") != "" {
 			// The state folder goes with the lab; its processes' logs
-			// are what explains a failure.
+			// are what explains a failure (BARELB_KEEP_LOGS=1 keeps
+			// them after a success too).
 			kept := filepath.Join(os.TempDir(), "barelb-failed-"+l.Prefix())
 			if out, err := exec.Command("cp", "-r", filepath.Join(l.StateDir(), "logs"), kept).CombinedOutput(); err != nil {
 				t.Logf("keeping the lab's logs: %v %s", err, out)

@@ -698,6 +698,57 @@ func TestResumeAYieldedAddress(t *testing.T) {
 	}
 }
 
+// TestYieldWhileProbing: an address being probed that another speaker
+// turns out to answer is yielded before it was ever answered: no
+// gratuitous announcement goes out (so no neighbour is pointed here), the
+// link is watched, and the address is taken over once that speaker is
+// quiet. A speaker cut off from the others' gossip probes what it takes
+// over this way.
+func TestYieldWhileProbing(t *testing.T) {
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		t.Run(vip.String(), func(t *testing.T) {
+			l := testenv.NewLink(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			capt := startCapture(t, l)
+			probed := make(chan netip.Addr, 4)
+			r := startResponder(ctx, t, l, Options{Speaker: otherSpeaker, OnProbed: func(ip netip.Addr) { probed <- ip }})
+			if err := r.Announce(vip, AnnounceOptions{Probe: true}); err != nil {
+				t.Fatal(err)
+			}
+			if !r.Yield(vip) {
+				t.Fatal("Yield of an address being probed did nothing")
+			}
+			if r.Yield(vip) {
+				t.Error("Yield of a yielded address did something")
+			}
+			// "node-b" answers on for a while.
+			claim := advertisement(clientMAC, clientMAC, client6, vip)
+			if vip.Is4() {
+				claim = gratuitousARPFrame(t, clientMAC, vip)
+			}
+			for range 15 {
+				sendFrom(t, l, claim)
+				time.Sleep(40 * time.Millisecond)
+			}
+			if r.Owns(vip) || !r.Yielded(vip) {
+				t.Fatalf("owns %v, yielded %v while the other speaker answers", r.Owns(vip), r.Yielded(vip))
+			}
+			if claims, probes := capt.claims(vip); claims != 0 || probes == 0 {
+				t.Errorf("%d gratuitous announcements (want none: it was never answered), %d probes (want some)", claims, probes)
+			}
+			select {
+			case <-probed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("not taken over 5 s after the other speaker went quiet")
+			}
+			if !r.Owns(vip) {
+				t.Error("not answered after the take-over")
+			}
+		})
+	}
+}
+
 // etherTypeAll makes a packet socket capture every frame (Linux's
 // ETH_P_ALL).
 const etherTypeAll = 0x0003

@@ -366,8 +366,11 @@ func (r *Responder) Reannounce(ip netip.Addr) {
 // that one missed answer moves nothing. So the address is never answered twice
 // while the other speaker answers it, and never left unanswered for more
 // than about a round once it stops. A foreign host's answer is a
-// conflict, as for a probe. It does nothing for an address not owned or
-// not answered (probing, in conflict, yielded).
+// conflict, as for a probe. An address still being probed is yielded
+// the same way, before it was ever answered: the speaker that answered
+// the probe keeps it, and no gratuitous announcement points neighbours
+// here. It does nothing for an address not owned, in conflict or
+// yielded already.
 func (r *Responder) Yield(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	r.mu.Lock()
@@ -376,7 +379,7 @@ func (r *Responder) Yield(ip netip.Addr) bool {
 		return s.Yield(ip)
 	}
 	o, ok := r.owned[ip]
-	if !ok || o.state != stateAnswering {
+	if !ok || (o.state != stateAnswering && o.state != stateProbing) {
 		return false
 	}
 	o.state = stateYielded

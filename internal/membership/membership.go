@@ -233,6 +233,12 @@ func (m *Membership) Metadata() map[string][]byte {
 	return out
 }
 
+// Healthy tells whether this member's own recent probes went through
+// (memberlist's local health score, Lifeguard's, is 0). A member whose
+// probes of several others fail unexplained is likely the one cut off:
+// what it concludes about the others is suspect.
+func (m *Membership) Healthy() bool { return m.fast.healthy() }
+
 // DefaultLeftGrace is how long after its leaving notice a member counts
 // as left (see Left) unless Config.LeftGrace says otherwise.
 const DefaultLeftGrace = 15 * time.Second

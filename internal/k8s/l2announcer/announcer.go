@@ -197,6 +197,12 @@ func (r *Reconciler) wake() {
 	}
 }
 
+// healthSource is a Members that knows whether this speaker's own
+// memberlist probes go through (MemberlistMembers).
+type healthSource interface {
+	Healthy() bool
+}
+
 // subnetSource is a Members that knows the speakers' subnets
 // (MemberlistMembers): the election then holds each address to the nodes
 // on its subnet.
@@ -284,6 +290,17 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 		r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
 	}
 	want, services, servicesOf, probe, keys, owners := part.want, part.services, part.servicesOf, part.probe, part.keys, part.owners
+	if h, ok := r.Members.(healthSource); ok && membershipOK && !h.Healthy() {
+		// This speaker's own probes fail: it is likely the one cut off
+		// from the others' gossip, and the speakers it lost may well
+		// answer on the LAN. It probes what it takes over instead of
+		// announcing it at once; a live speaker's answer to the probe
+		// settles the address (HandlePeerClaim) before any neighbour
+		// is pointed here.
+		for ip := range want {
+			probe[ip] = true
+		}
+	}
 	viewAlive := alive
 	if !membershipOK {
 		viewAlive = make(map[string]bool, len(in.nodes))

@@ -117,6 +117,10 @@ func (m *MemberlistMembers) selfDue() bool {
 	return true
 }
 
+// Healthy tells whether this speaker's own memberlist probes go through
+// (see membership.Membership.Healthy).
+func (m *MemberlistMembers) Healthy() bool { return m.Membership.Healthy() }
+
 // Left tells whether the speaker of node name left memberlist on purpose.
 func (m *MemberlistMembers) Left(name string) bool { return m.Membership.Left(name) }
 
