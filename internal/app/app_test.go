@@ -174,6 +174,9 @@ func TestParseSpeaker(t *testing.T) {
 		{name: "memberlist as a bare flag", args: []string{"--node-name=w", "--memberlist"}, wantNode: "w"},
 		{name: "memberlist not a boolean", args: []string{"--node-name=w", "--memberlist=off"}, wantErr: `invalid boolean value "off" for -memberlist`},
 		{name: "negative gc percent", args: []string{"--node-name=w", "--gc-percent=-1"}, wantErr: "--gc-percent"},
+		{name: "restart hold", args: []string{"--node-name=w", "--restart-hold=30s"}, wantNode: "w"},
+		{name: "negative restart hold", args: []string{"--node-name=w", "--restart-hold=-1s"}, wantErr: "--restart-hold"},
+		{name: "restart hold past its bound", args: []string{"--node-name=w", "--restart-hold=2m"}, wantErr: "--restart-hold"},
 		// Profiles carry no authentication: the node itself only.
 		{name: "pprof on every address", args: []string{"--node-name=w", "--pprof-bind-address=:6060"}, wantErr: "--pprof-bind-address"},
 		{name: "pprof on a LAN address", args: []string{"--node-name=w", "--pprof-bind-address=192.0.2.7:6060"}, wantErr: "loopback"},

@@ -239,6 +239,9 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	if o.BGPGracefulShutdown < 0 {
 		return o, usageErrorf("--bgp-graceful-shutdown %v is negative", o.BGPGracefulShutdown)
 	}
+	if o.RestartHold < 0 || o.RestartHold > membership.MaxRestartHold {
+		return o, usageErrorf("--restart-hold %v: want 0 (hand over) up to %v", o.RestartHold, membership.MaxRestartHold)
+	}
 	if o.GratuitousInterval < 0 {
 		return o, usageErrorf("--gratuitous-interval %v is negative", o.GratuitousInterval)
 	}
