@@ -239,6 +239,15 @@ func (m *Membership) Metadata() map[string][]byte {
 // what it concludes about the others is suspect.
 func (m *Membership) Healthy() bool { return m.fast.healthy() }
 
+// Marked tells whether this member holds kernel-level evidence (a mark)
+// that some member is down: its own connect was refused, or its SYNs went
+// unanswered while it was healthy.
+func (m *Membership) Marked() bool {
+	m.fast.mu.Lock()
+	defer m.fast.mu.Unlock()
+	return len(m.fast.marks) > 0
+}
+
 // DefaultLeftGrace is how long after its leaving notice a member counts
 // as left (see Left) unless Config.LeftGrace says otherwise.
 const DefaultLeftGrace = 15 * time.Second

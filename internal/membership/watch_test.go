@@ -183,3 +183,20 @@ func TestNoEchoChecks(t *testing.T) {
 		t.Errorf("a, with the echo checks off, pings %v", got)
 	}
 }
+
+// TestMarked: a member that finds another's death itself (here its watch
+// stream ends and its connect is refused) holds a mark, which Marked
+// tells, until memberlist drops the dead member.
+func TestMarked(t *testing.T) {
+	a, pa := startMember(t, "a", memberOpts{})
+	b, _ := startMember(t, "b", memberOpts{})
+	join(t, b, pa)
+	testutil.Eventually(t, 10*time.Second, "a watching b", func() (bool, string) {
+		return slices.Equal(a.fast.watch.watching(), []string{"b"}), fmt.Sprint(a.fast.watch.watching())
+	})
+	if a.Marked() {
+		t.Fatal("a holds a mark while every member lives")
+	}
+	_ = b.Shutdown()
+	testutil.Eventually(t, 10*time.Second, "a marking b", func() (bool, string) { return a.Marked(), fmt.Sprint(a.Members()) })
+}

@@ -197,10 +197,10 @@ func (r *Reconciler) wake() {
 	}
 }
 
-// healthSource is a Members that knows whether this speaker's own
-// memberlist probes go through (MemberlistMembers).
-type healthSource interface {
-	Healthy() bool
+// viewSource is a Members that knows whether this speaker's view of who
+// died is suspect (MemberlistMembers).
+type viewSource interface {
+	ViewSuspect() bool
 }
 
 // subnetSource is a Members that knows the speakers' subnets
@@ -290,13 +290,13 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 		r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
 	}
 	want, services, servicesOf, probe, keys, owners := part.want, part.services, part.servicesOf, part.probe, part.keys, part.owners
-	if h, ok := r.Members.(healthSource); ok && membershipOK && !h.Healthy() {
-		// This speaker's own probes fail: it is likely the one cut off
-		// from the others' gossip, and the speakers it lost may well
-		// answer on the LAN. It probes what it takes over instead of
-		// announcing it at once; a live speaker's answer to the probe
-		// settles the address (HandlePeerClaim) before any neighbour
-		// is pointed here.
+	if v, ok := r.Members.(viewSource); ok && membershipOK && v.ViewSuspect() {
+		// This speaker's own probes fail and it found no death itself:
+		// it is likely the one cut off from the others' gossip, and the
+		// speakers it lost may well answer on the LAN. It probes what it
+		// takes over instead of announcing it at once; a live speaker's
+		// answer to the probe settles the address (HandlePeerClaim)
+		// before any neighbour is pointed here.
 		for ip := range want {
 			probe[ip] = true
 		}

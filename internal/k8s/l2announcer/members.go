@@ -117,9 +117,15 @@ func (m *MemberlistMembers) selfDue() bool {
 	return true
 }
 
-// Healthy tells whether this speaker's own memberlist probes go through
-// (see membership.Membership.Healthy).
-func (m *MemberlistMembers) Healthy() bool { return m.Membership.Healthy() }
+// ViewSuspect tells whether this speaker's view of who died is suspect:
+// its own memberlist probes fail (membership.Membership.Healthy) and it
+// holds no kernel-level evidence of any death (Marked), so the members it
+// lost were dropped on missed probes alone, as a speaker cut off from the
+// others drops them. A speaker whose peer died in a two-node cluster is
+// unhealthy too (nobody vouches for it), but it found the death itself.
+func (m *MemberlistMembers) ViewSuspect() bool {
+	return !m.Membership.Healthy() && !m.Membership.Marked()
+}
 
 // Left tells whether the speaker of node name left memberlist on purpose.
 func (m *MemberlistMembers) Left(name string) bool { return m.Membership.Left(name) }
