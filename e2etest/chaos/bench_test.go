@@ -16,10 +16,15 @@ import (
 //
 //   - settled-double-answerers and settled-unanswered: addresses answered
 //     by two nodes, or by none, once a fault had settled (target 0);
+//     settled-other-problems: checks after settling that found something
+//     else wrong (a status naming another node, a failed curl);
 //   - settle-median-s/settle-worst-s per fault kind: when the last problem
 //     was seen after the fault (watchSettle);
 //   - changes-without-fault: announcers that changed during quiet
-//     periods between faults (target 0).
+//     periods between faults (target 0);
+//   - gossip-fault-moves: addresses a node answered during a gossip fault
+//     (LAN up) that another node answered alone before it (target 0:
+//     a take-over from a node that is up is probed first).
 //
 // Without BARELB_CHAOS it is skipped: make test runs TestGossipPartition
 // and TestChurnUnderFailure, one fault each.
@@ -30,10 +35,10 @@ func BenchmarkChaos(b *testing.B) {
 	}
 	l, assigned := startChaosLab(b, 4)
 	services := sortedKeys(assigned)
-	before := checkOneAnswerer(b, l, assigned, 30*time.Second)
+	before := checkOneAnswerer(b, l, assigned, 30*time.Second).Counts
 	kinds := faultKinds(l)
 	settle := map[string][]time.Duration{}
-	var unsettled, changes, faults int
+	var doubles, unanswered, otherProblems, changes, faults, moved int
 	deadline := time.Now().Add(budget)
 	for i := 0; time.Now().Before(deadline); i++ {
 		// A quiet spell: nothing may move.
@@ -44,22 +49,39 @@ func BenchmarkChaos(b *testing.B) {
 			b.Logf("announcers changed without a fault: %v, then %v", statuses, now)
 		}
 		k := kinds[rand.IntN(len(kinds))]
+		pre := checkRound(l, assigned)
 		heal := k.inject(b, before)
 		start := time.Now()
 		s := watchSettle(b, l, assigned, start, faultWatch, 60*time.Second)
+		if k.gossip && pre.Problem == "" {
+			for _, n := range l.Nodes() {
+				if ips := claimedFromTheLiving(pre.Answerers, s.Answered, n.Name); len(ips) > 0 {
+					moved += len(ips)
+					b.Logf("%s: %s answered %v, answered by a live node before the gossip fault", k.name, n.Name, ips)
+				}
+			}
+		}
 		settle[k.name] = append(settle[k.name], s.After)
 		faults++
-		if _, problem := checkRound(l, assigned); problem != "" {
-			unsettled++
-			b.Logf("%s: after settling: %s", k.name, problem)
+		if r := checkRound(l, assigned); r.Problem != "" {
+			d, u := answererFaults(r, assigned)
+			doubles += d
+			unanswered += u
+			if d+u == 0 {
+				otherProblems++
+			}
+			b.Logf("%s: after settling: %s", k.name, r.Problem)
 		}
 		heal()
 		before = watchSettle(b, l, assigned, time.Now(), faultWatch, 60*time.Second).Counts
 		b.Logf("fault %d (%s): settled %v after", i, k.name, s.After.Round(time.Millisecond))
 	}
 	b.ReportMetric(float64(faults), "faults")
-	b.ReportMetric(float64(unsettled), "settled-problems")
+	b.ReportMetric(float64(doubles), "settled-double-answerers")
+	b.ReportMetric(float64(unanswered), "settled-unanswered")
+	b.ReportMetric(float64(otherProblems), "settled-other-problems")
 	b.ReportMetric(float64(changes), "changes-without-fault")
+	b.ReportMetric(float64(moved), "gossip-fault-moves")
 	for _, name := range sortedKeys(settle) {
 		ds := settle[name]
 		slices.Sort(ds)
@@ -68,11 +90,30 @@ func BenchmarkChaos(b *testing.B) {
 	}
 }
 
+// answererFaults counts the addresses of r answered by two nodes or more,
+// and by none.
+func answererFaults(r round, assigned map[string][]string) (doubles, unanswered int) {
+	for _, ips := range assigned {
+		for _, ip := range ips {
+			switch n := len(r.Answerers[ip]); {
+			case n == 0:
+				unanswered++
+			case n > 1:
+				doubles++
+			}
+		}
+	}
+	return doubles, unanswered
+}
+
 // faultKind is a fault the benchmark can draw: inject breaks something
 // (before are the addresses each node answers for) and returns how to
 // heal it.
 type faultKind struct {
-	name   string
+	name string
+	// gossip: the fault cuts memberlist only; every node lives on the
+	// LAN, so no address may move.
+	gossip bool
 	inject func(tb testing.TB, before map[string]int) (heal func())
 }
 
@@ -93,13 +134,13 @@ func faultKinds(l *lab.Lab) []faultKind {
 	}
 	nodes := l.Nodes()
 	return []faultKind{
-		{"cut-busiest", func(tb testing.TB, before map[string]int) func() {
+		{"cut-busiest", true, func(tb testing.TB, before map[string]int) func() {
 			return iptables(tb, map[string][][]string{busiest(before): gossipBlocked("")})
 		}},
-		{"cut-random", func(tb testing.TB, before map[string]int) func() {
+		{"cut-random", true, func(tb testing.TB, before map[string]int) func() {
 			return iptables(tb, map[string][][]string{nodes[rand.IntN(len(nodes))].Name: gossipBlocked("")})
 		}},
-		{"split-2-2", func(tb testing.TB, before map[string]int) func() {
+		{"split-2-2", true, func(tb testing.TB, before map[string]int) func() {
 			order := rand.Perm(len(nodes))
 			rules := map[string][][]string{}
 			for i, a := range order {
@@ -111,11 +152,22 @@ func faultKinds(l *lab.Lab) []faultKind {
 			}
 			return iptables(tb, rules)
 		}},
-		{"one-way", func(tb testing.TB, before map[string]int) func() {
+		{"one-way", true, func(tb testing.TB, before map[string]int) func() {
 			node := nodes[rand.IntN(len(nodes))].Name
 			return iptables(tb, map[string][][]string{node: {{"-p", "udp", "--dport", "7946", "-j", "DROP"}, {"-p", "tcp", "--dport", "7946", "-j", "DROP"}}})
 		}},
-		{"speaker-kill", func(tb testing.TB, before map[string]int) func() {
+		{"lan-cut-busiest", false, func(tb testing.TB, before map[string]int) func() {
+			node := busiest(before)
+			if err := l.SetLANLink(node, false); err != nil {
+				tb.Fatal(err)
+			}
+			return func() {
+				if err := l.SetLANLink(node, true); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}},
+		{"speaker-kill", false, func(tb testing.TB, before map[string]int) func() {
 			node := busiest(before)
 			if err := l.Kill(node, lab.ComponentSpeaker); err != nil {
 				tb.Fatal(err)

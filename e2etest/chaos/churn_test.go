@@ -55,7 +55,7 @@ func churnBurst(tb testing.TB, l *lab.Lab) (int, corev1.IPFamily) {
 // the Services that were there before kept their addresses.
 func TestChurnUnderFailure(t *testing.T) {
 	l, assigned := startChaosLab(t, 4)
-	before := checkOneAnswerer(t, l, assigned, 30*time.Second)
+	before := checkOneAnswerer(t, l, assigned, 30*time.Second).Counts
 	burst, family := churnBurst(t, l)
 	settle := 30*time.Second + time.Duration(burst)*100*time.Millisecond
 

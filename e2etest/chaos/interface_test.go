@@ -15,7 +15,7 @@ import (
 // addresses again.
 func TestInterfaceRecreated(t *testing.T) {
 	l, assigned := startChaosLab(t, 3)
-	before := checkOneAnswerer(t, l, assigned, 30*time.Second)
+	before := checkOneAnswerer(t, l, assigned, 30*time.Second).Counts
 	node := busiest(before)
 	for round := 1; round <= 2; round++ {
 		start := time.Now()

@@ -48,10 +48,11 @@ func TestAPIServerOutage(t *testing.T) {
 	// (l2announcer.PeerTable) and takes its addresses back.
 	var restarted []string
 	for round := 1; round <= 3; round++ {
-		counts, problem := checkAnswers(l, assigned, false)
-		if problem != "" {
-			t.Fatalf("round %d: before the fault: %s", round, problem)
+		r := checkAnswers(l, assigned, false)
+		if r.Problem != "" {
+			t.Fatalf("round %d: before the fault: %s", round, r.Problem)
 		}
+		counts := r.Counts
 		node := ""
 		for _, n := range l.Nodes() {
 			if counts[n.Name] > 0 && !slices.Contains(restarted, n.Name) {

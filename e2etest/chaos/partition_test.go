@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,12 +52,12 @@ func TestGossipPartition(t *testing.T) {
 			return out
 		}},
 		{"one node cut one way (it hears nothing)", func(announcers map[string]int) map[string][][]string {
-			return map[string][][]string{leastBusy(announcers): {{"-p", "udp", "--dport", "7946", "-j", "DROP"}, {"-p", "tcp", "--dport", "7946", "-j", "DROP"}}}
+			return map[string][][]string{leastBusyAnnouncer(announcers): {{"-p", "udp", "--dport", "7946", "-j", "DROP"}, {"-p", "tcp", "--dport", "7946", "-j", "DROP"}}}
 		}},
 	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
-			rules := f.rules(before)
+			rules := f.rules(before.Counts)
 			healed := false
 			heal := func() {
 				if healed {
@@ -78,6 +79,14 @@ func TestGossipPartition(t *testing.T) {
 			cut := time.Now()
 			after := watchSettle(t, l, assigned, cut, faultWatch, 30*time.Second)
 			t.Logf("cut %v: settled %v after the cut (last problem: %q), announcers %v", nodesOf(rules), after.After.Round(time.Millisecond), after.Problem, after.Counts)
+			// Every node lives on the LAN: nothing may move, neither
+			// to the side cut off (its view is suspect) nor from it
+			// (its kernel still answers).
+			for _, n := range l.Nodes() {
+				for _, ip := range claimedFromTheLiving(before.Answerers, after.Answered, n.Name) {
+					t.Errorf("%s answered %s during the gossip cut, which %v answered before and still does", n.Name, ip, before.Answerers[ip])
+				}
+			}
 			waitPartitionSaid(t, l, cut)
 			heal()
 			healedAt := time.Now()
@@ -91,7 +100,7 @@ func TestGossipPartition(t *testing.T) {
 	}
 
 	t.Run("one node with a wrong memberlist secret", func(t *testing.T) {
-		node := busiest(before)
+		node := busiest(before.Counts)
 		l.SetMemberlistKey(node, "not-the-cluster-secret")
 		restart := func() {
 			t.Helper()
@@ -117,7 +126,7 @@ func TestGossipPartition(t *testing.T) {
 		// It stands aside for the others' memberlist: it announces nothing
 		// (checked a few seconds on, not only at the first look).
 		time.Sleep(3 * time.Second)
-		if after = checkOneAnswerer(t, l, assigned, 5*time.Second); after[node] != 0 {
+		if after = checkOneAnswerer(t, l, assigned, 5*time.Second).Counts; after[node] != 0 {
 			t.Errorf("%s, outside the others' memberlist, announces %d addresses: %v", node, after[node], after)
 		}
 		if log := l.SpeakerLog(t, node); !strings.Contains(log, "cannot join the other speakers' memberlist") {
@@ -149,7 +158,7 @@ func TestGossipPartition(t *testing.T) {
 	})
 
 	t.Run("TCP of the memberlist port blocked, UDP open: nothing moves", func(t *testing.T) {
-		node := busiest(before)
+		node := busiest(before.Counts)
 		rule := []string{"-p", "tcp", "--dport", "7946", "-j", "DROP"}
 		execOn(t, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, rule...)...)
 		defer execOn(t, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, rule...)...)
@@ -160,6 +169,19 @@ func TestGossipPartition(t *testing.T) {
 		}
 		checkOneAnswerer(t, l, assigned, 5*time.Second)
 	})
+}
+
+// claimedFromTheLiving are the addresses (sorted) that node was seen
+// answering in after although before another node answered them alone.
+func claimedFromTheLiving(before, after map[string][]string, node string) []string {
+	var out []string
+	for ip, nodes := range after {
+		if slices.Contains(nodes, node) && len(before[ip]) == 1 && before[ip][0] != node {
+			out = append(out, ip)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // envDuration is the duration the environment variable name gives (a Go
@@ -233,6 +255,21 @@ func leastBusy(announcers map[string]int) string {
 	return best
 }
 
+// leastBusyAnnouncer names the node announcing the fewest addresses but
+// at least one (by name among equals; leastBusy when none announces).
+func leastBusyAnnouncer(announcers map[string]int) string {
+	some := map[string]int{}
+	for node, n := range announcers {
+		if n > 0 {
+			some[node] = n
+		}
+	}
+	if len(some) == 0 {
+		return leastBusy(announcers)
+	}
+	return leastBusy(some)
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	var out []string
 	for k := range m {
@@ -268,17 +305,27 @@ const whoHasWait = 300 * time.Millisecond
 // checkOneAnswerer waits up to timeout until, asked from the client, each
 // address of each Service is answered by exactly one MAC, that of the node
 // its ServiceL2Status names, and the address serves HTTP; it fails the
-// test with the last disagreement otherwise. It returns how many
-// addresses each node of the lab answers for (every node listed).
-func checkOneAnswerer(tb testing.TB, l *lab.Lab, assigned map[string][]string, timeout time.Duration) map[string]int {
+// test with the last disagreement otherwise. It returns the check that
+// found nothing wrong.
+func checkOneAnswerer(tb testing.TB, l *lab.Lab, assigned map[string][]string, timeout time.Duration) round {
 	tb.Helper()
-	var counts map[string]int
+	var r round
 	lab.Eventually(tb, timeout, "one answerer per address, the node of its ServiceL2Status, reachable", func() (bool, string) {
-		var problem string
-		counts, problem = checkRound(l, assigned)
-		return problem == "", problem
+		r = checkRound(l, assigned)
+		return r.Problem == "", r.Problem
 	})
-	return counts
+	return r
+}
+
+// round is what one check of every address found.
+type round struct {
+	// Counts are the addresses each node answers for (every node of the
+	// lab listed), counting the addresses with one answerer.
+	Counts map[string]int
+	// Answerers are the nodes that answered each address.
+	Answerers map[string][]string
+	// Problem is what was wrong, if anything.
+	Problem string
 }
 
 // settled is what watchSettle saw.
@@ -290,6 +337,9 @@ type settled struct {
 	Problem string
 	// Counts are the addresses each node answers for, at the end.
 	Counts map[string]int
+	// Answered are the nodes seen answering each address, at any check
+	// of the watch.
+	Answered map[string][]string
 }
 
 // quietFor is how long the checks must find nothing wrong, in a row,
@@ -302,26 +352,33 @@ const quietFor = 3 * time.Second
 // the test when that does not happen within timeout.
 func watchSettle(tb testing.TB, l *lab.Lab, assigned map[string][]string, since time.Time, watch, timeout time.Duration) settled {
 	tb.Helper()
-	return watchChecks(tb, since, watch, timeout, func() (map[string]int, string) { return checkAnswers(l, assigned, true) })
+	return watchChecks(tb, since, watch, timeout, func() round { return checkAnswers(l, assigned, true) })
 }
 
 // watchAnswers is watchSettle without ServiceL2Status, which cannot
 // change while the API server is away: one answerer per address, serving.
 func watchAnswers(tb testing.TB, l *lab.Lab, assigned map[string][]string, since time.Time, watch, timeout time.Duration) settled {
 	tb.Helper()
-	return watchChecks(tb, since, watch, timeout, func() (map[string]int, string) { return checkAnswers(l, assigned, false) })
+	return watchChecks(tb, since, watch, timeout, func() round { return checkAnswers(l, assigned, false) })
 }
 
-func watchChecks(tb testing.TB, since time.Time, watch, timeout time.Duration, check func() (map[string]int, string)) settled {
+func watchChecks(tb testing.TB, since time.Time, watch, timeout time.Duration, check func() round) settled {
 	tb.Helper()
-	var out settled
+	out := settled{Answered: map[string][]string{}}
 	quietSince := time.Now()
 	for {
-		counts, problem := check()
+		r := check()
 		now := time.Now()
-		out.Counts = counts
-		if problem != "" {
-			out.After, out.Problem, quietSince = now.Sub(since), problem, now
+		out.Counts = r.Counts
+		for ip, nodes := range r.Answerers {
+			for _, n := range nodes {
+				if !slices.Contains(out.Answered[ip], n) {
+					out.Answered[ip] = append(out.Answered[ip], n)
+				}
+			}
+		}
+		if r.Problem != "" {
+			out.After, out.Problem, quietSince = now.Sub(since), r.Problem, now
 		}
 		switch {
 		case now.Sub(since) >= watch && now.Sub(quietSince) >= quietFor:
@@ -336,15 +393,15 @@ func watchChecks(tb testing.TB, since time.Time, watch, timeout time.Duration, c
 // each Service, compares with its ServiceL2Status and curls it; it
 // returns how many addresses each node answers for and, when anything is
 // wrong, what.
-func checkRound(l *lab.Lab, assigned map[string][]string) (counts map[string]int, problem string) {
+func checkRound(l *lab.Lab, assigned map[string][]string) round {
 	return checkAnswers(l, assigned, true)
 }
 
 // checkAnswers is checkRound, comparing with ServiceL2Status only with
 // withStatus (not while the API server is away); without it, counts are
 // by the MAC that answers.
-func checkAnswers(l *lab.Lab, assigned map[string][]string, withStatus bool) (counts map[string]int, problem string) {
-	counts = map[string]int{}
+func checkAnswers(l *lab.Lab, assigned map[string][]string, withStatus bool) round {
+	counts := map[string]int{}
 	for _, n := range l.Nodes() {
 		counts[n.Name] = 0
 	}
@@ -354,13 +411,15 @@ func checkAnswers(l *lab.Lab, assigned map[string][]string, withStatus bool) (co
 	}
 	problems := make(chan string, total)
 	answeredBy := make(chan string, total)
+	var mu sync.Mutex
+	byIP := make(map[string][]string, total)
 	var wg sync.WaitGroup
 	for svc, ips := range assigned {
 		node := "(not read)"
 		if withStatus {
 			var err error
 			if node, err = l.L2Announcer("default", svc); err != nil || node == "" {
-				return counts, fmt.Sprintf("ServiceL2Status of %s: node %q, %v", svc, node, err)
+				return round{Counts: counts, Problem: fmt.Sprintf("ServiceL2Status of %s: node %q, %v", svc, node, err)}
 			}
 		}
 		for _, ip := range ips {
@@ -369,9 +428,14 @@ func checkAnswers(l *lab.Lab, assigned map[string][]string, withStatus bool) (co
 				defer wg.Done()
 				macs, err := l.WhoHasWithin("client", netip.MustParseAddr(ip), whoHasWait)
 				var answerers []string
+				var nodes []string
 				for _, mac := range macs {
 					answerers = append(answerers, l.NodeOfMAC(mac)+"("+mac+")")
+					nodes = append(nodes, l.NodeOfMAC(mac))
 				}
+				mu.Lock()
+				byIP[ip] = nodes
+				mu.Unlock()
 				if len(macs) == 1 {
 					answeredBy <- l.NodeOfMAC(macs[0])
 				}
@@ -401,7 +465,7 @@ func checkAnswers(l *lab.Lab, assigned map[string][]string, withStatus bool) (co
 		all = append(all, p)
 	}
 	sort.Strings(all)
-	return counts, strings.Join(all, "; ")
+	return round{Counts: counts, Answerers: byIP, Problem: strings.Join(all, "; ")}
 }
 
 // waitPartitionSaid waits for the Warning Event, sent since the given

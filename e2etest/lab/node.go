@@ -190,19 +190,34 @@ func (l *Lab) waitKubelets(ctx context.Context) error {
 // down (on the bridge's side, so that nothing of it reaches the LAN),
 // then StopNode.
 func (l *Lab) KillNode(node string) error {
+	if err := l.SetLANLink(node, false); err != nil {
+		return err
+	}
+	return l.StopNode(node)
+}
+
+// SetLANLink cuts node off the LAN, or brings it back: its port on the
+// LAN bridge goes down or up (on the bridge's side, so that nothing of it
+// reaches the LAN while its own link stays up, as when a switch port or
+// cable fails).
+func (l *Lab) SetLANLink(node string, up bool) error {
 	h, err := l.Host(node)
 	if err != nil {
 		return err
+	}
+	state, verb := "down", "cutting %s off the LAN"
+	if up {
+		state, verb = "up", "bringing %s back on the LAN"
 	}
 	for _, ifc := range h.Interfaces {
 		if ifc.Segment != SegmentLAN {
 			continue
 		}
-		if out, err := exec.Command("ip", "-n", l.state.Bridges[SegmentLAN], "link", "set", ifc.Port, "down").CombinedOutput(); err != nil {
-			return fmt.Errorf("cutting %s off the LAN: %w: %s", node, err, out)
+		if out, err := exec.Command("ip", "-n", l.state.Bridges[SegmentLAN], "link", "set", ifc.Port, state).CombinedOutput(); err != nil {
+			return fmt.Errorf(verb+": %w: %s", node, err, out)
 		}
 	}
-	return l.StopNode(node)
+	return nil
 }
 
 // AvoidNodePatch is a merge patch for a Deployment that keeps its pods

@@ -301,40 +301,30 @@ func testKillFailover(t *testing.T, l *lab.Lab) {
 	r.check(t)
 }
 
-// lanPort returns the bridge namespace and the port of a node's LAN link.
-func lanPort(tb testing.TB, l *lab.Lab, node string) (ns, port string) {
+// cutFromLAN takes node's LAN link down and returns how to bring it back
+// (once; it is also a cleanup of tb).
+func cutFromLAN(tb testing.TB, l *lab.Lab, node string) (restore func()) {
 	tb.Helper()
-	h, err := l.Host(node)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, ifc := range h.Interfaces {
-		if ifc.Segment == lab.SegmentLAN {
-			return l.State().Bridges[lab.SegmentLAN], ifc.Port
+	restored := false
+	restore = func() {
+		if !restored {
+			restored = true
+			if err := l.SetLANLink(node, true); err != nil {
+				tb.Error(err)
+			}
 		}
 	}
-	tb.Fatalf("%s has no LAN link", node)
-	return "", ""
+	tb.Cleanup(restore)
+	if err := l.SetLANLink(node, false); err != nil {
+		tb.Fatal(err)
+	}
+	return restore
 }
 
 func testCutFailover(t *testing.T, l *lab.Lab) {
 	ips, node := haOnce(t, l)
-	ns, port := lanPort(t, l, node)
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			if _, err := ipIn(ns, "link", "set", port, "up"); err != nil {
-				t.Error(err)
-			}
-		}
-	}
-	t.Cleanup(restore)
-	r := measureTakeOver(t, l, "ha", ips, node, func() {
-		if _, err := ipIn(ns, "link", "set", port, "down"); err != nil {
-			t.Fatal(err)
-		}
-	})
+	var restore func()
+	r := measureTakeOver(t, l, "ha", ips, node, func() { restore = cutFromLAN(t, l, node) })
 	r.log(t, "LAN link of the node down:", ips)
 	r.check(t)
 	start := time.Now()
@@ -453,22 +443,8 @@ func BenchmarkFailover(b *testing.B) {
 // merges the two sides within RejoinInterval).
 func cutFailover(tb testing.TB, l *lab.Lab, ips []string, from string) takeOver {
 	tb.Helper()
-	ns, port := lanPort(tb, l, from)
-	up := false
-	restore := func() {
-		if !up {
-			up = true
-			if _, err := ipIn(ns, "link", "set", port, "up"); err != nil {
-				tb.Error(err)
-			}
-		}
-	}
-	tb.Cleanup(restore)
-	r := measureTakeOver(tb, l, "ha", ips, from, func() {
-		if _, err := ipIn(ns, "link", "set", port, "down"); err != nil {
-			tb.Fatal(err)
-		}
-	})
+	var restore func()
+	r := measureTakeOver(tb, l, "ha", ips, from, func() { restore = cutFromLAN(tb, l, from) })
 	restore()
 	waitAnnouncer(tb, l, "ha", from)
 	// Once the partition heals, from wins the addresses back and must

@@ -70,15 +70,11 @@ func TestRestartHold(t *testing.T) {
 	})
 
 	t.Run("the node's death during the restart ends the hold", func(t *testing.T) {
-		ns, port := lanPort(t, l, node)
-		t.Cleanup(func() { _, _ = ipIn(ns, "link", "set", port, "up") })
 		r := measureTakeOver(t, l, "ha", ips, node, func() {
 			if err := l.Stop(node, lab.ComponentSpeaker); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := ipIn(ns, "link", "set", port, "down"); err != nil {
-				t.Fatal(err)
-			}
+			cutFromLAN(t, l, node)
 		})
 		r.log(t, "speaker stopped (restart hold) and its node cut off:", ips)
 		// Within maxTakeOver, far below the 30 s hold.

@@ -18,8 +18,9 @@ import (
 // RFC 5227 waits up to 1 s, sends 3 probes 1-2 s apart and waits 2 s more:
 // 3 to 7 s before an address is used. It was written for hosts configuring
 // themselves on links of any kind; a host on a switched LAN answers an ARP
-// probe or a solicitation within a millisecond or so. barelb probes only an
-// address new to the cluster (a take-over never waits), sends probeCount
+// probe or a solicitation within a millisecond or so. barelb probes an
+// address new to the cluster, and a take-over only when its last answerer
+// may still answer (the caller's choice: AnnounceOptions.Probe); it sends probeCount
 // probes probeInterval apart and waits probeWait after the last one: 250 ms
 // in all, which still allows for a lost probe and a busy host.
 const (

@@ -34,6 +34,11 @@ import (
 const (
 	echoInterval = 10 * time.Millisecond
 	echoSilence  = 50 * time.Millisecond
+	// kernelUpWithin is how recent an answer must be for a node to count
+	// as up (Membership.KernelUp): shorter than the silence after which
+	// the fast path checks it, so that a node whose echoes stopped, and
+	// which is marked on that, never counts as up.
+	kernelUpWithin = echoSilence - echoInterval
 )
 
 // echoer pings the watched members' nodes and asks for a check when one
@@ -58,12 +63,28 @@ type echoTarget struct {
 	// does, and again after a check, until it answers again.
 	answered time.Time
 	checking bool
+	// lingerUntil is set when the member stops being watched (memberlist
+	// dropped it, say): its node is still pinged until then, but not
+	// judged. Whether its kernel is up is what tells a cut in the gossip
+	// from a death (KernelUp), and that is asked right when memberlist
+	// drops a member.
+	lingerUntil time.Time
 }
 
-func newEchoer(fp *fastPath, log logr.Logger) *echoer {
+// echoLinger is how long a member no longer watched is still pinged.
+const echoLinger = 30 * time.Second
+
+// newEchoer starts pinging, unless on is false: then the echoer is closed
+// from the start and update and close do nothing.
+func newEchoer(fp *fastPath, log logr.Logger, on bool) *echoer {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &echoer{fp: fp, log: log, id: rand.N(0xffff) + 1, cancel: cancel,
 		conns: map[bool]*icmp.PacketConn{}, tried: map[bool]bool{}, targets: map[string]*echoTarget{}}
+	if !on {
+		e.closed = true
+		cancel()
+		return e
+	}
 	go e.run(ctx)
 	return e
 }
@@ -76,14 +97,34 @@ func (e *echoer) update(self netip.Addr, want map[string]netip.AddrPort) {
 	if e.closed {
 		return
 	}
+	now := time.Now()
 	for name, t := range e.targets {
-		if ap, ok := want[name]; !ok || ap.Addr() != t.addr || ap.Addr() == self {
+		ap, ok := want[name]
+		switch {
+		case ok && ap.Addr() == t.addr && ap.Addr() != self:
+			t.lingerUntil = time.Time{} // watched (again)
+		case !ok && t.addr != self:
+			if t.lingerUntil.IsZero() {
+				t.lingerUntil = now.Add(echoLinger)
+			}
+		default: // on another address now, or on this member's
 			delete(e.targets, name)
 		}
 	}
 	for name, ap := range want {
 		if e.targets[name] == nil && ap.Addr() != self && ap.Addr().IsValid() {
 			e.targets[name] = &echoTarget{addr: ap.Addr()}
+		}
+	}
+}
+
+// prune drops the lingering targets whose time is up.
+func (e *echoer) prune(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, t := range e.targets {
+		if !t.lingerUntil.IsZero() && now.After(t.lingerUntil) {
+			delete(e.targets, name)
 		}
 	}
 }
@@ -118,6 +159,9 @@ func (e *echoer) run(ctx context.Context) {
 				e.send(a, seq)
 			}
 			e.judge(now)
+			if seq%100 == 0 {
+				e.prune(now)
+			}
 		}
 	}
 }
@@ -214,13 +258,23 @@ func (e *echoer) read(c *icmp.PacketConn, v4 bool) {
 	}
 }
 
+// answeredWithin tells whether member name's node answered an echo within
+// d before now (false for a node not pinged: not watched, on this
+// member's address, or with the echo checks off).
+func (e *echoer) answeredWithin(name string, d time.Duration, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.targets[name]
+	return t != nil && !t.answered.IsZero() && now.Sub(t.answered) < d
+}
+
 // judge asks for a check of each node silent for echoSilence.
 func (e *echoer) judge(now time.Time) {
 	e.mu.Lock()
 	var silent []string
 	answering := 0
 	for name, t := range e.targets {
-		if t.answered.IsZero() || t.checking {
+		if t.answered.IsZero() || t.checking || !t.lingerUntil.IsZero() {
 			continue
 		}
 		answering++

@@ -68,7 +68,10 @@ func (timeoutError) Temporary() bool { return true }
 type mark struct {
 	since time.Time
 	why   string
-	timer *time.Timer // expires the mark after markTTL
+	// refused: a connect to the member's port was refused, so nothing
+	// listens there; its process is gone, whatever its kernel does.
+	refused bool
+	timer   *time.Timer // expires the mark after markTTL
 }
 
 // fastPath holds the marks and gathers and shares the evidence.
@@ -97,7 +100,7 @@ type fastPath struct {
 	echo  *echoer
 }
 
-func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fastPath {
+func newFastPath(self string, log logr.Logger, timing Timing, echoChecks bool, notify func()) *fastPath {
 	fp := &fastPath{
 		self:   self,
 		log:    log,
@@ -118,7 +121,7 @@ func newFastPath(self string, log logr.Logger, timing Timing, notify func()) *fa
 		verifying:  make(map[string]bool),
 	}
 	fp.watch = newWatches(fp, log, timing.TCPTimeout)
-	fp.echo = newEchoer(fp, log)
+	fp.echo = newEchoer(fp, log, echoChecks)
 	fp.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if l := fp.list.Load(); l != nil {
@@ -136,6 +139,22 @@ func (fp *fastPath) marked(name string) bool {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
 	return fp.marks[name] != nil
+}
+
+// kernelUp tells whether name's node answered an echo within the last
+// kernelUpWithin and no connect to name was refused since it was marked.
+func (fp *fastPath) kernelUp(name string) bool {
+	fp.mu.Lock()
+	refused := fp.marks[name] != nil && fp.marks[name].refused
+	fp.mu.Unlock()
+	return !refused && fp.echo.answeredWithin(name, kernelUpWithin, time.Now())
+}
+
+// anyMarked tells whether some member is marked down.
+func (fp *fastPath) anyMarked() bool {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return len(fp.marks) > 0
 }
 
 // filter drops the marked names.
@@ -228,7 +247,7 @@ func (fp *fastPath) observe(name string, ap netip.AddrPort, r dialResult, health
 	case verdictAnswered:
 		fp.clear(name, "answered a TCP connect")
 	case verdictRefused:
-		fp.mark(name, ap, "connection refused (nothing listens)", source, share)
+		fp.markRefused(name, ap, "connection refused (nothing listens)", source, share)
 	case verdictUnanswered:
 		if !healthy {
 			fp.log.V(1).Info("Ignoring unanswered SYNs: this member's own health is degraded", "member", name, "silence", r.silence.String())
@@ -238,8 +257,17 @@ func (fp *fastPath) observe(name string, ap netip.AddrPort, r dialResult, health
 	}
 }
 
-// mark marks name down if it is a listed member at ap.
+// mark marks name down if it is a listed member at ap; markRefused does
+// so on a refused connect.
 func (fp *fastPath) mark(name string, ap netip.AddrPort, why, source string, share bool) {
+	fp.markWith(name, ap, why, false, source, share)
+}
+
+func (fp *fastPath) markRefused(name string, ap netip.AddrPort, why, source string, share bool) {
+	fp.markWith(name, ap, why, true, source, share)
+}
+
+func (fp *fastPath) markWith(name string, ap netip.AddrPort, why string, refused bool, source string, share bool) {
 	if cur, ok := fp.member(name); !ok || cur != ap {
 		return // not a member, or the evidence is about an old address
 	}
@@ -256,7 +284,7 @@ func (fp *fastPath) mark(name string, ap netip.AddrPort, why, source string, sha
 		}
 		delete(fp.holdoff, name)
 	}
-	mk := &mark{since: time.Now(), why: why}
+	mk := &mark{since: time.Now(), why: why, refused: refused}
 	mk.timer = time.AfterFunc(markTTL, func() { fp.expire(name, mk) })
 	fp.marks[name] = mk
 	fp.mu.Unlock()

@@ -387,3 +387,76 @@ func TestFastPathUnreachable(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	}
 }
+
+func TestKernelUp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// answeredAgo is how long ago the node last answered an echo
+		// (negative: never).
+		answeredAgo time.Duration
+		pinged      bool
+		mark        *mark
+		want        bool
+	}{
+		{"answered just now", 5 * time.Millisecond, true, nil, true},
+		{"silent longer than kernelUpWithin", kernelUpWithin + 5*time.Millisecond, true, nil, false},
+		{"never answered (ICMP filtered)", -1, true, nil, false},
+		{"not pinged (not watched)", 5 * time.Millisecond, false, nil, false},
+		{"marked on unanswered SYNs, kernel up: a firewall", 5 * time.Millisecond, true, &mark{why: "2 SYNs unanswered"}, true},
+		{"marked on a refused connect: its speaker is gone", 5 * time.Millisecond, true, &mark{why: "connection refused", refused: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fp := newFastPath("a", testLogger("a"), testTiming(t), false, func() {})
+			if tc.pinged {
+				target := &echoTarget{addr: netip.MustParseAddr("192.0.2.2")}
+				if tc.answeredAgo >= 0 {
+					target.answered = time.Now().Add(-tc.answeredAgo)
+				}
+				fp.echo.targets["b"] = target
+			}
+			if tc.mark != nil {
+				tc.mark.timer = time.AfterFunc(time.Hour, func() {})
+				defer tc.mark.timer.Stop()
+				fp.marks["b"] = tc.mark
+			}
+			if got := fp.kernelUp("b"); got != tc.want {
+				t.Errorf("kernelUp = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A member memberlist drops is still pinged for echoLinger, unjudged, so
+// that whether its kernel is up can be asked right then.
+func TestEchoTargetsLinger(t *testing.T) {
+	self := netip.MustParseAddr("192.0.2.1")
+	b := netip.MustParseAddrPort("192.0.2.2:7946")
+	e := &echoer{targets: map[string]*echoTarget{}}
+	e.update(self, map[string]netip.AddrPort{"b": b})
+	e.targets["b"].answered = time.Now()
+	e.update(self, map[string]netip.AddrPort{})
+	if tg := e.targets["b"]; tg == nil || tg.lingerUntil.IsZero() {
+		t.Fatalf("b, no longer watched, is not lingering: %+v", tg)
+	}
+	if !e.answeredWithin("b", kernelUpWithin, time.Now()) {
+		t.Error("a lingering member's last answer is forgotten")
+	}
+	e.judge(time.Now().Add(time.Hour)) // silent for an hour, but not judged
+	if e.targets["b"].checking {
+		t.Error("a lingering member was judged")
+	}
+	e.update(self, map[string]netip.AddrPort{"b": b})
+	if !e.targets["b"].lingerUntil.IsZero() {
+		t.Error("b, watched again, still lingers")
+	}
+	e.update(self, map[string]netip.AddrPort{})
+	e.prune(time.Now().Add(echoLinger + time.Second))
+	if e.targets["b"] != nil {
+		t.Error("a lingering member outlived echoLinger")
+	}
+	e.update(self, map[string]netip.AddrPort{"b": netip.MustParseAddrPort("192.0.2.3:7946")})
+	e.update(self, map[string]netip.AddrPort{"b": b})
+	if tg := e.targets["b"]; tg == nil || tg.addr != b.Addr() || !tg.answered.IsZero() {
+		t.Errorf("b, on another address and back, kept an old answer: %+v", tg)
+	}
+}

@@ -152,9 +152,8 @@ func New(cfg Config) (*Membership, error) {
 	if m.leftGrace <= 0 {
 		m.leftGrace = DefaultLeftGrace
 	}
-	m.fast = newFastPath(cfg.NodeName, m.log, timing, m.notify)
+	m.fast = newFastPath(cfg.NodeName, m.log, timing, !cfg.NoEchoChecks, m.notify)
 	if cfg.NoEchoChecks {
-		m.fast.echo.close()
 		m.log.Info("Echo checks are off: a node cut off the network is found by memberlist's probes")
 	}
 
@@ -242,11 +241,19 @@ func (m *Membership) Healthy() bool { return m.fast.healthy() }
 // Marked tells whether this member holds kernel-level evidence (a mark)
 // that some member is down: its own connect was refused, or its SYNs went
 // unanswered while it was healthy.
-func (m *Membership) Marked() bool {
-	m.fast.mu.Lock()
-	defer m.fast.mu.Unlock()
-	return len(m.fast.marks) > 0
-}
+func (m *Membership) Marked() bool { return m.fast.anyMarked() }
+
+// KernelUp tells whether member name's node is up and on the network as
+// far as this member can tell: its kernel answered this member's echo
+// within the last few tens of milliseconds (see echo.go), and no connect
+// to its memberlist port was refused (which would say that its process is
+// gone). A member memberlist lost, or one marked down on unanswered SYNs,
+// whose kernel is up is cut off from the gossip (a firewall on the
+// memberlist port, say) or hung, not dead: it may still answer on the
+// LAN. False when this member does not ping that node: it is not among
+// those it watches, shares this member's address, or the echo checks are
+// off.
+func (m *Membership) KernelUp(name string) bool { return m.fast.kernelUp(name) }
 
 // DefaultLeftGrace is how long after its leaving notice a member counts
 // as left (see Left) unless Config.LeftGrace says otherwise.

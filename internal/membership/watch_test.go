@@ -143,7 +143,7 @@ func TestCheckEnded(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			fp := newFastPath("a", testLogger("a"), testTiming(t), func() {})
+			fp := newFastPath("a", testLogger("a"), testTiming(t), true, func() {})
 			fp.addrs["b"] = netip.MustParseAddrPort(ln.Addr().String())
 			if tc.closeAfter > 0 {
 				time.AfterFunc(tc.closeAfter, func() { _ = ln.Close() })

@@ -198,9 +198,31 @@ func (r *Reconciler) wake() {
 }
 
 // viewSource is a Members that knows whether this speaker's view of who
-// died is suspect (MemberlistMembers).
+// died is suspect, and which lost speakers may still answer
+// (MemberlistMembers).
 type viewSource interface {
 	ViewSuspect() bool
+	MayAnswer(node string) bool
+}
+
+// takeOverProbes says which take-overs this node probes (see decide).
+// Without memberlist there is no view to doubt and no echo to tell.
+func (r *Reconciler) takeOverProbes(in *inputs, alive map[string]bool, membershipOK bool) takeOverProbes {
+	v, ok := r.Members.(viewSource)
+	if !ok || !membershipOK {
+		return takeOverProbes{}
+	}
+	out := takeOverProbes{all: v.ViewSuspect()}
+	for _, n := range in.nodes {
+		if n.Name == r.Node || listed(alive, n.Name) || r.Members.Left(n.Name) || !v.MayAnswer(n.Name) {
+			continue
+		}
+		if out.from == nil {
+			out.from = map[string]bool{}
+		}
+		out.from[n.Name] = true
+	}
+	return out
 }
 
 // subnetSource is a Members that knows the speakers' subnets
@@ -265,11 +287,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 }
 
 // planAndApply computes the plan from in and applies this node's part of it.
-// taken are the Services announced by another node (not probed when
-// taken over). fromAPI is false for a plan made from another speaker's
+// taken are the Services announced by another node, with that node (see
+// decide). fromAPI is false for a plan made from another speaker's
 // table while the API server is away: the speakers' Leases cannot be
 // read then, nor statuses written. It returns how soon to plan again.
-func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[string]bool, membershipOK bool, taken map[string]bool, fromAPI bool) (time.Duration, error) {
+func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[string]bool, membershipOK bool, taken map[string]string, fromAPI bool) (time.Duration, error) {
 	// A speaker that reappears (a restart, a healed partition) may have
 	// been answering on its side all along; whoever keeps an address
 	// tells the LAN again, so that neighbours drop the other's MAC.
@@ -285,22 +307,11 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
 	// The maps are made at the size this node's part of the plan had last
 	// time: at 10,000 addresses, growing them is much of a plan's garbage.
-	part := decide(plan, r.Node, host, taken, len(r.answering))
+	part := decide(plan, r.Node, host, taken, r.takeOverProbes(in, alive, membershipOK), len(r.answering))
 	for _, a := range part.noInterface {
 		r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
 	}
 	want, services, servicesOf, probe, keys, owners := part.want, part.services, part.servicesOf, part.probe, part.keys, part.owners
-	if v, ok := r.Members.(viewSource); ok && membershipOK && v.ViewSuspect() {
-		// This speaker's own probes fail and it found no death itself:
-		// it is likely the one cut off from the others' gossip, and the
-		// speakers it lost may well answer on the LAN. It probes what it
-		// takes over instead of announcing it at once; a live speaker's
-		// answer to the probe settles the address (HandlePeerClaim)
-		// before any neighbour is pointed here.
-		for ip := range want {
-			probe[ip] = true
-		}
-	}
 	viewAlive := alive
 	if !membershipOK {
 		viewAlive = make(map[string]bool, len(in.nodes))
@@ -395,11 +406,11 @@ func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
 // announcedElsewhere names the Services whose ServiceL2Status names
 // another node: their addresses are known to the cluster, and whoever
 // takes them over does not probe.
-func (r *Reconciler) announcedElsewhere() map[string]bool {
-	out := map[string]bool{}
+func (r *Reconciler) announcedElsewhere() map[string]string {
+	out := map[string]string{}
 	r.Services.EachStatus(func(s *servicecache.Status) {
 		if s.Status.Node != "" && s.Status.Node != r.Node {
-			out[s.Status.ServiceNamespace+"/"+s.Status.ServiceName] = true
+			out[s.Status.ServiceNamespace+"/"+s.Status.ServiceName] = s.Status.Node
 		}
 	})
 	return out

@@ -17,9 +17,9 @@ type nodePart struct {
 	services map[string]netip.Addr
 	// servicesOf are the Services of each address, sorted (the plan's).
 	servicesOf map[netip.Addr][]string
-	// probe marks the addresses that no other node announced for any of
-	// their Services: new to the cluster, they are probed before being
-	// answered; a take-over is not.
+	// probe marks the addresses probed before they are answered: those
+	// that no other node announced for any of their Services (new to
+	// the cluster), and the take-overs that probes says to probe.
 	probe map[netip.Addr]bool
 	// keys are the election keys of addresses elected under another
 	// address's key (a dual-stack or shared group); nil when none.
@@ -33,10 +33,28 @@ type nodePart struct {
 	noInterface []election.L2Announcement
 }
 
+// takeOverProbes says which take-overs decide probes. A take-over is
+// answered at once, for speed, when its last answerer is gone; but one
+// that may still answer on the LAN is asked first (the probe), and its
+// answer settles the address (HandlePeerClaim) before any neighbour is
+// pointed here, so that a cut in the gossip moves nothing on the LAN.
+type takeOverProbes struct {
+	// all: this node's view of who died is suspect (see
+	// MemberlistMembers.ViewSuspect): it is likely the one cut off from
+	// the others' gossip, and every node it lost may still answer.
+	all bool
+	// from are the lost nodes that may still answer: their kernels are
+	// up and their speakers were not seen gone (see
+	// MemberlistMembers.MayAnswer). A take-over whose owner or last
+	// announcer is one of them is probed.
+	from map[string]bool
+}
+
 // decide picks node's part of plan. host are the node's interfaces;
-// taken are the Services another node's ServiceL2Status names; size is a
-// hint for the maps (the last part's size).
-func decide(plan []election.L2Announcement, node string, host []layer2.Interface, taken map[string]bool, size int) nodePart {
+// taken are the Services another node's ServiceL2Status names, with that
+// node; probes says which take-overs are probed. size is a hint for the
+// maps (the last part's size).
+func decide(plan []election.L2Announcement, node string, host []layer2.Interface, taken map[string]string, probes takeOverProbes, size int) nodePart {
 	p := nodePart{
 		want:       make(map[netip.Addr][]string, size),
 		services:   make(map[string]netip.Addr, size),
@@ -66,11 +84,15 @@ func decide(plan []election.L2Announcement, node string, host []layer2.Interface
 			p.owners[a.Address] = a.Owner
 		}
 		p.servicesOf[a.Address] = a.Services
-		p.probe[a.Address] = true
+		isNew, mayAnswer := true, a.Owner != node && probes.from[a.Owner]
 		for _, s := range a.Services {
 			p.services[s] = a.Address
-			p.probe[a.Address] = p.probe[a.Address] && !taken[s]
+			if last := taken[s]; last != "" {
+				isNew = false
+				mayAnswer = mayAnswer || probes.from[last]
+			}
 		}
+		p.probe[a.Address] = isNew || probes.all || mayAnswer
 	}
 	return p
 }

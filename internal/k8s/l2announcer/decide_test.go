@@ -34,8 +34,8 @@ func TestDecide(t *testing.T) {
 		// Another node's.
 		{Address: ip("198.51.100.203"), Key: ip("198.51.100.203"), Node: "n2", Services: []string{"default/theirs"}},
 	}
-	taken := map[string]bool{"default/dual": true, "b/two": true, "default/theirs": true}
-	got := decide(plan, "n1", host, taken, 0)
+	taken := map[string]string{"default/dual": "n2", "b/two": "n4", "default/theirs": "n2"}
+	got := decide(plan, "n1", host, taken, takeOverProbes{}, 0)
 	want := nodePart{
 		want: map[netip.Addr][]string{
 			ip("198.51.100.200"): {"eth0"}, ip("198.51.100.201"): {"eth0"}, ip("2001:db8:100::201"): {"eth0"},
@@ -61,8 +61,35 @@ func TestDecide(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(nodePart{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("decide (-want +got):\n%s", diff)
 	}
-	if got := decide(plan, "n3", host, taken, 0); len(got.want) != 0 || got.keys != nil {
+	if got := decide(plan, "n3", host, taken, takeOverProbes{}, 0); len(got.want) != 0 || got.keys != nil {
 		t.Errorf("a node that won nothing answers %v", got.want)
+	}
+
+	// Which take-overs are probed.
+	addrCmp := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+	for _, tc := range []struct {
+		name   string
+		probes takeOverProbes
+		want   map[netip.Addr]bool
+	}{
+		{"a suspect view probes every take-over", takeOverProbes{all: true}, map[netip.Addr]bool{
+			ip("198.51.100.200"): true, ip("198.51.100.201"): true, ip("2001:db8:100::201"): true,
+			ip("198.51.100.202"): true, ip("192.0.2.7"): true,
+		}},
+		{"the owner may still answer", takeOverProbes{from: map[string]bool{"n2": true}}, map[netip.Addr]bool{
+			ip("198.51.100.200"): true, ip("198.51.100.201"): true, ip("2001:db8:100::201"): true,
+			ip("198.51.100.202"): false, ip("192.0.2.7"): true,
+		}},
+		{"the last announcer may still answer", takeOverProbes{from: map[string]bool{"n4": true}}, map[netip.Addr]bool{
+			ip("198.51.100.200"): true, ip("198.51.100.201"): false, ip("2001:db8:100::201"): false,
+			ip("198.51.100.202"): true, ip("192.0.2.7"): true,
+		}},
+		{"another lost node may answer: nothing of this node's is its", takeOverProbes{from: map[string]bool{"n3": true}}, want.probe},
+	} {
+		got := decide(plan, "n1", host, taken, tc.probes, 0)
+		if diff := cmp.Diff(tc.want, got.probe, addrCmp); diff != "" {
+			t.Errorf("%s: probe (-want +got):\n%s", tc.name, diff)
+		}
 	}
 }
 

@@ -127,6 +127,13 @@ func (m *MemberlistMembers) ViewSuspect() bool {
 	return !m.Membership.Healthy() && !m.Membership.Marked()
 }
 
+// MayAnswer tells whether the speaker of node name, if memberlist here
+// lost it, may still answer on the LAN: its node's kernel answers this
+// node's echoes and no connect to its memberlist port was refused
+// (membership.Membership.KernelUp). Such a speaker is cut off from the
+// gossip or hung, not dead.
+func (m *MemberlistMembers) MayAnswer(name string) bool { return m.Membership.KernelUp(name) }
+
 // Left tells whether the speaker of node name left memberlist on purpose.
 func (m *MemberlistMembers) Left(name string) bool { return m.Membership.Left(name) }
 

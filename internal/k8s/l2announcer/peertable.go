@@ -103,11 +103,11 @@ func (t *planTable) EndpointNodes(key string) map[string]bool {
 }
 
 // announcedElsewhere is Reconciler.announcedElsewhere from the table.
-func (t *planTable) announcedElsewhere(self string) map[string]bool {
-	out := map[string]bool{}
+func (t *planTable) announcedElsewhere(self string) map[string]string {
+	out := map[string]string{}
 	for key, node := range t.AnnouncedBy {
 		if node != "" && node != self {
-			out[key] = true
+			out[key] = node
 		}
 	}
 	return out
