@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/barelb/barelb/e2etest/lab"
 )
 
@@ -33,7 +35,10 @@ func BenchmarkChaos(b *testing.B) {
 	if err != nil || budget <= 0 {
 		b.Skip("set BARELB_CHAOS to a duration (BARELB_CHAOS=10m) to draw random faults for that long")
 	}
-	l, assigned := startChaosLab(b, 4)
+	// externalTrafficPolicy Local: HTTP is served by the answering
+	// node's own backend, so that a node cut off the LAN (whose pods
+	// nothing here marks not ready) gets no share of the requests.
+	l, assigned := startChaosLab(b, 4, corev1.ServiceExternalTrafficPolicyLocal)
 	services := sortedKeys(assigned)
 	before := checkOneAnswerer(b, l, assigned, 30*time.Second).Counts
 	kinds := faultKinds(l)

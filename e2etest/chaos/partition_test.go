@@ -102,15 +102,7 @@ func TestGossipPartition(t *testing.T) {
 	t.Run("one node with a wrong memberlist secret", func(t *testing.T) {
 		node := busiest(before.Counts)
 		l.SetMemberlistKey(node, "not-the-cluster-secret")
-		restart := func() {
-			t.Helper()
-			if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.WaitReady(context.Background(), node, lab.ComponentSpeaker); err != nil {
-				t.Fatal(err)
-			}
-		}
+		restart := func() { t.Helper(); restartSpeaker(t, l, node) }
 		defer func() {
 			l.SetMemberlistKey(node, "")
 			restart()
@@ -134,25 +126,61 @@ func TestGossipPartition(t *testing.T) {
 		}
 	})
 
-	t.Run("memberlist secret rotated, one speaker after another", func(t *testing.T) {
+	t.Run("memberlist secret replaced, one speaker after another", func(t *testing.T) {
 		// Old and new secrets make two memberlists while the rollout
 		// runs: the speakers must keep one answerer per address all
 		// along, through Leases and arbitration on the wire. (The
-		// speakers keep the new secret for the rest of the test.)
+		// speakers keep the new secret for the next subtest.)
 		for _, n := range l.Nodes() {
-			l.SetMemberlistKey(n.Name, "the-rotated-secret")
+			l.SetMemberlistKey(n.Name, "the-replaced-secret")
 			restarted := time.Now()
-			if err := l.Restart(n.Name, lab.ComponentSpeaker); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.WaitReady(context.Background(), n.Name, lab.ComponentSpeaker); err != nil {
-				t.Fatal(err)
-			}
+			restartSpeaker(t, l, n.Name)
 			s := watchSettle(t, l, assigned, restarted, faultWatch, 60*time.Second)
 			t.Logf("%s restarted with the new secret: last problem %v after (%q), announcers %v", n.Name, s.After.Round(time.Millisecond), s.Problem, s.Counts)
 		}
 		for _, n := range l.Nodes() {
 			l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
+		}
+		before = checkOneAnswerer(t, l, assigned, 15*time.Second)
+	})
+
+	t.Run("memberlist secret rotated in three steps: the speakers never split", func(t *testing.T) {
+		// The rotation the README gives: the new secret accepted by
+		// every speaker, then used with the old one accepted, then
+		// alone; a rolling restart each. Speakers one step apart always
+		// understand each other, so memberlist stays whole and nothing
+		// is contested.
+		const old, next = "the-replaced-secret", "the-rotated-secret"
+		said := partitionEventCounts(t, l)
+		for _, step := range []struct {
+			name  string
+			key   string
+			extra []string
+		}{
+			{"the new secret accepted", old, []string{next}},
+			{"the new secret used, the old one accepted", next, []string{old}},
+			{"the old secret dropped", next, nil},
+		} {
+			for _, n := range l.Nodes() {
+				l.SetMemberlistKey(n.Name, step.key, step.extra...)
+				restarted := time.Now()
+				restartSpeaker(t, l, n.Name)
+				for _, m := range l.Nodes() {
+					l.WaitSpeakerMetric(t, m.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
+				}
+				s := watchSettle(t, l, assigned, restarted, faultWatch, 60*time.Second)
+				t.Logf("%s: %s restarted: last problem %v after (%q), announcers %v", step.name, n.Name, s.After.Round(time.Millisecond), s.Problem, s.Counts)
+			}
+		}
+		for name, n := range partitionEventCounts(t, l) {
+			if n > said[name] {
+				t.Errorf("the speakers split during the rotation: %s", name)
+			}
+		}
+		for _, n := range l.Nodes() {
+			if log := l.SpeakerLog(t, n.Name); strings.Contains(log, "cannot join the other speakers' memberlist") {
+				t.Errorf("%s could not join the others' memberlist during the rotation", n.Name)
+			}
 		}
 		before = checkOneAnswerer(t, l, assigned, 15*time.Second)
 	})
@@ -468,22 +496,60 @@ func checkAnswers(l *lab.Lab, assigned map[string][]string, withStatus bool) rou
 	return round{Counts: counts, Answerers: byIP, Problem: strings.Join(all, "; ")}
 }
 
+// restartSpeaker restarts node's speaker and waits until it is ready.
+func restartSpeaker(tb testing.TB, l *lab.Lab, node string) {
+	tb.Helper()
+	if err := l.Restart(node, lab.ComponentSpeaker); err != nil {
+		tb.Fatal(err)
+	}
+	if err := l.WaitReady(context.Background(), node, lab.ComponentSpeaker); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// partitionEventCounts returns the SpeakerPartition Warning Events on
+// Nodes, as "node: message", with their counts: one told again counts
+// up (an Event's time is kept to the second only).
+func partitionEventCounts(tb testing.TB, l *lab.Lab) map[string]int32 {
+	tb.Helper()
+	var events corev1.EventList
+	if err := l.Client().List(context.Background(), &events); err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]int32{}
+	for _, e := range events.Items {
+		if e.Reason == l2announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning {
+			out[e.InvolvedObject.Name+": "+e.Message] += max(e.Count, 1)
+		}
+	}
+	return out
+}
+
+// partitionEventsSince returns the messages of the SpeakerPartition
+// Warning Events on Nodes since the given time.
+func partitionEventsSince(tb testing.TB, l *lab.Lab, since time.Time) []string {
+	tb.Helper()
+	var events corev1.EventList
+	if err := l.Client().List(context.Background(), &events); err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, e := range events.Items {
+		if e.Reason == l2announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning &&
+			!e.LastTimestamp.Time.Before(since.Add(-time.Second)) {
+			out = append(out, e.InvolvedObject.Name+": "+e.Message)
+		}
+	}
+	return out
+}
+
 // waitPartitionSaid waits for the Warning Event, sent since the given
 // time, of a speaker whose addresses a speaker memberlist has lost
 // contests (on either side: the one that hears the other first says so).
 func waitPartitionSaid(tb testing.TB, l *lab.Lab, since time.Time) {
 	tb.Helper()
 	lab.Eventually(tb, 15*time.Second, "a "+l2announcer.ReasonSpeakerPartition+" Event on a Node", func() (bool, string) {
-		var events corev1.EventList
-		if err := l.Client().List(context.Background(), &events); err != nil {
-			return false, err.Error()
-		}
-		for _, e := range events.Items {
-			if e.Reason == l2announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning &&
-				!e.LastTimestamp.Time.Before(since.Add(-time.Second)) {
-				return true, e.Message
-			}
-		}
-		return false, "none"
+		said := partitionEventsSince(tb, l, since)
+		return len(said) > 0, fmt.Sprint(said)
 	})
 }

@@ -510,6 +510,7 @@ func TestHelmValues(t *testing.T) {
 			setContainer(t, want[speakerKey], func(c map[string]any) {
 				appendArgs(c, "--memberlist-port=7950")
 				dropEnv(c, "BARELB_MEMBERLIST_KEY")
+				dropEnv(c, "BARELB_MEMBERLIST_EXTRA_KEYS")
 				for _, p := range c["ports"].([]any) {
 					if p := p.(map[string]any); strings.HasPrefix(p["name"].(string), "memberlist-") {
 						p["containerPort"] = float64(7950)
@@ -527,6 +528,7 @@ func TestHelmValues(t *testing.T) {
 			setContainer(t, want[speakerKey], func(c map[string]any) {
 				appendArgs(c, "--memberlist=false")
 				dropEnv(c, "BARELB_MEMBERLIST_KEY")
+				dropEnv(c, "BARELB_MEMBERLIST_EXTRA_KEYS")
 				var ports []any
 				for _, p := range c["ports"].([]any) {
 					if !strings.HasPrefix(p.(map[string]any)["name"].(string), "memberlist-") {
@@ -547,7 +549,10 @@ func TestHelmValues(t *testing.T) {
 		edit: func(t *testing.T, want objects) {
 			noWebhook(t, want)
 			setContainer(t, want[controllerKey], func(c map[string]any) { appendArgs(c, "--memberlist-secret=") })
-			setContainer(t, want[speakerKey], func(c map[string]any) { dropEnv(c, "BARELB_MEMBERLIST_KEY") })
+			setContainer(t, want[speakerKey], func(c map[string]any) {
+				dropEnv(c, "BARELB_MEMBERLIST_KEY")
+				dropEnv(c, "BARELB_MEMBERLIST_EXTRA_KEYS")
+			})
 			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[barelb-memberlist]")
 			dropRules(t, want["Role/"+namespace+"/barelb-controller"], "[]") // create secrets
 		},

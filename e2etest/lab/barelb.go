@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,8 @@ const (
 	speakerProbeAddr      = "127.0.0.1:7475"
 	// memberlistKeyEnv is the speaker's default --memberlist-key-env.
 	memberlistKeyEnv = "BARELB_MEMBERLIST_KEY"
+	// memberlistExtraKeysEnv is its default --memberlist-extra-keys-env.
+	memberlistExtraKeysEnv = "BARELB_MEMBERLIST_EXTRA_KEYS"
 	// stopGrace is how long Stop waits after SIGTERM before SIGKILL: a
 	// speaker leaves memberlist (up to 1 s) and keeps answering for its
 	// hand-over (2 s) before it exits.
@@ -170,22 +173,24 @@ func (l *Lab) startSpeaker(n Host) error {
 		"--bgp-graceful-shutdown=" + SpeakerBGPGracefulShutdown.String(),
 	}, l.opts.SpeakerArgs...)
 	l.mu.Lock()
-	key, ok := l.memberlistKeys[n.Name]
+	keys, ok := l.memberlistKeys[n.Name]
 	l.mu.Unlock()
 	if !ok {
-		key = l.memberlistKey
+		keys = []string{l.memberlistKey}
 	}
 	// NODE_IP as the DaemonSet sets it (status.hostIP): the node's
 	// first InternalIP.
-	env := []string{memberlistKeyEnv + "=" + key, "NODE_IP=" + n.Addr(SegmentLAN, 4).String()}
+	env := []string{memberlistKeyEnv + "=" + keys[0], memberlistExtraKeysEnv + "=" + strings.Join(keys[1:], "\n"),
+		"NODE_IP=" + n.Addr(SegmentLAN, 4).String()}
 	_, err := l.startProcEnv(n.Name+"/"+ComponentSpeaker, n.Netns, env, filepath.Join(l.opts.BinDir, "speaker"), args...)
 	return err
 }
 
 // SetMemberlistKey gives the speaker of node its own memberlist secret
-// from its next (re)start on, as a node whose Secret is out of date has;
-// an empty key gives it the lab's again.
-func (l *Lab) SetMemberlistKey(node, key string) {
+// from its next (re)start on, as a node whose Secret is out of date has,
+// and the secrets it accepts besides (BARELB_MEMBERLIST_EXTRA_KEYS, as
+// during a rotation); an empty key gives it the lab's again.
+func (l *Lab) SetMemberlistKey(node, key string, extra ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if key == "" {
@@ -193,10 +198,14 @@ func (l *Lab) SetMemberlistKey(node, key string) {
 		return
 	}
 	if l.memberlistKeys == nil {
-		l.memberlistKeys = map[string]string{}
+		l.memberlistKeys = map[string][]string{}
 	}
-	l.memberlistKeys[node] = key
+	l.memberlistKeys[node] = append([]string{key}, extra...)
 }
+
+// MemberlistKey is the lab's memberlist secret, the one every speaker has
+// unless SetMemberlistKey gave it another.
+func (l *Lab) MemberlistKey() string { return l.memberlistKey }
 
 // waitReady polls a program's /readyz on the loopback of its namespace.
 func (l *Lab) waitReady(ctx context.Context, ns, key, addr string) error {

@@ -106,7 +106,7 @@ type Lab struct {
 	// memberlistKey is the speakers' BARELB_MEMBERLIST_KEY;
 	// memberlistKeys are the nodes' own, where SetMemberlistKey set one.
 	memberlistKey  string
-	memberlistKeys map[string]string
+	memberlistKeys map[string][]string
 
 	// statusMu makes each write of a Node's status one step (see
 	// writeNodeStatus); notReady names the nodes SetNodeReady made

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -77,6 +79,9 @@ type SpeakerOptions struct {
 	// MemberlistKeyEnv names the environment variable holding the
 	// memberlist secret (from a Secret); unencrypted when it is unset.
 	MemberlistKeyEnv string
+	// MemberlistExtraKeysEnv names the environment variable holding
+	// secrets also accepted (one per line), for rotating the secret.
+	MemberlistExtraKeysEnv string
 	// HandOver is how long a stopping speaker keeps answering after
 	// leaving memberlist, so that the next announcer has announced before
 	// it goes quiet.
@@ -157,18 +162,23 @@ const speakerEventCacheSize = 256
 // secret.
 const MemberlistKeyEnv = "BARELB_MEMBERLIST_KEY"
 
+// MemberlistExtraKeysEnv is the default environment variable of the
+// memberlist secrets also accepted while the secret is rotated.
+const MemberlistExtraKeysEnv = "BARELB_MEMBERLIST_EXTRA_KEYS"
+
 func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 	o := SpeakerOptions{
-		Options:              DefaultOptions(SpeakerMetricsBindAddress, SpeakerHealthProbeBindAddress),
-		Memberlist:           true,
-		MemberlistPort:       membership.DefaultPort,
-		MemberlistKeyEnv:     MemberlistKeyEnv,
-		HandOver:             2 * time.Second,
-		MemberlistEcho:       true,
-		BGPGracefulShutdown:  bgpadvertiser.DefaultGracefulShutdown,
-		MemoryLimitRatio:     DefaultMemoryLimitRatio,
-		GCPercent:            DefaultGCPercent,
-		ProgramPagesInterval: time.Minute,
+		Options:                DefaultOptions(SpeakerMetricsBindAddress, SpeakerHealthProbeBindAddress),
+		Memberlist:             true,
+		MemberlistPort:         membership.DefaultPort,
+		MemberlistKeyEnv:       MemberlistKeyEnv,
+		MemberlistExtraKeysEnv: MemberlistExtraKeysEnv,
+		HandOver:               2 * time.Second,
+		MemberlistEcho:         true,
+		BGPGracefulShutdown:    bgpadvertiser.DefaultGracefulShutdown,
+		MemoryLimitRatio:       DefaultMemoryLimitRatio,
+		GCPercent:              DefaultGCPercent,
+		ProgramPagesInterval:   time.Minute,
 	}
 	err := parseFlags("speaker", inv, &o.Options, func(fs *flag.FlagSet) {
 		fs.StringVar(&o.NodeName, "node-name", "",
@@ -186,6 +196,8 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 				"false leaves it to memberlist's probes (a few hundred milliseconds), for networks that filter or rate-limit ICMP.")
 		fs.StringVar(&o.MemberlistKeyEnv, "memberlist-key-env", o.MemberlistKeyEnv,
 			"Environment variable holding the memberlist secret; gossip is unencrypted when it is unset.")
+		fs.StringVar(&o.MemberlistExtraKeysEnv, "memberlist-extra-keys-env", o.MemberlistExtraKeysEnv,
+			"Environment variable holding memberlist secrets accepted besides the secret itself, one per line, for rotating the secret without splitting the speakers (see README).")
 		fs.DurationVar(&o.HandOver, "handover", o.HandOver,
 			"How long a stopping speaker keeps answering after leaving memberlist.")
 		fs.DurationVar(&o.RestartHold, "restart-hold", o.RestartHold,
@@ -307,11 +319,11 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 		setup: func(mgr manager.Manager) error {
 			applySoftMemoryLimit(mgr.GetLogger().WithName("speaker"), o.MemoryLimitRatio, inv.getenv("GOMEMLIMIT"), os.ReadFile)
 			applyGCPercent(mgr.GetLogger().WithName("speaker"), o.GCPercent, inv.getenv("GOGC"))
-			var secret string
+			var secrets memberlistSecrets
 			if o.Memberlist {
-				secret = inv.getenv(o.MemberlistKeyEnv)
+				secrets = memberlistSecretsFrom(inv.getenv(o.MemberlistKeyEnv), inv.getenv(o.MemberlistExtraKeysEnv))
 			}
-			return setupSpeaker(ctx, mgr, o, secret)
+			return setupSpeaker(ctx, mgr, o, secrets)
 		},
 	})
 }
@@ -319,7 +331,7 @@ func RunSpeaker(ctx context.Context, inv Invocation) error {
 // setupSpeaker joins the speakers' memberlist (unless o.Memberlist is
 // off) and adds the layer-2 announcer and the BGP advertiser (which opens
 // sessions only once BGPPeers select the node).
-func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string) error {
+func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secrets memberlistSecrets) error {
 	log := mgr.GetLogger().WithName("speaker")
 	// One cache of Services, endpoints' nodes and ServiceL2Statuses for
 	// every reconciler of the speaker, as compact records (see
@@ -343,7 +355,7 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	var addr string
 	if o.Memberlist {
 		var err error
-		if m, addr, err = startMemberlist(ctx, mgr, o, secret, peers); err != nil {
+		if m, addr, err = startMemberlist(ctx, mgr, o, secrets, peers); err != nil {
 			return err
 		}
 	} else {
@@ -497,9 +509,43 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 	}))
 }
 
+// memberlistSecrets are the memberlist secret and those also accepted.
+type memberlistSecrets struct {
+	primary string
+	extra   []string
+}
+
+// memberlistSecretsFrom reads the secret and the extra secrets, one per
+// line (blank lines and a line's surrounding white space ignored: a
+// Secret edited by hand often ends in a newline).
+func memberlistSecretsFrom(primary, extra string) memberlistSecrets {
+	s := memberlistSecrets{primary: primary}
+	for _, line := range strings.Split(extra, "\n") {
+		if line = strings.TrimSpace(line); line != "" && line != primary && !slices.Contains(s.extra, line) {
+			s.extra = append(s.extra, line)
+		}
+	}
+	return s
+}
+
+// keys turns the secrets into memberlist keys: any secret makes a 256-bit
+// key (its SHA-256), so the Secret may hold text. No secret, no keys.
+func (s memberlistSecrets) keys() (key []byte, extra [][]byte) {
+	if s.primary == "" {
+		return nil, nil
+	}
+	sum := sha256.Sum256([]byte(s.primary))
+	key = sum[:]
+	for _, e := range s.extra {
+		sum := sha256.Sum256([]byte(e))
+		extra = append(extra, sum[:])
+	}
+	return key, extra
+}
+
 // startMemberlist starts this speaker's memberlist on its address (the
 // node's InternalIP unless --memberlist-address), which it returns too.
-func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secret string, state membership.JoinState) (*membership.Membership, string, error) {
+func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions, secrets memberlistSecrets, state membership.JoinState) (*membership.Membership, string, error) {
 	addr := o.MemberlistAddress
 	if addr == "" {
 		ip, err := speakerglue.NodeAddress(ctx, mgr.GetAPIReader(), o.NodeName)
@@ -511,19 +557,17 @@ func startMemberlist(ctx context.Context, mgr manager.Manager, o SpeakerOptions,
 	if _, err := netip.ParseAddr(addr); err != nil {
 		return nil, "", fmt.Errorf("--memberlist-address %q: %w", addr, err)
 	}
-	var key []byte
-	if secret != "" {
-		// Any secret makes a 256-bit key, so the Secret may hold text.
-		sum := sha256.Sum256([]byte(secret))
-		key = sum[:]
+	if len(secrets.extra) > 0 && secrets.primary == "" {
+		return nil, "", fmt.Errorf("$%s holds memberlist secrets to accept besides the secret, but $%s, the secret, is empty", o.MemberlistExtraKeysEnv, o.MemberlistKeyEnv)
 	}
+	key, extra := secrets.keys()
 	// The node's hardware addresses go to every speaker, which then tells
 	// this one's answers on the LAN from a foreign host's.
 	meta, err := hostSpeakerMeta(false) // not elected before its first plan
 	if err != nil {
 		mgr.GetLogger().WithName("speaker").Error(err, "reading this node's interfaces; other speakers will take its answers for a foreign host's")
 	}
-	m, err := membership.New(membership.Config{NodeName: o.NodeName, BindAddr: addr, BindPort: o.MemberlistPort, SecretKey: key,
+	m, err := membership.New(membership.Config{NodeName: o.NodeName, BindAddr: addr, BindPort: o.MemberlistPort, SecretKey: key, ExtraSecretKeys: extra,
 		Logger: mgr.GetLogger().WithName("speaker"), Meta: meta,
 		// A speaker that left answers on for its hand-over only; heard
 		// after that, it is back where this one cannot hear it.

@@ -70,6 +70,7 @@ func testTiming(t testing.TB) Timing {
 // down when the test ends.
 type memberOpts struct {
 	key    []byte
+	extra  [][]byte // Config.ExtraSecretKeys
 	bind   string // default 127.0.0.1
 	port   int
 	logger *logr.Logger
@@ -100,7 +101,7 @@ func startMember(t testing.TB, name string, o memberOpts) (*Membership, int) {
 	if o.pushPull > 0 {
 		timing.PushPullInterval = o.pushPull
 	}
-	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, Timing: timing, Logger: lg, Meta: o.meta, LeftGrace: o.leftGrace, JoinState: o.state, NoEchoChecks: o.noEcho})
+	m, err := New(Config{NodeName: name, BindAddr: o.bind, BindPort: o.port, SecretKey: o.key, ExtraSecretKeys: o.extra, Timing: timing, Logger: lg, Meta: o.meta, LeftGrace: o.leftGrace, JoinState: o.state, NoEchoChecks: o.noEcho})
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}

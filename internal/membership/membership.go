@@ -36,6 +36,13 @@ type Config struct {
 	// by all speakers, typically from a Secret. Nil means unencrypted and
 	// unauthenticated gossip, which New warns about.
 	SecretKey []byte
+	// ExtraSecretKeys are keys this member also accepts (it decrypts with
+	// any of them, and encrypts with SecretKey only), for rotating the
+	// key without splitting the members: first every member takes the
+	// new key as an extra one, then as its SecretKey with the old one
+	// extra, then alone. Each is 16, 24 or 32 bytes; they need a
+	// SecretKey.
+	ExtraSecretKeys [][]byte
 	// Timing tunes failure detection; zero fields take LANTiming's values.
 	Timing Timing
 	// Logger receives membership events at V(0) and memberlist's own log
@@ -131,6 +138,14 @@ func New(cfg Config) (*Membership, error) {
 	default:
 		return nil, fmt.Errorf("membership: SecretKey is %d bytes, want 16, 24 or 32", len(cfg.SecretKey))
 	}
+	for i, k := range cfg.ExtraSecretKeys {
+		switch {
+		case len(cfg.SecretKey) == 0:
+			return nil, errors.New("membership: ExtraSecretKeys without a SecretKey")
+		case len(k) != 16 && len(k) != 24 && len(k) != 32:
+			return nil, fmt.Errorf("membership: ExtraSecretKeys[%d] is %d bytes, want 16, 24 or 32", i, len(k))
+		}
+	}
 	if len(cfg.Meta) > MaxMetaSize {
 		return nil, fmt.Errorf("membership: Meta is %d bytes, want at most %d", len(cfg.Meta), MaxMetaSize)
 	}
@@ -174,6 +189,12 @@ func New(cfg Config) (*Membership, error) {
 	mc.DeadNodeReclaimTime = timing.DeadNodeReclaimTime
 	if len(cfg.SecretKey) > 0 {
 		mc.SecretKey = slices.Clone(cfg.SecretKey)
+		keyring, err := memberlist.NewKeyring(cloneKeys(cfg.ExtraSecretKeys), slices.Clone(cfg.SecretKey))
+		if err != nil {
+			m.fast.echo.close()
+			return nil, fmt.Errorf("membership: keys: %w", err)
+		}
+		mc.Keyring = keyring
 	}
 	mc.Events = events{m}
 	m.meta.Store(ptr(slices.Clone(cfg.Meta)))
@@ -198,11 +219,19 @@ func New(cfg Config) (*Membership, error) {
 	}
 	m.list = list
 	m.fast.list.Store(list)
-	m.log.Info("Member started", "node", cfg.NodeName, "address", m.self.String(), "encrypted", len(cfg.SecretKey) > 0)
+	m.log.Info("Member started", "node", cfg.NodeName, "address", m.self.String(), "encrypted", len(cfg.SecretKey) > 0, "extraKeys", len(cfg.ExtraSecretKeys))
 	if len(cfg.SecretKey) == 0 {
 		m.log.Info("WARNING: membership gossip is neither encrypted nor authenticated; set a secret key so that no one on the network can join or forge member state")
 	}
 	return m, nil
+}
+
+func cloneKeys(keys [][]byte) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = slices.Clone(k)
+	}
+	return out
 }
 
 // Members returns the names of the live members, this one included, sorted:

@@ -28,6 +28,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"unspecified address", Config{NodeName: "a", BindAddr: "0.0.0.0"}, "own address"},
 		{"bad port", Config{NodeName: "a", BindAddr: loopback, BindPort: 70000}, "out of range"},
 		{"bad key", Config{NodeName: "a", BindAddr: loopback, SecretKey: key(15, 1)}, "15 bytes"},
+		{"bad extra key", Config{NodeName: "a", BindAddr: loopback, SecretKey: key(16, 1), ExtraSecretKeys: [][]byte{key(16, 2), key(8, 3)}}, "ExtraSecretKeys[1] is 8 bytes"},
+		{"extra keys without a key", Config{NodeName: "a", BindAddr: loopback, ExtraSecretKeys: [][]byte{key(16, 2)}}, "without a SecretKey"},
 		{"timeout not below interval", Config{NodeName: "a", BindAddr: loopback,
 			Timing: Timing{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond}}, "ProbeTimeout"},
 		{"negative", Config{NodeName: "a", BindAddr: loopback, Timing: Timing{TCPTimeout: -1}}, "TCPTimeout"},
@@ -128,6 +130,55 @@ func TestJoin(t *testing.T) {
 			join(t, b, pa)
 			join(t, c, pb) // c knows only b, and must learn a through it
 			testutil.Eventually(t, 15*time.Second, "all see a, b, c", sees([]*Membership{a, b, c}, "a", "b", "c"))
+		})
+	}
+}
+
+// TestKeyRotation: each step of a key rotation keeps one memberlist
+// between members of this step and of the one before (a rolling restart
+// runs both at once), and members two steps apart do not meet.
+func TestKeyRotation(t *testing.T) {
+	t.Parallel()
+	k1, k2 := key(32, 1), key(32, 2)
+	type keys struct {
+		key   []byte
+		extra [][]byte
+	}
+	start := keys{k1, nil}
+	step1 := keys{k1, [][]byte{k2}} // the new key accepted
+	step2 := keys{k2, [][]byte{k1}} // and used
+	step3 := keys{k2, nil}          // the old one dropped
+	for _, tt := range []struct {
+		name  string
+		a, b  keys
+		meets bool
+	}{
+		{"start and step 1", start, step1, true},
+		{"step 1 and step 2", step1, step2, true},
+		{"step 2 and step 3", step2, step3, true},
+		{"start and step 2", start, step2, false},
+		{"start and step 3", start, step3, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a, pa := startMember(t, "a", memberOpts{key: tt.a.key, extra: tt.a.extra})
+			b, _ := startMember(t, "b", memberOpts{key: tt.b.key, extra: tt.b.extra})
+			n, err := b.Join(context.Background(), []string{addr(pa)})
+			if err != nil {
+				t.Fatalf("Join: %v", err)
+			}
+			if !tt.meets {
+				if n != 0 || lists(a, "b") || lists(b, "a") {
+					t.Fatalf("members two steps apart met: a %v, b %v", a.Members(), b.Members())
+				}
+				return
+			}
+			testutil.Eventually(t, 15*time.Second, "a and b see each other", sees([]*Membership{a, b}, "a", "b"))
+			// And they stay together (probes and gossip both ways).
+			time.Sleep(time.Second)
+			if !lists(a, "b") || !lists(b, "a") {
+				t.Fatalf("a and b fell apart: a %v, b %v", a.Members(), b.Members())
+			}
 		})
 	}
 }

@@ -404,8 +404,9 @@ func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
 }
 
 // announcedElsewhere names the Services whose ServiceL2Status names
-// another node: their addresses are known to the cluster, and whoever
-// takes them over does not probe.
+// another node, with that node: their addresses are known to the cluster
+// (not probed as new), and whoever takes them over probes only when that
+// node may still answer (see decide).
 func (r *Reconciler) announcedElsewhere() map[string]string {
 	out := map[string]string{}
 	r.Services.EachStatus(func(s *servicecache.Status) {
