@@ -71,7 +71,7 @@ func testTiming(t testing.TB) Timing {
 type memberOpts struct {
 	key    []byte
 	extra  [][]byte // Config.ExtraSecretKeys
-	bind   string // default 127.0.0.1
+	bind   string   // default 127.0.0.1
 	port   int
 	logger *logr.Logger
 	meta   []byte
