@@ -203,10 +203,6 @@ func (l *Lab) SetMemberlistKey(node, key string, extra ...string) {
 	l.memberlistKeys[node] = append([]string{key}, extra...)
 }
 
-// MemberlistKey is the lab's memberlist secret, the one every speaker has
-// unless SetMemberlistKey gave it another.
-func (l *Lab) MemberlistKey() string { return l.memberlistKey }
-
 // waitReady polls a program's /readyz on the loopback of its namespace.
 func (l *Lab) waitReady(ctx context.Context, ns, key, addr string) error {
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
