@@ -123,27 +123,13 @@ type faultKind struct {
 }
 
 func faultKinds(l *lab.Lab) []faultKind {
-	iptables := func(tb testing.TB, rules map[string][][]string) func() {
-		for node, rs := range rules {
-			for _, r := range rs {
-				execOn(tb, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, r...)...)
-			}
-		}
-		return func() {
-			for node, rs := range rules {
-				for _, r := range rs {
-					execOn(tb, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, r...)...)
-				}
-			}
-		}
-	}
 	nodes := l.Nodes()
 	return []faultKind{
 		{"cut-busiest", true, func(tb testing.TB, before map[string]int) func() {
-			return iptables(tb, map[string][][]string{busiest(before): gossipBlocked("")})
+			return insertInputRules(tb, l, map[string][][]string{busiest(before): gossipBlocked("")})
 		}},
 		{"cut-random", true, func(tb testing.TB, before map[string]int) func() {
-			return iptables(tb, map[string][][]string{nodes[rand.IntN(len(nodes))].Name: gossipBlocked("")})
+			return insertInputRules(tb, l, map[string][][]string{nodes[rand.IntN(len(nodes))].Name: gossipBlocked("")})
 		}},
 		{"split-2-2", true, func(tb testing.TB, before map[string]int) func() {
 			order := rand.Perm(len(nodes))
@@ -155,22 +141,14 @@ func faultKinds(l *lab.Lab) []faultKind {
 					}
 				}
 			}
-			return iptables(tb, rules)
+			return insertInputRules(tb, l, rules)
 		}},
 		{"one-way", true, func(tb testing.TB, before map[string]int) func() {
 			node := nodes[rand.IntN(len(nodes))].Name
-			return iptables(tb, map[string][][]string{node: {{"-p", "udp", "--dport", "7946", "-j", "DROP"}, {"-p", "tcp", "--dport", "7946", "-j", "DROP"}}})
+			return insertInputRules(tb, l, map[string][][]string{node: {{"-p", "udp", "--dport", "7946", "-j", "DROP"}, {"-p", "tcp", "--dport", "7946", "-j", "DROP"}}})
 		}},
 		{"lan-cut-busiest", false, func(tb testing.TB, before map[string]int) func() {
-			node := busiest(before)
-			if err := l.SetLANLink(node, false); err != nil {
-				tb.Fatal(err)
-			}
-			return func() {
-				if err := l.SetLANLink(node, true); err != nil {
-					tb.Fatal(err)
-				}
-			}
+			return l.CutFromLAN(tb, busiest(before))
 		}},
 		{"speaker-kill", false, func(tb testing.TB, before map[string]int) func() {
 			node := busiest(before)

@@ -16,8 +16,8 @@ import (
 // restarting each before the next. After each death every address is
 // answered by exactly one node and serves HTTP (asked from the client;
 // ServiceL2Status cannot change meanwhile); each restarted speaker learns
-// the assignments from the others and answers for its addresses again.
-// Then the last speaker that read the cluster dies as well, and the
+// the assignments from the others and answers for its addresses again,
+// with no address unanswered meanwhile. Then the last speaker that read the cluster dies as well, and the
 // speakers started during the outage answer for everything. Once the API
 // server is back, everything re-syncs: every ServiceL2Status names the
 // node that answers.
@@ -86,6 +86,11 @@ func TestAPIServerOutage(t *testing.T) {
 		if s.Counts[node] == 0 {
 			t.Errorf("round %d: %s, whose speaker was restarted while the API server is away, answers nothing: it did not learn the assignments from the others (%v)",
 				round, node, s.Counts)
+		}
+		// Its addresses come back make-before-break: whoever answered
+		// for them meanwhile answers on until it hears it.
+		if len(s.Unanswered) > 0 {
+			t.Errorf("round %d: addresses unanswered after %s's speaker came back (first seen after): %v", round, node, s.Unanswered)
 		}
 	}
 	// Now the speakers that read the cluster before the outage die too:

@@ -58,24 +58,8 @@ func TestGossipPartition(t *testing.T) {
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			rules := f.rules(before.Counts)
-			healed := false
-			heal := func() {
-				if healed {
-					return
-				}
-				healed = true
-				for node, rs := range rules {
-					for _, r := range rs {
-						execOn(t, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, r...)...)
-					}
-				}
-			}
+			heal := insertInputRules(t, l, rules)
 			defer heal() // also when a check fails: the next fault starts from a whole cluster
-			for node, rs := range rules {
-				for _, r := range rs {
-					execOn(t, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, r...)...)
-				}
-			}
 			cut := time.Now()
 			after := watchSettle(t, l, assigned, cut, faultWatch, 30*time.Second)
 			t.Logf("cut %v: settled %v after the cut (last problem: %q), announcers %v", nodesOf(rules), after.After.Round(time.Millisecond), after.Problem, after.Counts)
@@ -194,9 +178,7 @@ func TestGossipPartition(t *testing.T) {
 
 	t.Run("TCP of the memberlist port blocked, UDP open: nothing moves", func(t *testing.T) {
 		node := busiest(before.Counts)
-		rule := []string{"-p", "tcp", "--dport", "7946", "-j", "DROP"}
-		execOn(t, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, rule...)...)
-		defer execOn(t, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, rule...)...)
+		defer insertInputRules(t, l, map[string][][]string{node: {{"-p", "tcp", "--dport", "7946", "-j", "DROP"}}})()
 		statuses := announcersByService(t, l, services)
 		time.Sleep(envDuration(t, "BARELB_TCP_BLOCK", 20*time.Second))
 		if now := announcersByService(t, l, services); fmt.Sprint(now) != fmt.Sprint(statuses) {
@@ -256,6 +238,28 @@ func execOn(tb testing.TB, l *lab.Lab, node string, cmd ...string) {
 	tb.Helper()
 	if out, err := l.Exec(context.Background(), node, cmd...); err != nil {
 		tb.Fatalf("%v on %s: %v: %s", cmd, node, err, out)
+	}
+}
+
+// insertInputRules inserts iptables rules into each node's INPUT chain
+// and returns heal, which deletes them; heal may be called again (a
+// deferred heal after an explicit one) and does nothing then.
+func insertInputRules(tb testing.TB, l *lab.Lab, rules map[string][][]string) (heal func()) {
+	tb.Helper()
+	for node, rs := range rules {
+		for _, r := range rs {
+			execOn(tb, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, r...)...)
+		}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for node, rs := range rules {
+				for _, r := range rs {
+					execOn(tb, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, r...)...)
+				}
+			}
+		})
 	}
 }
 
@@ -375,6 +379,9 @@ type settled struct {
 	// Answered are the nodes seen answering each address, at any check
 	// of the watch.
 	Answered map[string][]string
+	// Unanswered are the addresses that no node answered at some check
+	// of the watch, each with when that check ended (the first time).
+	Unanswered map[string]time.Duration
 }
 
 // quietFor is how long the checks must find nothing wrong, in a row,
@@ -406,6 +413,14 @@ func watchChecks(tb testing.TB, since time.Time, watch, timeout time.Duration, c
 		now := time.Now()
 		out.Counts = r.Counts
 		for ip, nodes := range r.Answerers {
+			if len(nodes) == 0 {
+				if out.Unanswered == nil {
+					out.Unanswered = map[string]time.Duration{}
+				}
+				if _, seen := out.Unanswered[ip]; !seen {
+					out.Unanswered[ip] = now.Sub(since).Round(time.Millisecond)
+				}
+			}
 			for _, n := range nodes {
 				if !slices.Contains(out.Answered[ip], n) {
 					out.Answered[ip] = append(out.Answered[ip], n)
@@ -519,15 +534,9 @@ func restartSpeaker(tb testing.TB, l *lab.Lab, node string) {
 // up (an Event's time is kept to the second only).
 func partitionEventCounts(tb testing.TB, l *lab.Lab) map[string]int32 {
 	tb.Helper()
-	var events corev1.EventList
-	if err := l.Client().List(context.Background(), &events); err != nil {
-		tb.Fatal(err)
-	}
 	out := map[string]int32{}
-	for _, e := range events.Items {
-		if e.Reason == l2announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning {
-			out[e.InvolvedObject.Name+": "+e.Message] += max(e.Count, 1)
-		}
+	for _, e := range partitionEvents(tb, l) {
+		out[e.InvolvedObject.Name+": "+e.Message] += max(e.Count, 1)
 	}
 	return out
 }
@@ -536,15 +545,26 @@ func partitionEventCounts(tb testing.TB, l *lab.Lab) map[string]int32 {
 // Warning Events on Nodes since the given time.
 func partitionEventsSince(tb testing.TB, l *lab.Lab, since time.Time) []string {
 	tb.Helper()
+	var out []string
+	for _, e := range partitionEvents(tb, l) {
+		if !e.LastTimestamp.Time.Before(since.Add(-time.Second)) {
+			out = append(out, e.InvolvedObject.Name+": "+e.Message)
+		}
+	}
+	return out
+}
+
+// partitionEvents are the SpeakerPartition Warning Events on Nodes.
+func partitionEvents(tb testing.TB, l *lab.Lab) []corev1.Event {
+	tb.Helper()
 	var events corev1.EventList
 	if err := l.Client().List(context.Background(), &events); err != nil {
 		tb.Fatal(err)
 	}
-	var out []string
+	var out []corev1.Event
 	for _, e := range events.Items {
-		if e.Reason == l2announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning &&
-			!e.LastTimestamp.Time.Before(since.Add(-time.Second)) {
-			out = append(out, e.InvolvedObject.Name+": "+e.Message)
+		if e.Reason == l2announcer.ReasonSpeakerPartition && e.InvolvedObject.Kind == "Node" && e.Type == corev1.EventTypeWarning {
+			out = append(out, e)
 		}
 	}
 	return out

@@ -22,19 +22,7 @@ func TestTwoNodes(t *testing.T) {
 
 	t.Run("gossip cut, LAN up: nothing moves", func(t *testing.T) {
 		node := busiest(before.Counts)
-		rules := gossipBlocked("")
-		for _, r := range rules {
-			execOn(t, l, node, append([]string{"iptables", "-w", "-I", "INPUT"}, r...)...)
-		}
-		healed := false
-		heal := func() {
-			if !healed {
-				healed = true
-				for _, r := range rules {
-					execOn(t, l, node, append([]string{"iptables", "-w", "-D", "INPUT"}, r...)...)
-				}
-			}
-		}
+		heal := insertInputRules(t, l, map[string][][]string{node: gossipBlocked("")})
 		defer heal()
 		cut := time.Now()
 		after := watchSettle(t, l, assigned, cut, faultWatch, 30*time.Second)
@@ -54,19 +42,7 @@ func TestTwoNodes(t *testing.T) {
 
 	t.Run("the announcer cut off the LAN: the other takes over", func(t *testing.T) {
 		node := busiest(before.Counts)
-		if err := l.SetLANLink(node, false); err != nil {
-			t.Fatal(err)
-		}
-		restored := false
-		restore := func() {
-			if !restored {
-				restored = true
-				if err := l.SetLANLink(node, true); err != nil {
-					t.Error(err)
-				}
-			}
-		}
-		defer restore()
+		restore := l.CutFromLAN(t, node)
 		cut := time.Now()
 		after := watchSettle(t, l, assigned, cut, faultWatch, 30*time.Second)
 		// Settled means: every address answered by the other node alone,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,6 +101,26 @@ func (l *Lab) RunPod(tb testing.TB, name, app, node string) {
 	if err := l.Client().Create(context.Background(), pod); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// CutFromLAN takes node's LAN link down (SetLANLink) and returns restore,
+// which brings it back; restore is also a cleanup of tb, and does
+// nothing when called again.
+func (l *Lab) CutFromLAN(tb testing.TB, node string) (restore func()) {
+	tb.Helper()
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if err := l.SetLANLink(node, true); err != nil {
+				tb.Error(err)
+			}
+		})
+	}
+	tb.Cleanup(restore)
+	if err := l.SetLANLink(node, false); err != nil {
+		tb.Fatal(err)
+	}
+	return restore
 }
 
 // RestartSpeaker restarts a node's speaker and waits (up to a minute) until

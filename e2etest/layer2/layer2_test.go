@@ -301,30 +301,10 @@ func testKillFailover(t *testing.T, l *lab.Lab) {
 	r.check(t)
 }
 
-// cutFromLAN takes node's LAN link down and returns how to bring it back
-// (once; it is also a cleanup of tb).
-func cutFromLAN(tb testing.TB, l *lab.Lab, node string) (restore func()) {
-	tb.Helper()
-	restored := false
-	restore = func() {
-		if !restored {
-			restored = true
-			if err := l.SetLANLink(node, true); err != nil {
-				tb.Error(err)
-			}
-		}
-	}
-	tb.Cleanup(restore)
-	if err := l.SetLANLink(node, false); err != nil {
-		tb.Fatal(err)
-	}
-	return restore
-}
-
 func testCutFailover(t *testing.T, l *lab.Lab) {
 	ips, node := haOnce(t, l)
 	var restore func()
-	r := measureTakeOver(t, l, "ha", ips, node, func() { restore = cutFromLAN(t, l, node) })
+	r := measureTakeOver(t, l, "ha", ips, node, func() { restore = l.CutFromLAN(t, node) })
 	r.log(t, "LAN link of the node down:", ips)
 	r.check(t)
 	start := time.Now()
@@ -444,7 +424,7 @@ func BenchmarkFailover(b *testing.B) {
 func cutFailover(tb testing.TB, l *lab.Lab, ips []string, from string) takeOver {
 	tb.Helper()
 	var restore func()
-	r := measureTakeOver(tb, l, "ha", ips, from, func() { restore = cutFromLAN(tb, l, from) })
+	r := measureTakeOver(tb, l, "ha", ips, from, func() { restore = l.CutFromLAN(tb, from) })
 	restore()
 	waitAnnouncer(tb, l, "ha", from)
 	// Once the partition heals, from wins the addresses back and must

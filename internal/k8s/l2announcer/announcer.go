@@ -282,16 +282,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if r.Peers != nil {
 		r.Peers.readFromAPI()
 	}
-	retry, err := r.planAndApply(ctx, in, alive, membershipOK, r.announcedElsewhere(), true)
+	retry, err := r.planAndApply(ctx, in, alive, membershipOK, r.lastAnnouncers(), true)
 	return reconcile.Result{RequeueAfter: retry}, err
 }
 
 // planAndApply computes the plan from in and applies this node's part of it.
-// taken are the Services announced by another node, with that node (see
-// decide). fromAPI is false for a plan made from another speaker's
+// lastAnnouncers are the Services a ServiceL2Status names a node for,
+// with that node (see decide). fromAPI is false for a plan made from another speaker's
 // table while the API server is away: the speakers' Leases cannot be
 // read then, nor statuses written. It returns how soon to plan again.
-func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[string]bool, membershipOK bool, taken map[string]string, fromAPI bool) (time.Duration, error) {
+func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[string]bool, membershipOK bool, lastAnnouncers map[string]string, fromAPI bool) (time.Duration, error) {
 	// A speaker that reappears (a restart, a healed partition) may have
 	// been answering on its side all along; whoever keeps an address
 	// tells the LAN again, so that neighbours drop the other's MAC.
@@ -307,7 +307,7 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	plan := election.PlanL2(in.services, in.pools, in.advs, in.nodes)
 	// The maps are made at the size this node's part of the plan had last
 	// time: at 10,000 addresses, growing them is much of a plan's garbage.
-	part := decide(plan, r.Node, host, taken, r.takeOverProbes(in, alive, membershipOK), len(r.answering))
+	part := decide(plan, r.Node, host, lastAnnouncers, r.takeOverProbes(in, alive, membershipOK), len(r.answering))
 	for _, a := range part.noInterface {
 		r.Log.Info("won an address but no interface may answer for it", "address", a.Address.String(), "named", a.Interfaces)
 	}
@@ -403,14 +403,14 @@ func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
 	return nil
 }
 
-// announcedElsewhere names the Services whose ServiceL2Status names
-// another node, with that node: their addresses are known to the cluster
-// (not probed as new), and whoever takes them over probes only when that
-// node may still answer (see decide).
-func (r *Reconciler) announcedElsewhere() map[string]string {
+// lastAnnouncers names the Services whose ServiceL2Status names a node,
+// with that node: their addresses are known to the cluster (not probed
+// as new), and whoever takes them over probes only when that node may
+// still answer (see decide).
+func (r *Reconciler) lastAnnouncers() map[string]string {
 	out := map[string]string{}
 	r.Services.EachStatus(func(s *servicecache.Status) {
-		if s.Status.Node != "" && s.Status.Node != r.Node {
+		if s.Status.Node != "" {
 			out[s.Status.ServiceNamespace+"/"+s.Status.ServiceName] = s.Status.Node
 		}
 	})

@@ -192,13 +192,23 @@ func TestAnnouncer(t *testing.T) {
 		})
 	})
 
-	t.Run("losing to a preferred node withdraws at once", func(t *testing.T) {
+	// n2 joins and is preferred: a speaker that was not alive in the last
+	// plan is answered on for until it is heard announcing, at most
+	// releaseOverlap (this n2 is not real and never announces), and no
+	// longer.
+	t.Run("losing to a preferred node that joins withdraws after the hand-over", func(t *testing.T) {
 		must(c.Get(ctx, client.ObjectKeyFromObject(adv), adv))
 		adv.Spec.PreferredNodeSelectors = []barelbv1beta1.WeightedNodeSelector{{Weight: 50, Preference: barelbv1beta1.Selector{MatchLabels: map[string]barelbv1beta1.LabelValue{"zone": "b"}}}}
 		must(c.Update(ctx, adv))
 		m.set("n1", "n2")
 		replan()
 		waitFor("ServiceL2Status removed", func() bool { _, err := statusOf(); return err != nil })
+		for _, vip := range []netip.Addr{vip4, vip6} {
+			link.FlushNeighbour(vip)
+			link.Touch(vip)
+			link.WaitNeighbour(t, vip, "our MAC during the hand-over", reachable)
+		}
+		time.Sleep(releaseOverlap + 500*time.Millisecond)
 		for _, vip := range []netip.Addr{vip4, vip6} {
 			link.FlushNeighbour(vip)
 			link.Touch(vip)

@@ -51,10 +51,12 @@ type takeOverProbes struct {
 }
 
 // decide picks node's part of plan. host are the node's interfaces;
-// taken are the Services another node's ServiceL2Status names, with that
-// node; probes says which take-overs are probed. size is a hint for the
-// maps (the last part's size).
-func decide(plan []election.L2Announcement, node string, host []layer2.Interface, taken map[string]string, probes takeOverProbes, size int) nodePart {
+// lastAnnouncers are the Services a ServiceL2Status names a node for,
+// with that node (this one included: a speaker back from a restart finds
+// its own name, and its addresses are not new); probes says which
+// take-overs are probed. size is a hint for the maps (the last part's
+// size).
+func decide(plan []election.L2Announcement, node string, host []layer2.Interface, lastAnnouncers map[string]string, probes takeOverProbes, size int) nodePart {
 	p := nodePart{
 		want:       make(map[netip.Addr][]string, size),
 		services:   make(map[string]netip.Addr, size),
@@ -87,9 +89,9 @@ func decide(plan []election.L2Announcement, node string, host []layer2.Interface
 		isNew, mayAnswer := true, a.Owner != node && probes.from[a.Owner]
 		for _, s := range a.Services {
 			p.services[s] = a.Address
-			if last := taken[s]; last != "" {
+			if last := lastAnnouncers[s]; last != "" {
 				isNew = false
-				mayAnswer = mayAnswer || probes.from[last]
+				mayAnswer = mayAnswer || (last != node && probes.from[last])
 			}
 		}
 		p.probe[a.Address] = isNew || probes.all || mayAnswer

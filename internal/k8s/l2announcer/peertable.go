@@ -102,11 +102,11 @@ func (t *planTable) EndpointNodes(key string) map[string]bool {
 	return out
 }
 
-// announcedElsewhere is Reconciler.announcedElsewhere from the table.
-func (t *planTable) announcedElsewhere(self string) map[string]string {
+// lastAnnouncers is Reconciler.lastAnnouncers from the table.
+func (t *planTable) lastAnnouncers() map[string]string {
 	out := map[string]string{}
 	for key, node := range t.AnnouncedBy {
-		if node != "" && node != self {
+		if node != "" {
 			out[key] = node
 		}
 	}
@@ -355,6 +355,6 @@ func (r *Reconciler) planFromTable(ctx context.Context, table *planTable, alive 
 		return nil
 	}
 	in := inputsFrom(table.Pools, table.Advertisements, table.Nodes, table, r.LBClass, alive, true, r.DrainOnCordon)
-	_, err := r.planAndApply(ctx, in, alive, true, table.announcedElsewhere(r.Node), false)
+	_, err := r.planAndApply(ctx, in, alive, true, table.lastAnnouncers(), false)
 	return err
 }

@@ -19,8 +19,12 @@ import (
 // from the same change of the Node (every speaker watches it), so the
 // LAN hears the new MAC before the old one goes quiet, and a client that
 // asks in between gets an answer from one of the two, both of which
-// forward to the Service. Other moves (a death, an advertisement edited)
-// withdraw at once, as before.
+// forward to the Service. The same holds when the new announcer is a
+// speaker that was away in the previous plan and is back (a restart
+// during an API-server outage, a node that rebooted): this node took
+// its addresses over meanwhile, and keeps answering until the returning
+// speaker, which may need a moment after its plan to answer, is heard.
+// Other moves (a death, an advertisement edited) withdraw at once.
 
 // releaseOverlap bounds how long a drained address is answered after the
 // plan moved it, should the successor's announcement not be heard (it
@@ -52,8 +56,9 @@ type releaseInput struct {
 	// self is this node; selfDrained, whether it is drained now.
 	self        string
 	selfDrained bool
-	// wasDrained are the nodes drained in the previous plan.
-	wasDrained map[string]bool
+	// wasDrained are the nodes drained in the previous plan; returned,
+	// the live speakers that were not alive in it.
+	wasDrained, returned map[string]bool
 	// alive are the live speakers (the plan's view).
 	alive map[string]bool
 	// answering is what this node answered for until now; want, what
@@ -89,7 +94,7 @@ func planReleases(in releaseInput) map[netip.Addr]release {
 			}
 			continue
 		}
-		if in.selfDrained || in.wasDrained[successor] {
+		if in.selfDrained || in.wasDrained[successor] || in.returned[successor] {
 			out[ip] = release{successor: successor, ifaces: ifaces, until: in.now.Add(releaseOverlap)}
 		}
 	}
@@ -102,8 +107,9 @@ type releases struct {
 	mu      sync.Mutex
 	pending map[netip.Addr]release
 	heard   map[netip.Addr]heardFrom
-	// drained are the nodes drained in the last plan.
-	drained map[string]bool
+	// drained are the nodes drained in the last plan; alive, its live
+	// speakers (nil before the first plan).
+	drained, alive map[string]bool
 }
 
 // claimed notes a peer claim on one of this node's addresses; it tells
@@ -131,7 +137,18 @@ func (r *releases) next(self string, nodes []election.L2Node, alive map[string]b
 			drained[n.Name] = true
 		}
 	}
-	in := releaseInput{self: self, selfDrained: drained[self], wasDrained: r.drained, alive: alive,
+	var returned map[string]bool
+	if r.alive != nil {
+		for name, up := range alive {
+			if up && !r.alive[name] {
+				if returned == nil {
+					returned = map[string]bool{}
+				}
+				returned[name] = true
+			}
+		}
+	}
+	in := releaseInput{self: self, selfDrained: drained[self], wasDrained: r.drained, returned: returned, alive: alive,
 		answering: answering, want: want, pending: r.pending, heard: r.heard, now: now}
 	// Only the addresses this node loses need their new announcer.
 	for ip := range answering {
@@ -150,7 +167,7 @@ func (r *releases) next(self string, nodes []election.L2Node, alive map[string]b
 		}
 	}
 	r.pending = planReleases(in)
-	r.drained = drained
+	r.drained, r.alive = drained, alive
 	for ip, h := range r.heard {
 		if now.Sub(h.at) >= claimMemory {
 			delete(r.heard, ip)

@@ -38,6 +38,12 @@ func TestPlanReleases(t *testing.T) {
 		{"undrain: the successor was drained in the last plan",
 			releaseInput{wasDrained: map[string]bool{"n2": true}, answering: both, announcer: toN2},
 			map[netip.Addr]release{v4: handOver(now.Add(releaseOverlap)), v6: handOver(now.Add(releaseOverlap))}},
+		{"the successor is back (a restart, a reboot): answered on until it is heard",
+			releaseInput{returned: map[string]bool{"n2": true}, answering: both, announcer: toN2},
+			map[netip.Addr]release{v4: handOver(now.Add(releaseOverlap)), v6: handOver(now.Add(releaseOverlap))}},
+		{"another speaker is back, not the successor: withdrawn at once",
+			releaseInput{returned: map[string]bool{"n3": true}, answering: both, announcer: toN2},
+			map[netip.Addr]release{}},
 		{"kept addresses are no hand-over",
 			releaseInput{selfDrained: true, answering: both, want: map[netip.Addr][]string{v6: eth0}, announcer: toN2},
 			map[netip.Addr]release{v4: handOver(now.Add(releaseOverlap))}},
@@ -124,6 +130,24 @@ func TestReleasesAcrossPlans(t *testing.T) {
 		[]election.L2Announcement{{Address: v4, Node: "n1"}}, now)
 	if diff := cmp.Diff(map[netip.Addr]release{v4: {successor: "n1", ifaces: eth0, until: now.Add(releaseOverlap)}}, pending, cmp.AllowUnexported(release{})); diff != "" {
 		t.Errorf("undrain: hand-overs on n2 (-want +got):\n%s", diff)
+	}
+	// On n3, which took the address while n1 was away (a restart while
+	// the API server was down): n1's return moves it back,
+	// make-before-break; a node that was alive all along does not.
+	var onn3 releases
+	nodes := []election.L2Node{{Name: "n1"}, {Name: "n3"}}
+	onN3 := []election.L2Announcement{{Address: v4, Node: "n3"}}
+	backToN1 := []election.L2Announcement{{Address: v4, Node: "n1"}}
+	onn3.next("n3", nodes, map[string]bool{"n3": true}, nil, map[netip.Addr][]string{v4: eth0}, onN3, now)
+	pending, _ = onn3.next("n3", nodes, map[string]bool{"n1": true, "n3": true}, answering, map[netip.Addr][]string{}, backToN1, now)
+	if diff := cmp.Diff(map[netip.Addr]release{v4: {successor: "n1", ifaces: eth0, until: now.Add(releaseOverlap)}}, pending, cmp.AllowUnexported(release{})); diff != "" {
+		t.Errorf("return: hand-overs on n3 (-want +got):\n%s", diff)
+	}
+	var steady releases
+	both := map[string]bool{"n1": true, "n3": true}
+	steady.next("n3", nodes, both, nil, map[netip.Addr][]string{v4: eth0}, onN3, now)
+	if pending, _ = steady.next("n3", nodes, both, answering, map[netip.Addr][]string{}, backToN1, now); len(pending) != 0 {
+		t.Errorf("an ordinary move: hand-overs %v", pending)
 	}
 }
 
