@@ -1,6 +1,7 @@
 package layer2_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,11 @@ func TestRestartHold(t *testing.T) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		elsewhere := map[string]int{}
+		// The client's neighbour entries as they change, to tell a failed
+		// request's cause (the entry) from a cause behind the node.
+		transitions := map[string][]string{}
+		last := map[string]string{}
+		watchStart := time.Now()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -41,11 +47,16 @@ func TestRestartHold(t *testing.T) {
 				case <-time.After(5 * time.Millisecond):
 				}
 				for _, ip := range ips {
-					if mac, _ := l.Neighbour("client", ip); mac != "" && !strings.EqualFold(mac, nodeMACAddr) {
-						mu.Lock()
+					mac, state := l.Neighbour("client", ip)
+					mu.Lock()
+					if mac != "" && !strings.EqualFold(mac, nodeMACAddr) {
 						elsewhere[ip+" at "+l.NodeOfMAC(mac)]++
-						mu.Unlock()
 					}
+					if now := mac + " " + state; now != last[ip] {
+						last[ip] = now
+						transitions[ip] = append(transitions[ip], fmt.Sprintf("+%v %s", time.Since(watchStart).Round(time.Millisecond), now))
+					}
+					mu.Unlock()
 				}
 			}
 		}()
@@ -61,7 +72,8 @@ func TestRestartHold(t *testing.T) {
 			r := p.Stop()
 			t.Logf("%s: %v", ips[i], r)
 			if r.Failed > 0 {
-				t.Errorf("%s: %d requests failed across a restart of the announcing speaker, want 0: %v", ips[i], r.Failed, r.Errors)
+				t.Errorf("%s: %d requests failed across a restart of the announcing speaker, want 0: %v; the client's neighbour entry: %v",
+					ips[i], r.Failed, r.Errors, transitions[ips[i]])
 			}
 		}
 		if len(elsewhere) > 0 {
@@ -74,7 +86,7 @@ func TestRestartHold(t *testing.T) {
 			if err := l.Stop(node, lab.ComponentSpeaker); err != nil {
 				t.Fatal(err)
 			}
-			cutFromLAN(t, l, node)
+			l.CutFromLAN(t, node)
 		})
 		r.log(t, "speaker stopped (restart hold) and its node cut off:", ips)
 		// Within maxTakeOver, far below the 30 s hold.
