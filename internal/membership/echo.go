@@ -118,6 +118,25 @@ func (e *echoer) update(self netip.Addr, want map[string]netip.AddrPort) {
 	}
 }
 
+// consult pings member name's node at addr from now on, for echoLinger
+// and unjudged, unless it is pinged already or on self's address: a
+// member this one does not watch, which a check is about (another
+// member's hint, a failed probe) or which memberlist dropped. In a large
+// cluster most members watch a given one from afar; when it is lost they
+// take its addresses over too, and must tell a cut in the gossip from a
+// death as its watchers do (KernelUp). The first echo goes at once: the
+// answer is in long before the check's dial ends.
+func (e *echoer) consult(name string, addr, self netip.Addr) {
+	e.mu.Lock()
+	if e.closed || e.targets[name] != nil || !addr.IsValid() || addr == self {
+		e.mu.Unlock()
+		return
+	}
+	e.targets[name] = &echoTarget{addr: addr, lingerUntil: time.Now().Add(echoLinger)}
+	e.mu.Unlock()
+	e.send(addr, 0)
+}
+
 // prune drops the lingering targets whose time is up.
 func (e *echoer) prune(now time.Time) {
 	e.mu.Lock()

@@ -218,6 +218,9 @@ func (fp *fastPath) joined(n *memberlist.Node) (again bool) {
 func (fp *fastPath) gone(n *memberlist.Node) {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
+	if ap, ok := fp.addrs[n.Name]; ok {
+		fp.echo.consult(n.Name, ap.Addr(), fp.addrs[fp.self].Addr())
+	}
 	delete(fp.addrs, n.Name)
 	fp.wasGone[n.Name] = true
 	fp.forgetLocked(n.Name)
@@ -396,7 +399,10 @@ func (fp *fastPath) check(name, source string, share bool) verdict {
 		return verdictUnknown
 	}
 	fp.verifying[name] = true
+	self := fp.addrs[fp.self].Addr()
 	fp.mu.Unlock()
+	// Whether its kernel answers, known by the time the dial ends.
+	fp.echo.consult(name, ap.Addr(), self)
 	defer func() {
 		fp.mu.Lock()
 		delete(fp.verifying, name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,6 +19,8 @@ import (
 	"github.com/barelb/barelb/internal/testutil"
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/hashicorp/memberlist"
+	"golang.org/x/net/icmp"
 )
 
 // markLog records the fast path's log lines of the members it is given to.
@@ -458,5 +461,63 @@ func TestEchoTargetsLinger(t *testing.T) {
 	e.update(self, map[string]netip.AddrPort{"b": b})
 	if tg := e.targets["b"]; tg == nil || tg.addr != b.Addr() || !tg.answered.IsZero() {
 		t.Errorf("b, on another address and back, kept an old answer: %+v", tg)
+	}
+}
+
+// A member this one does not watch is pinged from the moment a check is
+// about it, or memberlist drops it, so that KernelUp can tell a cut in
+// the gossip from a death there too (in a cluster larger than the
+// watched few).
+func TestEchoConsult(t *testing.T) {
+	self := netip.MustParseAddr("192.0.2.1")
+	b, c := netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
+	// tried: no socket is opened, the echoes go nowhere.
+	e := &echoer{targets: map[string]*echoTarget{}, conns: map[bool]*icmp.PacketConn{}, tried: map[bool]bool{true: true, false: true}}
+	e.update(self, map[string]netip.AddrPort{"c": netip.AddrPortFrom(c, 7946)})
+	e.consult("b", b, self)
+	e.consult("c", c, self)
+	e.consult("self-too", self, self)
+	if tg := e.targets["b"]; tg == nil || tg.addr != b || tg.lingerUntil.IsZero() {
+		t.Fatalf("b, consulted, is not pinged unjudged: %+v", tg)
+	}
+	if !e.targets["c"].lingerUntil.IsZero() {
+		t.Error("consulting a watched member made it linger")
+	}
+	if e.targets["self-too"] != nil {
+		t.Error("a member on this member's address is pinged")
+	}
+	if e.answeredWithin("b", kernelUpWithin, time.Now()) {
+		t.Error("b counts as up before it answered")
+	}
+	e.targets["b"].answered = time.Now()
+	if !e.answeredWithin("b", kernelUpWithin, time.Now()) {
+		t.Error("b's answer does not count")
+	}
+	e.judge(time.Now().Add(time.Hour))
+	if e.targets["b"].checking {
+		t.Error("a consulted member was judged")
+	}
+	e.prune(time.Now().Add(echoLinger + time.Second))
+	if e.targets["b"] != nil {
+		t.Error("a consulted member outlived echoLinger")
+	}
+}
+
+// The fast path consults the echoes about the member it checks, and about
+// one memberlist drops.
+func TestCheckConsultsEchoes(t *testing.T) {
+	fp := newFastPath("a", testLogger("a"), testTiming(t), false, func() {})
+	fp.echo = &echoer{targets: map[string]*echoTarget{}, conns: map[bool]*icmp.PacketConn{}, tried: map[bool]bool{true: true, false: true}}
+	fp.addrs["a"] = netip.MustParseAddrPort("127.0.0.1:7946")
+	// Nothing listens on 127.0.0.2:1 (refused at once): the check is quick.
+	fp.addrs["b"] = netip.MustParseAddrPort("127.0.0.2:1")
+	fp.check("b", "test", false)
+	if tg := fp.echo.targets["b"]; tg == nil || tg.lingerUntil.IsZero() {
+		t.Errorf("b, checked, is not pinged: %+v", tg)
+	}
+	fp.addrs["c"] = netip.MustParseAddrPort("127.0.0.3:7946")
+	fp.gone(&memberlist.Node{Name: "c", Addr: net.ParseIP("127.0.0.3"), Port: 7946})
+	if tg := fp.echo.targets["c"]; tg == nil || tg.lingerUntil.IsZero() {
+		t.Errorf("c, dropped, is not pinged: %+v", tg)
 	}
 }
