@@ -66,19 +66,12 @@ func TestDrain(t *testing.T) {
 			for _, ip := range ips {
 				waitServed(t, l, ip, before, 0)
 			}
-			startProbers := func() []*lab.Prober {
-				var probers []*lab.Prober
-				for _, ip := range ips {
-					probers = append(probers, l.StartProber("client", lab.URL(ip)))
-				}
-				return probers
-			}
 			// The pods are new in the first step: IPv6 to a lab pod
 			// loses requests in its first second, before any drain
 			// (seen in captures: the gap began before the drain was
 			// written). What is counted is the move.
-			lab.WaitSteady(t, 30*time.Second, startProbers)
-			probers := startProbers()
+			lab.WaitSteady(t, 30*time.Second, func() []*lab.Prober { return startProbers(l, ips) })
+			probers := startProbers(l, ips)
 			time.Sleep(500 * time.Millisecond)
 			start := time.Now()
 			if err := s.act(drained); err != nil {

@@ -153,7 +153,20 @@ func haService(tb testing.TB, l *lab.Lab) (ips []string, node string) {
 	for _, ip := range ips {
 		waitServed(tb, l, ip, node, 0)
 	}
+	// The pods are new: IPv6 to a lab pod loses requests in its first
+	// second (see lab.WaitSteady). What the callers measure starts from a
+	// settled data path.
+	lab.WaitSteady(tb, 30*time.Second, func() []*lab.Prober { return startProbers(l, ips) })
 	return ips, node
+}
+
+// startProbers starts a request loop from the client to each address.
+func startProbers(l *lab.Lab, ips []string) []*lab.Prober {
+	var probers []*lab.Prober
+	for _, ip := range ips {
+		probers = append(probers, l.StartProber("client", lab.URL(ip)))
+	}
+	return probers
 }
 
 var ha struct {
@@ -224,10 +237,7 @@ func measureTakeOver(tb testing.TB, l *lab.Lab, svc string, ips []string, from s
 	tb.Helper()
 	r := takeOver{from: from, moved: make([]time.Duration, len(ips))}
 	fromMAC := nodeMAC(tb, l, from)
-	var probers []*lab.Prober
-	for _, ip := range ips {
-		probers = append(probers, l.StartProber("client", lab.URL(ip)))
-	}
+	probers := startProbers(l, ips)
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
 	fail()
@@ -361,10 +371,7 @@ func testHealed(t *testing.T, l *lab.Lab) {
 
 func testRollingRestart(t *testing.T, l *lab.Lab) {
 	ips, _ := haOnce(t, l)
-	var probers []*lab.Prober
-	for _, ip := range ips {
-		probers = append(probers, l.StartProber("client", lab.URL(ip)))
-	}
+	probers := startProbers(l, ips)
 	start := time.Now()
 	for _, n := range l.Nodes() {
 		before, _ := l.L2Announcer("default", "ha")

@@ -24,10 +24,7 @@ func TestRestartHold(t *testing.T) {
 	nodeMACAddr := nodeMAC(t, l, node)
 
 	t.Run("a restart moves nothing", func(t *testing.T) {
-		var probers []*lab.Prober
-		for _, ip := range ips {
-			probers = append(probers, l.StartProber("client", lab.URL(ip)))
-		}
+		probers := startProbers(l, ips)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		var mu sync.Mutex
