@@ -10,6 +10,10 @@ import (
 	"github.com/barelb/barelb/e2etest/lab"
 )
 
+// resyncWithin bounds how soon after the API server's return every
+// ServiceL2Status names the node that answers.
+const resyncWithin = 5 * time.Second
+
 // TestAPIServerOutage freezes the kube-apiserver (SIGSTOP: connections stay
 // open, nothing answers) and, while it is frozen, kills three speakers in
 // a row, each an announcer that read the cluster before the outage,
@@ -17,10 +21,11 @@ import (
 // answered by exactly one node and serves HTTP (asked from the client;
 // ServiceL2Status cannot change meanwhile); each restarted speaker learns
 // the assignments from the others and answers for its addresses again,
-// with no address unanswered meanwhile. Then the last speaker that read the cluster dies as well, and the
-// speakers started during the outage answer for everything. Once the API
-// server is back, everything re-syncs: every ServiceL2Status names the
-// node that answers.
+// with no address unanswered meanwhile. Then the last speaker that read
+// the cluster dies as well, and the speakers started during the outage
+// answer for everything. Once the API server is back, everything
+// re-syncs: within resyncWithin every ServiceL2Status names the node that
+// answers.
 //
 // BARELB_OUTAGE=5m holds the API server frozen for 5 minutes, checking
 // all along. The Services use externalTrafficPolicy Local, with a backend on every
@@ -81,8 +86,8 @@ func TestAPIServerOutage(t *testing.T) {
 		// it takes their table, and is elected again.
 		back := time.Now()
 		s = watchAnswers(t, l, assigned, back, 20*time.Second, 60*time.Second)
-		t.Logf("round %d: %s's speaker restarted; settled %v after (last problem %q), answering %v",
-			round, node, s.After.Round(time.Millisecond), s.Problem, s.Counts)
+		t.Logf("round %d: %s's speaker restarted; settled %v after (last problem %q), answering %v; checks that found two answerers (the hand-back), per address: %v",
+			round, node, s.After.Round(time.Millisecond), s.Problem, s.Counts, s.Doubled)
 		if s.Counts[node] == 0 {
 			t.Errorf("round %d: %s, whose speaker was restarted while the API server is away, answers nothing: it did not learn the assignments from the others (%v)",
 				round, node, s.Counts)
@@ -125,6 +130,9 @@ func TestAPIServerOutage(t *testing.T) {
 	back := time.Now()
 	s = watchSettle(t, l, assigned, back, faultWatch, 60*time.Second)
 	t.Logf("API server back: statuses and answers agree %v after (last problem %q), answering %v", s.After.Round(time.Millisecond), s.Problem, s.Counts)
+	if s.After > resyncWithin {
+		t.Errorf("the statuses agreed with the answers only %v after the API server came back, want within %v (last problem %q)", s.After.Round(time.Millisecond), resyncWithin, s.Problem)
+	}
 	for _, n := range l.Nodes() {
 		l.WaitSpeakerMetric(t, n.Name, "barelb_speaker_memberlist_members", func(v float64) bool { return v == 4 }, "4")
 	}

@@ -382,6 +382,9 @@ type settled struct {
 	// Unanswered are the addresses that no node answered at some check
 	// of the watch, each with when that check ended (the first time).
 	Unanswered map[string]time.Duration
+	// Doubled counts, per address, the checks of the watch that found
+	// it answered by more than one node.
+	Doubled map[string]int
 }
 
 // quietFor is how long the checks must find nothing wrong, in a row,
@@ -413,6 +416,12 @@ func watchChecks(tb testing.TB, since time.Time, watch, timeout time.Duration, c
 		now := time.Now()
 		out.Counts = r.Counts
 		for ip, nodes := range r.Answerers {
+			if len(nodes) > 1 {
+				if out.Doubled == nil {
+					out.Doubled = map[string]int{}
+				}
+				out.Doubled[ip]++
+			}
 			if len(nodes) == 0 {
 				if out.Unanswered == nil {
 					out.Unanswered = map[string]time.Duration{}

@@ -12,14 +12,22 @@ import (
 // met a stale cache.
 const DefaultRetry = time.Second
 
+// DefaultRecheck is how often a pass runs without a new wish, to write
+// back what someone else changed: a status another speaker overwrote or
+// deleted, or a request of this one's that a frozen API server took in
+// long ago and ran only when it came back, after newer ones. A pass
+// writes only what differs from the cache, so a recheck of statuses that
+// say what they should costs a walk over the cache and no request.
+const DefaultRecheck = 2 * time.Second
+
 // Loop runs Pass with the latest wish Set gave it.
 type Loop[T any] struct {
 	// Pass writes what want says. again asks for another pass after
 	// Retry without an error (a write met a stale cache).
 	Pass func(ctx context.Context, want T) (again bool, err error)
-	// Retry is DefaultRetry when zero.
-	Retry time.Duration
-	Log   logr.Logger
+	// Retry is DefaultRetry when zero, Recheck DefaultRecheck.
+	Retry, Recheck time.Duration
+	Log            logr.Logger
 	// What names the objects written, for the log.
 	What string
 
@@ -44,23 +52,30 @@ func (l *Loop[T]) Set(want T) {
 	}
 }
 
-// Run makes passes until ctx ends: one after each Set, and another after
-// Retry while the last one failed or asked for it.
+// Run makes passes until ctx ends: one after each Set, another after
+// Retry while the last one failed or asked for it, and one every Recheck.
 func (l *Loop[T]) Run(ctx context.Context) {
 	l.init()
 	wait := l.Retry
 	if wait <= 0 {
 		wait = DefaultRetry
 	}
+	every := l.Recheck
+	if every <= 0 {
+		every = DefaultRecheck
+	}
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	recheck := time.NewTicker(every)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.wake:
 		case <-retry.C:
+		case <-recheck.C:
 		}
 		l.mu.Lock()
 		want, given := l.want, l.given

@@ -65,3 +65,31 @@ func TestLoop(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestLoopRechecks: without a new wish, a pass still runs every Recheck
+// (a status someone else changed is written back).
+func TestLoopRechecks(t *testing.T) {
+	passes := make(chan string, 16)
+	l := &Loop[string]{Recheck: 10 * time.Millisecond, Log: testr.New(t), What: "things",
+		Pass: func(_ context.Context, want string) (bool, error) {
+			select {
+			case passes <- want:
+			default:
+			}
+			return false, nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx)
+	l.Set("a")
+	for i := range 3 {
+		select {
+		case got := <-passes:
+			if got != "a" {
+				t.Fatalf("pass %d wrote %q, want a", i, got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d passes after one wish: no recheck", i)
+		}
+	}
+}
