@@ -18,11 +18,13 @@ import (
 func FreeLoopbackPort(t testing.TB) int {
 	t.Helper()
 	low, high := portsBelowEphemeral()
+	var last error
 	for range 100 {
 		port := low + rand.IntN(high-low)
 		hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		l, err := net.Listen("tcp", hostPort)
 		if err != nil {
+			last = err
 			continue
 		}
 		u, err := net.ListenPacket("udp", hostPort)
@@ -31,8 +33,9 @@ func FreeLoopbackPort(t testing.TB) int {
 			u.Close()
 			return port
 		}
+		last = err
 	}
-	t.Fatal("no free port on 127.0.0.1")
+	t.Fatalf("no free port on 127.0.0.1 in %d-%d after 100 tries; the last: %v", low, high, last)
 	return 0
 }
 

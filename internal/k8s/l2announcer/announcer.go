@@ -321,13 +321,13 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 			}
 		}
 	}
-	// Addresses a drain moves are answered on until their new announcer
-	// is heard (release.go); they are no longer this node's in the view,
-	// the statuses or the metrics.
+	// Addresses that a drain or a returning speaker moves are answered on
+	// until their new announcer is heard (release.go); they are no longer
+	// this node's in the view, the statuses or the metrics.
 	handOvers, releaseRetry := r.releases.next(r.Node, in.nodes, viewAlive, r.answering, want, plan, time.Now())
 	for ip, h := range handOvers {
 		if _, ok := r.handingOver[ip]; !ok {
-			r.Log.Info("address moves to another node (drain); answering on until it announces", "address", ip.String(), "successor", h.successor)
+			r.Log.Info("address moves to another node (a drain, or its speaker is back); answering on until it announces", "address", ip.String(), "successor", h.successor)
 		}
 	}
 	for ip, h := range r.handingOver {
