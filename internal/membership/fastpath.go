@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -211,6 +212,28 @@ func (fp *fastPath) joined(n *memberlist.Node) (again bool) {
 		fp.watch.back(n.Name)
 	}
 	return again
+}
+
+// returningSyncs is how many members, besides those that watch it, are
+// expected to exchange the full state with a member back from the dead.
+const returningSyncs = 3
+
+// syncsWithReturning tells whether this member exchanges the full state
+// with member name, which memberlist lists again after dropping it: when
+// it watches name, or else with probability returningSyncs in the number
+// of members. Every member doing it made a storm: when a partition of a
+// large cluster heals, each member sees half the others come back, and
+// each of those got a push/pull of the whole state from everyone at
+// once (250 members in one process ran out of file descriptors with
+// 10,000 such exchanges waiting). A few exchanges tell the returning
+// member that it was declared dead, and gossip does the rest.
+func (fp *fastPath) syncsWithReturning(name string) bool {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if _, ok := watchedBy(fp.self, fp.addrs)[name]; ok {
+		return true
+	}
+	return rand.IntN(max(len(fp.addrs), 1)) < returningSyncs
 }
 
 // gone forgets a member memberlist no longer lists (left or declared

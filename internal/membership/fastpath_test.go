@@ -521,3 +521,29 @@ func TestCheckConsultsEchoes(t *testing.T) {
 		t.Errorf("c, dropped, is not pinged: %+v", tg)
 	}
 }
+
+// A member back from the dead gets a full state exchange from the members
+// that watch it and from a few others at random, not from every member.
+func TestSyncsWithReturning(t *testing.T) {
+	fp := newFastPath("m000", testLogger("m000"), testTiming(t), false, func() {})
+	const n = 100
+	for i := range n {
+		fp.addrs[fmt.Sprintf("m%03d", i)] = netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(7000+i))
+	}
+	for _, watched := range []string{"m001", "m002", "m003"} {
+		if !fp.syncsWithReturning(watched) {
+			t.Errorf("%s, which m000 watches, gets no state exchange", watched)
+		}
+	}
+	const trials = 10000
+	synced := 0
+	for range trials {
+		if fp.syncsWithReturning("m050") {
+			synced++
+		}
+	}
+	// returningSyncs in n: about 300 of 10,000.
+	if want := trials * returningSyncs / n; synced < want/2 || synced > want*2 {
+		t.Errorf("a member m000 does not watch got %d state exchanges in %d returns, want about %d", synced, trials, want)
+	}
+}

@@ -462,12 +462,13 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 		h.rejoined = true
 	}
 	e.m.metaMu.Unlock()
-	if e.m.fast.joined(n) && n.Name != e.m.fast.self {
+	if e.m.fast.joined(n) && n.Name != e.m.fast.self && e.m.fast.syncsWithReturning(n.Name) {
 		// A member back from the dead, typically across a healed
 		// partition: it may still be dead in the views of the members
 		// that have not heard from it, and until it hears so itself
 		// it does not refute (RejoinInterval or a push/pull later).
-		// A full state exchange now tells it, both ways.
+		// A full state exchange now tells it, both ways. A few members
+		// do it, not all (see syncsWithReturning).
 		go e.m.syncWith(n.Address())
 	}
 	e.m.log.Info("Member joined", "member", n.Name, "address", n.Address())
