@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +130,22 @@ func (c *cluster) dump(t *testing.T) {
 		out, _ = c.kubectlErr("-n", namespace, "logs", "-l", sel, "--tail=40", "--prefix")
 		t.Logf("logs of %s:\n%s", sel, out)
 	}
+}
+
+// speakerLog returns the running speakers' log lines that match re, each
+// prefixed with its pod.
+func (c *cluster) speakerLog(re *regexp.Regexp) string {
+	out, err := c.kubectlErr("-n", namespace, "logs", "-l", "app.kubernetes.io/component=speaker", "--prefix", "--tail=-1")
+	if err != nil {
+		return fmt.Sprintf("kubectl logs: %v\n%s", err, out)
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		if re.MatchString(line) {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
 }
 
 // pool is an address pool on the LAN and its L2Advertisement.

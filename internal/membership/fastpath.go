@@ -90,8 +90,10 @@ type fastPath struct {
 	// addrs are the listed members' addresses (this one's too), kept
 	// from memberlist's events: the *Node values Memberlist.Members
 	// returns are written by memberlist while we read them.
-	addrs     map[string]netip.AddrPort
-	wasGone   map[string]bool // members memberlist dropped once
+	addrs map[string]netip.AddrPort
+	// wasGone are the members memberlist dropped once, at the address
+	// they had: a notice about one may come just after its drop.
+	wasGone   map[string]netip.AddrPort
 	marks     map[string]*mark
 	holdoff   map[string]time.Time // no new mark before
 	verifying map[string]bool      // a hint's verification is running
@@ -116,7 +118,7 @@ func newFastPath(self string, log logr.Logger, timing Timing, echoChecks bool, n
 		window:     timing.ProbeTimeout/2 + timing.ProbeTimeout/8,
 		tcpTimeout: timing.TCPTimeout,
 		addrs:      make(map[string]netip.AddrPort),
-		wasGone:    make(map[string]bool),
+		wasGone:    make(map[string]netip.AddrPort),
 		marks:      make(map[string]*mark),
 		holdoff:    make(map[string]time.Time),
 		verifying:  make(map[string]bool),
@@ -186,6 +188,21 @@ func (fp *fastPath) member(name string) (netip.AddrPort, bool) {
 	return ap, ok
 }
 
+// lastAddress returns the address of member name, listed or dropped
+// since it was last listed, other than this one.
+func (fp *fastPath) lastAddress(name string) (netip.AddrPort, bool) {
+	if name == fp.self {
+		return netip.AddrPort{}, false
+	}
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if ap, ok := fp.addrs[name]; ok {
+		return ap, true
+	}
+	ap := fp.wasGone[name]
+	return ap, ap.IsValid()
+}
+
 // addresses returns the listed members' addresses, this one's included.
 func (fp *fastPath) addresses() map[string]netip.AddrPort {
 	fp.mu.Lock()
@@ -201,7 +218,7 @@ func (fp *fastPath) addresses() map[string]netip.AddrPort {
 func (fp *fastPath) joined(n *memberlist.Node) (again bool) {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
-	again = fp.wasGone[n.Name]
+	_, again = fp.wasGone[n.Name]
 	delete(fp.wasGone, n.Name)
 	if a, ok := netip.AddrFromSlice(n.Addr); ok {
 		fp.addrs[n.Name] = netip.AddrPortFrom(a.Unmap(), n.Port)
@@ -243,9 +260,11 @@ func (fp *fastPath) gone(n *memberlist.Node) {
 	defer fp.mu.Unlock()
 	if ap, ok := fp.addrs[n.Name]; ok {
 		fp.echo.consult(n.Name, ap.Addr(), fp.addrs[fp.self].Addr())
+		fp.wasGone[n.Name] = ap
+	} else if _, ok := fp.wasGone[n.Name]; !ok {
+		fp.wasGone[n.Name] = netip.AddrPort{}
 	}
 	delete(fp.addrs, n.Name)
-	fp.wasGone[n.Name] = true
 	fp.forgetLocked(n.Name)
 	fp.watchedChangedLocked()
 }
@@ -497,7 +516,12 @@ func (d delegate) NotifyMsg(b []byte) {
 		go d.fp.verify(name, from)
 	}
 	if name, hold, ok := decodeRestarting(b); ok && d.restarting != nil && name != d.fp.self {
-		go d.restarting(name, hold)
+		// At once, not in a goroutine: memberlist hands the member's
+		// leave to NotifyLeave right after this notice, and the plan
+		// it wakes must find the member held. A hold taken a moment
+		// later let another node take the addresses over and hand
+		// them back (a move each way: TestUpgrade in CI).
+		d.restarting(name, hold)
 	}
 	if name, ok := decodeLeaving(b); ok && d.departing != nil && name != d.fp.self {
 		d.departing(name)

@@ -105,6 +105,8 @@ type Membership struct {
 	departed map[string]time.Time
 	// holds are the members held over their restart (restart.go).
 	holds map[string]*restartHold
+	// holdsEnded: Shutdown ended the holds; no new one is taken.
+	holdsEnded bool
 
 	mu       sync.Mutex
 	left     bool

@@ -106,21 +106,24 @@ func (m *Membership) endHoldIfBack(name string) {
 	m.log.Info("Member no longer held over its restart", "member", name, "because", "it went away again after its restart")
 }
 
-// restarting holds member name, which says it restarts, for hold.
+// restarting holds member name, which says it restarts, for hold. It is
+// called from memberlist's packet handling (NotifyMsg), before the
+// member's leave that follows the notice: it takes no lock that may be
+// held while waiting on memberlist. A notice that comes after the leave
+// holds the member too, at the address it had.
 func (m *Membership) restarting(name string, hold time.Duration) {
-	ap, ok := m.fast.member(name)
+	ap, ok := m.fast.lastAddress(name)
 	if !ok {
 		return // not a member this one knows: nothing to hold
-	}
-	m.mu.Lock()
-	closed := m.closed
-	m.mu.Unlock()
-	if closed {
-		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), hold)
 	h := &restartHold{until: time.Now().Add(hold), cancel: cancel}
 	m.metaMu.Lock()
+	if m.holdsEnded {
+		m.metaMu.Unlock()
+		cancel()
+		return
+	}
 	if old := m.holds[name]; old != nil {
 		old.cancel()
 	}
@@ -168,6 +171,7 @@ loop:
 func (m *Membership) endHolds() {
 	m.metaMu.Lock()
 	defer m.metaMu.Unlock()
+	m.holdsEnded = true
 	for name, h := range m.holds {
 		h.cancel()
 		delete(m.holds, name)

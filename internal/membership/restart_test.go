@@ -85,3 +85,41 @@ func TestRestartHold(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "c held by a", held(a, "c"))
 	testutil.Eventually(t, 5*time.Second, "c's hold over", held(a))
 }
+
+// TestRestartNoticeAndLeave: memberlist hands a restarting member's
+// notice to NotifyMsg and its leave to NotifyLeave right after, one after
+// the other on its packet goroutine; the plan the leave wakes must find
+// the member held already, or another node takes its addresses over and
+// hands them back. A notice that comes after the leave (its direct copy
+// lost, the gossiped one behind the leave) holds the member too.
+func TestRestartNoticeAndLeave(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		noticeFirst bool
+	}{
+		{"notice, then leave", true},
+		{"leave, then notice", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, pa := startMember(t, "a", memberOpts{})
+			b, _ := startMember(t, "b", memberOpts{})
+			join(t, b, pa)
+			testutil.Eventually(t, 10*time.Second, "two members", sees([]*Membership{a, b}, "a", "b"))
+			node := b.list.LocalNode()
+			notice := delegate{fp: a.fast, meta: &a.meta, departing: a.departing, restarting: a.restarting}
+			steps := []func(){
+				func() { notice.NotifyMsg(encodeRestarting("b", time.Minute)) },
+				func() { events{a}.NotifyLeave(node) },
+			}
+			if !tc.noticeFirst {
+				slices.Reverse(steps)
+			}
+			for _, step := range steps {
+				step()
+			}
+			if diff := cmp.Diff([]string{"b"}, a.Held()); diff != "" {
+				t.Errorf("held once the notice and the leave are in (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
