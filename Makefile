@@ -16,6 +16,13 @@ KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 # to the tools module only, never to the product.
 TOOLS_ENV := GONOSUMDB=k8s.io,sigs.k8s.io GOFLAGS=-mod=mod
 GO_TEST_FLAGS ?= -count=1
+# Every go command here runs Go 1.27.3: the standard library of the Go these
+# machines have (1.26.8) has vulnerabilities fixed only in 1.26.10, and
+# go1.27.3 is the newer toolchain their module proxy serves (the go command
+# fetches it once, about 10 s). `make GOTOOLCHAIN=local` builds with the
+# machine's own Go instead; `make vulncheck` then reports the standard
+# library.
+export GOTOOLCHAIN := go1.27.3
 export KUBEBUILDER_ASSETS := $(BIN)
 
 TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
@@ -110,7 +117,7 @@ check-generated: $(BIN)/controller-gen ## Fail when generated files are stale (a
 	fi; echo "generated files are current"
 
 .PHONY: lint
-lint: $(BIN)/staticcheck check-tidy ## gofmt, go vet, staticcheck and go mod tidy; go build and go vet for macOS too.
+lint: $(BIN)/staticcheck check-tidy vulncheck ## gofmt, go vet, staticcheck, go mod tidy and govulncheck; go build and go vet for macOS too.
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
@@ -120,12 +127,13 @@ lint: $(BIN)/staticcheck check-tidy ## gofmt, go vet, staticcheck and go mod tid
 	GOOS=darwin go build ./...
 	GOOS=darwin go vet ./...
 
-# Not in lint (yet): against the pinned database it reports vulnerabilities
-# fixed only in a newer Go toolchain (1.26.10) than these machines have, and
-# in golang.org/x/net v0.58.0; lint would fail until those move.
+# govulncheck has no way to accept a finding: its JSON goes through
+# e2etest/cmd/vulngate, which fails on vulnerable code called that
+# $(VULN_DIR)/accepted.txt does not list with its reason (and on a listed
+# one no longer reported).
 .PHONY: vulncheck
-vulncheck: $(BIN)/govulncheck $(BIN)/vulndb ## govulncheck against the pinned Go vulnerability database.
-	$(BIN)/govulncheck -db file://$(BIN)/vulndb ./...
+vulncheck: $(BIN)/govulncheck $(BIN)/vulndb ## govulncheck against the pinned Go vulnerability database, with the accepted list.
+	$(BIN)/govulncheck -db file://$(BIN)/vulndb -format json ./... | go run ./e2etest/cmd/vulngate -accepted $(VULN_DIR)/accepted.txt
 
 # Every module of the repository: the product's and the tools'.
 GO_MODULES := . $(TOOLS_DIR) $(TOOLS_DIR)/helm $(TOOLS_DIR)/imagebuild $(TOOLS_DIR)/promtool $(TOOLS_DIR)/traefik $(VULN_DIR)
