@@ -1,6 +1,7 @@
 package bgp_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -11,7 +12,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
 	"github.com/barelb/barelb/e2etest/lab"
 )
 
@@ -22,9 +25,13 @@ import (
 // speaker still advertises it, and is withdrawn only after the speaker's
 // wait (lab.SpeakerBGPGracefulShutdown); then a rolling restart of every
 // speaker under a request loop from the host behind the router. Two
-// nodes, a Local Service with a pod on each.
+// nodes, a Local Service with a pod on each. The speakers run with
+// --restart-hold, as the DaemonSet's do: with graceful restart on the
+// peer, a rolling restart leaves the routes as they are and fails no
+// request.
 func TestBGPGracefulShutdown(t *testing.T) {
-	l := startLab(t, 2)
+	needsLab(t)
+	l := lab.Start(t, lab.Options{Nodes: 2, Barelb: true, SpeakerArgs: []string{"--restart-hold=30s"}})
 	create(t, l, suiteObjects()...)
 	waitSessions(t, l, allNodes(l), 60*time.Second)
 	for _, n := range allNodes(l) {
@@ -56,7 +63,15 @@ func TestBGPGracefulShutdown(t *testing.T) {
 			settled(t)
 		}},
 		{"rolling restart of every speaker under a request loop from behind the router", func(t *testing.T) {
-			testRollingRestartBGP(t, l, []netip.Addr{v4, v6}, settled)
+			testRollingRestartBGP(t, l, []netip.Addr{v4, v6}, settled, maxRollingFailuresBGP, false)
+		}},
+		{"with graceful restart, a rolling restart in place leaves the router's routes as they are and fails no request", func(t *testing.T) {
+			setGracefulRestart(t, l, true)
+			for _, n := range allNodes(l) {
+				waitGracefulRestart(t, l, n)
+			}
+			settled(t)
+			testRollingRestartBGP(t, l, []netip.Addr{v4, v6}, settled, 0, true)
 		}},
 	}
 	for _, s := range steps {
@@ -243,17 +258,48 @@ func testCordon(t *testing.T, l *lab.Lab, prefix netip.Prefix, node string) {
 // router, moving the traffic away by LOCAL_PREF costs what a withdrawal
 // costs. Graceful shutdown pays off where routers learn the withdrawal at
 // different times; here the order test (testGracefulShutdownOrder) is the
-// one that fails without it.
+// one that fails without it. With graceful restart on the peer the
+// speakers restarting in place leave the routes as they are, nothing is
+// re-hashed, and the next step allows no failure.
 const maxRollingFailuresBGP = 5
 
 // testRollingRestartBGP stops and restarts every node's speaker in turn
 // (SIGTERM, graceful shutdown, started again, its routes back on the
 // router) under one request loop per address from ext, behind the router.
-func testRollingRestartBGP(t *testing.T, l *lab.Lab, addrs []netip.Addr, settled func(*testing.T)) {
+func testRollingRestartBGP(t *testing.T, l *lab.Lab, addrs []netip.Addr, settled func(*testing.T), maxFailed int, stable bool) {
 	var loops []*lab.Prober
 	for _, a := range addrs {
 		// Behind the router a slow answer is no outage to measure: 1 s.
 		loops = append(loops, l.StartProberTimeout("ext", lab.URL(a.String()), time.Second))
+	}
+	// The router's kernel routes, sampled: with stable, every node stays
+	// in each, throughout.
+	var (
+		mu      sync.Mutex
+		changes []string
+	)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	if stable {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				for _, a := range addrs {
+					gws, err := kernelNextHops(l, host(a))
+					if nodes := nodesOf(l, gws); err == nil && !slices.Equal(nodes, allNodes(l)) {
+						mu.Lock()
+						changes = append(changes, fmt.Sprintf("%s via %v at %s", a, nodes, time.Now().Format("15:04:05.000")))
+						mu.Unlock()
+					}
+				}
+			}
+		}()
 	}
 	start := time.Now()
 	for _, n := range allNodes(l) {
@@ -268,13 +314,48 @@ func testRollingRestartBGP(t *testing.T, l *lab.Lab, addrs []netip.Addr, settled
 			n, stopped.Round(time.Millisecond), (time.Since(s) - stopped).Round(time.Millisecond))
 		time.Sleep(time.Second)
 	}
+	close(done)
+	wg.Wait()
 	for i, lp := range loops {
 		r := lp.Stop()
 		t.Logf("rolling restart (%v), %s from ext: %v", time.Since(start).Round(time.Millisecond), addrs[i], r)
-		if r.Failed > maxRollingFailuresBGP {
-			t.Errorf("%s: %d of %d requests failed during the rolling restart, want at most %d: %v", addrs[i], r.Failed, r.OK+r.Failed, maxRollingFailuresBGP, r.Errors)
+		if r.Failed > maxFailed {
+			t.Errorf("%s: %d of %d requests failed during the rolling restart, want at most %d: %v", addrs[i], r.Failed, r.OK+r.Failed, maxFailed, r.Errors)
 		} else if r.Failed > 0 {
 			t.Logf("%s: failed requests: %v", addrs[i], r.Errors)
 		}
 	}
+	if len(changes) > 0 {
+		t.Errorf("the router's route left a node %d times during the rolling restart, want never: %v", len(changes), changes[:min(len(changes), 10)])
+	}
+}
+
+// setGracefulRestart turns graceful restart on or off on the suite's peer.
+func setGracefulRestart(t *testing.T, l *lab.Lab, on bool) {
+	t.Helper()
+	ctx := context.Background()
+	var peer barelbv1beta1.BGPPeer
+	if err := l.Client().Get(ctx, client.ObjectKey{Namespace: lab.BarelbNamespace, Name: peerName}, &peer); err != nil {
+		t.Fatal(err)
+	}
+	peer.Spec.EnableGracefulRestart = on
+	if err := l.Client().Update(ctx, &peer); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitGracefulRestart waits until the router's session with node has
+// graceful restart negotiated.
+func waitGracefulRestart(t *testing.T, l *lab.Lab, node string) {
+	t.Helper()
+	lab.Eventually(t, 60*time.Second, "the router to see graceful restart on "+node+"'s session", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := l.Vtysh(ctx, "show bgp neighbors "+nodeAddr(t, l, node, 4).String()+" json")
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(string(out), `"gracefulRestart":"advertisedAndReceived"`) ||
+			strings.Contains(string(out), `"gracefulRestart":"received"`), string(out)
+	})
 }

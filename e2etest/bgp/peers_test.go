@@ -182,16 +182,7 @@ func testGracefulRestart(t *testing.T, l *lab.Lab, prefix netip.Prefix) {
 
 	create(t, l, peerTo("gr", routerAddr, lab.RouterASN, func(s *barelbv1beta1.BGPPeerSpec) { s.EnableGracefulRestart = true }))
 	waitKernelNodes(t, l, prefix, []string{"node1"}, 60*time.Second)
-	lab.Eventually(t, 30*time.Second, "the router to see graceful restart on node1's session", func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		out, err := l.Vtysh(ctx, "show bgp neighbors "+nodeAddr(t, l, "node1", 4).String()+" json")
-		if err != nil {
-			return false, err.Error()
-		}
-		return strings.Contains(string(out), `"gracefulRestart":"advertisedAndReceived"`) ||
-			strings.Contains(string(out), `"gracefulRestart":"received"`), string(out)
-	})
+	waitGracefulRestart(t, l, "node1")
 
 	// SIGKILL: the router keeps the route, stale, for as long as the
 	// speaker is away (here 5 s; GoBGP asks for 120 s).

@@ -91,6 +91,10 @@ type SpeakerOptions struct {
 	// them over (membership.Restart): a DaemonSet's rolling update then
 	// moves no address, and resets no connection in flight. Its node
 	// forwards meanwhile; the hold ends early when the node goes silent.
+	// In BGP mode, when every session sent routes has graceful restart
+	// and the node is Ready and not cordoned, it leaves its routes as
+	// they are (no graceful shutdown): the routers keep them over the
+	// restart, and their ECMP routes do not change.
 	RestartHold time.Duration
 	// BGPGracefulShutdown is how long a stopping speaker advertises its
 	// BGP routes with the GRACEFUL_SHUTDOWN community (RFC 8326) before
@@ -203,7 +207,8 @@ func parseSpeaker(inv Invocation) (SpeakerOptions, error) {
 		fs.DurationVar(&o.RestartHold, "restart-hold", o.RestartHold,
 			"When set, a stopping speaker asks the others to keep its node's layer-2 addresses where they are for this long (at most "+membership.MaxRestartHold.String()+
 				"), expecting to be started again on the same node (a DaemonSet's rolling update), instead of handing them over; "+
-				"the hold ends early when the node stops answering. 0 hands them over (--handover).")
+				"the hold ends early when the node stops answering. 0 hands them over (--handover). "+
+				"In BGP mode it also skips the graceful shutdown when every BGP session sent routes has graceful restart and the node is Ready and not cordoned: the routers keep the routes over the restart.")
 		fs.DurationVar(&o.BGPGracefulShutdown, "bgp-graceful-shutdown", o.BGPGracefulShutdown,
 			"How long a stopping speaker advertises its BGP routes with the GRACEFUL_SHUTDOWN community 65535:0 (RFC 8326; LOCAL_PREF 0 to iBGP peers), "+
 				"so that routers move traffic to other nodes, before it closes its sessions; 0 closes them at once. Keep the pod's terminationGracePeriodSeconds longer.")
@@ -445,8 +450,8 @@ func setupSpeaker(ctx context.Context, mgr manager.Manager, o SpeakerOptions, se
 		routerID, _ := netip.ParseAddr(addr)
 		err = bgpadvertiser.Setup(ctx, mgr, bgpadvertiser.Options{Services: services, Node: o.NodeName, Namespace: o.Namespace, LBClass: o.LoadBalancerClass,
 			RouterID: routerID, Registerer: ctrlmetrics.Registry, StopAfter: handedOver, StopTimeout: o.HandOver + 5*time.Second,
-			GracefulShutdown: o.BGPGracefulShutdown,
-			Sessions:         bgpSessions})
+			GracefulShutdown: o.BGPGracefulShutdown, RestartInPlace: o.RestartHold > 0,
+			Sessions: bgpSessions})
 	}
 	if err == nil {
 		err = mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {

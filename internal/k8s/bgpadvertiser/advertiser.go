@@ -24,6 +24,7 @@ import (
 	"github.com/barelb/barelb/internal/bgpplan"
 	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
+	"github.com/barelb/barelb/internal/k8s/speakerglue"
 	"github.com/barelb/barelb/internal/metrics"
 )
 
@@ -66,6 +67,8 @@ type Reconciler struct {
 	sent map[string][]bgp.Route
 	// peers are the sessions last handed to the speaker.
 	peers []bgp.Peer
+	// holdOverRestart is the last decision's HoldOverRestart.
+	holdOverRestart bool
 }
 
 // Reconcile makes the plan and applies it.
@@ -93,7 +96,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err := r.Speaker.SetPeers(ctx, d.Peers); err != nil {
 		errs = append(errs, err)
 	}
-	r.peers = d.Peers
+	r.peers, r.holdOverRestart = d.Peers, d.HoldOverRestart
 	if _, err := r.Speaker.SetGracefulShutdown(ctx, d.GracefulShutdown || r.shuttingDown.Load()); err != nil {
 		errs = append(errs, err)
 	}
@@ -138,6 +141,7 @@ func (r *Reconciler) read(ctx context.Context) (world, error) {
 	}
 	w.Node, w.NodeIPs = nodeOf(&node)
 	w.Cordoned = node.Spec.Unschedulable
+	w.NodeReady = speakerglue.NodeCondition(&node, corev1.NodeReady) == corev1.ConditionTrue
 
 	ns := client.InNamespace(r.Namespace)
 	var pools barelbv1beta1.IPAddressPoolList

@@ -26,10 +26,14 @@ type world struct {
 	// Cordoned is the node's spec.unschedulable (kubectl cordon, and
 	// kubectl drain's first step).
 	Cordoned bool
-	Services []bgpplan.Service
-	Pools    map[string]*config.Pool
-	Peers    []*barelbv1beta1.BGPPeer
-	Advs     []*barelbv1beta1.BGPAdvertisement
+	// NodeReady is the node's Ready condition: a kubelet shutting its
+	// node down (graceful node shutdown) turns it false before it stops
+	// the pods.
+	NodeReady bool
+	Services  []bgpplan.Service
+	Pools     map[string]*config.Pool
+	Peers     []*barelbv1beta1.BGPPeer
+	Advs      []*barelbv1beta1.BGPAdvertisement
 	// Communities are the Community objects (named communities).
 	Communities []barelbv1beta1.Community
 	Profiles    []*barelbv1beta1.BFDProfile
@@ -63,6 +67,14 @@ type decision struct {
 	// still forwards. Its routes stay: a Service only this node serves
 	// keeps its only path.
 	GracefulShutdown bool
+	// HoldOverRestart tells that a speaker restarting in place (its
+	// --restart-hold) may leave its routes as they are instead of
+	// starting a graceful shutdown: every session sent routes has
+	// graceful restart, so the routers keep the routes, stale, while it
+	// is away and their ECMP routes do not change (a change re-hashes
+	// the flows, and a connection moved to another node is reset), and
+	// the node is Ready and not cordoned, so it is not going down.
+	HoldOverRestart bool
 }
 
 // decide turns the world into the decision.
@@ -220,7 +232,20 @@ func decide(w world) decision {
 		}
 		d.Routes[pp.Peer] = routes
 	}
+	d.HoldOverRestart = w.NodeReady && !w.Cordoned && holdsOverRestart(d.Peers, d.Routes)
 	return d
+}
+
+// holdsOverRestart tells whether every session sent routes has graceful
+// restart: a router without it drops the routes when the session goes,
+// and the speaker had better move the traffic first.
+func holdsOverRestart(peers []bgp.Peer, routes map[string][]bgp.Route) bool {
+	for _, p := range peers {
+		if len(routes[p.Name]) > 0 && !p.GracefulRestart {
+			return false
+		}
+	}
+	return true
 }
 
 // assigned keeps of each Service the addresses the controller can have

@@ -377,6 +377,44 @@ func TestDecideGracefulShutdown(t *testing.T) {
 	}
 }
 
+// TestDecideHoldOverRestart: a speaker restarting in place may leave its
+// routes as they are only when every session sent routes has graceful
+// restart (the routers keep them) and the node is Ready and not cordoned
+// (it is not going down).
+func TestDecideHoldOverRestart(t *testing.T) {
+	gr := func(s *barelbv1beta1.BGPPeerSpec) { s.EnableGracefulRestart = true }
+	noRoutes := func(s *barelbv1beta1.BGPPeerSpec) {
+		s.PeerAddress = "198.51.100.101"
+		s.NodeSelectors = []barelbv1beta1.Selector{{MatchLabels: map[string]barelbv1beta1.LabelValue{"rack": "b"}}}
+	}
+	for _, tc := range []struct {
+		name     string
+		peers    []*barelbv1beta1.BGPPeer
+		notReady bool
+		cordoned bool
+		want     bool
+	}{
+		{"graceful restart on the only session", []*barelbv1beta1.BGPPeer{testPeer("router", gr)}, false, false, true},
+		{"a session without graceful restart", []*barelbv1beta1.BGPPeer{testPeer("router", nil)}, false, false, false},
+		{"one of two sessions without graceful restart", []*barelbv1beta1.BGPPeer{testPeer("a", gr), testPeer("b", func(s *barelbv1beta1.BGPPeerSpec) { s.PeerAddress = "198.51.100.101" })}, false, false, false},
+		{"a peer that does not select this node does not count", []*barelbv1beta1.BGPPeer{testPeer("a", gr), testPeer("b", noRoutes)}, false, false, true},
+		{"the node is not Ready (shutting down)", []*barelbv1beta1.BGPPeer{testPeer("router", gr)}, true, false, false},
+		{"the node is cordoned", []*barelbv1beta1.BGPPeer{testPeer("router", gr)}, false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := testWorld(t)
+			w.Peers, w.NodeReady, w.Cordoned = tc.peers, !tc.notReady, tc.cordoned
+			d := decide(w)
+			if len(d.PeerProblems) > 0 {
+				t.Fatalf("peer problems: %v", d.PeerProblems)
+			}
+			if d.HoldOverRestart != tc.want {
+				t.Errorf("HoldOverRestart = %v, want %v (sessions %d)", d.HoldOverRestart, tc.want, len(d.Peers))
+			}
+		})
+	}
+}
+
 // TestDecideStatusesShared: each Service's status names the peers its
 // routes go to, sorted, and Services with the same peers share one list
 // (at 10,000 Services a list each was a large part of every plan).

@@ -53,6 +53,13 @@ type Options struct {
 	// routes with the GRACEFUL_SHUTDOWN community (RFC 8326) before it
 	// closes its sessions; 0 closes them without.
 	GracefulShutdown time.Duration
+	// RestartInPlace tells that a stopping speaker expects to be started
+	// again on this node (the speaker's --restart-hold): when every
+	// session sent routes has graceful restart and the node is Ready and
+	// not cordoned (decision.HoldOverRestart), it leaves its routes as
+	// they are, with no graceful shutdown, and the routers keep them over
+	// the restart.
+	RestartInPlace bool
 	// Services is the speaker's cache of Services and their endpoints'
 	// nodes, shared with layer 2; Setup makes one when nil.
 	Services *servicecache.Cache
@@ -174,12 +181,21 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		go r.statuses.run(ctx)
 		<-ctx.Done()
 		// Graceful shutdown first, while layer 2 hands its addresses
-		// over: the routers move their traffic before the routes go.
+		// over: the routers move their traffic before the routes go;
+		// unless the speaker restarts in place and the routers keep the
+		// routes over the restart (decision.HoldOverRestart): then
+		// nothing moves.
 		// Under the reconciler's lock, so that a plan being applied
 		// cannot turn it off again.
 		r.mu.Lock()
-		r.shuttingDown.Store(true)
-		gshut := startGracefulShutdown(log, speaker, o.GracefulShutdown, stopTimeout)
+		hold := o.RestartInPlace && r.holdOverRestart
+		gshut := closedChan
+		if hold {
+			log.Info("restarting in place: routes left as they are, no graceful shutdown; the sessions with graceful restart stay open until the process exits, and the routers keep the routes, stale, until it is back")
+		} else {
+			r.shuttingDown.Store(true)
+			gshut = startGracefulShutdown(log, speaker, o.GracefulShutdown, stopTimeout)
+		}
 		r.mu.Unlock()
 		if o.StopAfter != nil {
 			select {
@@ -210,9 +226,21 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		} else {
 			log.Info("BGP sessions closed")
 		}
+		if hold {
+			// The routers keep the routes the statuses name; the
+			// restarted speaker finds them right and writes nothing.
+			return err
+		}
 		return errors.Join(err, r.statuses.clear(stopCtx))
 	}))
 }
+
+// closedChan is a channel that is closed: nothing to wait for.
+var closedChan = func() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // restarting are the peers whose sessions stay open when the advertiser
 // stops: those with graceful restart. The process's exit then closes

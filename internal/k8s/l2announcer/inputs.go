@@ -16,6 +16,7 @@ import (
 	"github.com/barelb/barelb/internal/config"
 	"github.com/barelb/barelb/internal/election"
 	"github.com/barelb/barelb/internal/k8s/servicecache"
+	"github.com/barelb/barelb/internal/k8s/speakerglue"
 )
 
 // ExcludeLabel keeps a node out of external load balancing, as for cloud
@@ -93,13 +94,13 @@ func inputsFrom(pools []barelbv1beta1.IPAddressPool, advs []barelbv1beta1.L2Adve
 		_, excluded := n.Labels[ExcludeLabel]
 		isAlive := alive[n.Name]
 		if !membershipOK {
-			isAlive = condition(n, corev1.NodeReady) == corev1.ConditionTrue
+			isAlive = speakerglue.NodeCondition(n, corev1.NodeReady) == corev1.ConditionTrue
 		}
 		in.nodes = append(in.nodes, election.L2Node{
 			Name:     n.Name,
 			Labels:   labels.Set(n.Labels),
 			Alive:    isAlive,
-			Excluded: excluded || condition(n, corev1.NodeNetworkUnavailable) == corev1.ConditionTrue,
+			Excluded: excluded || speakerglue.NodeCondition(n, corev1.NodeNetworkUnavailable) == corev1.ConditionTrue,
 			Drained:  drained(n, drainOnCordon),
 		})
 	}
@@ -135,15 +136,6 @@ func inputsFrom(pools []barelbv1beta1.IPAddressPool, advs []barelbv1beta1.L2Adve
 		in.byKey[key] = svc
 	}
 	return in
-}
-
-func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatus {
-	for _, c := range n.Status.Conditions {
-		if c.Type == t {
-			return c.Status
-		}
-	}
-	return corev1.ConditionUnknown
 }
 
 // CacheTransforms trim the objects the speaker caches to what the

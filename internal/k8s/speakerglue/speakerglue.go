@@ -54,3 +54,14 @@ func ContentChanged() predicate.Predicate {
 		return !equality.Semantic.DeepEqual(old, e.ObjectNew)
 	}}
 }
+
+// NodeCondition is the status of the node's condition of type t;
+// Unknown when the node does not report it.
+func NodeCondition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatus {
+	for _, c := range n.Status.Conditions {
+		if c.Type == t {
+			return c.Status
+		}
+	}
+	return corev1.ConditionUnknown
+}
