@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -71,7 +72,22 @@ func TestBGPGracefulShutdown(t *testing.T) {
 				waitGracefulRestart(t, l, n)
 			}
 			settled(t)
-			testRollingRestartBGP(t, l, []netip.Addr{v4, v6}, settled, 0, true)
+			// Each restarted speaker has refreshed its routes before the
+			// next stops, as a DaemonSet waits for the new pod.
+			fresh := func(t *testing.T) {
+				t.Helper()
+				settled(t)
+				for _, p := range prefixes {
+					lab.Eventually(t, 60*time.Second, "fresh paths to "+p.String()+" from every node", func() (bool, string) {
+						paths, err := routerPaths(l, p)
+						if err != nil {
+							return false, err.Error()
+						}
+						return len(paths) == len(allNodes(l)) && !slices.ContainsFunc(paths, func(p bgpPath) bool { return p.Stale }), fmt.Sprint(paths)
+					})
+				}
+			}
+			testRollingRestartBGP(t, l, []netip.Addr{v4, v6}, fresh, 0, true)
 		}},
 	}
 	for _, s := range steps {
@@ -330,18 +346,26 @@ func testRollingRestartBGP(t *testing.T, l *lab.Lab, addrs []netip.Addr, settled
 	}
 }
 
-// setGracefulRestart turns graceful restart on or off on the suite's peer.
+// setGracefulRestart turns graceful restart on or off on the suite's
+// peer: deleted and created again, since the field cannot change.
 func setGracefulRestart(t *testing.T, l *lab.Lab, on bool) {
 	t.Helper()
 	ctx := context.Background()
 	var peer barelbv1beta1.BGPPeer
-	if err := l.Client().Get(ctx, client.ObjectKey{Namespace: lab.BarelbNamespace, Name: peerName}, &peer); err != nil {
+	key := client.ObjectKey{Namespace: lab.BarelbNamespace, Name: peerName}
+	if err := l.Client().Get(ctx, key, &peer); err != nil {
 		t.Fatal(err)
 	}
-	peer.Spec.EnableGracefulRestart = on
-	if err := l.Client().Update(ctx, &peer); err != nil {
+	if err := l.Client().Delete(ctx, &peer); err != nil {
 		t.Fatal(err)
 	}
+	lab.Eventually(t, 30*time.Second, "the peer deleted", func() (bool, string) {
+		err := l.Client().Get(ctx, key, &barelbv1beta1.BGPPeer{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	again := &barelbv1beta1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: peer.Name, Namespace: peer.Namespace}, Spec: peer.Spec}
+	again.Spec.EnableGracefulRestart = on
+	create(t, l, again)
 }
 
 // waitGracefulRestart waits until the router's session with node has
