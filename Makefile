@@ -23,6 +23,12 @@ GO_TEST_FLAGS ?= -count=1
 # machine's own Go instead; `make vulncheck` then reports the standard
 # library.
 export GOTOOLCHAIN := go1.27.3
+# The tools that type-check the product (staticcheck, govulncheck,
+# controller-gen) are built again when the toolchain changes: one built
+# with an older Go refuses files that need a newer one.
+TOOLCHAIN_STAMP := $(BIN)/.toolchain-$(GOTOOLCHAIN)
+$(TOOLCHAIN_STAMP):
+	mkdir -p $(BIN) && rm -f $(BIN)/.toolchain-* && touch $@
 export KUBEBUILDER_ASSETS := $(BIN)
 
 TOOL_BINS := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-proxy $(BIN)/kube-controller-manager \
@@ -62,9 +68,9 @@ $(BIN)/kube-scheduler: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-scheduler
 $(BIN)/kubelet: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kubelet
-$(BIN)/controller-gen: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+$(BIN)/controller-gen: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(TOOLCHAIN_STAMP)
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
-$(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+$(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(TOOLCHAIN_STAMP)
 	cd $(TOOLS_DIR) && $(TOOLS_ENV) go build -o $@ honnef.co/go/tools/cmd/staticcheck
 # govulncheck and the Go vulnerability database it reads, both pinned in
 # their own module (e2etest/tools/govulncheck): the database is the
@@ -72,7 +78,7 @@ $(BIN)/staticcheck: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 # bin/vulndb (vuln.go.dev is not reachable from these machines; the module
 # proxy is).
 VULN_DIR := $(TOOLS_DIR)/govulncheck
-$(BIN)/govulncheck: $(VULN_DIR)/go.mod $(VULN_DIR)/go.sum
+$(BIN)/govulncheck: $(VULN_DIR)/go.mod $(VULN_DIR)/go.sum $(TOOLCHAIN_STAMP)
 	cd $(VULN_DIR) && go build -o $@ golang.org/x/vuln/cmd/govulncheck
 $(BIN)/vulndb: $(VULN_DIR)/go.mod $(VULN_DIR)/go.sum
 	cd $(VULN_DIR) && go build -o $(BIN)/vulndb-indexdb golang.org/x/vulndb/cmd/indexdb

@@ -189,7 +189,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		// cannot turn it off again.
 		r.mu.Lock()
 		hold := o.RestartInPlace && r.holdOverRestart
-		gshut := closedChan
+		var gshut <-chan struct{} // nil: no graceful shutdown to wait for
 		if hold {
 			log.Info("restarting in place: routes left as they are, no graceful shutdown; the sessions with graceful restart stay open until the process exits, and the routers keep the routes, stale, until it is back")
 		} else {
@@ -203,7 +203,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 			case <-time.After(stopTimeout):
 			}
 		}
-		<-gshut
+		if gshut != nil {
+			<-gshut
+		}
 		// Close every session (a Cease notification each: the routers
 		// withdraw this node's routes at once, not at hold time), then
 		// BFD; then delete this node's ServiceBGPStatuses. Sessions with
@@ -234,13 +236,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return errors.Join(err, r.statuses.clear(stopCtx))
 	}))
 }
-
-// closedChan is a channel that is closed: nothing to wait for.
-var closedChan = func() <-chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}()
 
 // restarting are the peers whose sessions stay open when the advertiser
 // stops: those with graceful restart. The process's exit then closes
