@@ -441,10 +441,8 @@ func (fp *fastPath) check(name, source string, share bool) verdict {
 		return verdictUnknown
 	}
 	fp.verifying[name] = true
-	self := fp.addrs[fp.self].Addr()
 	fp.mu.Unlock()
-	// Whether its kernel answers, known by the time the dial ends.
-	fp.echo.consult(name, ap.Addr(), self)
+	fp.consultEcho(name, ap)
 	defer func() {
 		fp.mu.Lock()
 		delete(fp.verifying, name)
@@ -458,6 +456,17 @@ func (fp *fastPath) check(name, source string, share bool) verdict {
 	}
 	fp.observe(name, ap, r, healthy, source, share)
 	return r.verdict
+}
+
+// consultEcho starts pinging member name's node, at ap, before a dial
+// whose unanswered SYNs may mark it down: whether its kernel answers (a
+// node cut from the gossip, not dead) is then known by the time the dial
+// ends, also for a member this one does not watch.
+func (fp *fastPath) consultEcho(name string, ap netip.AddrPort) {
+	fp.mu.Lock()
+	self := fp.addrs[fp.self].Addr()
+	fp.mu.Unlock()
+	fp.echo.consult(name, ap.Addr(), self)
 }
 
 func encodeHint(name, from string) []byte {
@@ -634,6 +643,11 @@ func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 		}
 		return c, err
 	}
+	// memberlist's own probe can mark the member down too: consult its
+	// node's echoes first, as a check does. Without it a member that
+	// does not watch a node cut from the gossip took the node's
+	// addresses over unprobed when its own probe found the node first.
+	t.fp.consultEcho(a.Name, ap)
 	healthy := t.fp.healthy()
 	r := kernelDial(ap, timeout, t.fp.minSilence)
 	t.fp.observe(a.Name, ap, r, healthy, "probe", true)

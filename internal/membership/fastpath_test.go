@@ -520,6 +520,15 @@ func TestCheckConsultsEchoes(t *testing.T) {
 	if tg := fp.echo.targets["c"]; tg == nil || tg.lingerUntil.IsZero() {
 		t.Errorf("c, dropped, is not pinged: %+v", tg)
 	}
+	// memberlist's own probe dial (short timeout: the kernel-level dial).
+	fp.addrs["d"] = netip.MustParseAddrPort("127.0.0.4:1")
+	tr := &transport{fp: fp}
+	if c, err := tr.DialAddressTimeout(memberlist.Address{Addr: "127.0.0.4:1", Name: "d"}, 50*time.Millisecond); err == nil {
+		_ = c.Close()
+	}
+	if tg := fp.echo.targets["d"]; tg == nil || tg.lingerUntil.IsZero() {
+		t.Errorf("d, probed by memberlist, is not pinged: %+v", tg)
+	}
 }
 
 // A member back from the dead gets a full state exchange from the members
