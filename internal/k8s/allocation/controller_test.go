@@ -99,6 +99,9 @@ func TestAllocation(t *testing.T) {
 		cl.pool("order-manual", "order", func(s *barelbv1beta1.IPAddressPoolSpec) { s.AutoAssign = &no }, "198.51.100.20/30")
 		cl.pool("order-zz", "order", nil, "198.51.100.24/30")
 		cl.pool("order-prio", "order", func(s *barelbv1beta1.IPAddressPoolSpec) { s.ServiceAllocation.Priority = 5 }, "198.51.100.28/30")
+		// Pools the controller has not seen yet cannot be chosen (a CI
+		// run allocated from order-zz before order-prio was in its cache).
+		cl.waitPoolsInForce("order-manual", "order-zz", "order-prio")
 		cl.service("order", "auto", nil)
 		cl.waitIPs("order", "auto", "198.51.100.28")
 		cl.service("order", "named", annotate(config.AnnotationAddressPool, "order-manual"))

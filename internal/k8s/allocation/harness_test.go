@@ -239,6 +239,26 @@ func (cl *cluster) eventually(what string, cond func() string) {
 	cl.t.Fatalf("%s: %s", what, last)
 }
 
+// waitPoolsInForce waits until the controller has taken each pool into
+// force (its status names the addresses): a Service created before then
+// is allocated from the pools the controller knew, which is right, but
+// not what a test of the pools' order means.
+func (cl *cluster) waitPoolsInForce(names ...string) {
+	cl.t.Helper()
+	for _, name := range names {
+		cl.eventually("pool "+name+" in force", func() string {
+			var p barelbv1beta1.IPAddressPool
+			if err := cl.c.Get(context.Background(), client.ObjectKey{Namespace: barelbNamespace, Name: name}, &p); err != nil {
+				return err.Error()
+			}
+			if len(p.Status.AddressesInForce) == 0 {
+				return "no addresses in force yet"
+			}
+			return ""
+		})
+	}
+}
+
 // waitIPs waits until the Service's addresses are exactly want (none when
 // want is empty).
 func (cl *cluster) waitIPs(ns, name string, want ...string) *corev1.Service {
