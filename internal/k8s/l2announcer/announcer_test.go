@@ -140,7 +140,7 @@ func TestAnnouncer(t *testing.T) {
 		Node: "n1", Namespace: namespace, Members: m, Network: network,
 	}
 	must(Setup(mgr, r, changes))
-	go func() { _ = mgr.Start(ctx) }()
+	testenv.Run(t, ctx, mgr.Start)
 
 	ours, reachable := testenv.ResolvesTo(link.SpeakerMAC), testenv.ReachableAt(link.SpeakerMAC)
 	statusOfService := func(name string) (*barelbv1beta1.ServiceL2Status, error) {

@@ -78,7 +78,7 @@ func TestContestedAddresses(t *testing.T) {
 	must(err)
 	r.Observer = &Observer{Recorder: r.Recorder, Log: r.Log, Node: r.Node, Metrics: speakerMetrics, Interfaces: network.Interfaces}
 	must(Setup(mgr, r, changes))
-	go func() { _ = mgr.Start(ctx) }()
+	testenv.Run(t, ctx, mgr.Start)
 
 	statusNode := func(svc string) string {
 		var s barelbv1beta1.ServiceL2Status

@@ -59,7 +59,7 @@ func startObserveEnv(t *testing.T) *observeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = e.mgr.Start(ctx) }()
+	testenv.Run(t, ctx, e.mgr.Start)
 	return e
 }
 
@@ -152,7 +152,7 @@ func TestObservability(t *testing.T) {
 		members := &MemberlistMembers{Membership: self, Log: testr.New(t)}
 		w := &MembershipWatch{Members: members, Recorder: recorder, Log: testr.New(t), Node: "n1", Metrics: e.m,
 			WarnAfter: 300 * time.Millisecond, Interval: 50 * time.Millisecond}
-		go func() { _ = w.Start(ctx) }()
+		testenv.Run(t, ctx, w.Start)
 		msg := e.waitEvent(t, "default", "Node", "n1", corev1.EventTypeWarning, ReasonMembershipFallback)
 		t.Logf("Warning Event on Node n1: %s", msg)
 		if !strings.Contains(msg, "node readiness") {
@@ -212,7 +212,7 @@ func TestObservability(t *testing.T) {
 		if got := e.gauge(t, "barelb_speaker_kernel_answers_arp"); got != 0 {
 			t.Errorf("kernel_answers_arp = %v with arp_ignore=1, want 0", got)
 		}
-		go func() { _ = o.Start(ctx) }()
+		testenv.Run(t, ctx, o.Start)
 
 		setIgnore("0") // seen by the periodic re-check, no plan needed
 		msg := e.waitEvent(t, "default", "Node", "n1", corev1.EventTypeWarning, ReasonStrictARPOff)

@@ -91,7 +91,7 @@ func TestCache(t *testing.T) {
 	cache, err := New(env.Config, Options{StatusNamespace: statusNamespace, Log: testr.New(t), PageSize: 2})
 	must(err)
 	changes := cache.Subscribe()
-	go func() { _ = cache.Start(ctx) }()
+	testenv.Run(t, ctx, cache.Start)
 	syncCtx, syncCancel := context.WithTimeout(ctx, time.Minute)
 	defer syncCancel()
 	if !cache.WaitForSync(syncCtx) {

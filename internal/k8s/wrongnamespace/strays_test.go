@@ -41,7 +41,7 @@ func TestObjectsOutsideTheNamespaceAreTold(t *testing.T) {
 	if err := Setup(mgr, "barelb-system"); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = mgr.Start(ctx) }()
+	testenv.Run(t, ctx, mgr.Start)
 
 	warned := func(name string) bool {
 		var events corev1.EventList
