@@ -52,7 +52,42 @@ type PoolResolution struct {
 //
 // Pools are judged in name order, each against the others' definitions in
 // force, so two edits that would overlap each other cannot both pass.
+//
+// A pool judged early is judged against the last valid definitions of the
+// pools after it, which an edit of theirs may just have moved out of its
+// way; so the judging is repeated, with the outcome as the definitions
+// before, until it no longer changes. The outcome is then the same however
+// often it is resolved again: an edit refused now stays refused until some
+// pool's spec changes, which is when the Services are decided again. (One
+// pass was not: a refusal lifted by the next, unrelated resolution left
+// Services the refusal had let keep their addresses outside every pool in
+// force, and no speaker announced them.) A pass only turns refusals into
+// acceptances, never back, so it ends within one pass per pool.
 func ResolvePools(objs []*barelbv1beta1.IPAddressPool, previous map[string]*Pool) []PoolResolution {
+	out := resolveOnce(objs, previous)
+	for pass := 0; pass < len(objs); pass++ {
+		next := make(map[string]*Pool, len(out))
+		changed := false
+		for _, r := range out {
+			if r.InForce == nil {
+				continue
+			}
+			next[r.Name] = r.InForce
+			if before := previous[r.Name]; before == nil || !before.Set.Equal(r.InForce.Set) {
+				changed = true
+			}
+		}
+		if !changed {
+			break
+		}
+		previous = next
+		out = resolveOnce(objs, previous)
+	}
+	return out
+}
+
+// resolveOnce is one pass of ResolvePools.
+func resolveOnce(objs []*barelbv1beta1.IPAddressPool, previous map[string]*Pool) []PoolResolution {
 	sorted := slices.Clone(objs)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 

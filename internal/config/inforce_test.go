@@ -73,6 +73,21 @@ func TestResolvePools(t *testing.T) {
 			"b": {InForce: []string{"198.51.100.16/28"}, Problem: `overlap IPAddressPool "a" on 198.51.100.8/29`},
 		},
 	}, {
+		// Judged in name order, a is judged first against b's last valid
+		// definition; the order must not decide, or the next resolution
+		// would lift a's refusal without any spec changing.
+		name:     "an edit that overlaps only where another pool's edit moves away is applied",
+		objs:     []*barelbv1beta1.IPAddressPool{apiPool("a", nil, "198.51.100.8/29"), apiPool("b", nil, "198.51.100.16/29")},
+		previous: map[string][]string{"a": {"198.51.100.0/29"}, "b": {"198.51.100.8/29"}},
+		want:     map[string]result{"a": {InForce: []string{"198.51.100.8/29"}}, "b": {InForce: []string{"198.51.100.16/29"}}},
+	}, {
+		name:     "a chain of such edits is applied whole",
+		objs:     []*barelbv1beta1.IPAddressPool{apiPool("a", nil, "198.51.100.8/29"), apiPool("b", nil, "198.51.100.16/29"), apiPool("c", nil, "198.51.100.24/29")},
+		previous: map[string][]string{"a": {"198.51.100.0/29"}, "b": {"198.51.100.8/29"}, "c": {"198.51.100.16/29"}},
+		want: map[string]result{
+			"a": {InForce: []string{"198.51.100.8/29"}}, "b": {InForce: []string{"198.51.100.16/29"}}, "c": {InForce: []string{"198.51.100.24/29"}},
+		},
+	}, {
 		name:     "a fixed edit is applied",
 		objs:     []*barelbv1beta1.IPAddressPool{apiPool("a", nil, "198.51.100.0/28")},
 		previous: map[string][]string{"a": {"198.51.100.0/29"}},

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -204,7 +205,7 @@ func checkInvariants(ctx context.Context, c client.Client, ns string) string {
 		svc := &services.Items[i]
 		for _, ip := range ingressAddresses(svc) {
 			if !inAnyPool(pools, ip) {
-				return fmt.Sprintf("%s holds %s, which is in no pool", svc.Name, ip)
+				return fmt.Sprintf("%s holds %s (annotation %q), which is in no pool; pools: %s", svc.Name, ip, svc.Annotations[config.AnnotationAllocatedFromPool], describePools(poolList.Items))
 			}
 		}
 		req, err := config.ParseServiceRequest(svc)
@@ -308,4 +309,18 @@ func freeAddress(pools []*config.Pool, holders map[netip.Addr][]*corev1.Service,
 		}
 	}
 	return false
+}
+
+// describePools writes each pool's spec, Valid condition and addresses in
+// force, to explain a failed invariant.
+func describePools(pools []barelbv1beta1.IPAddressPool) string {
+	var parts []string
+	for _, p := range pools {
+		valid := "no Valid condition"
+		if c := meta.FindStatusCondition(p.Status.Conditions, config.PoolConditionValid); c != nil {
+			valid = fmt.Sprintf("Valid=%s (generation %d of %d: %s)", c.Status, c.ObservedGeneration, p.Generation, c.Message)
+		}
+		parts = append(parts, fmt.Sprintf("%s spec %v, %s, in force %v", p.Name, p.Spec.Addresses, valid, p.Status.AddressesInForce))
+	}
+	return strings.Join(parts, "; ")
 }
