@@ -27,7 +27,7 @@ func startResponder(ctx context.Context, t *testing.T, l *testenv.Link, opts Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = r.Run(ctx) }()
+	testenv.Run(t, ctx, r.Run)
 	return r
 }
 

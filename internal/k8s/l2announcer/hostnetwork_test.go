@@ -35,7 +35,7 @@ func TestInterfaceMadeAgain(t *testing.T) {
 	}
 
 	link.Recreate("02:00:00:00:00:02")
-	go network.Watch(ctx, 100*time.Millisecond)
+	testenv.Run(t, ctx, func(ctx context.Context) error { network.Watch(ctx, 100*time.Millisecond); return nil })
 	start := time.Now()
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		link.Touch(vip)
