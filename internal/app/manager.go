@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -24,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/k8s/listretry"
 	barelbscheme "github.com/barelb/barelb/internal/scheme"
 )
 
@@ -145,7 +147,7 @@ func NewManager(cfg *rest.Config, o Options, opts ...Option) (manager.Manager, e
 	if err != nil {
 		return nil, err
 	}
-	cacheOpts := cache.Options{ByObject: byObject}
+	cacheOpts := cache.Options{ByObject: byObject, NewInformer: patientInformer}
 	if settings.transforms != nil {
 		if err := addTransforms(&cacheOpts, scheme, settings.transforms); err != nil {
 			return nil, err
@@ -247,6 +249,14 @@ func addTransforms(opts *cache.Options, scheme *runtime.Scheme, transforms map[c
 		opts.ByObject[obj] = byObject
 	}
 	return nil
+}
+
+// patientInformer is client-go's informer with a list that the API
+// server's absence does not put into the reflector's backoff (package
+// listretry): a program started during an API outage has its caches, and
+// is ready, within a second or so of the server's return.
+func patientInformer(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
+	return toolscache.NewSharedIndexInformer(listretry.Wrap(lw, listretry.Options{}), obj, resync, indexers)
 }
 
 // readyGate is a Runnable that opens once the manager's caches have synced

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	barelbv1beta1 "github.com/barelb/barelb/api/v1beta1"
+	"github.com/barelb/barelb/internal/k8s/listretry"
 )
 
 // DefaultPageSize is how many objects one list request reads: the initial
@@ -164,7 +165,9 @@ func (c *Cache) Start(ctx context.Context) error {
 		}
 	}()
 	for _, s := range sources {
-		r := toolscache.NewReflectorWithOptions(s.lw, s.expected, s.store, toolscache.ReflectorOptions{Name: "servicecache " + s.name})
+		// A speaker started while the API server is away fills its cache
+		// as soon as the server is back, not after the reflector's backoff.
+		r := toolscache.NewReflectorWithOptions(listretry.Wrap(s.lw, listretry.Options{}), s.expected, s.store, toolscache.ReflectorOptions{Name: "servicecache " + s.name})
 		wg.Add(1)
 		go func() { defer wg.Done(); r.Run(ctx.Done()) }()
 	}
