@@ -34,14 +34,29 @@
 // in use (from another source address), runs on another server; in the
 // usual case (one router ID, one session per router) there is one. No
 // server listens (listen port -1): every session is opened actively.
-// GoBGP's Serve loop never ends, so a server left without peers is
-// stopped (StopBgp) and kept for reuse rather than leaked.
+// A server left without peers is stopped (Stop: StopBgp, which in GoBGP
+// v4 also ends the Serve loop, and the server's BFD goroutine) and
+// dropped; a stopped GoBGP v4 server takes no more requests, so a server
+// needed later is a new one.
 //
-// Known limitation with more than one server: GoBGP v3 keeps two
-// route-selection settings in package variables (table.SelectionOptions,
-// table.UseMultiplePaths) that every StartBgp writes and every server
-// reads while propagating paths. The Speaker never sets them, so every
-// write stores the same zero values and nothing observable changes, but
-// the race detector reports starting a server while another one sends
-// routes. With one server there is nothing to report.
+// # Routes received from the peers
+//
+// The speaker only advertises, but a router may send its whole table
+// back. A global import policy keeps those routes out of the RIB (GoBGP's
+// global import policy also judges locally added paths, so it rejects
+// routes learnt over iBGP and eBGP and accepts the rest). GoBGP still
+// keeps every received path in the peer's Adj-RIB-In: v4.8.0's
+// peer.handleUpdate (pkg/server/peer.go) stores every path of an UPDATE
+// (table.AdjRib.Update) before propagateUpdate applies the import policy,
+// and no neighbour or AFI-SAFI setting turns that off (issue #3139). The
+// speaker's memory therefore grows with what the routers send, per peer.
+//
+// Known limitation with more than one server: GoBGP (v3 and v4.8.0)
+// keeps two route-selection settings in package variables
+// (table.SelectionOptions, table.UseMultiplePaths in
+// internal/pkg/table/destination.go) that every StartBgp writes and every
+// server reads while propagating paths. The Speaker never sets them, so
+// every write stores the same zero values and nothing observable changes,
+// but the race detector can report starting a server while another one
+// sends routes. With one server there is nothing to report.
 package bgp

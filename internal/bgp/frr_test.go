@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	apipb "github.com/osrg/gobgp/v3/api"
+	apipb "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	bgppkt "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 
 	"github.com/barelb/barelb/internal/testenv"
 )
@@ -338,9 +340,9 @@ func ribSize(t *testing.T, sp *Speaker) int {
 	defer sp.mu.Unlock()
 	n := 0
 	for _, inst := range sp.instances {
-		for _, f := range []*apipb.Family{familyV4, familyV6} {
-			err := inst.srv.ListPath(context.Background(), &apipb.ListPathRequest{TableType: apipb.TableType_GLOBAL, Family: f},
-				func(d *apipb.Destination) { n += len(d.Paths) })
+		for _, f := range []bgppkt.Family{bgppkt.RF_IPv4_UC, bgppkt.RF_IPv6_UC} {
+			err := inst.srv.ListPath(apiutil.ListPathRequest{TableType: apipb.TableType_TABLE_TYPE_GLOBAL, Family: f},
+				func(_ bgppkt.NLRI, paths []*apiutil.Path) { n += len(paths) })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,10 +12,10 @@ import (
 	"sync"
 	"time"
 
-	apipb "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/server"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+	apipb "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	bgppkt "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // instance is one GoBGP server and the peers on it. See the package
@@ -51,35 +51,35 @@ type installed struct {
 }
 
 func newInstance(opts Options) *instance {
-	lg := newGoBGPLogger(opts.Logger)
-	srv := server.NewBgpServer(server.LoggerOption(lg))
-	go srv.Serve()
-	return &instance{srv: srv, log: lg}
+	return &instance{log: newGoBGPLogger(opts.Logger)}
 }
 
-// start starts the server's BGP instance: no listening socket (every
-// session is opened actively), received routes dropped, nothing exported
-// that the export policy does not accept, and a watch on the sessions.
+// start starts a GoBGP server and its BGP instance: no listening socket
+// (every session is opened actively), received routes dropped, nothing
+// exported that the export policy does not accept, and a watch on the
+// sessions. A server is started for each start: GoBGP v4's StopBgp ends
+// its Serve loop, after which the server takes no more requests.
 func (inst *instance) start(ctx context.Context, routerID netip.Addr, opts Options) error {
 	inst.log.reset(opts.Logger.WithValues("routerID", routerID.String()))
-	if err := inst.srv.StartBgp(ctx, &apipb.StartBgpRequest{Global: &apipb.Global{
+	srv := server.NewBgpServer(server.LoggerOption(inst.log.slog(), nil))
+	go srv.Serve()
+	if err := srv.StartBgp(ctx, &apipb.StartBgpRequest{Global: &apipb.Global{
 		Asn: opts.ASN, RouterId: routerID.String(), ListenPort: -1,
 	}}); err != nil {
+		srv.Stop()
 		return fmt.Errorf("starting BGP (router ID %s, ASN %d): %w", routerID, opts.ASN, err)
 	}
-	if err := setUpPolicies(ctx, inst.srv); err != nil {
-		_ = inst.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
+	if err := setUpPolicies(ctx, srv); err != nil {
+		srv.Stop()
 		return err
 	}
-	// The watch is registered after StartBgp: a stopped server forgets
-	// its watchers' filters along with its global state.
 	wctx, cancel := context.WithCancel(context.Background())
-	if err := inst.srv.WatchEvent(wctx, &apipb.WatchEventRequest{Peer: &apipb.WatchEventRequest_Peer{}}, inst.onWatch); err != nil {
+	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: inst.onWatch}, server.WatchPeer()); err != nil {
 		cancel()
-		_ = inst.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
+		srv.Stop()
 		return fmt.Errorf("watching peer events: %w", err)
 	}
-	inst.routerID, inst.cancel = routerID, cancel
+	inst.srv, inst.routerID, inst.cancel = srv, routerID, cancel
 	inst.members = map[uint32]*member{}
 	inst.paths = map[netip.Prefix]installed{}
 	inst.mu.Lock()
@@ -88,19 +88,24 @@ func (inst *instance) start(ctx context.Context, routerID netip.Addr, opts Optio
 	return nil
 }
 
-// stop closes every session (a Cease notification each) and forgets the
-// server's state.
+// stop closes every session (a Cease notification each), ends the
+// server and forgets its state. GoBGP's Stop logs what fails rather than
+// returning it (through the logger, as an error); it is the one call
+// that also ends the server's BFD goroutine, which StopBgp leaves running.
 func (inst *instance) stop(ctx context.Context) error {
 	if inst.cancel != nil {
 		inst.cancel()
 		inst.cancel = nil
 	}
-	err := inst.srv.StopBgp(ctx, &apipb.StopBgpRequest{})
+	if inst.srv != nil {
+		inst.srv.Stop()
+		inst.srv = nil
+	}
 	inst.members, inst.paths = nil, nil
 	inst.mu.Lock()
 	inst.onEvent, inst.sessions = nil, nil
 	inst.mu.Unlock()
-	return err
+	return ctx.Err()
 }
 
 // hasAddress tells whether a session to a runs here. Unnumbered peers
@@ -120,7 +125,7 @@ func (inst *instance) hasAddress(a netip.Addr) bool {
 // that the export statements made for it later can name it.
 func (inst *instance) addPeer(ctx context.Context, m *member) error {
 	if err := inst.srv.AddDefinedSet(ctx, &apipb.AddDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
-		DefinedType: apipb.DefinedType_NEIGHBOR, Name: neighborSetName(m.id),
+		DefinedType: apipb.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: neighborSetName(m.id),
 		List: []string{netip.PrefixFrom(m.peer.Address, m.peer.Address.BitLen()).String()},
 	}}); err != nil {
 		return fmt.Errorf("defining the neighbour set of %s: %w", m.peer.target(), err)
@@ -134,7 +139,7 @@ func (inst *instance) addPeer(ctx context.Context, m *member) error {
 		delete(inst.sessions, m.peer.Address)
 		inst.mu.Unlock()
 		_ = inst.srv.DeleteDefinedSet(ctx, &apipb.DeleteDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
-			DefinedType: apipb.DefinedType_NEIGHBOR, Name: neighborSetName(m.id)}, All: true})
+			DefinedType: apipb.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: neighborSetName(m.id)}, All: true})
 		return fmt.Errorf("adding the peer %s: %w", m.peer.target(), err)
 	}
 	inst.members[m.id] = m
@@ -160,7 +165,7 @@ func (inst *instance) deleteStatements(ctx context.Context, m *member) error {
 	for _, id := range m.groups {
 		name := policyName(m.id, id)
 		if err := inst.srv.DeletePolicyAssignment(ctx, &apipb.DeletePolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
-			Name: "global", Direction: apipb.PolicyDirection_EXPORT, Policies: []*apipb.Policy{{Name: name}},
+			Name: "global", Direction: apipb.PolicyDirection_POLICY_DIRECTION_EXPORT, Policies: []*apipb.Policy{{Name: name}},
 		}}); err != nil {
 			errs = append(errs, err)
 		}
@@ -168,12 +173,12 @@ func (inst *instance) deleteStatements(ctx context.Context, m *member) error {
 			errs = append(errs, err)
 		}
 		if err := inst.srv.DeleteDefinedSet(ctx, &apipb.DeleteDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
-			DefinedType: apipb.DefinedType_LARGE_COMMUNITY, Name: tagSetName(m.id, id)}, All: true}); err != nil {
+			DefinedType: apipb.DefinedType_DEFINED_TYPE_LARGE_COMMUNITY, Name: tagSetName(m.id, id)}, All: true}); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := inst.srv.DeleteDefinedSet(ctx, &apipb.DeleteDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
-		DefinedType: apipb.DefinedType_NEIGHBOR, Name: neighborSetName(m.id)}, All: true}); err != nil {
+		DefinedType: apipb.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: neighborSetName(m.id)}, All: true}); err != nil {
 		errs = append(errs, err)
 	}
 	m.groups = map[group]uint32{}
@@ -189,7 +194,7 @@ func (inst *instance) statement(ctx context.Context, m *member, g group) (uint32
 	}
 	id := uint32(len(m.groups)) + 1
 	if err := inst.srv.AddDefinedSet(ctx, &apipb.AddDefinedSetRequest{DefinedSet: &apipb.DefinedSet{
-		DefinedType: apipb.DefinedType_LARGE_COMMUNITY, Name: tagSetName(m.id, id),
+		DefinedType: apipb.DefinedType_DEFINED_TYPE_LARGE_COMMUNITY, Name: tagSetName(m.id, id),
 		List: []string{"^" + tag{peer: m.id, group: id}.String() + "$"},
 	}}); err != nil {
 		return 0, fmt.Errorf("defining an export tag: %w", err)
@@ -199,8 +204,8 @@ func (inst *instance) statement(ctx context.Context, m *member, g group) (uint32
 		return 0, fmt.Errorf("adding an export policy: %w", err)
 	}
 	if err := inst.srv.AddPolicyAssignment(ctx, &apipb.AddPolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
-		Name: "global", Direction: apipb.PolicyDirection_EXPORT, Policies: []*apipb.Policy{{Name: p.Name}},
-		DefaultAction: apipb.RouteAction_REJECT,
+		Name: "global", Direction: apipb.PolicyDirection_POLICY_DIRECTION_EXPORT, Policies: []*apipb.Policy{{Name: p.Name}},
+		DefaultAction: apipb.RouteAction_ROUTE_ACTION_REJECT,
 	}}); err != nil {
 		return 0, fmt.Errorf("assigning an export policy: %w", err)
 	}
@@ -222,7 +227,7 @@ func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]t
 		}
 		path, err := apiPath(prefix, in.tags, false)
 		if err == nil {
-			err = inst.srv.DeletePath(ctx, &apipb.DeletePathRequest{TableType: apipb.TableType_GLOBAL, Family: path.Family, Path: path})
+			err = inst.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("withdrawing %s: %w", prefix, err))
@@ -240,7 +245,7 @@ func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]t
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := inst.srv.AddPath(ctx, &apipb.AddPathRequest{TableType: apipb.TableType_GLOBAL, Path: path}); err != nil {
+		if _, err := inst.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}}); err != nil {
 			errs = append(errs, fmt.Errorf("advertising %s: %w", prefix, err))
 			continue
 		}
@@ -249,19 +254,18 @@ func (inst *instance) setPaths(ctx context.Context, desired map[netip.Prefix][]t
 	return errors.Join(errs...)
 }
 
-func (inst *instance) onWatch(r *apipb.WatchEventResponse) {
-	pe := r.GetPeer()
-	if pe == nil || pe.GetType() != apipb.WatchEventResponse_PeerEvent_STATE {
+func (inst *instance) onWatch(pe *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+	if pe == nil || pe.Type != apiutil.PEER_EVENT_STATE {
 		return
 	}
-	state := fsmState(pe.GetPeer().GetState().GetSessionState())
-	addr, err := netip.ParseAddr(pe.GetPeer().GetState().GetNeighborAddress())
-	if err != nil {
+	state := fsmState(pe.Peer.State.SessionState)
+	neighbor := pe.Peer.State.NeighborAddress
+	if !neighbor.IsValid() {
 		return
 	}
 	// Sessions are known by their address without the zone an unnumbered
 	// peer's name carries (hasAddress keeps them apart per server).
-	addr = addr.Unmap().WithZone("")
+	addr := neighbor.Unmap().WithZone("")
 	inst.mu.Lock()
 	sess := inst.sessions[addr]
 	if sess == nil || state == sess.state {
@@ -270,7 +274,7 @@ func (inst *instance) onWatch(r *apipb.WatchEventResponse) {
 	}
 	ev := Event{Peer: sess.name, Address: addr, State: state, Up: state == "established", WasUp: sess.state == "established", Time: time.Now()}
 	if !ev.Up {
-		ev.Reason = inst.log.lastReason(pe.GetPeer().GetState().GetNeighborAddress())
+		ev.Reason = inst.log.lastReason(neighbor.String())
 	}
 	sess.state, sess.lastChange = state, ev.Time
 	onEvent := inst.onEvent
@@ -294,19 +298,19 @@ func (inst *instance) status(p Peer) PeerStatus {
 	return st
 }
 
-func fsmState(s apipb.PeerState_SessionState) string {
+func fsmState(s bgppkt.FSMState) string {
 	switch s {
-	case apipb.PeerState_IDLE:
+	case bgppkt.BGP_FSM_IDLE:
 		return "idle"
-	case apipb.PeerState_CONNECT:
+	case bgppkt.BGP_FSM_CONNECT:
 		return "connect"
-	case apipb.PeerState_ACTIVE:
+	case bgppkt.BGP_FSM_ACTIVE:
 		return "active"
-	case apipb.PeerState_OPENSENT:
+	case bgppkt.BGP_FSM_OPENSENT:
 		return "opensent"
-	case apipb.PeerState_OPENCONFIRM:
+	case bgppkt.BGP_FSM_OPENCONFIRM:
 		return "openconfirm"
-	case apipb.PeerState_ESTABLISHED:
+	case bgppkt.BGP_FSM_ESTABLISHED:
 		return "established"
 	}
 	return "unknown"
@@ -323,7 +327,7 @@ const importPolicy = "barelb-drop-received"
 func setUpPolicies(ctx context.Context, srv *server.BgpServer) error {
 	reject := func(name string, t apipb.Conditions_RouteType) *apipb.Statement {
 		return &apipb.Statement{Name: name, Conditions: &apipb.Conditions{RouteType: t},
-			Actions: &apipb.Actions{RouteAction: apipb.RouteAction_REJECT}}
+			Actions: &apipb.Actions{RouteAction: apipb.RouteAction_ROUTE_ACTION_REJECT}}
 	}
 	policy := &apipb.Policy{Name: importPolicy, Statements: []*apipb.Statement{
 		reject(importPolicy+"-ibgp", apipb.Conditions_ROUTE_TYPE_INTERNAL),
@@ -333,13 +337,13 @@ func setUpPolicies(ctx context.Context, srv *server.BgpServer) error {
 		return fmt.Errorf("adding the import policy: %w", err)
 	}
 	if err := srv.AddPolicyAssignment(ctx, &apipb.AddPolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
-		Name: "global", Direction: apipb.PolicyDirection_IMPORT,
-		Policies: []*apipb.Policy{{Name: importPolicy}}, DefaultAction: apipb.RouteAction_ACCEPT,
+		Name: "global", Direction: apipb.PolicyDirection_POLICY_DIRECTION_IMPORT,
+		Policies: []*apipb.Policy{{Name: importPolicy}}, DefaultAction: apipb.RouteAction_ROUTE_ACTION_ACCEPT,
 	}}); err != nil {
 		return fmt.Errorf("assigning the import policy: %w", err)
 	}
 	if err := srv.AddPolicyAssignment(ctx, &apipb.AddPolicyAssignmentRequest{Assignment: &apipb.PolicyAssignment{
-		Name: "global", Direction: apipb.PolicyDirection_EXPORT, DefaultAction: apipb.RouteAction_REJECT,
+		Name: "global", Direction: apipb.PolicyDirection_POLICY_DIRECTION_EXPORT, DefaultAction: apipb.RouteAction_ROUTE_ACTION_REJECT,
 	}}); err != nil {
 		return fmt.Errorf("assigning the export policy: %w", err)
 	}
@@ -406,10 +410,10 @@ func groupOf(p Peer, r Route) (group, error) {
 	switch {
 	case p.Interface != "":
 		// An unnumbered session is IPv6 (link-local) and carries IPv4
-		// routes with an IPv6 next hop (RFC 8950). GoBGP v3.37.0 would
-		// send "::" (a router refuses it) on a session to a link-local
+		// routes with an IPv6 next hop (RFC 8950). GoBGP v3.37.0 sent
+		// "::" (a router refuses it) on a session to a link-local
 		// address, so the node's own link-local address is set, for
-		// both families.
+		// both families, whatever GoBGP would choose.
 		if p.DisableMP && prefix.Addr().Is4() {
 			return g, fmt.Errorf("prefix %s: the session with %s carries one family only (disableMP)", prefix, p.target())
 		}
@@ -457,18 +461,18 @@ func policyName(peer, group uint32) string {
 // (its tag set) is accepted with g's attributes, and its tags replaced.
 func exportPolicy(peer, id uint32, g group) *apipb.Policy {
 	name := policyName(peer, id)
-	actions := &apipb.Actions{RouteAction: apipb.RouteAction_ACCEPT}
+	actions := &apipb.Actions{RouteAction: apipb.RouteAction_ROUTE_ACTION_ACCEPT}
 	// The tags are the path's only large communities: replacing them
 	// with the route's own (or removing every tag when it has none)
 	// leaves exactly the route's.
 	if g.large != "" {
-		actions.LargeCommunity = &apipb.CommunityAction{Type: apipb.CommunityAction_REPLACE, Communities: strings.Fields(g.large)}
+		actions.LargeCommunity = &apipb.CommunityAction{Type: apipb.CommunityAction_TYPE_REPLACE, Communities: strings.Fields(g.large)}
 	} else {
-		actions.LargeCommunity = &apipb.CommunityAction{Type: apipb.CommunityAction_REMOVE,
+		actions.LargeCommunity = &apipb.CommunityAction{Type: apipb.CommunityAction_TYPE_REMOVE,
 			Communities: []string{"^" + strconv.FormatUint(tagGlobal, 10) + `:\d+:\d+$`}}
 	}
 	if g.standard != "" {
-		actions.Community = &apipb.CommunityAction{Type: apipb.CommunityAction_ADD, Communities: strings.Fields(g.standard)}
+		actions.Community = &apipb.CommunityAction{Type: apipb.CommunityAction_TYPE_ADD, Communities: strings.Fields(g.standard)}
 	}
 	if g.localPref != 0 {
 		actions.LocalPref = &apipb.LocalPrefAction{Value: g.localPref}
@@ -479,16 +483,16 @@ func exportPolicy(peer, id uint32, g group) *apipb.Policy {
 	return &apipb.Policy{Name: name, Statements: []*apipb.Statement{{
 		Name: name,
 		Conditions: &apipb.Conditions{
-			NeighborSet:       &apipb.MatchSet{Type: apipb.MatchSet_ANY, Name: neighborSetName(peer)},
-			LargeCommunitySet: &apipb.MatchSet{Type: apipb.MatchSet_ANY, Name: tagSetName(peer, id)},
+			NeighborSet:       &apipb.MatchSet{Type: apipb.MatchSet_TYPE_ANY, Name: neighborSetName(peer)},
+			LargeCommunitySet: &apipb.MatchSet{Type: apipb.MatchSet_TYPE_ANY, Name: tagSetName(peer, id)},
 		},
 		Actions: actions,
 	}}}
 }
 
 var (
-	familyV4 = &apipb.Family{Afi: apipb.Family_AFI_IP, Safi: apipb.Family_SAFI_UNICAST}
-	familyV6 = &apipb.Family{Afi: apipb.Family_AFI_IP6, Safi: apipb.Family_SAFI_UNICAST}
+	apiFamilyV4 = &apipb.Family{Afi: apipb.Family_AFI_IP, Safi: apipb.Family_SAFI_UNICAST}
+	apiFamilyV6 = &apipb.Family{Afi: apipb.Family_AFI_IP6, Safi: apipb.Family_SAFI_UNICAST}
 )
 
 // apiPeer is p as GoBGP's API wants it.
@@ -526,11 +530,11 @@ func apiPeer(p Peer) *apipb.Peer {
 	if p.EBGPMultiHopTTL > 0 {
 		out.EbgpMultihop = &apipb.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultiHopTTL)}
 	}
-	families := []*apipb.Family{familyV4, familyV6}
+	families := []*apipb.Family{apiFamilyV4, apiFamilyV6}
 	if p.DisableMP {
-		families = []*apipb.Family{familyV6}
+		families = []*apipb.Family{apiFamilyV6}
 		if p.Address.Is4() {
-			families = []*apipb.Family{familyV4}
+			families = []*apipb.Family{apiFamilyV4}
 		}
 	}
 	if p.GracefulRestart {
@@ -552,36 +556,36 @@ func apiPeer(p Peer) *apipb.Peer {
 // With zeroPref it carries LOCAL_PREF 0, for graceful shutdown: an export
 // statement cannot set 0 (GoBGP takes it for "no action"), and GoBGP
 // sends a path's own local preference to iBGP peers only.
-func apiPath(prefix netip.Prefix, tags []tag, zeroPref bool) (*apipb.Path, error) {
-	nlri, err := anypb.New(&apipb.IPAddressPrefix{PrefixLen: uint32(prefix.Bits()), Prefix: prefix.Addr().String()})
+func apiPath(prefix netip.Prefix, tags []tag, zeroPref bool) (*apiutil.Path, error) {
+	nlri, err := bgppkt.NewIPAddrPrefix(prefix)
 	if err != nil {
 		return nil, fmt.Errorf("prefix %s: %w", prefix, err)
 	}
-	msgs := []proto.Message{&apipb.OriginAttribute{Origin: 0}}
-	family := familyV4
+	attrs := []bgppkt.PathAttributeInterface{bgppkt.NewPathAttributeOrigin(0)}
+	family := bgppkt.RF_IPv4_UC
 	if prefix.Addr().Is4() {
-		msgs = append(msgs, &apipb.NextHopAttribute{NextHop: "0.0.0.0"})
-	} else {
-		family = familyV6
-		msgs = append(msgs, &apipb.MpReachNLRIAttribute{Family: familyV6, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
-	}
-	if zeroPref {
-		msgs = append(msgs, &apipb.LocalPrefAttribute{LocalPref: 0})
-	}
-	if len(tags) > 0 {
-		large := make([]*apipb.LargeCommunity, 0, len(tags))
-		for _, t := range tags {
-			large = append(large, &apipb.LargeCommunity{GlobalAdmin: tagGlobal, LocalData1: t.peer, LocalData2: t.group})
-		}
-		msgs = append(msgs, &apipb.LargeCommunitiesAttribute{Communities: large})
-	}
-	attrs := make([]*anypb.Any, 0, len(msgs))
-	for _, m := range msgs {
-		a, err := anypb.New(m)
+		nh, err := bgppkt.NewPathAttributeNextHop(netip.IPv4Unspecified())
 		if err != nil {
 			return nil, fmt.Errorf("prefix %s: %w", prefix, err)
 		}
-		attrs = append(attrs, a)
+		attrs = append(attrs, nh)
+	} else {
+		family = bgppkt.RF_IPv6_UC
+		mp, err := bgppkt.NewPathAttributeMpReachNLRI(family, []bgppkt.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
+		if err != nil {
+			return nil, fmt.Errorf("prefix %s: %w", prefix, err)
+		}
+		attrs = append(attrs, mp)
 	}
-	return &apipb.Path{Family: family, Nlri: nlri, Pattrs: attrs}, nil
+	if zeroPref {
+		attrs = append(attrs, bgppkt.NewPathAttributeLocalPref(0))
+	}
+	if len(tags) > 0 {
+		large := make([]*bgppkt.LargeCommunity, 0, len(tags))
+		for _, t := range tags {
+			large = append(large, bgppkt.NewLargeCommunity(tagGlobal, t.peer, t.group))
+		}
+		attrs = append(attrs, bgppkt.NewPathAttributeLargeCommunities(large))
+	}
+	return &apiutil.Path{Family: family, Nlri: nlri, Attrs: attrs}, nil
 }

@@ -1,19 +1,26 @@
 package bgp
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 
 	"github.com/go-logr/logr"
-	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 )
 
-// gobgpLogger passes GoBGP's log to logr (errors and warnings as errors
-// and info, info at V(1), debug at V(2)) and keeps what it says about why
-// a session is down, by neighbour address: GoBGP reports the reason of a
-// reset and the error of a failed connection attempt only in its log. It
-// claims debug level so that GoBGP hands it the connection errors.
+// fields are the attributes of one GoBGP log record, those of the logger
+// it was made from (GoBGP's peers log with Topic and Key, the neighbour
+// address) included.
+type fields map[string]any
+
+// gobgpLogger passes GoBGP's log (log/slog since GoBGP v4) to logr
+// (errors and warnings as errors and info, info at V(1), debug at V(2))
+// and keeps what it says about why a session is down, by neighbour
+// address: GoBGP reports the error of a failed connection attempt only in
+// its log. Its handler enables every level so that GoBGP hands it the
+// connection errors, which it logs at debug level.
 type gobgpLogger struct {
 	mu      sync.Mutex
 	log     logr.Logger
@@ -44,7 +51,7 @@ func (g *gobgpLogger) lastReason(neighbor string) string {
 	return g.reasons[neighbor]
 }
 
-func (g *gobgpLogger) note(msg string, fields gobgplog.Fields) {
+func (g *gobgpLogger) note(msg string, fields fields) {
 	var reason string
 	switch msg {
 	case "Peer Down":
@@ -78,7 +85,7 @@ func (g *gobgpLogger) logger() logr.Logger {
 	return g.log
 }
 
-func kv(fields gobgplog.Fields) []any {
+func kv(fields fields) []any {
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
 		keys = append(keys, k)
@@ -91,38 +98,87 @@ func kv(fields gobgplog.Fields) []any {
 	return out
 }
 
-func (g *gobgpLogger) Panic(msg string, fields gobgplog.Fields) {
-	g.logger().Error(nil, msg, kv(fields)...)
-	panic(msg)
+// slog is the logger GoBGP is given; it writes to g whatever logger g
+// was last reset to.
+func (g *gobgpLogger) slog() *slog.Logger {
+	return slog.New(&slogHandler{g: g})
 }
 
-func (g *gobgpLogger) Fatal(msg string, fields gobgplog.Fields) {
-	// GoBGP calls Fatal where it cannot go on; the process ends as it
-	// would with GoBGP's own logger.
-	g.logger().Error(nil, msg, kv(fields)...)
-	panic("gobgp: " + msg)
+// slogHandler is the slog.Handler behind gobgpLogger.slog: it flattens a
+// record's attributes (groups as "group.key") into fields and hands them
+// to the gobgpLogger.
+type slogHandler struct {
+	g      *gobgpLogger
+	attrs  []slog.Attr // from WithAttrs, keys already qualified
+	prefix string      // from WithGroup: "group." (nested: "a.b.")
 }
 
-func (g *gobgpLogger) Error(msg string, fields gobgplog.Fields) {
-	g.logger().Error(nil, msg, kv(fields)...)
+func (h *slogHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *slogHandler) Handle(_ context.Context, r slog.Record) error {
+	f := make(fields, len(h.attrs)+r.NumAttrs())
+	for _, a := range h.attrs {
+		addAttr(f, "", a)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		addAttr(f, h.prefix, a)
+		return true
+	})
+	h.g.handle(r.Level, r.Message, f)
+	return nil
 }
 
-func (g *gobgpLogger) Warn(msg string, fields gobgplog.Fields) {
-	g.logger().Info(msg, kv(fields)...)
+func (h *slogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	out := &slogHandler{g: h.g, prefix: h.prefix, attrs: make([]slog.Attr, 0, len(h.attrs)+len(attrs))}
+	out.attrs = append(out.attrs, h.attrs...)
+	for _, a := range attrs {
+		a.Key = h.prefix + a.Key
+		out.attrs = append(out.attrs, a)
+	}
+	return out
 }
 
-func (g *gobgpLogger) Info(msg string, fields gobgplog.Fields) {
-	g.note(msg, fields)
-	g.logger().V(1).Info(msg, kv(fields)...)
+func (h *slogHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	return &slogHandler{g: h.g, attrs: h.attrs, prefix: h.prefix + name + "."}
 }
 
-func (g *gobgpLogger) Debug(msg string, fields gobgplog.Fields) {
-	g.note(msg, fields)
-	if l := g.logger().V(2); l.Enabled() {
-		l.Info(msg, kv(fields)...)
+// addAttr adds a to f under prefix, groups flattened, values resolved.
+func addAttr(f fields, prefix string, a slog.Attr) {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		p := prefix
+		if a.Key != "" {
+			p += a.Key + "."
+		}
+		for _, ga := range v.Group() {
+			addAttr(f, p, ga)
+		}
+		return
+	}
+	if a.Key == "" {
+		return
+	}
+	f[prefix+a.Key] = v.Any()
+}
+
+// handle passes a record on: errors as errors, warnings as info, info at
+// V(1), debug at V(2), as with GoBGP v3's logger interface.
+func (g *gobgpLogger) handle(level slog.Level, msg string, f fields) {
+	switch {
+	case level >= slog.LevelError:
+		g.logger().Error(nil, msg, kv(f)...)
+	case level >= slog.LevelWarn:
+		g.logger().Info(msg, kv(f)...)
+	case level >= slog.LevelInfo:
+		g.note(msg, f)
+		g.logger().V(1).Info(msg, kv(f)...)
+	default:
+		g.note(msg, f)
+		if l := g.logger().V(2); l.Enabled() {
+			l.Info(msg, kv(f)...)
+		}
 	}
 }
-
-func (g *gobgpLogger) SetLevel(gobgplog.LogLevel) {}
-
-func (g *gobgpLogger) GetLevel() gobgplog.LogLevel { return gobgplog.DebugLevel }

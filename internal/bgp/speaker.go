@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	apipb "github.com/osrg/gobgp/v3/api"
+	apipb "github.com/osrg/gobgp/v4/api"
 )
 
 // DefaultConnectRetry is the time between connection attempts of a peer
@@ -38,10 +38,10 @@ type Peer struct {
 	// Interface peers unnumbered over this interface: Address is then the
 	// router's IPv6 link-local address on it, as the caller learnt it
 	// (from the router's Router Advertisements), without a zone. GoBGP's
-	// own neighbor interface cannot be used: v3.37.0's AddPeer asks for
-	// an address before it would look one up, and it looks in the
-	// kernel's neighbour table, which a forwarding host does not fill
-	// from advertisements. Routes of both families take NextHopV6, this
+	// own neighbor interface is not used: it looks the router's address
+	// up in the kernel's neighbour table (v4.8.0's
+	// oc.GetIPv6LinkLocalNeighborAddress, as in v3), which a forwarding
+	// host does not fill from advertisements. Routes of both families take NextHopV6, this
 	// node's link-local address on the interface, as next hop: IPv4 ones
 	// as an IPv6 next hop (RFC 8950), which GoBGP's extended next hop
 	// capability announces.
@@ -129,7 +129,6 @@ type Speaker struct {
 	mu        sync.Mutex
 	started   bool
 	instances []*instance        // running GoBGP servers, in creation order
-	idle      []*instance        // stopped servers, kept for reuse
 	peers     map[string]*member // by peer name
 	routes    map[string][]Route // desired routes by peer name
 	nextID    uint32             // the next member's tag ID; never reused
@@ -176,7 +175,6 @@ func (s *Speaker) Stop(ctx context.Context) error {
 		if err := inst.stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping the BGP server with router ID %s: %w", inst.routerID, err))
 		}
-		s.idle = append(s.idle, inst)
 	}
 	s.instances = nil
 	s.peers = map[string]*member{}
@@ -283,17 +281,10 @@ func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
 	return nil
 }
 
-// startInstance starts a GoBGP server (a stopped one when there is one).
+// startInstance starts a GoBGP server.
 func (s *Speaker) startInstance(ctx context.Context, routerID netip.Addr) (*instance, error) {
-	var inst *instance
-	if n := len(s.idle); n > 0 {
-		inst = s.idle[n-1]
-		s.idle = s.idle[:n-1]
-	} else {
-		inst = newInstance(s.opts)
-	}
+	inst := newInstance(s.opts)
 	if err := inst.start(ctx, routerID, s.opts); err != nil {
-		s.idle = append(s.idle, inst)
 		return nil, err
 	}
 	s.instances = append(s.instances, inst)
@@ -311,7 +302,6 @@ func (s *Speaker) dropEmptyInstances(ctx context.Context) {
 		if err := inst.stop(ctx); err != nil {
 			s.opts.Logger.Error(err, "stopping an unused BGP server")
 		}
-		s.idle = append(s.idle, inst)
 	}
 	s.instances = kept
 }
