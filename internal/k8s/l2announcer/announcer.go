@@ -154,9 +154,9 @@ type Reconciler struct {
 	contests contests
 	// statuses writes the ServiceL2Statuses; Setup makes it.
 	statuses *statusWriter
-	// standingAside: the last plan found this speaker left out of the
+	// standAside: how long plans have found this speaker left out of the
 	// others' memberlist (see fallbackAlive).
-	standingAside bool
+	standAside standAside
 	// lostAt is when memberlist lost each speaker that still has a fresh
 	// Lease (see checkLeases).
 	lostAt map[string]time.Time
@@ -274,8 +274,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	var warnRetry time.Duration
 	if !membershipOK && r.Speakers != nil {
-		if err := r.fallbackAlive(ctx, in); err != nil {
+		if warnRetry, err = r.fallbackAlive(ctx, in, time.Now()); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -283,6 +284,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		r.Peers.readFromAPI()
 	}
 	retry, err := r.planAndApply(ctx, in, alive, membershipOK, r.lastAnnouncers(), true)
+	if warnRetry > 0 && (retry == 0 || warnRetry < retry) {
+		retry = warnRetry
+	}
 	return reconcile.Result{RequeueAfter: retry}, err
 }
 
@@ -381,12 +385,18 @@ func (r *Reconciler) planAndApply(ctx context.Context, in *inputs, alive map[str
 	return contestRetry, nil
 }
 
+// standAsideWarning is how long a speaker stands aside for the others'
+// memberlist before it says it cannot join: a speaker that has just
+// started stands aside too, for the moment its join takes.
+const standAsideWarning = 2 * time.Second
+
 // fallbackAlive replaces node readiness in the plan's nodes with the
-// what the speakers' Leases say (heartbeat.FallbackAlive).
-func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
-	running, err := r.Speakers.Running(ctx, time.Now())
+// what the speakers' Leases say (heartbeat.FallbackAlive). It returns how
+// soon to plan again to say that this speaker still cannot join.
+func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs, now time.Time) (time.Duration, error) {
+	running, err := r.Speakers.Running(ctx, now)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ready := make(map[string]bool, len(in.nodes))
 	for _, n := range in.nodes {
@@ -396,11 +406,38 @@ func (r *Reconciler) fallbackAlive(ctx context.Context, in *inputs) error {
 	for i := range in.nodes {
 		in.nodes[i].Alive = alive[in.nodes[i].Name]
 	}
-	if len(running) > 0 && len(alive) == 0 && !r.standingAside {
-		r.Log.Info("WARNING: this speaker cannot join the other speakers' memberlist, which they formed without it (check the memberlist secret and that TCP and UDP of the memberlist port are open between nodes); it answers for no address meanwhile")
+	warn, retry := r.standAside.note(now, len(running) > 0 && len(alive) == 0)
+	if warn {
+		r.Log.Info("WARNING: this speaker cannot join the other speakers' memberlist, which they formed without it (check the memberlist secret and that TCP and UDP of the memberlist port are open between nodes); it answers for no address meanwhile",
+			"since", r.standAside.since.Format(time.RFC3339))
 	}
-	r.standingAside = len(running) > 0 && len(alive) == 0
-	return nil
+	return retry, nil
+}
+
+// standAside follows how long plans have found this speaker left out of
+// the others' memberlist.
+type standAside struct {
+	// since is when they began to; zero when the last plan did not.
+	since time.Time
+	// told is set once the warning was given for this stretch.
+	told bool
+}
+
+// note records whether the plan at now stands aside, and tells whether
+// to warn now, or else how soon to plan again to see whether to.
+func (s *standAside) note(now time.Time, standing bool) (warn bool, retry time.Duration) {
+	if !standing {
+		*s = standAside{}
+		return false, 0
+	}
+	if s.since.IsZero() {
+		s.since = now
+	}
+	if wait := standAsideWarning - now.Sub(s.since); wait > 0 {
+		return false, wait
+	}
+	warn, s.told = !s.told, true
+	return warn, 0
 }
 
 // lastAnnouncers names the Services whose ServiceL2Status names a node,
